@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package lossguard's build and tests need. Idempotent: packages already
+# present are not reinstalled, and nothing is printed for them.
+#   scripts/setup.sh            build + test dependencies, including LibTorch for the collector
+#   LOSSGUARD_NO_TORCH=1 ...    skip LibTorch/gloo (server-only machines)
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config git ca-certificates
+  libboost-dev                 # Beast, Asio (header-only)
+  nlohmann-json3-dev
+  libsqlite3-dev sqlite3
+  prometheus-cpp-dev
+  libcli11-dev                 # command-line parsing
+  libspdlog-dev libfmt-dev     # logging
+  libgtest-dev libgmock-dev googletest
+  libbenchmark-dev
+  clang-format
+)
+if [[ "${LOSSGUARD_NO_TORCH:-0}" != 1 ]]; then
+  packages+=(libtorch-dev libgloo-dev)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "setup: installing ${missing[*]}"
+sudo_cmd=()
+[[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: done"

@@ -1,0 +1,168 @@
+// Route table of REST API v1. Each handler validates its input, calls the Store, and shapes JSON;
+// the shapes are documented in README.md.
+#include "api/api.h"
+
+#include <charconv>
+
+#include "api/json_views.h"
+#include "api/params.h"
+#include "http/responses.h"
+#include "lossguard/wire/record_codec.h"
+
+namespace lossguard::api {
+
+namespace bhttp = http::bhttp;
+
+namespace {
+
+using bhttp::status;
+using http::ErrorResponse;
+using http::JsonResponse;
+using http::Request;
+using http::Response;
+
+constexpr std::int64_t kMaxStep = INT64_MAX;
+constexpr std::int64_t kMaxPageSize = 100'000;
+constexpr std::int64_t kMinMaxPoints = 10;
+constexpr std::int64_t kMaxMaxPoints = 100'000;
+
+Response BadQuery(const std::string& message) { return ErrorResponse(status::bad_request, "bad_query", message); }
+
+Response NoSuchRun(const std::string& run) {
+  return ErrorResponse(status::not_found, "unknown_run", "no run named \"" + run + "\"", {{"run", run}});
+}
+
+Response IngestSteps(store::Store& store, const Request& request) {
+  std::string_view content_type = request.header(bhttp::field::content_type);
+  std::optional<wire::BodyFormat> format = wire::BodyFormatFromContentType(content_type);
+  if (!format) {
+    return ErrorResponse(status::unsupported_media_type, "unsupported_media_type",
+                         "Content-Type must be application/json ({\"records\": [...]}) or application/x-ndjson "
+                         "(one record per line), but got \"" +
+                             std::string(content_type) + "\"");
+  }
+  auto batch = wire::ParseBatch(request.body(), *format);
+  if (!batch) {
+    const wire::RecordError& error = batch.error();
+    nlohmann::json extra = {{"field", error.field}};
+    extra["record"] = error.record ? nlohmann::json(*error.record) : nlohmann::json();
+    return ErrorResponse(status::bad_request, "invalid_batch",
+                         error.Describe() + " (nothing from this batch was stored)", extra);
+  }
+  store::IngestResult result = store.Ingest(batch.value());
+  return JsonResponse(status::ok, {{"accepted", result.accepted},
+                                   {"duplicates", result.duplicates},
+                                   {"replaced", result.replaced}});
+}
+
+Response ListRuns(store::Store& store, const Request& request) {
+  if (auto unknown = QueryParams(request).RejectUnknown({})) return BadQuery(*unknown);
+  nlohmann::json runs = nlohmann::json::array();
+  for (const store::RunSummary& run : store.ListRuns()) runs.push_back(RunToJson(run));
+  return JsonResponse(status::ok, {{"runs", std::move(runs)}});
+}
+
+Response GetRun(store::Store& store, const Request& request) {
+  if (auto unknown = QueryParams(request).RejectUnknown({})) return BadQuery(*unknown);
+  const std::string& name = request.params.at("run");
+  std::optional<store::RunSummary> run = store.GetRun(name);
+  if (!run) return NoSuchRun(name);
+  return JsonResponse(status::ok, {{"run", RunToJson(*run)}});
+}
+
+Response GetSteps(store::Store& store, const Request& request) {
+  QueryParams query(request);
+  if (auto unknown = query.RejectUnknown({"from", "to", "rank", "max_points", "limit", "from_rank"})) {
+    return BadQuery(*unknown);
+  }
+  auto from = query.Int("from", 0, kMaxStep);
+  auto to = query.Int("to", 0, kMaxStep);
+  auto rank = query.Int("rank", 0, kMaxStep);
+  auto max_points = query.Int("max_points", kMinMaxPoints, kMaxMaxPoints);
+  auto limit = query.Int("limit", 1, kMaxPageSize);
+  auto from_rank = query.Int("from_rank", 0, kMaxStep);
+  for (const auto* param : {&from, &to, &rank, &max_points, &limit, &from_rank}) {
+    if (!*param) return BadQuery(param->error());
+  }
+  std::int64_t first = from.value().value_or(0);
+  std::int64_t last = to.value().value_or(kMaxStep);
+  if (last < first) return BadQuery("to must be >= from, but got from=" + std::to_string(first) + " to=" + std::to_string(last));
+  const std::string& name = request.params.at("run");
+
+  if (max_points.value()) {
+    if (limit.value() || from_rank.value()) return BadQuery("limit and from_rank page raw steps; they do not go with max_points");
+    auto series = store.ReadDownsampled(name, first, last, rank.value(), *max_points.value() / 2);
+    if (!series) return NoSuchRun(name);
+    nlohmann::json body = DownsampledToJson(*series);
+    body["run"] = name;
+    body["max_points"] = *max_points.value();
+    return JsonResponse(status::ok, body);
+  }
+
+  store::StepQuery step_query{first, last, rank.value(), from_rank.value().value_or(0),
+                              limit.value().value_or(10'000)};
+  std::optional<store::StepPage> page = store.ReadSteps(name, step_query);
+  if (!page) return NoSuchRun(name);
+  // Records are stored as canonical JSON: splice them in instead of parsing and re-serialising.
+  std::string body = R"({"run":)" + nlohmann::json(name).dump() + R"(,"steps":[)";
+  for (std::size_t i = 0; i < page->records.size(); ++i) {
+    if (i > 0) body += ',';
+    body += page->records[i];
+  }
+  body += "],\"next\":";
+  body += page->next ? nlohmann::json{{"from", page->next->from}, {"from_rank", page->next->from_rank}}.dump() : "null";
+  body += '}';
+  return http::JsonTextResponse(status::ok, std::move(body));
+}
+
+Response ListAlerts(store::Store& store, const Request& request) {
+  QueryParams query(request);
+  if (auto unknown = query.RejectUnknown({"run", "kind", "severity", "state", "limit"})) return BadQuery(*unknown);
+  auto severity = query.OneOf("severity", {"info", "warning", "critical"});
+  auto state = query.OneOf("state", {"open", "resolved", "all"});
+  auto limit = query.Int("limit", 1, kMaxPageSize);
+  if (!severity) return BadQuery(severity.error());
+  if (!state) return BadQuery(state.error());
+  if (!limit) return BadQuery(limit.error());
+  store::AlertFilter filter;
+  filter.run = query.String("run");
+  filter.kind = query.String("kind");
+  filter.severity = severity.value();
+  if (state.value() && *state.value() != "all") filter.state = state.value();
+  filter.limit = limit.value().value_or(1000);
+  nlohmann::json alerts = nlohmann::json::array();
+  for (const store::Alert& alert : store.ListAlerts(filter)) alerts.push_back(AlertToJson(alert));
+  return JsonResponse(status::ok, {{"alerts", std::move(alerts)}});
+}
+
+Response AckAlert(store::Store& store, const Request& request) {
+  const std::string& text = request.params.at("id");
+  std::int64_t id = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (ec != std::errc() || end != text.data() + text.size() || id < 1) {
+    return ErrorResponse(status::bad_request, "bad_alert_id", "alert id must be a positive integer, but got '" + text + "'");
+  }
+  std::optional<store::Alert> alert = store.AckAlert(id);
+  if (!alert) return ErrorResponse(status::not_found, "unknown_alert", "no alert with id " + text);
+  return JsonResponse(status::ok, {{"alert", AlertToJson(*alert)}});
+}
+
+}  // namespace
+
+void RegisterApi(http::Router& router, store::Store& store) {
+  using bhttp::verb;
+  auto bind = [&store](Response (*handler)(store::Store&, const Request&)) {
+    return [&store, handler](const Request& request) { return handler(store, request); };
+  };
+  router.Add(verb::get, "/healthz", [&store](const Request&) {
+    return JsonResponse(status::ok, {{"status", "ok"}, {"schema_version", store.SchemaVersion()}});
+  });
+  router.Add(verb::post, "/api/v1/steps", bind(IngestSteps), /*requires_token=*/true);
+  router.Add(verb::get, "/api/v1/runs", bind(ListRuns));
+  router.Add(verb::get, "/api/v1/runs/{run}", bind(GetRun));
+  router.Add(verb::get, "/api/v1/runs/{run}/steps", bind(GetSteps));
+  router.Add(verb::get, "/api/v1/alerts", bind(ListAlerts));
+  router.Add(verb::post, "/api/v1/alerts/{id}/ack", bind(AckAlert), /*requires_token=*/true);
+}
+
+}  // namespace lossguard::api

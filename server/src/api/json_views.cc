@@ -1,0 +1,102 @@
+#include "api/json_views.h"
+
+#include "lossguard/wire/json_numbers.h"
+
+namespace lossguard::api {
+
+namespace {
+nlohmann::json Field(const nlohmann::json& object, const char* name) {
+  auto it = object.find(name);
+  return it == object.end() ? nlohmann::json() : *it;
+}
+
+nlohmann::json OptionalNumber(const std::optional<double>& value) {
+  return value ? wire::NumberToJson(*value) : nlohmann::json();
+}
+
+nlohmann::json SeriesToJson(const std::vector<store::BlockStats>& buckets, store::SeriesStats store::BlockStats::*series,
+                            bool with_nan) {
+  nlohmann::json min = nlohmann::json::array(), max = nlohmann::json::array(), nan = nlohmann::json::array();
+  for (const store::BlockStats& bucket : buckets) {
+    const store::SeriesStats& stats = bucket.*series;
+    min.push_back(OptionalNumber(stats.min));
+    max.push_back(OptionalNumber(stats.max));
+    nan.push_back(stats.nan);
+  }
+  nlohmann::json out = {{"min", std::move(min)}, {"max", std::move(max)}};
+  if (with_nan) out["nan"] = std::move(nan);
+  return out;
+}
+}  // namespace
+
+nlohmann::json RunToJson(const store::RunSummary& run) {
+  const nlohmann::json& latest = run.latest;
+  return {
+      {"run", run.name},
+      {"records", run.records},
+      {"first_step", run.first_step},
+      {"latest_step", Field(latest, "step")},
+      {"first_seen", run.first_seen},
+      {"last_seen", run.last_seen},
+      {"config",
+       {{"ga_steps", Field(latest, "ga_steps")},
+        {"micro_batch_size", Field(latest, "micro_batch_size")},
+        {"world_size", Field(latest, "world_size")},
+        {"vocab_size", Field(latest, "vocab_size")}}},
+      {"last",
+       {{"step", Field(latest, "step")},
+        {"rank", Field(latest, "rank")},
+        {"loss", Field(latest, "loss")},
+        {"ref_loss", Field(latest, "ref_loss")},
+        {"grad_norm", Field(latest, "grad_norm")},
+        {"tokens", Field(latest, "tokens")},
+        {"lr", Field(latest, "lr")}}},
+      {"open_alerts",
+       {{"critical", run.open_alerts.critical}, {"warning", run.open_alerts.warning}, {"info", run.open_alerts.info}}},
+  };
+}
+
+nlohmann::json AlertToJson(const store::Alert& alert) {
+  return {
+      {"id", alert.id},
+      {"run", alert.run},
+      {"kind", alert.kind},
+      {"severity", alert.severity},
+      {"state", alert.state},
+      {"rank", alert.rank ? nlohmann::json(*alert.rank) : nlohmann::json()},
+      {"first_step", alert.first_step},
+      {"last_step", alert.last_step},
+      {"message", alert.message},
+      {"evidence", alert.evidence},
+      {"opened_at", alert.opened_at},
+      {"updated_at", alert.updated_at},
+      {"resolved_at", OptionalNumber(alert.resolved_at)},
+      {"acked", alert.acked_at.has_value()},
+      {"acked_at", OptionalNumber(alert.acked_at)},
+  };
+}
+
+nlohmann::json DownsampledToJson(const store::DownsampledSeries& series) {
+  nlohmann::json ranks = nlohmann::json::array();
+  for (const store::DownsampledSeries::Rank& rank : series.ranks) {
+    nlohmann::json first = nlohmann::json::array(), last = nlohmann::json::array(), count = nlohmann::json::array();
+    for (const store::BlockStats& bucket : rank.buckets) {
+      first.push_back(bucket.first_step);
+      last.push_back(bucket.last_step);
+      count.push_back(bucket.n);
+    }
+    ranks.push_back({
+        {"rank", rank.rank},
+        {"step", std::move(first)},
+        {"last_step", std::move(last)},
+        {"count", std::move(count)},
+        {"loss", SeriesToJson(rank.buckets, &store::BlockStats::loss, true)},
+        {"ref_loss", SeriesToJson(rank.buckets, &store::BlockStats::ref_loss, true)},
+        {"grad_norm", SeriesToJson(rank.buckets, &store::BlockStats::grad_norm, true)},
+        {"tokens", SeriesToJson(rank.buckets, &store::BlockStats::tokens, false)},
+    });
+  }
+  return {{"from", series.from}, {"to", series.to}, {"bucket_width", series.bucket_width}, {"ranks", std::move(ranks)}};
+}
+
+}  // namespace lossguard::api

@@ -1,0 +1,34 @@
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "http/router.h"
+#include "lossguard/wire/result.h"
+
+namespace lossguard::api {
+
+// Query-string validation for handlers. Each accessor returns the value, or an error message that
+// names the parameter and the value ("max_points must be an integer in [10, 100000], but got 'x'").
+class QueryParams {
+ public:
+  explicit QueryParams(const http::Request& request) : request_(request) {}
+
+  // Error for a parameter outside `allowed` (typos such as max_point= must not be silently ignored).
+  std::optional<std::string> RejectUnknown(std::initializer_list<std::string_view> allowed) const;
+
+  Result<std::optional<std::int64_t>, std::string> Int(const std::string& name, std::int64_t min,
+                                                       std::int64_t max) const;
+  Result<std::optional<std::string>, std::string> OneOf(const std::string& name,
+                                                        std::initializer_list<std::string_view> values) const;
+  std::optional<std::string> String(const std::string& name) const;
+  bool Has(const std::string& name) const { return request_.query.contains(name); }
+
+ private:
+  const http::Request& request_;
+};
+
+}  // namespace lossguard::api

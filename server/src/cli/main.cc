@@ -1,0 +1,52 @@
+// lossguard: command-line client of a lossguard server.
+#include <cstdlib>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+#include "config.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"lossguard: send training records to a lossguard server and read its alerts."};
+  app.require_subcommand(1);
+  std::string default_server = "http://127.0.0.1:8080";
+
+  lossguard::cli::ReplayOptions replay;
+  replay.server = default_server;
+  std::optional<std::string> token_file;
+  CLI::App* replay_cmd = app.add_subcommand("replay", "send the records of an NDJSON file (one v1 record per line)");
+  replay_cmd->add_option("file", replay.file, "NDJSON file")->required()->check(CLI::ExistingFile);
+  replay_cmd->add_option("--server", replay.server, "server URL")->capture_default_str();
+  replay_cmd->add_option("--batch-size", replay.batch_size, "records per request")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  replay_cmd->add_option("--token-file", token_file, "bearer token file (else LOSSGUARD_TOKEN)");
+
+  lossguard::cli::AlertsOptions alerts;
+  alerts.server = default_server;
+  CLI::App* alerts_cmd = app.add_subcommand("alerts", "list alerts");
+  alerts_cmd->add_option("--server", alerts.server, "server URL")->capture_default_str();
+  alerts_cmd->add_option("--run", alerts.run, "only this run");
+  alerts_cmd->add_option("--state", alerts.state, "open, resolved or all")
+      ->check(CLI::IsMember({"open", "resolved", "all"}))
+      ->capture_default_str();
+  alerts_cmd->add_flag("--json", alerts.json, "print the server's JSON");
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (replay_cmd->parsed()) {
+      auto token = lossguard::LoadToken(token_file, std::getenv("LOSSGUARD_TOKEN"));
+      if (!token) {
+        std::cerr << "lossguard replay: " << token.error() << "\n";
+        return 2;
+      }
+      replay.token = token.value().value_or("");
+      return lossguard::cli::Replay(replay, std::cout, std::cerr);
+    }
+    return lossguard::cli::Alerts(alerts, std::cout, std::cerr);
+  } catch (const std::exception& e) {  // e.g. a malformed --server URL
+    std::cerr << "lossguard: " << e.what() << "\n";
+    return 2;
+  }
+}

@@ -1,0 +1,63 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include "http/router.h"
+#include "http/session.h"
+#include "lossguard/wire/url.h"
+
+namespace lossguard::http {
+
+struct HttpServerOptions {
+  int threads = 2;
+  SessionLimits limits;
+  // How long shutdown waits for in-flight requests before it stops the I/O threads regardless.
+  std::chrono::seconds shutdown_grace{10};
+};
+
+// The asynchronous Beast server: an acceptor, a session per connection on its own strand, and
+// `threads` I/O threads. Graceful shutdown on SIGINT/SIGTERM or Shutdown(): stop accepting, let
+// requests in progress finish, close idle connections, return from Run().
+class HttpServer {
+ public:
+  HttpServer(const Router& router, HttpServerOptions options);
+  ~HttpServer();
+
+  // Binds and listens; throws std::runtime_error naming the address and the OS error. Returns the
+  // bound endpoint (the actual port when `address.port` is 0).
+  boost::asio::ip::tcp::endpoint Listen(const wire::HostPort& address);
+
+  // Serves until shutdown; returns once every session has finished or the grace period ran out.
+  void Run();
+
+  // Thread-safe; may be called from any thread, any number of times.
+  void Shutdown();
+
+ private:
+  class Listener;
+  void BeginShutdown();
+
+  const Router& router_;
+  HttpServerOptions options_;
+  boost::asio::io_context ioc_;
+  std::shared_ptr<Listener> listener_;
+  SessionRegistry registry_;
+  std::optional<boost::asio::signal_set> signals_;
+  std::mutex shutdown_mutex_;
+  std::condition_variable stopped_;
+  bool shutting_down_ = false;  // guarded by shutdown_mutex_
+  bool finished_ = false;       // guarded by shutdown_mutex_
+  std::thread watchdog_;
+};
+
+}  // namespace lossguard::http

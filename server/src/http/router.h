@@ -1,0 +1,63 @@
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/verb.hpp>
+
+namespace lossguard::http {
+
+namespace bhttp = boost::beast::http;
+using Response = bhttp::response<bhttp::string_body>;
+using RawRequest = bhttp::request<bhttp::string_body>;
+
+// A request as handlers see it: decoded path, query parameters and the {name} segments the route
+// pattern captured.
+struct Request {
+  const RawRequest& raw;
+  std::string path;
+  std::map<std::string, std::string> query;
+  std::map<std::string, std::string> params;
+
+  std::string_view body() const { return raw.body(); }
+  std::string_view header(bhttp::field field) const;
+};
+
+// Maps (method, path pattern) to handlers. Patterns are literal segments and {name} captures, e.g.
+// "/api/v1/runs/{run}/steps". Handle() answers 404 for unknown paths, 405 (with Allow) for known
+// paths with another method, 401 for write routes without the bearer token, and 400 for a
+// malformed query string — all as JSON errors. Handlers never see sockets. Thread-safe once built.
+class Router {
+ public:
+  using Handler = std::function<Response(const Request&)>;
+
+  // `token`: when not empty, routes added with requires_token demand "Authorization: Bearer token".
+  explicit Router(std::string token = "") : token_(std::move(token)) {}
+
+  void Add(bhttp::verb method, std::string_view pattern, Handler handler, bool requires_token = false);
+
+  Response Handle(const RawRequest& request) const;
+
+ private:
+  struct Route {
+    bhttp::verb method;
+    std::vector<std::string> segments;
+    Handler handler;
+    bool requires_token;
+  };
+  bool Authorized(const RawRequest& request) const;
+
+  std::string token_;
+  std::vector<Route> routes_;
+};
+
+// Percent-decoding ('+' stays '+'); nullopt for malformed escapes.
+std::optional<std::string> PercentDecode(std::string_view text);
+
+}  // namespace lossguard::http

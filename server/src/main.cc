@@ -1,0 +1,89 @@
+// lossguard-server: ingest, storage and REST queries for training-loss sanity.
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "api/api.h"
+#include "config.h"
+#include "http/http_server.h"
+#include "store/store.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"lossguard-server: stores per-step training records, answers REST queries for runs and alerts."};
+  std::string listen = "127.0.0.1:8080";
+  std::string db_path = "./lossguard.db";
+  std::optional<std::string> token_file;
+  int threads = static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  std::string sync = "full";
+  std::uint64_t max_body_mb = 64;
+  std::string log_level = "info";
+  app.add_option("--listen", listen, "address to listen on, HOST:PORT (IPv6 as [::1]:PORT; port 0 picks one)")
+      ->capture_default_str();
+  app.add_option("--db", db_path, "SQLite database file (created if missing)")->capture_default_str();
+  app.add_option("--token-file", token_file,
+                 "file holding the bearer token that write endpoints require (else LOSSGUARD_TOKEN)");
+  app.add_option("--threads", threads, "I/O threads")->check(CLI::Range(1, 256))->capture_default_str();
+  app.add_option("--sync", sync,
+                 "full: fsync every commit (acked records survive power loss); normal: survive a crash of the "
+                 "server process only")
+      ->check(CLI::IsMember({"full", "normal"}))
+      ->capture_default_str();
+  app.add_option("--max-body-mb", max_body_mb, "largest request body accepted, MiB (larger: 413)")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  spdlog::set_default_logger(spdlog::stderr_color_mt("lossguard"));
+  spdlog::set_level(spdlog::level::from_str(log_level));
+
+  auto address = lossguard::wire::ParseHostPort(listen);
+  if (!address) {
+    spdlog::critical("--listen: {}", address.error());
+    return 2;
+  }
+  auto token = lossguard::LoadToken(token_file, std::getenv("LOSSGUARD_TOKEN"));
+  if (!token) {
+    spdlog::critical("{}", token.error());
+    return 2;
+  }
+  if (auto refused = lossguard::CheckExposure(address.value(), token.value().value_or(""))) {
+    spdlog::critical("{}", *refused);
+    return 2;
+  }
+
+  try {
+    lossguard::store::StoreOptions store_options;
+    store_options.durability =
+        sync == "full" ? lossguard::store::Durability::kFull : lossguard::store::Durability::kNormal;
+    lossguard::store::Store store(db_path, store_options);
+
+    lossguard::http::Router router(token.value().value_or(""));
+    lossguard::api::RegisterApi(router, store);
+
+    lossguard::http::HttpServerOptions options;
+    options.threads = threads;
+    options.limits.body_limit = max_body_mb << 20;
+    lossguard::http::HttpServer server(router, options);
+    auto endpoint = server.Listen(address.value());
+    std::string host = endpoint.address().is_v6() ? "[" + endpoint.address().to_string() + "]"
+                                                  : endpoint.address().to_string();
+    // The one line on stdout: scripts and tests read the bound address (port 0) from it.
+    std::printf("lossguard-server listening on http://%s:%u\n", host.c_str(), endpoint.port());
+    std::fflush(stdout);
+    spdlog::info("database {} ({} sync), {} threads, auth {}", db_path, sync, threads,
+                 !token.value() ? "off (loopback only)" : "on for writes");
+    server.Run();
+    spdlog::info("stopped; closing the database");
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+  return 0;
+}

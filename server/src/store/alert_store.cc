@@ -1,0 +1,99 @@
+// Store's alert table: queries, the analyzers' insert path, acknowledgement.
+#include <chrono>
+
+#include "store/read_lease.h"
+#include "store/store.h"
+#include "store/writer.h"
+
+namespace lossguard::store {
+
+namespace {
+constexpr const char* kAlertColumns =
+    "SELECT a.id, r.name, a.kind, a.severity, a.state, a.rank, a.first_step, a.last_step, a.message, a.evidence, "
+    "a.opened_at, a.updated_at, a.resolved_at, a.acked_at FROM alerts a JOIN runs r ON r.id = a.run_id";
+
+Alert ReadAlert(const Statement& row) {
+  Alert alert;
+  alert.id = row.Int(0);
+  alert.run = std::string(row.Text(1));
+  alert.kind = std::string(row.Text(2));
+  alert.severity = std::string(row.Text(3));
+  alert.state = std::string(row.Text(4));
+  alert.rank = row.OptionalInt(5);
+  alert.first_step = row.Int(6);
+  alert.last_step = row.Int(7);
+  alert.message = std::string(row.Text(8));
+  alert.evidence = nlohmann::json::parse(row.Text(9));
+  alert.opened_at = row.Number(10).value_or(0);
+  alert.updated_at = row.Number(11).value_or(0);
+  alert.resolved_at = row.Number(12);
+  alert.acked_at = row.Number(13);
+  return alert;
+}
+
+std::optional<Alert> AlertById(Database& db, std::int64_t id) {
+  Statement row(db, std::string(kAlertColumns) + " WHERE a.id = ?");
+  row.Bind(1, id);
+  if (!row.Step()) return std::nullopt;
+  return ReadAlert(row);
+}
+
+double Now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
+}  // namespace
+
+std::vector<Alert> Store::ListAlerts(const AlertFilter& filter) {
+  ReadLease db = Read();
+  Statement rows(*db, std::string(kAlertColumns) +
+                          " WHERE (?1 IS NULL OR r.name = ?1) AND (?2 IS NULL OR a.kind = ?2) AND "
+                          "(?3 IS NULL OR a.severity = ?3) AND (?4 IS NULL OR a.state = ?4) ORDER BY a.id LIMIT ?5");
+  auto bind_optional = [&](int index, const std::optional<std::string>& value) {
+    if (value) {
+      rows.Bind(index, *value);
+    } else {
+      rows.BindNull(index);
+    }
+  };
+  bind_optional(1, filter.run);
+  bind_optional(2, filter.kind);
+  bind_optional(3, filter.severity);
+  bind_optional(4, filter.state);
+  rows.Bind(5, filter.limit);
+  std::vector<Alert> out;
+  while (rows.Step()) out.push_back(ReadAlert(rows));
+  return out;
+}
+
+std::optional<Alert> Store::GetAlert(std::int64_t id) {
+  ReadLease db = Read();
+  return AlertById(*db, id);
+}
+
+std::int64_t Store::InsertAlert(const Alert& alert) {
+  std::lock_guard lock(write_mutex_);
+  Database& db = writer_->db();
+  Statement insert(db,
+                   "INSERT INTO alerts (run_id, kind, severity, state, rank, first_step, last_step, message, evidence, "
+                   "opened_at, updated_at, resolved_at, acked_at) "
+                   "SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 FROM runs WHERE name = ?1 RETURNING id");
+  insert.Bind(1, alert.run).Bind(2, alert.kind).Bind(3, alert.severity).Bind(4, alert.state).Bind(5, alert.rank);
+  insert.Bind(6, alert.first_step).Bind(7, alert.last_step).Bind(8, alert.message).Bind(9, alert.evidence.dump());
+  insert.BindNumber(10, alert.opened_at).BindNumber(11, alert.updated_at).BindNumber(12, alert.resolved_at);
+  insert.BindNumber(13, alert.acked_at);
+  if (!insert.Step()) throw SqliteError("cannot insert an alert for unknown run \"" + alert.run + "\"");
+  std::int64_t id = insert.Int(0);
+  while (insert.Step()) {
+  }
+  return id;
+}
+
+std::optional<Alert> Store::AckAlert(std::int64_t id) {
+  std::lock_guard lock(write_mutex_);
+  Database& db = writer_->db();
+  Statement ack(db, "UPDATE alerts SET acked_at = COALESCE(acked_at, ?) WHERE id = ?");
+  ack.BindNumber(1, Now()).Bind(2, id);
+  ack.Step();
+  if (db.Changes() == 0) return std::nullopt;
+  return AlertById(db, id);
+}
+
+}  // namespace lossguard::store

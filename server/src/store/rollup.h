@@ -1,0 +1,58 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace lossguard::store {
+
+// Downsampling works on aligned blocks of steps. Level 0 is a single step (the steps table);
+// level k > 0 is a block of kRollupWidths[k] steps starting at a multiple of that width (the
+// step_rollups table). Every width divides the next, so blocks of any level nest.
+inline constexpr std::array<std::int64_t, 5> kRollupWidths = {1, 16, 256, 4096, 65536};
+inline constexpr int kLevels = static_cast<int>(kRollupWidths.size());
+
+// Min and max over the non-NaN values of one series (+-Inf included), and the number of NaNs, so
+// that spikes and NaNs both survive any amount of downsampling. Absent values are not counted.
+struct SeriesStats {
+  std::optional<double> min;
+  std::optional<double> max;
+  std::int64_t nan = 0;
+
+  void Add(std::optional<double> value);
+  void Merge(const SeriesStats& other);
+};
+
+// What one block (or one output bucket) of steps holds.
+struct BlockStats {
+  std::int64_t first_step = 0;
+  std::int64_t last_step = 0;
+  std::int64_t n = 0;  // records (steps of this rank) in the block
+  SeriesStats loss, ref_loss, grad_norm, tokens;
+
+  void Merge(const BlockStats& other);
+};
+
+// A contiguous run of aligned level-`level` blocks: buckets first..last (bucket = step / width).
+struct BlockRange {
+  int level = 0;
+  std::int64_t first_bucket = 0;
+  std::int64_t last_bucket = 0;
+};
+
+// The fewest block ranges, using levels up to `max_level`, whose blocks exactly tile steps
+// [first_step, last_step]: the range of level max_level in the middle, finer levels at the ragged
+// edges (at most two ranges per level). Requires 0 <= first_step <= last_step.
+std::vector<BlockRange> PlanCover(std::int64_t first_step, std::int64_t last_step, int max_level);
+
+// How to downsample steps [first_step, last_step] into at most `max_buckets` output buckets
+// aligned to multiples of `bucket_width`: read blocks of `level` (the coarsest whose width does
+// not exceed the bucket width, which it divides). Requires max_buckets >= 2.
+struct Resolution {
+  int level = 0;
+  std::int64_t bucket_width = 1;
+};
+Resolution ChooseResolution(std::int64_t first_step, std::int64_t last_step, std::int64_t max_buckets);
+
+}  // namespace lossguard::store

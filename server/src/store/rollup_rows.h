@@ -1,0 +1,23 @@
+#pragma once
+
+#include "store/rollup.h"
+#include "store/sqlite.h"
+
+namespace lossguard::store {
+
+// The one place that maps BlockStats to and from SQL rows, for the writer and the queries alike.
+
+// Columns selected by kRawBlockColumns, one step: step, loss, ref_loss, grad_norm, tokens.
+inline constexpr const char* kRawBlockColumns = "step, loss, ref_loss, grad_norm, tokens";
+BlockStats RawRowToBlock(const Statement& row);
+
+// Columns selected by kRollupColumns, one stored block.
+inline constexpr const char* kRollupColumns =
+    "first_step, last_step, n, loss_min, loss_max, loss_nan, ref_loss_min, ref_loss_max, ref_loss_nan, "
+    "grad_norm_min, grad_norm_max, grad_norm_nan, tokens_min, tokens_max, tokens_nan";
+BlockStats RollupRowToBlock(const Statement& row);
+
+// Binds `stats` to parameters first..first+14 in kRollupColumns order.
+void BindRollup(Statement& statement, int first, const BlockStats& stats);
+
+}  // namespace lossguard::store

@@ -1,0 +1,161 @@
+// Store's read side: runs, raw steps and downsampled series.
+#include <algorithm>
+
+#include "store/migrations.h"
+#include "store/rollup_rows.h"
+#include "store/read_lease.h"
+#include "store/store.h"
+
+namespace lossguard::store {
+
+namespace {
+
+std::optional<std::int64_t> FindRunId(Database& db, std::string_view run) {
+  Statement find(db, "SELECT id FROM runs WHERE name = ?");
+  find.Bind(1, run);
+  if (!find.Step()) return std::nullopt;
+  return find.Int(0);
+}
+
+RunSummary Summarise(Database& db, const Statement& run_row) {
+  RunSummary run;
+  std::int64_t id = run_row.Int(0);
+  run.name = std::string(run_row.Text(1));
+  run.records = run_row.Int(2);
+  run.first_seen = run_row.Number(3).value_or(0);
+  run.last_seen = run_row.Number(4).value_or(0);
+
+  // MIN/MAX on the leading key columns are single index seeks, even for a million steps.
+  Statement bounds(db, "SELECT MIN(step), MAX(step) FROM steps WHERE run_id = ?");
+  bounds.Bind(1, id);
+  if (bounds.Step() && !bounds.IsNull(1)) {
+    run.first_step = bounds.Int(0);
+    Statement latest(db, "SELECT record FROM steps WHERE run_id = ? AND step = ? ORDER BY rank LIMIT 1");
+    latest.Bind(1, id).Bind(2, bounds.Int(1));
+    if (latest.Step()) run.latest = nlohmann::json::parse(latest.Text(0));
+  }
+
+  Statement alerts(db, "SELECT severity, COUNT(*) FROM alerts WHERE run_id = ? AND state = 'open' GROUP BY severity");
+  alerts.Bind(1, id);
+  while (alerts.Step()) {
+    std::string_view severity = alerts.Text(0);
+    std::int64_t count = alerts.Int(1);
+    if (severity == "critical") run.open_alerts.critical = count;
+    if (severity == "warning") run.open_alerts.warning = count;
+    if (severity == "info") run.open_alerts.info = count;
+  }
+  return run;
+}
+
+constexpr const char* kRunColumns = "SELECT id, name, record_count, first_seen, last_seen FROM runs";
+
+// Reads the blocks of `range` for one rank and merges each into its output bucket (appending in
+// order: ranges and rows arrive in ascending step order).
+void CollectBlocks(Database& db, std::int64_t run_id, std::int64_t rank, const BlockRange& range,
+                   std::int64_t bucket_width, std::vector<BlockStats>& buckets) {
+  auto merge = [&](const BlockStats& block) {
+    if (!buckets.empty() && buckets.back().first_step / bucket_width == block.first_step / bucket_width) {
+      buckets.back().Merge(block);
+    } else {
+      buckets.push_back(block);
+    }
+  };
+  if (range.level == 0) {
+    Statement rows(db, std::string("SELECT ") + kRawBlockColumns +
+                           " FROM steps WHERE run_id = ? AND step BETWEEN ? AND ? AND rank = ? ORDER BY step");
+    rows.Bind(1, run_id).Bind(2, range.first_bucket).Bind(3, range.last_bucket).Bind(4, rank);
+    while (rows.Step()) merge(RawRowToBlock(rows));
+    return;
+  }
+  Statement rows(db, std::string("SELECT ") + kRollupColumns +
+                         " FROM step_rollups WHERE run_id = ? AND rank = ? AND width = ? AND bucket BETWEEN ? AND ? "
+                         "ORDER BY bucket");
+  rows.Bind(1, run_id).Bind(2, rank).Bind(3, kRollupWidths[range.level]);
+  rows.Bind(4, range.first_bucket).Bind(5, range.last_bucket);
+  while (rows.Step()) merge(RollupRowToBlock(rows));
+}
+
+std::vector<std::int64_t> RanksOf(Database& db, std::int64_t run_id) {
+  // One index seek per rank instead of a scan of every rollup row of the run.
+  std::vector<std::int64_t> ranks;
+  Statement next(db, "SELECT MIN(rank) FROM step_rollups WHERE run_id = ? AND rank > ?");
+  std::int64_t after = -1;
+  while (true) {
+    next.Reset();
+    next.Bind(1, run_id).Bind(2, after);
+    if (!next.Step() || next.IsNull(0)) break;
+    after = next.Int(0);
+    ranks.push_back(after);
+  }
+  return ranks;
+}
+
+}  // namespace
+
+int Store::SchemaVersion() {
+  ReadLease db = Read();
+  return store::SchemaVersion(*db);
+}
+
+std::vector<RunSummary> Store::ListRuns() {
+  ReadLease db = Read();
+  Statement runs(*db, std::string(kRunColumns) + " ORDER BY name");
+  std::vector<RunSummary> out;
+  while (runs.Step()) out.push_back(Summarise(*db, runs));
+  return out;
+}
+
+std::optional<RunSummary> Store::GetRun(std::string_view run) {
+  ReadLease db = Read();
+  Statement row(*db, std::string(kRunColumns) + " WHERE name = ?");
+  row.Bind(1, run);
+  if (!row.Step()) return std::nullopt;
+  return Summarise(*db, row);
+}
+
+std::optional<StepPage> Store::ReadSteps(std::string_view run, const StepQuery& query) {
+  ReadLease db = Read();
+  std::optional<std::int64_t> run_id = FindRunId(*db, run);
+  if (!run_id) return std::nullopt;
+  Statement rows(*db,
+                 "SELECT step, rank, record FROM steps WHERE run_id = ?1 AND step BETWEEN ?2 AND ?3 "
+                 "AND (step > ?2 OR rank >= ?4) AND (?5 IS NULL OR rank = ?5) ORDER BY step, rank LIMIT ?6");
+  rows.Bind(1, *run_id).Bind(2, query.from).Bind(3, query.to).Bind(4, query.from_rank).Bind(5, query.rank);
+  rows.Bind(6, query.limit + 1);
+  StepPage page;
+  while (rows.Step()) {
+    if (static_cast<std::int64_t>(page.records.size()) == query.limit) {
+      page.next = StepPage::Continuation{rows.Int(0), rows.Int(1)};
+      break;
+    }
+    page.records.emplace_back(rows.Text(2));
+  }
+  return page;
+}
+
+std::optional<DownsampledSeries> Store::ReadDownsampled(std::string_view run, std::int64_t from, std::int64_t to,
+                                                        std::optional<std::int64_t> rank, std::int64_t max_buckets) {
+  ReadLease db = Read();
+  std::optional<std::int64_t> run_id = FindRunId(*db, run);
+  if (!run_id) return std::nullopt;
+  DownsampledSeries out;
+  Statement bounds(*db, "SELECT MIN(step), MAX(step) FROM steps WHERE run_id = ?");
+  bounds.Bind(1, *run_id);
+  if (!bounds.Step() || bounds.IsNull(0)) return out;
+  out.from = std::max(from, bounds.Int(0));
+  out.to = std::min(to, bounds.Int(1));
+  if (out.from > out.to) return out;
+
+  Resolution resolution = ChooseResolution(out.from, out.to, max_buckets);
+  out.bucket_width = resolution.bucket_width;
+  std::vector<BlockRange> plan = PlanCover(out.from, out.to, resolution.level);
+  std::vector<std::int64_t> ranks = rank ? std::vector<std::int64_t>{*rank} : RanksOf(*db, *run_id);
+  for (std::int64_t r : ranks) {
+    DownsampledSeries::Rank series{r, {}};
+    for (const BlockRange& range : plan) CollectBlocks(*db, *run_id, r, range, out.bucket_width, series.buckets);
+    if (!series.buckets.empty()) out.ranks.push_back(std::move(series));
+  }
+  return out;
+}
+
+}  // namespace lossguard::store

@@ -1,0 +1,96 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "store/rollup.h"
+
+namespace lossguard::store {
+
+// Outcome of one ingested batch. Every record of the batch is durable once this is returned;
+// duplicates (identical to what was stored) and replaced (same key, different record) are subsets.
+struct IngestResult {
+  std::int64_t accepted = 0;
+  std::int64_t duplicates = 0;
+  std::int64_t replaced = 0;
+};
+
+struct OpenAlertCounts {
+  std::int64_t critical = 0;
+  std::int64_t warning = 0;
+  std::int64_t info = 0;
+};
+
+// A run as GET /api/v1/runs shows it. `latest` is the record of the highest step (lowest rank at
+// that step), as canonical JSON; its configuration fields are the run's configuration in force.
+struct RunSummary {
+  std::string name;
+  std::int64_t records = 0;
+  double first_seen = 0;
+  double last_seen = 0;
+  std::int64_t first_step = 0;
+  nlohmann::json latest;
+  OpenAlertCounts open_alerts;
+};
+
+struct StepQuery {
+  std::int64_t from = 0;
+  std::int64_t to = INT64_MAX;
+  std::optional<std::int64_t> rank;  // all ranks when absent
+  std::int64_t from_rank = 0;        // continuation: at step `from`, start at this rank
+  std::int64_t limit = 10'000;
+};
+
+// Records in (step, rank) order as canonical JSON texts; `next` is where the following page
+// starts when the page was cut at `limit`.
+struct StepPage {
+  std::vector<std::string> records;
+  struct Continuation {
+    std::int64_t from;
+    std::int64_t from_rank;
+  };
+  std::optional<Continuation> next;
+};
+
+// A downsampled series per rank: buckets aligned to multiples of bucket_width, empty ones omitted.
+struct DownsampledSeries {
+  std::int64_t from = 0;
+  std::int64_t to = 0;
+  std::int64_t bucket_width = 1;
+  struct Rank {
+    std::int64_t rank = 0;
+    std::vector<BlockStats> buckets;
+  };
+  std::vector<Rank> ranks;
+};
+
+struct Alert {
+  std::int64_t id = 0;
+  std::string run;
+  std::string kind;
+  std::string severity;  // info | warning | critical
+  std::string state;     // open | resolved
+  std::optional<std::int64_t> rank;
+  std::int64_t first_step = 0;
+  std::int64_t last_step = 0;
+  std::string message;
+  nlohmann::json evidence = nlohmann::json::object();
+  double opened_at = 0;
+  double updated_at = 0;
+  std::optional<double> resolved_at;
+  std::optional<double> acked_at;
+};
+
+struct AlertFilter {
+  std::optional<std::string> run;
+  std::optional<std::string> kind;
+  std::optional<std::string> severity;
+  std::optional<std::string> state;  // open | resolved; all when absent
+  std::int64_t limit = 1000;
+};
+
+}  // namespace lossguard::store

@@ -1,0 +1,41 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "lossguard/wire/step_record.h"
+#include "store/sqlite.h"
+#include "store/store.h"
+#include "store/types.h"
+
+namespace lossguard::store {
+
+// The write connection and its prepared statements. Not thread-safe: Store serialises calls.
+class Store::Writer {
+ public:
+  explicit Writer(Database db);
+
+  Database& db() { return db_; }
+
+  // `canonical[i]` is CanonicalJson(records[i]), computed by the caller outside the write lock.
+  IngestResult Ingest(const std::vector<wire::StepRecord>& records, const std::vector<std::string>& canonical,
+                      double now);
+
+ private:
+  struct BlockKey {
+    std::int64_t run_id, rank, bucket;
+    auto operator<=>(const BlockKey&) const = default;
+  };
+
+  std::int64_t RunId(const std::string& name, double now, std::unordered_map<std::string, std::int64_t>& created);
+  void RefreshRollups(std::vector<BlockKey> touched);
+  BlockStats Aggregate(int level, const BlockKey& key);
+
+  Database db_;
+  std::unordered_map<std::string, std::int64_t> run_ids_;  // committed runs only
+  Statement find_run_, insert_run_, touch_run_, upsert_step_, raw_block_, child_blocks_, upsert_rollup_;
+};
+
+}  // namespace lossguard::store

@@ -1,0 +1,53 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace lossguard::wire {
+
+struct HttpClientOptions {
+  std::string bearer_token;  // sent as "Authorization: Bearer ..." when not empty
+  std::chrono::milliseconds timeout{30'000};  // per request: connect, write and read together
+};
+
+struct HttpResponse {
+  unsigned status = 0;
+  std::string body;
+  std::string content_type;
+};
+
+// A transport failure (cannot resolve, connect, send or read; timeout). An HTTP error status is not
+// an HttpError: it is a response.
+class HttpError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A blocking HTTP/1.1 client for one server, keeping its connection alive between requests.
+// Not thread-safe: use one client per thread. Requests that fail on a reused connection (the server
+// closed it while idle) are retried once on a new connection, which is safe for lossguard's API
+// because every write is idempotent.
+class HttpClient {
+ public:
+  // `base_url` is "http://host:port[/prefix]"; throws std::invalid_argument if it is not.
+  explicit HttpClient(std::string_view base_url, HttpClientOptions options = {});
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  // `target` is the path and query, e.g. "/api/v1/runs"; it is appended to the URL's prefix.
+  // Throws HttpError on transport failure.
+  HttpResponse Get(std::string_view target);
+  HttpResponse Post(std::string_view target, std::string body, std::string_view content_type);
+  HttpResponse Request(std::string_view method, std::string_view target, std::string body,
+                       std::string_view content_type);
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lossguard::wire

@@ -1,0 +1,23 @@
+#pragma once
+
+#include <optional>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace lossguard::wire {
+
+// JSON has no NaN or Infinity. Wire format v1 writes them as the strings "NaN", "Infinity" and
+// "-Infinity"; these helpers are the one place that encodes and decodes that convention.
+
+// A finite double as a JSON number; a non-finite one as its string.
+nlohmann::json NumberToJson(double value);
+
+// A JSON number, or one of the three non-finite strings, as a double. nullopt for anything else
+// (including null and other strings).
+std::optional<double> NumberFromJson(const nlohmann::json& value);
+
+// "NaN", "Infinity", "-Infinity" -> the double; nullopt for any other text.
+std::optional<double> NonFiniteFromString(std::string_view text);
+
+}  // namespace lossguard::wire

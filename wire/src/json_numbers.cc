@@ -1,0 +1,27 @@
+#include "lossguard/wire/json_numbers.h"
+
+#include <cmath>
+#include <limits>
+
+namespace lossguard::wire {
+
+nlohmann::json NumberToJson(double value) {
+  if (std::isnan(value)) return "NaN";
+  if (std::isinf(value)) return value > 0 ? "Infinity" : "-Infinity";
+  return value;
+}
+
+std::optional<double> NonFiniteFromString(std::string_view text) {
+  if (text == "NaN") return std::numeric_limits<double>::quiet_NaN();
+  if (text == "Infinity") return std::numeric_limits<double>::infinity();
+  if (text == "-Infinity") return -std::numeric_limits<double>::infinity();
+  return std::nullopt;
+}
+
+std::optional<double> NumberFromJson(const nlohmann::json& value) {
+  if (value.is_number()) return value.get<double>();
+  if (value.is_string()) return NonFiniteFromString(value.get_ref<const std::string&>());
+  return std::nullopt;
+}
+
+}  // namespace lossguard::wire

@@ -1,0 +1,323 @@
+#include "lossguard/wire/record_codec.h"
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string_view>
+
+#include "lossguard/wire/json_numbers.h"
+#include "non_finite_tokens.h"
+
+namespace lossguard::wire {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::size_t kMaxRunLength = 128;
+constexpr std::size_t kMaxMicroBatches = 1 << 16;
+constexpr std::array<std::string_view, 15> kKnownFields = {
+    "run",  "step",     "rank",     "world_size", "ga_steps",        "micro_batch_size", "loss",
+    "grad_norm", "tokens", "vocab_size", "lr", "ref_loss", "micro", "nonfinite_grads", "time"};
+
+// A short rendering of an offending value for error messages.
+std::string Show(const json& value) {
+  std::string text = value.dump();
+  if (text.size() > 64) text = text.substr(0, 61) + "...";
+  return text;
+}
+
+std::string NullHint(const json& value) {
+  return value.is_null()
+             ? " (a JSON library may have written NaN as null: send the string \"NaN\" instead)"
+             : "";
+}
+
+// Reads fields of one record object, stopping at the first problem. Each Get* returns false after
+// recording the error, so that callers read as a straight sequence of `if (!Get...) return`.
+class FieldReader {
+ public:
+  FieldReader(const json& object, std::size_t index, std::string prefix = "")
+      : object_(object), index_(index), prefix_(std::move(prefix)) {}
+
+  const RecordError& error() const { return error_; }
+
+  bool Fail(std::string_view field, std::string message) {
+    error_ = RecordError{index_, prefix_ + std::string(field), std::move(message)};
+    return false;
+  }
+
+  // nullptr when the field is absent or JSON null (null means "not provided" for optional fields).
+  const json* Find(std::string_view field) const {
+    auto it = object_.find(field);
+    if (it == object_.end() || it->is_null()) return nullptr;
+    return &*it;
+  }
+
+  bool Int(std::string_view field, bool required, std::int64_t min, std::optional<std::int64_t>& out) {
+    const json* value = Find(field);
+    if (value == nullptr) {
+      if (required) return Fail(field, Name(field) + " is required (an integer >= " + std::to_string(min) + ")");
+      return true;
+    }
+    std::int64_t parsed = 0;
+    if (value->is_number_unsigned()) {
+      auto u = value->get<std::uint64_t>();
+      if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+        return Fail(field, Name(field) + " must fit in a signed 64-bit integer, but got " + Show(*value));
+      }
+      parsed = static_cast<std::int64_t>(u);
+    } else if (value->is_number_integer()) {
+      parsed = value->get<std::int64_t>();
+    } else {
+      return Fail(field, Name(field) + " must be an integer, but got " + Show(*value));
+    }
+    if (parsed < min) {
+      return Fail(field, Name(field) + " must be >= " + std::to_string(min) + ", but got " + std::to_string(parsed));
+    }
+    out = parsed;
+    return true;
+  }
+
+  bool Int(std::string_view field, std::int64_t min, std::int64_t& out) {
+    std::optional<std::int64_t> value;
+    if (!Int(field, /*required=*/true, min, value)) return false;
+    out = *value;
+    return true;
+  }
+
+  // A number or one of "NaN", "Infinity", "-Infinity".
+  bool Number(std::string_view field, bool required, std::optional<double>& out) {
+    auto it = object_.find(field);
+    if (it == object_.end() || (it->is_null() && !required)) {
+      if (required) return Fail(field, Name(field) + " is required (a number, or \"NaN\", \"Infinity\", \"-Infinity\")");
+      return true;
+    }
+    std::optional<double> parsed = NumberFromJson(*it);
+    if (!parsed) {
+      return Fail(field, Name(field) + " must be a number, or \"NaN\", \"Infinity\", \"-Infinity\", but got " +
+                             Show(*it) + NullHint(*it));
+    }
+    out = parsed;
+    return true;
+  }
+
+  bool FiniteNumber(std::string_view field, std::optional<double>& out) {
+    const json* value = Find(field);
+    if (value == nullptr) return true;
+    if (!value->is_number()) return Fail(field, Name(field) + " must be a finite number, but got " + Show(*value));
+    out = value->get<double>();
+    return true;
+  }
+
+ private:
+  std::string Name(std::string_view field) const { return prefix_ + std::string(field); }
+
+  const json& object_;
+  std::size_t index_;
+  std::string prefix_;
+  RecordError error_;
+};
+
+bool IsRunChar(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == ':' || c == '-';
+}
+
+bool ReadMicro(const json& array, std::size_t index, std::vector<MicroBatch>& out, RecordError& error) {
+  FieldReader top(json::object(), index);
+  if (!array.is_array()) {
+    top.Fail("micro", "micro must be an array of {loss, tokens, loss_sum}, but got " + Show(array));
+    error = top.error();
+    return false;
+  }
+  if (array.size() > kMaxMicroBatches) {
+    top.Fail("micro", "micro has " + std::to_string(array.size()) + " entries; at most " +
+                          std::to_string(kMaxMicroBatches) + " are accepted");
+    error = top.error();
+    return false;
+  }
+  out.reserve(array.size());
+  for (std::size_t i = 0; i < array.size(); ++i) {
+    const json& entry = array[i];
+    std::string prefix = "micro[" + std::to_string(i) + "].";
+    if (!entry.is_object()) {
+      error = RecordError{index, "micro[" + std::to_string(i) + "]",
+                          "micro[" + std::to_string(i) + "] must be an object {loss, tokens, loss_sum}, but got " +
+                              Show(entry)};
+      return false;
+    }
+    FieldReader reader(entry, index, prefix);
+    std::optional<double> loss, loss_sum;
+    std::optional<std::int64_t> tokens;
+    if (!reader.Number("loss", true, loss) || !reader.Int("tokens", true, 0, tokens) ||
+        !reader.Number("loss_sum", false, loss_sum)) {
+      error = reader.error();
+      return false;
+    }
+    out.push_back(MicroBatch{*loss, *tokens, loss_sum});
+  }
+  return true;
+}
+
+// Splits NDJSON into non-blank lines, remembering each line's 1-based number.
+template <typename Fn>
+bool ForEachLine(std::string_view body, Fn&& fn) {
+  std::size_t line_number = 0;
+  while (!body.empty()) {
+    std::size_t end = body.find('\n');
+    std::string_view line = body.substr(0, end);
+    body = end == std::string_view::npos ? std::string_view() : body.substr(end + 1);
+    ++line_number;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.remove_suffix(1);
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    if (line.empty()) continue;
+    if (!fn(line, line_number)) return false;
+  }
+  return true;
+}
+
+// nlohmann/json rejects bare NaN/Infinity; on a parse error, retry once with them quoted.
+json ParseJsonText(std::string_view text) {
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error&) {
+    std::optional<std::string> quoted = QuoteBareNonFiniteTokens(text);
+    if (!quoted) throw;
+    return json::parse(*quoted);
+  }
+}
+
+}  // namespace
+
+std::string RecordError::Describe() const {
+  std::string out;
+  if (record) out += "records[" + std::to_string(*record) + "]";
+  if (!field.empty()) out += (out.empty() ? "" : ".") + field;
+  if (!out.empty()) out += ": ";
+  return out + message;
+}
+
+std::optional<BodyFormat> BodyFormatFromContentType(std::string_view content_type) {
+  std::string_view media = content_type.substr(0, content_type.find(';'));
+  while (!media.empty() && media.back() == ' ') media.remove_suffix(1);
+  while (!media.empty() && media.front() == ' ') media.remove_prefix(1);
+  std::string lower(media);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower == "application/json") return BodyFormat::kJson;
+  if (lower == "application/x-ndjson" || lower == "application/ndjson" || lower == "application/jsonl") {
+    return BodyFormat::kNdjson;
+  }
+  return std::nullopt;
+}
+
+Result<StepRecord, RecordError> ParseRecord(const json& object, std::size_t index) {
+  if (!object.is_object()) {
+    return RecordError{index, "", "a record must be a JSON object, but got " + Show(object)};
+  }
+  FieldReader reader(object, index);
+  StepRecord record;
+
+  const json* run = reader.Find("run");
+  if (run == nullptr) return RecordError{index, "run", "run is required (a string of 1-128 [A-Za-z0-9._:-])"};
+  if (!run->is_string()) return RecordError{index, "run", "run must be a string, but got " + Show(*run)};
+  record.run = run->get<std::string>();
+  if (record.run.empty() || record.run.size() > kMaxRunLength) {
+    return RecordError{index, "run", "run must be 1-128 characters long, but got " + std::to_string(record.run.size())};
+  }
+  for (char c : record.run) {
+    if (!IsRunChar(c)) {
+      return RecordError{index, "run", "run may contain only [A-Za-z0-9._:-], but got " + Show(*run)};
+    }
+  }
+
+  std::optional<double> loss;
+  std::optional<std::int64_t> rank, world_size;
+  if (!reader.Int("step", 0, record.step) || !reader.Int("rank", false, 0, rank) ||
+      !reader.Int("world_size", false, 1, world_size) || !reader.Int("ga_steps", 1, record.ga_steps) ||
+      !reader.Int("micro_batch_size", 1, record.micro_batch_size) || !reader.Number("loss", true, loss) ||
+      !reader.Number("grad_norm", false, record.grad_norm) || !reader.Int("tokens", false, 0, record.tokens) ||
+      !reader.Int("vocab_size", false, 2, record.vocab_size) || !reader.Number("lr", false, record.lr) ||
+      !reader.Number("ref_loss", false, record.ref_loss) ||
+      !reader.Int("nonfinite_grads", false, 0, record.nonfinite_grads) || !reader.FiniteNumber("time", record.time)) {
+    return reader.error();
+  }
+  record.loss = *loss;
+  record.rank = rank.value_or(0);
+  record.world_size = world_size.value_or(1);
+  if (record.rank >= record.world_size) {
+    return RecordError{index, "rank",
+                       "rank must be < world_size, but got rank " + std::to_string(record.rank) +
+                           " with world_size " + std::to_string(record.world_size)};
+  }
+  if (const json* micro = reader.Find("micro")) {
+    RecordError error;
+    if (!ReadMicro(*micro, index, record.micro, error)) return error;
+  }
+  for (const auto& [key, value] : object.items()) {
+    bool known = false;
+    for (std::string_view field : kKnownFields) known = known || key == field;
+    if (!known) record.extra[key] = value;
+  }
+  return record;
+}
+
+Result<std::vector<StepRecord>, RecordError> ParseBatch(std::string_view body, BodyFormat format) {
+  std::vector<StepRecord> records;
+  if (format == BodyFormat::kJson) {
+    json document;
+    try {
+      document = ParseJsonText(body);
+    } catch (const json::exception& e) {
+      return RecordError{std::nullopt, "", std::string("malformed JSON: ") + e.what()};
+    }
+    if (!document.is_object() || !document.contains("records")) {
+      return RecordError{std::nullopt, "records", "the body must be an object {\"records\": [...]}"};
+    }
+    const json& array = document["records"];
+    if (!array.is_array()) {
+      return RecordError{std::nullopt, "records", "records must be an array, but got " + Show(array)};
+    }
+    records.reserve(array.size());
+    for (std::size_t i = 0; i < array.size(); ++i) {
+      auto parsed = ParseRecord(array[i], i);
+      if (!parsed) return parsed.error();
+      records.push_back(std::move(parsed).value());
+    }
+    return records;
+  }
+
+  std::optional<RecordError> failure;
+  ForEachLine(body, [&](std::string_view line, std::size_t line_number) {
+    std::size_t index = records.size();
+    json object;
+    try {
+      object = ParseJsonText(line);
+    } catch (const json::exception& e) {
+      failure = RecordError{index, "", "line " + std::to_string(line_number) + ": malformed JSON: " + e.what()};
+      return false;
+    }
+    auto parsed = ParseRecord(object, index);
+    if (!parsed) {
+      RecordError error = parsed.error();
+      error.message = "line " + std::to_string(line_number) + ": " + error.message;
+      failure = std::move(error);
+      return false;
+    }
+    records.push_back(std::move(parsed).value());
+    return true;
+  });
+  if (failure) return *failure;
+  return records;
+}
+
+std::string ToNdjson(const std::vector<StepRecord>& records) {
+  std::string out;
+  for (const StepRecord& record : records) {
+    out += CanonicalJson(record);
+    out += '\n';
+  }
+  return out;
+}
+
+}  // namespace lossguard::wire

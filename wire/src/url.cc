@@ -1,0 +1,61 @@
+#include "lossguard/wire/url.h"
+
+#include <charconv>
+
+namespace lossguard::wire {
+
+Result<HostPort, std::string> ParseHostPort(std::string_view text) {
+  std::string_view host;
+  std::string_view rest;
+  if (!text.empty() && text.front() == '[') {
+    std::size_t close = text.find(']');
+    if (close == std::string_view::npos) return std::string("missing ']' in \"" + std::string(text) + "\"");
+    host = text.substr(1, close - 1);
+    rest = text.substr(close + 1);
+  } else {
+    std::size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) {
+      return std::string("expected HOST:PORT, but got \"" + std::string(text) + "\"");
+    }
+    host = text.substr(0, colon);
+    rest = text.substr(colon);
+    if (host.find(':') != std::string_view::npos) {
+      return std::string("IPv6 addresses must be in brackets, e.g. [::1]:8080, but got \"" +
+                         std::string(text) + "\"");
+    }
+  }
+  if (host.empty()) return std::string("empty host in \"" + std::string(text) + "\"");
+  if (rest.size() < 2 || rest.front() != ':') {
+    return std::string("expected HOST:PORT, but got \"" + std::string(text) + "\"");
+  }
+  std::string_view port_text = rest.substr(1);
+  unsigned port = 0;
+  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || end != port_text.data() + port_text.size() || port > 65535) {
+    return std::string("port must be an integer in 0-65535, but got \"" + std::string(port_text) + "\"");
+  }
+  return HostPort{std::string(host), static_cast<std::uint16_t>(port)};
+}
+
+Result<HttpUrl, std::string> ParseHttpUrl(std::string_view url) {
+  constexpr std::string_view kScheme = "http://";
+  if (url.substr(0, kScheme.size()) != kScheme) {
+    return std::string("URL must start with http:// (https is not supported), but got \"" +
+                       std::string(url) + "\"");
+  }
+  std::string_view rest = url.substr(kScheme.size());
+  std::size_t slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  std::string base_path = slash == std::string_view::npos ? "" : std::string(rest.substr(slash));
+  while (!base_path.empty() && base_path.back() == '/') base_path.pop_back();
+
+  bool has_port = !authority.empty() &&
+                  (authority.front() == '[' ? authority.find("]:") != std::string_view::npos
+                                            : authority.find(':') != std::string_view::npos);
+  std::string with_port = has_port ? std::string(authority) : std::string(authority) + ":80";
+  auto endpoint = ParseHostPort(with_port);
+  if (!endpoint) return std::string("bad URL \"" + std::string(url) + "\": " + endpoint.error());
+  return HttpUrl{endpoint.value(), base_path};
+}
+
+}  // namespace lossguard::wire
