@@ -262,6 +262,16 @@ Result<StepRecord, RecordError> ParseRecord(const json& object, std::size_t inde
   return record;
 }
 
+Result<StepRecord, RecordError> ParseRecordText(std::string_view text, std::size_t index) {
+  json object;
+  try {
+    object = ParseJsonText(text);
+  } catch (const json::exception& e) {
+    return RecordError{index, "", std::string("malformed JSON: ") + e.what()};
+  }
+  return ParseRecord(object, index);
+}
+
 Result<std::vector<StepRecord>, RecordError> ParseBatch(std::string_view body, BodyFormat format) {
   std::vector<StepRecord> records;
   if (format == BodyFormat::kJson) {
@@ -289,15 +299,7 @@ Result<std::vector<StepRecord>, RecordError> ParseBatch(std::string_view body, B
 
   std::optional<RecordError> failure;
   ForEachLine(body, [&](std::string_view line, std::size_t line_number) {
-    std::size_t index = records.size();
-    json object;
-    try {
-      object = ParseJsonText(line);
-    } catch (const json::exception& e) {
-      failure = RecordError{index, "", "line " + std::to_string(line_number) + ": malformed JSON: " + e.what()};
-      return false;
-    }
-    auto parsed = ParseRecord(object, index);
+    auto parsed = ParseRecordText(line, records.size());
     if (!parsed) {
       RecordError error = parsed.error();
       error.message = "line " + std::to_string(line_number) + ": " + error.message;

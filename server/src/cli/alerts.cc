@@ -29,11 +29,11 @@ std::string Text(const nlohmann::json& value) { return value.is_string() ? value
 int Alerts(const AlertsOptions& options, std::ostream& out, std::ostream& err) {
   std::string target = "/api/v1/alerts?state=" + QueryValue(options.state);
   if (options.run) target += "&run=" + QueryValue(*options.run);
+  wire::HttpClient client(options.server);  // a malformed URL throws: a usage error for main()
   wire::HttpResponse response;
   try {
-    wire::HttpClient client(options.server);
     response = client.Get(target);
-  } catch (const std::exception& e) {
+  } catch (const wire::HttpError& e) {
     err << "lossguard alerts: " << e.what() << "\n";
     return 1;
   }

@@ -77,10 +77,10 @@ int Replay(const ReplayOptions& options, std::ostream& out, std::ostream& err) {
   while (std::getline(in, line)) {
     ++line_number;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    auto records = wire::ParseBatch(line, wire::BodyFormat::kNdjson);
-    if (!records) {
+    auto record = wire::ParseRecordText(line, 0);
+    if (!record) {
       err << "lossguard replay: " << options.file << ":" << line_number << ": "
-          << wire::RecordError{std::nullopt, records.error().field, records.error().message}.Describe() << "\n"
+          << wire::RecordError{std::nullopt, record.error().field, record.error().message}.Describe() << "\n"
           << "  (" << totals.accepted << " records before this line were stored; nothing after it was sent)\n";
       return 1;
     }

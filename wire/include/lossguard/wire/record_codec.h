@@ -38,6 +38,10 @@ std::optional<BodyFormat> BodyFormatFromContentType(std::string_view content_typ
 // field and the value. `index` is copied into the error.
 Result<StepRecord, RecordError> ParseRecord(const nlohmann::json& object, std::size_t index);
 
+// Parses one record from JSON text (a line of NDJSON) and validates it; bare NaN / Infinity tokens
+// are accepted as in ParseBatch.
+Result<StepRecord, RecordError> ParseRecordText(std::string_view text, std::size_t index);
+
 // Parses and validates a whole batch. All-or-nothing: on the first invalid record the whole batch is
 // refused. Bare NaN / Infinity / -Infinity tokens (as Python's json module writes them) are accepted
 // as if they were the wire format's strings.

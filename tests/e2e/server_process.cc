@@ -1,0 +1,149 @@
+#include "e2e/server_process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace lossguard::testing {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// fork + exec with stdout to a pipe and stderr to a file; returns the pid and the pipe's read end.
+std::pair<pid_t, int> Spawn(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+                            const std::filesystem::path& stderr_path) {
+  int pipe_fds[2];
+  if (pipe(pipe_fds) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    dup2(pipe_fds[1], STDOUT_FILENO);
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+    int err = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (err >= 0) dup2(err, STDERR_FILENO);
+    for (const auto& [key, value] : env) setenv(key.c_str(), value.c_str(), 1);
+    std::vector<char*> args;
+    for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
+    _exit(127);
+  }
+  close(pipe_fds[1]);
+  return {pid, pipe_fds[0]};
+}
+
+std::string ReadAll(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+// Waits for the child, up to the deadline; nullopt if it is still running then.
+std::optional<int> WaitUntil(pid_t pid, Clock::time_point deadline) {
+  while (true) {
+    int status = 0;
+    pid_t done = waitpid(pid, &status, WNOHANG);
+    if (done == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    if (Clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+std::filesystem::path TempPath(const std::string& stem) {
+  static int counter = 0;
+  return std::filesystem::temp_directory_path() /
+         (stem + "-" + std::to_string(getpid()) + "-" + std::to_string(++counter) + ".log");
+}
+
+}  // namespace
+
+ServerProcess::ServerProcess(Options options) : stderr_path_(options.db.string() + ".stderr.log") {
+  std::vector<std::string> argv = {LOSSGUARD_SERVER_BINARY, "--listen", options.listen, "--db", options.db.string()};
+  argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
+  auto [pid, out_fd] = Spawn(argv, options.env, stderr_path_);
+  pid_ = pid;
+
+  std::string out;
+  auto deadline = Clock::now() + std::chrono::seconds(20);
+  constexpr std::string_view kPrefix = "listening on ";
+  while (out.find('\n') == std::string::npos && Clock::now() < deadline) {
+    pollfd fd{out_fd, POLLIN, 0};
+    if (poll(&fd, 1, 100) <= 0) continue;
+    char buffer[512];
+    ssize_t n = read(out_fd, buffer, sizeof buffer);
+    if (n <= 0) break;  // the server exited before listening
+    out.append(buffer, static_cast<std::size_t>(n));
+  }
+  close(out_fd);
+  std::size_t at = out.find(kPrefix);
+  if (at == std::string::npos) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+    throw std::runtime_error("lossguard-server did not start; stdout: " + out + "; stderr: " + StderrText());
+  }
+  url_ = out.substr(at + kPrefix.size(), out.find('\n', at) - at - kPrefix.size());
+}
+
+ServerProcess::~ServerProcess() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  std::error_code ignored;  // a leftover log in /tmp is harmless
+  std::filesystem::remove(stderr_path_, ignored);
+}
+
+int ServerProcess::Stop(int signal, std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) throw std::logic_error("server already stopped");
+  kill(pid_, signal);
+  std::optional<int> code = WaitUntil(pid_, Clock::now() + timeout);
+  if (!code) throw std::runtime_error("lossguard-server did not exit within the timeout after signal " + std::to_string(signal));
+  pid_ = -1;
+  return *code;
+}
+
+std::string ServerProcess::StderrText() const { return ReadAll(stderr_path_); }
+
+CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                         const std::map<std::string, std::string>& env) {
+  std::filesystem::path err_path = TempPath("lossguard-cmd-err");
+  auto [pid, out_fd] = Spawn(argv, env, err_path);
+  CommandResult result;
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    pollfd fd{out_fd, POLLIN, 0};
+    if (poll(&fd, 1, 50) <= 0) continue;
+    char buffer[4096];
+    ssize_t n = read(out_fd, buffer, sizeof buffer);
+    if (n <= 0) break;  // EOF: the program closed stdout (exited)
+    result.out.append(buffer, static_cast<std::size_t>(n));
+  }
+  close(out_fd);
+  std::optional<int> code = WaitUntil(pid, deadline);
+  if (!code) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    result.exit_code = -SIGKILL;
+  } else {
+    result.exit_code = *code;
+  }
+  result.err = ReadAll(err_path);
+  std::error_code ignored;
+  std::filesystem::remove(err_path, ignored);
+  return result;
+}
+
+}  // namespace lossguard::testing

@@ -1,0 +1,54 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace lossguard::testing {
+
+// The real lossguard-server binary, started on an ephemeral loopback port with its own database.
+// The constructor returns once the server has printed its listening line (or throws with the
+// server's stderr). The destructor kills it (SIGKILL) if it is still running.
+class ServerProcess {
+ public:
+  struct Options {
+    std::filesystem::path db;
+    std::string listen = "127.0.0.1:0";
+    std::vector<std::string> extra_args;
+    std::map<std::string, std::string> env;  // added to the environment
+  };
+
+  explicit ServerProcess(Options options);
+  ~ServerProcess();
+  ServerProcess(const ServerProcess&) = delete;
+
+  const std::string& url() const { return url_; }
+  pid_t pid() const { return pid_; }
+
+  // Sends `signal` and waits up to `timeout` for the exit; returns the exit code, or -signal if the
+  // process died of a signal; throws if it did not exit in time.
+  int Stop(int signal, std::chrono::milliseconds timeout);
+  std::string StderrText() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::string url_;
+  std::filesystem::path stderr_path_;
+};
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs a program to completion (bounded by `timeout`, then SIGKILL) and captures its output.
+CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                         const std::map<std::string, std::string>& env = {});
+
+}  // namespace lossguard::testing

@@ -1,0 +1,47 @@
+#include "config.h"
+
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "server/test_db.h"
+
+namespace lossguard {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(LoadToken, FileWinsOverEnvironmentAndIsTrimmed) {
+  testing::TempDir dir;
+  std::ofstream(dir.File("token")) << "  s3cret\n";
+  auto token = LoadToken(dir.File("token").string(), "from-env");
+  ASSERT_TRUE(token.ok());
+  EXPECT_EQ(token.value(), "s3cret");
+}
+
+TEST(LoadToken, EnvironmentOrNothing) {
+  EXPECT_EQ(LoadToken(std::nullopt, "abc").value(), "abc");
+  EXPECT_EQ(LoadToken(std::nullopt, nullptr).value(), std::nullopt);
+  EXPECT_THAT(LoadToken(std::nullopt, "  ").error(), HasSubstr("LOSSGUARD_TOKEN is set but empty"));
+}
+
+TEST(LoadToken, UnreadableOrEmptyFileIsAnError) {
+  testing::TempDir dir;
+  EXPECT_THAT(LoadToken(dir.File("missing").string(), nullptr).error(), HasSubstr("No such file"));
+  std::ofstream(dir.File("empty")) << "\n";
+  EXPECT_THAT(LoadToken(dir.File("empty").string(), nullptr).error(), HasSubstr("is empty"));
+}
+
+TEST(CheckExposure, LoopbackOnlyWithoutToken) {
+  EXPECT_FALSE(CheckExposure({"127.0.0.1", 8080}, "").has_value());
+  EXPECT_FALSE(CheckExposure({"127.3.2.1", 8080}, "").has_value());
+  EXPECT_FALSE(CheckExposure({"::1", 8080}, "").has_value());
+  EXPECT_THAT(*CheckExposure({"0.0.0.0", 8080}, ""), HasSubstr("refusing to listen"));
+  EXPECT_THAT(*CheckExposure({"::", 8080}, ""), HasSubstr("without a token"));
+  EXPECT_FALSE(CheckExposure({"0.0.0.0", 8080}, "token").has_value());
+  EXPECT_THAT(*CheckExposure({"localhost", 8080}, ""), HasSubstr("must be an IP address"));
+}
+
+}  // namespace
+}  // namespace lossguard

@@ -1,0 +1,360 @@
+#include "store/store.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <random>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "server/test_db.h"
+
+namespace lossguard::store {
+namespace {
+
+using lossguard::testing::MakeRecord;
+using lossguard::testing::TempDir;
+using ::testing::HasSubstr;
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+StepQuery Range(std::int64_t from, std::int64_t to) {
+  StepQuery query;
+  query.from = from;
+  query.to = to;
+  return query;
+}
+
+std::vector<wire::StepRecord> Steps(const std::string& run, std::int64_t first, std::int64_t count) {
+  std::vector<wire::StepRecord> out;
+  for (std::int64_t s = first; s < first + count; ++s) out.push_back(MakeRecord(run, s, 10.0 - 0.001 * s));
+  return out;
+}
+
+TEST(Store, IngestCountsNewDuplicateAndReplaced) {
+  TempDir dir;
+  Store store(dir.File("db"));
+  IngestResult first = store.Ingest(Steps("r", 0, 100));
+  EXPECT_EQ(first.accepted, 100);
+  EXPECT_EQ(first.duplicates, 0);
+  EXPECT_EQ(first.replaced, 0);
+
+  IngestResult again = store.Ingest(Steps("r", 0, 100));  // a client retry
+  EXPECT_EQ(again.accepted, 100);
+  EXPECT_EQ(again.duplicates, 100);
+  EXPECT_EQ(again.replaced, 0);
+
+  std::vector<wire::StepRecord> resumed = Steps("r", 90, 20);  // resumed from a checkpoint
+  for (auto& r : resumed) r.loss += 1;
+  IngestResult third = store.Ingest(resumed);
+  EXPECT_EQ(third.accepted, 20);
+  EXPECT_EQ(third.duplicates, 0);
+  EXPECT_EQ(third.replaced, 10);
+
+  auto run = store.GetRun("r");
+  ASSERT_TRUE(run.has_value());
+  EXPECT_EQ(run->records, 110);
+  EXPECT_EQ(run->latest["step"], 109);
+  auto page = store.ReadSteps("r", Range(95, 95));
+  ASSERT_EQ(page->records.size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(page->records[0])["loss"], 10.0 - 0.095 + 1);
+}
+
+TEST(Store, SameKeyTwiceInOneBatchIsAppliedInOrder) {
+  TempDir dir;
+  Store store(dir.File("db"));
+  auto a = MakeRecord("r", 1, 1.0);
+  auto b = MakeRecord("r", 1, 2.0);
+  IngestResult result = store.Ingest({a, b, b});
+  EXPECT_EQ(result.accepted, 3);
+  EXPECT_EQ(result.replaced, 1);
+  EXPECT_EQ(result.duplicates, 1);
+  auto page = store.ReadSteps("r", StepQuery{});
+  ASSERT_EQ(page->records.size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(page->records[0])["loss"], 2.0);
+}
+
+TEST(Store, NonFiniteValuesAndUnknownFieldsSurviveStorage) {
+  TempDir dir;
+  Store store(dir.File("db"));
+  auto r = MakeRecord("r", 0, kNaN);
+  r.grad_norm = kInf;
+  r.ref_loss = -kInf;
+  r.lr = kNaN;
+  r.micro = {wire::MicroBatch{kNaN, 3, kInf}};
+  r.extra = {{"note", "kept"}, {"nested", {{"a", 1}}}};
+  store.Ingest({r});
+  auto page = store.ReadSteps("r", StepQuery{});
+  ASSERT_EQ(page->records.size(), 1u);
+  EXPECT_EQ(page->records[0], wire::CanonicalJson(r));
+
+  // Re-sending the NaN record is a duplicate: NaN compares equal to itself in canonical form.
+  EXPECT_EQ(store.Ingest({r}).duplicates, 1);
+
+  auto series = store.ReadDownsampled("r", 0, 10, std::nullopt, 100);
+  ASSERT_EQ(series->ranks.size(), 1u);
+  const BlockStats& bucket = series->ranks[0].buckets.at(0);
+  EXPECT_EQ(bucket.loss.nan, 1);
+  EXPECT_FALSE(bucket.loss.min.has_value());
+  EXPECT_EQ(*bucket.grad_norm.max, kInf);
+  EXPECT_EQ(*bucket.ref_loss.min, -kInf);
+}
+
+TEST(Store, FailedBatchStoresNothingAndLeavesTheStoreUsable) {
+  TempDir dir;
+  {
+    Store store(dir.File("db"));  // creates the schema
+  }
+  {
+    // A real SQLite failure in the middle of a batch: a trigger that aborts on step 50.
+    Database raw(dir.File("db"), false, false);
+    raw.Exec(
+        "CREATE TRIGGER fail_at_50 BEFORE INSERT ON steps WHEN NEW.step = 50 BEGIN SELECT RAISE(ABORT, 'injected "
+        "failure'); END");
+  }
+  Store store(dir.File("db"));
+  store.Ingest(Steps("kept", 0, 10));
+  EXPECT_THAT([&] { store.Ingest(Steps("new-run", 0, 100)); },
+              ::testing::ThrowsMessage<SqliteError>(HasSubstr("injected failure")));
+  EXPECT_FALSE(store.GetRun("new-run").has_value()) << "the run created inside the failed batch must be rolled back";
+  EXPECT_EQ(store.ListRuns().size(), 1u);
+
+  // The next batch for the same run must not reuse the rolled-back run id.
+  EXPECT_EQ(store.Ingest(Steps("new-run", 0, 50)).accepted, 50);
+  auto run = store.GetRun("new-run");
+  ASSERT_TRUE(run.has_value());
+  EXPECT_EQ(run->records, 50);
+  EXPECT_EQ(store.ReadSteps("new-run", StepQuery{})->records.size(), 50u);
+}
+
+TEST(Store, PagesThroughRanksWithAContinuation) {
+  TempDir dir;
+  Store store(dir.File("db"));
+  std::vector<wire::StepRecord> records;
+  for (int step = 0; step < 5; ++step) {
+    for (int rank = 0; rank < 3; ++rank) records.push_back(MakeRecord("ddp", step, 1.0, rank, 3));
+  }
+  store.Ingest(records);
+  std::vector<std::pair<std::int64_t, std::int64_t>> seen;
+  StepQuery query;
+  query.limit = 4;
+  for (int pages = 0; pages < 10; ++pages) {
+    auto page = store.ReadSteps("ddp", query);
+    for (const std::string& text : page->records) {
+      auto json = nlohmann::json::parse(text);
+      seen.emplace_back(json["step"], json["rank"]);
+    }
+    if (!page->next) break;
+    query.from = page->next->from;
+    query.from_rank = page->next->from_rank;
+  }
+  ASSERT_EQ(seen.size(), 15u);
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    std::pair<std::int64_t, std::int64_t> expected(i / 3, i % 3);
+    EXPECT_EQ(seen[i], expected);
+  }
+  query = StepQuery{};
+  query.rank = 2;
+  EXPECT_EQ(store.ReadSteps("ddp", query)->records.size(), 5u);
+  EXPECT_FALSE(store.ReadSteps("missing", StepQuery{}).has_value());
+}
+
+TEST(Store, RunSummaryAndAlerts) {
+  TempDir dir;
+  Store store(dir.File("db"));
+  auto first = MakeRecord("r", 7, 3.0);
+  first.vocab_size = 32000;
+  store.Ingest({first, MakeRecord("r", 9, 2.0, 1, 2), MakeRecord("r", 9, 2.5, 0, 2), MakeRecord("b", 1, 1.0)});
+  auto runs = store.ListRuns();
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].name, "b");
+  const RunSummary& r = runs[1];
+  EXPECT_EQ(r.first_step, 7);
+  EXPECT_EQ(r.latest["step"], 9);
+  EXPECT_EQ(r.latest["rank"], 0) << "the latest record is the lowest rank at the highest step";
+  EXPECT_EQ(r.latest["world_size"], 2);
+
+  Alert alert;
+  alert.run = "r";
+  alert.kind = "loss_scale_mismatch";
+  alert.severity = "critical";
+  alert.state = "open";
+  alert.first_step = 7;
+  alert.last_step = 9;
+  alert.message = "loss is 8.0x the token-normalised loss";
+  alert.evidence = {{"factor", 8.0}, {"explained_by", "ga_steps"}};
+  std::int64_t id = store.InsertAlert(alert);
+  alert.kind = "config_change";
+  alert.severity = "info";
+  alert.state = "resolved";
+  store.InsertAlert(alert);
+  EXPECT_THROW(
+      [&] {
+        alert.run = "no-such-run";
+        store.InsertAlert(alert);
+      }(),
+      SqliteError);
+
+  EXPECT_EQ(store.GetRun("r")->open_alerts.critical, 1);
+  EXPECT_EQ(store.GetRun("r")->open_alerts.info, 0) << "resolved alerts are not open";
+  EXPECT_EQ(store.ListAlerts({}).size(), 2u);
+  AlertFilter open;
+  open.state = "open";
+  auto open_alerts = store.ListAlerts(open);
+  ASSERT_EQ(open_alerts.size(), 1u);
+  EXPECT_EQ(open_alerts[0].evidence["explained_by"], "ga_steps");
+  AlertFilter by_kind;
+  by_kind.kind = "config_change";
+  by_kind.run = "r";
+  EXPECT_EQ(store.ListAlerts(by_kind).size(), 1u);
+  by_kind.run = "b";
+  EXPECT_TRUE(store.ListAlerts(by_kind).empty());
+
+  auto acked = store.AckAlert(id);
+  ASSERT_TRUE(acked.has_value());
+  ASSERT_TRUE(acked->acked_at.has_value());
+  auto again = store.AckAlert(id);
+  EXPECT_EQ(*again->acked_at, *acked->acked_at) << "the first acknowledgement time is kept";
+  EXPECT_FALSE(store.AckAlert(9999).has_value());
+}
+
+// Brute force: what every output bucket must hold, from the records themselves.
+std::map<std::int64_t, BlockStats> Expected(const std::map<std::int64_t, wire::StepRecord>& steps, std::int64_t from,
+                                            std::int64_t to, std::int64_t width) {
+  std::map<std::int64_t, BlockStats> out;
+  for (const auto& [step, r] : steps) {
+    if (step < from || step > to) continue;
+    BlockStats one;
+    one.first_step = one.last_step = step;
+    one.n = 1;
+    one.loss.Add(r.loss);
+    one.ref_loss.Add(r.ref_loss);
+    one.grad_norm.Add(r.grad_norm);
+    if (r.tokens) one.tokens.Add(static_cast<double>(*r.tokens));
+    out[step / width].Merge(one);
+  }
+  return out;
+}
+
+void ExpectSame(const SeriesStats& actual, const SeriesStats& expected, const std::string& what) {
+  EXPECT_EQ(actual.min, expected.min) << what;
+  EXPECT_EQ(actual.max, expected.max) << what;
+  EXPECT_EQ(actual.nan, expected.nan) << what;
+}
+
+TEST(Store, DownsamplingMatchesBruteForceIncludingSpikesNansAndReplacements) {
+  TempDir dir;
+  Store store(dir.File("db"), StoreOptions{Durability::kNormal, 2});
+  std::mt19937_64 rng(1234);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  std::map<std::int64_t, wire::StepRecord> truth;
+  auto random_record = [&](std::int64_t step) {
+    auto r = MakeRecord("big", step, 3.0 + unit(rng));
+    double roll = unit(rng);
+    if (roll < 0.001) r.loss = kNaN;
+    if (roll > 0.999) r.loss = 1e6;  // a spike
+    if (unit(rng) < 0.7) r.grad_norm = unit(rng) < 0.002 ? kInf : unit(rng) * 5;
+    if (unit(rng) < 0.5) r.ref_loss = 3.0;
+    r.tokens = static_cast<std::int64_t>(unit(rng) * 4096);
+    return r;
+  };
+  // 140,000 steps with gaps, sent in shuffled batches of varied size, then a tenth replaced.
+  std::vector<wire::StepRecord> records;
+  for (std::int64_t step = 0; step < 140'000; ++step) {
+    if (step % 977 < 3) continue;
+    records.push_back(random_record(step));
+  }
+  std::shuffle(records.begin(), records.end(), rng);
+  for (std::size_t i = 0; i < records.size();) {
+    std::size_t n = std::min<std::size_t>(records.size() - i, 1 + rng() % 5000);
+    std::vector<wire::StepRecord> batch(records.begin() + i, records.begin() + i + n);
+    store.Ingest(batch);
+    for (const auto& r : batch) truth[r.step] = r;
+    i += n;
+  }
+  std::vector<wire::StepRecord> replacements;
+  for (const auto& [step, r] : truth) {
+    if (unit(rng) < 0.1) replacements.push_back(random_record(step));
+  }
+  replacements.push_back(MakeRecord("big", 70'001, -1e9));  // replace into a low, new extreme
+  store.Ingest(replacements);
+  for (const auto& r : replacements) truth[r.step] = r;
+
+  struct Query {
+    std::int64_t from, to, max_buckets;
+  };
+  std::vector<Query> queries = {{0, INT64_MAX, 1000}, {0, 139'999, 50}, {12'345, 98'765, 700},
+                                {70'000, 70'010, 1000}, {65'530, 65'545, 4}, {1'000, 200'000, 31}};
+  for (int i = 0; i < 20; ++i) {
+    std::int64_t a = rng() % 140'000, b = rng() % 140'000;
+    queries.push_back({std::min(a, b), std::max(a, b), 2 + static_cast<std::int64_t>(rng() % 3000)});
+  }
+  for (const Query& q : queries) {
+    std::string what = "from=" + std::to_string(q.from) + " to=" + std::to_string(q.to) +
+                       " buckets=" + std::to_string(q.max_buckets);
+    auto series = store.ReadDownsampled("big", q.from, q.to, 0, q.max_buckets);
+    ASSERT_TRUE(series.has_value());
+    ASSERT_EQ(series->ranks.size(), 1u) << what;
+    const auto& buckets = series->ranks[0].buckets;
+    EXPECT_LE(static_cast<std::int64_t>(buckets.size()), q.max_buckets) << what;
+    auto expected = Expected(truth, q.from, q.to, series->bucket_width);
+    ASSERT_EQ(buckets.size(), expected.size()) << what;
+    auto it = expected.begin();
+    for (const BlockStats& bucket : buckets) {
+      const BlockStats& want = (it++)->second;
+      EXPECT_EQ(bucket.first_step, want.first_step) << what;
+      EXPECT_EQ(bucket.last_step, want.last_step) << what;
+      EXPECT_EQ(bucket.n, want.n) << what;
+      ExpectSame(bucket.loss, want.loss, what + " loss");
+      ExpectSame(bucket.ref_loss, want.ref_loss, what + " ref_loss");
+      ExpectSame(bucket.grad_norm, want.grad_norm, what + " grad_norm");
+      ExpectSame(bucket.tokens, want.tokens, what + " tokens");
+    }
+  }
+}
+
+TEST(Store, ReopenAfterUncleanExitKeepsCommittedBatches) {
+  TempDir dir;
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // No destructors, no checkpoint: the WAL is left as a crash would leave it.
+    Store* store = new Store(dir.File("db"));
+    store->Ingest(Steps("crash", 0, 500));
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_TRUE(std::filesystem::exists(dir.File("db-wal")));
+  Store store(dir.File("db"));
+  EXPECT_EQ(store.GetRun("crash")->records, 500);
+  EXPECT_EQ(store.ReadSteps("crash", StepQuery{})->records.size(), 500u);
+  EXPECT_EQ(store.Ingest(Steps("crash", 0, 500)).duplicates, 500);
+}
+
+TEST(Store, RefusesAFileThatIsNotALossguardDatabase) {
+  TempDir dir;
+  {
+    Database other(dir.File("other.db"), false, true);
+    other.Exec("CREATE TABLE customers (id INTEGER)");
+  }
+  EXPECT_THAT([&] { Store store(dir.File("other.db")); },
+              ::testing::ThrowsMessage<SqliteError>(HasSubstr("is not a lossguard database")));
+  {
+    std::ofstream garbage(dir.File("garbage.db"));
+    garbage << std::string(8192, 'x');
+  }
+  EXPECT_THROW(Store(dir.File("garbage.db")), SqliteError);
+  EXPECT_THAT([&] { Store store(dir.File("no/such/dir/db")); },
+              ::testing::ThrowsMessage<SqliteError>(HasSubstr("no/such/dir/db")));
+}
+
+}  // namespace
+}  // namespace lossguard::store

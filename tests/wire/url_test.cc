@@ -1,0 +1,46 @@
+#include "lossguard/wire/url.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace lossguard::wire {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(ParseHostPort, Ipv4Ipv6AndNames) {
+  auto v4 = ParseHostPort("127.0.0.1:8080");
+  ASSERT_TRUE(v4.ok());
+  EXPECT_EQ(v4.value().host, "127.0.0.1");
+  EXPECT_EQ(v4.value().port, 8080);
+  auto v6 = ParseHostPort("[::1]:0");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6.value().host, "::1");
+  EXPECT_EQ(v6.value().port, 0);
+  EXPECT_TRUE(ParseHostPort("localhost:80").ok());
+}
+
+TEST(ParseHostPort, Rejects) {
+  EXPECT_THAT(ParseHostPort("127.0.0.1").error(), HasSubstr("HOST:PORT"));
+  EXPECT_THAT(ParseHostPort("127.0.0.1:99999").error(), HasSubstr("0-65535"));
+  EXPECT_THAT(ParseHostPort("127.0.0.1:http").error(), HasSubstr("\"http\""));
+  EXPECT_THAT(ParseHostPort("::1:8080").error(), HasSubstr("brackets"));
+  EXPECT_THAT(ParseHostPort(":8080").error(), HasSubstr("empty host"));
+  EXPECT_THAT(ParseHostPort("[::1:8080").error(), HasSubstr("']'"));
+}
+
+TEST(ParseHttpUrl, PortDefaultAndPrefix) {
+  auto url = ParseHttpUrl("http://example.test/lossguard/");
+  ASSERT_TRUE(url.ok());
+  EXPECT_EQ(url.value().endpoint.port, 80);
+  EXPECT_EQ(url.value().base_path, "/lossguard");
+  auto v6 = ParseHttpUrl("http://[::1]:9000");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6.value().endpoint.host, "::1");
+  EXPECT_EQ(v6.value().endpoint.port, 9000);
+  EXPECT_THAT(ParseHttpUrl("https://x:1").error(), HasSubstr("https is not supported"));
+  EXPECT_THAT(ParseHttpUrl("http://x:port").error(), HasSubstr("bad URL"));
+}
+
+}  // namespace
+}  // namespace lossguard::wire
