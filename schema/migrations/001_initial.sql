@@ -12,26 +12,20 @@ CREATE TABLE runs (
   record_count  INTEGER NOT NULL DEFAULT 0   -- distinct (step, rank) keys stored
 );
 
--- One row per (run, step, rank). `record` is the canonical JSON of the record as received (with
--- unknown fields); the typed columns beside it exist for queries and rollups.
+-- One row per (run, step, rank). `record` is the canonical JSON of the record as received (all
+-- fields, unknown ones included): the source of truth. The typed columns beside it are only those
+-- that queries and rollups read; add a column in a later migration when a query needs one.
 CREATE TABLE steps (
-  run_id            INTEGER NOT NULL REFERENCES runs(id),
-  step              INTEGER NOT NULL,
-  rank              INTEGER NOT NULL,
-  world_size        INTEGER NOT NULL,
-  ga_steps          INTEGER NOT NULL,
-  micro_batch_size  INTEGER NOT NULL,
-  loss              REAL    NOT NULL,
-  grad_norm         REAL,
-  ref_loss          REAL,
-  tokens            INTEGER,
-  vocab_size        INTEGER,
-  lr                REAL,
-  nonfinite_grads   INTEGER,
-  time              REAL,
-  record            TEXT    NOT NULL,
-  version           INTEGER NOT NULL DEFAULT 0,  -- how many times this key was replaced
-  received_at       REAL    NOT NULL,
+  run_id       INTEGER NOT NULL REFERENCES runs(id),
+  step         INTEGER NOT NULL,
+  rank         INTEGER NOT NULL,
+  loss         REAL    NOT NULL,
+  grad_norm    REAL,
+  ref_loss     REAL,
+  tokens       INTEGER,
+  record       TEXT    NOT NULL,
+  version      INTEGER NOT NULL DEFAULT 0,  -- how many times this key was replaced
+  received_at  REAL    NOT NULL,
   PRIMARY KEY (run_id, step, rank)
 ) WITHOUT ROWID;
 

@@ -17,6 +17,18 @@ std::optional<std::int64_t> FindRunId(Database& db, std::string_view run) {
   return find.Int(0);
 }
 
+// The first and last step of a run, as two index seeks. (One `SELECT MIN(step), MAX(step)` would
+// scan every row of the run: SQLite's min/max optimisation applies only to a lone aggregate.)
+std::optional<std::pair<std::int64_t, std::int64_t>> StepBounds(Database& db, std::int64_t run_id) {
+  Statement first(db, "SELECT step FROM steps WHERE run_id = ? ORDER BY step LIMIT 1");
+  first.Bind(1, run_id);
+  if (!first.Step()) return std::nullopt;
+  Statement last(db, "SELECT step FROM steps WHERE run_id = ? ORDER BY step DESC LIMIT 1");
+  last.Bind(1, run_id);
+  last.Step();
+  return std::make_pair(first.Int(0), last.Int(0));
+}
+
 RunSummary Summarise(Database& db, const Statement& run_row) {
   RunSummary run;
   std::int64_t id = run_row.Int(0);
@@ -25,13 +37,10 @@ RunSummary Summarise(Database& db, const Statement& run_row) {
   run.first_seen = run_row.Number(3).value_or(0);
   run.last_seen = run_row.Number(4).value_or(0);
 
-  // MIN/MAX on the leading key columns are single index seeks, even for a million steps.
-  Statement bounds(db, "SELECT MIN(step), MAX(step) FROM steps WHERE run_id = ?");
-  bounds.Bind(1, id);
-  if (bounds.Step() && !bounds.IsNull(1)) {
-    run.first_step = bounds.Int(0);
+  if (auto bounds = StepBounds(db, id)) {
+    run.first_step = bounds->first;
     Statement latest(db, "SELECT record FROM steps WHERE run_id = ? AND step = ? ORDER BY rank LIMIT 1");
-    latest.Bind(1, id).Bind(2, bounds.Int(1));
+    latest.Bind(1, id).Bind(2, bounds->second);
     if (latest.Step()) run.latest = nlohmann::json::parse(latest.Text(0));
   }
 
@@ -139,11 +148,10 @@ std::optional<DownsampledSeries> Store::ReadDownsampled(std::string_view run, st
   std::optional<std::int64_t> run_id = FindRunId(*db, run);
   if (!run_id) return std::nullopt;
   DownsampledSeries out;
-  Statement bounds(*db, "SELECT MIN(step), MAX(step) FROM steps WHERE run_id = ?");
-  bounds.Bind(1, *run_id);
-  if (!bounds.Step() || bounds.IsNull(0)) return out;
-  out.from = std::max(from, bounds.Int(0));
-  out.to = std::min(to, bounds.Int(1));
+  auto bounds = StepBounds(*db, *run_id);
+  if (!bounds) return out;
+  out.from = std::max(from, bounds->first);
+  out.to = std::min(to, bounds->second);
   if (out.from > out.to) return out;
 
   Resolution resolution = ChooseResolution(out.from, out.to, max_buckets);

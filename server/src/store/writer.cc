@@ -7,18 +7,22 @@
 namespace lossguard::store {
 
 namespace {
-constexpr const char* kUpsertStep = R"sql(
-INSERT INTO steps (run_id, step, rank, world_size, ga_steps, micro_batch_size, loss, grad_norm, ref_loss,
-                   tokens, vocab_size, lr, nonfinite_grads, time, record, received_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
-ON CONFLICT (run_id, step, rank) DO UPDATE SET
-  world_size = excluded.world_size, ga_steps = excluded.ga_steps,
-  micro_batch_size = excluded.micro_batch_size, loss = excluded.loss, grad_norm = excluded.grad_norm,
-  ref_loss = excluded.ref_loss, tokens = excluded.tokens, vocab_size = excluded.vocab_size, lr = excluded.lr,
-  nonfinite_grads = excluded.nonfinite_grads, time = excluded.time, record = excluded.record,
-  received_at = excluded.received_at, version = version + 1
-WHERE steps.record IS NOT excluded.record
-RETURNING version)sql";
+// New keys (the common case) cost one statement; an existing key is then updated only if the record
+// differs, so sqlite3_changes() tells new, replaced and duplicate apart without RETURNING.
+constexpr const char* kInsertStep = R"sql(
+INSERT OR IGNORE INTO steps (run_id, step, rank, loss, grad_norm, ref_loss, tokens, record, received_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9))sql";
+constexpr const char* kReplaceStep = R"sql(
+UPDATE steps SET loss = ?4, grad_norm = ?5, ref_loss = ?6, tokens = ?7, record = ?8, received_at = ?9,
+                 version = version + 1
+WHERE run_id = ?1 AND step = ?2 AND rank = ?3 AND record IS NOT ?8)sql";
+
+void BindStep(Statement& statement, std::int64_t run_id, const wire::StepRecord& r, const std::string& canonical,
+              double now) {
+  statement.Reset();
+  statement.Bind(1, run_id).Bind(2, r.step).Bind(3, r.rank).BindNumber(4, r.loss).BindNumber(5, r.grad_norm);
+  statement.BindNumber(6, r.ref_loss).Bind(7, r.tokens).Bind(8, canonical).BindNumber(9, now);
+}
 
 std::string Sql(const std::string& head, const char* columns, const std::string& tail) {
   return head + columns + tail;
@@ -31,7 +35,8 @@ Store::Writer::Writer(Database db)
       find_run_(db_, "SELECT id FROM runs WHERE name = ?"),
       insert_run_(db_, "INSERT INTO runs (name, first_seen, last_seen) VALUES (?, ?, ?) RETURNING id"),
       touch_run_(db_, "UPDATE runs SET last_seen = ?, record_count = record_count + ? WHERE id = ?"),
-      upsert_step_(db_, kUpsertStep),
+      insert_step_(db_, kInsertStep),
+      replace_step_(db_, kReplaceStep),
       raw_block_(db_, Sql("SELECT ", kRawBlockColumns,
                           " FROM steps WHERE run_id = ? AND step BETWEEN ? AND ? AND rank = ?")),
       child_blocks_(db_, Sql("SELECT ", kRollupColumns,
@@ -72,26 +77,24 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
     const wire::StepRecord& r = records[i];
     std::int64_t run_id = RunId(r.run, now, created_runs);
     new_records_per_run.try_emplace(run_id, 0);
-    upsert_step_.Reset();
-    upsert_step_.Bind(1, run_id).Bind(2, r.step).Bind(3, r.rank).Bind(4, r.world_size).Bind(5, r.ga_steps);
-    upsert_step_.Bind(6, r.micro_batch_size).BindNumber(7, r.loss).BindNumber(8, r.grad_norm);
-    upsert_step_.BindNumber(9, r.ref_loss).Bind(10, r.tokens).Bind(11, r.vocab_size).BindNumber(12, r.lr);
-    upsert_step_.Bind(13, r.nonfinite_grads).BindNumber(14, r.time).Bind(15, canonical[i]).BindNumber(16, now);
     ++result.accepted;
-    if (!upsert_step_.Step()) {
-      ++result.duplicates;
-      continue;
-    }
-    if (upsert_step_.Int(0) == 0) {
+    BindStep(insert_step_, run_id, r, canonical[i], now);
+    insert_step_.Step();
+    if (db_.Changes() == 1) {
       ++new_records_per_run[run_id];
     } else {
+      BindStep(replace_step_, run_id, r, canonical[i], now);
+      replace_step_.Step();
+      if (db_.Changes() == 0) {
+        ++result.duplicates;
+        continue;
+      }
       ++result.replaced;
-    }
-    while (upsert_step_.Step()) {
     }
     touched.push_back({run_id, r.rank, r.step / kRollupWidths[1]});
   }
-  upsert_step_.Reset();
+  insert_step_.Reset();
+  replace_step_.Reset();
   for (const auto& [run_id, added] : new_records_per_run) {
     touch_run_.Reset();
     touch_run_.BindNumber(1, now).Bind(2, added).Bind(3, run_id);

@@ -35,7 +35,7 @@ class Store::Writer {
 
   Database db_;
   std::unordered_map<std::string, std::int64_t> run_ids_;  // committed runs only
-  Statement find_run_, insert_run_, touch_run_, upsert_step_, raw_block_, child_blocks_, upsert_rollup_;
+  Statement find_run_, insert_run_, touch_run_, insert_step_, replace_step_, raw_block_, child_blocks_, upsert_rollup_;
 };
 
 }  // namespace lossguard::store

@@ -1,0 +1,126 @@
+// Ingest and query benchmark against the real lossguard-server binary over loopback HTTP.
+//   build/tests/bench/ingest_bench            (defaults: the figures in README.md)
+// 1. Throughput: `clients` threads post batches of `batch` records (NDJSON, durable acks: --sync
+//    full) into one run until `records` are stored; records/s over the whole run.
+// 2. Latency: one client posts `latency-batches` batches of 100 records; p50/p99 per request.
+// 3. Query: GET /steps?max_points=2000 over the whole run (1,000,000 steps by default); p50/p99.
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "e2e/server_process.h"
+#include "lossguard/wire/http_client.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using lossguard::testing::ServerProcess;
+
+std::string Body(const std::string& run, std::int64_t first, std::int64_t count) {
+  std::string out;
+  out.reserve(static_cast<std::size_t>(count) * 200);
+  for (std::int64_t step = first; step < first + count; ++step) {
+    double loss = 2.0 + 8.0 / static_cast<double>(step / 100 + 1);
+    out += R"({"run":")" + run + R"(","step":)" + std::to_string(step) +
+           R"(,"ga_steps":8,"micro_batch_size":4,"loss":)" + std::to_string(loss) + R"(,"ref_loss":)" +
+           std::to_string(loss) + R"(,"grad_norm":1.25,"tokens":16384,"vocab_size":32000,"lr":0.0003})" + "\n";
+  }
+  return out;
+}
+
+double Percentile(std::vector<double> values, double p) {
+  std::sort(values.begin(), values.end());
+  std::size_t index = std::min(values.size() - 1, static_cast<std::size_t>(p * static_cast<double>(values.size())));
+  return values[index];
+}
+
+void Check(const lossguard::wire::HttpResponse& response) {
+  if (response.status != 200) throw std::runtime_error("server answered " + std::to_string(response.status) + ": " + response.body);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"lossguard ingest/query benchmark (real server, real HTTP on loopback)"};
+  std::int64_t records = 1'000'000, batch = 1000, latency_batches = 2000, query_repeats = 50;
+  int clients = 2;
+  std::string sync = "full";
+  app.add_option("--records", records, "records in the throughput phase (= steps of the queried run)");
+  app.add_option("--batch", batch, "records per request in the throughput phase");
+  app.add_option("--clients", clients, "concurrent client connections in the throughput phase");
+  app.add_option("--latency-batches", latency_batches, "100-record requests in the latency phase");
+  app.add_option("--query-repeats", query_repeats, "downsampled queries timed");
+  app.add_option("--sync", sync, "server --sync mode")->check(CLI::IsMember({"full", "normal"}));
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    std::string pattern = (std::filesystem::temp_directory_path() / "lossguard-bench-XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    std::filesystem::path dir = pattern;
+    ServerProcess server({.db = dir / "bench.db", .extra_args = {"--sync", sync}});
+
+    // Bodies are built before the clock starts: the benchmark measures the server, not sprintf.
+    std::int64_t batches = records / batch;
+    std::vector<std::string> bodies;
+    for (std::int64_t b = 0; b < batches; ++b) bodies.push_back(Body("bench", b * batch, batch));
+    std::atomic<std::int64_t> next = 0;
+    auto start = Clock::now();
+    std::vector<std::thread> threads;
+    std::atomic<bool> failed = false;
+    for (int c = 0; c < clients; ++c) {
+      threads.emplace_back([&] {
+        try {
+          lossguard::wire::HttpClient client(server.url());
+          for (std::int64_t b = next++; b < batches; b = next++) Check(client.Post("/api/v1/steps", bodies[b], "application/x-ndjson"));
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "client: %s\n", e.what());
+          failed = true;
+        }
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    if (failed) return 1;
+    double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    bodies.clear();
+
+    lossguard::wire::HttpClient client(server.url());
+    std::vector<double> ingest_ms;
+    for (std::int64_t i = 0; i < latency_batches; ++i) {
+      std::string body = Body("latency", i * 100, 100);
+      auto t0 = Clock::now();
+      Check(client.Post("/api/v1/steps", body, "application/x-ndjson"));
+      ingest_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    }
+
+    std::vector<double> query_ms;
+    std::size_t response_bytes = 0;
+    for (std::int64_t i = 0; i < query_repeats; ++i) {
+      auto t0 = Clock::now();
+      auto response = client.Get("/api/v1/runs/bench/steps?max_points=2000");
+      query_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      Check(response);
+      response_bytes = response.body.size();
+    }
+    server.Stop(SIGTERM, std::chrono::seconds(30));
+    std::filesystem::remove_all(dir);
+
+    std::printf("ingest throughput: %lld records in %.2f s = %.0f records/s (batches of %lld, %d clients, --sync %s)\n",
+                static_cast<long long>(batches * batch), seconds, static_cast<double>(batches * batch) / seconds,
+                static_cast<long long>(batch), clients, sync.c_str());
+    std::printf("ingest latency, 100-record batches: p50 %.2f ms, p99 %.2f ms (%zu requests)\n", Percentile(ingest_ms, 0.5),
+                Percentile(ingest_ms, 0.99), ingest_ms.size());
+    std::printf("query steps?max_points=2000 over %lld steps: p50 %.2f ms, p99 %.2f ms (%zu requests, %zu bytes)\n",
+                static_cast<long long>(batches * batch), Percentile(query_ms, 0.5), Percentile(query_ms, 0.99),
+                query_ms.size(), response_bytes);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ingest_bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
