@@ -16,6 +16,7 @@ packages=(
   libgtest-dev libgmock-dev googletest
   libbenchmark-dev
   clang-format
+  python3 python3-jsonschema   # schema conformance test
 )
 if [[ "${LOSSGUARD_NO_TORCH:-0}" != 1 ]]; then
   packages+=(libtorch-dev libgloo-dev)

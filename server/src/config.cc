@@ -1,11 +1,10 @@
 #include "config.h"
 
+#include <boost/asio/ip/address.hpp>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
-
-#include <boost/asio/ip/address.hpp>
 
 namespace lossguard {
 
@@ -18,8 +17,8 @@ std::string Trim(std::string text) {
 }
 }  // namespace
 
-Result<std::optional<std::string>, std::string> LoadToken(const std::optional<std::string>& token_file,
-                                           const char* environment_value) {
+Result<std::optional<std::string>, std::string> LoadToken(
+    const std::optional<std::string>& token_file, const char* environment_value) {
   if (token_file) {
     std::ifstream in(*token_file);
     if (!in) return std::string("--token-file " + *token_file + ": " + std::strerror(errno));
@@ -40,7 +39,9 @@ Result<std::optional<std::string>, std::string> LoadToken(const std::optional<st
 std::optional<std::string> CheckExposure(const wire::HostPort& listen, const std::string& token) {
   boost::system::error_code ec;
   auto address = boost::asio::ip::make_address(listen.host, ec);
-  if (ec) return "--listen host must be an IP address (e.g. 127.0.0.1 or [::1]), but got \"" + listen.host + "\"";
+  if (ec)
+    return "--listen host must be an IP address (e.g. 127.0.0.1 or [::1]), but got \"" +
+           listen.host + "\"";
   if (token.empty() && !address.is_loopback()) {
     return "refusing to listen on non-loopback address " + listen.host +
            " without a token: anyone who can reach it could write records. Set --token-file or "

@@ -1,11 +1,11 @@
 // lossguard-server: ingest, storage and REST queries for training-loss sanity.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
-
-#include <CLI/CLI.hpp>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include "api/api.h"
 #include "config.h"
@@ -13,7 +13,9 @@
 #include "store/store.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"lossguard-server: stores per-step training records, answers REST queries for runs and alerts."};
+  CLI::App app{
+      "lossguard-server: stores per-step training records, answers REST queries for runs and "
+      "alerts."};
   std::string listen = "127.0.0.1:8080";
   std::string db_path = "./lossguard.db";
   std::optional<std::string> token_file;
@@ -21,14 +23,20 @@ int main(int argc, char** argv) {
   std::string sync = "full";
   std::uint64_t max_body_mb = 64;
   std::string log_level = "info";
-  app.add_option("--listen", listen, "address to listen on, HOST:PORT (IPv6 as [::1]:PORT; port 0 picks one)")
+  app.add_option("--listen", listen,
+                 "address to listen on, HOST:PORT (IPv6 as [::1]:PORT; port 0 picks one)")
       ->capture_default_str();
-  app.add_option("--db", db_path, "SQLite database file (created if missing)")->capture_default_str();
-  app.add_option("--token-file", token_file,
-                 "file holding the bearer token that write endpoints require (else LOSSGUARD_TOKEN)");
-  app.add_option("--threads", threads, "I/O threads")->check(CLI::Range(1, 256))->capture_default_str();
+  app.add_option("--db", db_path, "SQLite database file (created if missing)")
+      ->capture_default_str();
+  app.add_option(
+      "--token-file", token_file,
+      "file holding the bearer token that write endpoints require (else LOSSGUARD_TOKEN)");
+  app.add_option("--threads", threads, "I/O threads")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
   app.add_option("--sync", sync,
-                 "full: fsync every commit (acked records survive power loss); normal: survive a crash of the "
+                 "full: fsync every commit (acked records survive power loss); normal: survive a "
+                 "crash of the "
                  "server process only")
       ->check(CLI::IsMember({"full", "normal"}))
       ->capture_default_str();
@@ -60,8 +68,8 @@ int main(int argc, char** argv) {
 
   try {
     lossguard::store::StoreOptions store_options;
-    store_options.durability =
-        sync == "full" ? lossguard::store::Durability::kFull : lossguard::store::Durability::kNormal;
+    store_options.durability = sync == "full" ? lossguard::store::Durability::kFull
+                                              : lossguard::store::Durability::kNormal;
     lossguard::store::Store store(db_path, store_options);
 
     lossguard::http::Router router(token.value().value_or(""));

@@ -8,10 +8,11 @@ namespace {
 std::string Batch(int records) {
   std::string out;
   for (int i = 0; i < records; ++i) {
-    out += R"({"run":"bench","step":)" + std::to_string(i) +
-           R"(,"rank":0,"world_size":1,"ga_steps":8,"micro_batch_size":1,"loss":2.345678,"ref_loss":2.301234,)"
-           R"("grad_norm":1.234567,"tokens":4096,"vocab_size":32000,"lr":0.0003,"time":1795000000.5})"
-           "\n";
+    out +=
+        R"({"run":"bench","step":)" + std::to_string(i) +
+        R"(,"rank":0,"world_size":1,"ga_steps":8,"micro_batch_size":1,"loss":2.345678,"ref_loss":2.301234,)"
+        R"("grad_norm":1.234567,"tokens":4096,"vocab_size":32000,"lr":0.0003,"time":1795000000.5})"
+        "\n";
   }
   return out;
 }
@@ -30,7 +31,8 @@ BENCHMARK(BM_ParseNdjsonBatch)->Arg(1000);
 void BM_CanonicalJson(benchmark::State& state) {
   auto parsed = lossguard::wire::ParseBatch(Batch(1000), lossguard::wire::BodyFormat::kNdjson);
   for (auto _ : state) {
-    for (const auto& record : parsed.value()) benchmark::DoNotOptimize(lossguard::wire::CanonicalJson(record));
+    for (const auto& record : parsed.value())
+      benchmark::DoNotOptimize(lossguard::wire::CanonicalJson(record));
   }
   state.SetItemsProcessed(state.iterations() * 1000);
 }

@@ -6,13 +6,12 @@
 // 3. Query: GET /steps?max_points=2000 over the whole run (1,000,000 steps by default); p50/p99.
 #include <signal.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <thread>
-
-#include <CLI/CLI.hpp>
 
 #include "e2e/server_process.h"
 #include "lossguard/wire/http_client.h"
@@ -28,20 +27,24 @@ std::string Body(const std::string& run, std::int64_t first, std::int64_t count)
   for (std::int64_t step = first; step < first + count; ++step) {
     double loss = 2.0 + 8.0 / static_cast<double>(step / 100 + 1);
     out += R"({"run":")" + run + R"(","step":)" + std::to_string(step) +
-           R"(,"ga_steps":8,"micro_batch_size":4,"loss":)" + std::to_string(loss) + R"(,"ref_loss":)" +
-           std::to_string(loss) + R"(,"grad_norm":1.25,"tokens":16384,"vocab_size":32000,"lr":0.0003})" + "\n";
+           R"(,"ga_steps":8,"micro_batch_size":4,"loss":)" + std::to_string(loss) +
+           R"(,"ref_loss":)" + std::to_string(loss) +
+           R"(,"grad_norm":1.25,"tokens":16384,"vocab_size":32000,"lr":0.0003})" + "\n";
   }
   return out;
 }
 
 double Percentile(std::vector<double> values, double p) {
   std::sort(values.begin(), values.end());
-  std::size_t index = std::min(values.size() - 1, static_cast<std::size_t>(p * static_cast<double>(values.size())));
+  std::size_t index =
+      std::min(values.size() - 1, static_cast<std::size_t>(p * static_cast<double>(values.size())));
   return values[index];
 }
 
 void Check(const lossguard::wire::HttpResponse& response) {
-  if (response.status != 200) throw std::runtime_error("server answered " + std::to_string(response.status) + ": " + response.body);
+  if (response.status != 200)
+    throw std::runtime_error("server answered " + std::to_string(response.status) + ": " +
+                             response.body);
 }
 
 }  // namespace
@@ -51,7 +54,8 @@ int main(int argc, char** argv) {
   std::int64_t records = 1'000'000, batch = 1000, latency_batches = 2000, query_repeats = 50;
   int clients = 2;
   std::string sync = "full";
-  app.add_option("--records", records, "records in the throughput phase (= steps of the queried run)");
+  app.add_option("--records", records,
+                 "records in the throughput phase (= steps of the queried run)");
   app.add_option("--batch", batch, "records per request in the throughput phase");
   app.add_option("--clients", clients, "concurrent client connections in the throughput phase");
   app.add_option("--latency-batches", latency_batches, "100-record requests in the latency phase");
@@ -60,7 +64,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
-    std::string pattern = (std::filesystem::temp_directory_path() / "lossguard-bench-XXXXXX").string();
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "lossguard-bench-XXXXXX").string();
     if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
     std::filesystem::path dir = pattern;
     ServerProcess server({.db = dir / "bench.db", .extra_args = {"--sync", sync}});
@@ -77,7 +82,8 @@ int main(int argc, char** argv) {
       threads.emplace_back([&] {
         try {
           lossguard::wire::HttpClient client(server.url());
-          for (std::int64_t b = next++; b < batches; b = next++) Check(client.Post("/api/v1/steps", bodies[b], "application/x-ndjson"));
+          for (std::int64_t b = next++; b < batches; b = next++)
+            Check(client.Post("/api/v1/steps", bodies[b], "application/x-ndjson"));
         } catch (const std::exception& e) {
           std::fprintf(stderr, "client: %s\n", e.what());
           failed = true;
@@ -110,14 +116,19 @@ int main(int argc, char** argv) {
     server.Stop(SIGTERM, std::chrono::seconds(30));
     std::filesystem::remove_all(dir);
 
-    std::printf("ingest throughput: %lld records in %.2f s = %.0f records/s (batches of %lld, %d clients, --sync %s)\n",
-                static_cast<long long>(batches * batch), seconds, static_cast<double>(batches * batch) / seconds,
-                static_cast<long long>(batch), clients, sync.c_str());
-    std::printf("ingest latency, 100-record batches: p50 %.2f ms, p99 %.2f ms (%zu requests)\n", Percentile(ingest_ms, 0.5),
-                Percentile(ingest_ms, 0.99), ingest_ms.size());
-    std::printf("query steps?max_points=2000 over %lld steps: p50 %.2f ms, p99 %.2f ms (%zu requests, %zu bytes)\n",
-                static_cast<long long>(batches * batch), Percentile(query_ms, 0.5), Percentile(query_ms, 0.99),
-                query_ms.size(), response_bytes);
+    std::printf(
+        "ingest throughput: %lld records in %.2f s = %.0f records/s (batches of %lld, %d clients, "
+        "--sync %s)\n",
+        static_cast<long long>(batches * batch), seconds,
+        static_cast<double>(batches * batch) / seconds, static_cast<long long>(batch), clients,
+        sync.c_str());
+    std::printf("ingest latency, 100-record batches: p50 %.2f ms, p99 %.2f ms (%zu requests)\n",
+                Percentile(ingest_ms, 0.5), Percentile(ingest_ms, 0.99), ingest_ms.size());
+    std::printf(
+        "query steps?max_points=2000 over %lld steps: p50 %.2f ms, p99 %.2f ms (%zu requests, %zu "
+        "bytes)\n",
+        static_cast<long long>(batches * batch), Percentile(query_ms, 0.5),
+        Percentile(query_ms, 0.99), query_ms.size(), response_bytes);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ingest_bench: %s\n", e.what());
     return 1;

@@ -25,14 +25,16 @@ lossguard::wire::StepRecord Record(std::int64_t step) {
 }
 
 void BM_StoreIngest(benchmark::State& state) {
-  std::string pattern = (std::filesystem::temp_directory_path() / "lossguard-store-bench-XXXXXX").string();
+  std::string pattern =
+      (std::filesystem::temp_directory_path() / "lossguard-store-bench-XXXXXX").string();
   if (mkdtemp(pattern.data()) == nullptr) {
     state.SkipWithError("mkdtemp failed");
     return;
   }
   {
     lossguard::store::StoreOptions options;
-    options.durability = state.range(0) ? lossguard::store::Durability::kFull : lossguard::store::Durability::kNormal;
+    options.durability = state.range(0) ? lossguard::store::Durability::kFull
+                                        : lossguard::store::Durability::kNormal;
     lossguard::store::Store store(std::filesystem::path(pattern) / "db", options);
     std::int64_t step = 0;
     for (auto _ : state) {

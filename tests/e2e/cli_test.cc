@@ -14,7 +14,8 @@ namespace lossguard::testing {
 namespace {
 
 using ::testing::HasSubstr;
-const std::string kSample = std::string(LOSSGUARD_SOURCE_DIR) + "/schema/examples/sample-run.ndjson";
+const std::string kSample =
+    std::string(LOSSGUARD_SOURCE_DIR) + "/schema/examples/sample-run.ndjson";
 
 CommandResult Cli(std::vector<std::string> args) {
   args.insert(args.begin(), LOSSGUARD_CLI_BINARY);
@@ -44,8 +45,10 @@ TEST(Cli, ReplayStopsAtTheFirstBadLineAndSaysWhere) {
   std::string file = dir.File("bad.ndjson").string();
   {
     std::ofstream out(file);
-    out << NdjsonSteps("bad", 0, 2) << "\n" << R"({"run":"bad","step":2,"ga_steps":0,"micro_batch_size":1,"loss":1})"
-        << "\n" << NdjsonSteps("bad", 3, 1);
+    out << NdjsonSteps("bad", 0, 2) << "\n"
+        << R"({"run":"bad","step":2,"ga_steps":0,"micro_batch_size":1,"loss":1})"
+        << "\n"
+        << NdjsonSteps("bad", 3, 1);
   }
   CommandResult result = Cli({"replay", file, "--server", server.url(), "--batch-size", "1"});
   EXPECT_EQ(result.exit_code, 1);
@@ -60,7 +63,8 @@ TEST(Cli, ReplayNeedsTheTokenWhenTheServerHasOne) {
   EXPECT_EQ(denied.exit_code, 1);
   EXPECT_THAT(denied.err, HasSubstr("server answered 401"));
   std::ofstream(dir.File("token")) << "abc\n";
-  CommandResult allowed = Cli({"replay", kSample, "--server", server.url(), "--token-file", dir.File("token").string()});
+  CommandResult allowed = Cli(
+      {"replay", kSample, "--server", server.url(), "--token-file", dir.File("token").string()});
   EXPECT_EQ(allowed.exit_code, 0) << allowed.err;
 }
 

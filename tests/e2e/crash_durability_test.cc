@@ -1,8 +1,7 @@
 // kill -9 while clients are ingesting: every batch the server acknowledged is there afterwards,
 // byte for byte.
-#include <signal.h>
-
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <atomic>
 #include <mutex>
@@ -35,8 +34,10 @@ TEST_P(KillNine, NoAcknowledgedRecordIsLost) {
       wire::HttpClient client(server->url(), {.timeout = std::chrono::seconds(10)});
       for (int b = 0; b < kMaxBatches && !stop; ++b) {
         try {
-          auto response = client.Post("/api/v1/steps", NdjsonSteps("crash-" + std::to_string(c), b * kBatchSize, kBatchSize),
-                                      "application/x-ndjson");
+          auto response =
+              client.Post("/api/v1/steps",
+                          NdjsonSteps("crash-" + std::to_string(c), b * kBatchSize, kBatchSize),
+                          "application/x-ndjson");
           if (response.status != 200) return;
         } catch (const wire::HttpError&) {
           return;  // the server is gone: this batch was not acknowledged
@@ -67,7 +68,8 @@ TEST_P(KillNine, NoAcknowledgedRecordIsLost) {
     auto sent = wire::ParseBatch(NdjsonSteps(run, 0, expected), wire::BodyFormat::kNdjson);
     ASSERT_TRUE(sent.ok());
     for (std::int64_t i = 0; i < expected; ++i) {
-      ASSERT_EQ(page["steps"][i].dump(), wire::CanonicalJson(sent.value()[i])) << run << " step " << i;
+      ASSERT_EQ(page["steps"][i].dump(), wire::CanonicalJson(sent.value()[i]))
+          << run << " step " << i;
     }
   }
 }

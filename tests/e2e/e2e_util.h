@@ -1,14 +1,14 @@
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace lossguard::testing {
 
 // A valid v1 record as JSON; tests add what they need.
 inline nlohmann::json RecordJson(const std::string& run, std::int64_t step, double loss = 2.0) {
-  return {{"run", run}, {"step", step}, {"ga_steps", 4}, {"micro_batch_size", 2}, {"loss", loss}, {"tokens", 1000}};
+  return {{"run", run},   {"step", step},  {"ga_steps", 4}, {"micro_batch_size", 2},
+          {"loss", loss}, {"tokens", 1000}};
 }
 
 // NDJSON of steps [first, first + count) of one run.

@@ -1,13 +1,13 @@
 // The real server binary over real HTTP on loopback.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
-#include <atomic>
 #include <thread>
 
 #include "e2e/e2e_util.h"
@@ -36,7 +36,8 @@ TEST(HttpApi, IngestAndQueryThroughTheRealServer) {
   auto ingest = client.Post("/api/v1/steps", NdjsonSteps("e2e", 0, 250), "application/x-ndjson");
   ASSERT_EQ(ingest.status, 200u) << ingest.body;
   EXPECT_EQ(Body(ingest), (json{{"accepted", 250}, {"duplicates", 0}, {"replaced", 0}}));
-  auto again = client.Post("/api/v1/steps", json{{"records", {RecordJson("e2e", 0, 9.0)}}}.dump(), "application/json");
+  auto again = client.Post("/api/v1/steps", json{{"records", {RecordJson("e2e", 0, 9.0)}}}.dump(),
+                           "application/json");
   EXPECT_EQ(Body(again)["replaced"], 1);
 
   json run = Body(client.Get("/api/v1/runs/e2e"))["run"];
@@ -63,8 +64,10 @@ TEST(HttpApi, OversizeBodyIs413AndNothingIsLost) {
   TempDir dir;
   ServerProcess server({.db = dir.File("db"), .extra_args = {"--max-body-mb", "1"}});
   HttpClient client(server.url());
-  ASSERT_EQ(client.Post("/api/v1/steps", NdjsonSteps("big", 0, 10), "application/x-ndjson").status, 200u);
-  auto too_big = client.Post("/api/v1/steps", NdjsonSteps("big", 10, 20'000), "application/x-ndjson");
+  ASSERT_EQ(client.Post("/api/v1/steps", NdjsonSteps("big", 0, 10), "application/x-ndjson").status,
+            200u);
+  auto too_big =
+      client.Post("/api/v1/steps", NdjsonSteps("big", 10, 20'000), "application/x-ndjson");
   EXPECT_EQ(too_big.status, 413u);
   EXPECT_EQ(Body(too_big)["error"]["code"], "body_too_large");
   EXPECT_THAT(Body(too_big)["error"]["message"].get<std::string>(), HasSubstr("1048576 bytes"));
@@ -79,7 +82,8 @@ TEST(HttpApi, MalformedHttpGets400AndTheServerKeepsServing) {
   ASSERT_TRUE(url.ok());
   boost::asio::io_context ioc;
   boost::asio::ip::tcp::socket socket(ioc);
-  socket.connect({boost::asio::ip::make_address(url.value().endpoint.host), url.value().endpoint.port});
+  socket.connect(
+      {boost::asio::ip::make_address(url.value().endpoint.host), url.value().endpoint.port});
   boost::asio::write(socket, boost::asio::buffer(std::string("THIS IS NOT HTTP\r\n\r\n")));
   std::string reply;
   boost::system::error_code ec;
@@ -103,9 +107,12 @@ TEST(HttpApi, TokenProtectsWritesButNotReads) {
   EXPECT_EQ(denied.status, 401u);
   EXPECT_EQ(Body(denied)["error"]["code"], "unauthorized");
   HttpClient wrong(server.url(), {.bearer_token = "nope"});
-  EXPECT_EQ(wrong.Post("/api/v1/steps", NdjsonSteps("auth", 0, 1), "application/x-ndjson").status, 401u);
+  EXPECT_EQ(wrong.Post("/api/v1/steps", NdjsonSteps("auth", 0, 1), "application/x-ndjson").status,
+            401u);
   HttpClient authorised(server.url(), {.bearer_token = "t0ken"});
-  EXPECT_EQ(authorised.Post("/api/v1/steps", NdjsonSteps("auth", 0, 1), "application/x-ndjson").status, 200u);
+  EXPECT_EQ(
+      authorised.Post("/api/v1/steps", NdjsonSteps("auth", 0, 1), "application/x-ndjson").status,
+      200u);
   EXPECT_EQ(anonymous.Get("/api/v1/runs").status, 200u);
   EXPECT_EQ(anonymous.Post("/api/v1/alerts/1/ack", "", "").status, 401u);
 }
@@ -114,13 +121,15 @@ TEST(HttpApi, ListensOnIpv6Loopback) {
   TempDir dir;
   std::unique_ptr<ServerProcess> server;
   try {
-    server = std::make_unique<ServerProcess>(ServerProcess::Options{.db = dir.File("db"), .listen = "[::1]:0"});
+    server = std::make_unique<ServerProcess>(
+        ServerProcess::Options{.db = dir.File("db"), .listen = "[::1]:0"});
   } catch (const std::exception& e) {
     GTEST_SKIP() << "no IPv6 loopback on this machine: " << e.what();
   }
   EXPECT_THAT(server->url(), HasSubstr("http://[::1]:"));
   HttpClient client(server->url());
-  EXPECT_EQ(client.Post("/api/v1/steps", NdjsonSteps("v6", 0, 3), "application/x-ndjson").status, 200u);
+  EXPECT_EQ(client.Post("/api/v1/steps", NdjsonSteps("v6", 0, 3), "application/x-ndjson").status,
+            200u);
 }
 
 TEST(HttpApi, StartUpErrorsAreClearAndExitNonZero) {
@@ -131,7 +140,8 @@ TEST(HttpApi, StartUpErrorsAreClearAndExitNonZero) {
     std::string message;
   };
   for (const Case& c : std::vector<Case>{
-           {{"--listen", "0.0.0.0:0"}, "refusing to listen on non-loopback address 0.0.0.0 without a token"},
+           {{"--listen", "0.0.0.0:0"},
+            "refusing to listen on non-loopback address 0.0.0.0 without a token"},
            {{"--listen", "127.0.0.1"}, "HOST:PORT"},
            {{"--listen", "localhost:0"}, "must be an IP address"},
            {{"--threads", "0"}, "--threads"},
@@ -162,8 +172,9 @@ TEST(HttpApi, ConcurrentClientsAllGetTheirRecordsStored) {
     clients.emplace_back([&, c] {
       HttpClient client(server.url());
       for (int b = 0; b < kBatches; ++b) {
-        auto response = client.Post("/api/v1/steps", NdjsonSteps("c" + std::to_string(c), b * kBatchSize, kBatchSize),
-                                    "application/x-ndjson");
+        auto response = client.Post(
+            "/api/v1/steps", NdjsonSteps("c" + std::to_string(c), b * kBatchSize, kBatchSize),
+            "application/x-ndjson");
         if (response.status != 200) ++failures;
       }
     });

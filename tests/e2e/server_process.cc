@@ -19,7 +19,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // fork + exec with stdout to a pipe and stderr to a file; returns the pid and the pipe's read end.
-std::pair<pid_t, int> Spawn(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+std::pair<pid_t, int> Spawn(const std::vector<std::string>& argv,
+                            const std::map<std::string, std::string>& env,
                             const std::filesystem::path& stderr_path) {
   int pipe_fds[2];
   if (pipe(pipe_fds) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
@@ -70,7 +71,8 @@ std::filesystem::path TempPath(const std::string& stem) {
 }  // namespace
 
 ServerProcess::ServerProcess(Options options) : stderr_path_(options.db.string() + ".stderr.log") {
-  std::vector<std::string> argv = {LOSSGUARD_SERVER_BINARY, "--listen", options.listen, "--db", options.db.string()};
+  std::vector<std::string> argv = {LOSSGUARD_SERVER_BINARY, "--listen", options.listen, "--db",
+                                   options.db.string()};
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
   auto [pid, out_fd] = Spawn(argv, options.env, stderr_path_);
   pid_ = pid;
@@ -92,7 +94,8 @@ ServerProcess::ServerProcess(Options options) : stderr_path_(options.db.string()
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
     pid_ = -1;
-    throw std::runtime_error("lossguard-server did not start; stdout: " + out + "; stderr: " + StderrText());
+    throw std::runtime_error("lossguard-server did not start; stdout: " + out +
+                             "; stderr: " + StderrText());
   }
   url_ = out.substr(at + kPrefix.size(), out.find('\n', at) - at - kPrefix.size());
 }
@@ -110,7 +113,9 @@ int ServerProcess::Stop(int signal, std::chrono::milliseconds timeout) {
   if (pid_ <= 0) throw std::logic_error("server already stopped");
   kill(pid_, signal);
   std::optional<int> code = WaitUntil(pid_, Clock::now() + timeout);
-  if (!code) throw std::runtime_error("lossguard-server did not exit within the timeout after signal " + std::to_string(signal));
+  if (!code)
+    throw std::runtime_error("lossguard-server did not exit within the timeout after signal " +
+                             std::to_string(signal));
   pid_ = -1;
   return *code;
 }

@@ -1,5 +1,6 @@
 // SIGTERM: requests in progress finish and are durable; idle connections do not delay the exit;
 // the database is closed cleanly.
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <boost/asio/io_context.hpp>
@@ -7,8 +8,6 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
-#include <gtest/gtest.h>
-
 #include <thread>
 
 #include "e2e/e2e_util.h"
@@ -32,8 +31,9 @@ TEST(Shutdown, SigtermFinishesTheRequestInProgressThenExitsCleanly) {
   wire::HttpClient idle(server->url());
   ASSERT_EQ(idle.Get("/healthz").status, 200u);
 
-  // A large batch (~15 MB, 100,000 records) written on a raw socket, so that we know it has been sent
-  // before the signal goes out; the server is still parsing and storing it when SIGTERM arrives.
+  // A large batch (~15 MB, 100,000 records) written on a raw socket, so that we know it has been
+  // sent before the signal goes out; the server is still parsing and storing it when SIGTERM
+  // arrives.
   constexpr int kRecords = 100'000;
   http::request<http::string_body> request{http::verb::post, "/api/v1/steps", 11};
   request.set(http::field::host, "localhost");
@@ -56,7 +56,8 @@ TEST(Shutdown, SigtermFinishesTheRequestInProgressThenExitsCleanly) {
   http::read(socket, buffer, parser, ec);
   ASSERT_FALSE(ec) << "the request in progress must get its response: " << ec.message();
   EXPECT_EQ(parser.get().result_int(), 200u) << parser.get().body();
-  EXPECT_FALSE(parser.get().keep_alive()) << "a server that is stopping closes the connection after the response";
+  EXPECT_FALSE(parser.get().keep_alive())
+      << "a server that is stopping closes the connection after the response";
 
   int code = server->Stop(0, std::chrono::seconds(15));  // signal 0: just wait for the exit
   EXPECT_EQ(code, 0) << server->StderrText();
@@ -80,7 +81,8 @@ TEST(Shutdown, SigintAlsoStopsGracefully) {
   TempDir dir;
   ServerProcess server({.db = dir.File("db")});
   wire::HttpClient client(server.url());
-  ASSERT_EQ(client.Post("/api/v1/steps", NdjsonSteps("int", 0, 10), "application/x-ndjson").status, 200u);
+  ASSERT_EQ(client.Post("/api/v1/steps", NdjsonSteps("int", 0, 10), "application/x-ndjson").status,
+            200u);
   EXPECT_EQ(server.Stop(SIGINT, std::chrono::seconds(15)), 0);
 }
 

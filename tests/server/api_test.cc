@@ -2,6 +2,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 #include "server/test_db.h"
@@ -31,9 +32,12 @@ class ApiTest : public ::testing::Test {
   static json Body(const http::Response& response) { return json::parse(response.body()); }
 
   static json Record(const std::string& run, int step, json loss = 2.0) {
-    return {{"run", run}, {"step", step}, {"ga_steps", 8}, {"micro_batch_size", 1}, {"loss", loss}, {"tokens", 100}};
+    return {{"run", run},   {"step", step}, {"ga_steps", 8}, {"micro_batch_size", 1},
+            {"loss", loss}, {"tokens", 100}};
   }
-  static std::string Batch(std::initializer_list<json> records) { return json{{"records", records}}.dump(); }
+  static std::string Batch(std::initializer_list<json> records) {
+    return json{{"records", records}}.dump();
+  }
 
   lossguard::testing::TempDir dir_;
   store::Store store_;
@@ -44,7 +48,8 @@ TEST_F(ApiTest, IngestJsonThenNdjsonWithDuplicatesAndReplacements) {
   http::Response first = Post("/api/v1/steps", Batch({Record("r", 0), Record("r", 1)}));
   ASSERT_EQ(first.result(), bhttp::status::ok) << first.body();
   EXPECT_EQ(Body(first), (json{{"accepted", 2}, {"duplicates", 0}, {"replaced", 0}}));
-  std::string ndjson = Record("r", 1).dump() + "\n" + Record("r", 0, 9.0).dump() + "\n" + Record("r", 2).dump() + "\n";
+  std::string ndjson = Record("r", 1).dump() + "\n" + Record("r", 0, 9.0).dump() + "\n" +
+                       Record("r", 2).dump() + "\n";
   http::Response second = Post("/api/v1/steps", ndjson, "application/x-ndjson");
   ASSERT_EQ(second.result(), bhttp::status::ok) << second.body();
   EXPECT_EQ(Body(second), (json{{"accepted", 3}, {"duplicates", 1}, {"replaced", 1}}));
@@ -59,7 +64,8 @@ TEST_F(ApiTest, InvalidBatchIs400NamingRecordAndFieldAndStoresNothing) {
   EXPECT_EQ(error["code"], "invalid_batch");
   EXPECT_EQ(error["record"], 2);
   EXPECT_EQ(error["field"], "micro_batch_size");
-  EXPECT_THAT(error["message"].get<std::string>(), HasSubstr("must be an integer, but got \"one\""));
+  EXPECT_THAT(error["message"].get<std::string>(),
+              HasSubstr("must be an integer, but got \"one\""));
   EXPECT_THAT(error["message"].get<std::string>(), HasSubstr("nothing from this batch was stored"));
   EXPECT_EQ(Get("/api/v1/runs/r").result(), bhttp::status::not_found);
 }
@@ -71,7 +77,8 @@ TEST_F(ApiTest, MalformedJsonAndWrongMediaType) {
   http::Response media = Post("/api/v1/steps", Batch({Record("r", 0)}), "text/plain");
   EXPECT_EQ(media.result(), bhttp::status::unsupported_media_type);
   EXPECT_THAT(Body(media)["error"]["message"].get<std::string>(), HasSubstr("got \"text/plain\""));
-  EXPECT_EQ(Post("/api/v1/steps", Batch({Record("r", 0)}), "").result(), bhttp::status::unsupported_media_type);
+  EXPECT_EQ(Post("/api/v1/steps", Batch({Record("r", 0)}), "").result(),
+            bhttp::status::unsupported_media_type);
 }
 
 TEST_F(ApiTest, RunsAndRunShapes) {
@@ -85,7 +92,9 @@ TEST_F(ApiTest, RunsAndRunShapes) {
   EXPECT_EQ(run["run"], "r");
   EXPECT_EQ(run["records"], 2);
   EXPECT_EQ(run["latest_step"], 1);
-  EXPECT_EQ(run["config"], (json{{"ga_steps", 8}, {"micro_batch_size", 1}, {"world_size", 1}, {"vocab_size", 32000}}));
+  EXPECT_EQ(
+      run["config"],
+      (json{{"ga_steps", 8}, {"micro_batch_size", 1}, {"world_size", 1}, {"vocab_size", 32000}}));
   EXPECT_EQ(run["last"]["loss"], "NaN");
   EXPECT_EQ(run["last"]["grad_norm"], "Infinity");
   EXPECT_EQ(run["open_alerts"], (json{{"critical", 0}, {"warning", 0}, {"info", 0}}));
@@ -97,7 +106,8 @@ TEST_F(ApiTest, RunsAndRunShapes) {
 
 TEST_F(ApiTest, StepsRawPagedAndDownsampled) {
   std::string ndjson;
-  for (int step = 0; step < 3000; ++step) ndjson += Record("r", step, step == 1234 ? 500.0 : 2.0).dump() + "\n";
+  for (int step = 0; step < 3000; ++step)
+    ndjson += Record("r", step, step == 1234 ? 500.0 : 2.0).dump() + "\n";
   ASSERT_EQ(Post("/api/v1/steps", ndjson, "application/x-ndjson").result(), bhttp::status::ok);
 
   json page = Body(Get("/api/v1/runs/r/steps?from=10&to=20&limit=5"));
@@ -140,7 +150,8 @@ TEST_F(ApiTest, StepsQueryErrorsNameTheParameter) {
        }) {
     http::Response response = Get("/api/v1/runs/r/steps?" + c.query);
     EXPECT_EQ(response.result(), bhttp::status::bad_request) << c.query;
-    EXPECT_THAT(Body(response)["error"]["message"].get<std::string>(), HasSubstr(c.message)) << c.query;
+    EXPECT_THAT(Body(response)["error"]["message"].get<std::string>(), HasSubstr(c.message))
+        << c.query;
   }
   EXPECT_EQ(Get("/api/v1/runs/none/steps?max_points=100").result(), bhttp::status::not_found);
 }
@@ -164,7 +175,10 @@ TEST_F(ApiTest, AlertsFilterAndAck) {
   EXPECT_EQ(shown["evidence"]["ratio"], 40.0);
   EXPECT_EQ(shown["acked"], false);
   EXPECT_EQ(Body(Get("/api/v1/alerts?state=resolved"))["alerts"].size(), 0u);
-  EXPECT_EQ(Body(Get("/api/v1/alerts?state=open&severity=critical&run=r&kind=grad_explosion"))["alerts"].size(), 1u);
+  EXPECT_EQ(
+      Body(Get("/api/v1/alerts?state=open&severity=critical&run=r&kind=grad_explosion"))["alerts"]
+          .size(),
+      1u);
   EXPECT_EQ(Body(Get("/api/v1/alerts?run=other"))["alerts"].size(), 0u);
   EXPECT_EQ(Body(Get("/api/v1/runs/r"))["run"]["open_alerts"]["critical"], 1);
 

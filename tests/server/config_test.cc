@@ -1,9 +1,9 @@
 #include "config.h"
 
-#include <fstream>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <fstream>
 
 #include "server/test_db.h"
 

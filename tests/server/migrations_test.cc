@@ -1,10 +1,10 @@
 #include "store/migrations.h"
 
-#include <fstream>
-#include <sstream>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
 
 #include "server/test_db.h"
 #include "store/store.h"
@@ -15,8 +15,10 @@ namespace {
 using lossguard::testing::TempDir;
 using ::testing::HasSubstr;
 
-const std::vector<Migration> kV1 = {{1, "people", "CREATE TABLE people (name TEXT); INSERT INTO people VALUES ('ada');"}};
-const std::vector<Migration> kV2 = {kV1[0], {2, "ages", "ALTER TABLE people ADD COLUMN age INTEGER DEFAULT 36;"}};
+const std::vector<Migration> kV1 = {
+    {1, "people", "CREATE TABLE people (name TEXT); INSERT INTO people VALUES ('ada');"}};
+const std::vector<Migration> kV2 = {
+    kV1[0], {2, "ages", "ALTER TABLE people ADD COLUMN age INTEGER DEFAULT 36;"}};
 
 std::string ReadFile(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -52,7 +54,8 @@ TEST(Migrations, NewerDatabaseIsRefusedAndLeftUntouched) {
   {
     Database db(dir.File("db"), false, false);
     EXPECT_THAT([&] { ApplyMigrations(db, kV1); },
-                ::testing::ThrowsMessage<SqliteError>(HasSubstr("schema version 2, newer than this lossguard build")));
+                ::testing::ThrowsMessage<SqliteError>(
+                    HasSubstr("schema version 2, newer than this lossguard build")));
   }
   EXPECT_EQ(ReadFile(dir.File("db")), before);
 }
@@ -61,24 +64,25 @@ TEST(Migrations, FailingMigrationRollsBackToThePreviousVersion) {
   TempDir dir;
   Database db(dir.File("db"), false, true);
   ApplyMigrations(db, kV1);
-  std::vector<Migration> broken = {kV1[0], {2, "broken", "ALTER TABLE people ADD COLUMN x INTEGER; SELECT * FROM nope;"}};
+  std::vector<Migration> broken = {
+      kV1[0], {2, "broken", "ALTER TABLE people ADD COLUMN x INTEGER; SELECT * FROM nope;"}};
   EXPECT_THAT([&] { ApplyMigrations(db, broken); },
               ::testing::ThrowsMessage<SqliteError>(HasSubstr("migration 2_broken failed")));
   EXPECT_EQ(SchemaVersion(db), 1);
-  EXPECT_THROW(Statement(db, "SELECT x FROM people"), SqliteError) << "the half-applied column is rolled back";
+  EXPECT_THROW(Statement(db, "SELECT x FROM people"), SqliteError)
+      << "the half-applied column is rolled back";
 }
 
 TEST(Migrations, BuiltinMigrationsAreNumberedInOrder) {
   const auto& migrations = BuiltinMigrations();
   ASSERT_FALSE(migrations.empty());
-  for (std::size_t i = 0; i < migrations.size(); ++i) EXPECT_EQ(migrations[i].version, static_cast<int>(i + 1));
+  for (std::size_t i = 0; i < migrations.size(); ++i)
+    EXPECT_EQ(migrations[i].version, static_cast<int>(i + 1));
 }
 
 TEST(Migrations, StoreRefusesADatabaseFromTheFuture) {
   TempDir dir;
-  {
-    Store store(dir.File("db"));
-  }
+  { Store store(dir.File("db")); }
   {
     Database db(dir.File("db"), false, false);
     db.Exec("INSERT INTO schema_version (version, name, applied_at) VALUES (999, 'future', 0)");

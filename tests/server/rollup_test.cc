@@ -1,9 +1,9 @@
 #include "store/rollup.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <random>
-
-#include <gtest/gtest.h>
 
 namespace lossguard::store {
 namespace {
@@ -16,7 +16,8 @@ void ExpectExactTiling(std::int64_t first, std::int64_t last, int max_level) {
     ASSERT_LE(range.level, max_level);
     ASSERT_LE(range.first_bucket, range.last_bucket);
     std::int64_t width = kRollupWidths[range.level];
-    EXPECT_EQ(range.first_bucket * width, next) << "contiguous, no overlap, at " << first << ".." << last;
+    EXPECT_EQ(range.first_bucket * width, next)
+        << "contiguous, no overlap, at " << first << ".." << last;
     next = (range.last_bucket + 1) * width;
     ++ranges_per_level[range.level];
   }
@@ -55,7 +56,8 @@ TEST(ChooseResolution, NeverMoreBucketsThanAskedAndWidthIsAMultipleOfTheLevel) {
     Resolution r = ChooseResolution(a, b, max_buckets);
     ASSERT_GE(r.bucket_width, 1);
     EXPECT_EQ(r.bucket_width % kRollupWidths[r.level], 0);
-    EXPECT_LE(b / r.bucket_width - a / r.bucket_width + 1, max_buckets) << a << ".." << b << " / " << max_buckets;
+    EXPECT_LE(b / r.bucket_width - a / r.bucket_width + 1, max_buckets)
+        << a << ".." << b << " / " << max_buckets;
     if (r.level + 1 < kLevels) {
       EXPECT_LT(r.bucket_width, kRollupWidths[r.level + 1] * 16);
     }

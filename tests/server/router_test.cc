@@ -2,6 +2,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 #include "http/responses.h"
@@ -22,19 +23,27 @@ nlohmann::json Body(const Response& response) { return nlohmann::json::parse(res
 Router MakeRouter(std::string token = "") {
   Router router(std::move(token));
   router.Add(bhttp::verb::get, "/things/{id}/parts", [](const Request& request) {
-    return JsonResponse(bhttp::status::ok, {{"id", request.params.at("id")}, {"query", request.query}});
+    return JsonResponse(bhttp::status::ok,
+                        {{"id", request.params.at("id")}, {"query", request.query}});
   });
-  router.Add(bhttp::verb::post, "/things", [](const Request&) { return JsonResponse(bhttp::status::ok, {{"ok", true}}); },
-             /*requires_token=*/true);
-  router.Add(bhttp::verb::get, "/boom", [](const Request&) -> Response { throw std::runtime_error("disk is full"); });
+  router.Add(
+      bhttp::verb::post, "/things",
+      [](const Request&) {
+        return JsonResponse(bhttp::status::ok, {{"ok", true}});
+      },
+      /*requires_token=*/true);
+  router.Add(bhttp::verb::get, "/boom",
+             [](const Request&) -> Response { throw std::runtime_error("disk is full"); });
   return router;
 }
 
 TEST(Router, CapturesAndDecodes) {
-  Response response = MakeRouter().Handle(Make(bhttp::verb::get, "/things/a%3Ab/parts?x=1&y=two%20words&flag"));
+  Response response =
+      MakeRouter().Handle(Make(bhttp::verb::get, "/things/a%3Ab/parts?x=1&y=two%20words&flag"));
   EXPECT_EQ(response.result(), bhttp::status::ok);
   EXPECT_EQ(Body(response)["id"], "a:b");
-  EXPECT_EQ(Body(response)["query"], (nlohmann::json{{"x", "1"}, {"y", "two words"}, {"flag", ""}}));
+  EXPECT_EQ(Body(response)["query"],
+            (nlohmann::json{{"x", "1"}, {"y", "two words"}, {"flag", ""}}));
   EXPECT_EQ(response[bhttp::field::content_type], "application/json");
 }
 
@@ -42,33 +51,42 @@ TEST(Router, UnknownPathIs404WithJson) {
   Response response = MakeRouter().Handle(Make(bhttp::verb::get, "/things/1"));
   EXPECT_EQ(response.result(), bhttp::status::not_found);
   EXPECT_EQ(Body(response)["error"]["code"], "not_found");
-  EXPECT_EQ(MakeRouter().Handle(Make(bhttp::verb::get, "/things//parts")).result(), bhttp::status::not_found);
+  EXPECT_EQ(MakeRouter().Handle(Make(bhttp::verb::get, "/things//parts")).result(),
+            bhttp::status::not_found);
 }
 
 TEST(Router, WrongMethodIs405WithAllow) {
   Response response = MakeRouter().Handle(Make(bhttp::verb::delete_, "/things"));
   EXPECT_EQ(response.result(), bhttp::status::method_not_allowed);
   EXPECT_EQ(response[bhttp::field::allow], "POST");
-  EXPECT_THAT(Body(response)["error"]["message"].get<std::string>(), HasSubstr("DELETE is not allowed on /things"));
+  EXPECT_THAT(Body(response)["error"]["message"].get<std::string>(),
+              HasSubstr("DELETE is not allowed on /things"));
 }
 
 TEST(Router, TokenGuardsWriteRoutesOnly) {
   Router router = MakeRouter("s3cret");
-  EXPECT_EQ(router.Handle(Make(bhttp::verb::post, "/things")).result(), bhttp::status::unauthorized);
-  EXPECT_EQ(router.Handle(Make(bhttp::verb::post, "/things", "Bearer wrong")).result(), bhttp::status::unauthorized);
-  EXPECT_EQ(router.Handle(Make(bhttp::verb::post, "/things", "Bearer s3cre")).result(), bhttp::status::unauthorized);
-  EXPECT_EQ(router.Handle(Make(bhttp::verb::post, "/things", "Basic s3cret")).result(), bhttp::status::unauthorized);
+  EXPECT_EQ(router.Handle(Make(bhttp::verb::post, "/things")).result(),
+            bhttp::status::unauthorized);
+  EXPECT_EQ(router.Handle(Make(bhttp::verb::post, "/things", "Bearer wrong")).result(),
+            bhttp::status::unauthorized);
+  EXPECT_EQ(router.Handle(Make(bhttp::verb::post, "/things", "Bearer s3cre")).result(),
+            bhttp::status::unauthorized);
+  EXPECT_EQ(router.Handle(Make(bhttp::verb::post, "/things", "Basic s3cret")).result(),
+            bhttp::status::unauthorized);
   Response denied = router.Handle(Make(bhttp::verb::post, "/things"));
   EXPECT_EQ(denied[bhttp::field::www_authenticate], "Bearer");
-  EXPECT_EQ(router.Handle(Make(bhttp::verb::post, "/things", "Bearer s3cret")).result(), bhttp::status::ok);
+  EXPECT_EQ(router.Handle(Make(bhttp::verb::post, "/things", "Bearer s3cret")).result(),
+            bhttp::status::ok);
   EXPECT_EQ(router.Handle(Make(bhttp::verb::get, "/things/1/parts")).result(), bhttp::status::ok);
   EXPECT_EQ(MakeRouter().Handle(Make(bhttp::verb::post, "/things")).result(), bhttp::status::ok)
       << "without a configured token, writes are open (the server only listens on loopback then)";
 }
 
 TEST(Router, MalformedEscapesAre400) {
-  EXPECT_EQ(MakeRouter().Handle(Make(bhttp::verb::get, "/things/1/parts?x=%zz")).result(), bhttp::status::bad_request);
-  EXPECT_EQ(MakeRouter().Handle(Make(bhttp::verb::get, "/things/%4/parts")).result(), bhttp::status::bad_request);
+  EXPECT_EQ(MakeRouter().Handle(Make(bhttp::verb::get, "/things/1/parts?x=%zz")).result(),
+            bhttp::status::bad_request);
+  EXPECT_EQ(MakeRouter().Handle(Make(bhttp::verb::get, "/things/%4/parts")).result(),
+            bhttp::status::bad_request);
 }
 
 TEST(Router, HandlerExceptionBecomes500WithTheReason) {

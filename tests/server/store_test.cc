@@ -1,5 +1,7 @@
 #include "store/store.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -8,9 +10,6 @@
 #include <limits>
 #include <map>
 #include <random>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "server/test_db.h"
 
@@ -31,9 +30,11 @@ StepQuery Range(std::int64_t from, std::int64_t to) {
   return query;
 }
 
-std::vector<wire::StepRecord> Steps(const std::string& run, std::int64_t first, std::int64_t count) {
+std::vector<wire::StepRecord> Steps(const std::string& run, std::int64_t first,
+                                    std::int64_t count) {
   std::vector<wire::StepRecord> out;
-  for (std::int64_t s = first; s < first + count; ++s) out.push_back(MakeRecord(run, s, 10.0 - 0.001 * s));
+  for (std::int64_t s = first; s < first + count; ++s)
+    out.push_back(MakeRecord(run, s, 10.0 - 0.001 * s));
   return out;
 }
 
@@ -115,14 +116,16 @@ TEST(Store, FailedBatchStoresNothingAndLeavesTheStoreUsable) {
     // A real SQLite failure in the middle of a batch: a trigger that aborts on step 50.
     Database raw(dir.File("db"), false, false);
     raw.Exec(
-        "CREATE TRIGGER fail_at_50 BEFORE INSERT ON steps WHEN NEW.step = 50 BEGIN SELECT RAISE(ABORT, 'injected "
+        "CREATE TRIGGER fail_at_50 BEFORE INSERT ON steps WHEN NEW.step = 50 BEGIN SELECT "
+        "RAISE(ABORT, 'injected "
         "failure'); END");
   }
   Store store(dir.File("db"));
   store.Ingest(Steps("kept", 0, 10));
   EXPECT_THAT([&] { store.Ingest(Steps("new-run", 0, 100)); },
               ::testing::ThrowsMessage<SqliteError>(HasSubstr("injected failure")));
-  EXPECT_FALSE(store.GetRun("new-run").has_value()) << "the run created inside the failed batch must be rolled back";
+  EXPECT_FALSE(store.GetRun("new-run").has_value())
+      << "the run created inside the failed batch must be rolled back";
   EXPECT_EQ(store.ListRuns().size(), 1u);
 
   // The next batch for the same run must not reuse the rolled-back run id.
@@ -170,7 +173,8 @@ TEST(Store, RunSummaryAndAlerts) {
   Store store(dir.File("db"));
   auto first = MakeRecord("r", 7, 3.0);
   first.vocab_size = 32000;
-  store.Ingest({first, MakeRecord("r", 9, 2.0, 1, 2), MakeRecord("r", 9, 2.5, 0, 2), MakeRecord("b", 1, 1.0)});
+  store.Ingest({first, MakeRecord("r", 9, 2.0, 1, 2), MakeRecord("r", 9, 2.5, 0, 2),
+                MakeRecord("b", 1, 1.0)});
   auto runs = store.ListRuns();
   ASSERT_EQ(runs.size(), 2u);
   EXPECT_EQ(runs[0].name, "b");
@@ -225,8 +229,9 @@ TEST(Store, RunSummaryAndAlerts) {
 }
 
 // Brute force: what every output bucket must hold, from the records themselves.
-std::map<std::int64_t, BlockStats> Expected(const std::map<std::int64_t, wire::StepRecord>& steps, std::int64_t from,
-                                            std::int64_t to, std::int64_t width) {
+std::map<std::int64_t, BlockStats> Expected(const std::map<std::int64_t, wire::StepRecord>& steps,
+                                            std::int64_t from, std::int64_t to,
+                                            std::int64_t width) {
   std::map<std::int64_t, BlockStats> out;
   for (const auto& [step, r] : steps) {
     if (step < from || step > to) continue;
@@ -289,11 +294,12 @@ TEST(Store, DownsamplingMatchesBruteForceIncludingSpikesNansAndReplacements) {
   struct Query {
     std::int64_t from, to, max_buckets;
   };
-  std::vector<Query> queries = {{0, INT64_MAX, 1000}, {0, 139'999, 50}, {12'345, 98'765, 700},
+  std::vector<Query> queries = {{0, INT64_MAX, 1000},   {0, 139'999, 50},    {12'345, 98'765, 700},
                                 {70'000, 70'010, 1000}, {65'530, 65'545, 4}, {1'000, 200'000, 31}};
   for (int i = 0; i < 20; ++i) {
     std::int64_t a = rng() % 140'000, b = rng() % 140'000;
-    queries.push_back({std::min(a, b), std::max(a, b), 2 + static_cast<std::int64_t>(rng() % 3000)});
+    queries.push_back(
+        {std::min(a, b), std::max(a, b), 2 + static_cast<std::int64_t>(rng() % 3000)});
   }
   for (const Query& q : queries) {
     std::string what = "from=" + std::to_string(q.from) + " to=" + std::to_string(q.to) +

@@ -16,8 +16,8 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ignored);
 }
 
-wire::StepRecord MakeRecord(const std::string& run, std::int64_t step, double loss, std::int64_t rank,
-                            std::int64_t world_size) {
+wire::StepRecord MakeRecord(const std::string& run, std::int64_t step, double loss,
+                            std::int64_t rank, std::int64_t world_size) {
   wire::StepRecord r;
   r.run = run;
   r.step = step;

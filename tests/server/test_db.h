@@ -21,7 +21,7 @@ class TempDir {
 };
 
 // A valid record with the required fields set; tests change what they need.
-wire::StepRecord MakeRecord(const std::string& run, std::int64_t step, double loss, std::int64_t rank = 0,
-                            std::int64_t world_size = 1);
+wire::StepRecord MakeRecord(const std::string& run, std::int64_t step, double loss,
+                            std::int64_t rank = 0, std::int64_t world_size = 1);
 
 }  // namespace lossguard::testing

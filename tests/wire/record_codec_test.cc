@@ -1,17 +1,20 @@
 #include "lossguard/wire/record_codec.h"
 
-#include <cmath>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
 
 namespace lossguard::wire {
 namespace {
 
-using ::testing::HasSubstr;
 using nlohmann::json;
+using ::testing::HasSubstr;
 
-json Minimal() { return {{"run", "r1"}, {"step", 3}, {"ga_steps", 8}, {"micro_batch_size", 1}, {"loss", 2.5}}; }
+json Minimal() {
+  return {{"run", "r1"}, {"step", 3}, {"ga_steps", 8}, {"micro_batch_size", 1}, {"loss", 2.5}};
+}
 
 RecordError ErrorFor(const json& record) {
   auto parsed = ParseRecord(record, 7);
@@ -38,9 +41,18 @@ TEST(ParseRecord, MinimalRecordGetsDefaults) {
 
 TEST(ParseRecord, AllFields) {
   json record = Minimal();
-  record.update({{"rank", 1},      {"world_size", 4}, {"grad_norm", 0.75},  {"tokens", 4096},
-                 {"vocab_size", 32000}, {"lr", 3e-4}, {"ref_loss", 2.4}, {"nonfinite_grads", 0},
-                 {"time", 1.7e9}, {"micro", {{{"loss", 2.0}, {"tokens", 10}, {"loss_sum", 20.0}}, {{"loss", 3.0}, {"tokens", 5}}}}});
+  record.update(
+      {{"rank", 1},
+       {"world_size", 4},
+       {"grad_norm", 0.75},
+       {"tokens", 4096},
+       {"vocab_size", 32000},
+       {"lr", 3e-4},
+       {"ref_loss", 2.4},
+       {"nonfinite_grads", 0},
+       {"time", 1.7e9},
+       {"micro",
+        {{{"loss", 2.0}, {"tokens", 10}, {"loss_sum", 20.0}}, {{"loss", 3.0}, {"tokens", 5}}}}});
   auto parsed = ParseRecord(record, 0);
   ASSERT_TRUE(parsed.ok()) << parsed.error().Describe();
   const StepRecord& r = parsed.value();
@@ -79,6 +91,18 @@ TEST(ParseRecord, UnknownFieldsAreKeptVerbatim) {
   auto parsed = ParseRecord(record, 0);
   ASSERT_TRUE(parsed.ok());
   EXPECT_EQ(parsed.value().extra, (json{{"optimizer", record["optimizer"]}, {"seq_len", 2048}}));
+}
+
+TEST(ParseRecord, IntegralFloatsAreIntegers) {
+  json record = Minimal();
+  record["step"] = 12.0;
+  record["tokens"] = 4096.0;
+  auto parsed = ParseRecord(record, 0);
+  ASSERT_TRUE(parsed.ok()) << parsed.error().Describe();
+  EXPECT_EQ(parsed.value().step, 12);
+  EXPECT_EQ(ToJson(parsed.value())["step"].dump(), "12");
+  record["step"] = 1e19;
+  EXPECT_FALSE(ParseRecord(record, 0).ok());
 }
 
 TEST(ParseRecord, NullOptionalFieldMeansAbsent) {
@@ -179,7 +203,8 @@ TEST(ParseBatch, MalformedJson) {
 }
 
 TEST(ParseBatch, WrongEnvelope) {
-  EXPECT_THAT(ParseBatch("[1,2]", BodyFormat::kJson).error().message, HasSubstr("{\"records\": [...]}"));
+  EXPECT_THAT(ParseBatch("[1,2]", BodyFormat::kJson).error().message,
+              HasSubstr("{\"records\": [...]}"));
   EXPECT_THAT(ParseBatch(R"({"records": 5})", BodyFormat::kJson).error().message,
               HasSubstr("records must be an array, but got 5"));
 }
@@ -231,7 +256,8 @@ TEST(ParseBatch, AcceptsPythonStyleBareNonFiniteTokens) {
 
 TEST(ParseBatch, BareTokenInsideAStringIsNotRewritten) {
   // The only bare NaN is invalid JSON for other reasons; the retry must not "fix" strings.
-  auto batch = ParseBatch(R"({"records": [{"run": "NaN", "x": "Infinity]"}, NaNx]})", BodyFormat::kJson);
+  auto batch =
+      ParseBatch(R"({"records": [{"run": "NaN", "x": "Infinity]"}, NaNx]})", BodyFormat::kJson);
   ASSERT_FALSE(batch.ok());
   EXPECT_THAT(batch.error().message, HasSubstr("malformed JSON"));
 }
@@ -242,6 +268,31 @@ TEST(BodyFormat, FromContentType) {
   EXPECT_EQ(BodyFormatFromContentType("application/x-ndjson"), BodyFormat::kNdjson);
   EXPECT_EQ(BodyFormatFromContentType("text/plain"), std::nullopt);
   EXPECT_EQ(BodyFormatFromContentType(""), std::nullopt);
+}
+
+}  // namespace
+}  // namespace lossguard::wire
+
+namespace lossguard::wire {
+namespace {
+
+// The same vectors are checked against schema/step-record.schema.json by
+// tests/schema/check_schema.py.
+TEST(SchemaVectors, ParserAgreesWithEveryVector) {
+  std::ifstream in(std::string(LOSSGUARD_SOURCE_DIR) + "/tests/schema/vectors.json");
+  ASSERT_TRUE(in) << "cannot read tests/schema/vectors.json";
+  nlohmann::json suite = nlohmann::json::parse(in);
+  ASSERT_GE(suite["vectors"].size(), 30u);
+  for (const nlohmann::json& vector : suite["vectors"]) {
+    nlohmann::json record = suite["base"];
+    if (vector.contains("set")) record.update(vector["set"]);
+    if (vector.contains("unset")) {
+      for (const auto& key : vector["unset"]) record.erase(key.get<std::string>());
+    }
+    auto parsed = ParseRecord(record, 0);
+    EXPECT_EQ(parsed.ok(), vector["valid"].get<bool>())
+        << vector["why"] << ": " << (parsed.ok() ? "accepted" : parsed.error().Describe());
+  }
 }
 
 }  // namespace

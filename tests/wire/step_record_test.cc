@@ -1,9 +1,9 @@
 #include "lossguard/wire/step_record.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <limits>
-
-#include <gtest/gtest.h>
 
 #include "lossguard/wire/json_numbers.h"
 #include "lossguard/wire/record_codec.h"
@@ -23,7 +23,8 @@ StepRecord Sample() {
   r.grad_norm = std::numeric_limits<double>::infinity();
   r.tokens = 512;
   r.ref_loss = 2.25;
-  r.micro = {MicroBatch{2.0, 10, 20.0}, MicroBatch{-std::numeric_limits<double>::infinity(), 0, std::nullopt}};
+  r.micro = {MicroBatch{2.0, 10, 20.0},
+             MicroBatch{-std::numeric_limits<double>::infinity(), 0, std::nullopt}};
   r.extra = {{"seq_len", 1024}};
   return r;
 }
@@ -54,9 +55,13 @@ TEST(CanonicalJson, WritesNonFiniteAsStringsAndDefaultsExplicitly) {
 
 TEST(CanonicalJson, SameRecordWrittenDifferentlyIsTheSameText) {
   // Integer vs float spelling of the loss, key order and an explicit default rank.
-  auto a = ParseRecord(nlohmann::json::parse(R"({"run":"r","step":1,"ga_steps":2,"micro_batch_size":1,"loss":2})"), 0);
+  auto a = ParseRecord(
+      nlohmann::json::parse(R"({"run":"r","step":1,"ga_steps":2,"micro_batch_size":1,"loss":2})"),
+      0);
   auto b = ParseRecord(
-      nlohmann::json::parse(R"({"loss":2.0,"micro_batch_size":1,"rank":0,"ga_steps":2,"step":1,"run":"r"})"), 0);
+      nlohmann::json::parse(
+          R"({"loss":2.0,"micro_batch_size":1,"rank":0,"ga_steps":2,"step":1,"run":"r"})"),
+      0);
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(CanonicalJson(a.value()), CanonicalJson(b.value()));
 }

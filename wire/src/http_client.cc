@@ -18,19 +18,23 @@ using tcp = net::ip::tcp;
 
 class HttpClient::Impl {
  public:
-  Impl(HttpUrl url, HttpClientOptions options) : url_(std::move(url)), options_(std::move(options)) {}
+  Impl(HttpUrl url, HttpClientOptions options)
+      : url_(std::move(url)), options_(std::move(options)) {}
 
   HttpResponse Request(std::string_view method, std::string_view target, std::string body,
                        std::string_view content_type) {
     http::verb verb = http::string_to_verb(beast::string_view(method.data(), method.size()));
-    if (verb == http::verb::unknown) throw std::invalid_argument("unknown HTTP method " + std::string(method));
+    if (verb == http::verb::unknown)
+      throw std::invalid_argument("unknown HTTP method " + std::string(method));
     http::request<http::string_body> request{verb, url_.base_path + std::string(target), 11};
     request.set(http::field::host, url_.endpoint.host + ":" + std::to_string(url_.endpoint.port));
     request.set(http::field::user_agent, "lossguard/0.1");
     if (!options_.bearer_token.empty()) {
       request.set(http::field::authorization, "Bearer " + options_.bearer_token);
     }
-    if (!content_type.empty()) request.set(http::field::content_type, beast::string_view(content_type.data(), content_type.size()));
+    if (!content_type.empty())
+      request.set(http::field::content_type,
+                  beast::string_view(content_type.data(), content_type.size()));
     request.body() = std::move(body);
     request.prepare_payload();
     request.keep_alive(true);
@@ -43,8 +47,8 @@ class HttpClient::Impl {
     }
     if (ec) {
       Close();
-      throw HttpError(std::string(method) + " " + request.target().to_string() + " to " + Describe() +
-                      " failed: " + ec.message());
+      throw HttpError(std::string(method) + " " + request.target().to_string() + " to " +
+                      Describe() + " failed: " + ec.message());
     }
     http::response<http::string_body> response = response_->release();
     HttpResponse out;
@@ -56,11 +60,14 @@ class HttpClient::Impl {
   }
 
  private:
-  std::string Describe() const { return url_.endpoint.host + ":" + std::to_string(url_.endpoint.port); }
+  std::string Describe() const {
+    return url_.endpoint.host + ":" + std::to_string(url_.endpoint.port);
+  }
 
   void Close() {
     if (stream_) {
-      beast::error_code ignored;  // closing a socket the peer already closed is not an error to report
+      beast::error_code
+          ignored;  // closing a socket the peer already closed is not an error to report
       stream_->socket().shutdown(tcp::socket::shutdown_both, ignored);
       stream_->socket().close(ignored);
     }
@@ -84,14 +91,16 @@ class HttpClient::Impl {
           return;
         }
         stream_->expires_after(deadline);
-        http::async_read(*stream_, buffer_, *response_, [&](beast::error_code read_ec, std::size_t) { result = read_ec; });
+        http::async_read(*stream_, buffer_, *response_,
+                         [&](beast::error_code read_ec, std::size_t) { result = read_ec; });
       });
     };
     if (!stream_) {
       stream_.emplace(ioc_);
       tcp::resolver resolver(ioc_);
       beast::error_code resolve_ec;
-      auto endpoints = resolver.resolve(url_.endpoint.host, std::to_string(url_.endpoint.port), resolve_ec);
+      auto endpoints =
+          resolver.resolve(url_.endpoint.host, std::to_string(url_.endpoint.port), resolve_ec);
       if (resolve_ec) return resolve_ec;
       stream_->expires_after(deadline);
       stream_->async_connect(endpoints, [&](beast::error_code ec, const tcp::endpoint&) {
@@ -129,9 +138,12 @@ HttpClient::HttpClient(std::string_view base_url, HttpClientOptions options)
 
 HttpClient::~HttpClient() = default;
 
-HttpResponse HttpClient::Get(std::string_view target) { return impl_->Request("GET", target, "", ""); }
+HttpResponse HttpClient::Get(std::string_view target) {
+  return impl_->Request("GET", target, "", "");
+}
 
-HttpResponse HttpClient::Post(std::string_view target, std::string body, std::string_view content_type) {
+HttpResponse HttpClient::Post(std::string_view target, std::string body,
+                              std::string_view content_type) {
   return impl_->Request("POST", target, std::move(body), content_type);
 }
 

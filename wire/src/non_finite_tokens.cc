@@ -30,8 +30,9 @@ std::optional<std::string> QuoteBareNonFiniteTokens(std::string_view text) {
     for (std::string_view token : kTokens) {
       if (text.substr(i, token.size()) != token) continue;
       std::size_t end = i + token.size();
-      bool delimited = end == text.size() || text[end] == ',' || text[end] == '}' || text[end] == ']' ||
-                       text[end] == ' ' || text[end] == '\t' || text[end] == '\r' || text[end] == '\n';
+      bool delimited = end == text.size() || text[end] == ',' || text[end] == '}' ||
+                       text[end] == ']' || text[end] == ' ' || text[end] == '\t' ||
+                       text[end] == '\r' || text[end] == '\n';
       if (!delimited) continue;
       out += '"';
       out += token;

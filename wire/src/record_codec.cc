@@ -16,9 +16,21 @@ using nlohmann::json;
 
 constexpr std::size_t kMaxRunLength = 128;
 constexpr std::size_t kMaxMicroBatches = 1 << 16;
-constexpr std::array<std::string_view, 15> kKnownFields = {
-    "run",  "step",     "rank",     "world_size", "ga_steps",        "micro_batch_size", "loss",
-    "grad_norm", "tokens", "vocab_size", "lr", "ref_loss", "micro", "nonfinite_grads", "time"};
+constexpr std::array<std::string_view, 15> kKnownFields = {"run",      "step",
+                                                           "rank",     "world_size",
+                                                           "ga_steps", "micro_batch_size",
+                                                           "loss",     "grad_norm",
+                                                           "tokens",   "vocab_size",
+                                                           "lr",       "ref_loss",
+                                                           "micro",    "nonfinite_grads",
+                                                           "time"};
+
+bool IsIntegral(double value) {
+  // 2^63 is the first double outside int64; everything below it that has no fraction converts
+  // exactly.
+  return std::isfinite(value) && value == std::trunc(value) && value >= -9223372036854775808.0 &&
+         value < 9223372036854775808.0;
+}
 
 // A short rendering of an offending value for error messages.
 std::string Show(const json& value) {
@@ -54,26 +66,35 @@ class FieldReader {
     return &*it;
   }
 
-  bool Int(std::string_view field, bool required, std::int64_t min, std::optional<std::int64_t>& out) {
+  bool Int(std::string_view field, bool required, std::int64_t min,
+           std::optional<std::int64_t>& out) {
     const json* value = Find(field);
     if (value == nullptr) {
-      if (required) return Fail(field, Name(field) + " is required (an integer >= " + std::to_string(min) + ")");
+      if (required)
+        return Fail(field,
+                    Name(field) + " is required (an integer >= " + std::to_string(min) + ")");
       return true;
     }
     std::int64_t parsed = 0;
     if (value->is_number_unsigned()) {
       auto u = value->get<std::uint64_t>();
       if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-        return Fail(field, Name(field) + " must fit in a signed 64-bit integer, but got " + Show(*value));
+        return Fail(field,
+                    Name(field) + " must fit in a signed 64-bit integer, but got " + Show(*value));
       }
       parsed = static_cast<std::int64_t>(u);
     } else if (value->is_number_integer()) {
       parsed = value->get<std::int64_t>();
+    } else if (value->is_number_float() && IsIntegral(value->get<double>())) {
+      // JSON (and JSON Schema) do not distinguish 3 from 3.0; Python trainers sometimes send
+      // floats.
+      parsed = static_cast<std::int64_t>(value->get<double>());
     } else {
       return Fail(field, Name(field) + " must be an integer, but got " + Show(*value));
     }
     if (parsed < min) {
-      return Fail(field, Name(field) + " must be >= " + std::to_string(min) + ", but got " + std::to_string(parsed));
+      return Fail(field, Name(field) + " must be >= " + std::to_string(min) + ", but got " +
+                             std::to_string(parsed));
     }
     out = parsed;
     return true;
@@ -90,13 +111,17 @@ class FieldReader {
   bool Number(std::string_view field, bool required, std::optional<double>& out) {
     auto it = object_.find(field);
     if (it == object_.end() || (it->is_null() && !required)) {
-      if (required) return Fail(field, Name(field) + " is required (a number, or \"NaN\", \"Infinity\", \"-Infinity\")");
+      if (required)
+        return Fail(field, Name(field) +
+                               " is required (a number, or \"NaN\", \"Infinity\", \"-Infinity\")");
       return true;
     }
     std::optional<double> parsed = NumberFromJson(*it);
     if (!parsed) {
-      return Fail(field, Name(field) + " must be a number, or \"NaN\", \"Infinity\", \"-Infinity\", but got " +
-                             Show(*it) + NullHint(*it));
+      return Fail(field,
+                  Name(field) +
+                      " must be a number, or \"NaN\", \"Infinity\", \"-Infinity\", but got " +
+                      Show(*it) + NullHint(*it));
     }
     out = parsed;
     return true;
@@ -105,7 +130,8 @@ class FieldReader {
   bool FiniteNumber(std::string_view field, std::optional<double>& out) {
     const json* value = Find(field);
     if (value == nullptr) return true;
-    if (!value->is_number()) return Fail(field, Name(field) + " must be a finite number, but got " + Show(*value));
+    if (!value->is_number())
+      return Fail(field, Name(field) + " must be a finite number, but got " + Show(*value));
     out = value->get<double>();
     return true;
   }
@@ -124,7 +150,8 @@ bool IsRunChar(char c) {
          c == '_' || c == ':' || c == '-';
 }
 
-bool ReadMicro(const json& array, std::size_t index, std::vector<MicroBatch>& out, RecordError& error) {
+bool ReadMicro(const json& array, std::size_t index, std::vector<MicroBatch>& out,
+               RecordError& error) {
   FieldReader top(json::object(), index);
   if (!array.is_array()) {
     top.Fail("micro", "micro must be an array of {loss, tokens, loss_sum}, but got " + Show(array));
@@ -142,9 +169,10 @@ bool ReadMicro(const json& array, std::size_t index, std::vector<MicroBatch>& ou
     const json& entry = array[i];
     std::string prefix = "micro[" + std::to_string(i) + "].";
     if (!entry.is_object()) {
-      error = RecordError{index, "micro[" + std::to_string(i) + "]",
-                          "micro[" + std::to_string(i) + "] must be an object {loss, tokens, loss_sum}, but got " +
-                              Show(entry)};
+      error =
+          RecordError{index, "micro[" + std::to_string(i) + "]",
+                      "micro[" + std::to_string(i) +
+                          "] must be an object {loss, tokens, loss_sum}, but got " + Show(entry)};
       return false;
     }
     FieldReader reader(entry, index, prefix);
@@ -169,7 +197,8 @@ bool ForEachLine(std::string_view body, Fn&& fn) {
     std::string_view line = body.substr(0, end);
     body = end == std::string_view::npos ? std::string_view() : body.substr(end + 1);
     ++line_number;
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.remove_suffix(1);
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t'))
+      line.remove_suffix(1);
     while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
     if (line.empty()) continue;
     if (!fn(line, line_number)) return false;
@@ -205,7 +234,8 @@ std::optional<BodyFormat> BodyFormatFromContentType(std::string_view content_typ
   std::string lower(media);
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (lower == "application/json") return BodyFormat::kJson;
-  if (lower == "application/x-ndjson" || lower == "application/ndjson" || lower == "application/jsonl") {
+  if (lower == "application/x-ndjson" || lower == "application/ndjson" ||
+      lower == "application/jsonl") {
     return BodyFormat::kNdjson;
   }
   return std::nullopt;
@@ -219,27 +249,36 @@ Result<StepRecord, RecordError> ParseRecord(const json& object, std::size_t inde
   StepRecord record;
 
   const json* run = reader.Find("run");
-  if (run == nullptr) return RecordError{index, "run", "run is required (a string of 1-128 [A-Za-z0-9._:-])"};
-  if (!run->is_string()) return RecordError{index, "run", "run must be a string, but got " + Show(*run)};
+  if (run == nullptr)
+    return RecordError{index, "run", "run is required (a string of 1-128 [A-Za-z0-9._:-])"};
+  if (!run->is_string())
+    return RecordError{index, "run", "run must be a string, but got " + Show(*run)};
   record.run = run->get<std::string>();
   if (record.run.empty() || record.run.size() > kMaxRunLength) {
-    return RecordError{index, "run", "run must be 1-128 characters long, but got " + std::to_string(record.run.size())};
+    return RecordError{
+        index, "run",
+        "run must be 1-128 characters long, but got " + std::to_string(record.run.size())};
   }
   for (char c : record.run) {
     if (!IsRunChar(c)) {
-      return RecordError{index, "run", "run may contain only [A-Za-z0-9._:-], but got " + Show(*run)};
+      return RecordError{index, "run",
+                         "run may contain only [A-Za-z0-9._:-], but got " + Show(*run)};
     }
   }
 
   std::optional<double> loss;
   std::optional<std::int64_t> rank, world_size;
   if (!reader.Int("step", 0, record.step) || !reader.Int("rank", false, 0, rank) ||
-      !reader.Int("world_size", false, 1, world_size) || !reader.Int("ga_steps", 1, record.ga_steps) ||
-      !reader.Int("micro_batch_size", 1, record.micro_batch_size) || !reader.Number("loss", true, loss) ||
-      !reader.Number("grad_norm", false, record.grad_norm) || !reader.Int("tokens", false, 0, record.tokens) ||
-      !reader.Int("vocab_size", false, 2, record.vocab_size) || !reader.Number("lr", false, record.lr) ||
+      !reader.Int("world_size", false, 1, world_size) ||
+      !reader.Int("ga_steps", 1, record.ga_steps) ||
+      !reader.Int("micro_batch_size", 1, record.micro_batch_size) ||
+      !reader.Number("loss", true, loss) || !reader.Number("grad_norm", false, record.grad_norm) ||
+      !reader.Int("tokens", false, 0, record.tokens) ||
+      !reader.Int("vocab_size", false, 2, record.vocab_size) ||
+      !reader.Number("lr", false, record.lr) ||
       !reader.Number("ref_loss", false, record.ref_loss) ||
-      !reader.Int("nonfinite_grads", false, 0, record.nonfinite_grads) || !reader.FiniteNumber("time", record.time)) {
+      !reader.Int("nonfinite_grads", false, 0, record.nonfinite_grads) ||
+      !reader.FiniteNumber("time", record.time)) {
     return reader.error();
   }
   record.loss = *loss;
@@ -282,11 +321,13 @@ Result<std::vector<StepRecord>, RecordError> ParseBatch(std::string_view body, B
       return RecordError{std::nullopt, "", std::string("malformed JSON: ") + e.what()};
     }
     if (!document.is_object() || !document.contains("records")) {
-      return RecordError{std::nullopt, "records", "the body must be an object {\"records\": [...]}"};
+      return RecordError{std::nullopt, "records",
+                         "the body must be an object {\"records\": [...]}"};
     }
     const json& array = document["records"];
     if (!array.is_array()) {
-      return RecordError{std::nullopt, "records", "records must be an array, but got " + Show(array)};
+      return RecordError{std::nullopt, "records",
+                         "records must be an array, but got " + Show(array)};
     }
     records.reserve(array.size());
     for (std::size_t i = 0; i < array.size(); ++i) {

@@ -9,7 +9,8 @@ Result<HostPort, std::string> ParseHostPort(std::string_view text) {
   std::string_view rest;
   if (!text.empty() && text.front() == '[') {
     std::size_t close = text.find(']');
-    if (close == std::string_view::npos) return std::string("missing ']' in \"" + std::string(text) + "\"");
+    if (close == std::string_view::npos)
+      return std::string("missing ']' in \"" + std::string(text) + "\"");
     host = text.substr(1, close - 1);
     rest = text.substr(close + 1);
   } else {
@@ -32,7 +33,8 @@ Result<HostPort, std::string> ParseHostPort(std::string_view text) {
   unsigned port = 0;
   auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
   if (ec != std::errc() || end != port_text.data() + port_text.size() || port > 65535) {
-    return std::string("port must be an integer in 0-65535, but got \"" + std::string(port_text) + "\"");
+    return std::string("port must be an integer in 0-65535, but got \"" + std::string(port_text) +
+                       "\"");
   }
   return HostPort{std::string(host), static_cast<std::uint16_t>(port)};
 }

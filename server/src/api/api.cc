@@ -26,20 +26,24 @@ constexpr std::int64_t kMaxPageSize = 100'000;
 constexpr std::int64_t kMinMaxPoints = 10;
 constexpr std::int64_t kMaxMaxPoints = 100'000;
 
-Response BadQuery(const std::string& message) { return ErrorResponse(status::bad_request, "bad_query", message); }
+Response BadQuery(const std::string& message) {
+  return ErrorResponse(status::bad_request, "bad_query", message);
+}
 
 Response NoSuchRun(const std::string& run) {
-  return ErrorResponse(status::not_found, "unknown_run", "no run named \"" + run + "\"", {{"run", run}});
+  return ErrorResponse(status::not_found, "unknown_run", "no run named \"" + run + "\"",
+                       {{"run", run}});
 }
 
 Response IngestSteps(store::Store& store, const Request& request) {
   std::string_view content_type = request.header(bhttp::field::content_type);
   std::optional<wire::BodyFormat> format = wire::BodyFormatFromContentType(content_type);
   if (!format) {
-    return ErrorResponse(status::unsupported_media_type, "unsupported_media_type",
-                         "Content-Type must be application/json ({\"records\": [...]}) or application/x-ndjson "
-                         "(one record per line), but got \"" +
-                             std::string(content_type) + "\"");
+    return ErrorResponse(
+        status::unsupported_media_type, "unsupported_media_type",
+        "Content-Type must be application/json ({\"records\": [...]}) or application/x-ndjson "
+        "(one record per line), but got \"" +
+            std::string(content_type) + "\"");
   }
   auto batch = wire::ParseBatch(request.body(), *format);
   if (!batch) {
@@ -72,7 +76,8 @@ Response GetRun(store::Store& store, const Request& request) {
 
 Response GetSteps(store::Store& store, const Request& request) {
   QueryParams query(request);
-  if (auto unknown = query.RejectUnknown({"from", "to", "rank", "max_points", "limit", "from_rank"})) {
+  if (auto unknown =
+          query.RejectUnknown({"from", "to", "rank", "max_points", "limit", "from_rank"})) {
     return BadQuery(*unknown);
   }
   auto from = query.Int("from", 0, kMaxStep);
@@ -86,11 +91,14 @@ Response GetSteps(store::Store& store, const Request& request) {
   }
   std::int64_t first = from.value().value_or(0);
   std::int64_t last = to.value().value_or(kMaxStep);
-  if (last < first) return BadQuery("to must be >= from, but got from=" + std::to_string(first) + " to=" + std::to_string(last));
+  if (last < first)
+    return BadQuery("to must be >= from, but got from=" + std::to_string(first) +
+                    " to=" + std::to_string(last));
   const std::string& name = request.params.at("run");
 
   if (max_points.value()) {
-    if (limit.value() || from_rank.value()) return BadQuery("limit and from_rank page raw steps; they do not go with max_points");
+    if (limit.value() || from_rank.value())
+      return BadQuery("limit and from_rank page raw steps; they do not go with max_points");
     auto series = store.ReadDownsampled(name, first, last, rank.value(), *max_points.value() / 2);
     if (!series) return NoSuchRun(name);
     nlohmann::json body = DownsampledToJson(*series);
@@ -110,14 +118,18 @@ Response GetSteps(store::Store& store, const Request& request) {
     body += page->records[i];
   }
   body += "],\"next\":";
-  body += page->next ? nlohmann::json{{"from", page->next->from}, {"from_rank", page->next->from_rank}}.dump() : "null";
+  body +=
+      page->next
+          ? nlohmann::json{{"from", page->next->from}, {"from_rank", page->next->from_rank}}.dump()
+          : "null";
   body += '}';
   return http::JsonTextResponse(status::ok, std::move(body));
 }
 
 Response ListAlerts(store::Store& store, const Request& request) {
   QueryParams query(request);
-  if (auto unknown = query.RejectUnknown({"run", "kind", "severity", "state", "limit"})) return BadQuery(*unknown);
+  if (auto unknown = query.RejectUnknown({"run", "kind", "severity", "state", "limit"}))
+    return BadQuery(*unknown);
   auto severity = query.OneOf("severity", {"info", "warning", "critical"});
   auto state = query.OneOf("state", {"open", "resolved", "all"});
   auto limit = query.Int("limit", 1, kMaxPageSize);
@@ -140,7 +152,8 @@ Response AckAlert(store::Store& store, const Request& request) {
   std::int64_t id = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
   if (ec != std::errc() || end != text.data() + text.size() || id < 1) {
-    return ErrorResponse(status::bad_request, "bad_alert_id", "alert id must be a positive integer, but got '" + text + "'");
+    return ErrorResponse(status::bad_request, "bad_alert_id",
+                         "alert id must be a positive integer, but got '" + text + "'");
   }
   std::optional<store::Alert> alert = store.AckAlert(id);
   if (!alert) return ErrorResponse(status::not_found, "unknown_alert", "no alert with id " + text);

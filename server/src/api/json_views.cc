@@ -14,9 +14,10 @@ nlohmann::json OptionalNumber(const std::optional<double>& value) {
   return value ? wire::NumberToJson(*value) : nlohmann::json();
 }
 
-nlohmann::json SeriesToJson(const std::vector<store::BlockStats>& buckets, store::SeriesStats store::BlockStats::*series,
-                            bool with_nan) {
-  nlohmann::json min = nlohmann::json::array(), max = nlohmann::json::array(), nan = nlohmann::json::array();
+nlohmann::json SeriesToJson(const std::vector<store::BlockStats>& buckets,
+                            store::SeriesStats store::BlockStats::*series, bool with_nan) {
+  nlohmann::json min = nlohmann::json::array(), max = nlohmann::json::array(),
+                 nan = nlohmann::json::array();
   for (const store::BlockStats& bucket : buckets) {
     const store::SeriesStats& stats = bucket.*series;
     min.push_back(OptionalNumber(stats.min));
@@ -52,7 +53,9 @@ nlohmann::json RunToJson(const store::RunSummary& run) {
         {"tokens", Field(latest, "tokens")},
         {"lr", Field(latest, "lr")}}},
       {"open_alerts",
-       {{"critical", run.open_alerts.critical}, {"warning", run.open_alerts.warning}, {"info", run.open_alerts.info}}},
+       {{"critical", run.open_alerts.critical},
+        {"warning", run.open_alerts.warning},
+        {"info", run.open_alerts.info}}},
   };
 }
 
@@ -79,7 +82,8 @@ nlohmann::json AlertToJson(const store::Alert& alert) {
 nlohmann::json DownsampledToJson(const store::DownsampledSeries& series) {
   nlohmann::json ranks = nlohmann::json::array();
   for (const store::DownsampledSeries::Rank& rank : series.ranks) {
-    nlohmann::json first = nlohmann::json::array(), last = nlohmann::json::array(), count = nlohmann::json::array();
+    nlohmann::json first = nlohmann::json::array(), last = nlohmann::json::array(),
+                   count = nlohmann::json::array();
     for (const store::BlockStats& bucket : rank.buckets) {
       first.push_back(bucket.first_step);
       last.push_back(bucket.last_step);
@@ -96,7 +100,10 @@ nlohmann::json DownsampledToJson(const store::DownsampledSeries& series) {
         {"tokens", SeriesToJson(rank.buckets, &store::BlockStats::tokens, false)},
     });
   }
-  return {{"from", series.from}, {"to", series.to}, {"bucket_width", series.bucket_width}, {"ranks", std::move(ranks)}};
+  return {{"from", series.from},
+          {"to", series.to},
+          {"bucket_width", series.bucket_width},
+          {"ranks", std::move(ranks)}};
 }
 
 }  // namespace lossguard::api

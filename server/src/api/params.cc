@@ -12,16 +12,19 @@ std::string Join(std::initializer_list<std::string_view> values) {
 }
 }  // namespace
 
-std::optional<std::string> QueryParams::RejectUnknown(std::initializer_list<std::string_view> allowed) const {
+std::optional<std::string> QueryParams::RejectUnknown(
+    std::initializer_list<std::string_view> allowed) const {
   for (const auto& [key, value] : request_.query) {
     bool known = false;
     for (std::string_view name : allowed) known = known || key == name;
-    if (!known) return "unknown query parameter '" + key + "' (this endpoint accepts: " + Join(allowed) + ")";
+    if (!known)
+      return "unknown query parameter '" + key + "' (this endpoint accepts: " + Join(allowed) + ")";
   }
   return std::nullopt;
 }
 
-Result<std::optional<std::int64_t>, std::string> QueryParams::Int(const std::string& name, std::int64_t min,
+Result<std::optional<std::int64_t>, std::string> QueryParams::Int(const std::string& name,
+                                                                  std::int64_t min,
                                                                   std::int64_t max) const {
   auto it = request_.query.find(name);
   if (it == request_.query.end()) return std::optional<std::int64_t>{};
@@ -29,14 +32,14 @@ Result<std::optional<std::int64_t>, std::string> QueryParams::Int(const std::str
   std::int64_t value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size() || value < min || value > max) {
-    return name + " must be an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "], but got '" +
-           text + "'";
+    return name + " must be an integer in [" + std::to_string(min) + ", " + std::to_string(max) +
+           "], but got '" + text + "'";
   }
   return std::optional<std::int64_t>{value};
 }
 
-Result<std::optional<std::string>, std::string> QueryParams::OneOf(const std::string& name,
-                                                                   std::initializer_list<std::string_view> values) const {
+Result<std::optional<std::string>, std::string> QueryParams::OneOf(
+    const std::string& name, std::initializer_list<std::string_view> values) const {
   auto it = request_.query.find(name);
   if (it == request_.query.end()) return std::optional<std::string>{};
   for (std::string_view value : values) {

@@ -17,13 +17,14 @@ class QueryParams {
  public:
   explicit QueryParams(const http::Request& request) : request_(request) {}
 
-  // Error for a parameter outside `allowed` (typos such as max_point= must not be silently ignored).
+  // Error for a parameter outside `allowed` (typos such as max_point= must not be silently
+  // ignored).
   std::optional<std::string> RejectUnknown(std::initializer_list<std::string_view> allowed) const;
 
   Result<std::optional<std::int64_t>, std::string> Int(const std::string& name, std::int64_t min,
                                                        std::int64_t max) const;
-  Result<std::optional<std::string>, std::string> OneOf(const std::string& name,
-                                                        std::initializer_list<std::string_view> values) const;
+  Result<std::optional<std::string>, std::string> OneOf(
+      const std::string& name, std::initializer_list<std::string_view> values) const;
   std::optional<std::string> String(const std::string& name) const;
   bool Has(const std::string& name) const { return request_.query.contains(name); }
 

@@ -1,5 +1,4 @@
 #include <iomanip>
-
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -23,7 +22,9 @@ std::string QueryValue(const std::string& value) {
   return out;
 }
 
-std::string Text(const nlohmann::json& value) { return value.is_string() ? value.get<std::string>() : value.dump(); }
+std::string Text(const nlohmann::json& value) {
+  return value.is_string() ? value.get<std::string>() : value.dump();
+}
 }  // namespace
 
 int Alerts(const AlertsOptions& options, std::ostream& out, std::ostream& err) {
@@ -56,13 +57,15 @@ int Alerts(const AlertsOptions& options, std::ostream& out, std::ostream& err) {
     out << "no alerts" << (options.run ? " for run " + *options.run : std::string()) << "\n";
     return 0;
   }
-  out << std::left << std::setw(6) << "ID" << std::setw(24) << "RUN" << std::setw(22) << "KIND" << std::setw(10)
-      << "SEVERITY" << std::setw(10) << "STATE" << std::setw(16) << "STEPS" << "MESSAGE\n";
+  out << std::left << std::setw(6) << "ID" << std::setw(24) << "RUN" << std::setw(22) << "KIND"
+      << std::setw(10) << "SEVERITY" << std::setw(10) << "STATE" << std::setw(16) << "STEPS"
+      << "MESSAGE\n";
   for (const nlohmann::json& alert : alerts) {
     std::string steps = Text(alert.at("first_step")) + "-" + Text(alert.at("last_step"));
-    out << std::left << std::setw(6) << Text(alert.at("id")) << std::setw(24) << Text(alert.at("run")) << std::setw(22)
-        << Text(alert.at("kind")) << std::setw(10) << Text(alert.at("severity")) << std::setw(10)
-        << Text(alert.at("state")) << std::setw(16) << steps << Text(alert.at("message")) << "\n";
+    out << std::left << std::setw(6) << Text(alert.at("id")) << std::setw(24)
+        << Text(alert.at("run")) << std::setw(22) << Text(alert.at("kind")) << std::setw(10)
+        << Text(alert.at("severity")) << std::setw(10) << Text(alert.at("state")) << std::setw(16)
+        << steps << Text(alert.at("message")) << "\n";
   }
   return 0;
 }

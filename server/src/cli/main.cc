@@ -1,8 +1,7 @@
 // lossguard: command-line client of a lossguard server.
+#include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <iostream>
-
-#include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
 #include "config.h"
@@ -15,7 +14,8 @@ int main(int argc, char** argv) {
   lossguard::cli::ReplayOptions replay;
   replay.server = default_server;
   std::optional<std::string> token_file;
-  CLI::App* replay_cmd = app.add_subcommand("replay", "send the records of an NDJSON file (one v1 record per line)");
+  CLI::App* replay_cmd =
+      app.add_subcommand("replay", "send the records of an NDJSON file (one v1 record per line)");
   replay_cmd->add_option("file", replay.file, "NDJSON file")->required()->check(CLI::ExistingFile);
   replay_cmd->add_option("--server", replay.server, "server URL")->capture_default_str();
   replay_cmd->add_option("--batch-size", replay.batch_size, "records per request")

@@ -1,8 +1,7 @@
 #include <chrono>
 #include <fstream>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "cli/commands.h"
 #include "lossguard/wire/http_client.h"
@@ -25,12 +24,14 @@ std::string ServerMessage(const wire::HttpResponse& response) {
 }
 
 // Returns "" on success, else why the batch was not stored.
-std::string SendBatch(wire::HttpClient& client, const std::string& body, int retries, Totals& totals) {
+std::string SendBatch(wire::HttpClient& client, const std::string& body, int retries,
+                      Totals& totals) {
   for (int attempt = 0;; ++attempt) {
     try {
       wire::HttpResponse response = client.Post("/api/v1/steps", body, "application/x-ndjson");
       if (response.status != 200) {
-        return "server answered " + std::to_string(response.status) + ": " + ServerMessage(response);
+        return "server answered " + std::to_string(response.status) + ": " +
+               ServerMessage(response);
       }
       auto result = nlohmann::json::parse(response.body);
       totals.accepted += result.at("accepted").get<std::int64_t>();
@@ -55,7 +56,8 @@ int Replay(const ReplayOptions& options, std::ostream& out, std::ostream& err) {
     err << "lossguard replay: cannot open " << options.file << "\n";
     return 1;
   }
-  wire::HttpClient client(options.server, wire::HttpClientOptions{options.token, std::chrono::seconds(60)});
+  wire::HttpClient client(options.server,
+                          wire::HttpClientOptions{options.token, std::chrono::seconds(60)});
   Totals totals;
   std::string batch;
   std::size_t in_batch = 0;
@@ -64,8 +66,8 @@ int Replay(const ReplayOptions& options, std::ostream& out, std::ostream& err) {
     if (in_batch == 0) return true;
     std::string error = SendBatch(client, batch, options.retries, totals);
     if (!error.empty()) {
-      err << "lossguard replay: batch ending at " << options.file << ":" << line_number << " was not stored: " << error
-          << "\n";
+      err << "lossguard replay: batch ending at " << options.file << ":" << line_number
+          << " was not stored: " << error << "\n";
       return false;
     }
     batch.clear();
@@ -80,8 +82,11 @@ int Replay(const ReplayOptions& options, std::ostream& out, std::ostream& err) {
     auto record = wire::ParseRecordText(line, 0);
     if (!record) {
       err << "lossguard replay: " << options.file << ":" << line_number << ": "
-          << wire::RecordError{std::nullopt, record.error().field, record.error().message}.Describe() << "\n"
-          << "  (" << totals.accepted << " records before this line were stored; nothing after it was sent)\n";
+          << wire::RecordError{std::nullopt, record.error().field, record.error().message}
+                 .Describe()
+          << "\n"
+          << "  (" << totals.accepted
+          << " records before this line were stored; nothing after it was sent)\n";
       return 1;
     }
     batch += line;

@@ -1,13 +1,13 @@
 #include "http/http_server.h"
 
-#include <stdexcept>
-#include <thread>
-#include <vector>
+#include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/strand.hpp>
-#include <spdlog/spdlog.h>
+#include <stdexcept>
+#include <thread>
+#include <vector>
 
 namespace lossguard::http {
 
@@ -16,20 +16,28 @@ using tcp = net::ip::tcp;
 
 class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
  public:
-  Listener(net::io_context& ioc, const Router& router, SessionRegistry& registry, SessionLimits limits)
-      : ioc_(ioc), acceptor_(net::make_strand(ioc)), router_(router), registry_(registry), limits_(limits) {}
+  Listener(net::io_context& ioc, const Router& router, SessionRegistry& registry,
+           SessionLimits limits)
+      : ioc_(ioc),
+        acceptor_(net::make_strand(ioc)),
+        router_(router),
+        registry_(registry),
+        limits_(limits) {}
 
   tcp::endpoint Open(const wire::HostPort& address) {
     boost::system::error_code ec;
     auto ip = net::ip::make_address(address.host, ec);
-    if (ec) throw std::runtime_error("--listen: \"" + address.host + "\" is not an IP address: " + ec.message());
+    if (ec)
+      throw std::runtime_error("--listen: \"" + address.host +
+                               "\" is not an IP address: " + ec.message());
     tcp::endpoint endpoint(ip, address.port);
     auto fail = [&](const char* what) {
       throw std::runtime_error(std::string("cannot ") + what + " " + address.host + ":" +
                                std::to_string(address.port) + ": " + ec.message());
     };
     if (acceptor_.open(endpoint.protocol(), ec)) fail("open a socket for");
-    if (acceptor_.set_option(net::socket_base::reuse_address(true), ec)) fail("set SO_REUSEADDR on");
+    if (acceptor_.set_option(net::socket_base::reuse_address(true), ec))
+      fail("set SO_REUSEADDR on");
     if (acceptor_.bind(endpoint, ec)) fail("bind");
     if (acceptor_.listen(net::socket_base::max_listen_connections, ec)) fail("listen on");
     return acceptor_.local_endpoint();
@@ -46,13 +54,15 @@ class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
 
  private:
   void Accept() {
-    acceptor_.async_accept(net::make_strand(ioc_), [self = shared_from_this()](boost::system::error_code ec,
-                                                                               tcp::socket socket) {
+    acceptor_.async_accept(net::make_strand(ioc_), [self = shared_from_this()](
+                                                       boost::system::error_code ec,
+                                                       tcp::socket socket) {
       if (ec == net::error::operation_aborted || !self->acceptor_.is_open()) return;
       if (ec) {
         spdlog::warn("accept: {}", ec.message());  // e.g. out of file descriptors; keep accepting
       } else {
-        std::make_shared<Session>(std::move(socket), self->router_, self->registry_, self->limits_)->Start();
+        std::make_shared<Session>(std::move(socket), self->router_, self->registry_, self->limits_)
+            ->Start();
       }
       self->Accept();
     });
@@ -92,7 +102,8 @@ void HttpServer::BeginShutdown() {
   watchdog_ = std::thread([this] {
     std::unique_lock wait_lock(shutdown_mutex_);
     if (!stopped_.wait_for(wait_lock, options_.shutdown_grace, [this] { return finished_; })) {
-      spdlog::warn("requests still running after {}s; stopping anyway", options_.shutdown_grace.count());
+      spdlog::warn("requests still running after {}s; stopping anyway",
+                   options_.shutdown_grace.count());
       ioc_.stop();
     }
   });

@@ -13,7 +13,8 @@ Response JsonTextResponse(bhttp::status status, std::string body) {
 
 Response JsonResponse(bhttp::status status, const nlohmann::json& body) {
   // Replace rather than throw on invalid UTF-8 in echoed input: an error report must not fail.
-  return JsonTextResponse(status, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  return JsonTextResponse(status,
+                          body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 Response ErrorResponse(bhttp::status status, std::string_view code, std::string_view message,

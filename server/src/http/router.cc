@@ -73,7 +73,8 @@ std::optional<std::string> PercentDecode(std::string_view text) {
   return out;
 }
 
-void Router::Add(bhttp::verb method, std::string_view pattern, Handler handler, bool requires_token) {
+void Router::Add(bhttp::verb method, std::string_view pattern, Handler handler,
+                 bool requires_token) {
   routes_.push_back(Route{method, SplitPath(pattern), std::move(handler), requires_token});
 }
 
@@ -103,9 +104,11 @@ Response Router::Handle(const RawRequest& raw) const {
       if (pair.empty()) continue;
       std::size_t eq = pair.find('=');
       auto key = PercentDecode(pair.substr(0, eq));
-      auto value = PercentDecode(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
+      auto value =
+          PercentDecode(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
       if (!key || !value) {
-        return ErrorResponse(bhttp::status::bad_request, "bad_query", "malformed percent-escape in query string");
+        return ErrorResponse(bhttp::status::bad_request, "bad_query",
+                             "malformed percent-escape in query string");
       }
       request.query[*key] = *value;
     }
@@ -121,9 +124,10 @@ Response Router::Handle(const RawRequest& raw) const {
       continue;
     }
     if (route.requires_token && !Authorized(raw)) {
-      Response response = ErrorResponse(bhttp::status::unauthorized, "unauthorized",
-                                        "this endpoint needs the header \"Authorization: Bearer <token>\" with the "
-                                        "server's token");
+      Response response =
+          ErrorResponse(bhttp::status::unauthorized, "unauthorized",
+                        "this endpoint needs the header \"Authorization: Bearer <token>\" with the "
+                        "server's token");
       response.set(bhttp::field::www_authenticate, "Bearer");
       return response;
     }
@@ -141,8 +145,8 @@ Response Router::Handle(const RawRequest& raw) const {
     std::string allow;
     for (const std::string& method : allowed) allow += (allow.empty() ? "" : ", ") + method;
     Response response = ErrorResponse(bhttp::status::method_not_allowed, "method_not_allowed",
-                                      std::string(raw.method_string()) + " is not allowed on " + request.path +
-                                          "; allowed: " + allow);
+                                      std::string(raw.method_string()) + " is not allowed on " +
+                                          request.path + "; allowed: " + allow);
     response.set(bhttp::field::allow, allow);
     return response;
   }

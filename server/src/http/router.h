@@ -1,15 +1,14 @@
 #pragma once
 
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/verb.hpp>
 #include <functional>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <boost/beast/http/message.hpp>
-#include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/verb.hpp>
 
 namespace lossguard::http {
 
@@ -40,7 +39,8 @@ class Router {
   // `token`: when not empty, routes added with requires_token demand "Authorization: Bearer token".
   explicit Router(std::string token = "") : token_(std::move(token)) {}
 
-  void Add(bhttp::verb method, std::string_view pattern, Handler handler, bool requires_token = false);
+  void Add(bhttp::verb method, std::string_view pattern, Handler handler,
+           bool requires_token = false);
 
   Response Handle(const RawRequest& request) const;
 

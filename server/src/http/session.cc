@@ -1,8 +1,9 @@
 #include "http/session.h"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
-#include <spdlog/spdlog.h>
 
 #include "http/responses.h"
 
@@ -32,7 +33,8 @@ void SessionRegistry::ForEach(const std::function<void(const std::shared_ptr<Ses
   for (const auto& session : live) fn(session);
 }
 
-Session::Session(net::ip::tcp::socket socket, const Router& router, SessionRegistry& registry, SessionLimits limits)
+Session::Session(net::ip::tcp::socket socket, const Router& router, SessionRegistry& registry,
+                 SessionLimits limits)
     : stream_(std::move(socket)), router_(router), registry_(registry), limits_(limits) {}
 
 Session::~Session() { registry_.Remove(this); }
@@ -57,25 +59,30 @@ void Session::DoRead() {
   parser_->body_limit(limits_.body_limit);
   stream_.expires_after(limits_.idle_timeout);
   bhttp::async_read(stream_, buffer_, *parser_,
-                    [self = shared_from_this()](beast::error_code ec, std::size_t bytes) { self->OnRead(ec, bytes); });
+                    [self = shared_from_this()](beast::error_code ec, std::size_t bytes) {
+                      self->OnRead(ec, bytes);
+                    });
 }
 
 void Session::OnRead(beast::error_code ec, std::size_t) {
-  if (ec == bhttp::error::end_of_stream || ec == net::error::operation_aborted || ec == beast::error::timeout ||
-      ec == net::error::connection_reset || ec == net::error::bad_descriptor) {
+  if (ec == bhttp::error::end_of_stream || ec == net::error::operation_aborted ||
+      ec == beast::error::timeout || ec == net::error::connection_reset ||
+      ec == net::error::bad_descriptor) {
     return Close();
   }
   if (ec == bhttp::error::body_limit) {
     closing_ = drain_before_close_ = true;
     return Write(ErrorResponse(bhttp::status::payload_too_large, "body_too_large",
-                               "request body exceeds the server's limit of " + std::to_string(limits_.body_limit) +
+                               "request body exceeds the server's limit of " +
+                                   std::to_string(limits_.body_limit) +
                                    " bytes; send smaller batches",
                                {{"limit_bytes", limits_.body_limit}}));
   }
   if (ec) {
     // Unparseable HTTP: answer once, then drop the connection since the stream is out of sync.
     closing_ = drain_before_close_ = true;
-    return Write(ErrorResponse(bhttp::status::bad_request, "bad_http", "malformed HTTP request: " + ec.message()));
+    return Write(ErrorResponse(bhttp::status::bad_request, "bad_http",
+                               "malformed HTTP request: " + ec.message()));
   }
   RawRequest request = parser_->release();
   parser_.reset();
@@ -92,9 +99,10 @@ void Session::Write(Response response) {
   bool close = !response_->keep_alive();
   writing_ = true;
   stream_.expires_after(limits_.request_timeout);
-  bhttp::async_write(stream_, *response_, [self = shared_from_this(), close](beast::error_code ec, std::size_t) {
-    self->OnWrite(ec, close);
-  });
+  bhttp::async_write(stream_, *response_,
+                     [self = shared_from_this(), close](beast::error_code ec, std::size_t) {
+                       self->OnWrite(ec, close);
+                     });
 }
 
 void Session::OnWrite(beast::error_code ec, bool close) {
@@ -117,10 +125,11 @@ void Session::DrainThenClose() {
   stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
   stream_.expires_after(std::chrono::seconds(5));
   drain_buffer_.resize(64 * 1024);
-  stream_.async_read_some(net::buffer(drain_buffer_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
-    if (ec) return self->Close();
-    self->DrainThenClose();
-  });
+  stream_.async_read_some(net::buffer(drain_buffer_),
+                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                            if (ec) return self->Close();
+                            self->DrainThenClose();
+                          });
 }
 
 void Session::Close() {

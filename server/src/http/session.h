@@ -1,14 +1,13 @@
 #pragma once
 
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <vector>
-
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 
 #include "http/router.h"
 #include "http/session_registry.h"
@@ -25,7 +24,8 @@ struct SessionLimits {
 // keep-alive holds. Requests on a connection are handled one at a time, in order, on its strand.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(boost::asio::ip::tcp::socket socket, const Router& router, SessionRegistry& registry, SessionLimits limits);
+  Session(boost::asio::ip::tcp::socket socket, const Router& router, SessionRegistry& registry,
+          SessionLimits limits);
   ~Session();
 
   void Start();

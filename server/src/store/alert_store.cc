@@ -9,8 +9,10 @@ namespace lossguard::store {
 
 namespace {
 constexpr const char* kAlertColumns =
-    "SELECT a.id, r.name, a.kind, a.severity, a.state, a.rank, a.first_step, a.last_step, a.message, a.evidence, "
-    "a.opened_at, a.updated_at, a.resolved_at, a.acked_at FROM alerts a JOIN runs r ON r.id = a.run_id";
+    "SELECT a.id, r.name, a.kind, a.severity, a.state, a.rank, a.first_step, a.last_step, "
+    "a.message, a.evidence, "
+    "a.opened_at, a.updated_at, a.resolved_at, a.acked_at FROM alerts a JOIN runs r ON r.id = "
+    "a.run_id";
 
 Alert ReadAlert(const Statement& row) {
   Alert alert;
@@ -38,14 +40,17 @@ std::optional<Alert> AlertById(Database& db, std::int64_t id) {
   return ReadAlert(row);
 }
 
-double Now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
+double Now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
 }  // namespace
 
 std::vector<Alert> Store::ListAlerts(const AlertFilter& filter) {
   ReadLease db = Read();
   Statement rows(*db, std::string(kAlertColumns) +
                           " WHERE (?1 IS NULL OR r.name = ?1) AND (?2 IS NULL OR a.kind = ?2) AND "
-                          "(?3 IS NULL OR a.severity = ?3) AND (?4 IS NULL OR a.state = ?4) ORDER BY a.id LIMIT ?5");
+                          "(?3 IS NULL OR a.severity = ?3) AND (?4 IS NULL OR a.state = ?4) ORDER "
+                          "BY a.id LIMIT ?5");
   auto bind_optional = [&](int index, const std::optional<std::string>& value) {
     if (value) {
       rows.Bind(index, *value);
@@ -72,14 +77,26 @@ std::int64_t Store::InsertAlert(const Alert& alert) {
   std::lock_guard lock(write_mutex_);
   Database& db = writer_->db();
   Statement insert(db,
-                   "INSERT INTO alerts (run_id, kind, severity, state, rank, first_step, last_step, message, evidence, "
+                   "INSERT INTO alerts (run_id, kind, severity, state, rank, first_step, "
+                   "last_step, message, evidence, "
                    "opened_at, updated_at, resolved_at, acked_at) "
-                   "SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 FROM runs WHERE name = ?1 RETURNING id");
-  insert.Bind(1, alert.run).Bind(2, alert.kind).Bind(3, alert.severity).Bind(4, alert.state).Bind(5, alert.rank);
-  insert.Bind(6, alert.first_step).Bind(7, alert.last_step).Bind(8, alert.message).Bind(9, alert.evidence.dump());
-  insert.BindNumber(10, alert.opened_at).BindNumber(11, alert.updated_at).BindNumber(12, alert.resolved_at);
+                   "SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 FROM runs WHERE "
+                   "name = ?1 RETURNING id");
+  insert.Bind(1, alert.run)
+      .Bind(2, alert.kind)
+      .Bind(3, alert.severity)
+      .Bind(4, alert.state)
+      .Bind(5, alert.rank);
+  insert.Bind(6, alert.first_step)
+      .Bind(7, alert.last_step)
+      .Bind(8, alert.message)
+      .Bind(9, alert.evidence.dump());
+  insert.BindNumber(10, alert.opened_at)
+      .BindNumber(11, alert.updated_at)
+      .BindNumber(12, alert.resolved_at);
   insert.BindNumber(13, alert.acked_at);
-  if (!insert.Step()) throw SqliteError("cannot insert an alert for unknown run \"" + alert.run + "\"");
+  if (!insert.Step())
+    throw SqliteError("cannot insert an alert for unknown run \"" + alert.run + "\"");
   std::int64_t id = insert.Int(0);
   while (insert.Step()) {
   }

@@ -1,13 +1,14 @@
 #include "store/migrations.h"
 
-#include <chrono>
-
 #include <spdlog/spdlog.h>
+
+#include <chrono>
 
 namespace lossguard::store {
 
 int SchemaVersion(Database& db) {
-  Statement exists(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'");
+  Statement exists(db,
+                   "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'");
   if (!exists.Step()) return 0;
   Statement max(db, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
   max.Step();
@@ -26,7 +27,8 @@ int ApplyMigrations(Database& db, const std::vector<Migration>& migrations) {
     if (migration.version <= current) continue;
     Transaction transaction(db);
     db.Exec(
-        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name TEXT NOT "
+        "NULL, "
         "applied_at REAL NOT NULL)");
     try {
       db.Exec(migration.sql);
@@ -35,11 +37,13 @@ int ApplyMigrations(Database& db, const std::vector<Migration>& migrations) {
                         " failed: " + e.what());
     }
     Statement record(db, "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)");
-    double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    double now =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     record.Bind(1, std::int64_t{migration.version}).Bind(2, migration.name).BindNumber(3, now);
     record.Step();
     transaction.Commit();
-    spdlog::info("{}: applied migration {}_{}", db.path().string(), migration.version, migration.name);
+    spdlog::info("{}: applied migration {}_{}", db.path().string(), migration.version,
+                 migration.name);
     current = migration.version;
   }
   return current;

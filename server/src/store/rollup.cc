@@ -60,7 +60,8 @@ std::vector<BlockRange> PlanCover(std::int64_t first_step, std::int64_t last_ste
   return out;
 }
 
-Resolution ChooseResolution(std::int64_t first_step, std::int64_t last_step, std::int64_t max_buckets) {
+Resolution ChooseResolution(std::int64_t first_step, std::int64_t last_step,
+                            std::int64_t max_buckets) {
   assert(first_step <= last_step && max_buckets >= 2);
   std::int64_t span = last_step - first_step + 1;
   // A range of `span` steps touches at most ceil((span - 1) / width) + 1 aligned buckets.

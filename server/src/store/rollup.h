@@ -53,6 +53,7 @@ struct Resolution {
   int level = 0;
   std::int64_t bucket_width = 1;
 };
-Resolution ChooseResolution(std::int64_t first_step, std::int64_t last_step, std::int64_t max_buckets);
+Resolution ChooseResolution(std::int64_t first_step, std::int64_t last_step,
+                            std::int64_t max_buckets);
 
 }  // namespace lossguard::store

@@ -18,7 +18,9 @@ SeriesStats ReadSeries(const Statement& row, int column) {
   return SeriesStats{row.Number(column), row.Number(column + 1), row.Int(column + 2)};
 }
 void BindSeries(Statement& statement, int first, const SeriesStats& series) {
-  statement.BindNumber(first, series.min).BindNumber(first + 1, series.max).Bind(first + 2, series.nan);
+  statement.BindNumber(first, series.min)
+      .BindNumber(first + 1, series.max)
+      .Bind(first + 2, series.nan);
 }
 }  // namespace
 

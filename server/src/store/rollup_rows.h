@@ -13,7 +13,8 @@ BlockStats RawRowToBlock(const Statement& row);
 
 // Columns selected by kRollupColumns, one stored block.
 inline constexpr const char* kRollupColumns =
-    "first_step, last_step, n, loss_min, loss_max, loss_nan, ref_loss_min, ref_loss_max, ref_loss_nan, "
+    "first_step, last_step, n, loss_min, loss_max, loss_nan, ref_loss_min, ref_loss_max, "
+    "ref_loss_nan, "
     "grad_norm_min, grad_norm_max, grad_norm_nan, tokens_min, tokens_max, tokens_nan";
 BlockStats RollupRowToBlock(const Statement& row);
 

@@ -1,9 +1,9 @@
 #include "store/sqlite.h"
 
+#include <spdlog/spdlog.h>
+
 #include <cmath>
 #include <limits>
-
-#include <spdlog/spdlog.h>
 
 namespace lossguard::store {
 
@@ -54,8 +54,8 @@ void Database::Exec(std::string_view sql) {
 std::int64_t Database::Changes() const { return sqlite3_changes64(db_); }
 
 Statement::Statement(const Database& db, std::string_view sql) : db_(db.handle()) {
-  int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
-                              &stmt_, nullptr);
+  int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+                              SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
   if (rc != SQLITE_OK) {
     throw SqliteError("cannot prepare \"" + FirstLine(sql) + "\": " + sqlite3_errmsg(db_));
   }
@@ -121,7 +121,9 @@ void Statement::Reset() {
   sqlite3_clear_bindings(stmt_);
 }
 
-bool Statement::IsNull(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
+bool Statement::IsNull(int column) const {
+  return sqlite3_column_type(stmt_, column) == SQLITE_NULL;
+}
 
 std::int64_t Statement::Int(int column) const { return sqlite3_column_int64(stmt_, column); }
 

@@ -1,8 +1,8 @@
 #include "store/store.h"
 
-#include <chrono>
-
 #include <spdlog/spdlog.h>
+
+#include <chrono>
 
 #include "store/migrations.h"
 #include "store/read_lease.h"
@@ -11,18 +11,22 @@
 namespace lossguard::store {
 
 namespace {
-double Now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
+double Now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
 
 Database OpenWriter(const std::filesystem::path& path, const StoreOptions& options) {
   Database db(path, /*read_only=*/false, /*create=*/true);
   db.Exec("PRAGMA journal_mode = WAL");
-  db.Exec(options.durability == Durability::kFull ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
+  db.Exec(options.durability == Durability::kFull ? "PRAGMA synchronous = FULL"
+                                                  : "PRAGMA synchronous = NORMAL");
   db.Exec("PRAGMA cache_size = -65536");
   if (SchemaVersion(db) == 0) {
     Statement tables(db, "SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 1");
     if (tables.Step()) {
       throw SqliteError(path.string() + " is not a lossguard database (it has tables, e.g. \"" +
-                        std::string(tables.Text(0)) + "\", but no schema_version); refusing to modify it");
+                        std::string(tables.Text(0)) +
+                        "\", but no schema_version); refusing to modify it");
     }
   }
   ApplyMigrations(db, BuiltinMigrations());
@@ -31,7 +35,9 @@ Database OpenWriter(const std::filesystem::path& path, const StoreOptions& optio
 }  // namespace
 
 Store::Store(const std::filesystem::path& path, StoreOptions options)
-    : path_(path), options_(options), writer_(std::make_unique<Writer>(OpenWriter(path, options))) {}
+    : path_(path),
+      options_(options),
+      writer_(std::make_unique<Writer>(OpenWriter(path, options))) {}
 
 Store::~Store() {
   std::lock_guard lock(write_mutex_);

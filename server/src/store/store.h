@@ -50,8 +50,10 @@ class Store {
 
   // Downsampled series for steps [from, to] (clamped to the run's steps) in at most `max_buckets`
   // buckets per rank, each holding min/max per series. nullopt when the run does not exist.
-  std::optional<DownsampledSeries> ReadDownsampled(std::string_view run, std::int64_t from, std::int64_t to,
-                                                   std::optional<std::int64_t> rank, std::int64_t max_buckets);
+  std::optional<DownsampledSeries> ReadDownsampled(std::string_view run, std::int64_t from,
+                                                   std::int64_t to,
+                                                   std::optional<std::int64_t> rank,
+                                                   std::int64_t max_buckets);
 
   std::vector<Alert> ListAlerts(const AlertFilter& filter);
   std::optional<Alert> GetAlert(std::int64_t id);

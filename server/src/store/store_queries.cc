@@ -2,8 +2,8 @@
 #include <algorithm>
 
 #include "store/migrations.h"
-#include "store/rollup_rows.h"
 #include "store/read_lease.h"
+#include "store/rollup_rows.h"
 #include "store/store.h"
 
 namespace lossguard::store {
@@ -39,12 +39,15 @@ RunSummary Summarise(Database& db, const Statement& run_row) {
 
   if (auto bounds = StepBounds(db, id)) {
     run.first_step = bounds->first;
-    Statement latest(db, "SELECT record FROM steps WHERE run_id = ? AND step = ? ORDER BY rank LIMIT 1");
+    Statement latest(
+        db, "SELECT record FROM steps WHERE run_id = ? AND step = ? ORDER BY rank LIMIT 1");
     latest.Bind(1, id).Bind(2, bounds->second);
     if (latest.Step()) run.latest = nlohmann::json::parse(latest.Text(0));
   }
 
-  Statement alerts(db, "SELECT severity, COUNT(*) FROM alerts WHERE run_id = ? AND state = 'open' GROUP BY severity");
+  Statement alerts(db,
+                   "SELECT severity, COUNT(*) FROM alerts WHERE run_id = ? AND state = 'open' "
+                   "GROUP BY severity");
   alerts.Bind(1, id);
   while (alerts.Step()) {
     std::string_view severity = alerts.Text(0);
@@ -56,28 +59,32 @@ RunSummary Summarise(Database& db, const Statement& run_row) {
   return run;
 }
 
-constexpr const char* kRunColumns = "SELECT id, name, record_count, first_seen, last_seen FROM runs";
+constexpr const char* kRunColumns =
+    "SELECT id, name, record_count, first_seen, last_seen FROM runs";
 
 // Reads the blocks of `range` for one rank and merges each into its output bucket (appending in
 // order: ranges and rows arrive in ascending step order).
 void CollectBlocks(Database& db, std::int64_t run_id, std::int64_t rank, const BlockRange& range,
                    std::int64_t bucket_width, std::vector<BlockStats>& buckets) {
   auto merge = [&](const BlockStats& block) {
-    if (!buckets.empty() && buckets.back().first_step / bucket_width == block.first_step / bucket_width) {
+    if (!buckets.empty() &&
+        buckets.back().first_step / bucket_width == block.first_step / bucket_width) {
       buckets.back().Merge(block);
     } else {
       buckets.push_back(block);
     }
   };
   if (range.level == 0) {
-    Statement rows(db, std::string("SELECT ") + kRawBlockColumns +
-                           " FROM steps WHERE run_id = ? AND step BETWEEN ? AND ? AND rank = ? ORDER BY step");
+    Statement rows(
+        db, std::string("SELECT ") + kRawBlockColumns +
+                " FROM steps WHERE run_id = ? AND step BETWEEN ? AND ? AND rank = ? ORDER BY step");
     rows.Bind(1, run_id).Bind(2, range.first_bucket).Bind(3, range.last_bucket).Bind(4, rank);
     while (rows.Step()) merge(RawRowToBlock(rows));
     return;
   }
   Statement rows(db, std::string("SELECT ") + kRollupColumns +
-                         " FROM step_rollups WHERE run_id = ? AND rank = ? AND width = ? AND bucket BETWEEN ? AND ? "
+                         " FROM step_rollups WHERE run_id = ? AND rank = ? AND width = ? AND "
+                         "bucket BETWEEN ? AND ? "
                          "ORDER BY bucket");
   rows.Bind(1, run_id).Bind(2, rank).Bind(3, kRollupWidths[range.level]);
   rows.Bind(4, range.first_bucket).Bind(5, range.last_bucket);
@@ -126,10 +133,15 @@ std::optional<StepPage> Store::ReadSteps(std::string_view run, const StepQuery& 
   ReadLease db = Read();
   std::optional<std::int64_t> run_id = FindRunId(*db, run);
   if (!run_id) return std::nullopt;
-  Statement rows(*db,
-                 "SELECT step, rank, record FROM steps WHERE run_id = ?1 AND step BETWEEN ?2 AND ?3 "
-                 "AND (step > ?2 OR rank >= ?4) AND (?5 IS NULL OR rank = ?5) ORDER BY step, rank LIMIT ?6");
-  rows.Bind(1, *run_id).Bind(2, query.from).Bind(3, query.to).Bind(4, query.from_rank).Bind(5, query.rank);
+  Statement rows(
+      *db,
+      "SELECT step, rank, record FROM steps WHERE run_id = ?1 AND step BETWEEN ?2 AND ?3 "
+      "AND (step > ?2 OR rank >= ?4) AND (?5 IS NULL OR rank = ?5) ORDER BY step, rank LIMIT ?6");
+  rows.Bind(1, *run_id)
+      .Bind(2, query.from)
+      .Bind(3, query.to)
+      .Bind(4, query.from_rank)
+      .Bind(5, query.rank);
   rows.Bind(6, query.limit + 1);
   StepPage page;
   while (rows.Step()) {
@@ -142,8 +154,10 @@ std::optional<StepPage> Store::ReadSteps(std::string_view run, const StepQuery& 
   return page;
 }
 
-std::optional<DownsampledSeries> Store::ReadDownsampled(std::string_view run, std::int64_t from, std::int64_t to,
-                                                        std::optional<std::int64_t> rank, std::int64_t max_buckets) {
+std::optional<DownsampledSeries> Store::ReadDownsampled(std::string_view run, std::int64_t from,
+                                                        std::int64_t to,
+                                                        std::optional<std::int64_t> rank,
+                                                        std::int64_t max_buckets) {
   ReadLease db = Read();
   std::optional<std::int64_t> run_id = FindRunId(*db, run);
   if (!run_id) return std::nullopt;
@@ -160,7 +174,8 @@ std::optional<DownsampledSeries> Store::ReadDownsampled(std::string_view run, st
   std::vector<std::int64_t> ranks = rank ? std::vector<std::int64_t>{*rank} : RanksOf(*db, *run_id);
   for (std::int64_t r : ranks) {
     DownsampledSeries::Rank series{r, {}};
-    for (const BlockRange& range : plan) CollectBlocks(*db, *run_id, r, range, out.bucket_width, series.buckets);
+    for (const BlockRange& range : plan)
+      CollectBlocks(*db, *run_id, r, range, out.bucket_width, series.buckets);
     if (!series.buckets.empty()) out.ranks.push_back(std::move(series));
   }
   return out;

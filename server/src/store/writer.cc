@@ -17,10 +17,11 @@ UPDATE steps SET loss = ?4, grad_norm = ?5, ref_loss = ?6, tokens = ?7, record =
                  version = version + 1
 WHERE run_id = ?1 AND step = ?2 AND rank = ?3 AND record IS NOT ?8)sql";
 
-void BindStep(Statement& statement, std::int64_t run_id, const wire::StepRecord& r, const std::string& canonical,
-              double now) {
+void BindStep(Statement& statement, std::int64_t run_id, const wire::StepRecord& r,
+              const std::string& canonical, double now) {
   statement.Reset();
-  statement.Bind(1, run_id).Bind(2, r.step).Bind(3, r.rank).BindNumber(4, r.loss).BindNumber(5, r.grad_norm);
+  statement.Bind(1, run_id).Bind(2, r.step).Bind(3, r.rank).BindNumber(4, r.loss).BindNumber(
+      5, r.grad_norm);
   statement.BindNumber(6, r.ref_loss).Bind(7, r.tokens).Bind(8, canonical).BindNumber(9, now);
 }
 
@@ -33,16 +34,21 @@ std::string Sql(const std::string& head, const char* columns, const std::string&
 Store::Writer::Writer(Database db)
     : db_(std::move(db)),
       find_run_(db_, "SELECT id FROM runs WHERE name = ?"),
-      insert_run_(db_, "INSERT INTO runs (name, first_seen, last_seen) VALUES (?, ?, ?) RETURNING id"),
-      touch_run_(db_, "UPDATE runs SET last_seen = ?, record_count = record_count + ? WHERE id = ?"),
+      insert_run_(db_,
+                  "INSERT INTO runs (name, first_seen, last_seen) VALUES (?, ?, ?) RETURNING id"),
+      touch_run_(db_,
+                 "UPDATE runs SET last_seen = ?, record_count = record_count + ? WHERE id = ?"),
       insert_step_(db_, kInsertStep),
       replace_step_(db_, kReplaceStep),
       raw_block_(db_, Sql("SELECT ", kRawBlockColumns,
                           " FROM steps WHERE run_id = ? AND step BETWEEN ? AND ? AND rank = ?")),
       child_blocks_(db_, Sql("SELECT ", kRollupColumns,
-                             " FROM step_rollups WHERE run_id = ? AND rank = ? AND width = ? AND bucket BETWEEN ? AND ?")),
-      upsert_rollup_(db_, Sql("INSERT OR REPLACE INTO step_rollups (run_id, rank, width, bucket, ", kRollupColumns,
-                              ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) {}
+                             " FROM step_rollups WHERE run_id = ? AND rank = ? AND width = ? AND "
+                             "bucket BETWEEN ? AND ?")),
+      upsert_rollup_(
+          db_,
+          Sql("INSERT OR REPLACE INTO step_rollups (run_id, rank, width, bucket, ", kRollupColumns,
+              ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) {}
 
 std::int64_t Store::Writer::RunId(const std::string& name, double now,
                                   std::unordered_map<std::string, std::int64_t>& created) {
@@ -111,7 +117,10 @@ BlockStats Store::Writer::Aggregate(int level, const BlockKey& key) {
   if (level == 1) {
     std::int64_t width = kRollupWidths[1];
     raw_block_.Reset();
-    raw_block_.Bind(1, key.run_id).Bind(2, key.bucket * width).Bind(3, key.bucket * width + width - 1).Bind(4, key.rank);
+    raw_block_.Bind(1, key.run_id)
+        .Bind(2, key.bucket * width)
+        .Bind(3, key.bucket * width + width - 1)
+        .Bind(4, key.rank);
     while (raw_block_.Step()) stats.Merge(RawRowToBlock(raw_block_));
     raw_block_.Reset();
     return stats;
@@ -134,12 +143,16 @@ void Store::Writer::RefreshRollups(std::vector<BlockKey> touched) {
     for (const BlockKey& key : touched) {
       BlockStats stats = Aggregate(level, key);
       upsert_rollup_.Reset();
-      upsert_rollup_.Bind(1, key.run_id).Bind(2, key.rank).Bind(3, kRollupWidths[level]).Bind(4, key.bucket);
+      upsert_rollup_.Bind(1, key.run_id)
+          .Bind(2, key.rank)
+          .Bind(3, kRollupWidths[level])
+          .Bind(4, key.bucket);
       BindRollup(upsert_rollup_, 5, stats);
       upsert_rollup_.Step();
     }
     upsert_rollup_.Reset();
-    std::int64_t fan_out = level + 1 < kLevels ? kRollupWidths[level + 1] / kRollupWidths[level] : 1;
+    std::int64_t fan_out =
+        level + 1 < kLevels ? kRollupWidths[level + 1] / kRollupWidths[level] : 1;
     for (BlockKey& key : touched) key.bucket /= fan_out;
   }
 }

@@ -20,8 +20,8 @@ class Store::Writer {
   Database& db() { return db_; }
 
   // `canonical[i]` is CanonicalJson(records[i]), computed by the caller outside the write lock.
-  IngestResult Ingest(const std::vector<wire::StepRecord>& records, const std::vector<std::string>& canonical,
-                      double now);
+  IngestResult Ingest(const std::vector<wire::StepRecord>& records,
+                      const std::vector<std::string>& canonical, double now);
 
  private:
   struct BlockKey {
@@ -29,13 +29,15 @@ class Store::Writer {
     auto operator<=>(const BlockKey&) const = default;
   };
 
-  std::int64_t RunId(const std::string& name, double now, std::unordered_map<std::string, std::int64_t>& created);
+  std::int64_t RunId(const std::string& name, double now,
+                     std::unordered_map<std::string, std::int64_t>& created);
   void RefreshRollups(std::vector<BlockKey> touched);
   BlockStats Aggregate(int level, const BlockKey& key);
 
   Database db_;
   std::unordered_map<std::string, std::int64_t> run_ids_;  // committed runs only
-  Statement find_run_, insert_run_, touch_run_, insert_step_, replace_step_, raw_block_, child_blocks_, upsert_rollup_;
+  Statement find_run_, insert_run_, touch_run_, insert_step_, replace_step_, raw_block_,
+      child_blocks_, upsert_rollup_;
 };
 
 }  // namespace lossguard::store

@@ -9,7 +9,7 @@
 namespace lossguard::wire {
 
 struct HttpClientOptions {
-  std::string bearer_token;  // sent as "Authorization: Bearer ..." when not empty
+  std::string bearer_token;                   // sent as "Authorization: Bearer ..." when not empty
   std::chrono::milliseconds timeout{30'000};  // per request: connect, write and read together
 };
 

@@ -1,12 +1,11 @@
 #pragma once
 
 #include <cstddef>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "lossguard/wire/result.h"
 #include "lossguard/wire/step_record.h"
@@ -14,8 +13,8 @@
 namespace lossguard::wire {
 
 // Why a batch was refused. `record` is the 0-based index of the offending record (for NDJSON, the
-// record on line record + 1), absent when the batch as a whole is malformed. `field` is the JSON path
-// inside the record ("ga_steps", "micro[2].tokens"), empty when not about one field.
+// record on line record + 1), absent when the batch as a whole is malformed. `field` is the JSON
+// path inside the record ("ga_steps", "micro[2].tokens"), empty when not about one field.
 struct RecordError {
   std::optional<std::size_t> record;
   std::string field;
@@ -34,17 +33,17 @@ enum class BodyFormat {
 // nullopt for media types wire format v1 does not accept.
 std::optional<BodyFormat> BodyFormatFromContentType(std::string_view content_type);
 
-// Validates one record object against wire format v1. Never throws on bad input; the error names the
-// field and the value. `index` is copied into the error.
+// Validates one record object against wire format v1. Never throws on bad input; the error names
+// the field and the value. `index` is copied into the error.
 Result<StepRecord, RecordError> ParseRecord(const nlohmann::json& object, std::size_t index);
 
 // Parses one record from JSON text (a line of NDJSON) and validates it; bare NaN / Infinity tokens
 // are accepted as in ParseBatch.
 Result<StepRecord, RecordError> ParseRecordText(std::string_view text, std::size_t index);
 
-// Parses and validates a whole batch. All-or-nothing: on the first invalid record the whole batch is
-// refused. Bare NaN / Infinity / -Infinity tokens (as Python's json module writes them) are accepted
-// as if they were the wire format's strings.
+// Parses and validates a whole batch. All-or-nothing: on the first invalid record the whole batch
+// is refused. Bare NaN / Infinity / -Infinity tokens (as Python's json module writes them) are
+// accepted as if they were the wire format's strings.
 Result<std::vector<StepRecord>, RecordError> ParseBatch(std::string_view body, BodyFormat format);
 
 // Serialises records as an NDJSON body (one canonical record per line), the inverse of ParseBatch.

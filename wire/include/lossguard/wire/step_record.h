@@ -1,19 +1,18 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace lossguard::wire {
 
 // One micro-batch of an optimizer step, as seen by one rank.
 struct MicroBatch {
-  double loss = 0;                  // mean token loss of this micro-batch; may be non-finite
-  std::int64_t tokens = 0;          // label tokens (not ignore_index), >= 0
-  std::optional<double> loss_sum;   // sum of token losses; may be non-finite
+  double loss = 0;                 // mean token loss of this micro-batch; may be non-finite
+  std::int64_t tokens = 0;         // label tokens (not ignore_index), >= 0
+  std::optional<double> loss_sum;  // sum of token losses; may be non-finite
 };
 
 // One optimizer step on one data-parallel rank: the unit of wire format v1
