@@ -2,7 +2,7 @@
 # Installs what is missing, builds everything with warnings as errors, checks formatting, and runs
 # every test (unit, end-to-end, schema, benchmark smoke runs) with ctest.
 #   scripts/test.sh                 the whole suite
-#   scripts/test.sh -LE slow        extra arguments go to ctest (here: the quick subset)
+#   scripts/test.sh -L unit         extra arguments go to ctest (here: the quick subset)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
