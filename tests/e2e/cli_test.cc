@@ -73,14 +73,9 @@ TEST(Cli, AlertsTableAndJson) {
   {
     store::Store store(dir.File("db"));
     store.Ingest({MakeRecord("r1", 0, 83.7)});
-    store::Alert alert;
-    alert.run = "r1";
-    alert.kind = "loss_scale_mismatch";
-    alert.severity = "critical";
-    alert.state = "open";
-    alert.first_step = 0;
+    store::Alert alert = MakeAlert("r1", "loss_scale_mismatch", "critical",
+                                   "loss is 8.0x the token-normalised loss");
     alert.last_step = 12;
-    alert.message = "loss is 8.0x the token-normalised loss";
     store.InsertAlert(alert);
   }
   ServerProcess server({.db = dir.File("db")});

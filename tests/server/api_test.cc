@@ -158,12 +158,8 @@ TEST_F(ApiTest, StepsQueryErrorsNameTheParameter) {
 
 TEST_F(ApiTest, AlertsFilterAndAck) {
   ASSERT_EQ(Post("/api/v1/steps", Batch({Record("r", 0)})).result(), bhttp::status::ok);
-  store::Alert alert;
-  alert.run = "r";
-  alert.kind = "grad_explosion";
-  alert.severity = "critical";
-  alert.state = "open";
-  alert.message = "grad_norm 40x its baseline";
+  store::Alert alert = lossguard::testing::MakeAlert("r", "grad_explosion", "critical",
+                                                     "grad_norm 40x its baseline");
   alert.evidence = {{"ratio", 40.0}};
   std::int64_t id = store_.InsertAlert(alert);
 

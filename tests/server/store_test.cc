@@ -184,14 +184,10 @@ TEST(Store, RunSummaryAndAlerts) {
   EXPECT_EQ(r.latest["rank"], 0) << "the latest record is the lowest rank at the highest step";
   EXPECT_EQ(r.latest["world_size"], 2);
 
-  Alert alert;
-  alert.run = "r";
-  alert.kind = "loss_scale_mismatch";
-  alert.severity = "critical";
-  alert.state = "open";
+  Alert alert = lossguard::testing::MakeAlert("r", "loss_scale_mismatch", "critical",
+                                              "loss is 8.0x the token-normalised loss");
   alert.first_step = 7;
   alert.last_step = 9;
-  alert.message = "loss is 8.0x the token-normalised loss";
   alert.evidence = {{"factor", 8.0}, {"explained_by", "ga_steps"}};
   std::int64_t id = store.InsertAlert(alert);
   alert.kind = "config_change";

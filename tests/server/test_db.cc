@@ -29,4 +29,15 @@ wire::StepRecord MakeRecord(const std::string& run, std::int64_t step, double lo
   return r;
 }
 
+store::Alert MakeAlert(const std::string& run, const std::string& kind, const std::string& severity,
+                       const std::string& message) {
+  store::Alert alert;
+  alert.run = run;
+  alert.kind = kind;
+  alert.severity = severity;
+  alert.state = "open";
+  alert.message = message;
+  return alert;
+}
+
 }  // namespace lossguard::testing
