@@ -1,0 +1,139 @@
+#include "lossguard/collector/loss.h"
+
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+namespace lossguard::collector {
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+std::string Shape(const torch::Tensor& tensor) {
+  std::string out = "[";
+  for (std::int64_t i = 0; i < tensor.dim(); ++i)
+    out += (i ? ", " : "") + std::to_string(tensor.size(i));
+  return out + "]";
+}
+
+// Rows per forward chunk: about 4M logits (16 MB of float32 scratch), whatever the vocabulary.
+std::int64_t ChunkRows(std::int64_t vocab) {
+  return std::max<std::int64_t>(1, (std::int64_t{1} << 22) / vocab);
+}
+
+// Per-row cross entropy of logits [N, V] against targets [N] (already masked: ignored rows carry
+// target 0 and weight 0). Saves the logsumexp per row instead of a [N, V] log-softmax; the
+// backward pass rebuilds softmax = exp(logits - lse) once, in place.
+class TokenCrossEntropy : public torch::autograd::Function<TokenCrossEntropy> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& logits,
+                               const torch::Tensor& targets, const torch::Tensor& weights) {
+    // LibTorch's log_softmax kernel is vectorised (its logsumexp is not); run it on row chunks so
+    // the scratch stays small, and recover lse = logit[target] - log_softmax[target].
+    const std::int64_t rows = logits.size(0), chunk = ChunkRows(logits.size(1));
+    torch::Tensor losses = torch::empty({rows}, logits.options());
+    torch::Tensor lse = torch::empty({rows}, logits.options());
+    for (std::int64_t start = 0; start < rows; start += chunk) {
+      const std::int64_t n = std::min(chunk, rows - start);
+      torch::Tensor x = logits.narrow(0, start, n);
+      torch::Tensor target = targets.narrow(0, start, n).unsqueeze(1);
+      torch::Tensor log_prob = x.log_softmax(1).gather(1, target).squeeze(1);
+      losses.narrow(0, start, n).copy_(log_prob.neg());
+      lse.narrow(0, start, n).copy_(x.gather(1, target).squeeze(1) - log_prob);
+    }
+    ctx->save_for_backward({logits, targets, weights, lse});
+    return losses.mul_(weights);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    auto saved = ctx->get_saved_variables();
+    const torch::Tensor& logits = saved[0];
+    const torch::Tensor& targets = saved[1];
+    const torch::Tensor& weights = saved[2];
+    const torch::Tensor& lse = saved[3];
+    torch::Tensor row_grad =
+        (grad_outputs[0] * weights).unsqueeze(1);  // [N, 1]; 0 for ignored rows
+    torch::Tensor grad = logits.sub(lse.unsqueeze(1)).exp_().mul_(row_grad);
+    grad.scatter_add_(1, targets.unsqueeze(1), row_grad.neg());
+    return {grad, torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+std::int64_t CountLabelTokens(const torch::Tensor& labels, LabelCount convention,
+                              std::int64_t ignore_index) {
+  if (labels.dim() != 2)
+    throw std::invalid_argument("labels must be [B, T], but got shape " + Shape(labels));
+  torch::Tensor counted = convention == LabelCount::kShifted ? labels.slice(1, 1) : labels;
+  return counted.ne(ignore_index).sum().item<std::int64_t>();
+}
+
+torch::Tensor CausalLmCrossEntropy(const torch::Tensor& logits, const torch::Tensor& labels,
+                                   const CausalLmLossOptions& options) {
+  if (logits.dim() != 3)
+    throw std::invalid_argument("logits must be [B, T, V], but got shape " + Shape(logits));
+  if (!logits.is_floating_point())
+    throw std::invalid_argument("logits must be a floating-point tensor");
+  if (labels.dim() != 2 || labels.size(0) != logits.size(0) || labels.size(1) != logits.size(1)) {
+    throw std::invalid_argument("labels must be [B, T] matching logits [B, T, V] = " +
+                                Shape(logits) + ", but got shape " + Shape(labels));
+  }
+  if (labels.is_floating_point() || labels.is_complex())
+    throw std::invalid_argument("labels must be integers");
+  const std::optional<std::int64_t>& num_items = options.num_items();
+  if (num_items) {
+    if (*num_items < 0) {
+      throw std::invalid_argument("num_items must be >= 0, but got " + std::to_string(*num_items));
+    }
+    if (options.reduction() == Reduction::kNone) {
+      throw std::invalid_argument(
+          "num_items normalises a sum: it does not go with reduction kNone");
+    }
+  }
+  const std::int64_t batch = logits.size(0), time = logits.size(1), vocab = logits.size(2);
+
+  // Shift the labels, not the logits: position t predicts labels[:, t+1], the last position
+  // predicts nothing. The logits stay a view ([B*T, V]) instead of a sliced copy.
+  torch::Tensor shifted =
+      torch::full_like(labels, options.ignore_index(), labels.options().dtype(torch::kLong));
+  if (time > 1) shifted.slice(1, 0, time - 1).copy_(labels.slice(1, 1));
+  torch::Tensor targets = shifted.reshape({-1});
+  torch::Tensor valid = targets.ne(options.ignore_index());
+  torch::Tensor out_of_range = valid & (targets.lt(0) | targets.ge(vocab));
+  if (out_of_range.any().item<bool>()) {
+    std::int64_t bad = targets.masked_select(out_of_range)[0].item<std::int64_t>();
+    throw std::invalid_argument("label " + std::to_string(bad) + " is outside [0, " +
+                                std::to_string(vocab) + ") and is not ignore_index " +
+                                std::to_string(options.ignore_index()));
+  }
+  torch::Tensor safe_targets = targets.masked_fill(~valid, 0);
+  torch::Tensor flat = logits.reshape({batch * time, vocab}).to(torch::kFloat32);
+  torch::Tensor per_token = TokenCrossEntropy::apply(flat, safe_targets, valid.to(torch::kFloat32));
+
+  if (options.reduction() == Reduction::kNone) {
+    return per_token.view({batch, time}).slice(1, 0, std::max<std::int64_t>(time - 1, 0));
+  }
+  if (num_items) {
+    // Zero items means every label was ignored: the sum is 0, and so is the loss (not 0/0).
+    torch::Tensor sum = per_token.sum();
+    return *num_items == 0 ? sum * 0.0 : sum / static_cast<double>(*num_items);
+  }
+  switch (options.reduction()) {
+    case Reduction::kNone:
+      break;  // handled above
+    case Reduction::kSum:
+      return per_token.sum();
+    case Reduction::kMean: {
+      torch::Tensor count = valid.sum();
+      return per_token.sum() / count.clamp_min(1).to(torch::kFloat32);
+    }
+  }
+  throw std::logic_error("unknown reduction");
+}
+
+}  // namespace lossguard::collector

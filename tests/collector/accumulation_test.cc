@@ -1,0 +1,226 @@
+#include "lossguard/collector/accumulation.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <thread>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+namespace lossguard::collector {
+namespace {
+
+using ::testing::HasSubstr;
+constexpr std::int64_t kVocab = 37, kDim = 16, kTime = 16;
+
+// A tiny causal LM: each position sees the mean of the embeddings up to it. Padding sits at the end
+// of a sequence, so it never changes the logits of real tokens, as in a real causal transformer.
+struct TinyLmImpl : torch::nn::Module {
+  TinyLmImpl()
+      : embed(register_module("embed", torch::nn::Embedding(kVocab, kDim))),
+        head(register_module("head", torch::nn::Linear(kDim, kVocab))) {}
+  torch::Tensor forward(const torch::Tensor& ids) {
+    auto e = embed(ids);
+    auto positions = torch::arange(1, ids.size(1) + 1, torch::kFloat32).view({1, -1, 1});
+    return head(torch::tanh(e.cumsum(1) / positions + e));
+  }
+  torch::nn::Embedding embed;
+  torch::nn::Linear head;
+};
+TORCH_MODULE(TinyLm);
+
+// Eight sequences of different lengths, right-padded: label-token counts differ per sequence,
+// which is exactly when the normalisation bugs show.
+struct Data {
+  torch::Tensor ids, labels;
+};
+Data MakeData() {
+  torch::manual_seed(7);
+  std::vector<std::int64_t> lengths = {3, 16, 5, 12, 7, 16, 2, 9};
+  auto ids = torch::randint(1, kVocab, {8, kTime});
+  auto labels = ids.clone();
+  for (std::int64_t i = 0; i < 8; ++i) {
+    ids[i].slice(0, lengths[i]).fill_(0);
+    labels[i].slice(0, lengths[i]).fill_(-100);
+  }
+  return {ids, labels};
+}
+
+TinyLm FreshModel() {
+  torch::manual_seed(42);
+  return TinyLm();
+}
+
+struct StepResult {
+  double ref_loss;
+  std::vector<torch::Tensor> grads;
+  std::vector<MicroBatchStats> micro;
+};
+
+// One optimizer step over `data` split into micro-batches of `micro_batch` sequences.
+StepResult Step(TinyLm& model, const Data& data, std::int64_t first, std::int64_t count,
+                std::int64_t micro_batch, AccumulationOptions options = {}) {
+  model->zero_grad();
+  std::vector<torch::Tensor> ids, labels;
+  for (std::int64_t s = first; s < first + count; s += micro_batch) {
+    ids.push_back(data.ids.slice(0, s, s + micro_batch));
+    labels.push_back(data.labels.slice(0, s, s + micro_batch));
+  }
+  AccumulationWindow window(labels, options);
+  for (std::size_t i = 0; i < ids.size(); ++i) window.Loss(i, model->forward(ids[i])).backward();
+  StepResult result{0, {}, window.MicroBatches()};
+  // Without the process group's gradient averaging (done by the caller), the reference loss is
+  // still a collective: take it after backward, as a trainer would.
+  result.ref_loss = window.ReferenceLoss();
+  for (const auto& p : model->parameters()) result.grads.push_back(p.grad().clone());
+  return result;
+}
+
+void ExpectSameStep(const StepResult& a, const StepResult& b, const std::string& what) {
+  EXPECT_NEAR(a.ref_loss, b.ref_loss, 1e-6 * std::abs(a.ref_loss)) << what;
+  ASSERT_EQ(a.grads.size(), b.grads.size());
+  for (std::size_t i = 0; i < a.grads.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(a.grads[i], b.grads[i], 1e-4, 1e-6))
+        << what << ": parameter " << i << " max abs diff "
+        << (a.grads[i] - b.grads[i]).abs().max().item<double>();
+  }
+}
+
+TEST(AccumulationWindow, HowTheBatchIsSplitDoesNotChangeLossOrGradients) {
+  Data data = MakeData();
+  TinyLm model = FreshModel();
+  StepResult mb8_ga1 = Step(model, data, 0, 8, 8);
+  StepResult mb1_ga8 = Step(model, data, 0, 8, 1);
+  StepResult mb2_ga4 = Step(model, data, 0, 8, 2);
+  ExpectSameStep(mb8_ga1, mb1_ga8, "micro_batch 8 / GA 1 vs micro_batch 1 / GA 8");
+  ExpectSameStep(mb8_ga1, mb2_ga4, "micro_batch 8 / GA 1 vs micro_batch 2 / GA 4");
+
+  // The same holds under transformers' unshifted count (it is a different, consistent normaliser).
+  auto unshifted = AccumulationOptions().label_count(LabelCount::kUnshifted);
+  ExpectSameStep(Step(model, data, 0, 8, 8, unshifted), Step(model, data, 0, 8, 1, unshifted),
+                 "unshifted count");
+
+  // And the reference loss is the plain token mean of the whole batch.
+  auto full = CausalLmCrossEntropy(model->forward(data.ids), data.labels);
+  EXPECT_NEAR(mb1_ga8.ref_loss, full.item<double>(), 1e-5);
+}
+
+TEST(AccumulationWindow, TheDataExposesTheKnownBugs) {
+  // If these did not differ, the equality above would prove nothing.
+  Data data = MakeData();
+  TinyLm model = FreshModel();
+  StepResult step = Step(model, data, 0, 8, 1);
+  double mean_of_means = 0, sum_of_means = 0;
+  std::int64_t tokens = 0;
+  for (const MicroBatchStats& mb : step.micro) {
+    mean_of_means += mb.loss / 8;
+    sum_of_means += mb.loss;
+    tokens += mb.tokens;
+  }
+  EXPECT_GT(std::abs(mean_of_means - step.ref_loss) / step.ref_loss, 0.005)
+      << "mean of per-micro-batch means";
+  EXPECT_NEAR(sum_of_means / step.ref_loss, 8.0, 0.5)
+      << "means summed over GA without dividing: ~ga_steps x";
+  EXPECT_EQ(tokens, CountLabelTokens(data.labels, LabelCount::kShifted));
+}
+
+TEST(AccumulationWindow, MicroBatchWithNoLabelsContributesNothingAndNoNaN) {
+  Data data = MakeData();
+  Data padded = data;
+  padded.ids = torch::cat({data.ids, torch::zeros({1, kTime}, torch::kLong)});
+  padded.labels = torch::cat({data.labels, torch::full({1, kTime}, -100, torch::kLong)});
+  TinyLm model = FreshModel();
+  StepResult with_empty = Step(model, padded, 0, 9, 1);
+  StepResult without = Step(model, data, 0, 8, 1);
+  ExpectSameStep(with_empty, without, "an all-ignored micro-batch");
+  EXPECT_EQ(with_empty.micro.back().tokens, 0);
+  EXPECT_EQ(with_empty.micro.back().loss, 0.0);
+}
+
+TEST(AccumulationWindow, WindowWithNoLabelsAtAll) {
+  TinyLm model = FreshModel();
+  auto ids = torch::zeros({2, kTime}, torch::kLong);
+  AccumulationWindow window({torch::full({2, kTime}, -100, torch::kLong)});
+  auto loss = window.Loss(0, model->forward(ids));
+  loss.backward();
+  EXPECT_EQ(loss.item<double>(), 0.0);
+  EXPECT_EQ(window.ReferenceLoss(), 0.0);
+  for (const auto& p : model->parameters()) EXPECT_TRUE(p.grad().isfinite().all().item<bool>());
+}
+
+TEST(AccumulationWindow, MisuseIsRefused) {
+  EXPECT_THAT(
+      [] { AccumulationWindow window({}); },
+      ::testing::ThrowsMessage<std::invalid_argument>(HasSubstr("at least one micro-batch")));
+  Data data = MakeData();
+  TinyLm model = FreshModel();
+  AccumulationWindow window({data.labels.slice(0, 0, 4), data.labels.slice(0, 4, 8)});
+  EXPECT_THAT([&] { window.ReferenceLoss(); },
+              ::testing::ThrowsMessage<std::logic_error>(HasSubstr("0 of 2")));
+  EXPECT_THAT(
+      [&] { window.Loss(1, model->forward(data.ids.slice(0, 4, 8))); },
+      ::testing::ThrowsMessage<std::invalid_argument>(HasSubstr("expected index 0, but got 1")));
+  EXPECT_THAT([&] { window.Loss(2, model->forward(data.ids.slice(0, 4, 8))); },
+              ::testing::ThrowsMessage<std::invalid_argument>(HasSubstr("outside a window of 2")));
+}
+
+// Real gloo over loopback: two ranks in two threads, each with its own ProcessGroupGloo.
+TEST(AccumulationWindow, TwoGlooRanksMatchTheSingleProcessFullBatch) {
+  Data data = MakeData();
+  TinyLm reference_model = FreshModel();
+  StepResult single = Step(reference_model, data, 0, 8, 8);
+
+  c10d::TCPStoreOptions server_options;
+  server_options.port = 0;
+  server_options.isServer = true;
+  server_options.numWorkers = 2;
+  server_options.waitWorkers = false;
+  auto server_store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", server_options);
+  std::uint16_t port = server_store->getPort();
+
+  constexpr int kWorld = 2;
+  // Models are built here, not in the rank threads: initialisation draws from LibTorch's global
+  // generator, which two threads would interleave.
+  std::vector<TinyLm> models = {FreshModel(), FreshModel()};
+  std::vector<StepResult> results(kWorld);
+  std::vector<std::string> errors(kWorld);
+  auto rank_main = [&](int rank) {
+    try {
+      c10::intrusive_ptr<c10d::Store> store = server_store;
+      if (rank != 0) {
+        c10d::TCPStoreOptions client_options;
+        client_options.port = port;
+        client_options.numWorkers = kWorld;
+        store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", client_options);
+      }
+      auto options = c10d::ProcessGroupGloo::Options::create();
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+      auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, kWorld, options);
+
+      TinyLm& model = models[rank];
+      // Rank r holds sequences [4r, 4r+4) as GA 2 micro-batches of 2.
+      StepResult local =
+          Step(model, data, rank * 4, 4, 2, AccumulationOptions().process_group(group));
+      // What DDP does: average gradients over ranks.
+      for (auto& grad : local.grads) {
+        std::vector<torch::Tensor> tensors = {grad};
+        group->allreduce(tensors)->wait();
+        grad.div_(kWorld);
+      }
+      results[rank] = local;
+    } catch (const std::exception& e) {
+      errors[rank] = e.what();
+    }
+  };
+  std::thread rank0(rank_main, 0), rank1(rank_main, 1);
+  rank0.join();
+  rank1.join();
+  for (int rank = 0; rank < kWorld; ++rank) {
+    ASSERT_EQ(errors[rank], "") << "rank " << rank;
+    ExpectSameStep(single, results[rank], "rank " + std::to_string(rank) + " vs single process");
+  }
+}
+
+}  // namespace
+}  // namespace lossguard::collector
