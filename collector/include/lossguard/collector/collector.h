@@ -1,0 +1,64 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "lossguard/collector/accumulation.h"
+#include "lossguard/collector/grad_norm.h"
+#include "lossguard/collector/record_stream.h"
+#include "lossguard/wire/step_record.h"
+
+namespace lossguard::collector {
+
+struct CollectorOptions {
+  std::string run;                    // required: [A-Za-z0-9._:-], 1-128 characters
+  std::int64_t rank = 0;              // this process's data-parallel rank
+  std::int64_t micro_batch_size = 1;  // sequences per micro-batch on this rank
+  std::optional<std::int64_t> vocab_size;
+  // Where records go; an empty server_url means no streaming (local checks only).
+  RecordStreamOptions stream;
+  // Compare the reported loss with the normalised one and warn in the trainer's log when they
+  // disagree by more than this fraction (at the first such step, and again if it ends and returns).
+  double local_check_tolerance = 0.01;
+  std::function<void(std::string_view)> warn;  // default: stderr
+};
+
+// What a training loop calls once per optimizer step. Builds the wire-format-v1 record (the loss as
+// the trainer reports it next to ref_loss, the correctly normalised loss from the
+// AccumulationWindow; per-micro-batch losses and token counts; gradient statistics; ga_steps,
+// micro_batch_size, rank, world_size, vocab_size, lr, time) and hands it to a RecordStream.
+// The trainer's loss is taken as given, so that a trainer with its own, possibly wrong, loss can
+// be audited.
+//
+// Not thread-safe: call it from the training loop.
+class Collector {
+ public:
+  // Throws std::invalid_argument for a bad run name or options (before training starts).
+  explicit Collector(CollectorOptions options);
+  ~Collector();
+
+  // With a process group in the window, a collective (it all-reduces the reference loss): every
+  // rank calls it for every step. Returns the record it handed over.
+  wire::StepRecord RecordStep(std::int64_t step, double reported_loss, AccumulationWindow& window,
+                              const GradNormStats& grads, std::optional<double> lr = std::nullopt);
+
+  // Waits for the stream to deliver everything so far; true when there is no stream.
+  bool Flush(std::chrono::milliseconds timeout);
+  // nullptr when not streaming.
+  const RecordStream* stream() const { return stream_.get(); }
+
+ private:
+  void LocalCheck(const wire::StepRecord& record);
+
+  CollectorOptions options_;
+  std::unique_ptr<RecordStream> stream_;
+  bool mismatch_reported_ = false;
+  bool nonfinite_reported_ = false;
+};
+
+}  // namespace lossguard::collector

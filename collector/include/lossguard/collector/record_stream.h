@@ -1,0 +1,92 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "lossguard/wire/step_record.h"
+
+namespace lossguard::collector {
+
+struct RecordStreamOptions {
+  std::string server_url;  // "http://127.0.0.1:8080"; required
+  std::string token;       // bearer token for the server's write endpoints, if it has one
+  std::size_t queue_capacity = 65'536;  // records held in memory before hand-off starts dropping
+  std::size_t batch_size = 512;         // records per request
+  std::chrono::milliseconds flush_interval{500};  // a partial batch waits at most this long
+  // Where undelivered records go while the server is unreachable ("" = memory only, so records
+  // beyond queue_capacity are dropped). Replayed in order when the server is back, also after a
+  // restart of the trainer.
+  std::string spool_path;
+  std::uint64_t spool_max_bytes = 1ull << 30;
+  std::chrono::milliseconds initial_backoff{200};
+  std::chrono::milliseconds max_backoff{30'000};
+  std::chrono::milliseconds request_timeout{10'000};
+  std::chrono::milliseconds drain_timeout{10'000};  // how long the destructor tries to deliver
+  // Where warnings go (dropped records, server errors); default: one line on stderr.
+  std::function<void(std::string_view)> warn;
+};
+
+// Counters since construction. submitted = delivered + rejected + dropped + (still queued or
+// spooled).
+struct StreamStats {
+  std::uint64_t submitted = 0;
+  std::uint64_t delivered = 0;  // acknowledged by the server (including duplicates it already had)
+  std::uint64_t spooled = 0;    // written to the spool at least once
+  std::uint64_t dropped = 0;    // queue or spool full: lost, and warned about
+  // Refused by the server as invalid (400): warned about. (A refused record whose batch then hits a
+  // transport failure is sent, and counted, again.)
+  std::uint64_t rejected = 0;
+  std::uint64_t failed_requests = 0;  // transport failures and 5xx/401 answers, each retried later
+};
+
+// Streams step records to a lossguard server on a background thread. Submit() never blocks on the
+// network or the disk: it moves the record into a bounded in-memory queue (microseconds). The
+// sender thread batches, POSTs with keep-alive, retries with exponential backoff and jitter, and
+// spools to disk while the server is unreachable. Delivery is in submission order and exactly once
+// as the server sees it ((run, step, rank) keys make resends duplicates).
+//
+// Thread-safe: Submit, Flush and stats may be called from any thread.
+class RecordStream {
+ public:
+  // Throws std::invalid_argument for a malformed server_url; std::runtime_error if the spool
+  // cannot be opened. Starts the sender thread.
+  explicit RecordStream(RecordStreamOptions options);
+  // Tries to deliver everything for up to drain_timeout; what is left goes to the spool (or is
+  // counted as dropped and warned about, without a spool).
+  ~RecordStream();
+  RecordStream(const RecordStream&) = delete;
+  RecordStream& operator=(const RecordStream&) = delete;
+
+  // Hands a record over. Returns false (and counts it as dropped) if the queue is full.
+  bool Submit(wire::StepRecord record);
+
+  // Waits until every record submitted so far is delivered (or rejected) and the spool is empty;
+  // false on timeout.
+  bool Flush(std::chrono::milliseconds timeout);
+
+  StreamStats stats() const;
+
+ private:
+  class Sender;
+  RecordStreamOptions options_;
+  mutable std::mutex mutex_;
+  std::condition_variable wake_sender_;
+  std::condition_variable progress_;
+  std::deque<wire::StepRecord> queue_;  // guarded by mutex_
+  StreamStats stats_;                   // guarded by mutex_
+  bool stopping_ = false;               // guarded by mutex_
+  bool flush_requested_ = false;        // guarded by mutex_
+  bool idle_ = true;                    // sender holds nothing undelivered; guarded by mutex_
+  std::unique_ptr<Sender> sender_;
+  std::thread thread_;
+};
+
+}  // namespace lossguard::collector

@@ -1,0 +1,112 @@
+#include "lossguard/collector/collector.h"
+
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <stdexcept>
+
+#include "lossguard/wire/record_codec.h"
+
+namespace lossguard::collector {
+
+namespace {
+double Now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string Format(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.4g", value);
+  return buffer;
+}
+
+// The configuration value a loss ratio matches, for the warning's "probably" clause.
+std::string Explain(double ratio, const wire::StepRecord& r) {
+  auto near = [&](double factor) { return factor > 1 && std::abs(ratio / factor - 1) < 0.02; };
+  if (near(static_cast<double>(r.ga_steps * r.world_size)) && r.world_size > 1 && r.ga_steps > 1) {
+    return "ga_steps*world_size=" + std::to_string(r.ga_steps * r.world_size) +
+           ": micro-batch losses summed over accumulation steps and ranks without dividing";
+  }
+  if (near(static_cast<double>(r.ga_steps))) {
+    return "ga_steps=" + std::to_string(r.ga_steps) +
+           ": micro-batch losses summed over accumulation steps without dividing";
+  }
+  if (near(static_cast<double>(r.world_size))) {
+    return "world_size=" + std::to_string(r.world_size) +
+           ": token counts taken per rank instead of across ranks";
+  }
+  return "no configuration value matches; the loss may average per micro-batch or per sequence";
+}
+}  // namespace
+
+Collector::Collector(CollectorOptions options) : options_(std::move(options)) {
+  if (!options_.warn)
+    options_.warn = [](std::string_view message) { std::cerr << message << std::endl; };
+  wire::StepRecord probe;
+  probe.run = options_.run;
+  probe.rank = options_.rank;
+  probe.world_size = options_.rank + 1;
+  probe.micro_batch_size = options_.micro_batch_size;
+  probe.vocab_size = options_.vocab_size;
+  // The wire format's own validation, so that a bad option fails here and not at the server.
+  auto valid = wire::ParseRecord(wire::ToJson(probe), 0);
+  if (!valid) throw std::invalid_argument("lossguard collector: " + valid.error().message);
+  if (!options_.stream.server_url.empty()) {
+    if (!options_.stream.warn) options_.stream.warn = options_.warn;
+    stream_ = std::make_unique<RecordStream>(options_.stream);
+  }
+}
+
+Collector::~Collector() = default;
+
+wire::StepRecord Collector::RecordStep(std::int64_t step, double reported_loss,
+                                       AccumulationWindow& window, const GradNormStats& grads,
+                                       std::optional<double> lr) {
+  wire::StepRecord record;
+  record.run = options_.run;
+  record.step = step;
+  record.rank = options_.rank;
+  record.world_size = window.world_size();
+  record.ga_steps = static_cast<std::int64_t>(window.ga_steps());
+  record.micro_batch_size = options_.micro_batch_size;
+  record.loss = reported_loss;
+  record.ref_loss = window.ReferenceLoss();
+  record.tokens = window.local_tokens();
+  for (const MicroBatchStats& mb : window.MicroBatches())
+    record.micro.push_back({mb.loss, mb.tokens, mb.loss_sum});
+  record.grad_norm = grads.total_norm;
+  record.nonfinite_grads = grads.nonfinite;
+  record.vocab_size = options_.vocab_size;
+  record.lr = lr;
+  record.time = Now();
+  LocalCheck(record);
+  if (stream_) stream_->Submit(record);
+  return record;
+}
+
+void Collector::LocalCheck(const wire::StepRecord& r) {
+  bool nonfinite = !std::isfinite(r.loss) || !std::isfinite(*r.grad_norm) || *r.nonfinite_grads > 0;
+  if (nonfinite && !nonfinite_reported_) {
+    options_.warn("lossguard: step " + std::to_string(r.step) + ": non-finite values (loss " +
+                  Format(r.loss) + ", grad_norm " + Format(*r.grad_norm) + ", " +
+                  std::to_string(*r.nonfinite_grads) + " non-finite gradient elements)");
+  }
+  nonfinite_reported_ = nonfinite_reported_ || nonfinite;
+  if (!std::isfinite(r.loss) || !std::isfinite(*r.ref_loss) || *r.ref_loss <= 0) return;
+  double ratio = r.loss / *r.ref_loss;
+  bool mismatch = std::abs(ratio - 1) > options_.local_check_tolerance;
+  if (mismatch && !mismatch_reported_) {
+    options_.warn("lossguard: step " + std::to_string(r.step) + ": the reported loss " +
+                  Format(r.loss) + " is " + Format(ratio) + "x the token-normalised loss " +
+                  Format(*r.ref_loss) + " (ga_steps=" + std::to_string(r.ga_steps) +
+                  ", world_size=" + std::to_string(r.world_size) + "); matches " +
+                  Explain(ratio, r));
+  }
+  mismatch_reported_ = mismatch;
+}
+
+bool Collector::Flush(std::chrono::milliseconds timeout) {
+  return stream_ ? stream_->Flush(timeout) : true;
+}
+
+}  // namespace lossguard::collector

@@ -1,0 +1,139 @@
+// Collector: the record it builds from a real accumulation window, its local check, and delivery
+// to the real server.
+#include "lossguard/collector/collector.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "collector/tiny_lm.h"
+#include "e2e/server_process.h"
+#include "lossguard/wire/http_client.h"
+#include "server/test_db.h"
+
+namespace lossguard::collector {
+namespace {
+
+using ::testing::HasSubstr;
+
+// One step of micro_batch 1 / GA 8 on the tiny model; returns the window after backward.
+std::unique_ptr<AccumulationWindow> TrainStep(TinyLm& model, const Data& data,
+                                              double& summed_means) {
+  std::vector<torch::Tensor> labels;
+  for (int i = 0; i < 8; ++i) labels.push_back(data.labels.slice(0, i, i + 1));
+  auto window = std::make_unique<AccumulationWindow>(labels);
+  model->zero_grad();
+  summed_means = 0;
+  for (int i = 0; i < 8; ++i) {
+    auto logits = model->forward(data.ids.slice(0, i, i + 1));
+    window->Loss(i, logits).backward();
+    summed_means += CausalLmCrossEntropy(logits.detach(), labels[i]).item<double>();
+  }
+  return window;
+}
+
+struct Captured {
+  std::vector<std::string> lines;
+  std::function<void(std::string_view)> Sink() {
+    return [this](std::string_view line) { lines.emplace_back(line); };
+  }
+  std::string All() const {
+    std::string out;
+    for (const auto& line : lines) out += line + "\n";
+    return out;
+  }
+};
+
+TEST(Collector, BuildsTheRecordFromTheWindowAndFlagsTheGaBugLocally) {
+  Data data = MakeData();
+  TinyLm model = FreshModel();
+  Captured warnings;
+  Collector collector(CollectorOptions{
+      .run = "local", .micro_batch_size = 1, .vocab_size = kVocab, .warn = warnings.Sink()});
+  double summed_means = 0;
+  auto window = TrainStep(model, data, summed_means);
+  GradNormStats grads = ComputeGradNorm(model->parameters());
+  // The Axolotl pattern: micro-batch means summed over GA without dividing.
+  wire::StepRecord record = collector.RecordStep(3, summed_means, *window, grads, 3e-4);
+
+  EXPECT_EQ(record.run, "local");
+  EXPECT_EQ(record.step, 3);
+  EXPECT_EQ(record.ga_steps, 8);
+  EXPECT_EQ(record.world_size, 1);
+  EXPECT_EQ(record.micro_batch_size, 1);
+  EXPECT_EQ(record.vocab_size, kVocab);
+  EXPECT_EQ(record.loss, summed_means);
+  EXPECT_NEAR(*record.ref_loss, window->ReferenceLoss(), 1e-12);
+  EXPECT_EQ(*record.tokens, window->global_tokens());
+  ASSERT_EQ(record.micro.size(), 8u);
+  std::int64_t tokens = 0;
+  for (const auto& mb : record.micro) tokens += mb.tokens;
+  EXPECT_EQ(tokens, *record.tokens);
+  EXPECT_DOUBLE_EQ(*record.grad_norm, grads.total_norm);
+  EXPECT_EQ(*record.nonfinite_grads, 0);
+  EXPECT_DOUBLE_EQ(*record.lr, 3e-4);
+  EXPECT_GT(*record.time, 1.7e9);
+
+  ASSERT_EQ(warnings.lines.size(), 1u) << warnings.All();
+  EXPECT_THAT(warnings.lines[0], HasSubstr("step 3: the reported loss"));
+  EXPECT_THAT(
+      warnings.lines[0],
+      HasSubstr("ga_steps=8: micro-batch losses summed over accumulation steps without dividing"));
+
+  // The same mismatch on the next step is not repeated.
+  auto again = TrainStep(model, data, summed_means);
+  collector.RecordStep(4, summed_means, *again, ComputeGradNorm(model->parameters()));
+  EXPECT_EQ(warnings.lines.size(), 1u);
+}
+
+TEST(Collector, ACorrectLossRaisesNothingAndNaNIsReportedOnce) {
+  Data data = MakeData();
+  TinyLm model = FreshModel();
+  Captured warnings;
+  Collector collector(CollectorOptions{.run = "quiet", .warn = warnings.Sink()});
+  double summed_means = 0;
+  auto window = TrainStep(model, data, summed_means);
+  collector.RecordStep(0, window->ReferenceLoss(), *window, ComputeGradNorm(model->parameters()));
+  EXPECT_EQ(warnings.All(), "");
+
+  auto nan_window = TrainStep(model, data, summed_means);
+  wire::StepRecord record =
+      collector.RecordStep(1, std::nan(""), *nan_window, ComputeGradNorm(model->parameters()));
+  EXPECT_TRUE(std::isnan(record.loss)) << "a NaN loss is data: kept as it is";
+  EXPECT_THAT(warnings.All(), HasSubstr("step 1: non-finite values (loss nan"));
+}
+
+TEST(Collector, StreamsRecordsToTheServer) {
+  lossguard::testing::TempDir dir;
+  lossguard::testing::ServerProcess server({.db = dir.File("db")});
+  Data data = MakeData();
+  TinyLm model = FreshModel();
+  CollectorOptions options{.run = "streamed", .micro_batch_size = 1, .vocab_size = kVocab};
+  options.stream.server_url = server.url();
+  Collector collector(options);
+  for (int step = 0; step < 5; ++step) {
+    double summed_means = 0;
+    auto window = TrainStep(model, data, summed_means);
+    collector.RecordStep(step, window->ReferenceLoss(), *window,
+                         ComputeGradNorm(model->parameters()));
+  }
+  ASSERT_TRUE(collector.Flush(std::chrono::seconds(20)));
+  wire::HttpClient client(server.url());
+  auto steps = nlohmann::json::parse(client.Get("/api/v1/runs/streamed/steps").body)["steps"];
+  ASSERT_EQ(steps.size(), 5u);
+  EXPECT_EQ(steps[4]["ga_steps"], 8);
+  EXPECT_EQ(steps[4]["micro"].size(), 8u);
+  EXPECT_EQ(steps[4]["loss"], steps[4]["ref_loss"]);
+}
+
+TEST(Collector, BadOptionsFailBeforeTraining) {
+  EXPECT_THROW(Collector(CollectorOptions{.run = "has space"}), std::invalid_argument);
+  EXPECT_THROW(Collector(CollectorOptions{.run = ""}), std::invalid_argument);
+  EXPECT_THROW(Collector(CollectorOptions{.run = "ok", .micro_batch_size = 0}),
+               std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace lossguard::collector
