@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "lossguard/wire/http_client.h"
+#include "record_ring.h"
 #include "spool.h"
 
 namespace lossguard::collector {
@@ -16,6 +17,11 @@ using Clock = std::chrono::steady_clock;
 
 enum class Outcome { kDelivered, kRetryLater };
 }  // namespace
+
+struct RecordStream::Counters {
+  std::atomic<std::uint64_t> submitted{0}, delivered{0}, spooled{0}, dropped{0}, rejected{0},
+      failed_requests{0};
+};
 
 // The sender thread's state: the HTTP client, the spool and the backoff. Touched only by it.
 class RecordStream::Sender {
@@ -34,7 +40,8 @@ class RecordStream::Sender {
   bool HasBacklog() const { return spool_ && !spool_->empty(); }
 
   void Run() {
-    std::vector<std::string> pending;  // canonical lines taken from the queue, oldest first
+    std::vector<std::string> pending;  // canonical lines taken from the ring, oldest first
+    wire::StepRecord record;
     while (true) {
       bool stopping;
       {
@@ -45,24 +52,24 @@ class RecordStream::Sender {
         // A flush wakes the sender only when it may try the server now; otherwise the wait ends
         // at the end of the backoff anyway (no spinning while the server is down).
         stream_.wake_sender_.wait_until(lock, wait_until, [&] {
-          return stream_.stopping_ || stream_.queue_.size() >= stream_.options_.batch_size ||
+          return stream_.stopping_ || stream_.ring_->size() >= stream_.options_.batch_size ||
                  (stream_.flush_requested_ && Available());
         });
-        while (!stream_.queue_.empty()) {
-          pending.push_back(wire::CanonicalJson(stream_.queue_.front()));
-          stream_.queue_.pop_front();
-        }
         stopping = stream_.stopping_;
       }
+      while (stream_.ring_->TryPop(record)) pending.push_back(wire::CanonicalJson(record));
       DeliverOrPark(pending);
-      bool idle = pending.empty() && (!spool_ || spool_->empty());
+      bool idle = pending.empty() && (!spool_ || spool_->empty()) && stream_.ring_->size() == 0;
       {
         std::lock_guard lock(stream_.mutex_);
-        stream_.idle_ = idle && stream_.queue_.empty();
-        if (stream_.idle_) stream_.flush_requested_ = false;
+        stream_.idle_.store(idle);
+        if (idle) stream_.flush_requested_ = false;
       }
       stream_.progress_.notify_all();
-      if (stopping) return Finish(pending);
+      if (stopping) {
+        while (stream_.ring_->TryPop(record)) pending.push_back(wire::CanonicalJson(record));
+        return Finish(pending);
+      }
     }
   }
 
@@ -88,7 +95,7 @@ class RecordStream::Sender {
     if (pending.empty()) return;
     if (spool_) {
       std::size_t written = spool_->Append(pending);
-      Count(&StreamStats::spooled, written);
+      Count(&Counters::spooled, written);
       if (written < pending.size()) Drop(pending.size() - written, "the spool is full");
       pending.clear();
     } else if (pending.size() > stream_.options_.queue_capacity) {
@@ -109,7 +116,7 @@ class RecordStream::Sender {
         wire::HttpResponse response =
             client_.Post("/api/v1/steps", std::move(body), "application/x-ndjson");
         if (response.status == 200) {
-          Count(&StreamStats::delivered, lines.size());
+          Count(&Counters::delivered, lines.size());
           backoff_ = stream_.options_.initial_backoff;
           warned_unreachable_ = false;
           return Outcome::kDelivered;
@@ -117,7 +124,7 @@ class RecordStream::Sender {
         if (response.status == 400) {
           std::size_t bad = RejectedIndex(response.body).value_or(lines.size());
           std::size_t n = bad < lines.size() ? 1 : lines.size();
-          Count(&StreamStats::rejected, n);
+          Count(&Counters::rejected, n);
           Warn("lossguard: the server refused " + std::to_string(n) +
                " record(s): " + response.body.substr(0, 500));
           if (bad >= lines.size()) return Outcome::kDelivered;  // nothing left worth sending
@@ -131,7 +138,7 @@ class RecordStream::Sender {
       break;
     }
     if (lines.empty()) return Outcome::kDelivered;
-    Count(&StreamStats::failed_requests, 1);
+    Count(&Counters::failed_requests, 1);
     if (!warned_unreachable_) {
       Warn("lossguard: cannot deliver records (" + problem + "); " +
            (spool_ ? "spooling to " + stream_.options_.spool_path
@@ -168,13 +175,12 @@ class RecordStream::Sender {
       Drop(pending.size(), "the server stayed unreachable and there is no spool");
   }
 
-  void Count(std::uint64_t StreamStats::*counter, std::uint64_t n) {
-    std::lock_guard lock(stream_.mutex_);
-    stream_.stats_.*counter += n;
+  void Count(std::atomic<std::uint64_t> Counters::*counter, std::uint64_t n) {
+    (stream_.counters_.get()->*counter).fetch_add(n, std::memory_order_relaxed);
   }
 
   void Drop(std::size_t n, const std::string& why) {
-    Count(&StreamStats::dropped, n);
+    Count(&Counters::dropped, n);
     Warn("lossguard: dropped " + std::to_string(n) + " records: " + why);
   }
 
@@ -189,7 +195,10 @@ class RecordStream::Sender {
   std::mt19937_64 rng_;
 };
 
-RecordStream::RecordStream(RecordStreamOptions options) : options_(std::move(options)) {
+RecordStream::RecordStream(RecordStreamOptions options)
+    : options_(std::move(options)),
+      ring_(std::make_unique<RecordRing>(options_.queue_capacity)),
+      counters_(std::make_unique<Counters>()) {
   if (!options_.warn)
     options_.warn = [](std::string_view message) { std::cerr << message << std::endl; };
   if (options_.batch_size == 0) throw std::invalid_argument("batch_size must be >= 1, but got 0");
@@ -208,23 +217,19 @@ RecordStream::~RecordStream() {
 }
 
 bool RecordStream::Submit(wire::StepRecord record) {
-  std::unique_lock lock(mutex_);
-  ++stats_.submitted;
-  if (queue_.size() >= options_.queue_capacity) {
-    ++stats_.dropped;
-    bool first = stats_.dropped == 1;
-    lock.unlock();
-    if (first)
+  counters_->submitted.fetch_add(1, std::memory_order_relaxed);
+  idle_.store(false, std::memory_order_release);
+  if (!ring_->TryPush(record)) {
+    counters_->dropped.fetch_add(1, std::memory_order_relaxed);
+    if (!warned_full_.exchange(true)) {
       options_.warn(
           "lossguard: the record queue is full; dropping records (counted in stats().dropped)");
+    }
     return false;
   }
-  queue_.push_back(std::move(record));
-  idle_ = false;
-  // Wake the sender only when a batch is ready: a notify per record would cost a syscall.
-  bool wake = queue_.size() == options_.batch_size;
-  lock.unlock();
-  if (wake) wake_sender_.notify_one();
+  // Wake the sender when a batch is ready. notify_one costs a syscall only when it sleeps; a
+  // wake-up lost to a race is made up for by flush_interval.
+  if (ring_->size() == options_.batch_size) wake_sender_.notify_one();
   return true;
 }
 
@@ -232,12 +237,18 @@ bool RecordStream::Flush(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
   flush_requested_ = true;
   wake_sender_.notify_one();
-  return progress_.wait_for(lock, timeout, [this] { return idle_ && queue_.empty(); });
+  return progress_.wait_for(lock, timeout, [this] { return idle_.load() && ring_->size() == 0; });
 }
 
 StreamStats RecordStream::stats() const {
-  std::lock_guard lock(mutex_);
-  return stats_;
+  StreamStats out;
+  out.submitted = counters_->submitted.load();
+  out.delivered = counters_->delivered.load();
+  out.spooled = counters_->spooled.load();
+  out.dropped = counters_->dropped.load();
+  out.rejected = counters_->rejected.load();
+  out.failed_requests = counters_->failed_requests.load();
+  return out;
 }
 
 }  // namespace lossguard::collector

@@ -1,9 +1,9 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -15,11 +15,15 @@
 
 namespace lossguard::collector {
 
+class RecordRing;
+
 struct RecordStreamOptions {
   std::string server_url;  // "http://127.0.0.1:8080"; required
   std::string token;       // bearer token for the server's write endpoints, if it has one
-  std::size_t queue_capacity = 65'536;  // records held in memory before hand-off starts dropping
-  std::size_t batch_size = 512;         // records per request
+  // Records held in memory before hand-off starts dropping (rounded up to a power of two; the
+  // slots are allocated once, up front).
+  std::size_t queue_capacity = 16'384;
+  std::size_t batch_size = 512;                   // records per request
   std::chrono::milliseconds flush_interval{500};  // a partial batch waits at most this long
   // Where undelivered records go while the server is unreachable ("" = memory only, so records
   // beyond queue_capacity are dropped). Replayed in order when the server is back, also after a
@@ -48,7 +52,8 @@ struct StreamStats {
 };
 
 // Streams step records to a lossguard server on a background thread. Submit() never blocks on the
-// network or the disk: it moves the record into a bounded in-memory queue (microseconds). The
+// network, the disk or a lock: it moves the record into a preallocated lock-free ring (well under a
+// microsecond; tests/bench/handoff_bench.cc). The
 // sender thread batches, POSTs with keep-alive, retries with exponential backoff and jitter, and
 // spools to disk while the server is unreachable. Delivery is in submission order and exactly once
 // as the server sees it ((run, step, rank) keys make resends duplicates).
@@ -65,7 +70,8 @@ class RecordStream {
   RecordStream(const RecordStream&) = delete;
   RecordStream& operator=(const RecordStream&) = delete;
 
-  // Hands a record over. Returns false (and counts it as dropped) if the queue is full.
+  // Hands a record over. Returns false (and counts it as dropped, warning once) if the queue is
+  // full.
   bool Submit(wire::StepRecord record);
 
   // Waits until every record submitted so far is delivered (or rejected) and the spool is empty;
@@ -76,15 +82,17 @@ class RecordStream {
 
  private:
   class Sender;
+  struct Counters;
   RecordStreamOptions options_;
-  mutable std::mutex mutex_;
+  std::unique_ptr<RecordRing> ring_;
+  std::unique_ptr<Counters> counters_;
+  std::mutex mutex_;  // for the two condition variables and the flags below
   std::condition_variable wake_sender_;
   std::condition_variable progress_;
-  std::deque<wire::StepRecord> queue_;  // guarded by mutex_
-  StreamStats stats_;                   // guarded by mutex_
-  bool stopping_ = false;               // guarded by mutex_
-  bool flush_requested_ = false;        // guarded by mutex_
-  bool idle_ = true;                    // sender holds nothing undelivered; guarded by mutex_
+  bool stopping_ = false;         // guarded by mutex_
+  bool flush_requested_ = false;  // guarded by mutex_
+  std::atomic<bool> idle_{true};  // the sender holds nothing undelivered
+  std::atomic<bool> warned_full_{false};
   std::unique_ptr<Sender> sender_;
   std::thread thread_;
 };
