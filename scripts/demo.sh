@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds the server and CLI (Release), starts the server on
-# its default SQLite database, replays the sample run, and prints what the server holds.
+# The main job: installs what is missing, builds the server, CLI and demo trainer (Release), starts
+# the server on its default SQLite database, trains three small GPTs with the collector attached
+# (micro_batch 8 / GA 1 and micro_batch 1 / GA 8 with the correct loss, and micro_batch 1 / GA 8
+# with the GA bug: micro-batch means summed without dividing), and prints what the server holds.
 # Interactive: keeps serving until Ctrl-C. Non-interactive (CI, pipes): stops the server at the end.
 #   LOSSGUARD_PORT=8080   port to listen on (127.0.0.1)
 #   LOSSGUARD_DB=./lossguard.db
@@ -11,7 +13,7 @@ bash scripts/setup.sh
 build_dir=build-release
 cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DLOSSGUARD_BUILD_TESTS=OFF \
       -DLOSSGUARD_BUILD_BENCHMARKS=OFF >/dev/null
-cmake --build "$build_dir" -j "$(nproc)" --target lossguard-server lossguard
+cmake --build "$build_dir" -j "$(nproc)" --target lossguard-server lossguard demo_trainer
 
 port=${LOSSGUARD_PORT:-8080}
 db=${LOSSGUARD_DB:-./lossguard.db}
@@ -28,7 +30,11 @@ done
 grep -q "listening on" "$log" || { cat "$log" >&2; exit 1; }
 echo "== lossguard-server on $url, database $db"
 
-"$build_dir/server/lossguard" replay schema/examples/sample-run.ndjson --server "$url"
+steps=${LOSSGUARD_DEMO_STEPS:-150}
+trainer="$build_dir/collector/demo_trainer"
+"$trainer" --server "$url" --steps "$steps" --run correct-mb8-ga1 --micro-batch-size 8 --ga-steps 1
+"$trainer" --server "$url" --steps "$steps" --run correct-mb1-ga8 --micro-batch-size 1 --ga-steps 8
+"$trainer" --server "$url" --steps "$steps" --run bug-mb1-ga8 --micro-batch-size 1 --ga-steps 8 --loss sum-no-ga-div
 
 echo "== runs (GET /api/v1/runs)"
 python3 - "$url" <<'PY'
@@ -40,12 +46,18 @@ for r in runs:
     ratio = last["loss"] / last["ref_loss"] if isinstance(last["ref_loss"], (int, float)) and last["ref_loss"] else float("nan")
     print(f"{r['run']:<18}{r['records']:>7}{cfg['ga_steps']:>4}{cfg['micro_batch_size']:>5}{last['loss']:>12.4f}{last['ref_loss']:>11.4f}{ratio:>10.2f}")
 PY
-echo "== downsampled series (GET /api/v1/runs/sample-ga-bug/steps?max_points=20)"
+echo "== the same sequences split two ways give the same training (GET /api/v1/runs/RUN/steps)"
 python3 - "$url" <<'PY'
 import json, sys, urllib.request
-d = json.load(urllib.request.urlopen(sys.argv[1] + "/api/v1/runs/sample-ga-bug/steps?max_points=20"))
-r = d["ranks"][0]
-print(f"bucket width {d['bucket_width']} steps; loss max per bucket:", [round(x, 2) for x in r["loss"]["max"]])
+def steps(run):
+    return json.load(urllib.request.urlopen(f"{sys.argv[1]}/api/v1/runs/{run}/steps"))["steps"]
+a, b = steps("correct-mb8-ga1"), steps("correct-mb1-ga8")
+print(f"{'STEP':>5}  {'loss mb8/GA1':>13} {'loss mb1/GA8':>13}  {'grad_norm mb8/GA1':>18} {'grad_norm mb1/GA8':>18}")
+for i in [0, 1, 2, 10, 50, len(a) - 1]:
+    if i < len(a):
+        print(f"{a[i]['step']:>5}  {a[i]['loss']:>13.6f} {b[i]['loss']:>13.6f}  {a[i]['grad_norm']:>18.6f} {b[i]['grad_norm']:>18.6f}")
+worst = max(abs(x["loss"] - y["loss"]) / x["loss"] for x, y in zip(a, b))
+print(f"largest relative loss difference over {len(a)} steps: {worst:.1e}")
 PY
 echo "== alerts (lossguard alerts)"
 "$build_dir/server/lossguard" alerts --server "$url"

@@ -24,7 +24,7 @@ std::string Format(double value) {
 std::string Explain(double ratio, const wire::StepRecord& r) {
   auto near = [&](double factor) { return factor > 1 && std::abs(ratio / factor - 1) < 0.02; };
   if (near(static_cast<double>(r.ga_steps * r.world_size)) && r.world_size > 1 && r.ga_steps > 1) {
-    return "ga_steps*world_size=" + std::to_string(r.ga_steps * r.world_size) +
+    return "matches ga_steps*world_size=" + std::to_string(r.ga_steps * r.world_size) +
            ": micro-batch losses summed over accumulation steps and ranks without dividing";
   }
   if (near(static_cast<double>(r.ga_steps))) {
@@ -35,7 +35,9 @@ std::string Explain(double ratio, const wire::StepRecord& r) {
     return "world_size=" + std::to_string(r.world_size) +
            ": token counts taken per rank instead of across ranks";
   }
-  return "no configuration value matches; the loss may average per micro-batch or per sequence";
+  return "no configuration value explains the factor; the loss may be averaged per micro-batch or "
+         "per "
+         "sequence instead of per token";
 }
 }  // namespace
 
@@ -99,8 +101,7 @@ void Collector::LocalCheck(const wire::StepRecord& r) {
     options_.warn("lossguard: step " + std::to_string(r.step) + ": the reported loss " +
                   Format(r.loss) + " is " + Format(ratio) + "x the token-normalised loss " +
                   Format(*r.ref_loss) + " (ga_steps=" + std::to_string(r.ga_steps) +
-                  ", world_size=" + std::to_string(r.world_size) + "); matches " +
-                  Explain(ratio, r));
+                  ", world_size=" + std::to_string(r.world_size) + "); " + Explain(ratio, r));
   }
   mismatch_reported_ = mismatch;
 }

@@ -1,0 +1,348 @@
+// lossguard demo trainer: a small GPT-style causal LM trained on CPU on a generated corpus, with
+// the collector attached. It reproduces the public loss-normalisation bugs on demand, so that what
+// lossguard finds can be seen on real training runs.
+//
+//   demo_trainer --server http://127.0.0.1:8080 --run ok-mb8 --micro-batch-size 8 --ga-steps 1
+//   demo_trainer --server ... --run ok-mb1 --micro-batch-size 1 --ga-steps 8   # same losses
+//   demo_trainer --server ... --run bug --micro-batch-size 1 --ga-steps 8 --loss sum-no-ga-div
+//
+// With the same --seed, runs that differ only in how the same effective batch is split (micro-batch
+// size x GA steps x world size) see the same sequences in the same order and start from the same
+// weights; there is no dropout. With --loss correct their per-step loss and grad_norm coincide.
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <thread>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include "lossguard/collector/collector.h"
+#include "lossguard/wire/record_codec.h"
+
+namespace {
+
+using namespace lossguard::collector;
+constexpr std::int64_t kContext = 64, kDim = 64, kHeads = 4, kLayers = 2, kPad = 0;
+
+// ---- corpus: deterministic pseudo-English, generated, so nothing is downloaded -----------------
+std::string Corpus(std::size_t characters) {
+  const std::vector<std::string> subjects = {
+      "the model",     "a trainer",    "the optimizer", "every gradient", "the loss",
+      "a small batch", "the engineer", "this run",      "the server",     "a token"};
+  const std::vector<std::string> verbs = {"sees",    "counts",  "divides",    "accumulates",
+                                          "watches", "reports", "normalises", "scales",
+                                          "clips",   "streams"};
+  const std::vector<std::string> objects = {
+      "the tokens", "every step", "the ranks",        "a warning", "its norm",
+      "the labels", "the sum",    "each micro-batch", "the mean",  "a spike"};
+  std::mt19937 rng(1234);
+  std::string out;
+  while (out.size() < characters) {
+    out += subjects[rng() % subjects.size()] + " " + verbs[rng() % verbs.size()] + " " +
+           objects[rng() % objects.size()] + (rng() % 4 == 0 ? ", and " : ". ");
+  }
+  return out;
+}
+
+// Characters 32..126 map to ids 1..95; 0 is padding.
+constexpr std::int64_t kVocab = 96;
+std::int64_t TokenId(char c) { return (c >= 32 && c <= 126) ? c - 31 : 1; }
+
+// ---- the model ---------------------------------------------------------------------------------
+struct BlockImpl : torch::nn::Module {
+  BlockImpl()
+      : ln1(register_module("ln1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({kDim})))),
+        attention(register_module(
+            "attention", torch::nn::MultiheadAttention(
+                             torch::nn::MultiheadAttentionOptions(kDim, kHeads).dropout(0.0)))),
+        ln2(register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({kDim})))),
+        fc(register_module("fc", torch::nn::Linear(kDim, 4 * kDim))),
+        proj(register_module("proj", torch::nn::Linear(4 * kDim, kDim))) {}
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& causal_mask) {
+    auto h = ln1(x).transpose(0, 1);  // MultiheadAttention wants [T, B, D]
+    auto attended = std::get<0>(attention->forward(h, h, h, torch::Tensor(), false, causal_mask))
+                        .transpose(0, 1);
+    x = x + attended;
+    return x + proj(torch::gelu(fc(ln2(x))));
+  }
+  torch::nn::LayerNorm ln1;
+  torch::nn::MultiheadAttention attention;
+  torch::nn::LayerNorm ln2;
+  torch::nn::Linear fc, proj;
+};
+TORCH_MODULE(Block);
+
+struct GptImpl : torch::nn::Module {
+  GptImpl()
+      : token(register_module("token", torch::nn::Embedding(kVocab, kDim))),
+        position(register_module("position", torch::nn::Embedding(kContext, kDim))),
+        blocks(register_module("blocks", torch::nn::ModuleList())),
+        ln(register_module("ln", torch::nn::LayerNorm(torch::nn::LayerNormOptions({kDim})))),
+        head(register_module("head", torch::nn::Linear(kDim, kVocab))) {
+    for (int i = 0; i < kLayers; ++i) blocks->push_back(Block());
+  }
+  torch::Tensor forward(const torch::Tensor& ids) {
+    const std::int64_t t = ids.size(1);
+    auto x = token(ids) + position(torch::arange(t)).unsqueeze(0);
+    auto mask = torch::full({t, t}, -INFINITY).triu(1);
+    for (const auto& block : *blocks) x = block->as<Block>()->forward(x, mask);
+    return head(ln(x));
+  }
+  torch::nn::Embedding token, position;
+  torch::nn::ModuleList blocks;
+  torch::nn::LayerNorm ln;
+  torch::nn::Linear head;
+};
+TORCH_MODULE(Gpt);
+
+// ---- data: sequence j of step s depends only on (seed, s, j)
+// -------------------------------------
+struct Batch {
+  torch::Tensor ids, labels;  // [n, kContext]; padding: id 0, label -100
+};
+
+Batch Sequences(const std::string& corpus, std::uint64_t seed, std::int64_t step,
+                std::int64_t first, std::int64_t n) {
+  Batch batch{torch::full({n, kContext}, kPad, torch::kLong),
+              torch::full({n, kContext}, -100, torch::kLong)};
+  auto ids = batch.ids.accessor<std::int64_t, 2>();
+  auto labels = batch.labels.accessor<std::int64_t, 2>();
+  for (std::int64_t i = 0; i < n; ++i) {
+    std::mt19937_64 rng(seed * 1'000'003 + static_cast<std::uint64_t>(step) * 65'537 +
+                        static_cast<std::uint64_t>(first + i));
+    std::int64_t length =
+        16 + static_cast<std::int64_t>(rng() % (kContext - 15));  // variable: 16..64
+    std::size_t start = rng() % (corpus.size() - kContext);
+    for (std::int64_t t = 0; t < length; ++t) ids[i][t] = labels[i][t] = TokenId(corpus[start + t]);
+  }
+  return batch;
+}
+
+struct Config {
+  std::string server, run = "demo", loss = "correct", out, spool;
+  std::uint64_t seed = 0;
+  std::int64_t micro_batch_size = 8, ga_steps = 1, steps = 150, world_size = 1, rank = 0;
+  double lr = 3e-3, lr_spike_factor = 1.0, clip = 1.0;
+  std::int64_t lr_spike_at = -1, nan_at = -1, detach_loss_at = -1;
+  std::string store_file;  // internal: where rank 0 publishes the TCPStore port
+  bool quiet = false;
+};
+
+// What a trainer with each loss pattern backpropagates and reports, for one micro-batch.
+struct MicroLoss {
+  torch::Tensor backward;  // what .backward() is called on
+  double reported;         // its contribution to the loss the trainer prints
+};
+
+MicroLoss LossFor(const Config& c, AccumulationWindow& window, std::size_t i,
+                  const torch::Tensor& logits, const torch::Tensor& labels) {
+  if (c.loss == "correct") {
+    torch::Tensor loss = window.Loss(i, logits);  // sum x world_size / global tokens
+    return {loss, loss.item<double>() / static_cast<double>(window.world_size())};
+  }
+  window.Loss(i, logits.detach());  // the reference, computed alongside (no gradient)
+  torch::Tensor mean = CausalLmCrossEntropy(logits, labels);
+  double ga = static_cast<double>(c.ga_steps);
+  if (c.loss == "sum-no-ga-div") return {mean, mean.item<double>()};  // Axolotl: GA x too large
+  if (c.loss == "mean-of-means")
+    return {mean / ga, mean.item<double>() / ga};  // pre-fix transformers
+  // per-sequence: token-loss sum divided by the number of sequences instead of tokens.
+  torch::Tensor per_sequence =
+      CausalLmCrossEntropy(logits, labels, CausalLmLossOptions().reduction(Reduction::kSum)) /
+      static_cast<double>(labels.size(0)) / ga;
+  return {per_sequence, per_sequence.item<double>()};
+}
+
+int Train(const Config& c) {
+  torch::manual_seed(c.seed);
+  torch::set_num_threads(1);
+  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  if (c.world_size > 1) {
+    c10::intrusive_ptr<c10d::Store> store;
+    if (c.rank == 0) {
+      c10d::TCPStoreOptions options;
+      options.port = 0;
+      options.isServer = true;
+      options.numWorkers = static_cast<std::size_t>(c.world_size);
+      options.waitWorkers = false;
+      auto server = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", options);
+      std::ofstream(c.store_file + ".tmp") << server->getPort() << "\n";
+      std::rename((c.store_file + ".tmp").c_str(), c.store_file.c_str());
+      store = server;
+    } else {
+      int port = 0;
+      for (int tries = 0; tries < 3000 && !(std::ifstream(c.store_file) >> port); ++tries) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      if (port == 0)
+        throw std::runtime_error("rank " + std::to_string(c.rank) +
+                                 ": rank 0 never published its port");
+      c10d::TCPStoreOptions options;
+      options.port = static_cast<std::uint16_t>(port);
+      options.numWorkers = static_cast<std::size_t>(c.world_size);
+      store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", options);
+    }
+    auto options = c10d::ProcessGroupGloo::Options::create();
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+    group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, static_cast<int>(c.rank),
+                                                        static_cast<int>(c.world_size), options);
+  }
+
+  const std::string corpus = Corpus(200'000);
+  Gpt model;
+  torch::optim::AdamW optimizer(model->parameters(),
+                                torch::optim::AdamWOptions(c.lr).weight_decay(0.0));
+
+  CollectorOptions options{
+      .run = c.run, .rank = c.rank, .micro_batch_size = c.micro_batch_size, .vocab_size = kVocab};
+  options.stream.server_url = c.server;
+  options.stream.spool_path = c.spool;
+  Collector collector(options);
+  std::ofstream out;
+  if (!c.out.empty()) out.open(c.out + (c.world_size > 1 ? ".rank" + std::to_string(c.rank) : ""));
+
+  auto started = std::chrono::steady_clock::now();
+  const std::int64_t per_rank = c.micro_batch_size * c.ga_steps;
+  for (std::int64_t step = 0; step < c.steps; ++step) {
+    double lr = c.lr * (step == c.lr_spike_at ? c.lr_spike_factor : 1.0);
+    for (auto& group_options : optimizer.param_groups()) {
+      static_cast<torch::optim::AdamWOptions&>(group_options.options()).lr(lr);
+    }
+    optimizer.zero_grad();
+    std::vector<Batch> micro;
+    std::vector<torch::Tensor> labels;
+    for (std::int64_t i = 0; i < c.ga_steps; ++i) {
+      micro.push_back(Sequences(corpus, c.seed, step, c.rank * per_rank + i * c.micro_batch_size,
+                                c.micro_batch_size));
+      labels.push_back(micro.back().labels);
+    }
+    AccumulationWindow window(labels, AccumulationOptions().process_group(group));
+    double reported = 0;
+    for (std::size_t i = 0; i < micro.size(); ++i) {
+      torch::Tensor logits = model->forward(micro[i].ids);
+      MicroLoss loss = LossFor(c, window, i, logits, micro[i].labels);
+      if (step == c.nan_at) loss.backward = loss.backward * std::nan("");
+      if (step == c.detach_loss_at) loss.backward = loss.backward.detach().requires_grad_(true);
+      loss.backward.backward();
+      reported += step == c.nan_at ? std::nan("") : loss.reported;
+    }
+    if (group) {  // what DDP does: average gradients over ranks
+      for (auto& p : model->parameters()) {
+        std::vector<torch::Tensor> grads = {p.grad()};
+        group->allreduce(grads)->wait();
+        p.mutable_grad().div_(static_cast<double>(c.world_size));
+      }
+    }
+    // A correct trainer reports the step's token-normalised loss over all ranks (a collective).
+    if (c.loss == "correct" && step != c.nan_at) reported = window.ReferenceLoss();
+    GradNormStats grads = ComputeGradNorm(model->parameters());
+    ClipGradNorm(model->parameters(), c.clip);
+    optimizer.step();
+    lossguard::wire::StepRecord record = collector.RecordStep(step, reported, window, grads, lr);
+    if (out.is_open()) out << lossguard::wire::CanonicalJson(record) << "\n";
+    if (!c.quiet && c.rank == 0 && (step % 10 == 0 || step + 1 == c.steps)) {
+      double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      std::printf(
+          "[%s] step %4lld/%lld  loss %8.4f  ref_loss %7.4f  grad_norm %8.4f  %5.1f steps/s\n",
+          c.run.c_str(), static_cast<long long>(step), static_cast<long long>(c.steps), record.loss,
+          *record.ref_loss, *record.grad_norm, static_cast<double>(step + 1) / seconds);
+      std::fflush(stdout);
+    }
+  }
+  if (!collector.Flush(std::chrono::seconds(30))) {
+    std::fprintf(stderr,
+                 "[%s] rank %lld: not every record reached the server (see warnings above)\n",
+                 c.run.c_str(), static_cast<long long>(c.rank));
+    return 1;
+  }
+  return 0;
+}
+
+// --world-size N > 1 without --rank: run N copies of this program, one per rank, and wait for them.
+int LaunchRanks(int argc, char** argv, const Config& c) {
+  std::string store_file = "/tmp/lossguard-demo-" + std::to_string(getpid()) + ".port";
+  std::vector<pid_t> children;
+  for (std::int64_t rank = 0; rank < c.world_size; ++rank) {
+    pid_t pid = fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+      std::vector<std::string> args(argv, argv + argc);
+      args.insert(args.end(), {"--rank", std::to_string(rank), "--store-file", store_file});
+      std::vector<char*> raw;
+      for (auto& arg : args) raw.push_back(arg.data());
+      raw.push_back(nullptr);
+      execv("/proc/self/exe", raw.data());
+      std::perror("execv");
+      _exit(127);
+    }
+    children.push_back(pid);
+  }
+  int failures = 0;
+  for (pid_t pid : children) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    failures += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  std::remove(store_file.c_str());
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"lossguard demo trainer: a small GPT on CPU with the collector attached"};
+  Config c;
+  std::optional<std::int64_t> rank;
+  app.add_option("--server", c.server, "lossguard server URL (none: no streaming)");
+  app.add_option("--run", c.run, "run name")->capture_default_str();
+  app.add_option("--seed", c.seed, "data and weights seed")->capture_default_str();
+  app.add_option("--micro-batch-size", c.micro_batch_size, "sequences per micro-batch")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--ga-steps", c.ga_steps, "gradient-accumulation steps")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--steps", c.steps, "optimizer steps")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--lr", c.lr, "AdamW learning rate")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--world-size", c.world_size, "data-parallel processes (gloo over loopback)")
+      ->check(CLI::Range(1, 16))
+      ->capture_default_str();
+  app.add_option("--loss", c.loss, "how the trainer computes its loss")
+      ->check(CLI::IsMember({"correct", "sum-no-ga-div", "mean-of-means", "per-sequence"}))
+      ->capture_default_str();
+  app.add_option("--lr-spike-at", c.lr_spike_at, "multiply the learning rate at this step");
+  app.add_option("--lr-spike-factor", c.lr_spike_factor, "by this factor")->capture_default_str();
+  app.add_option("--nan-at", c.nan_at, "make the loss NaN at this step");
+  app.add_option("--detach-loss-at", c.detach_loss_at,
+                 "from this step's backward no gradient reaches the model");
+  app.add_option("--clip", c.clip, "gradient clipping max norm")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--out", c.out,
+                 "also write every record as NDJSON to this file (.rankN with --world-size > 1)");
+  app.add_option("--spool", c.spool, "collector spool file for server outages");
+  app.add_flag("--quiet", c.quiet, "no progress lines");
+  app.add_option("--rank", rank, "internal: this process's rank")->group("");
+  app.add_option("--store-file", c.store_file, "internal: rendezvous file")->group("");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (c.world_size > 1 && !rank) return LaunchRanks(argc, argv, c);
+    c.rank = rank.value_or(0);
+    return Train(c);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "demo_trainer: %s\n", e.what());
+    return 1;
+  }
+}

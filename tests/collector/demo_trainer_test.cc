@@ -1,0 +1,119 @@
+// The demo trainer binary: the split of the effective batch does not change the training, and each
+// bug pattern shows the way the public reports describe it.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "e2e/server_process.h"
+#include "server/test_db.h"
+
+namespace lossguard::testing {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+std::vector<json> Train(const TempDir& dir, const std::string& name, std::vector<std::string> args,
+                        const std::string& suffix = "") {
+  std::string out = dir.File(name + ".ndjson").string();
+  std::vector<std::string> argv = {
+      LOSSGUARD_DEMO_TRAINER, "--quiet", "--steps", "8", "--out", out, "--run", name};
+  argv.insert(argv.end(), args.begin(), args.end());
+  CommandResult result = RunCommand(argv, std::chrono::seconds(120));
+  EXPECT_EQ(result.exit_code, 0) << name << ": " << result.err;
+  std::vector<json> records;
+  std::ifstream in(out + suffix);
+  for (std::string line; std::getline(in, line);) records.push_back(json::parse(line));
+  return records;
+}
+
+double Number(const json& value) { return value.is_string() ? std::nan("") : value.get<double>(); }
+
+TEST(DemoTrainer, HowTheEffectiveBatchIsSplitDoesNotChangeTraining) {
+  TempDir dir;
+  auto mb8 = Train(dir, "mb8", {"--micro-batch-size", "8", "--ga-steps", "1"});
+  auto mb1 = Train(dir, "mb1", {"--micro-batch-size", "1", "--ga-steps", "8"});
+  auto ddp = Train(dir, "ddp", {"--micro-batch-size", "2", "--ga-steps", "2", "--world-size", "2"},
+                   ".rank1");
+  ASSERT_EQ(mb8.size(), 8u);
+  ASSERT_EQ(mb1.size(), 8u);
+  ASSERT_EQ(ddp.size(), 8u);
+  for (std::size_t s = 0; s < 8; ++s) {
+    for (const auto* other : {&mb1, &ddp}) {
+      const json& r = (*other)[s];
+      EXPECT_NEAR(Number(r["loss"]), Number(mb8[s]["loss"]), 1e-5 * Number(mb8[s]["loss"]))
+          << "step " << s;
+      EXPECT_NEAR(Number(r["grad_norm"]), Number(mb8[s]["grad_norm"]),
+                  1e-5 * Number(mb8[s]["grad_norm"]))
+          << "step " << s;
+    }
+  }
+  EXPECT_EQ(mb1[0]["ga_steps"], 8);
+  EXPECT_EQ(mb1[0]["micro"].size(), 8u);
+  EXPECT_EQ(ddp[0]["world_size"], 2);
+  EXPECT_EQ(ddp[0]["rank"], 1);
+  EXPECT_NEAR(Number(mb8[0]["loss"]), std::log(96.0), 0.3)
+      << "a causal LM starts near ln(vocab_size)";
+}
+
+TEST(DemoTrainer, BugPatternsShowAsTheReportsDescribe) {
+  TempDir dir;
+  auto ratio = [](const json& r) { return Number(r["loss"]) / Number(r["ref_loss"]); };
+  auto sum_no_div = Train(
+      dir, "axolotl", {"--micro-batch-size", "1", "--ga-steps", "8", "--loss", "sum-no-ga-div"});
+  ASSERT_FALSE(sum_no_div.empty());
+  EXPECT_NEAR(ratio(sum_no_div[0]), 8.0, 0.4)
+      << "micro-batch means summed over GA 8 without dividing";
+  auto mean_of_means =
+      Train(dir, "mom", {"--micro-batch-size", "1", "--ga-steps", "8", "--loss", "mean-of-means"});
+  ASSERT_FALSE(mean_of_means.empty());
+  double worst = 0;
+  for (const json& r : mean_of_means) worst = std::max(worst, std::abs(ratio(r) - 1));
+  EXPECT_GT(worst, 1e-4) << "per-micro-batch means weight tokens unequally";
+  EXPECT_LT(worst, 0.2);
+  auto per_sequence = Train(
+      dir, "perseq", {"--micro-batch-size", "4", "--ga-steps", "2", "--loss", "per-sequence"});
+  ASSERT_FALSE(per_sequence.empty());
+  EXPECT_GT(ratio(per_sequence[0]), 10)
+      << "dividing by sequences instead of tokens: ~tokens per sequence";
+}
+
+TEST(DemoTrainer, InjectedFaultsShowUpInTheRecords) {
+  TempDir dir;
+  auto nan = Train(dir, "nan", {"--nan-at", "3"});
+  ASSERT_EQ(nan.size(), 8u);
+  EXPECT_EQ(nan[3]["loss"], "NaN");
+  EXPECT_EQ(nan[3]["grad_norm"], "NaN");
+  EXPECT_GT(nan[3]["nonfinite_grads"].get<std::int64_t>(), 0);
+  auto detached = Train(dir, "detached", {"--detach-loss-at", "2"});
+  ASSERT_EQ(detached.size(), 8u);
+  EXPECT_EQ(Number(detached[2]["grad_norm"]), 0.0) << "no gradient reaches the model";
+  EXPECT_GT(Number(detached[2]["loss"]), 0.0);
+  auto spike = Train(dir, "spike", {"--lr-spike-at", "4", "--lr-spike-factor", "300"});
+  ASSERT_EQ(spike.size(), 8u);
+  EXPECT_GT(Number(spike[5]["loss"]), 1.5 * Number(spike[4]["loss"]))
+      << "an lr spike wrecks the next step";
+}
+
+TEST(DemoTrainer, StreamsToTheServerAndRefusesBadFlags) {
+  TempDir dir;
+  ServerProcess server({.db = dir.File("db")});
+  auto records = Train(dir, "streamed", {"--server", server.url()});
+  ASSERT_EQ(records.size(), 8u);
+  CommandResult runs = RunCommand({LOSSGUARD_CLI_BINARY, "alerts", "--server", server.url()},
+                                  std::chrono::seconds(30));
+  EXPECT_EQ(runs.exit_code, 0);
+  CommandResult bad =
+      RunCommand({LOSSGUARD_DEMO_TRAINER, "--loss", "wrong"}, std::chrono::seconds(30));
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_THAT(bad.err + bad.out, HasSubstr("--loss"));
+  CommandResult zero =
+      RunCommand({LOSSGUARD_DEMO_TRAINER, "--ga-steps", "0"}, std::chrono::seconds(30));
+  EXPECT_NE(zero.exit_code, 0);
+}
+
+}  // namespace
+}  // namespace lossguard::testing
