@@ -133,6 +133,8 @@ struct Config {
   std::int64_t lr_spike_at = -1, nan_at = -1, detach_loss_at = -1;
   std::string store_file;  // internal: where rank 0 publishes the TCPStore port
   bool quiet = false;
+  bool no_collector = false;  // baseline for the overhead benchmark
+  std::int64_t flush_timeout_s = 30;
 };
 
 // What a trainer with each loss pattern backpropagates and reports, for one micro-batch.
@@ -204,7 +206,9 @@ int Train(const Config& c) {
       .run = c.run, .rank = c.rank, .micro_batch_size = c.micro_batch_size, .vocab_size = kVocab};
   options.stream.server_url = c.server;
   options.stream.spool_path = c.spool;
-  Collector collector(options);
+  options.stream.drain_timeout = std::chrono::seconds(c.flush_timeout_s);
+  std::optional<Collector> collector;
+  if (!c.no_collector) collector.emplace(options);
   std::ofstream out;
   if (!c.out.empty()) out.open(c.out + (c.world_size > 1 ? ".rank" + std::to_string(c.rank) : ""));
 
@@ -242,10 +246,20 @@ int Train(const Config& c) {
     }
     // A correct trainer reports the step's token-normalised loss over all ranks (a collective).
     if (c.loss == "correct" && step != c.nan_at) reported = window.ReferenceLoss();
+    if (!collector) {
+      double norm = ClipGradNorm(model->parameters(), c.clip);
+      optimizer.step();
+      if (!c.quiet && c.rank == 0 && step % 10 == 0) {
+        std::printf("[%s] step %4lld/%lld  loss %8.4f  grad_norm %8.4f (no collector)\n",
+                    c.run.c_str(), static_cast<long long>(step), static_cast<long long>(c.steps),
+                    reported, norm);
+      }
+      continue;
+    }
     GradNormStats grads = ComputeGradNorm(model->parameters());
     ClipGradNorm(model->parameters(), c.clip);
     optimizer.step();
-    lossguard::wire::StepRecord record = collector.RecordStep(step, reported, window, grads, lr);
+    lossguard::wire::StepRecord record = collector->RecordStep(step, reported, window, grads, lr);
     if (out.is_open()) out << lossguard::wire::CanonicalJson(record) << "\n";
     if (!c.quiet && c.rank == 0 && (step % 10 == 0 || step + 1 == c.steps)) {
       double seconds =
@@ -257,11 +271,21 @@ int Train(const Config& c) {
       std::fflush(stdout);
     }
   }
-  if (!collector.Flush(std::chrono::seconds(30))) {
-    std::fprintf(stderr,
-                 "[%s] rank %lld: not every record reached the server (see warnings above)\n",
-                 c.run.c_str(), static_cast<long long>(c.rank));
-    return 1;
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (c.rank == 0) {
+    std::printf("[%s] trained %lld steps in %.2f s: %.3f ms/step\n", c.run.c_str(),
+                static_cast<long long>(c.steps), seconds,
+                1000 * seconds / static_cast<double>(c.steps));
+  }
+  if (collector && !c.server.empty() &&
+      !collector->Flush(std::chrono::seconds(c.flush_timeout_s))) {
+    // With a spool nothing is lost: the records wait there for the next start.
+    std::fprintf(
+        stderr, "[%s] rank %lld: not every record reached the server; %s\n", c.run.c_str(),
+        static_cast<long long>(c.rank),
+        c.spool.empty() ? "they are lost (no --spool)" : ("the rest waits in " + c.spool).c_str());
+    return c.spool.empty() ? 1 : 0;
   }
   return 0;
 }
@@ -334,6 +358,9 @@ int main(int argc, char** argv) {
                  "also write every record as NDJSON to this file (.rankN with --world-size > 1)");
   app.add_option("--spool", c.spool, "collector spool file for server outages");
   app.add_flag("--quiet", c.quiet, "no progress lines");
+  app.add_flag("--no-collector", c.no_collector, "train without the collector (overhead baseline)");
+  app.add_option("--flush-timeout-s", c.flush_timeout_s, "at the end, wait this long for delivery")
+      ->capture_default_str();
   app.add_option("--rank", rank, "internal: this process's rank")->group("");
   app.add_option("--store-file", c.store_file, "internal: rendezvous file")->group("");
   CLI11_PARSE(app, argc, argv);
