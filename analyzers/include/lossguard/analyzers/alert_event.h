@@ -1,0 +1,38 @@
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+namespace lossguard::analyzers {
+
+enum class Severity { kInfo, kWarning, kCritical };
+const char* SeverityName(Severity severity);  // "info", "warning", "critical"
+
+// What a detector concluded about one step: the condition holds, with why and the numbers behind
+// it.
+struct Finding {
+  Severity severity = Severity::kWarning;
+  std::string message;
+  nlohmann::json evidence = nlohmann::json::object();
+};
+
+// A change to an alert episode, for the store to apply.
+struct AlertEvent {
+  enum class Action {
+    kOpen,     // a new episode starts at first_step
+    kExtend,   // the open episode now reaches last_step (message and evidence updated)
+    kResolve,  // the condition has been clear long enough; last_step is its last firing step
+  };
+  Action action = Action::kOpen;
+  std::string kind;
+  Severity severity = Severity::kWarning;
+  std::optional<std::int64_t> rank;  // nullopt: judged across ranks
+  std::int64_t first_step = 0;
+  std::int64_t last_step = 0;
+  std::string message;
+  nlohmann::json evidence = nlohmann::json::object();
+};
+
+}  // namespace lossguard::analyzers

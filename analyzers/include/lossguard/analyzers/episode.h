@@ -1,0 +1,40 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "lossguard/analyzers/alert_event.h"
+
+namespace lossguard::analyzers {
+
+// Turns per-step findings of one kind (for one rank, or across ranks) into alert episodes: an
+// episode opens at the first firing step, extends while the condition holds, resolves once it has
+// been clear for `resolve_after` consecutive judged steps, and a later firing opens a new one.
+// Steps must be fed in increasing order; a step at or before the last one judged is ignored
+// (duplicates and late records cannot reopen or extend the past).
+class Episode {
+ public:
+  Episode(std::string kind, std::optional<std::int64_t> rank, std::int64_t resolve_after)
+      : kind_(std::move(kind)), rank_(rank), resolve_after_(resolve_after) {}
+
+  // The event this judgement causes, if any.
+  std::optional<AlertEvent> Judge(std::int64_t step, const std::optional<Finding>& finding);
+
+  bool open() const { return open_; }
+
+ private:
+  std::string kind_;
+  std::optional<std::int64_t> rank_;
+  std::int64_t resolve_after_;
+  bool open_ = false;
+  std::int64_t first_step_ = 0;
+  std::int64_t last_firing_step_ = 0;
+  std::int64_t clear_steps_ = 0;
+  std::optional<std::int64_t> last_judged_;
+  Severity severity_ = Severity::kWarning;
+  std::string message_;
+  nlohmann::json evidence_;
+};
+
+}  // namespace lossguard::analyzers

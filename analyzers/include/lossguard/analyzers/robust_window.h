@@ -1,0 +1,33 @@
+#pragma once
+
+#include <cstddef>
+#include <deque>
+#include <optional>
+
+namespace lossguard::analyzers {
+
+// The last `capacity` finite values of a series, with robust statistics over them. Non-finite
+// values are not added (they are findings of their own, not part of a baseline). Memory is bounded
+// by capacity, whatever the run's length.
+class RobustWindow {
+ public:
+  explicit RobustWindow(std::size_t capacity) : capacity_(capacity) {}
+
+  void Add(double value);
+  std::size_t size() const { return values_.size(); }
+  bool full() const { return values_.size() == capacity_; }
+
+  // nullopt while empty.
+  std::optional<double> Median() const;
+  // Median absolute deviation from the median; nullopt while empty.
+  std::optional<double> Mad() const;
+  std::optional<double> Mean() const;
+  std::optional<double> StdDev() const;
+  std::optional<double> Max() const;
+
+ private:
+  std::size_t capacity_;
+  std::deque<double> values_;
+};
+
+}  // namespace lossguard::analyzers

@@ -1,0 +1,90 @@
+#include "lossguard/analyzers/episode.h"
+
+#include <gtest/gtest.h>
+
+#include "lossguard/analyzers/robust_window.h"
+
+namespace lossguard::analyzers {
+namespace {
+
+Finding Fire(Severity severity = Severity::kWarning, std::string message = "bad") {
+  return Finding{severity, std::move(message), {{"x", 1}}};
+}
+
+TEST(Episode, OpensExtendsResolvesAndReopensAsANewEpisode) {
+  Episode episode("loss_spike", std::nullopt, /*resolve_after=*/3);
+  EXPECT_FALSE(episode.Judge(0, std::nullopt));
+  auto open = episode.Judge(1, Fire());
+  ASSERT_TRUE(open);
+  EXPECT_EQ(open->action, AlertEvent::Action::kOpen);
+  EXPECT_EQ(open->first_step, 1);
+  auto extend = episode.Judge(2, Fire(Severity::kWarning, "worse"));
+  ASSERT_TRUE(extend);
+  EXPECT_EQ(extend->action, AlertEvent::Action::kExtend);
+  EXPECT_EQ(extend->last_step, 2);
+  EXPECT_EQ(extend->message, "worse");
+  EXPECT_FALSE(episode.Judge(3, std::nullopt));
+  EXPECT_FALSE(episode.Judge(4, std::nullopt));
+  auto resolve = episode.Judge(5, std::nullopt);
+  ASSERT_TRUE(resolve);
+  EXPECT_EQ(resolve->action, AlertEvent::Action::kResolve);
+  EXPECT_EQ(resolve->first_step, 1);
+  EXPECT_EQ(resolve->last_step, 2) << "the episode ends at its last firing step";
+  EXPECT_FALSE(episode.open());
+  auto again = episode.Judge(9, Fire());
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->action, AlertEvent::Action::kOpen);
+  EXPECT_EQ(again->first_step, 9);
+}
+
+TEST(Episode, AFiringStepInTheClearStretchKeepsItOpen) {
+  Episode episode("k", 2, 3);
+  episode.Judge(0, Fire());
+  episode.Judge(1, std::nullopt);
+  episode.Judge(2, std::nullopt);
+  auto extend = episode.Judge(3, Fire());
+  ASSERT_TRUE(extend);
+  EXPECT_EQ(extend->action, AlertEvent::Action::kExtend);
+  EXPECT_EQ(extend->rank, 2);
+  EXPECT_FALSE(episode.Judge(4, std::nullopt));
+  EXPECT_FALSE(episode.Judge(5, std::nullopt));
+  EXPECT_TRUE(episode.Judge(6, std::nullopt));
+}
+
+TEST(Episode, DuplicateAndOutOfOrderStepsAreIgnored) {
+  Episode episode("k", std::nullopt, 2);
+  EXPECT_TRUE(episode.Judge(10, Fire()));
+  EXPECT_FALSE(episode.Judge(10, Fire())) << "a duplicate step";
+  EXPECT_FALSE(episode.Judge(7, Fire())) << "a late step cannot extend the past";
+  EXPECT_FALSE(episode.Judge(11, std::nullopt));
+  EXPECT_TRUE(episode.Judge(12, std::nullopt));
+}
+
+TEST(Episode, SeverityOnlyEscalatesWithinAnEpisode) {
+  Episode episode("k", std::nullopt, 2);
+  episode.Judge(0, Fire(Severity::kWarning));
+  EXPECT_EQ(episode.Judge(1, Fire(Severity::kCritical))->severity, Severity::kCritical);
+  EXPECT_EQ(episode.Judge(2, Fire(Severity::kWarning))->severity, Severity::kCritical);
+  EXPECT_STREQ(SeverityName(Severity::kCritical), "critical");
+}
+
+TEST(RobustWindow, StatisticsAndBoundedMemory) {
+  RobustWindow window(5);
+  EXPECT_FALSE(window.Median());
+  for (double v : {1.0, 100.0, 2.0, 3.0}) window.Add(v);
+  EXPECT_DOUBLE_EQ(*window.Median(), 2.5);
+  EXPECT_DOUBLE_EQ(*window.Mad(), 1.0);  // deviations 1.5, 97.5, 0.5, 0.5 -> median 1.0
+  window.Add(NAN);
+  window.Add(INFINITY);
+  EXPECT_EQ(window.size(), 4u) << "non-finite values are not a baseline";
+  for (double v : {4.0, 5.0, 6.0}) window.Add(v);
+  EXPECT_EQ(window.size(), 5u);
+  EXPECT_TRUE(window.full());
+  EXPECT_DOUBLE_EQ(*window.Median(), 4.0);  // 2, 3, 4, 5, 6
+  EXPECT_DOUBLE_EQ(*window.Mean(), 4.0);
+  EXPECT_DOUBLE_EQ(*window.Max(), 6.0);
+  EXPECT_NEAR(*window.StdDev(), std::sqrt(2.0), 1e-12);
+}
+
+}  // namespace
+}  // namespace lossguard::analyzers
