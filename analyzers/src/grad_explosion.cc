@@ -1,17 +1,9 @@
 #include <cmath>
-#include <cstdio>
 
+#include "format.h"
 #include "lossguard/analyzers/detectors.h"
 
 namespace lossguard::analyzers {
-
-namespace {
-std::string Format(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.3g", value);
-  return buffer;
-}
-}  // namespace
 
 std::optional<Finding> GradExplosionDetector::Observe(const wire::StepRecord& r) {
   if (!r.grad_norm || !std::isfinite(*r.grad_norm) || *r.grad_norm <= 0) return std::nullopt;
@@ -30,9 +22,9 @@ std::optional<Finding> GradExplosionDetector::Observe(const wire::StepRecord& r)
     double baseline_norm = std::exp(median);
     if (norm > options_.ratio * baseline_norm && log_norm > median + options_.mads * mad) {
       finding = Finding{Severity::kCritical,
-                        "grad_norm " + Format(norm) + " is " + Format(norm / baseline_norm) +
-                            "x its recent median " + Format(baseline_norm) + " at step " +
-                            std::to_string(r.step),
+                        "grad_norm " + FormatNumber(norm) + " is " +
+                            FormatNumber(norm / baseline_norm) + "x its recent median " +
+                            FormatNumber(baseline_norm) + " at step " + std::to_string(r.step),
                         {{"grad_norm", norm},
                          {"baseline_median", baseline_norm},
                          {"ratio", norm / baseline_norm},
@@ -43,9 +35,9 @@ std::optional<Finding> GradExplosionDetector::Observe(const wire::StepRecord& r)
   if (!finding && growing_ >= options_.growth_steps &&
       norm >= options_.growth_total * streak_start_) {
     finding = Finding{Severity::kCritical,
-                      "grad_norm grew " + Format(norm / streak_start_) + "x over " +
-                          std::to_string(growing_) + " consecutive steps (to " + Format(norm) +
-                          " at step " + std::to_string(r.step) + ")",
+                      "grad_norm grew " + FormatNumber(norm / streak_start_) + "x over " +
+                          std::to_string(growing_) + " consecutive steps (to " +
+                          FormatNumber(norm) + " at step " + std::to_string(r.step) + ")",
                       {{"grad_norm", norm},
                        {"growth", norm / streak_start_},
                        {"steps", growing_},

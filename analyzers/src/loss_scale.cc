@@ -2,17 +2,12 @@
 #include <cstdio>
 #include <vector>
 
+#include "format.h"
 #include "lossguard/analyzers/detectors.h"
 
 namespace lossguard::analyzers {
 
 namespace {
-std::string Format(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.3g", value);
-  return buffer;
-}
-
 struct Reference {
   double value;
   const char* method;
@@ -118,12 +113,13 @@ std::optional<Finding> LossScaleDetector::Observe(const wire::StepRecord& r) {
                              {"ga_steps", r.ga_steps},
                              {"world_size", r.world_size},
                              {"consecutive_steps", mismatching_}};
-  std::string against = from_init ? "ln(vocab_size)=" + Format(reference->value) +
+  std::string against = from_init ? "ln(vocab_size)=" + FormatNumber(reference->value) +
                                         ", a causal LM's loss at initialisation"
-                                  : "the token-normalised loss " + Format(reference->value);
-  return Finding{Severity::kCritical,
-                 "loss is " + Format(factor) + "x " + against + ": " + Explanation(explained_by, r),
-                 evidence};
+                                  : "the token-normalised loss " + FormatNumber(reference->value);
+  return Finding{
+      Severity::kCritical,
+      "loss is " + FormatNumber(factor) + "x " + against + ": " + Explanation(explained_by, r),
+      evidence};
 }
 
 }  // namespace lossguard::analyzers

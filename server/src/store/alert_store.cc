@@ -1,6 +1,6 @@
 // Store's alert table: queries, the analyzers' insert path, acknowledgement.
-#include <chrono>
 
+#include "store/clock.h"
 #include "store/read_lease.h"
 #include "store/store.h"
 #include "store/writer.h"
@@ -38,10 +38,6 @@ std::optional<Alert> AlertById(Database& db, std::int64_t id) {
   row.Bind(1, id);
   if (!row.Step()) return std::nullopt;
   return ReadAlert(row);
-}
-
-double Now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 }  // namespace
 
@@ -107,7 +103,7 @@ std::optional<Alert> Store::AckAlert(std::int64_t id) {
   std::lock_guard lock(write_mutex_);
   Database& db = writer_->db();
   Statement ack(db, "UPDATE alerts SET acked_at = COALESCE(acked_at, ?) WHERE id = ?");
-  ack.BindNumber(1, Now()).Bind(2, id);
+  ack.BindNumber(1, UnixSeconds()).Bind(2, id);
   ack.Step();
   if (db.Changes() == 0) return std::nullopt;
   return AlertById(db, id);

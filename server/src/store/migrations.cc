@@ -2,7 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include <chrono>
+#include "store/clock.h"
 
 namespace lossguard::store {
 
@@ -37,8 +37,7 @@ int ApplyMigrations(Database& db, const std::vector<Migration>& migrations) {
                         " failed: " + e.what());
     }
     Statement record(db, "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)");
-    double now =
-        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    double now = UnixSeconds();
     record.Bind(1, std::int64_t{migration.version}).Bind(2, migration.name).BindNumber(3, now);
     record.Step();
     transaction.Commit();

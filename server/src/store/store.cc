@@ -2,8 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include <chrono>
-
+#include "store/clock.h"
 #include "store/migrations.h"
 #include "store/read_lease.h"
 #include "store/writer.h"
@@ -11,10 +10,6 @@
 namespace lossguard::store {
 
 namespace {
-double Now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 Database OpenWriter(const std::filesystem::path& path, const StoreOptions& options) {
   Database db(path, /*read_only=*/false, /*create=*/true);
   db.Exec("PRAGMA journal_mode = WAL");
@@ -67,7 +62,7 @@ IngestResult Store::Ingest(const std::vector<wire::StepRecord>& records) {
   std::vector<std::string> canonical;
   canonical.reserve(records.size());
   for (const wire::StepRecord& record : records) canonical.push_back(wire::CanonicalJson(record));
-  double now = Now();
+  double now = UnixSeconds();
   std::lock_guard lock(write_mutex_);
   return writer_->Ingest(records, canonical, now);
 }
