@@ -40,4 +40,15 @@ std::optional<AlertEvent> Episode::Judge(std::int64_t step, const std::optional<
   return event(AlertEvent::Action::kResolve);
 }
 
+void Episode::Restore(const AlertEvent& e, std::int64_t last_judged, std::int64_t clear_steps) {
+  open_ = true;
+  first_step_ = e.first_step;
+  last_firing_step_ = e.last_step;
+  severity_ = e.severity;
+  message_ = e.message;
+  evidence_ = e.evidence;
+  last_judged_ = last_judged;
+  clear_steps_ = clear_steps;
+}
+
 }  // namespace lossguard::analyzers

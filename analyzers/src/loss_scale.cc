@@ -4,6 +4,7 @@
 
 #include "format.h"
 #include "lossguard/analyzers/detectors.h"
+#include "micro_means.h"
 
 namespace lossguard::analyzers {
 
@@ -17,15 +18,8 @@ struct Reference {
 std::optional<Reference> ReferenceOf(const wire::StepRecord& r) {
   if (r.ref_loss && std::isfinite(*r.ref_loss) && *r.ref_loss > 0)
     return Reference{*r.ref_loss, "ref_loss"};
-  double sum = 0;
-  std::int64_t tokens = 0;
-  for (const wire::MicroBatch& mb : r.micro) {
-    sum += mb.loss_sum ? *mb.loss_sum : mb.loss * static_cast<double>(mb.tokens);
-    tokens += mb.tokens;
-  }
-  if (tokens > 0 && std::isfinite(sum) && sum > 0) {
-    return Reference{sum / static_cast<double>(tokens), "micro_batches"};
-  }
+  if (std::optional<double> mean = TokenWeightedMicroMean(r))
+    return Reference{*mean, "micro_batches"};
   return std::nullopt;
 }
 
@@ -83,28 +77,113 @@ std::string ExplainFactor(double factor, const wire::StepRecord& r, double toler
   return best;
 }
 
+RunConfig ConfigOf(const wire::StepRecord& r) {
+  return RunConfig{r.ga_steps, r.micro_batch_size, r.world_size};
+}
+
+void LossScaleDetector::ConfigChanged(const RunConfig& before, const RunConfig& after,
+                                      std::int64_t step) {
+  bool normalisation_changed =
+      before.ga_steps != after.ga_steps || before.world_size != after.world_size;
+  if (normalisation_changed && recent_.size() >= options_.level_shift_steps / 2 + 1) {
+    shift_ =
+        Shift{*recent_.Median(), before, after, step, RobustWindow(options_.level_shift_steps)};
+  } else if (normalisation_changed) {
+    shift_.reset();  // too little history before the change to know the level
+  }
+  recent_ = RobustWindow(options_.level_shift_steps * 4);
+  init_verdict_.reset();
+}
+
+std::optional<Finding> LossScaleDetector::JudgeLevelShift(const wire::StepRecord& r) {
+  if (!shift_) return std::nullopt;
+  Shift& s = *shift_;
+  if (!s.judged) {
+    s.losses_after.Add(r.loss);
+    if (s.losses_after.size() < options_.level_shift_steps) return std::nullopt;
+    s.judged = true;
+    double ratio = *s.losses_after.Median() / s.level_before;
+    // A loss missing a division by ga_steps (or world_size) scales with it.
+    struct Candidate {
+      const char* name;
+      double value;
+    };
+    const double ga =
+        static_cast<double>(s.after.ga_steps) / static_cast<double>(s.before.ga_steps);
+    const double ws =
+        static_cast<double>(s.after.world_size) / static_cast<double>(s.before.world_size);
+    // The product only when both changed (else it equals one of them).
+    const Candidate candidates[] = {{"ga_steps*world_size", ga != 1 && ws != 1 ? ga * ws : 1.0},
+                                    {"ga_steps", ga},
+                                    {"world_size", ws},
+                                    {"1/ga_steps", 1 / ga},
+                                    {"1/world_size", 1 / ws}};
+    for (const Candidate& c : candidates) {
+      if (std::abs(c.value - 1) <= options_.level_shift_tolerance) continue;  // no change there
+      if (std::abs(ratio / c.value - 1) > options_.level_shift_tolerance) continue;
+      std::string what = std::string(c.name).find("ga") != std::string::npos
+                             ? "ga_steps " + std::to_string(s.before.ga_steps) + " -> " +
+                                   std::to_string(s.after.ga_steps)
+                             : "world_size " + std::to_string(s.before.world_size) + " -> " +
+                                   std::to_string(s.after.world_size);
+      s.verdict =
+          Finding{Severity::kCritical,
+                  "loss level changed " + FormatNumber(ratio) + "x when " + what + " at step " +
+                      std::to_string(s.changed_at) +
+                      "; a correctly normalised loss keeps its level: " + Explanation(c.name, r),
+                  {{"factor", ratio},
+                   {"explained_by", c.name},
+                   {"reference_method", "level_before_config_change"},
+                   {"level_before", s.level_before},
+                   {"level_after", *s.losses_after.Median()},
+                   {"changed_at", s.changed_at},
+                   {"ga_steps", r.ga_steps},
+                   {"world_size", r.world_size}}};
+      break;
+    }
+  }
+  if (s.verdict) s.verdict->evidence["loss"] = r.loss;
+  return s.verdict;
+}
+
 std::optional<Finding> LossScaleDetector::Observe(const wire::StepRecord& r) {
   if (!first_step_) first_step_ = r.step;
   if (!std::isfinite(r.loss) || r.loss <= 0)
     return std::nullopt;  // NaN is the nonfinite detector's
   std::optional<Reference> reference = ReferenceOf(r);
-  bool from_init = false;
-  if (!reference && r.vocab_size && r.step - *first_step_ < options_.init_steps) {
+  std::optional<Finding> level_shift;
+  if (!reference) level_shift = JudgeLevelShift(r);
+  recent_.Add(r.loss);
+  const bool from_init = !reference && r.vocab_size && *r.vocab_size > 1 &&
+                         r.step - *first_step_ < options_.init_steps;
+  if (from_init) {
     reference = Reference{std::log(static_cast<double>(*r.vocab_size)), "ln_vocab_size_at_init"};
-    from_init = true;
   }
   if (!reference) {
     mismatching_ = 0;
-    return std::nullopt;
+    if (init_verdict_) {
+      init_verdict_->evidence["loss"] = r.loss;
+      return init_verdict_;
+    }
+    return level_shift;
   }
   double factor = r.loss / reference->value;
-  std::string explained_by = ExplainFactor(factor, r, options_.explain_tolerance);
-  // Against ln(vocab_size) only a factor a configuration value explains is evidence: a run's
-  // first losses legitimately differ from ln(V) by a little, and fall quickly.
-  bool mismatch =
-      std::abs(factor - 1) > options_.tolerance && (!from_init || explained_by != "unexplained");
+  // ln(vocab_size) is only approximately the initial loss: only a factor a configuration value
+  // explains is evidence against it. A loss equal to the mean of micro-batch means is a weighting
+  // problem (token_weighting_bias), not a scale one.
+  std::string explained_by =
+      ExplainFactor(factor, r, from_init ? options_.init_tolerance : options_.explain_tolerance);
+  std::optional<double> mean_of_means = MeanOfMicroMeans(r);
+  bool weighting_only =
+      mean_of_means && std::abs(r.loss / *mean_of_means - 1) <= options_.tolerance;
+  bool mismatch = std::abs(factor - 1) > options_.tolerance &&
+                  (!from_init || explained_by != "unexplained") && !weighting_only;
   mismatching_ = mismatch ? mismatching_ + 1 : 0;
-  if (mismatching_ < options_.confirm_steps) return std::nullopt;
+  const int confirm =
+      from_init
+          ? static_cast<int>(std::min<std::int64_t>(options_.confirm_steps, options_.init_steps))
+          : options_.confirm_steps;
+  if (mismatching_ < confirm) return level_shift;
   nlohmann::json evidence = {{"factor", factor},
                              {"explained_by", explained_by},
                              {"loss", r.loss},
@@ -116,10 +195,12 @@ std::optional<Finding> LossScaleDetector::Observe(const wire::StepRecord& r) {
   std::string against = from_init ? "ln(vocab_size)=" + FormatNumber(reference->value) +
                                         ", a causal LM's loss at initialisation"
                                   : "the token-normalised loss " + FormatNumber(reference->value);
-  return Finding{
+  Finding finding{
       Severity::kCritical,
       "loss is " + FormatNumber(factor) + "x " + against + ": " + Explanation(explained_by, r),
       evidence};
+  if (from_init) init_verdict_ = finding;
+  return finding;
 }
 
 }  // namespace lossguard::analyzers

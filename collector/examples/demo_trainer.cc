@@ -131,6 +131,8 @@ struct Config {
   std::int64_t micro_batch_size = 8, ga_steps = 1, steps = 150, world_size = 1, rank = 0;
   double lr = 3e-3, lr_spike_factor = 1.0, clip = 1.0;
   std::int64_t lr_spike_at = -1, nan_at = -1, detach_loss_at = -1;
+  std::int64_t warmup_steps = 0;                     // linear learning-rate warm-up
+  std::int64_t ga_change_at = -1, ga_change_to = 1;  // switch ga_steps mid-run
   std::string store_file;  // internal: where rank 0 publishes the TCPStore port
   bool quiet = false;
   bool no_collector = false;  // baseline for the overhead benchmark
@@ -213,16 +215,21 @@ int Train(const Config& c) {
   if (!c.out.empty()) out.open(c.out + (c.world_size > 1 ? ".rank" + std::to_string(c.rank) : ""));
 
   auto started = std::chrono::steady_clock::now();
-  const std::int64_t per_rank = c.micro_batch_size * c.ga_steps;
   for (std::int64_t step = 0; step < c.steps; ++step) {
-    double lr = c.lr * (step == c.lr_spike_at ? c.lr_spike_factor : 1.0);
+    Config now = c;  // the configuration in force at this step
+    if (c.ga_change_at >= 0 && step >= c.ga_change_at) now.ga_steps = c.ga_change_to;
+    const std::int64_t per_rank = now.micro_batch_size * now.ga_steps;
+    double warmup = step < c.warmup_steps
+                        ? static_cast<double>(step + 1) / static_cast<double>(c.warmup_steps)
+                        : 1.0;
+    double lr = c.lr * warmup * (step == c.lr_spike_at ? c.lr_spike_factor : 1.0);
     for (auto& group_options : optimizer.param_groups()) {
       static_cast<torch::optim::AdamWOptions&>(group_options.options()).lr(lr);
     }
     optimizer.zero_grad();
     std::vector<Batch> micro;
     std::vector<torch::Tensor> labels;
-    for (std::int64_t i = 0; i < c.ga_steps; ++i) {
+    for (std::int64_t i = 0; i < now.ga_steps; ++i) {
       micro.push_back(Sequences(corpus, c.seed, step, c.rank * per_rank + i * c.micro_batch_size,
                                 c.micro_batch_size));
       labels.push_back(micro.back().labels);
@@ -231,9 +238,11 @@ int Train(const Config& c) {
     double reported = 0;
     for (std::size_t i = 0; i < micro.size(); ++i) {
       torch::Tensor logits = model->forward(micro[i].ids);
-      MicroLoss loss = LossFor(c, window, i, logits, micro[i].labels);
+      MicroLoss loss = LossFor(now, window, i, logits, micro[i].labels);
       if (step == c.nan_at) loss.backward = loss.backward * std::nan("");
-      if (step == c.detach_loss_at) loss.backward = loss.backward.detach().requires_grad_(true);
+      // From this step on no gradient reaches the model (a kernel returning zero gradients).
+      if (c.detach_loss_at >= 0 && step >= c.detach_loss_at)
+        loss.backward = loss.backward.detach().requires_grad_(true);
       loss.backward.backward();
       reported += step == c.nan_at ? std::nan("") : loss.reported;
     }
@@ -351,6 +360,12 @@ int main(int argc, char** argv) {
   app.add_option("--nan-at", c.nan_at, "make the loss NaN at this step");
   app.add_option("--detach-loss-at", c.detach_loss_at,
                  "from this step's backward no gradient reaches the model");
+  app.add_option("--warmup-steps", c.warmup_steps, "linear learning-rate warm-up over these steps")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--ga-change-at", c.ga_change_at, "from this step on, use --ga-change-to");
+  app.add_option("--ga-change-to", c.ga_change_to, "gradient-accumulation steps after the change")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_option("--clip", c.clip, "gradient clipping max norm")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();

@@ -7,22 +7,15 @@
 #include <limits>
 #include <random>
 
+#include "analyzers/records.h"
+
 namespace lossguard::analyzers {
 namespace {
 
 using ::testing::HasSubstr;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-wire::StepRecord Step(std::int64_t step, double loss, std::int64_t ga = 1, std::int64_t world = 1) {
-  wire::StepRecord r;
-  r.run = "r";
-  r.step = step;
-  r.loss = loss;
-  r.ga_steps = ga;
-  r.world_size = world;
-  r.micro_batch_size = 1;
-  return r;
-}
+using testing::Step;
 
 TEST(NonFinite, FiresOnTheVeryStepAndNamesWhat) {
   NonFiniteDetector detector;

@@ -1,6 +1,6 @@
-#include <iomanip>
 #include <nlohmann/json.hpp>
 
+#include "cli/alert_table.h"
 #include "cli/commands.h"
 #include "lossguard/wire/http_client.h"
 
@@ -22,9 +22,6 @@ std::string QueryValue(const std::string& value) {
   return out;
 }
 
-std::string Text(const nlohmann::json& value) {
-  return value.is_string() ? value.get<std::string>() : value.dump();
-}
 }  // namespace
 
 int Alerts(const AlertsOptions& options, std::ostream& out, std::ostream& err) {
@@ -53,20 +50,11 @@ int Alerts(const AlertsOptions& options, std::ostream& out, std::ostream& err) {
     err << "lossguard alerts: unexpected response: " << e.what() << "\n";
     return 1;
   }
-  if (alerts.empty()) {
-    out << "no alerts" << (options.run ? " for run " + *options.run : std::string()) << "\n";
+  if (alerts.empty() && options.run) {
+    out << "no alerts for run " << *options.run << "\n";
     return 0;
   }
-  out << std::left << std::setw(6) << "ID" << std::setw(24) << "RUN" << std::setw(22) << "KIND"
-      << std::setw(10) << "SEVERITY" << std::setw(10) << "STATE" << std::setw(16) << "STEPS"
-      << "MESSAGE\n";
-  for (const nlohmann::json& alert : alerts) {
-    std::string steps = Text(alert.at("first_step")) + "-" + Text(alert.at("last_step"));
-    out << std::left << std::setw(6) << Text(alert.at("id")) << std::setw(24)
-        << Text(alert.at("run")) << std::setw(22) << Text(alert.at("kind")) << std::setw(10)
-        << Text(alert.at("severity")) << std::setw(10) << Text(alert.at("state")) << std::setw(16)
-        << steps << Text(alert.at("message")) << "\n";
-  }
+  PrintAlertTable(alerts, out);
   return 0;
 }
 

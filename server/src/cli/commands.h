@@ -5,6 +5,8 @@
 #include <ostream>
 #include <string>
 
+#include "lossguard/analyzers/analyzer_options.h"
+
 namespace lossguard::cli {
 
 struct ReplayOptions {
@@ -29,5 +31,15 @@ struct AlertsOptions {
 
 // Prints the server's alerts as a table, or the server's JSON with --json. Returns the exit code.
 int Alerts(const AlertsOptions& options, std::ostream& out, std::ostream& err);
+
+struct AnalyzeOptions {
+  std::string file;
+  analyzers::AnalyzerOptions analyzers;
+  bool json = false;
+};
+
+// Runs the analyzers over an NDJSON file locally (no server) and prints the alert episodes they
+// open, as a table or as JSON in the server's alert format. Returns the exit code.
+int Analyze(const AnalyzeOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace lossguard::cli

@@ -33,6 +33,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   alerts_cmd->add_flag("--json", alerts.json, "print the server's JSON");
 
+  lossguard::cli::AnalyzeOptions analyze;
+  CLI::App* analyze_cmd = app.add_subcommand(
+      "analyze", "run the analyzers over an NDJSON file locally (no server) and print the alerts");
+  analyze_cmd->add_option("file", analyze.file, "NDJSON file")
+      ->required()
+      ->check(CLI::ExistingFile);
+  analyze_cmd->add_flag("--json", analyze.json, "print alerts as JSON");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (replay_cmd->parsed()) {
@@ -44,6 +52,7 @@ int main(int argc, char** argv) {
       replay.token = token.value().value_or("");
       return lossguard::cli::Replay(replay, std::cout, std::cerr);
     }
+    if (analyze_cmd->parsed()) return lossguard::cli::Analyze(analyze, std::cout, std::cerr);
     return lossguard::cli::Alerts(alerts, std::cout, std::cerr);
   } catch (const std::exception& e) {  // e.g. a malformed --server URL
     std::cerr << "lossguard: " << e.what() << "\n";

@@ -23,6 +23,10 @@ class Episode {
 
   bool open() const { return open_; }
 
+  // Continues an episode that was open before a restart (from the stored alert), as if the steps
+  // up to last_judged had been judged here, clear_steps of them clear since its last firing.
+  void Restore(const AlertEvent& open_episode, std::int64_t last_judged, std::int64_t clear_steps);
+
  private:
   std::string kind_;
   std::optional<std::int64_t> rank_;

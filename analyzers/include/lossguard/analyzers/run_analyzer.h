@@ -1,0 +1,78 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "lossguard/analyzers/alert_event.h"
+#include "lossguard/analyzers/analyzer_options.h"
+#include "lossguard/analyzers/detectors.h"
+#include "lossguard/analyzers/episode.h"
+#include "lossguard/wire/step_record.h"
+
+namespace lossguard::analyzers {
+
+// The alert kinds, as stored and queried.
+inline constexpr const char* kAlertKinds[] = {
+    "nonfinite",  "loss_scale_mismatch", "token_weighting_bias", "grad_explosion",
+    "loss_spike", "vanishing_grad",      "config_change"};
+
+// All analysis of one run: records in (any order, any rank), alert events out.
+//
+// Records are judged a step at a time, in step order, once the step's ranks are in: when it holds
+// as many ranks as the run reports from (world_size, or fewer once a step has been judged without
+// them), or when a step max_wait_steps later has arrived. Each rank's record goes through its own
+// detectors; the findings of a kind are combined into one episode for the run (rank = nullopt),
+// whose evidence lists the firing ranks. A record for a step already judged (late or a replacement)
+// is ignored. Memory is bounded: detector windows are fixed, pending steps are bounded by
+// max_wait_steps x ranks.
+class RunAnalyzer {
+ public:
+  explicit RunAnalyzer(AnalyzerOptions options = {});
+
+  // Feeds one record; returns the events of the steps it let be judged (often none).
+  std::vector<AlertEvent> Add(const wire::StepRecord& record);
+  // Judges every pending step now, with the ranks it has (end of a stream).
+  std::vector<AlertEvent> Flush();
+
+  // The highest judged step; nullopt before the first judgement.
+  std::optional<std::int64_t> judged_through() const { return judged_through_; }
+  std::int64_t ignored_records() const { return ignored_; }
+
+  // Resume after a restart. `judged` are the run's stored records up to and including
+  // judged_through (the last WarmupSteps() steps of them suffice), in step order; `open` the
+  // episodes that were open then. Detectors relearn their state from the records without emitting
+  // anything; the episodes continue where they were. Call once, before Add().
+  void Resume(std::int64_t first_step, std::int64_t judged_through,
+              const std::vector<wire::StepRecord>& judged, const std::vector<AlertEvent>& open);
+
+ private:
+  struct RankDetectors {
+    explicit RankDetectors(const AnalyzerOptions& options);
+    NonFiniteDetector nonfinite;
+    LossScaleDetector loss_scale;
+    TokenWeightingDetector token_weighting;
+    GradExplosionDetector grad_explosion;
+    LossSpikeDetector loss_spike;
+    VanishingGradDetector vanishing_grad;
+  };
+  using Findings = std::map<std::string, std::vector<std::pair<std::int64_t, Finding>>>;
+
+  Findings Observe(std::int64_t step, std::vector<wire::StepRecord>& ranks);
+  std::vector<AlertEvent> JudgeReady(bool flush);
+  RankDetectors& DetectorsOf(std::int64_t rank);
+
+  AnalyzerOptions options_;
+  std::optional<std::int64_t> first_step_;
+  std::optional<std::int64_t> judged_through_;
+  std::int64_t reporting_world_ = 0;  // world_size the expectation below was set from
+  std::int64_t expected_ranks_ = 0;   // ranks a step waits for
+  std::map<std::int64_t, std::vector<wire::StepRecord>> pending_;  // step -> records by rank
+  std::map<std::int64_t, RankDetectors> ranks_;
+  ConfigChangeDetector config_;
+  std::map<std::string, Episode> episodes_;
+  std::int64_t ignored_ = 0;
+};
+
+}  // namespace lossguard::analyzers

@@ -1,0 +1,164 @@
+#include "lossguard/analyzers/run_analyzer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "lossguard/wire/json_numbers.h"
+
+namespace lossguard::analyzers {
+
+namespace {
+// Evidence in the wire format's spelling: JSON has no NaN/Infinity (nlohmann would write null).
+void SpellNonFinite(nlohmann::json& value) {
+  if (value.is_number_float() && !std::isfinite(value.get<double>())) {
+    value = wire::NumberToJson(value.get<double>());
+  } else if (value.is_structured()) {
+    for (auto& child : value) SpellNonFinite(child);
+  }
+}
+}  // namespace
+
+std::int64_t AnalyzerOptions::WarmupSteps() const {
+  std::size_t longest = std::max({grad_explosion.window, loss_spike.window, vanishing_grad.window,
+                                  token_weighting.window, loss_scale.level_shift_steps * 2});
+  // Twice the longest window: the token-weighting window counts informative steps only.
+  return 2 * static_cast<std::int64_t>(longest);
+}
+
+RunAnalyzer::RankDetectors::RankDetectors(const AnalyzerOptions& o)
+    : loss_scale(o.loss_scale),
+      token_weighting(o.token_weighting),
+      grad_explosion(o.grad_explosion),
+      loss_spike(o.loss_spike),
+      vanishing_grad(o.vanishing_grad) {}
+
+RunAnalyzer::RunAnalyzer(AnalyzerOptions options) : options_(options) {
+  for (const char* kind : kAlertKinds) {
+    episodes_.emplace(kind, Episode(kind, std::nullopt, options_.resolve_after));
+  }
+}
+
+RunAnalyzer::RankDetectors& RunAnalyzer::DetectorsOf(std::int64_t rank) {
+  auto [it, created] = ranks_.try_emplace(rank, options_);
+  // A rank seen for the first time late (or after a restart) belongs to a run that started
+  // earlier: its "first steps" are over.
+  if (created && first_step_) it->second.loss_scale.SetFirstStep(*first_step_);
+  return it->second;
+}
+
+std::vector<AlertEvent> RunAnalyzer::Add(const wire::StepRecord& record) {
+  if (judged_through_ && record.step <= *judged_through_) {
+    ++ignored_;  // the step has been judged; its alerts are history
+    return {};
+  }
+  if (!first_step_ || record.step < *first_step_) first_step_ = record.step;
+  if (record.world_size != reporting_world_) {
+    reporting_world_ = record.world_size;
+    expected_ranks_ = record.world_size;
+  }
+  std::vector<wire::StepRecord>& ranks = pending_[record.step];
+  auto same_rank = std::find_if(ranks.begin(), ranks.end(),
+                                [&](const wire::StepRecord& r) { return r.rank == record.rank; });
+  if (same_rank != ranks.end()) {
+    *same_rank = record;  // a replacement before judgement: the newer record counts
+  } else {
+    ranks.push_back(record);
+  }
+  return JudgeReady(/*flush=*/false);
+}
+
+std::vector<AlertEvent> RunAnalyzer::Flush() { return JudgeReady(/*flush=*/true); }
+
+std::vector<AlertEvent> RunAnalyzer::JudgeReady(bool flush) {
+  std::vector<AlertEvent> events;
+  while (!pending_.empty()) {
+    auto oldest = pending_.begin();
+    const std::int64_t step = oldest->first;
+    std::vector<wire::StepRecord>& records = oldest->second;
+    const auto present = static_cast<std::int64_t>(records.size());
+    const bool complete = present >= expected_ranks_;
+    const bool waited_enough = pending_.rbegin()->first >= step + options_.max_wait_steps;
+    if (!complete && !waited_enough && !flush) break;
+    // Judged without some ranks: the run reports from fewer ranks than world_size (often rank 0
+    // only); expect that many from now on, so that later steps are not held back.
+    expected_ranks_ = complete ? std::max(expected_ranks_, present) : present;
+
+    Findings findings = Observe(step, records);
+    judged_through_ = step;
+    for (const char* kind : kAlertKinds) {
+      std::optional<Finding> combined;
+      if (auto it = findings.find(kind); it != findings.end() && !it->second.empty()) {
+        combined = it->second.front().second;  // the lowest firing rank speaks for the step
+        nlohmann::json ranks = nlohmann::json::array();
+        for (const auto& [rank, finding] : it->second) {
+          ranks.push_back(rank);
+          combined->severity = std::max(combined->severity, finding.severity);
+        }
+        combined->evidence["ranks"] = ranks;
+        SpellNonFinite(combined->evidence);
+        if (it->second.size() > 1) combined->message += " [ranks " + ranks.dump() + "]";
+      }
+      if (auto event = episodes_.at(kind).Judge(step, combined)) events.push_back(*event);
+    }
+    pending_.erase(oldest);
+  }
+  return events;
+}
+
+RunAnalyzer::Findings RunAnalyzer::Observe(std::int64_t step,
+                                           std::vector<wire::StepRecord>& records) {
+  std::sort(records.begin(), records.end(),
+            [](const wire::StepRecord& a, const wire::StepRecord& b) { return a.rank < b.rank; });
+  Findings findings;
+  const wire::StepRecord& lead = records.front();
+  if (std::optional<Finding> change = config_.Observe(lead)) {
+    findings["config_change"].emplace_back(lead.rank, std::move(*change));
+    for (auto& [rank, detectors] : ranks_) {
+      detectors.loss_scale.ConfigChanged(config_.before(), ConfigOf(lead), step);
+      detectors.loss_spike.Reset();  // a new configuration may have a new loss level
+    }
+  }
+  for (const wire::StepRecord& r : records) {
+    RankDetectors& d = DetectorsOf(r.rank);
+    auto note = [&](const char* kind, std::optional<Finding> finding) {
+      if (finding) findings[kind].emplace_back(r.rank, std::move(*finding));
+    };
+    note("nonfinite", d.nonfinite.Observe(r));
+    note("loss_scale_mismatch", d.loss_scale.Observe(r));
+    note("token_weighting_bias", d.token_weighting.Observe(r));
+    note("grad_explosion", d.grad_explosion.Observe(r));
+    note("loss_spike", d.loss_spike.Observe(r));
+    note("vanishing_grad", d.vanishing_grad.Observe(r));
+  }
+  return findings;
+}
+
+void RunAnalyzer::Resume(std::int64_t first_step, std::int64_t judged_through,
+                         const std::vector<wire::StepRecord>& judged,
+                         const std::vector<AlertEvent>& open) {
+  first_step_ = first_step;
+  for (auto begin = judged.begin(); begin != judged.end();) {
+    auto end = std::find_if(begin, judged.end(),
+                            [&](const wire::StepRecord& r) { return r.step != begin->step; });
+    std::vector<wire::StepRecord> ranks(begin, end);
+    reporting_world_ = ranks.front().world_size;
+    expected_ranks_ =
+        std::min<std::int64_t>(reporting_world_, static_cast<std::int64_t>(ranks.size()));
+    Observe(begin->step, ranks);  // detector state only: these steps' alerts are stored
+    begin = end;
+  }
+  judged_through_ = judged_through;
+  for (const AlertEvent& episode : open) {
+    std::int64_t clear_steps = 0, previous = episode.last_step;
+    for (const wire::StepRecord& r : judged) {
+      if (r.step > previous) {
+        ++clear_steps;
+        previous = r.step;
+      }
+    }
+    auto it = episodes_.find(episode.kind);
+    if (it != episodes_.end()) it->second.Restore(episode, judged_through, clear_steps);
+  }
+}
+
+}  // namespace lossguard::analyzers
