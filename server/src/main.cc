@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "analyzer_flags.h"
 #include "api/api.h"
 #include "config.h"
 #include "http/http_server.h"
@@ -46,7 +47,31 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
+  lossguard::store::AnalysisOptions analysis;
+  std::string analyzers_switch = "on";
+  app.add_option("--analyzers", analyzers_switch,
+                 "run the detectors on ingest (off: store only, e.g. to measure their cost)")
+      ->group("Analyzers")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
+  app.add_option("--analyzer-max-runs", analysis.max_runs,
+                 "runs whose analyzer state stays in memory; beyond it the least recently active "
+                 "is dropped and rebuilt from the stored steps when its run sends again")
+      ->group("Analyzers")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  lossguard::AddAnalyzerFlags(app, analysis.analyzers);
+  app.allow_config_extras(CLI::config_extras_mode::error);
+  app.set_config("--config", "",
+                 "TOML file of flags (name = value, names without the leading --); flags on the "
+                 "command line win");
+
   CLI11_PARSE(app, argc, argv);
+  analysis.enabled = analyzers_switch == "on";
+  if (auto invalid = lossguard::CheckAnalyzerOptions(analysis.analyzers)) {
+    std::fprintf(stderr, "lossguard-server: %s\n", invalid->c_str());
+    return 2;
+  }
 
   spdlog::set_default_logger(spdlog::stderr_color_mt("lossguard"));
   spdlog::set_level(spdlog::level::from_str(log_level));
@@ -70,6 +95,7 @@ int main(int argc, char** argv) {
     lossguard::store::StoreOptions store_options;
     store_options.durability = sync == "full" ? lossguard::store::Durability::kFull
                                               : lossguard::store::Durability::kNormal;
+    store_options.analysis = analysis;
     lossguard::store::Store store(db_path, store_options);
 
     lossguard::http::Router router(token.value().value_or(""));
@@ -85,8 +111,8 @@ int main(int argc, char** argv) {
     // The one line on stdout: scripts and tests read the bound address (port 0) from it.
     std::printf("lossguard-server listening on http://%s:%u\n", host.c_str(), endpoint.port());
     std::fflush(stdout);
-    spdlog::info("database {} ({} sync), {} threads, auth {}", db_path, sync, threads,
-                 !token.value() ? "off (loopback only)" : "on for writes");
+    spdlog::info("database {} ({} sync), {} threads, auth {}, analyzers {}", db_path, sync, threads,
+                 !token.value() ? "off (loopback only)" : "on for writes", analyzers_switch);
     server.Run();
     spdlog::info("stopped; closing the database");
   } catch (const std::exception& e) {

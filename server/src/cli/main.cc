@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "analyzer_flags.h"
 #include "cli/commands.h"
 #include "config.h"
 
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::ExistingFile);
   analyze_cmd->add_flag("--json", analyze.json, "print alerts as JSON");
+  lossguard::AddAnalyzerFlags(*analyze_cmd, analyze.analyzers);
 
   CLI11_PARSE(app, argc, argv);
   try {
@@ -52,7 +54,13 @@ int main(int argc, char** argv) {
       replay.token = token.value().value_or("");
       return lossguard::cli::Replay(replay, std::cout, std::cerr);
     }
-    if (analyze_cmd->parsed()) return lossguard::cli::Analyze(analyze, std::cout, std::cerr);
+    if (analyze_cmd->parsed()) {
+      if (auto invalid = lossguard::CheckAnalyzerOptions(analyze.analyzers)) {
+        std::cerr << "lossguard analyze: " << *invalid << "\n";
+        return 2;
+      }
+      return lossguard::cli::Analyze(analyze, std::cout, std::cerr);
+    }
     return lossguard::cli::Alerts(alerts, std::cout, std::cerr);
   } catch (const std::exception& e) {  // e.g. a malformed --server URL
     std::cerr << "lossguard: " << e.what() << "\n";

@@ -32,7 +32,7 @@ Database OpenWriter(const std::filesystem::path& path, const StoreOptions& optio
 Store::Store(const std::filesystem::path& path, StoreOptions options)
     : path_(path),
       options_(options),
-      writer_(std::make_unique<Writer>(OpenWriter(path, options))) {}
+      writer_(std::make_unique<Writer>(OpenWriter(path, options), options.analysis)) {}
 
 Store::~Store() {
   std::lock_guard lock(write_mutex_);

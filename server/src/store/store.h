@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "lossguard/wire/step_record.h"
+#include "store/analysis.h"
 #include "store/sqlite.h"
 #include "store/types.h"
 
@@ -21,6 +22,7 @@ enum class Durability {
 struct StoreOptions {
   Durability durability = Durability::kFull;
   int read_connections = 4;
+  AnalysisOptions analysis;  // the analyzers run in the ingest transaction
 };
 
 // lossguard's SQLite storage: one write connection (writes are serialised) and a small pool of
@@ -37,6 +39,8 @@ class Store {
   // Stores the batch in one transaction: all records or none. Returns only after the commit, so a
   // returned batch is durable per StoreOptions::durability. Records keyed (run, step, rank): an
   // identical record already stored is a duplicate (untouched); a different one replaces it.
+  // New and replaced records go through the analyzers (see Analysis): the alerts they raise are
+  // committed in the same transaction.
   IngestResult Ingest(const std::vector<wire::StepRecord>& records);
 
   // The schema version, read from the database (a real round trip: /healthz uses it).

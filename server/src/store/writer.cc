@@ -31,8 +31,9 @@ std::string Sql(const std::string& head, const char* columns, const std::string&
 
 }  // namespace
 
-Store::Writer::Writer(Database db)
+Store::Writer::Writer(Database db, AnalysisOptions analysis)
     : db_(std::move(db)),
+      analysis_(db_, std::move(analysis)),
       find_run_(db_, "SELECT id FROM runs WHERE name = ?"),
       insert_run_(db_,
                   "INSERT INTO runs (name, first_seen, last_seen) VALUES (?, ?, ?) RETURNING id"),
@@ -79,35 +80,43 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
   std::unordered_map<std::int64_t, std::int64_t> new_records_per_run;
   std::vector<BlockKey> touched;
   Transaction transaction(db_);
-  for (std::size_t i = 0; i < records.size(); ++i) {
-    const wire::StepRecord& r = records[i];
-    std::int64_t run_id = RunId(r.run, now, created_runs);
-    new_records_per_run.try_emplace(run_id, 0);
-    ++result.accepted;
-    BindStep(insert_step_, run_id, r, canonical[i], now);
-    insert_step_.Step();
-    if (db_.Changes() == 1) {
-      ++new_records_per_run[run_id];
-    } else {
-      BindStep(replace_step_, run_id, r, canonical[i], now);
-      replace_step_.Step();
-      if (db_.Changes() == 0) {
-        ++result.duplicates;
-        continue;
+  try {
+    for (std::size_t i = 0; i < records.size(); ++i) {
+      const wire::StepRecord& r = records[i];
+      std::int64_t run_id = RunId(r.run, now, created_runs);
+      analysis_.Prepare(run_id);  // before this batch's steps of the run are written
+      new_records_per_run.try_emplace(run_id, 0);
+      ++result.accepted;
+      BindStep(insert_step_, run_id, r, canonical[i], now);
+      insert_step_.Step();
+      if (db_.Changes() == 1) {
+        ++new_records_per_run[run_id];
+      } else {
+        BindStep(replace_step_, run_id, r, canonical[i], now);
+        replace_step_.Step();
+        if (db_.Changes() == 0) {
+          ++result.duplicates;
+          continue;
+        }
+        ++result.replaced;
       }
-      ++result.replaced;
+      analysis_.Feed(run_id, r);
+      touched.push_back({run_id, r.rank, r.step / kRollupWidths[1]});
     }
-    touched.push_back({run_id, r.rank, r.step / kRollupWidths[1]});
+    insert_step_.Reset();
+    replace_step_.Reset();
+    for (const auto& [run_id, added] : new_records_per_run) {
+      touch_run_.Reset();
+      touch_run_.BindNumber(1, now).Bind(2, added).Bind(3, run_id);
+      touch_run_.Step();
+    }
+    RefreshRollups(std::move(touched));
+    analysis_.Finish(now);
+    transaction.Commit();
+  } catch (...) {
+    analysis_.Abandon();  // its runs are ahead of the rolled-back store: reload them next time
+    throw;
   }
-  insert_step_.Reset();
-  replace_step_.Reset();
-  for (const auto& [run_id, added] : new_records_per_run) {
-    touch_run_.Reset();
-    touch_run_.BindNumber(1, now).Bind(2, added).Bind(3, run_id);
-    touch_run_.Step();
-  }
-  RefreshRollups(std::move(touched));
-  transaction.Commit();
   run_ids_.merge(created_runs);
   return result;
 }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "lossguard/wire/step_record.h"
+#include "store/analysis.h"
 #include "store/sqlite.h"
 #include "store/store.h"
 #include "store/types.h"
@@ -15,7 +16,7 @@ namespace lossguard::store {
 // The write connection and its prepared statements. Not thread-safe: Store serialises calls.
 class Store::Writer {
  public:
-  explicit Writer(Database db);
+  Writer(Database db, AnalysisOptions analysis);
 
   Database& db() { return db_; }
 
@@ -35,6 +36,7 @@ class Store::Writer {
   BlockStats Aggregate(int level, const BlockKey& key);
 
   Database db_;
+  Analysis analysis_;
   std::unordered_map<std::string, std::int64_t> run_ids_;  // committed runs only
   Statement find_run_, insert_run_, touch_run_, insert_step_, replace_step_, raw_block_,
       child_blocks_, upsert_rollup_;

@@ -1,0 +1,126 @@
+#include "analyzer_flags.h"
+
+namespace lossguard {
+
+void AddAnalyzerFlags(CLI::App& app, analyzers::AnalyzerOptions& o) {
+  const std::string group = "Analyzers";
+  auto add = [&](const std::string& name, auto& value, const std::string& why) {
+    return app.add_option(name, value, why)->group(group)->capture_default_str();
+  };
+  const auto positive = CLI::PositiveNumber;
+  const auto fraction = CLI::Range(0.0, 1.0);
+
+  add("--resolve-after", o.resolve_after,
+      "an alert resolves after this many clear steps (a flapping condition stays one episode)")
+      ->check(positive);
+  add("--max-wait-steps", o.max_wait_steps,
+      "a step missing ranks is judged once a step this much later arrives")
+      ->check(positive);
+
+  add("--loss-scale-tolerance", o.loss_scale.tolerance,
+      "loss_scale_mismatch: |loss/reference - 1| above this (float32 noise is far below)")
+      ->check(CLI::Range(0.0, 10.0));
+  add("--loss-scale-confirm-steps", o.loss_scale.confirm_steps,
+      "loss_scale_mismatch: consecutive mismatching steps before it fires")
+      ->check(positive);
+  add("--loss-scale-explain-tolerance", o.loss_scale.explain_tolerance,
+      "loss_scale_mismatch: how close a factor must be to ga_steps, world_size, ... to name it")
+      ->check(fraction);
+  add("--loss-scale-init-steps", o.loss_scale.init_steps,
+      "loss_scale_mismatch without reference data: judge the first N steps against "
+      "ln(vocab_size)")
+      ->check(CLI::NonNegativeNumber);
+  add("--loss-scale-init-tolerance", o.loss_scale.init_tolerance,
+      "loss_scale_mismatch against ln(vocab_size): an untrained model is within ~10% of it")
+      ->check(fraction);
+  add("--level-shift-steps", o.loss_scale.level_shift_steps,
+      "loss_scale_mismatch: steps after a ga_steps/world_size change to judge the new level")
+      ->check(positive);
+  add("--level-shift-tolerance", o.loss_scale.level_shift_tolerance,
+      "loss_scale_mismatch: how close the level ratio must be to the configuration ratio")
+      ->check(fraction);
+
+  add("--token-weighting-min-separation", o.token_weighting.min_separation,
+      "token_weighting_bias: a step counts when its two means differ by this fraction")
+      ->check(fraction);
+  add("--token-weighting-window", o.token_weighting.window,
+      "token_weighting_bias: informative steps judged together")
+      ->check(positive);
+  add("--token-weighting-min-informative", o.token_weighting.min_informative,
+      "token_weighting_bias: informative steps needed before a verdict")
+      ->check(positive);
+  add("--token-weighting-share", o.token_weighting.share,
+      "token_weighting_bias: share of informative steps following the mean of means")
+      ->check(fraction);
+
+  add("--grad-explosion-window", o.grad_explosion.window,
+      "grad_explosion: healthy steps in the baseline")
+      ->check(positive);
+  add("--grad-explosion-min-history", o.grad_explosion.min_history,
+      "grad_explosion: baseline steps before the baseline rule judges (early norms are large)")
+      ->check(positive);
+  add("--grad-explosion-ratio", o.grad_explosion.ratio,
+      "grad_explosion: grad_norm above this x the baseline median...")
+      ->check(positive);
+  add("--grad-explosion-mads", o.grad_explosion.mads,
+      "grad_explosion: ...and this many MADs above it in log space")
+      ->check(positive);
+  add("--grad-explosion-growth-steps", o.grad_explosion.growth_steps,
+      "grad_explosion: consecutive growing steps for the geometric rule")
+      ->check(positive);
+  add("--grad-explosion-growth-factor", o.grad_explosion.growth_factor,
+      "grad_explosion: each growing by at least this factor...")
+      ->check(CLI::Range(1.0, 1e9));
+  add("--grad-explosion-growth-total", o.grad_explosion.growth_total,
+      "grad_explosion: ...and by this much in all")
+      ->check(CLI::Range(1.0, 1e12));
+
+  add("--loss-spike-window", o.loss_spike.window, "loss_spike: baseline steps (OLMo-core uses 128)")
+      ->check(positive);
+  add("--loss-spike-min-history", o.loss_spike.min_history,
+      "loss_spike: baseline steps before it judges")
+      ->check(positive);
+  add("--loss-spike-sigmas", o.loss_spike.sigmas,
+      "loss_spike: loss above mean + this many standard deviations (OLMo-core: 6)...")
+      ->check(positive);
+  add("--loss-spike-min-ratio", o.loss_spike.min_ratio,
+      "loss_spike: ...and above this x the median (so a flat curve's wobble does not fire)")
+      ->check(CLI::Range(1.0, 1e9));
+
+  add("--vanishing-grad-confirm-steps", o.vanishing_grad.confirm_steps,
+      "vanishing_grad: consecutive steps with no gradient before it fires")
+      ->check(positive);
+  add("--vanishing-grad-window", o.vanishing_grad.window,
+      "vanishing_grad: healthy steps in the grad_norm baseline")
+      ->check(positive);
+  add("--vanishing-grad-min-history", o.vanishing_grad.min_history,
+      "vanishing_grad: baseline steps before a collapse (not only zero) is judged")
+      ->check(positive);
+  add("--vanishing-grad-collapse-factor", o.vanishing_grad.collapse_factor,
+      "vanishing_grad: grad_norm below this x its median counts as collapsed")
+      ->check(CLI::Range(0.0, 1.0));
+}
+
+std::optional<std::string> CheckAnalyzerOptions(const analyzers::AnalyzerOptions& o) {
+  auto never = [](const std::string& history, std::size_t h, const std::string& window,
+                  std::size_t w) -> std::optional<std::string> {
+    if (h <= w) return std::nullopt;
+    return "--" + history + " " + std::to_string(h) + " exceeds --" + window + " " +
+           std::to_string(w) + ": the detector could never judge";
+  };
+  if (auto e = never("grad-explosion-min-history", o.grad_explosion.min_history,
+                     "grad-explosion-window", o.grad_explosion.window))
+    return e;
+  if (auto e = never("loss-spike-min-history", o.loss_spike.min_history, "loss-spike-window",
+                     o.loss_spike.window))
+    return e;
+  if (auto e = never("vanishing-grad-min-history", o.vanishing_grad.min_history,
+                     "vanishing-grad-window", o.vanishing_grad.window))
+    return e;
+  if (auto e = never("token-weighting-min-informative", o.token_weighting.min_informative,
+                     "token-weighting-window", o.token_weighting.window))
+    return e;
+  return std::nullopt;
+}
+
+}  // namespace lossguard

@@ -1,0 +1,185 @@
+#include "store/analysis.h"
+
+#include <spdlog/spdlog.h>
+
+#include "lossguard/wire/record_codec.h"
+
+namespace lossguard::store {
+
+namespace {
+constexpr const char* kWarmupSteps = R"sql(
+SELECT record FROM steps WHERE run_id = ?1 AND step <= ?2 AND step >= (
+  SELECT MIN(step) FROM (SELECT DISTINCT step FROM steps WHERE run_id = ?1 AND step <= ?2
+                         ORDER BY step DESC LIMIT ?3))
+ORDER BY step, rank)sql";
+
+constexpr const char* kUpsertAlert = R"sql(
+INSERT INTO alerts (run_id, kind, severity, state, rank, first_step, last_step, message, evidence,
+                    opened_at, updated_at, resolved_at)
+VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
+ON CONFLICT (run_id, kind, ifnull(rank, -1), first_step) DO UPDATE SET
+  severity = excluded.severity, state = excluded.state, last_step = excluded.last_step,
+  message = excluded.message, evidence = excluded.evidence, updated_at = excluded.updated_at,
+  resolved_at = excluded.resolved_at)sql";
+
+analyzers::Severity SeverityFromName(std::string_view name) {
+  if (name == "critical") return analyzers::Severity::kCritical;
+  if (name == "warning") return analyzers::Severity::kWarning;
+  return analyzers::Severity::kInfo;
+}
+}  // namespace
+
+Analysis::Analysis(Database& db, AnalysisOptions options)
+    : options_(std::move(options)),
+      judged_through_(db, "SELECT judged_through FROM runs WHERE id = ?"),
+      first_step_(db, "SELECT step FROM steps WHERE run_id = ? ORDER BY step LIMIT 1"),
+      open_alerts_(db,
+                   "SELECT kind, severity, first_step, last_step, message, evidence FROM alerts "
+                   "WHERE run_id = ? AND state = 'open' AND rank IS NULL"),
+      warmup_steps_(db, kWarmupSteps),
+      pending_steps_(db,
+                     "SELECT record FROM steps WHERE run_id = ? AND step > ? ORDER BY step, rank"),
+      upsert_alert_(db, kUpsertAlert),
+      set_judged_through_(db, "UPDATE runs SET judged_through = ? WHERE id = ?") {}
+
+std::vector<wire::StepRecord> Analysis::ReadRecords(Statement& query) {
+  std::vector<wire::StepRecord> records;
+  while (query.Step()) {
+    auto record = wire::ParseRecordText(query.Text(0), 0);
+    if (!record) {  // only this server writes the column; a failure here is a bug or corruption
+      throw SqliteError("stored record does not parse: " + record.error().message);
+    }
+    records.push_back(std::move(record).value());
+  }
+  query.Reset();
+  return records;
+}
+
+Analysis::RunState& Analysis::Load(std::int64_t run_id) {
+  if (auto it = runs_.find(run_id); it != runs_.end()) {
+    lru_.splice(lru_.begin(), lru_, it->second.lru);
+    return it->second;
+  }
+  judged_through_.Reset();
+  judged_through_.Bind(1, run_id);
+  std::optional<std::int64_t> judged;
+  if (judged_through_.Step()) judged = judged_through_.OptionalInt(0);
+  judged_through_.Reset();
+
+  analyzers::RunAnalyzer analyzer(options_.analyzers);
+  std::vector<wire::StepRecord> pending;
+  first_step_.Reset();
+  first_step_.Bind(1, run_id);
+  std::optional<std::int64_t> first_step;
+  if (first_step_.Step()) first_step = first_step_.Int(0);
+  first_step_.Reset();
+
+  if (first_step) {
+    std::int64_t through = judged.value_or(INT64_MIN);
+    std::vector<wire::StepRecord> history;
+    if (judged) {
+      warmup_steps_.Reset();
+      warmup_steps_.Bind(1, run_id).Bind(2, *judged).Bind(3, options_.analyzers.WarmupSteps());
+      history = ReadRecords(warmup_steps_);
+      pending_steps_.Reset();
+      pending_steps_.Bind(1, run_id).Bind(2, *judged);
+      pending = ReadRecords(pending_steps_);
+    } else {
+      // Stored steps but never analysed (analysis was off): judgement starts after the last
+      // stored step; the history only teaches the detectors their baselines.
+      warmup_steps_.Reset();
+      warmup_steps_.Bind(1, run_id).Bind(2, INT64_MAX).Bind(3, options_.analyzers.WarmupSteps());
+      history = ReadRecords(warmup_steps_);
+      through = history.empty() ? *first_step - 1 : history.back().step;
+    }
+    std::vector<analyzers::AlertEvent> open;
+    open_alerts_.Reset();
+    open_alerts_.Bind(1, run_id);
+    while (open_alerts_.Step()) {
+      analyzers::AlertEvent e;
+      e.kind = std::string(open_alerts_.Text(0));
+      e.severity = SeverityFromName(open_alerts_.Text(1));
+      e.first_step = open_alerts_.Int(2);
+      e.last_step = open_alerts_.Int(3);
+      e.message = std::string(open_alerts_.Text(4));
+      e.evidence = nlohmann::json::parse(open_alerts_.Text(5));
+      open.push_back(std::move(e));
+    }
+    open_alerts_.Reset();
+    analyzer.Resume(*first_step, through, history, open);
+  }
+
+  lru_.push_front(run_id);
+  auto [it, inserted] = runs_.emplace(run_id, RunState{std::move(analyzer), lru_.begin()});
+  // The steps that were stored but still waited for their ranks: judged as they complete.
+  for (const wire::StepRecord& record : pending) Feed(run_id, record);
+  while (runs_.size() > options_.max_runs) {
+    std::int64_t evicted = lru_.back();
+    if (touched_.count(evicted)) break;  // in use by this batch
+    runs_.erase(evicted);
+    lru_.pop_back();
+  }
+  return it->second;
+}
+
+void Analysis::Prepare(std::int64_t run_id) {
+  if (!options_.enabled) return;
+  Load(run_id);
+  touched_.insert(run_id);
+}
+
+void Analysis::Feed(std::int64_t run_id, const wire::StepRecord& record) {
+  if (!options_.enabled) return;
+  touched_.insert(run_id);
+  for (analyzers::AlertEvent& event : runs_.at(run_id).analyzer.Add(record)) {
+    auto key = std::make_tuple(run_id, event.kind, event.first_step);
+    auto [it, inserted] = episode_index_.try_emplace(key, events_.size());
+    if (inserted) {
+      events_.emplace_back(run_id, std::move(event));
+    } else {
+      events_[it->second].second = std::move(event);  // only the episode's latest state is written
+    }
+  }
+}
+
+void Analysis::Finish(double now) {
+  if (!options_.enabled) return;
+  for (const auto& [run_id, e] : events_) {
+    const bool resolved = e.action == analyzers::AlertEvent::Action::kResolve;
+    upsert_alert_.Reset();
+    upsert_alert_.Bind(1, run_id)
+        .Bind(2, e.kind)
+        .Bind(3, analyzers::SeverityName(e.severity))
+        .Bind(4, resolved ? "resolved" : "open");
+    upsert_alert_.Bind(5, e.first_step).Bind(6, e.last_step).Bind(7, e.message);
+    upsert_alert_.Bind(8, e.evidence.dump()).BindNumber(9, now);
+    upsert_alert_.BindNumber(10, resolved ? std::optional<double>(now) : std::nullopt);
+    upsert_alert_.Step();
+  }
+  upsert_alert_.Reset();
+  for (std::int64_t run_id : touched_) {
+    std::optional<std::int64_t> judged = runs_.at(run_id).analyzer.judged_through();
+    if (!judged) continue;
+    set_judged_through_.Reset();
+    set_judged_through_.Bind(1, *judged).Bind(2, run_id);
+    set_judged_through_.Step();
+  }
+  set_judged_through_.Reset();
+  touched_.clear();
+  episode_index_.clear();
+  events_.clear();
+}
+
+void Analysis::Abandon() {
+  for (std::int64_t run_id : touched_) {
+    if (auto it = runs_.find(run_id); it != runs_.end()) {
+      lru_.erase(it->second.lru);
+      runs_.erase(it);
+    }
+  }
+  touched_.clear();
+  episode_index_.clear();
+  events_.clear();
+}
+
+}  // namespace lossguard::store

@@ -1,0 +1,65 @@
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <map>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "lossguard/analyzers/run_analyzer.h"
+#include "lossguard/wire/step_record.h"
+#include "store/sqlite.h"
+
+namespace lossguard::store {
+
+struct AnalysisOptions {
+  bool enabled = true;
+  analyzers::AnalyzerOptions analyzers;
+  // Runs whose analyzer state is kept in memory; the least recently fed beyond this is dropped
+  // and rebuilt from the stored steps when its run is fed again (as after a restart).
+  std::size_t max_runs = 1000;
+};
+
+// The analyzers inside the ingest transaction: the write connection's view of them. Each run's
+// RunAnalyzer is resumed from the store on first use (judged_through, open episodes, the last
+// WarmupSteps() judged steps, and the steps still waiting for judgement), fed the batch's new and
+// replaced records, and its alert events are upserted on the episode key together with the
+// run's judged_through, before the caller commits. So an alert is visible exactly when the records
+// that raised it are, and a restart neither loses nor duplicates one.
+//
+// Not thread-safe: used under the store's write lock. Throws SqliteError.
+class Analysis {
+ public:
+  Analysis(Database& db, AnalysisOptions options);
+
+  bool enabled() const { return options_.enabled; }
+  // Before the batch's records of this run are written: loads the run's analyzer if needed.
+  void Prepare(std::int64_t run_id);
+  // A record the batch stored (new or replaced; not a duplicate).
+  void Feed(std::int64_t run_id, const wire::StepRecord& record);
+  // Writes the batch's alert events and judged_through values; call before committing.
+  void Finish(double now);
+  // The transaction failed: forget what this batch did (its runs are reloaded from the store).
+  void Abandon();
+
+ private:
+  struct RunState {
+    analyzers::RunAnalyzer analyzer;
+    std::list<std::int64_t>::iterator lru;
+  };
+  RunState& Load(std::int64_t run_id);
+  std::vector<wire::StepRecord> ReadRecords(Statement& query);
+
+  AnalysisOptions options_;
+  std::unordered_map<std::int64_t, RunState> runs_;
+  std::list<std::int64_t> lru_;  // most recently used first
+  // This batch: touched runs, and the last event per episode in the order episodes were touched.
+  std::unordered_set<std::int64_t> touched_;
+  std::map<std::tuple<std::int64_t, std::string, std::int64_t>, std::size_t> episode_index_;
+  std::vector<std::pair<std::int64_t, analyzers::AlertEvent>> events_;
+  Statement judged_through_, first_step_, open_alerts_, warmup_steps_, pending_steps_,
+      upsert_alert_, set_judged_through_;
+};
+
+}  // namespace lossguard::store

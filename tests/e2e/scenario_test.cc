@@ -1,0 +1,234 @@
+// The analyzers against the scenario corpus (tests/scenarios: real demo-trainer runs with ground
+// truth in manifest.json), through the real server: records go in over HTTP in batches, alerts come
+// out of GET /api/v1/alerts. Prints the precision/recall table the README quotes.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "e2e/server_process.h"
+#include "lossguard/wire/http_client.h"
+#include "server/test_db.h"
+
+namespace lossguard::testing {
+namespace {
+
+using nlohmann::json;
+const std::filesystem::path kCorpus =
+    std::filesystem::path(LOSSGUARD_SOURCE_DIR) / "tests/scenarios";
+
+struct Expected {
+  std::string kind;
+  std::int64_t onset = 0, within = 0;
+  std::optional<std::string> explained_by;
+};
+
+struct Scenario {
+  std::string run;  // also the file name without .ndjson
+  std::vector<Expected> expected;
+  std::set<std::string> allowed;
+};
+
+std::vector<Expected> ParseExpected(const json& list) {
+  std::vector<Expected> out;
+  for (const json& e : list) {
+    Expected x{e.at("kind"), e.at("onset"), e.at("within"), std::nullopt};
+    if (e.contains("explained_by")) x.explained_by = e["explained_by"];
+    out.push_back(x);
+  }
+  return out;
+}
+
+// Every scenario twice: as the collector sends it, and minimal.
+std::vector<Scenario> LoadScenarios() {
+  std::ifstream in(kCorpus / "manifest.json");
+  json manifest = json::parse(in);
+  std::vector<Scenario> out;
+  for (const json& s : manifest.at("scenarios")) {
+    std::set<std::string> allowed;
+    for (const json& kind : s.value("allowed", json::array())) allowed.insert(kind);
+    auto expected = ParseExpected(s.at("expected"));
+    out.push_back({s.at("name"), expected, allowed});
+    auto minimal = s.contains("minimal_expected") ? ParseExpected(s["minimal_expected"]) : expected;
+    out.push_back({s.at("name").get<std::string>() + ".minimal", minimal, allowed});
+  }
+  return out;
+}
+
+std::vector<std::string> Lines(const std::string& run) {
+  std::ifstream in(kCorpus / (run + ".ndjson"));
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) lines.push_back(line);
+  }
+  if (lines.empty()) throw std::runtime_error("no records in " + run + ".ndjson");
+  return lines;
+}
+
+// Posts lines [begin, end) in batches of `batch` (a trainer's sender thread batches similarly).
+void Send(wire::HttpClient& client, const std::vector<std::string>& lines, std::size_t begin,
+          std::size_t end, std::size_t batch = 50) {
+  for (std::size_t i = begin; i < end; i += batch) {
+    std::string body;
+    for (std::size_t j = i; j < std::min(end, i + batch); ++j) body += lines[j] + "\n";
+    auto response = client.Post("/api/v1/steps", body, "application/x-ndjson");
+    ASSERT_EQ(response.status, 200) << response.body;
+  }
+}
+
+json Alerts(wire::HttpClient& client, const std::string& run) {
+  auto response = client.Get("/api/v1/alerts?run=" + run + "&limit=10000");
+  EXPECT_EQ(response.status, 200) << response.body;
+  return json::parse(response.body).at("alerts");
+}
+
+struct KindScore {
+  int expected = 0, found = 0, false_alarms = 0;
+  std::vector<std::int64_t> delays;
+};
+
+TEST(Scenarios, EveryFaultIsFoundInTimeAndHealthyRunsAreQuiet) {
+  TempDir dir;
+  ServerProcess server({.db = dir.File("db")});
+  wire::HttpClient client(server.url());
+  std::map<std::string, KindScore> score;
+  std::ostringstream detail;
+  int runs = 0, records = 0;
+  for (const Scenario& s : LoadScenarios()) {
+    SCOPED_TRACE(s.run);
+    auto lines = Lines(s.run);
+    records += static_cast<int>(lines.size());
+    ++runs;
+    Send(client, lines, 0, lines.size());
+    json alerts = Alerts(client, s.run);
+    std::set<std::size_t> matched;
+    for (const Expected& e : s.expected) {
+      ++score[e.kind].expected;
+      bool found = false;
+      for (std::size_t i = 0; i < alerts.size() && !found; ++i) {
+        const json& a = alerts[i];
+        if (a["kind"] != e.kind || matched.count(i)) continue;
+        std::int64_t first = a["first_step"];
+        if (first < e.onset || first > e.onset + e.within) continue;
+        if (e.explained_by && a["evidence"].value("explained_by", "") != *e.explained_by) continue;
+        matched.insert(i);
+        found = true;
+        ++score[e.kind].found;
+        score[e.kind].delays.push_back(first - e.onset);
+      }
+      EXPECT_TRUE(found) << s.run << ": expected " << e.kind << " opening in [" << e.onset << ", "
+                         << e.onset + e.within << "]"
+                         << (e.explained_by ? " explained by " + *e.explained_by : "")
+                         << "; alerts: " << alerts.dump();
+    }
+    for (std::size_t i = 0; i < alerts.size(); ++i) {
+      const json& a = alerts[i];
+      if (matched.count(i) || a["severity"] == "info" || s.allowed.count(a["kind"])) continue;
+      ++score[a["kind"].get<std::string>()].false_alarms;
+      ADD_FAILURE() << s.run << ": false alarm " << a.dump();
+    }
+    detail << "  " << std::left << std::setw(30) << s.run << alerts.size() << " alerts\n";
+  }
+
+  // The table for the README.
+  std::ostringstream table;
+  table << "Scenario corpus: " << runs << " runs, " << records
+        << " records (tests/scenarios, scripts/make_scenarios.sh)\n\n"
+        << "| kind | faults | found in time | missed | false alarms | precision | recall | "
+           "delay (steps, max) |\n|---|---|---|---|---|---|---|---|\n";
+  for (const auto& [kind, k] : score) {
+    auto ratio = [](int a, int b) {
+      std::ostringstream out;
+      if (b == 0) return std::string("-");
+      out << std::fixed << std::setprecision(2) << static_cast<double>(a) / b;
+      return out.str();
+    };
+    std::int64_t worst = 0;
+    for (auto d : k.delays) worst = std::max(worst, d);
+    table << "| " << kind << " | " << k.expected << " | " << k.found << " | "
+          << k.expected - k.found << " | " << k.false_alarms << " | "
+          << ratio(k.found, k.found + k.false_alarms) << " | " << ratio(k.found, k.expected)
+          << " | " << (k.delays.empty() ? "-" : std::to_string(worst)) << " |\n";
+  }
+  std::cout << table.str() << "\n" << detail.str();
+}
+
+// What the server shows for a run: the alerts without ids and wall-clock times.
+std::vector<std::string> Comparable(const json& alerts) {
+  std::vector<std::string> out;
+  for (const json& a : alerts) {
+    out.push_back(a["kind"].get<std::string>() + " " + a["severity"].get<std::string>() + " " +
+                  a["state"].get<std::string>() + " " + a["first_step"].dump() + "-" +
+                  a["last_step"].dump() + " " + a["message"].get<std::string>());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+const std::vector<std::string> kRestartRuns = {
+    "bug-lr-spike",      "bug-ga-change.minimal", "bug-nan", "healthy-mb2-ga2-ws2", "bug-zero-grad",
+    "bug-mean-of-means", "bug-sum-no-ga-div-ws2"};
+
+std::map<std::string, std::vector<std::string>> Uninterrupted(const TempDir& dir) {
+  ServerProcess server({.db = dir.File("uninterrupted.db")});
+  wire::HttpClient client(server.url());
+  std::map<std::string, std::vector<std::string>> out;
+  for (const std::string& run : kRestartRuns) {
+    auto lines = Lines(run);
+    Send(client, lines, 0, lines.size());
+    out[run] = Comparable(Alerts(client, run));
+  }
+  return out;
+}
+
+TEST(Scenarios, ARestartMidRunNeitherLosesNorDuplicatesAlerts) {
+  TempDir dir;
+  auto expected = Uninterrupted(dir);
+  for (int signal : {SIGKILL, SIGTERM}) {
+    SCOPED_TRACE(signal == SIGKILL ? "kill -9" : "SIGTERM");
+    const auto db = dir.File(std::string("restarted-") + std::to_string(signal) + ".db");
+    std::map<std::string, std::vector<std::string>> lines;
+    for (const std::string& run : kRestartRuns) lines[run] = Lines(run);
+    // Odd split points: a 2-rank run stops between the ranks of a step, which then waits.
+    for (std::size_t split : {61u, 147u}) {
+      ServerProcess server({.db = db});
+      wire::HttpClient client(server.url());
+      for (auto& [run, l] : lines) {
+        std::size_t begin = split == 61 ? 0 : 61;
+        Send(client, l, std::min(begin, l.size()), std::min(split, l.size()), 7);
+      }
+      server.Stop(signal, std::chrono::seconds(15));
+    }
+    ServerProcess server({.db = db});
+    wire::HttpClient client(server.url());
+    for (auto& [run, l] : lines) {
+      Send(client, l, std::min<std::size_t>(147, l.size()), l.size(), 7);
+      EXPECT_EQ(Comparable(Alerts(client, run)), expected[run]) << run;
+    }
+  }
+}
+
+TEST(Scenarios, RunsEvictedFromMemoryAreRebuiltFromTheStore) {
+  TempDir dir;
+  auto expected = Uninterrupted(dir);
+  // One run's state in memory at a time, while all runs stream interleaved.
+  ServerProcess server({.db = dir.File("evicting.db"), .extra_args = {"--analyzer-max-runs", "1"}});
+  wire::HttpClient client(server.url());
+  std::map<std::string, std::vector<std::string>> lines;
+  for (const std::string& run : kRestartRuns) lines[run] = Lines(run);
+  for (std::size_t begin = 0; begin < 400; begin += 5) {
+    for (auto& [run, l] : lines) {
+      if (begin < l.size()) Send(client, l, begin, std::min(begin + 5, l.size()), 5);
+    }
+  }
+  for (auto& [run, l] : lines) EXPECT_EQ(Comparable(Alerts(client, run)), expected[run]) << run;
+}
+
+}  // namespace
+}  // namespace lossguard::testing
