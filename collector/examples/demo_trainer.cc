@@ -131,7 +131,8 @@ struct Config {
   std::int64_t micro_batch_size = 8, ga_steps = 1, steps = 150, world_size = 1, rank = 0;
   double lr = 3e-3, lr_spike_factor = 1.0, clip = 1.0;
   std::int64_t lr_spike_at = -1, nan_at = -1, detach_loss_at = -1;
-  std::int64_t warmup_steps = 0;                     // linear learning-rate warm-up
+  std::int64_t bad_data_at = -1;  // three steps of random tokens from here (a corrupt shard)
+  std::int64_t warmup_steps = 0;  // linear learning-rate warm-up
   std::int64_t ga_change_at = -1, ga_change_to = 1;  // switch ga_steps mid-run
   std::string store_file;  // internal: where rank 0 publishes the TCPStore port
   bool quiet = false;
@@ -232,6 +233,14 @@ int Train(const Config& c) {
     for (std::int64_t i = 0; i < now.ga_steps; ++i) {
       micro.push_back(Sequences(corpus, c.seed, step, c.rank * per_rank + i * c.micro_batch_size,
                                 c.micro_batch_size));
+      if (c.bad_data_at >= 0 && step >= c.bad_data_at && step < c.bad_data_at + 3) {
+        // A corrupt shard: uniformly random tokens where the text was (padding kept).
+        Batch& b = micro.back();
+        torch::Tensor noise = torch::randint(1, kVocab, b.ids.sizes(), torch::kLong);
+        torch::Tensor text = b.labels != -100;
+        b.ids = torch::where(text, noise, b.ids);
+        b.labels = torch::where(text, noise, b.labels);
+      }
       labels.push_back(micro.back().labels);
     }
     AccumulationWindow window(labels, AccumulationOptions().process_group(group));
@@ -360,6 +369,8 @@ int main(int argc, char** argv) {
   app.add_option("--nan-at", c.nan_at, "make the loss NaN at this step");
   app.add_option("--detach-loss-at", c.detach_loss_at,
                  "from this step's backward no gradient reaches the model");
+  app.add_option("--bad-data-at", c.bad_data_at,
+                 "train on random tokens for three steps from here (a corrupt data shard)");
   app.add_option("--warmup-steps", c.warmup_steps, "linear learning-rate warm-up over these steps")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--ga-change-at", c.ga_change_at, "from this step on, use --ga-change-to");

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include "non_finite_tokens.h"
+
 namespace lossguard::wire {
 
 nlohmann::json NumberToJson(double value) {
@@ -22,6 +24,17 @@ std::optional<double> NumberFromJson(const nlohmann::json& value) {
   if (value.is_number()) return value.get<double>();
   if (value.is_string()) return NonFiniteFromString(value.get_ref<const std::string&>());
   return std::nullopt;
+}
+
+nlohmann::json ParseJsonText(std::string_view text) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error&) {
+    // nlohmann/json rejects bare NaN/Infinity: retry once with them quoted.
+    std::optional<std::string> quoted = QuoteBareNonFiniteTokens(text);
+    if (!quoted) throw;
+    return nlohmann::json::parse(*quoted);
+  }
 }
 
 }  // namespace lossguard::wire

@@ -206,17 +206,6 @@ bool ForEachLine(std::string_view body, Fn&& fn) {
   return true;
 }
 
-// nlohmann/json rejects bare NaN/Infinity; on a parse error, retry once with them quoted.
-json ParseJsonText(std::string_view text) {
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error&) {
-    std::optional<std::string> quoted = QuoteBareNonFiniteTokens(text);
-    if (!quoted) throw;
-    return json::parse(*quoted);
-  }
-}
-
 }  // namespace
 
 std::string RecordError::Describe() const {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -31,6 +32,26 @@ struct AlertsOptions {
 
 // Prints the server's alerts as a table, or the server's JSON with --json. Returns the exit code.
 int Alerts(const AlertsOptions& options, std::ostream& out, std::ostream& err);
+
+struct ImportOptions {
+  std::string file;
+  std::string run;
+  std::int64_t ga_steps = 1;
+  std::optional<std::int64_t> micro_batch_size;  // else the file's train_batch_size
+  std::optional<std::int64_t> vocab_size;
+  std::int64_t world_size = 1;
+  std::string server;
+  std::string token;
+  std::optional<std::string> out;  // write NDJSON here instead of sending
+  std::size_t batch_size = 1000;
+  int retries = 5;
+};
+
+// Reads a Hugging Face Trainer trainer_state.json and sends its training-loss log entries (loss,
+// grad_norm, learning_rate, step) as v1 records with the given configuration, so that a finished
+// or running HF job can be checked. Validates everything before sending anything. Returns the
+// exit code.
+int Import(const ImportOptions& options, std::ostream& out, std::ostream& err);
 
 struct AnalyzeOptions {
   std::string file;

@@ -34,6 +34,36 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   alerts_cmd->add_flag("--json", alerts.json, "print the server's JSON");
 
+  lossguard::cli::ImportOptions import;
+  import.server = default_server;
+  CLI::App* import_cmd = app.add_subcommand(
+      "import", "send a Hugging Face Trainer trainer_state.json (its log_history) as a run");
+  import_cmd->add_option("file", import.file, "trainer_state.json")
+      ->required()
+      ->check(CLI::ExistingFile);
+  import_cmd->add_option("--run", import.run, "run name")->required();
+  import_cmd->add_option("--ga-steps", import.ga_steps, "gradient_accumulation_steps of the job")
+      ->required()
+      ->check(CLI::Range(1, 1 << 20));
+  import_cmd
+      ->add_option("--micro-batch-size", import.micro_batch_size,
+                   "per-device batch size (default: the file's train_batch_size)")
+      ->check(CLI::Range(1, 1 << 20));
+  import_cmd
+      ->add_option("--vocab-size", import.vocab_size,
+                   "the model's vocabulary size (lets the first steps be checked against "
+                   "ln(vocab_size))")
+      ->check(CLI::Range(2, 1 << 30));
+  import_cmd->add_option("--world-size", import.world_size, "data-parallel processes")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  import_cmd->add_option("--server", import.server, "server URL")->capture_default_str();
+  import_cmd->add_option("--out", import.out,
+                         "write the records as NDJSON here instead of sending");
+  std::optional<std::string> import_token_file;
+  import_cmd->add_option("--token-file", import_token_file,
+                         "bearer token file (else LOSSGUARD_TOKEN)");
+
   lossguard::cli::AnalyzeOptions analyze;
   CLI::App* analyze_cmd = app.add_subcommand(
       "analyze", "run the analyzers over an NDJSON file locally (no server) and print the alerts");
@@ -53,6 +83,15 @@ int main(int argc, char** argv) {
       }
       replay.token = token.value().value_or("");
       return lossguard::cli::Replay(replay, std::cout, std::cerr);
+    }
+    if (import_cmd->parsed()) {
+      auto token = lossguard::LoadToken(import_token_file, std::getenv("LOSSGUARD_TOKEN"));
+      if (!token) {
+        std::cerr << "lossguard import: " << token.error() << "\n";
+        return 2;
+      }
+      import.token = token.value().value_or("");
+      return lossguard::cli::Import(import, std::cout, std::cerr);
     }
     if (analyze_cmd->parsed()) {
       if (auto invalid = lossguard::CheckAnalyzerOptions(analyze.analyzers)) {

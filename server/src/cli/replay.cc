@@ -3,52 +3,12 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "cli/batch_sender.h"
 #include "cli/commands.h"
 #include "lossguard/wire/http_client.h"
 #include "lossguard/wire/record_codec.h"
 
 namespace lossguard::cli {
-
-namespace {
-
-struct Totals {
-  std::int64_t accepted = 0, duplicates = 0, replaced = 0, batches = 0;
-};
-
-std::string ServerMessage(const wire::HttpResponse& response) {
-  try {
-    return nlohmann::json::parse(response.body).at("error").at("message").get<std::string>();
-  } catch (const nlohmann::json::exception&) {
-    return response.body.substr(0, 500);
-  }
-}
-
-// Returns "" on success, else why the batch was not stored.
-std::string SendBatch(wire::HttpClient& client, const std::string& body, int retries,
-                      Totals& totals) {
-  for (int attempt = 0;; ++attempt) {
-    try {
-      wire::HttpResponse response = client.Post("/api/v1/steps", body, "application/x-ndjson");
-      if (response.status != 200) {
-        return "server answered " + std::to_string(response.status) + ": " +
-               ServerMessage(response);
-      }
-      auto result = nlohmann::json::parse(response.body);
-      totals.accepted += result.at("accepted").get<std::int64_t>();
-      totals.duplicates += result.at("duplicates").get<std::int64_t>();
-      totals.replaced += result.at("replaced").get<std::int64_t>();
-      ++totals.batches;
-      return "";
-    } catch (const wire::HttpError& e) {
-      if (attempt >= retries) return e.what();
-      std::this_thread::sleep_for(std::chrono::milliseconds(200) * (1 << attempt));
-    } catch (const nlohmann::json::exception& e) {
-      return std::string("unexpected response from the server: ") + e.what();
-    }
-  }
-}
-
-}  // namespace
 
 int Replay(const ReplayOptions& options, std::ostream& out, std::ostream& err) {
   std::ifstream in(options.file);
@@ -58,7 +18,7 @@ int Replay(const ReplayOptions& options, std::ostream& out, std::ostream& err) {
   }
   wire::HttpClient client(options.server,
                           wire::HttpClientOptions{options.token, std::chrono::seconds(60)});
-  Totals totals;
+  SendTotals totals;
   std::string batch;
   std::size_t in_batch = 0;
   std::size_t line_number = 0;

@@ -19,4 +19,9 @@ std::optional<double> NumberFromJson(const nlohmann::json& value);
 // "NaN", "Infinity", "-Infinity" -> the double; nullopt for any other text.
 std::optional<double> NonFiniteFromString(std::string_view text);
 
+// Parses JSON text that may hold bare NaN, Infinity, -Infinity tokens (as Python's json module
+// writes them), which become the strings above. Throws nlohmann::json::parse_error like
+// nlohmann::json::parse for anything else that is not JSON.
+nlohmann::json ParseJsonText(std::string_view text);
+
 }  // namespace lossguard::wire
