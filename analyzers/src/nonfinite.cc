@@ -6,6 +6,11 @@
 namespace lossguard::analyzers {
 
 std::optional<Finding> NonFiniteDetector::Observe(const wire::StepRecord& r) {
+  auto finite = [](std::optional<double> v) { return !v || std::isfinite(*v); };
+  if (std::isfinite(r.loss) && finite(r.ref_loss) && finite(r.grad_norm) &&
+      (!r.nonfinite_grads || *r.nonfinite_grads == 0)) {
+    return std::nullopt;  // the common case, without building anything
+  }
   std::string what;
   nlohmann::json evidence = nlohmann::json::object();
   auto check = [&](const char* name, std::optional<double> value) {

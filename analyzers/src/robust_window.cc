@@ -2,59 +2,81 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
 
 namespace lossguard::analyzers {
-
-namespace {
-double MedianOf(std::vector<double> values) {
-  auto middle = values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2);
-  std::nth_element(values.begin(), middle, values.end());
-  if (values.size() % 2 == 1) return *middle;
-  double upper = *middle;
-  double lower = *std::max_element(values.begin(), middle);
-  return (lower + upper) / 2;
-}
-}  // namespace
 
 void RobustWindow::Add(double value) {
   if (!std::isfinite(value)) return;
   values_.push_back(value);
-  if (values_.size() > capacity_) values_.pop_front();
+  sorted_.insert(std::upper_bound(sorted_.begin(), sorted_.end(), value), value);
+  sum_ += value;
+  sum_squares_ += value * value;
+  if (values_.size() > capacity_) {
+    const double leaving = values_.front();
+    sorted_.erase(std::lower_bound(sorted_.begin(), sorted_.end(), leaving));
+    values_.pop_front();
+    sum_ -= leaving;
+    sum_squares_ -= leaving * leaving;
+  }
+  if (++since_exact_ >= capacity_) {
+    since_exact_ = 0;
+    sum_ = sum_squares_ = 0;
+    for (double v : sorted_) {
+      sum_ += v;
+      sum_squares_ += v * v;
+    }
+  }
 }
 
 std::optional<double> RobustWindow::Median() const {
-  if (values_.empty()) return std::nullopt;
-  return MedianOf({values_.begin(), values_.end()});
+  if (sorted_.empty()) return std::nullopt;
+  const std::size_t n = sorted_.size();
+  return n % 2 == 1 ? sorted_[n / 2] : (sorted_[n / 2 - 1] + sorted_[n / 2]) / 2;
 }
 
 std::optional<double> RobustWindow::Mad() const {
   std::optional<double> median = Median();
   if (!median) return std::nullopt;
-  std::vector<double> deviations;
-  deviations.reserve(values_.size());
-  for (double value : values_) deviations.push_back(std::abs(value - *median));
-  return MedianOf(std::move(deviations));
+  // The deviations below the median, read downwards, and those above, read upwards, are two
+  // ascending sequences: merge them up to the middle instead of sorting all deviations.
+  const std::size_t n = sorted_.size();
+  std::ptrdiff_t below =
+      std::lower_bound(sorted_.begin(), sorted_.end(), *median) - sorted_.begin() - 1;
+  std::size_t above = static_cast<std::size_t>(below + 1);
+  auto next = [&]() {
+    const bool take_below =
+        below >= 0 && (above >= n || *median - sorted_[static_cast<std::size_t>(below)] <=
+                                         sorted_[above] - *median);
+    return take_below ? *median - sorted_[static_cast<std::size_t>(below--)]
+                      : sorted_[above++] - *median;
+  };
+  for (std::size_t i = 0; i < (n - 1) / 2; ++i) next();
+  const double middle = next();
+  if (n % 2 == 1) return middle;
+  return (middle + next()) / 2;
 }
 
 std::optional<double> RobustWindow::Mean() const {
-  if (values_.empty()) return std::nullopt;
-  double sum = 0;
-  for (double value : values_) sum += value;
-  return sum / static_cast<double>(values_.size());
+  if (sorted_.empty()) return std::nullopt;
+  return sum_ / static_cast<double>(sorted_.size());
 }
 
 std::optional<double> RobustWindow::StdDev() const {
   std::optional<double> mean = Mean();
   if (!mean) return std::nullopt;
+  const double n = static_cast<double>(sorted_.size());
+  // E[x^2] - E[x]^2 cancels badly when the spread is tiny next to the mean: fall back to the
+  // two-pass formula then (rare: flat curves).
+  const double variance = sum_squares_ / n - *mean * *mean;
+  if (variance > 1e-6 * *mean * *mean) return std::sqrt(variance);
   double sum = 0;
-  for (double value : values_) sum += (value - *mean) * (value - *mean);
-  return std::sqrt(sum / static_cast<double>(values_.size()));
+  for (double value : sorted_) sum += (value - *mean) * (value - *mean);
+  return std::sqrt(sum / n);
 }
 
 std::optional<double> RobustWindow::Max() const {
-  if (values_.empty()) return std::nullopt;
-  return *std::max_element(values_.begin(), values_.end());
+  if (sorted_.empty()) return std::nullopt;
+  return sorted_.back();
 }
 
 }  // namespace lossguard::analyzers

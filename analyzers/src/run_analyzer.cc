@@ -34,7 +34,7 @@ RunAnalyzer::RankDetectors::RankDetectors(const AnalyzerOptions& o)
 
 RunAnalyzer::RunAnalyzer(AnalyzerOptions options) : options_(options) {
   for (const char* kind : kAlertKinds) {
-    episodes_.emplace(kind, Episode(kind, std::nullopt, options_.resolve_after));
+    episodes_.emplace_back(kind, std::nullopt, options_.resolve_after);
   }
 }
 
@@ -85,20 +85,20 @@ std::vector<AlertEvent> RunAnalyzer::JudgeReady(bool flush) {
 
     Findings findings = Observe(step, records);
     judged_through_ = step;
-    for (const char* kind : kAlertKinds) {
+    for (std::size_t kind = 0; kind < kKindCount; ++kind) {
       std::optional<Finding> combined;
-      if (auto it = findings.find(kind); it != findings.end() && !it->second.empty()) {
-        combined = it->second.front().second;  // the lowest firing rank speaks for the step
+      if (auto& firing = findings[kind]; !firing.empty()) {
+        combined = std::move(firing.front().second);  // the lowest firing rank speaks for the step
         nlohmann::json ranks = nlohmann::json::array();
-        for (const auto& [rank, finding] : it->second) {
+        for (const auto& [rank, finding] : firing) {
           ranks.push_back(rank);
           combined->severity = std::max(combined->severity, finding.severity);
         }
         combined->evidence["ranks"] = ranks;
         SpellNonFinite(combined->evidence);
-        if (it->second.size() > 1) combined->message += " [ranks " + ranks.dump() + "]";
+        if (firing.size() > 1) combined->message += " [ranks " + ranks.dump() + "]";
       }
-      if (auto event = episodes_.at(kind).Judge(step, combined)) events.push_back(*event);
+      if (auto event = episodes_[kind].Judge(step, combined)) events.push_back(std::move(*event));
     }
     pending_.erase(oldest);
   }
@@ -112,7 +112,7 @@ RunAnalyzer::Findings RunAnalyzer::Observe(std::int64_t step,
   Findings findings;
   const wire::StepRecord& lead = records.front();
   if (std::optional<Finding> change = config_.Observe(lead)) {
-    findings["config_change"].emplace_back(lead.rank, std::move(*change));
+    findings[kKindCount - 1].emplace_back(lead.rank, std::move(*change));  // config_change
     for (auto& [rank, detectors] : ranks_) {
       detectors.loss_scale.ConfigChanged(config_.before(), ConfigOf(lead), step);
       detectors.loss_spike.Reset();  // a new configuration may have a new loss level
@@ -120,15 +120,16 @@ RunAnalyzer::Findings RunAnalyzer::Observe(std::int64_t step,
   }
   for (const wire::StepRecord& r : records) {
     RankDetectors& d = DetectorsOf(r.rank);
-    auto note = [&](const char* kind, std::optional<Finding> finding) {
+    auto note = [&](std::size_t kind, std::optional<Finding> finding) {
       if (finding) findings[kind].emplace_back(r.rank, std::move(*finding));
     };
-    note("nonfinite", d.nonfinite.Observe(r));
-    note("loss_scale_mismatch", d.loss_scale.Observe(r));
-    note("token_weighting_bias", d.token_weighting.Observe(r));
-    note("grad_explosion", d.grad_explosion.Observe(r));
-    note("loss_spike", d.loss_spike.Observe(r));
-    note("vanishing_grad", d.vanishing_grad.Observe(r));
+    // In kAlertKinds order.
+    note(0, d.nonfinite.Observe(r));
+    note(1, d.loss_scale.Observe(r));
+    note(2, d.token_weighting.Observe(r));
+    note(3, d.grad_explosion.Observe(r));
+    note(4, d.loss_spike.Observe(r));
+    note(5, d.vanishing_grad.Observe(r));
   }
   return findings;
 }
@@ -156,8 +157,10 @@ void RunAnalyzer::Resume(std::int64_t first_step, std::int64_t judged_through,
         previous = r.step;
       }
     }
-    auto it = episodes_.find(episode.kind);
-    if (it != episodes_.end()) it->second.Restore(episode, judged_through, clear_steps);
+    for (std::size_t kind = 0; kind < kKindCount; ++kind) {
+      if (episode.kind == kAlertKinds[kind])
+        episodes_[kind].Restore(episode, judged_through, clear_steps);
+    }
   }
 }
 

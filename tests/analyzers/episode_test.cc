@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <random>
+
 #include "lossguard/analyzers/robust_window.h"
 
 namespace lossguard::analyzers {
@@ -66,6 +71,43 @@ TEST(Episode, SeverityOnlyEscalatesWithinAnEpisode) {
   EXPECT_EQ(episode.Judge(1, Fire(Severity::kCritical))->severity, Severity::kCritical);
   EXPECT_EQ(episode.Judge(2, Fire(Severity::kWarning))->severity, Severity::kCritical);
   EXPECT_STREQ(SeverityName(Severity::kCritical), "critical");
+}
+
+// The incremental statistics against sorting a copy, over random data with many duplicates.
+TEST(RobustWindow, MatchesBruteForceStatistics) {
+  std::mt19937 rng(4);
+  for (std::size_t capacity : {1u, 2u, 3u, 8u, 64u, 129u}) {
+    RobustWindow window(capacity);
+    std::deque<double> kept;
+    std::uniform_int_distribution<int> coarse(0, 9);  // duplicates
+    std::normal_distribution<double> fine(0.0, 3.0);
+    for (int i = 0; i < 2000; ++i) {
+      double value = i % 3 == 0 ? coarse(rng) : fine(rng);
+      window.Add(value);
+      kept.push_back(value);
+      if (kept.size() > capacity) kept.pop_front();
+      std::vector<double> sorted(kept.begin(), kept.end());
+      std::sort(sorted.begin(), sorted.end());
+      auto median_of = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        std::size_t n = v.size();
+        return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+      };
+      double median = median_of(sorted);
+      std::vector<double> deviations;
+      for (double v : sorted) deviations.push_back(std::abs(v - median));
+      ASSERT_DOUBLE_EQ(*window.Median(), median) << "capacity " << capacity << " i " << i;
+      ASSERT_NEAR(*window.Mad(), median_of(deviations), 1e-12) << "capacity " << capacity;
+      ASSERT_DOUBLE_EQ(*window.Max(), sorted.back());
+      double sum = 0, squares = 0;
+      for (double v : sorted) sum += v;
+      const double mean = sum / static_cast<double>(sorted.size());
+      for (double v : sorted) squares += (v - mean) * (v - mean);
+      ASSERT_NEAR(*window.Mean(), mean, 1e-9);
+      ASSERT_NEAR(*window.StdDev(), std::sqrt(squares / static_cast<double>(sorted.size())), 1e-6);
+      ASSERT_EQ(window.size(), kept.size());
+    }
+  }
 }
 
 TEST(RobustWindow, StatisticsAndBoundedMemory) {

@@ -3,12 +3,14 @@
 #include <cstddef>
 #include <deque>
 #include <optional>
+#include <vector>
 
 namespace lossguard::analyzers {
 
 // The last `capacity` finite values of a series, with robust statistics over them. Non-finite
 // values are not added (they are findings of their own, not part of a baseline). Memory is bounded
-// by capacity, whatever the run's length.
+// by capacity, whatever the run's length. The values are also kept sorted, so that the median
+// costs O(1) and the MAD O(capacity) without allocating: detectors ask for them on every step.
 class RobustWindow {
  public:
   explicit RobustWindow(std::size_t capacity) : capacity_(capacity) {}
@@ -27,7 +29,12 @@ class RobustWindow {
 
  private:
   std::size_t capacity_;
-  std::deque<double> values_;
+  std::deque<double> values_;   // arrival order, to know which value leaves
+  std::vector<double> sorted_;  // the same values, ascending
+  // Running sums for mean and standard deviation, recomputed exactly every `capacity` additions so
+  // that rounding from removals cannot accumulate over a long run.
+  double sum_ = 0, sum_squares_ = 0;
+  std::size_t since_exact_ = 0;
 };
 
 }  // namespace lossguard::analyzers

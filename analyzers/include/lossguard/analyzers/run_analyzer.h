@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -13,8 +14,9 @@
 
 namespace lossguard::analyzers {
 
-// The alert kinds, as stored and queried.
-inline constexpr const char* kAlertKinds[] = {
+// The alert kinds, as stored and queried; an episode per kind per run.
+inline constexpr std::size_t kKindCount = 7;
+inline constexpr const char* kAlertKinds[kKindCount] = {
     "nonfinite",  "loss_scale_mismatch", "token_weighting_bias", "grad_explosion",
     "loss_spike", "vanishing_grad",      "config_change"};
 
@@ -57,7 +59,8 @@ class RunAnalyzer {
     LossSpikeDetector loss_spike;
     VanishingGradDetector vanishing_grad;
   };
-  using Findings = std::map<std::string, std::vector<std::pair<std::int64_t, Finding>>>;
+  // Per kind (index into kAlertKinds): the firing ranks and their findings.
+  using Findings = std::array<std::vector<std::pair<std::int64_t, Finding>>, kKindCount>;
 
   Findings Observe(std::int64_t step, std::vector<wire::StepRecord>& ranks);
   std::vector<AlertEvent> JudgeReady(bool flush);
@@ -71,7 +74,7 @@ class RunAnalyzer {
   std::map<std::int64_t, std::vector<wire::StepRecord>> pending_;  // step -> records by rank
   std::map<std::int64_t, RankDetectors> ranks_;
   ConfigChangeDetector config_;
-  std::map<std::string, Episode> episodes_;
+  std::vector<Episode> episodes_;  // per kind, in kAlertKinds order
   std::int64_t ignored_ = 0;
 };
 
