@@ -47,11 +47,14 @@ std::string Explanation(const std::string& explained_by, const wire::StepRecord&
 }
 }  // namespace
 
-std::string ExplainFactor(double factor, const wire::StepRecord& r, double tolerance) {
-  struct Candidate {
-    const char* name;
-    double value;
-  };
+namespace {
+struct Candidate {
+  const char* name;
+  double value;
+};
+
+// The configuration values a mis-normalised loss is typically off by, for this record.
+std::vector<Candidate> CandidatesOf(const wire::StepRecord& r) {
   const double ga = static_cast<double>(r.ga_steps), ws = static_cast<double>(r.world_size);
   std::vector<Candidate> candidates;
   if (r.ga_steps > 1 && r.world_size > 1) candidates.push_back({"ga_steps*world_size", ga * ws});
@@ -65,9 +68,14 @@ std::string ExplainFactor(double factor, const wire::StepRecord& r, double toler
         {"tokens_per_sequence",
          static_cast<double>(*r.tokens) / (ga * static_cast<double>(r.micro_batch_size))});
   }
+  return candidates;
+}
+}  // namespace
+
+std::string ExplainFactor(double factor, const wire::StepRecord& r, double tolerance) {
   const char* best = "unexplained";
   double best_error = tolerance;
-  for (const Candidate& c : candidates) {
+  for (const Candidate& c : CandidatesOf(r)) {
     double error = std::abs(factor / c.value - 1);
     if (error <= best_error) {
       best = c.name;
@@ -171,14 +179,28 @@ std::optional<Finding> LossScaleDetector::Observe(const wire::StepRecord& r) {
   // ln(vocab_size) is only approximately the initial loss: only a factor a configuration value
   // explains is evidence against it. A loss equal to the mean of micro-batch means is a weighting
   // problem (token_weighting_bias), not a scale one.
-  std::string explained_by =
-      ExplainFactor(factor, r, from_init ? options_.init_tolerance : options_.explain_tolerance);
+  const double tolerance = from_init ? options_.init_tolerance : options_.explain_tolerance;
+  std::string explained_by = ExplainFactor(factor, r, tolerance);
   std::optional<double> mean_of_means = MeanOfMicroMeans(r);
+  if (explained_by == "unexplained" && mean_of_means) {
+    // Summing per-micro-batch means (Axolotl) is off by ga_steps from the mean of means exactly,
+    // and from the token-weighted loss only roughly.
+    explained_by = ExplainFactor(r.loss / *mean_of_means, r, tolerance);
+  }
+  if (explained_by == "unexplained" && !explained_before_.empty()) {
+    // Keep the episode's explanation while the factor stays near its value: a per-rank or
+    // per-micro-batch weighting wobbles the factor by a few percent from step to step.
+    for (const Candidate& c : CandidatesOf(r)) {
+      if (c.name == explained_before_ && std::abs(factor / c.value - 1) <= options_.init_tolerance)
+        explained_by = explained_before_;
+    }
+  }
   bool weighting_only =
       mean_of_means && std::abs(r.loss / *mean_of_means - 1) <= options_.tolerance;
   bool mismatch = std::abs(factor - 1) > options_.tolerance &&
                   (!from_init || explained_by != "unexplained") && !weighting_only;
   mismatching_ = mismatch ? mismatching_ + 1 : 0;
+  explained_before_ = mismatch && explained_by != "unexplained" ? explained_by : "";
   const int confirm =
       from_init
           ? static_cast<int>(std::min<std::int64_t>(options_.confirm_steps, options_.init_steps))

@@ -221,3 +221,43 @@ TEST(GradExplosion, MissingZeroAndNonFiniteNormsAreNotJudged) {
 
 }  // namespace
 }  // namespace lossguard::analyzers
+
+namespace lossguard::analyzers {
+namespace {
+
+TEST(LossScale, TheExplanationHoldsWhileTheFactorWobblesNearIt) {
+  // Per-rank losses against a global ref_loss (DDP with the GA bug): 4x, give or take 6%.
+  LossScaleDetector detector;
+  std::mt19937 rng(8);
+  std::uniform_real_distribution<double> wobble(0.94, 1.06);
+  int explained = 0, fired = 0;
+  for (int s = 0; s < 200; ++s) {
+    auto r = testing::Step(s, 4.0 * 2.0 * wobble(rng), 4, 2);
+    r.ref_loss = 2.0;
+    if (auto finding = detector.Observe(r)) {
+      ++fired;
+      explained += finding->evidence["explained_by"] == "ga_steps";
+    }
+  }
+  EXPECT_EQ(fired, 198);
+  EXPECT_EQ(explained, fired) << "once explained, a 6% wobble does not make it 'unexplained'";
+}
+
+TEST(LossScale, SummedMicroBatchMeansAreExplainedAgainstTheirMean) {
+  // Axolotl: the loss is the sum of per-micro-batch means, so it is exactly ga_steps x their mean
+  // but only roughly ga_steps x the token-weighted loss.
+  LossScaleDetector detector;
+  std::optional<Finding> finding;
+  for (int s = 0; s < 3; ++s) {
+    auto r = testing::Step(s, 0, 2);
+    r.micro = {wire::MicroBatch{3.0, 10, std::nullopt}, wire::MicroBatch{2.0, 90, std::nullopt}};
+    r.loss = 3.0 + 2.0;  // token-weighted 2.1: factor 2.38, not 2
+    finding = detector.Observe(r);
+  }
+  ASSERT_TRUE(finding);
+  EXPECT_EQ(finding->evidence["explained_by"], "ga_steps");
+  EXPECT_NEAR(finding->evidence["factor"].get<double>(), 5.0 / 2.1, 1e-9);
+}
+
+}  // namespace
+}  // namespace lossguard::analyzers

@@ -68,6 +68,7 @@ class LossScaleDetector {
   LossScaleOptions options_;
   std::optional<std::int64_t> first_step_;
   int mismatching_ = 0;
+  std::string explained_before_;  // the previous mismatching step's explanation
   // A mismatch found against ln(vocab_size) is structural: repeated until the configuration
   // changes, although later steps have no reference to show it again.
   std::optional<Finding> init_verdict_;
