@@ -17,6 +17,8 @@ packages=(
   libbenchmark-dev
   clang-format
   python3 python3-jsonschema   # schema conformance test
+  python3-yaml                 # docker/ consistency test
+  prometheus                   # the real Prometheus server and promtool, for end-to-end tests
 )
 if [[ "${LOSSGUARD_NO_TORCH:-0}" != 1 ]]; then
   packages+=(libtorch-dev libgloo-dev)

@@ -47,6 +47,19 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
+  lossguard::metrics::MetricsOptions metrics_options;
+  app.add_option("--metrics-run-window", metrics_options.run_window_seconds,
+                 "GET /metrics exports runs that sent a record within this many seconds")
+      ->group("Metrics")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--metrics-max-runs", metrics_options.max_runs,
+                 "GET /metrics exports at most this many runs, the most recently active; the "
+                 "rest are counted in lossguard_metrics_runs_omitted")
+      ->group("Metrics")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+
   lossguard::store::AnalysisOptions analysis;
   std::string analyzers_switch = "on";
   app.add_option("--analyzers", analyzers_switch,
@@ -98,8 +111,12 @@ int main(int argc, char** argv) {
     store_options.analysis = analysis;
     lossguard::store::Store store(db_path, store_options);
 
+    lossguard::metrics::ServerMetrics metrics;
     lossguard::http::Router router(token.value().value_or(""));
-    lossguard::api::RegisterApi(router, store);
+    router.SetObserver(
+        [&metrics](std::string_view route, std::string_view method, unsigned status,
+                   double seconds) { metrics.ObserveRequest(route, method, status, seconds); });
+    lossguard::api::RegisterApi(router, store, &metrics, metrics_options);
 
     lossguard::http::HttpServerOptions options;
     options.threads = threads;

@@ -18,10 +18,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// fork + exec with stdout to a pipe and stderr to a file; returns the pid and the pipe's read end.
+// fork + exec with stdout to a pipe (or, with stdout_to_file, to the stderr file too) and stderr
+// to a file; returns the pid and the pipe's read end (-1 with stdout_to_file).
 std::pair<pid_t, int> Spawn(const std::vector<std::string>& argv,
                             const std::map<std::string, std::string>& env,
-                            const std::filesystem::path& stderr_path) {
+                            const std::filesystem::path& stderr_path, bool stdout_to_file = false) {
   int pipe_fds[2];
   if (pipe(pipe_fds) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
   pid_t pid = fork();
@@ -32,6 +33,7 @@ std::pair<pid_t, int> Spawn(const std::vector<std::string>& argv,
     close(pipe_fds[1]);
     int err = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (err >= 0) dup2(err, STDERR_FILENO);
+    if (err >= 0 && stdout_to_file) dup2(err, STDOUT_FILENO);
     for (const auto& [key, value] : env) setenv(key.c_str(), value.c_str(), 1);
     std::vector<char*> args;
     for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
@@ -41,6 +43,10 @@ std::pair<pid_t, int> Spawn(const std::vector<std::string>& argv,
     _exit(127);
   }
   close(pipe_fds[1]);
+  if (stdout_to_file) {
+    close(pipe_fds[0]);
+    return {pid, -1};
+  }
   return {pid, pipe_fds[0]};
 }
 
@@ -121,6 +127,28 @@ int ServerProcess::Stop(int signal, std::chrono::milliseconds timeout) {
 }
 
 std::string ServerProcess::StderrText() const { return ReadAll(stderr_path_); }
+
+BackgroundProcess::BackgroundProcess(const std::vector<std::string>& argv)
+    : log_path_(TempPath("lossguard-bg")) {
+  pid_ = Spawn(argv, {}, log_path_, /*stdout_to_file=*/true).first;
+}
+
+BackgroundProcess::~BackgroundProcess() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  std::error_code ignored;
+  std::filesystem::remove(log_path_, ignored);
+}
+
+bool BackgroundProcess::Running() {
+  if (pid_ <= 0) return false;
+  if (waitpid(pid_, nullptr, WNOHANG) == pid_) pid_ = -1;
+  return pid_ > 0;
+}
+
+std::string BackgroundProcess::LogText() const { return ReadAll(log_path_); }
 
 CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
                          const std::map<std::string, std::string>& env) {

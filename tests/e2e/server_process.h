@@ -41,6 +41,21 @@ class ServerProcess {
   std::filesystem::path stderr_path_;
 };
 
+// Any program running in the background (e.g. a real Prometheus server), its stdout and stderr in a
+// log file; killed (SIGKILL) on destruction.
+class BackgroundProcess {
+ public:
+  explicit BackgroundProcess(const std::vector<std::string>& argv);
+  ~BackgroundProcess();
+  BackgroundProcess(const BackgroundProcess&) = delete;
+  bool Running();
+  std::string LogText() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::filesystem::path log_path_;
+};
+
 struct CommandResult {
   int exit_code = -1;
   std::string out;

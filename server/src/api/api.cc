@@ -8,6 +8,7 @@
 #include "api/params.h"
 #include "http/responses.h"
 #include "lossguard/wire/record_codec.h"
+#include "store/clock.h"
 
 namespace lossguard::api {
 
@@ -35,10 +36,11 @@ Response NoSuchRun(const std::string& run) {
                        {{"run", run}});
 }
 
-Response IngestSteps(store::Store& store, const Request& request) {
+Response IngestSteps(store::Store& store, metrics::ServerMetrics* metrics, const Request& request) {
   std::string_view content_type = request.header(bhttp::field::content_type);
   std::optional<wire::BodyFormat> format = wire::BodyFormatFromContentType(content_type);
   if (!format) {
+    if (metrics) metrics->CountRejectedBatch("unsupported_media_type");
     return ErrorResponse(
         status::unsupported_media_type, "unsupported_media_type",
         "Content-Type must be application/json ({\"records\": [...]}) or application/x-ndjson "
@@ -47,6 +49,7 @@ Response IngestSteps(store::Store& store, const Request& request) {
   }
   auto batch = wire::ParseBatch(request.body(), *format);
   if (!batch) {
+    if (metrics) metrics->CountRejectedBatch("invalid_batch");
     const wire::RecordError& error = batch.error();
     nlohmann::json extra = {{"field", error.field}};
     extra["record"] = error.record ? nlohmann::json(*error.record) : nlohmann::json();
@@ -54,6 +57,7 @@ Response IngestSteps(store::Store& store, const Request& request) {
                          error.Describe() + " (nothing from this batch was stored)", extra);
   }
   store::IngestResult result = store.Ingest(batch.value());
+  if (metrics) metrics->CountIngest(result);
   return JsonResponse(status::ok, {{"accepted", result.accepted},
                                    {"duplicates", result.duplicates},
                                    {"replaced", result.replaced}});
@@ -162,7 +166,8 @@ Response AckAlert(store::Store& store, const Request& request) {
 
 }  // namespace
 
-void RegisterApi(http::Router& router, store::Store& store) {
+void RegisterApi(http::Router& router, store::Store& store, metrics::ServerMetrics* metrics,
+                 const metrics::MetricsOptions& metrics_options) {
   using bhttp::verb;
   auto bind = [&store](Response (*handler)(store::Store&, const Request&)) {
     return [&store, handler](const Request& request) { return handler(store, request); };
@@ -170,12 +175,25 @@ void RegisterApi(http::Router& router, store::Store& store) {
   router.Add(verb::get, "/healthz", [&store](const Request&) {
     return JsonResponse(status::ok, {{"status", "ok"}, {"schema_version", store.SchemaVersion()}});
   });
-  router.Add(verb::post, "/api/v1/steps", bind(IngestSteps), /*requires_token=*/true);
+  router.Add(
+      verb::post, "/api/v1/steps",
+      [&store, metrics](const Request& request) { return IngestSteps(store, metrics, request); },
+      /*requires_token=*/true);
   router.Add(verb::get, "/api/v1/runs", bind(ListRuns));
   router.Add(verb::get, "/api/v1/runs/{run}", bind(GetRun));
   router.Add(verb::get, "/api/v1/runs/{run}/steps", bind(GetSteps));
   router.Add(verb::get, "/api/v1/alerts", bind(ListAlerts));
   router.Add(verb::post, "/api/v1/alerts/{id}/ack", bind(AckAlert), /*requires_token=*/true);
+  if (metrics) {
+    router.Add(verb::get, "/metrics", [&store, metrics, metrics_options](const Request& request) {
+      if (auto unknown = QueryParams(request).RejectUnknown({})) return BadQuery(*unknown);
+      Response response{status::ok, 11};
+      response.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+      response.body() = metrics->Render(store, metrics_options, store::UnixSeconds());
+      response.prepare_payload();
+      return response;
+    });
+  }
 }
 
 }  // namespace lossguard::api

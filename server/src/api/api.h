@@ -1,12 +1,17 @@
 #pragma once
 
 #include "http/router.h"
+#include "metrics/server_metrics.h"
 #include "store/store.h"
 
 namespace lossguard::api {
 
 // Registers REST API v1 and /healthz on `router`. Handlers keep a reference to `store`, which must
 // outlive the router. Write endpoints (POST) are registered as requiring the router's token.
-void RegisterApi(http::Router& router, store::Store& store);
+// With `metrics`, ingest outcomes are counted there, and GET /metrics serves the Prometheus
+// exposition with `metrics_options`; both must outlive the router.
+void RegisterApi(http::Router& router, store::Store& store,
+                 metrics::ServerMetrics* metrics = nullptr,
+                 const metrics::MetricsOptions& metrics_options = {});
 
 }  // namespace lossguard::api

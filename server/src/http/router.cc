@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+
 #include "http/responses.h"
 
 namespace lossguard::http {
@@ -75,7 +77,8 @@ std::optional<std::string> PercentDecode(std::string_view text) {
 
 void Router::Add(bhttp::verb method, std::string_view pattern, Handler handler,
                  bool requires_token) {
-  routes_.push_back(Route{method, SplitPath(pattern), std::move(handler), requires_token});
+  routes_.push_back(
+      Route{std::string(pattern), method, SplitPath(pattern), std::move(handler), requires_token});
 }
 
 bool Router::Authorized(const RawRequest& request) const {
@@ -88,6 +91,20 @@ bool Router::Authorized(const RawRequest& request) const {
 }
 
 Response Router::Handle(const RawRequest& raw) const {
+  if (!observer_) {
+    std::string_view route;
+    return Dispatch(raw, route);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  std::string_view route = "unmatched";
+  Response response = Dispatch(raw, route);
+  observer_(route, std::string_view(raw.method_string().data(), raw.method_string().size()),
+            response.result_int(),
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return response;
+}
+
+Response Router::Dispatch(const RawRequest& raw, std::string_view& route_pattern) const {
   std::string_view target(raw.target().data(), raw.target().size());
   std::size_t question = target.find('?');
   std::optional<std::string> path = PercentDecode(target.substr(0, question));
@@ -123,6 +140,7 @@ Response Router::Handle(const RawRequest& raw) const {
       allowed.emplace_back(bhttp::to_string(route.method));
       continue;
     }
+    route_pattern = route.pattern;
     if (route.requires_token && !Authorized(raw)) {
       Response response =
           ErrorResponse(bhttp::status::unauthorized, "unauthorized",

@@ -35,6 +35,10 @@ struct Request {
 class Router {
  public:
   using Handler = std::function<Response(const Request&)>;
+  // Told of every request handled: the route pattern it matched ("unmatched" for none), method,
+  // status and handling time. For metrics; must be cheap and thread-safe.
+  using Observer = std::function<void(std::string_view route, std::string_view method,
+                                      unsigned status, double seconds)>;
 
   // `token`: when not empty, routes added with requires_token demand "Authorization: Bearer token".
   explicit Router(std::string token = "") : token_(std::move(token)) {}
@@ -44,17 +48,23 @@ class Router {
 
   Response Handle(const RawRequest& request) const;
 
+  // Call before the router is shared between threads.
+  void SetObserver(Observer observer) { observer_ = std::move(observer); }
+
  private:
   struct Route {
+    std::string pattern;
     bhttp::verb method;
     std::vector<std::string> segments;
     Handler handler;
     bool requires_token;
   };
   bool Authorized(const RawRequest& request) const;
+  Response Dispatch(const RawRequest& request, std::string_view& route) const;
 
   std::string token_;
   std::vector<Route> routes_;
+  Observer observer_;
 };
 
 // Percent-decoding ('+' stays '+'); nullopt for malformed escapes.

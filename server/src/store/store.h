@@ -47,6 +47,10 @@ class Store {
   int SchemaVersion();
 
   std::vector<RunSummary> ListRuns();
+  // Runs whose last record arrived at or after `since` (unix seconds, server clock), most recent
+  // first, at most `limit` of them, with the count of all such runs.
+  ActiveRuns ListActiveRuns(double since, std::size_t limit);
+  std::vector<OpenAlertGroup> ListOpenAlertGroups();
   std::optional<RunSummary> GetRun(std::string_view run);
 
   // Raw records of a run; nullopt when the run does not exist.

@@ -121,6 +121,33 @@ std::vector<RunSummary> Store::ListRuns() {
   return out;
 }
 
+ActiveRuns Store::ListActiveRuns(double since, std::size_t limit) {
+  ReadLease db = Read();
+  ActiveRuns out;
+  Statement count(*db, "SELECT COUNT(*) FROM runs WHERE last_seen >= ?");
+  count.BindNumber(1, since);
+  count.Step();
+  out.active = static_cast<std::size_t>(count.Int(0));
+  Statement runs(*db, std::string(kRunColumns) +
+                          " WHERE last_seen >= ? ORDER BY last_seen DESC, name LIMIT ?");
+  runs.BindNumber(1, since).Bind(2, static_cast<std::int64_t>(limit));
+  while (runs.Step()) out.runs.push_back(Summarise(*db, runs));
+  return out;
+}
+
+std::vector<OpenAlertGroup> Store::ListOpenAlertGroups() {
+  ReadLease db = Read();
+  Statement groups(*db,
+                   "SELECT r.name, a.kind, a.severity, COUNT(*) FROM alerts a JOIN runs r ON "
+                   "r.id = a.run_id WHERE a.state = 'open' GROUP BY r.name, a.kind, a.severity");
+  std::vector<OpenAlertGroup> out;
+  while (groups.Step()) {
+    out.push_back({std::string(groups.Text(0)), std::string(groups.Text(1)),
+                   std::string(groups.Text(2)), groups.Int(3)});
+  }
+  return out;
+}
+
 std::optional<RunSummary> Store::GetRun(std::string_view run) {
   ReadLease db = Read();
   Statement row(*db, std::string(kRunColumns) + " WHERE name = ?");

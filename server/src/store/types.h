@@ -36,6 +36,19 @@ struct RunSummary {
   OpenAlertCounts open_alerts;
 };
 
+// Runs that sent a record since a point in time: the `runs` most recently active (up to a limit),
+// and how many there were in all.
+struct ActiveRuns {
+  std::vector<RunSummary> runs;
+  std::size_t active = 0;
+};
+
+// Open alert episodes of one (run, kind, severity).
+struct OpenAlertGroup {
+  std::string run, kind, severity;
+  std::int64_t count = 0;
+};
+
 struct StepQuery {
   std::int64_t from = 0;
   std::int64_t to = INT64_MAX;

@@ -1,0 +1,129 @@
+#include "metrics/server_metrics.h"
+
+#include <prometheus/gauge.h>
+#include <prometheus/text_serializer.h>
+
+#include <cmath>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "lossguard/wire/json_numbers.h"
+
+namespace lossguard::metrics {
+
+namespace {
+// Request latency buckets, seconds: ingest batches take ~1-10 ms, queries ~1-50 ms.
+const prometheus::Histogram::BucketBoundaries kLatencyBuckets = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
+std::optional<double> Field(const nlohmann::json& record, const char* name) {
+  if (!record.is_object() || !record.contains(name)) return std::nullopt;
+  return wire::NumberFromJson(record[name]);
+}
+}  // namespace
+
+ServerMetrics::ServerMetrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      records_(prometheus::BuildCounter()
+                   .Name("lossguard_ingest_records_total")
+                   .Help("Records received in acknowledged batches, by outcome: new, duplicate "
+                         "(identical to the stored one), replaced (same key, different record)")
+                   .Register(*registry_)),
+      rejected_(prometheus::BuildCounter()
+                    .Name("lossguard_ingest_rejected_batches_total")
+                    .Help("Ingest requests refused, by reason (nothing of them was stored)")
+                    .Register(*registry_)),
+      latency_(prometheus::BuildHistogram()
+                   .Name("lossguard_http_request_duration_seconds")
+                   .Help("HTTP request handling time by route pattern, method and status code")
+                   .Register(*registry_)) {}
+
+void ServerMetrics::ObserveRequest(std::string_view route, std::string_view method, unsigned status,
+                                   double seconds) {
+  latency_
+      .Add({{"route", std::string(route)},
+            {"method", std::string(method)},
+            {"code", std::to_string(status)}},
+           kLatencyBuckets)
+      .Observe(seconds);
+}
+
+void ServerMetrics::CountIngest(const store::IngestResult& r) {
+  records_.Add({{"outcome", "new"}})
+      .Increment(static_cast<double>(r.accepted - r.duplicates - r.replaced));
+  records_.Add({{"outcome", "duplicate"}}).Increment(static_cast<double>(r.duplicates));
+  records_.Add({{"outcome", "replaced"}}).Increment(static_cast<double>(r.replaced));
+}
+
+void ServerMetrics::CountRejectedBatch(std::string_view reason) {
+  rejected_.Add({{"reason", std::string(reason)}}).Increment();
+}
+
+std::string ServerMetrics::Render(store::Store& store, const MetricsOptions& options, double now) {
+  prometheus::Registry runs;
+  auto gauge = [&](const char* name, const char* help) -> prometheus::Family<prometheus::Gauge>& {
+    return prometheus::BuildGauge().Name(name).Help(help).Register(runs);
+  };
+  auto& step = gauge("lossguard_run_step", "Latest optimizer step received for the run");
+  auto& loss = gauge("lossguard_run_loss", "Loss the trainer reports, at the latest step");
+  auto& ref_loss =
+      gauge("lossguard_run_ref_loss", "Correctly token-normalised loss at the latest step");
+  auto& ratio = gauge("lossguard_run_loss_scale_ratio",
+                      "loss / ref_loss at the latest step (1 when the loss is normalised right)");
+  auto& grad_norm = gauge("lossguard_run_grad_norm", "Total gradient L2 norm at the latest step");
+  auto& tokens = gauge("lossguard_run_tokens", "Label tokens in the latest step (rank 0)");
+  auto& ga_steps = gauge("lossguard_run_ga_steps", "Gradient-accumulation steps in force");
+  auto& micro_batch = gauge("lossguard_run_micro_batch_size", "Per-device micro-batch size");
+  auto& world_size = gauge("lossguard_run_world_size", "Data-parallel ranks");
+  auto& last_seen = gauge("lossguard_run_last_seen_timestamp_seconds",
+                          "When the server last received a record for the run (unix seconds)");
+  auto& open_alerts = gauge("lossguard_alerts_open",
+                            "Open alert episodes by run, kind and severity (exported runs only)");
+  auto& open_total = gauge("lossguard_alerts_open_all_runs",
+                           "Open alert episodes of every run (exported or not), by severity");
+  auto& active =
+      gauge("lossguard_metrics_runs_active", "Runs that sent a record within the export window");
+  auto& omitted = gauge("lossguard_metrics_runs_omitted",
+                        "Active runs left out of this scrape by the run cap (least recent first)");
+
+  const double since = now - options.run_window_seconds;
+  store::ActiveRuns selected = store.ListActiveRuns(since, options.max_runs);
+  active.Add({}).Set(static_cast<double>(selected.active));
+  omitted.Add({}).Set(static_cast<double>(selected.active - selected.runs.size()));
+  for (const store::RunSummary& run : selected.runs) {
+    const prometheus::Labels labels = {{"run", run.name}};
+    const nlohmann::json& r = run.latest;
+    if (auto v = Field(r, "step")) step.Add(labels).Set(*v);
+    std::optional<double> reported = Field(r, "loss"), reference = Field(r, "ref_loss");
+    if (reported) loss.Add(labels).Set(*reported);  // NaN and Inf are exported as they are
+    if (reference) ref_loss.Add(labels).Set(*reference);
+    if (reported && reference) ratio.Add(labels).Set(*reported / *reference);
+    if (auto v = Field(r, "grad_norm")) grad_norm.Add(labels).Set(*v);
+    if (auto v = Field(r, "tokens")) tokens.Add(labels).Set(*v);
+    if (auto v = Field(r, "ga_steps")) ga_steps.Add(labels).Set(*v);
+    if (auto v = Field(r, "micro_batch_size")) micro_batch.Add(labels).Set(*v);
+    if (auto v = Field(r, "world_size")) world_size.Add(labels).Set(*v);
+    last_seen.Add(labels).Set(run.last_seen);
+  }
+  std::map<std::string, double> by_severity = {{"critical", 0}, {"warning", 0}, {"info", 0}};
+  std::set<std::string> exported;
+  for (const store::RunSummary& run : selected.runs) exported.insert(run.name);
+  for (const store::OpenAlertGroup& group : store.ListOpenAlertGroups()) {
+    by_severity[group.severity] += static_cast<double>(group.count);
+    if (!exported.count(group.run)) continue;
+    open_alerts.Add({{"run", group.run}, {"kind", group.kind}, {"severity", group.severity}})
+        .Set(static_cast<double>(group.count));
+  }
+  for (const auto& [severity, count] : by_severity) {
+    open_total.Add({{"severity", severity}}).Set(count);
+  }
+
+  std::vector<prometheus::MetricFamily> families = registry_->Collect();
+  for (auto& family : runs.Collect()) families.push_back(std::move(family));
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, families);
+  return out.str();
+}
+
+}  // namespace lossguard::metrics
