@@ -13,7 +13,7 @@ bash scripts/setup.sh
 build_dir=build-release
 cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DLOSSGUARD_BUILD_TESTS=OFF \
       -DLOSSGUARD_BUILD_BENCHMARKS=OFF >/dev/null
-cmake --build "$build_dir" -j "$(nproc)" --target lossguard-server lossguard demo_trainer
+cmake --build "$build_dir" -j "$(nproc)" --target lossguard-server lossguard lossguard_web demo_trainer
 
 port=${LOSSGUARD_PORT:-8080}
 db=${LOSSGUARD_DB:-./lossguard.db}
@@ -61,6 +61,7 @@ print(f"largest relative loss difference over {len(a)} steps: {worst:.1e}")
 PY
 echo "== alerts (lossguard alerts)"
 "$build_dir/server/lossguard" alerts --server "$url"
+echo "== dashboard: $url/ (compare: $url/#/compare/correct-mb8-ga1/bug-mb1-ga8), Prometheus metrics: $url/metrics"
 
 if [[ -t 0 && -t 1 ]]; then
   echo "== serving on $url until Ctrl-C"

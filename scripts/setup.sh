@@ -20,6 +20,10 @@ packages=(
   python3-yaml                 # docker/ consistency test
   prometheus                   # the real Prometheus server and promtool, for end-to-end tests
 )
+packages+=(chromium)           # browser test of the web dashboard (driven by playwright-core)
+# Node.js and npm build the web dashboard; a machine that already has them (e.g. from NodeSource)
+# keeps its own.
+command -v npm >/dev/null || packages+=(nodejs npm)
 if [[ "${LOSSGUARD_NO_TORCH:-0}" != 1 ]]; then
   packages+=(libtorch-dev libgloo-dev)
 fi

@@ -9,6 +9,7 @@
 
 #include "analyzer_flags.h"
 #include "api/api.h"
+#include "api/static_files.h"
 #include "config.h"
 #include "http/http_server.h"
 #include "store/store.h"
@@ -47,6 +48,11 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
+  std::string web_root = LOSSGUARD_DEFAULT_WEB_ROOT;
+  app.add_option("--web-root", web_root,
+                 "directory of the built web dashboard (served at /); the build's web/ output")
+      ->capture_default_str();
+
   lossguard::metrics::MetricsOptions metrics_options;
   app.add_option("--metrics-run-window", metrics_options.run_window_seconds,
                  "GET /metrics exports runs that sent a record within this many seconds")
@@ -117,6 +123,7 @@ int main(int argc, char** argv) {
         [&metrics](std::string_view route, std::string_view method, unsigned status,
                    double seconds) { metrics.ObserveRequest(route, method, status, seconds); });
     lossguard::api::RegisterApi(router, store, &metrics, metrics_options);
+    lossguard::api::RegisterStaticFiles(router, web_root);
 
     lossguard::http::HttpServerOptions options;
     options.threads = threads;

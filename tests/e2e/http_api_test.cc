@@ -8,6 +8,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "e2e/e2e_util.h"
@@ -185,6 +187,36 @@ TEST(HttpApi, ConcurrentClientsAllGetTheirRecordsStored) {
   json runs = Body(client.Get("/api/v1/runs"))["runs"];
   ASSERT_EQ(runs.size(), static_cast<std::size_t>(kClients));
   for (const json& run : runs) EXPECT_EQ(run["records"], kBatches * kBatchSize) << run["run"];
+}
+
+TEST(HttpApi, ServesTheDashboardFilesAndNothingOutsideThem) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.File("web"));
+  std::ofstream(dir.File("web/index.html")) << "<!doctype html><title>x</title>";
+  std::ofstream(dir.File("web/app.js")) << "console.log(1);";
+  std::ofstream(dir.File("web/.secret")) << "TOP-SECRET";
+  std::ofstream(dir.File("outside.txt")) << "TOP-SECRET";
+  ServerProcess server({.db = dir.File("db"), .extra_args = {"--web-root", dir.File("web")}});
+  HttpClient client(server.url());
+  auto index = client.Get("/");
+  EXPECT_EQ(index.status, 200);
+  EXPECT_EQ(index.content_type, "text/html; charset=utf-8");
+  EXPECT_EQ(index.body, "<!doctype html><title>x</title>");
+  auto js = client.Get("/assets/app.js");
+  EXPECT_EQ(js.status, 200);
+  EXPECT_EQ(js.content_type, "text/javascript; charset=utf-8");
+  for (const char* target : {"/assets/.secret", "/assets/..%2Foutside.txt",
+                             "/assets/../outside.txt", "/assets/missing.js", "/assets/%2E%2E"}) {
+    auto response = client.Get(target);
+    EXPECT_EQ(response.status, 404) << target;
+    EXPECT_THAT(response.body, ::testing::Not(HasSubstr("TOP-SECRET"))) << target;
+  }
+
+  ServerProcess bare({.db = dir.File("db2"), .extra_args = {"--web-root", dir.File("none")}});
+  HttpClient bare_client(bare.url());
+  auto missing = bare_client.Get("/");
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_THAT(missing.body, HasSubstr("the web dashboard is not in"));
 }
 
 }  // namespace

@@ -1,0 +1,64 @@
+#include "api/static_files.h"
+
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "http/responses.h"
+
+namespace lossguard::api {
+
+namespace {
+using http::Response;
+namespace bhttp = http::bhttp;
+
+std::string ContentType(const std::filesystem::path& file) {
+  static const std::map<std::string, std::string> kTypes = {
+      {".html", "text/html; charset=utf-8"},
+      {".js", "text/javascript; charset=utf-8"},
+      {".css", "text/css; charset=utf-8"},
+      {".svg", "image/svg+xml"},
+      {".png", "image/png"},
+      {".json", "application/json"}};
+  auto it = kTypes.find(file.extension().string());
+  return it == kTypes.end() ? "application/octet-stream" : it->second;
+}
+
+Response ServeFile(const std::filesystem::path& path, unsigned version) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return http::ErrorResponse(bhttp::status::not_found, "not_found",
+                               "no such file: " + path.filename().string());
+  }
+  std::ostringstream body;
+  body << in.rdbuf();
+  Response response{bhttp::status::ok, version};
+  response.set(bhttp::field::content_type, ContentType(path));
+  // The files change only with a new build; revalidating is cheap on loopback.
+  response.set(bhttp::field::cache_control, "no-cache");
+  response.body() = body.str();
+  response.prepare_payload();
+  return response;
+}
+}  // namespace
+
+void RegisterStaticFiles(http::Router& router, const std::filesystem::path& web_root) {
+  router.Add(bhttp::verb::get, "/", [web_root](const http::Request& request) {
+    if (!std::filesystem::exists(web_root / "index.html")) {
+      return http::ErrorResponse(
+          bhttp::status::not_found, "no_dashboard",
+          "the web dashboard is not in " + web_root.string() +
+              " (build the lossguard_web target, or point --web-root at its output)");
+    }
+    return ServeFile(web_root / "index.html", request.raw.version());
+  });
+  router.Add(bhttp::verb::get, "/assets/{file}", [web_root](const http::Request& request) {
+    const std::string& file = request.params.at("file");
+    if (file.empty() || file.front() == '.' || file.find('/') != std::string::npos) {
+      return http::ErrorResponse(bhttp::status::not_found, "not_found", "no such file");
+    }
+    return ServeFile(web_root / file, request.raw.version());
+  });
+}
+
+}  // namespace lossguard::api

@@ -1,0 +1,123 @@
+// The built-in dashboard in a real browser: Debian's Chromium driven by playwright-core, against
+// the real lossguard-server with real runs (the scenario corpus) replayed into it.
+//   node tests/web/dashboard_test.cjs SERVER_BINARY CLI_BINARY WEB_ROOT SOURCE_DIR OUT_DIR
+// (ctest: web_dashboard; NODE_PATH points at the build's node_modules). Screenshots go to OUT_DIR.
+"use strict";
+const { chromium } = require("playwright-core");
+const { spawn, execFileSync } = require("child_process");
+const fs = require("fs");
+const os = require("os");
+const path = require("path");
+const assert = require("assert/strict");
+
+const [serverBinary, cliBinary, webRoot, sourceDir, outDir] = process.argv.slice(2);
+const scenarios = path.join(sourceDir, "tests/scenarios");
+
+function startServer(db) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(serverBinary, ["--listen", "127.0.0.1:0", "--db", db, "--web-root", webRoot],
+                        { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "", err = "";
+    const timer = setTimeout(() => reject(new Error("server did not start: " + err)), 20000);
+    child.stderr.on("data", (d) => { err += d; });
+    child.stdout.on("data", (d) => {
+      out += d;
+      const match = out.match(/listening on (http:\/\/\S+)/);
+      if (match) { clearTimeout(timer); resolve({ child, url: match[1] }); }
+    });
+    child.on("exit", (code) => reject(new Error(`server exited ${code}: ${err}`)));
+  });
+}
+
+function replay(url, file) {
+  execFileSync(cliBinary, ["replay", path.join(scenarios, file), "--server", url], { stdio: "pipe" });
+}
+
+async function post(url, records) {
+  const response = await fetch(url + "/api/v1/steps", {
+    method: "POST", headers: { "Content-Type": "application/x-ndjson" },
+    body: records.map((r) => JSON.stringify(r)).join("\n") + "\n",
+  });
+  assert.equal(response.status, 200, await response.text());
+}
+
+async function main() {
+  fs.mkdirSync(outDir, { recursive: true });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lossguard-web-"));
+  const { child, url } = await startServer(path.join(dir, "db"));
+  const browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  const pageErrors = [];
+  try {
+    replay(url, "healthy-mb8-ga1.ndjson");
+    replay(url, "healthy-mb1-ga8.ndjson");
+    replay(url, "bug-ga-change.ndjson");
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    page.on("pageerror", (e) => pageErrors.push(e.message));
+    page.on("console", (m) => { if (m.type() === "error") pageErrors.push(m.text()); });
+    const ready = () => page.waitForFunction(() => window.lossguardDashboard && window.lossguardDashboard.ready, null, { timeout: 15000 });
+
+    // The run list: every run, with its open alerts by severity.
+    await page.goto(url + "/");
+    await ready();
+    const rows = await page.$$eval("tr[data-run]", (trs) => trs.map((tr) => [tr.dataset.run, tr.querySelector(".badge").textContent, tr.querySelector(".badge").className]));
+    assert.deepEqual(rows.map((r) => r[0]), ["bug-ga-change", "healthy-mb1-ga8", "healthy-mb8-ga1"]);
+    assert.deepEqual(rows[0].slice(1), ["1", "badge critical"], "the GA bug run shows one critical alert");
+    assert.deepEqual(rows[1].slice(1), ["ok", "badge ok"]);
+    await page.screenshot({ path: path.join(outDir, "runs.png"), fullPage: true });
+
+    // The run page: three charts with data, the alert listed with its message and drawn as a band.
+    await page.click("a[href='#/run/bug-ga-change']");
+    await ready();
+    const state = await page.evaluate(() => ({
+      charts: window.lossguardDashboard.charts.map((c) => ({ series: c.series.length, points: c.data[0].length, loss: c.data[1].filter((v) => v !== null).length })),
+      bands: window.lossguardDashboard.bandsDrawn,
+      canvases: document.querySelectorAll(".chart canvas").length,
+    }));
+    assert.equal(state.charts.length, 3);
+    assert.equal(state.canvases, 3);
+    for (const chart of state.charts) {
+      assert.equal(chart.points, 150, "150 steps, one bucket each");
+      assert.ok(chart.loss > 140, `series drawn with data: ${JSON.stringify(chart)}`);
+    }
+    assert.ok(state.bands > 0, "alert episodes are drawn on the charts");
+    const alerts = await page.$$eval(".alert", (items) => items.map((a) => [a.dataset.kind, a.querySelector(".message").textContent]));
+    const kinds = alerts.map((a) => a[0]).sort();
+    assert.deepEqual(kinds, ["config_change", "loss_scale_mismatch"]);
+    assert.match(alerts.find((a) => a[0] === "loss_scale_mismatch")[1], /summed over ga_steps=8 without dividing/);
+    await page.screenshot({ path: path.join(outDir, "run.png"), fullPage: true });
+    // Clicking an alert zooms every chart to its episode (the charts are synchronized).
+    await page.click(".alert[data-kind='config_change']");
+    const scales = await page.evaluate(() => window.lossguardDashboard.charts.map((c) => [c.scales.x.min, c.scales.x.max]));
+    for (const [min, max] of scales) assert.ok(min >= 50 && max <= 100, `zoomed to the change at 75: ${min}-${max}`);
+
+    // Comparison: mb8/GA1 against mb1/GA8 on one chart.
+    await page.goto(url + "/#/compare/healthy-mb8-ga1/healthy-mb1-ga8");
+    await ready();
+    const compared = await page.evaluate(() => window.lossguardDashboard.charts[0].data.map((s) => s.filter((v) => v !== null).length));
+    assert.deepEqual(compared, [150, 150, 150]);
+    await page.screenshot({ path: path.join(outDir, "compare.png"), fullPage: true });
+
+    // Live: a run streaming while its page is open.
+    const record = (step) => ({ run: "live", step, ga_steps: 1, micro_batch_size: 8, loss: 3 - step / 100, grad_norm: 1, tokens: 500 });
+    await post(url, [0, 1, 2, 3, 4].map(record));
+    await page.goto(url + "/#/run/live");
+    await ready();
+    assert.equal(await page.evaluate(() => window.lossguardDashboard.latestStep), 4);
+    await post(url, [5, 6, 7, 8, 9].map(record).concat([{ ...record(10), loss: "NaN" }]));
+    await page.waitForFunction(() => window.lossguardDashboard.latestStep === 10, null, { timeout: 15000 });
+    await page.waitForSelector(".alert[data-kind='nonfinite']", { timeout: 15000 });
+    assert.deepEqual(pageErrors, [], "no errors in the page");
+    console.log(`dashboard test passed; screenshots in ${outDir}`);
+  } finally {
+    await browser.close();
+    child.kill("SIGTERM");
+    await new Promise((resolve) => child.on("exit", resolve));
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });

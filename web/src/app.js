@@ -1,0 +1,264 @@
+// lossguard's built-in dashboard: a run list, a run page with synchronized uPlot charts and alert
+// episodes drawn on them, and a two-run comparison. Reads only the REST API; refreshes itself.
+"use strict";
+
+const SEVERITY_COLOR = { critical: "rgba(198,40,40,0.16)", warning: "rgba(239,143,0,0.18)", info: "rgba(92,107,192,0.12)" };
+const SERIES_COLORS = ["#1565c0", "#c62828", "#2e7d32", "#6a1b9a"];
+const POLL_MS = 2000;
+
+// State the browser test reads: what the page has drawn.
+window.lossguardDashboard = { view: null, ready: false, charts: [], bandsDrawn: 0, latestStep: null };
+
+let pollTimer = null;
+
+async function getJson(path) {
+  const response = await fetch(path);
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    throw new Error((body && body.error && body.error.message) || `${path}: HTTP ${response.status}`);
+  }
+  return body;
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child instanceof Node ? child : String(child));
+  return node;
+}
+
+function fmt(value, digits = 4) {
+  if (value === null || value === undefined) return "–";
+  if (typeof value === "string") return value; // "NaN", "Infinity": data, shown as such
+  return Number.isInteger(value) ? String(value) : value.toPrecision(digits);
+}
+
+function setStatus(text) { document.getElementById("status").textContent = text; }
+
+function resetView(name) {
+  if (pollTimer) clearInterval(pollTimer);
+  pollTimer = null;
+  for (const chart of window.lossguardDashboard.charts) chart.destroy();
+  window.lossguardDashboard = { view: name, ready: false, charts: [], bandsDrawn: 0, latestStep: null };
+  const app = document.getElementById("app");
+  app.replaceChildren();
+  return app;
+}
+
+function badges(open) {
+  const out = el("span");
+  let any = false;
+  for (const severity of ["critical", "warning", "info"]) {
+    if (open[severity] > 0) {
+      out.append(el("span", { class: `badge ${severity}`, title: `${open[severity]} open ${severity}` }, open[severity]));
+      any = true;
+    }
+  }
+  if (!any) out.append(el("span", { class: "badge ok", title: "no open alerts" }, "ok"));
+  return out;
+}
+
+// ---- run list ----------------------------------------------------------------------------------
+
+async function renderRuns() {
+  const app = resetView("runs");
+  app.append(el("h1", {}, "Runs"));
+  const table = el("table", { class: "runs" });
+  const compare = el("div", { class: "compare" });
+  app.append(table, compare);
+  const draw = async () => {
+    const { runs } = await getJson("/api/v1/runs");
+    table.replaceChildren(el("tr", {},
+      ...["run", "alerts", "step", "loss", "ref_loss", "loss / ref", "ga_steps", "micro_batch", "world", "records"].map((h) => el("th", {}, h))));
+    for (const run of runs) {
+      const last = run.last || {};
+      const ratio = typeof last.loss === "number" && typeof last.ref_loss === "number" ? last.loss / last.ref_loss : null;
+      table.append(el("tr", { "data-run": run.run },
+        el("td", {}, el("a", { href: `#/run/${encodeURIComponent(run.run)}` }, run.run)),
+        el("td", {}, badges(run.open_alerts)),
+        el("td", {}, fmt(run.latest_step)), el("td", {}, fmt(last.loss)), el("td", {}, fmt(last.ref_loss)),
+        el("td", {}, fmt(ratio, 3)), el("td", {}, fmt(run.config.ga_steps)),
+        el("td", {}, fmt(run.config.micro_batch_size)), el("td", {}, fmt(run.config.world_size)),
+        el("td", {}, fmt(run.records))));
+    }
+    if (runs.length === 0) table.append(el("tr", {}, el("td", { colspan: 10, class: "muted" }, "no runs yet: point a collector or `lossguard replay` at this server")));
+    if (!compare.hasChildNodes() && runs.length >= 2) {
+      const pick = (id, index) => el("select", { id }, ...runs.map((r, i) => {
+        const option = el("option", { value: r.run }, r.run);
+        if (i === index) option.selected = true;
+        return option;
+      }));
+      compare.append("Compare ", pick("compare-a", 0), " with ", pick("compare-b", 1), " ",
+        el("button", { onclick: () => {
+          const a = document.getElementById("compare-a").value, b = document.getElementById("compare-b").value;
+          location.hash = `#/compare/${encodeURIComponent(a)}/${encodeURIComponent(b)}`;
+        } }, "compare loss"));
+    }
+    setStatus(`${runs.length} runs · refreshed ${new Date().toLocaleTimeString()}`);
+    window.lossguardDashboard.ready = true;
+  };
+  await draw();
+  pollTimer = setInterval(() => draw().catch((e) => setStatus(e.message)), POLL_MS * 2);
+}
+
+// ---- run page ----------------------------------------------------------------------------------
+
+// The downsampled series of one rank as uPlot columns. Buckets keep min and max; the charts draw
+// the max (spikes survive any zoom) and, for the loss, the min as well.
+function columns(rank) {
+  const nullIfNan = (values) => values.map((v) => (typeof v === "number" ? v : null));
+  const positive = (values) => values.map((v) => (typeof v === "number" && v > 0 ? v : null));
+  return {
+    step: rank.step,
+    loss_max: nullIfNan(rank.loss.max), loss_min: nullIfNan(rank.loss.min),
+    ref_loss: nullIfNan(rank.ref_loss.max),
+    grad_norm: positive(rank.grad_norm.max),
+    tokens: nullIfNan(rank.tokens.max),
+    nan: rank.loss.nan.map((n, i) => n + rank.grad_norm.nan[i]),
+  };
+}
+
+// A uPlot plugin drawing alert episodes as bands (single-step episodes as lines).
+function alertBands(getAlerts) {
+  return {
+    hooks: {
+      drawClear: [(u) => {
+        const ctx = u.ctx;
+        for (const alert of getAlerts()) {
+          const x0 = u.valToPos(alert.first_step, "x", true), x1 = u.valToPos(alert.last_step, "x", true);
+          const left = Math.max(u.bbox.left, Math.min(x0, x1)), right = Math.min(u.bbox.left + u.bbox.width, Math.max(x0, x1));
+          if (right < u.bbox.left || left > u.bbox.left + u.bbox.width) continue;
+          ctx.fillStyle = SEVERITY_COLOR[alert.severity] || SEVERITY_COLOR.info;
+          ctx.fillRect(left, u.bbox.top, Math.max(right - left, 2 * devicePixelRatio), u.bbox.height);
+          window.lossguardDashboard.bandsDrawn++;
+        }
+      }],
+    },
+  };
+}
+
+function makeChart(target, title, series, data, { log = false, alerts = () => [] } = {}) {
+  const box = el("div", { class: "chart" }, el("h2", {}, title));
+  target.append(box);
+  const width = Math.max(400, target.clientWidth - 12);
+  const options = {
+    width, height: 210,
+    cursor: { sync: { key: "lossguard" } },
+    scales: { x: { time: false }, y: log ? { distr: 3 } : {} },
+    axes: [{ label: "step" }, { size: 60 }],
+    series: [{ label: "step" }, ...series.map((s, i) => ({ label: s, stroke: SERIES_COLORS[i % 4], width: 1.5, spanGaps: false }))],
+    plugins: [alertBands(alerts)],
+  };
+  const chart = new uPlot(options, data, box);
+  window.lossguardDashboard.charts.push(chart);
+  return chart;
+}
+
+function alertItem(alert, onPick) {
+  return el("div", { class: `alert ${alert.severity} ${alert.state}`, "data-kind": alert.kind, onclick: () => onPick(alert) },
+    el("div", { class: "head" }, el("span", { class: `badge ${alert.severity}` }, alert.severity), alert.kind),
+    el("div", { class: "steps" }, `steps ${alert.first_step}–${alert.last_step} · ${alert.state}`),
+    el("div", { class: "message" }, alert.message));
+}
+
+async function renderRun(name) {
+  const app = resetView("run");
+  const title = el("h1", {}, name, " ");
+  const layout = el("div", { class: "layout" });
+  const chartsBox = el("div", {});
+  const alertsBox = el("div", { class: "alerts" }, el("h2", {}, "Alerts"));
+  app.append(title, layout);
+  layout.append(chartsBox, alertsBox);
+
+  let alerts = [];
+  let charts = null;
+  const zoomTo = (alert) => {
+    const pad = Math.max(10, Math.round((alert.last_step - alert.first_step) * 0.5));
+    for (const chart of charts || []) chart.setScale("x", { min: alert.first_step - pad, max: alert.last_step + pad });
+  };
+  const load = async () => {
+    const [{ run }, series, alertList] = await Promise.all([
+      getJson(`/api/v1/runs/${encodeURIComponent(name)}`),
+      getJson(`/api/v1/runs/${encodeURIComponent(name)}/steps?max_points=2000`),
+      getJson(`/api/v1/alerts?run=${encodeURIComponent(name)}`),
+    ]);
+    alerts = alertList.alerts;
+    title.replaceChildren(name, " ", badges(run.open_alerts),
+      el("span", { class: "muted" }, ` ga_steps ${run.config.ga_steps} · micro_batch ${run.config.micro_batch_size} · world ${run.config.world_size} · step ${run.latest_step}`));
+    alertsBox.replaceChildren(el("h2", {}, `Alerts (${alerts.length})`),
+      ...(alerts.length ? alerts.map((a) => alertItem(a, zoomTo)) : [el("div", { class: "muted" }, "none")]));
+    const rank = series.ranks[0];
+    const c = columns(rank);
+    const data = {
+      loss: [c.step, c.loss_max, c.loss_min, c.ref_loss],
+      grad: [c.step, c.grad_norm],
+      tokens: [c.step, c.tokens],
+    };
+    if (!charts) {
+      charts = [
+        makeChart(chartsBox, "loss (reported, bucket max and min) and ref_loss", ["loss max", "loss min", "ref_loss"], data.loss, { alerts: () => alerts }),
+        makeChart(chartsBox, "grad_norm (log scale)", ["grad_norm"], data.grad, { log: true, alerts: () => alerts }),
+        makeChart(chartsBox, "label tokens per step", ["tokens"], data.tokens, { alerts: () => alerts }),
+      ];
+    } else {
+      charts[0].setData(data.loss);
+      charts[1].setData(data.grad);
+      charts[2].setData(data.tokens);
+    }
+    window.lossguardDashboard.latestStep = run.latest_step;
+    window.lossguardDashboard.points = c.step.length;
+    window.lossguardDashboard.bucketWidth = series.bucket_width;
+    setStatus(`${run.records} records · buckets of ${series.bucket_width} step(s) · refreshed ${new Date().toLocaleTimeString()}`);
+    window.lossguardDashboard.ready = true;
+    return run.latest_step;
+  };
+  let latest = await load();
+  // Live: reload when the run has moved on.
+  pollTimer = setInterval(async () => {
+    try {
+      const { run } = await getJson(`/api/v1/runs/${encodeURIComponent(name)}`);
+      if (run.latest_step !== latest || run.open_alerts.critical + run.open_alerts.warning + run.open_alerts.info !== alerts.filter((a) => a.state === "open").length) {
+        latest = await load();
+      }
+    } catch (e) { setStatus(e.message); }
+  }, POLL_MS);
+}
+
+// ---- comparison --------------------------------------------------------------------------------
+
+async function renderCompare(a, b) {
+  const app = resetView("compare");
+  app.append(el("h1", {}, `${a} vs ${b}`));
+  const box = el("div", {});
+  app.append(box, el("p", { class: "muted" },
+    "The reported loss of both runs (bucket max), aligned by step. Runs that differ only in how the batch is split (micro_batch 8 / GA 1 against micro_batch 1 / GA 8) should coincide when the loss is normalised over tokens."));
+  const [sa, sb] = await Promise.all([a, b].map((run) => getJson(`/api/v1/runs/${encodeURIComponent(run)}/steps?max_points=2000`)));
+  const ca = columns(sa.ranks[0]), cb = columns(sb.ranks[0]);
+  const joined = uPlot.join([[ca.step, ca.loss_max], [cb.step, cb.loss_max]]);
+  makeChart(box, "reported loss", [a, b], joined);
+  window.lossguardDashboard.points = joined[0].length;
+  setStatus(`${a}: ${ca.step.length} buckets · ${b}: ${cb.step.length} buckets`);
+  window.lossguardDashboard.ready = true;
+}
+
+// ---- routing -----------------------------------------------------------------------------------
+
+async function route() {
+  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  try {
+    if (parts[0] === "run" && parts[1]) await renderRun(parts[1]);
+    else if (parts[0] === "compare" && parts[1] && parts[2]) await renderCompare(parts[1], parts[2]);
+    else await renderRuns();
+  } catch (e) {
+    document.getElementById("app").append(el("p", { class: "error" }, e.message));
+    setStatus("error");
+    window.lossguardDashboard.error = e.message;
+  }
+}
+
+window.addEventListener("hashchange", route);
+route();
