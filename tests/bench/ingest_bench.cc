@@ -61,6 +61,9 @@ int main(int argc, char** argv) {
   app.add_option("--latency-batches", latency_batches, "100-record requests in the latency phase");
   app.add_option("--query-repeats", query_repeats, "downsampled queries timed");
   app.add_option("--sync", sync, "server --sync mode")->check(CLI::IsMember({"full", "normal"}));
+  std::string analyzers = "on";
+  app.add_option("--analyzers", analyzers, "server --analyzers")
+      ->check(CLI::IsMember({"on", "off"}));
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -68,7 +71,8 @@ int main(int argc, char** argv) {
         (std::filesystem::temp_directory_path() / "lossguard-bench-XXXXXX").string();
     if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
     std::filesystem::path dir = pattern;
-    ServerProcess server({.db = dir / "bench.db", .extra_args = {"--sync", sync}});
+    ServerProcess server(
+        {.db = dir / "bench.db", .extra_args = {"--sync", sync, "--analyzers", analyzers}});
 
     // Bodies are built before the clock starts: the benchmark measures the server, not sprintf.
     std::int64_t batches = records / batch;
@@ -118,10 +122,10 @@ int main(int argc, char** argv) {
 
     std::printf(
         "ingest throughput: %lld records in %.2f s = %.0f records/s (batches of %lld, %d clients, "
-        "--sync %s)\n",
+        "--sync %s, --analyzers %s)\n",
         static_cast<long long>(batches * batch), seconds,
         static_cast<double>(batches * batch) / seconds, static_cast<long long>(batch), clients,
-        sync.c_str());
+        sync.c_str(), analyzers.c_str());
     std::printf("ingest latency, 100-record batches: p50 %.2f ms, p99 %.2f ms (%zu requests)\n",
                 Percentile(ingest_ms, 0.5), Percentile(ingest_ms, 0.99), ingest_ms.size());
     std::printf(
