@@ -2,6 +2,10 @@
 
 namespace lossguard::analyzers {
 
+RunConfig ConfigOf(const wire::StepRecord& r) {
+  return RunConfig{r.ga_steps, r.micro_batch_size, r.world_size};
+}
+
 std::optional<Finding> ConfigChangeDetector::Observe(const wire::StepRecord& r) {
   const RunConfig now = ConfigOf(r);
   if (!current_ || *current_ == now) {

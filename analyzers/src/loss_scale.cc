@@ -1,5 +1,4 @@
 #include <cmath>
-#include <cstdio>
 #include <vector>
 
 #include "format.h"
@@ -45,9 +44,7 @@ std::string Explanation(const std::string& explained_by, const wire::StepRecord&
     return "the loss is divided by the number of sequences, not tokens";
   return "no configuration value explains the factor";
 }
-}  // namespace
 
-namespace {
 struct Candidate {
   const char* name;
   double value;
@@ -70,12 +67,12 @@ std::vector<Candidate> CandidatesOf(const wire::StepRecord& r) {
   }
   return candidates;
 }
-}  // namespace
 
-std::string ExplainFactor(double factor, const wire::StepRecord& r, double tolerance) {
+// The candidate `factor` is closest to, within `tolerance` (relative), or "unexplained".
+const char* BestMatch(double factor, const std::vector<Candidate>& candidates, double tolerance) {
   const char* best = "unexplained";
   double best_error = tolerance;
-  for (const Candidate& c : CandidatesOf(r)) {
+  for (const Candidate& c : candidates) {
     double error = std::abs(factor / c.value - 1);
     if (error <= best_error) {
       best = c.name;
@@ -84,9 +81,10 @@ std::string ExplainFactor(double factor, const wire::StepRecord& r, double toler
   }
   return best;
 }
+}  // namespace
 
-RunConfig ConfigOf(const wire::StepRecord& r) {
-  return RunConfig{r.ga_steps, r.micro_batch_size, r.world_size};
+std::string ExplainFactor(double factor, const wire::StepRecord& r, double tolerance) {
+  return BestMatch(factor, CandidatesOf(r), tolerance);
 }
 
 void LossScaleDetector::ConfigChanged(const RunConfig& before, const RunConfig& after,
@@ -112,10 +110,6 @@ std::optional<Finding> LossScaleDetector::JudgeLevelShift(const wire::StepRecord
     s.judged = true;
     double ratio = *s.losses_after.Median() / s.level_before;
     // A loss missing a division by ga_steps (or world_size) scales with it.
-    struct Candidate {
-      const char* name;
-      double value;
-    };
     const double ga =
         static_cast<double>(s.after.ga_steps) / static_cast<double>(s.before.ga_steps);
     const double ws =
@@ -176,29 +170,34 @@ std::optional<Finding> LossScaleDetector::Observe(const wire::StepRecord& r) {
     return level_shift;
   }
   double factor = r.loss / reference->value;
+  if (std::abs(factor - 1) <= options_.tolerance) {  // the common case: nothing to explain
+    mismatching_ = 0;
+    explained_before_.clear();
+    return level_shift;
+  }
   // ln(vocab_size) is only approximately the initial loss: only a factor a configuration value
   // explains is evidence against it. A loss equal to the mean of micro-batch means is a weighting
   // problem (token_weighting_bias), not a scale one.
   const double tolerance = from_init ? options_.init_tolerance : options_.explain_tolerance;
-  std::string explained_by = ExplainFactor(factor, r, tolerance);
+  const std::vector<Candidate> candidates = CandidatesOf(r);
+  std::string explained_by = BestMatch(factor, candidates, tolerance);
   std::optional<double> mean_of_means = MeanOfMicroMeans(r);
   if (explained_by == "unexplained" && mean_of_means) {
     // Summing per-micro-batch means (Axolotl) is off by ga_steps from the mean of means exactly,
     // and from the token-weighted loss only roughly.
-    explained_by = ExplainFactor(r.loss / *mean_of_means, r, tolerance);
+    explained_by = BestMatch(r.loss / *mean_of_means, candidates, tolerance);
   }
   if (explained_by == "unexplained" && !explained_before_.empty()) {
     // Keep the episode's explanation while the factor stays near its value: a per-rank or
     // per-micro-batch weighting wobbles the factor by a few percent from step to step.
-    for (const Candidate& c : CandidatesOf(r)) {
+    for (const Candidate& c : candidates) {
       if (c.name == explained_before_ && std::abs(factor / c.value - 1) <= options_.init_tolerance)
         explained_by = explained_before_;
     }
   }
   bool weighting_only =
       mean_of_means && std::abs(r.loss / *mean_of_means - 1) <= options_.tolerance;
-  bool mismatch = std::abs(factor - 1) > options_.tolerance &&
-                  (!from_init || explained_by != "unexplained") && !weighting_only;
+  bool mismatch = (!from_init || explained_by != "unexplained") && !weighting_only;
   mismatching_ = mismatch ? mismatching_ + 1 : 0;
   explained_before_ = mismatch && explained_by != "unexplained" ? explained_by : "";
   const int confirm =

@@ -98,7 +98,7 @@ void AddAnalyzerFlags(CLI::App& app, analyzers::AnalyzerOptions& o) {
       ->check(positive);
   add("--vanishing-grad-collapse-factor", o.vanishing_grad.collapse_factor,
       "vanishing_grad: grad_norm below this x its median counts as collapsed")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(fraction);
 }
 
 std::optional<std::string> CheckAnalyzerOptions(const analyzers::AnalyzerOptions& o) {

@@ -4,8 +4,8 @@
 
 #include "cli/alert_table.h"
 #include "cli/commands.h"
+#include "cli/ndjson_records.h"
 #include "lossguard/analyzers/run_analyzer.h"
-#include "lossguard/wire/record_codec.h"
 
 namespace lossguard::cli {
 
@@ -33,21 +33,15 @@ int Analyze(const AnalyzeOptions& options, std::ostream& out, std::ostream& err)
     }
   };
 
-  std::string line;
-  std::size_t line_number = 0;
-  while (std::getline(in, line)) {
-    ++line_number;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    auto record = wire::ParseRecordText(line, 0);
-    if (!record) {
-      err << "lossguard analyze: " << options.file << ":" << line_number << ": "
-          << wire::RecordError{std::nullopt, record.error().field, record.error().message}
-                 .Describe()
-          << "\n";
-      return 1;
-    }
-    auto [run, inserted] = runs.try_emplace(record.value().run, options.analyzers);
-    apply(record.value().run, run->second.Add(record.value()));
+  std::optional<std::string> invalid = ForEachRecordLine(
+      in, options.file, [&](const std::string&, wire::StepRecord& record, std::size_t) {
+        auto [run, inserted] = runs.try_emplace(record.run, options.analyzers);
+        apply(record.run, run->second.Add(record));
+        return true;
+      });
+  if (invalid) {
+    err << "lossguard analyze: " << *invalid << "\n";
+    return 1;
   }
   for (auto& [name, analyzer] : runs) apply(name, analyzer.Flush());
 

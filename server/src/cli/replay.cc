@@ -1,12 +1,10 @@
 #include <chrono>
 #include <fstream>
-#include <nlohmann/json.hpp>
-#include <thread>
 
 #include "cli/batch_sender.h"
 #include "cli/commands.h"
+#include "cli/ndjson_records.h"
 #include "lossguard/wire/http_client.h"
-#include "lossguard/wire/record_codec.h"
 
 namespace lossguard::cli {
 
@@ -35,23 +33,21 @@ int Replay(const ReplayOptions& options, std::ostream& out, std::ostream& err) {
     return true;
   };
 
-  std::string line;
-  while (std::getline(in, line)) {
-    ++line_number;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    auto record = wire::ParseRecordText(line, 0);
-    if (!record) {
-      err << "lossguard replay: " << options.file << ":" << line_number << ": "
-          << wire::RecordError{std::nullopt, record.error().field, record.error().message}
-                 .Describe()
-          << "\n"
-          << "  (" << totals.accepted
-          << " records before this line were stored; nothing after it was sent)\n";
-      return 1;
-    }
-    batch += line;
-    batch += '\n';
-    if (++in_batch == options.batch_size && !flush()) return 1;
+  bool refused = false;
+  std::optional<std::string> invalid = ForEachRecordLine(
+      in, options.file, [&](const std::string& line, wire::StepRecord&, std::size_t number) {
+        line_number = number;
+        batch += line;
+        batch += '\n';
+        refused = ++in_batch == options.batch_size && !flush();
+        return !refused;
+      });
+  if (refused) return 1;
+  if (invalid) {
+    err << "lossguard replay: " << *invalid << "\n"
+        << "  (" << totals.accepted
+        << " records before this line were stored; nothing after it was sent)\n";
+    return 1;
   }
   if (!flush()) return 1;
   out << "replayed " << options.file << ": " << totals.accepted << " records in " << totals.batches

@@ -91,7 +91,9 @@ std::string ServerMetrics::Render(store::Store& store, const MetricsOptions& opt
   store::ActiveRuns selected = store.ListActiveRuns(since, options.max_runs);
   active.Add({}).Set(static_cast<double>(selected.active));
   omitted.Add({}).Set(static_cast<double>(selected.active - selected.runs.size()));
+  std::set<std::string> exported;
   for (const store::RunSummary& run : selected.runs) {
+    exported.insert(run.name);
     const prometheus::Labels labels = {{"run", run.name}};
     const nlohmann::json& r = run.latest;
     if (auto v = Field(r, "step")) step.Add(labels).Set(*v);
@@ -107,8 +109,6 @@ std::string ServerMetrics::Render(store::Store& store, const MetricsOptions& opt
     last_seen.Add(labels).Set(run.last_seen);
   }
   std::map<std::string, double> by_severity = {{"critical", 0}, {"warning", 0}, {"info", 0}};
-  std::set<std::string> exported;
-  for (const store::RunSummary& run : selected.runs) exported.insert(run.name);
   for (const store::OpenAlertGroup& group : store.ListOpenAlertGroups()) {
     by_severity[group.severity] += static_cast<double>(group.count);
     if (!exported.count(group.run)) continue;

@@ -123,14 +123,13 @@ Analysis::RunState& Analysis::Load(std::int64_t run_id) {
 }
 
 void Analysis::Prepare(std::int64_t run_id) {
-  if (!options_.enabled) return;
+  // Once per run and batch: a batch's records are mostly of one run.
+  if (!options_.enabled || !touched_.insert(run_id).second) return;
   Load(run_id);
-  touched_.insert(run_id);
 }
 
 void Analysis::Feed(std::int64_t run_id, const wire::StepRecord& record) {
   if (!options_.enabled) return;
-  touched_.insert(run_id);
   for (analyzers::AlertEvent& event : runs_.at(run_id).analyzer.Add(record)) {
     auto key = std::make_tuple(run_id, event.kind, event.first_step);
     auto [it, inserted] = episode_index_.try_emplace(key, events_.size());

@@ -36,7 +36,7 @@ class Analysis {
   bool enabled() const { return options_.enabled; }
   // Before the batch's records of this run are written: loads the run's analyzer if needed.
   void Prepare(std::int64_t run_id);
-  // A record the batch stored (new or replaced; not a duplicate).
+  // A record the batch stored (new or replaced; not a duplicate), of a run Prepare()d.
   void Feed(std::int64_t run_id, const wire::StepRecord& record);
   // Writes the batch's alert events and judged_through values; call before committing.
   void Finish(double now);
