@@ -13,13 +13,13 @@ namespace lossguard::analyzers {
 // tokens or when the sum is not finite and positive.
 inline std::optional<double> TokenWeightedMicroMean(const wire::StepRecord& r) {
   double sum = 0;
-  std::int64_t tokens = 0;
+  double tokens = 0;  // a double: 65,536 micro-batches of up to 2^53-1 tokens overflow int64
   for (const wire::MicroBatch& mb : r.micro) {
     sum += mb.loss_sum ? *mb.loss_sum : mb.loss * static_cast<double>(mb.tokens);
-    tokens += mb.tokens;
+    tokens += static_cast<double>(mb.tokens);
   }
   if (tokens <= 0 || !std::isfinite(sum) || sum <= 0) return std::nullopt;
-  return sum / static_cast<double>(tokens);
+  return sum / tokens;
 }
 
 // Unweighted mean of the micro-batch means (what transformers reported before its GA fix), when at

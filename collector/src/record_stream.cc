@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "lossguard/wire/http_client.h"
+#include "lossguard/wire/json_numbers.h"
 #include "record_ring.h"
 #include "spool.h"
 
@@ -155,7 +156,7 @@ class RecordStream::Sender {
 
   static std::optional<std::size_t> RejectedIndex(const std::string& body) {
     try {
-      nlohmann::json error = nlohmann::json::parse(body);
+      nlohmann::json error = wire::ParseJsonText(body);
       const nlohmann::json& record = error.at("error").at("record");
       if (record.is_number_unsigned()) return record.get<std::size_t>();
     } catch (const nlohmann::json::exception&) {

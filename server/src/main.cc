@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   int threads = static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
   std::string sync = "full";
   std::uint64_t max_body_mb = 64;
+  std::size_t max_connections = 4096;
   std::string log_level = "info";
   app.add_option("--listen", listen,
                  "address to listen on, HOST:PORT (IPv6 as [::1]:PORT; port 0 picks one)")
@@ -44,6 +45,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-body-mb", max_body_mb, "largest request body accepted, MiB (larger: 413)")
       ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app.add_option("--max-connections", max_connections,
+                 "connections served at once; beyond it new ones get 503 and are closed (keep it "
+                 "below the open-file limit, which the server raises to its hard limit at start)")
+      ->check(CLI::Range(1, 1000000))
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
@@ -109,6 +115,16 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", *refused);
     return 2;
   }
+  if (token.value()) {
+    if (auto weak = lossguard::WeakTokenWarning(*token.value())) spdlog::warn("{}", *weak);
+  }
+  const lossguard::FileLimit files = lossguard::RaiseFileLimit();
+  if (files.soft < max_connections + lossguard::kReservedDescriptors) {
+    spdlog::warn(
+        "--max-connections {} is above what the open-file limit {} allows ({} descriptors are kept "
+        "for the database and logs); at the limit the server pauses accepting instead",
+        max_connections, files.soft, lossguard::kReservedDescriptors);
+  }
 
   try {
     lossguard::store::StoreOptions store_options;
@@ -128,6 +144,7 @@ int main(int argc, char** argv) {
     lossguard::http::HttpServerOptions options;
     options.threads = threads;
     options.limits.body_limit = max_body_mb << 20;
+    options.max_connections = max_connections;
     lossguard::http::HttpServer server(router, options);
     auto endpoint = server.Listen(address.value());
     std::string host = endpoint.address().is_v6() ? "[" + endpoint.address().to_string() + "]"

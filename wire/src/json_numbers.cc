@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "lossguard/wire/json_text.h"
 #include "non_finite_tokens.h"
 
 namespace lossguard::wire {
@@ -27,6 +28,13 @@ std::optional<double> NumberFromJson(const nlohmann::json& value) {
 }
 
 nlohmann::json ParseJsonText(std::string_view text) {
+  if (std::optional<JsonTextProblem> problem = CheckJsonText(text)) {
+    throw nlohmann::json::parse_error::create(101, problem->offset + 1, problem->message, nullptr);
+  }
+  return ParseCheckedJsonText(text);
+}
+
+nlohmann::json ParseCheckedJsonText(std::string_view text) {
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error&) {

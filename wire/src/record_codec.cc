@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "lossguard/wire/json_numbers.h"
+#include "lossguard/wire/json_text.h"
 #include "non_finite_tokens.h"
 
 namespace lossguard::wire {
@@ -66,13 +67,13 @@ class FieldReader {
     return &*it;
   }
 
-  bool Int(std::string_view field, bool required, std::int64_t min,
+  bool Int(std::string_view field, bool required, std::int64_t min, std::int64_t max,
            std::optional<std::int64_t>& out) {
     const json* value = Find(field);
     if (value == nullptr) {
       if (required)
-        return Fail(field,
-                    Name(field) + " is required (an integer >= " + std::to_string(min) + ")");
+        return Fail(field, Name(field) + " is required (an integer from " + std::to_string(min) +
+                             " to " + std::to_string(max) + ")");
       return true;
     }
     std::int64_t parsed = 0;
@@ -96,13 +97,17 @@ class FieldReader {
       return Fail(field, Name(field) + " must be >= " + std::to_string(min) + ", but got " +
                              std::to_string(parsed));
     }
+    if (parsed > max) {
+      return Fail(field, Name(field) + " must be <= " + std::to_string(max) + ", but got " +
+                             std::to_string(parsed));
+    }
     out = parsed;
     return true;
   }
 
-  bool Int(std::string_view field, std::int64_t min, std::int64_t& out) {
+  bool Int(std::string_view field, std::int64_t min, std::int64_t max, std::int64_t& out) {
     std::optional<std::int64_t> value;
-    if (!Int(field, /*required=*/true, min, value)) return false;
+    if (!Int(field, /*required=*/true, min, max, value)) return false;
     out = *value;
     return true;
   }
@@ -178,7 +183,7 @@ bool ReadMicro(const json& array, std::size_t index, std::vector<MicroBatch>& ou
     FieldReader reader(entry, index, prefix);
     std::optional<double> loss, loss_sum;
     std::optional<std::int64_t> tokens;
-    if (!reader.Number("loss", true, loss) || !reader.Int("tokens", true, 0, tokens) ||
+    if (!reader.Number("loss", true, loss) || !reader.Int("tokens", true, 0, kMaxCount, tokens) ||
         !reader.Number("loss_sum", false, loss_sum)) {
       error = reader.error();
       return false;
@@ -257,16 +262,17 @@ Result<StepRecord, RecordError> ParseRecord(const json& object, std::size_t inde
 
   std::optional<double> loss;
   std::optional<std::int64_t> rank, world_size;
-  if (!reader.Int("step", 0, record.step) || !reader.Int("rank", false, 0, rank) ||
-      !reader.Int("world_size", false, 1, world_size) ||
-      !reader.Int("ga_steps", 1, record.ga_steps) ||
-      !reader.Int("micro_batch_size", 1, record.micro_batch_size) ||
+  if (!reader.Int("step", 0, kMaxCount, record.step) ||
+      !reader.Int("rank", false, 0, kMaxSize, rank) ||
+      !reader.Int("world_size", false, 1, kMaxSize, world_size) ||
+      !reader.Int("ga_steps", 1, kMaxSize, record.ga_steps) ||
+      !reader.Int("micro_batch_size", 1, kMaxSize, record.micro_batch_size) ||
       !reader.Number("loss", true, loss) || !reader.Number("grad_norm", false, record.grad_norm) ||
-      !reader.Int("tokens", false, 0, record.tokens) ||
-      !reader.Int("vocab_size", false, 2, record.vocab_size) ||
+      !reader.Int("tokens", false, 0, kMaxCount, record.tokens) ||
+      !reader.Int("vocab_size", false, 2, kMaxSize, record.vocab_size) ||
       !reader.Number("lr", false, record.lr) ||
       !reader.Number("ref_loss", false, record.ref_loss) ||
-      !reader.Int("nonfinite_grads", false, 0, record.nonfinite_grads) ||
+      !reader.Int("nonfinite_grads", false, 0, kMaxCount, record.nonfinite_grads) ||
       !reader.FiniteNumber("time", record.time)) {
     return reader.error();
   }
@@ -291,9 +297,12 @@ Result<StepRecord, RecordError> ParseRecord(const json& object, std::size_t inde
 }
 
 Result<StepRecord, RecordError> ParseRecordText(std::string_view text, std::size_t index) {
+  if (std::optional<JsonTextProblem> problem = CheckJsonText(text)) {
+    return RecordError{index, "", problem->message};
+  }
   json object;
   try {
-    object = ParseJsonText(text);
+    object = ParseCheckedJsonText(text);
   } catch (const json::exception& e) {
     return RecordError{index, "", std::string("malformed JSON: ") + e.what()};
   }
@@ -303,9 +312,12 @@ Result<StepRecord, RecordError> ParseRecordText(std::string_view text, std::size
 Result<std::vector<StepRecord>, RecordError> ParseBatch(std::string_view body, BodyFormat format) {
   std::vector<StepRecord> records;
   if (format == BodyFormat::kJson) {
+    if (std::optional<JsonTextProblem> problem = CheckJsonText(body)) {
+      return RecordError{problem->element, "", problem->message};
+    }
     json document;
     try {
-      document = ParseJsonText(body);
+      document = ParseCheckedJsonText(body);
     } catch (const json::exception& e) {
       return RecordError{std::nullopt, "", std::string("malformed JSON: ") + e.what()};
     }

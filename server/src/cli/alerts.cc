@@ -3,6 +3,7 @@
 #include "cli/alert_table.h"
 #include "cli/commands.h"
 #include "lossguard/wire/http_client.h"
+#include "lossguard/wire/json_numbers.h"
 
 namespace lossguard::cli {
 
@@ -45,7 +46,7 @@ int Alerts(const AlertsOptions& options, std::ostream& out, std::ostream& err) {
   }
   nlohmann::json alerts;
   try {
-    alerts = nlohmann::json::parse(response.body).at("alerts");
+    alerts = wire::ParseJsonText(response.body).at("alerts");
   } catch (const nlohmann::json::exception& e) {
     err << "lossguard alerts: unexpected response: " << e.what() << "\n";
     return 1;

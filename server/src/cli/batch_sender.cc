@@ -4,12 +4,14 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "lossguard/wire/json_numbers.h"
+
 namespace lossguard::cli {
 
 namespace {
 std::string ServerMessage(const wire::HttpResponse& response) {
   try {
-    return nlohmann::json::parse(response.body).at("error").at("message").get<std::string>();
+    return wire::ParseJsonText(response.body).at("error").at("message").get<std::string>();
   } catch (const nlohmann::json::exception&) {
     return response.body.substr(0, 500);
   }
@@ -25,7 +27,7 @@ std::string SendBatch(wire::HttpClient& client, const std::string& body, int ret
         return "server answered " + std::to_string(response.status) + ": " +
                ServerMessage(response);
       }
-      auto result = nlohmann::json::parse(response.body);
+      auto result = wire::ParseJsonText(response.body);
       totals.accepted += result.at("accepted").get<std::int64_t>();
       totals.duplicates += result.at("duplicates").get<std::int64_t>();
       totals.replaced += result.at("replaced").get<std::int64_t>();

@@ -2,7 +2,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <array>
+#include <atomic>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/strand.hpp>
 #include <stdexcept>
@@ -12,17 +18,19 @@
 namespace lossguard::http {
 
 namespace net = boost::asio;
+namespace beast = boost::beast;
 using tcp = net::ip::tcp;
 
+// Accepts connections. Beyond max_connections it answers 503 itself (a few bytes, then a bounded
+// half-close) instead of starting a session; out of file descriptors it backs off.
 class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
  public:
-  Listener(net::io_context& ioc, const Router& router, SessionRegistry& registry,
-           SessionLimits limits)
+  Listener(net::io_context& ioc, const SessionContext& context, std::size_t max_connections)
       : ioc_(ioc),
         acceptor_(net::make_strand(ioc)),
-        router_(router),
-        registry_(registry),
-        limits_(limits) {}
+        retry_timer_(acceptor_.get_executor()),
+        context_(context),
+        max_connections_(max_connections) {}
 
   tcp::endpoint Open(const wire::HostPort& address) {
     boost::system::error_code ec;
@@ -49,39 +57,125 @@ class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
     net::post(acceptor_.get_executor(), [self = shared_from_this()] {
       boost::system::error_code ignored;  // closing an acceptor only fails if it is already closed
       self->acceptor_.close(ignored);
+      self->retry_timer_.cancel();
     });
   }
 
  private:
+  static constexpr auto kFirstBackoff = std::chrono::milliseconds(10);
+  static constexpr auto kMaxBackoff = std::chrono::milliseconds(1000);
+  static constexpr auto kWarnEvery = std::chrono::seconds(10);
+  static constexpr int kMaxRefusalsInFlight = 64;
+
   void Accept() {
     acceptor_.async_accept(net::make_strand(ioc_), [self = shared_from_this()](
                                                        boost::system::error_code ec,
                                                        tcp::socket socket) {
       if (ec == net::error::operation_aborted || !self->acceptor_.is_open()) return;
-      if (ec) {
-        spdlog::warn("accept: {}", ec.message());  // e.g. out of file descriptors; keep accepting
+      if (ec) return self->BackOff(ec);
+      self->backoff_ = kFirstBackoff;
+      if (self->context_.registry.Size() >= self->max_connections_) {
+        self->RefuseConnection(std::move(socket));
       } else {
-        std::make_shared<Session>(std::move(socket), self->router_, self->registry_, self->limits_)
-            ->Start();
+        std::make_shared<Session>(std::move(socket), self->context_)->Start();
       }
       self->Accept();
     });
   }
 
+  // EMFILE/ENFILE (or any other accept failure) would fail again at once: wait, doubling up to a
+  // second, while the sessions already open go on being served and free descriptors as they end.
+  void BackOff(const boost::system::error_code& ec) {
+    ++failures_since_warning_;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_warning_ >= kWarnEvery) {
+      spdlog::warn(
+          "accept: {} ({} failures since the last warning; {} connections open); pausing accepts "
+          "for up to {} ms at a time",
+          ec.message(), failures_since_warning_, context_.registry.Size(), kMaxBackoff.count());
+      last_warning_ = now;
+      failures_since_warning_ = 0;
+    }
+    retry_timer_.expires_after(backoff_);
+    backoff_ = std::min<std::chrono::milliseconds>(backoff_ * 2, kMaxBackoff);
+    retry_timer_.async_wait([self = shared_from_this()](boost::system::error_code wait_ec) {
+      if (wait_ec || !self->acceptor_.is_open()) return;
+      self->Accept();
+    });
+  }
+
+  void RefuseConnection(tcp::socket socket) {
+    ++refused_since_warning_;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_refusal_warning_ >= kWarnEvery) {
+      spdlog::warn("{} connections open (--max-connections); refused {} new ones with 503",
+                   max_connections_, refused_since_warning_);
+      last_refusal_warning_ = now;
+      refused_since_warning_ = 0;
+    }
+    if (refusals_in_flight_->load() >= kMaxRefusalsInFlight) {
+      boost::system::error_code ignored;  // a flood of connections: no courtesy for each of them
+      socket.close(ignored);
+      return;
+    }
+    auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
+    auto counter = refusals_in_flight_;
+    ++*counter;
+    static const std::string kBody =
+        R"({"error":{"status":503,"code":"too_many_connections","message":"the server is at )"
+        R"(its connection limit (--max-connections); retry shortly"}})";
+    static const std::string kResponse =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: "
+        "1\r\nConnection: close\r\nContent-Length: " +
+        std::to_string(kBody.size()) + "\r\n\r\n" + kBody;
+    stream->expires_after(std::chrono::seconds(1));
+    net::async_write(*stream, net::buffer(kResponse),
+                     [stream, counter](boost::system::error_code ec, std::size_t) {
+                       boost::system::error_code ignored;
+                       if (!ec) stream->socket().shutdown(tcp::socket::shutdown_send, ignored);
+                       // Read what the client sent until it closes (or a second passes), so that
+                       // closing does not reset the connection before the 503 is read.
+                       auto sink = std::make_shared<std::array<char, 4096>>();
+                       DrainRefused(stream, sink, counter);
+                     });
+  }
+
+  static void DrainRefused(std::shared_ptr<beast::tcp_stream> stream,
+                           std::shared_ptr<std::array<char, 4096>> sink,
+                           std::shared_ptr<std::atomic<int>> counter) {
+    stream->async_read_some(net::buffer(*sink), [stream, sink, counter](
+                                                    boost::system::error_code ec, std::size_t) {
+      if (!ec) return DrainRefused(stream, sink, counter);
+      boost::system::error_code ignored;
+      stream->socket().close(ignored);
+      --*counter;
+    });
+  }
+
   net::io_context& ioc_;
   tcp::acceptor acceptor_;
-  const Router& router_;
-  SessionRegistry& registry_;
-  SessionLimits limits_;
+  net::steady_timer retry_timer_;
+  const SessionContext& context_;
+  std::size_t max_connections_;
+  std::chrono::milliseconds backoff_ = kFirstBackoff;
+  std::chrono::steady_clock::time_point last_warning_{};
+  std::int64_t failures_since_warning_ = 0;
+  std::chrono::steady_clock::time_point last_refusal_warning_{};
+  std::int64_t refused_since_warning_ = 0;
+  std::shared_ptr<std::atomic<int>> refusals_in_flight_ = std::make_shared<std::atomic<int>>(0);
 };
 
 HttpServer::HttpServer(const Router& router, HttpServerOptions options)
-    : router_(router), options_(options), ioc_(options.threads) {}
+    : router_(router),
+      options_(options),
+      ioc_(options.threads),
+      write_pool_(static_cast<std::size_t>(std::max(1, options.write_threads))),
+      context_{router_, registry_, options_.limits, &write_pool_} {}
 
 HttpServer::~HttpServer() = default;
 
 tcp::endpoint HttpServer::Listen(const wire::HostPort& address) {
-  listener_ = std::make_shared<Listener>(ioc_, router_, registry_, options_.limits);
+  listener_ = std::make_shared<Listener>(ioc_, context_, options_.max_connections);
   return listener_->Open(address);
 }
 
@@ -123,6 +217,7 @@ void HttpServer::Run() {
   for (int i = 1; i < options_.threads; ++i) threads.emplace_back([this] { ioc_.run(); });
   ioc_.run();  // returns once the acceptor, the signal wait and every session are gone
   for (std::thread& thread : threads) thread.join();
+  write_pool_.join();  // idle by now: every session, and so every handler, has finished
   {
     std::lock_guard lock(shutdown_mutex_);
     finished_ = true;

@@ -3,6 +3,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -18,14 +19,20 @@
 namespace lossguard::http {
 
 struct HttpServerOptions {
-  int threads = 2;
+  int threads = 2;        // I/O threads
+  int write_threads = 2;  // run the handlers of writing requests (one stores, one parses the next)
+  // Connections served at once. Beyond it a new connection gets 503 with Retry-After and is closed;
+  // the connections already open keep being served.
+  std::size_t max_connections = 4096;
   SessionLimits limits;
   // How long shutdown waits for in-flight requests before it stops the I/O threads regardless.
   std::chrono::seconds shutdown_grace{10};
 };
 
 // The asynchronous Beast server: an acceptor, a session per connection on its own strand, and
-// `threads` I/O threads. Graceful shutdown on SIGINT/SIGTERM or Shutdown(): stop accepting, let
+// `threads` I/O threads. Out of file descriptors (EMFILE/ENFILE), it stops accepting for a while
+// (backing off to a second) and says so in the log at most every 10 s, instead of spinning.
+// Graceful shutdown on SIGINT/SIGTERM or Shutdown(): stop accepting, let
 // requests in progress finish, close idle connections, return from Run().
 class HttpServer {
  public:
@@ -49,8 +56,10 @@ class HttpServer {
   const Router& router_;
   HttpServerOptions options_;
   boost::asio::io_context ioc_;
-  std::shared_ptr<Listener> listener_;
+  boost::asio::thread_pool write_pool_;
   SessionRegistry registry_;
+  SessionContext context_;
+  std::shared_ptr<Listener> listener_;
   std::optional<boost::asio::signal_set> signals_;
   std::mutex shutdown_mutex_;
   std::condition_variable stopped_;

@@ -136,8 +136,11 @@ Response Router::Dispatch(const RawRequest& raw, std::string_view& route_pattern
   for (const Route& route : routes_) {
     std::map<std::string, std::string> params;
     if (!Match(route.segments, segments, params)) continue;
-    if (route.method != raw.method()) {
+    // HEAD is GET without the body (Session drops it): every GET route answers HEAD.
+    const bool head_of_get = raw.method() == bhttp::verb::head && route.method == bhttp::verb::get;
+    if (route.method != raw.method() && !head_of_get) {
       allowed.emplace_back(bhttp::to_string(route.method));
+      if (route.method == bhttp::verb::get) allowed.emplace_back("HEAD");
       continue;
     }
     route_pattern = route.pattern;

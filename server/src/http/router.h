@@ -31,7 +31,8 @@ struct Request {
 // Maps (method, path pattern) to handlers. Patterns are literal segments and {name} captures, e.g.
 // "/api/v1/runs/{run}/steps". Handle() answers 404 for unknown paths, 405 (with Allow) for known
 // paths with another method, 401 for write routes without the bearer token, and 400 for a
-// malformed query string — all as JSON errors. Handlers never see sockets. Thread-safe once built.
+// malformed query string — all as JSON errors. A HEAD request is handled by the GET route of its
+// path (the caller sends the headers only). Handlers never see sockets. Thread-safe once built.
 class Router {
  public:
   using Handler = std::function<Response(const Request&)>;

@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
+#include <string>
 
 #include "http/responses.h"
 
@@ -22,6 +24,11 @@ void SessionRegistry::Remove(const Session* session) {
   sessions_.erase(session);
 }
 
+std::size_t SessionRegistry::Size() {
+  std::lock_guard lock(mutex_);
+  return sessions_.size();
+}
+
 void SessionRegistry::ForEach(const std::function<void(const std::shared_ptr<Session>&)>& fn) {
   std::vector<std::shared_ptr<Session>> live;
   {
@@ -33,72 +40,145 @@ void SessionRegistry::ForEach(const std::function<void(const std::shared_ptr<Ses
   for (const auto& session : live) fn(session);
 }
 
-Session::Session(net::ip::tcp::socket socket, const Router& router, SessionRegistry& registry,
-                 SessionLimits limits)
-    : stream_(std::move(socket)), router_(router), registry_(registry), limits_(limits) {}
+namespace {
 
-Session::~Session() { registry_.Remove(this); }
+std::string Lower(boost::beast::string_view text) {
+  std::string out(text.data(), text.size());
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  while (!out.empty() && (out.back() == ' ' || out.back() == '\t')) out.pop_back();
+  std::size_t first = out.find_first_not_of(" \t");
+  return first == std::string::npos ? "" : out.substr(first);
+}
+
+bool Writes(bhttp::verb method) {
+  return method == bhttp::verb::post || method == bhttp::verb::put ||
+         method == bhttp::verb::delete_ || method == bhttp::verb::patch;
+}
+
+}  // namespace
+
+Session::Session(net::ip::tcp::socket socket, const SessionContext& context)
+    : stream_(std::move(socket)), context_(context) {}
+
+Session::~Session() { context_.registry.Remove(this); }
 
 void Session::Start() {
-  registry_.Add(shared_from_this());
+  context_.registry.Add(shared_from_this());
   net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->DoRead(); });
 }
 
 void Session::Shutdown() {
   net::post(stream_.get_executor(), [self = shared_from_this()] {
     self->closing_ = true;
-    // Idle (no byte of a next request yet): close now. Mid-request or writing: OnRead/OnWrite close
-    // once the response is out.
+    // Idle (no byte of a next request yet): close now. Mid-request, handling or writing: OnRead,
+    // Respond and OnWrite close once the response is out.
     bool mid_request = self->parser_ && (self->parser_->got_some() || self->buffer_.size() > 0);
-    if (!self->writing_ && !mid_request) self->Close();
+    if (!self->writing_ && !self->handling_ && !mid_request) self->Close();
   });
 }
 
 void Session::DoRead() {
   parser_.emplace();
-  parser_->body_limit(limits_.body_limit);
-  stream_.expires_after(limits_.idle_timeout);
+  parser_->body_limit(context_.limits.body_limit);
+  stream_.expires_after(context_.limits.idle_timeout);
+  bhttp::async_read_header(stream_, buffer_, *parser_,
+                           [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                             self->OnHeader(ec);
+                           });
+}
+
+// The header is in and the body is not: refuse here what would make the body unreadable or
+// misread, before a byte of it is taken for anything.
+void Session::OnHeader(beast::error_code ec) {
+  if (ec) return OnRead(ec);
+  const RawRequest& header = parser_->get();
+  auto hosts = header.equal_range(bhttp::field::host);
+  if (std::distance(hosts.first, hosts.second) > 1) {
+    return Refuse(bhttp::status::bad_request, "bad_http",
+                  "the request has more than one Host header");
+  }
+  auto transfer_encoding = header.find(bhttp::field::transfer_encoding);
+  if (transfer_encoding != header.end() && Lower(transfer_encoding->value()) != "chunked") {
+    return Refuse(bhttp::status::not_implemented, "unsupported_transfer_encoding",
+                  "Transfer-Encoding \"" + Lower(transfer_encoding->value()) +
+                      "\" is not supported; send the body as is (Content-Length) or chunked");
+  }
+  auto content_encoding = header.find(bhttp::field::content_encoding);
+  if (content_encoding != header.end() && Lower(content_encoding->value()) != "identity") {
+    return Refuse(bhttp::status::unsupported_media_type, "unsupported_content_encoding",
+                  "Content-Encoding \"" + Lower(content_encoding->value()) +
+                      "\" is not supported; send the body uncompressed");
+  }
+  stream_.expires_after(context_.limits.request_timeout);
   bhttp::async_read(stream_, buffer_, *parser_,
-                    [self = shared_from_this()](beast::error_code ec, std::size_t bytes) {
-                      self->OnRead(ec, bytes);
+                    [self = shared_from_this()](beast::error_code read_ec, std::size_t) {
+                      self->OnRead(read_ec);
                     });
 }
 
-void Session::OnRead(beast::error_code ec, std::size_t) {
+void Session::OnRead(beast::error_code ec) {
   if (ec == bhttp::error::end_of_stream || ec == net::error::operation_aborted ||
       ec == beast::error::timeout || ec == net::error::connection_reset ||
       ec == net::error::bad_descriptor) {
     return Close();
   }
   if (ec == bhttp::error::body_limit) {
-    closing_ = drain_before_close_ = true;
-    return Write(ErrorResponse(bhttp::status::payload_too_large, "body_too_large",
-                               "request body exceeds the server's limit of " +
-                                   std::to_string(limits_.body_limit) +
-                                   " bytes; send smaller batches",
-                               {{"limit_bytes", limits_.body_limit}}));
+    return Refuse(bhttp::status::payload_too_large, "body_too_large",
+                  "request body exceeds the server's limit of " +
+                      std::to_string(context_.limits.body_limit) + " bytes; send smaller batches");
   }
   if (ec) {
     // Unparseable HTTP: answer once, then drop the connection since the stream is out of sync.
-    closing_ = drain_before_close_ = true;
-    return Write(ErrorResponse(bhttp::status::bad_request, "bad_http",
-                               "malformed HTTP request: " + ec.message()));
+    return Refuse(bhttp::status::bad_request, "bad_http", "malformed HTTP request: " + ec.message());
   }
-  RawRequest request = parser_->release();
+  auto request = std::make_shared<RawRequest>(parser_->release());
   parser_.reset();
-  stream_.expires_after(limits_.request_timeout);
-  Response response = router_.Handle(request);
-  response.keep_alive(request.keep_alive() && !closing_);
-  Write(std::move(response));
+  Handle(std::move(request));
 }
 
-void Session::Write(Response response) {
+void Session::Handle(std::shared_ptr<RawRequest> request) {
+  if (context_.write_pool == nullptr || !Writes(request->method())) {
+    return Respond(*request, context_.router.Handle(*request));
+  }
+  handling_ = true;
+  // The guard keeps the I/O context running (Run() returns when it runs out of work) while the
+  // handler is away on the pool.
+  net::post(*context_.write_pool, [self = shared_from_this(), request,
+                                   guard = net::make_work_guard(stream_.get_executor())]() mutable {
+    Response response = self->context_.router.Handle(*request);
+    net::post(self->stream_.get_executor(), [self, request, response = std::move(response),
+                                             guard = std::move(guard)]() mutable {
+      self->handling_ = false;
+      self->Respond(*request, std::move(response));
+    });
+  });
+}
+
+void Session::Respond(const RawRequest& request, Response response) {
+  response.keep_alive(request.keep_alive() && !closing_);
+  Write(std::move(response), request.method() == bhttp::verb::head);
+}
+
+void Session::Refuse(bhttp::status status, std::string_view code, std::string message) {
+  closing_ = drain_before_close_ = true;
+  nlohmann::json extra = nlohmann::json::object();
+  if (status == bhttp::status::payload_too_large) extra["limit_bytes"] = context_.limits.body_limit;
+  Write(ErrorResponse(status, code, message, extra));
+}
+
+void Session::Write(Response response, bool head) {
   response_ = std::move(response);
   response_->prepare_payload();
+  if (head) {
+    // The headers GET would send, Content-Length included, and no body.
+    const std::size_t length = response_->body().size();
+    response_->body().clear();
+    response_->content_length(length);
+  }
   if (closing_) response_->keep_alive(false);
   bool close = !response_->keep_alive();
   writing_ = true;
-  stream_.expires_after(limits_.request_timeout);
+  stream_.expires_after(context_.limits.request_timeout);
   bhttp::async_write(stream_, *response_,
                      [self = shared_from_this(), close](beast::error_code ec, std::size_t) {
                        self->OnWrite(ec, close);

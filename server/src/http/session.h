@@ -1,6 +1,7 @@
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
@@ -20,12 +21,24 @@ struct SessionLimits {
   std::chrono::seconds request_timeout{60};  // reading one request, writing one response
 };
 
+// What every session of a server shares. `write_pool` runs the handlers of requests that write
+// (POST, PUT, DELETE), so that a long write never holds an I/O thread: reads and health checks
+// stay answered while a large batch is stored. Null: every handler runs on the I/O thread.
+struct SessionContext {
+  const Router& router;
+  SessionRegistry& registry;
+  SessionLimits limits;
+  boost::asio::thread_pool* write_pool = nullptr;
+};
+
 // One HTTP/1.1 connection: reads a request, asks the router, writes the response, repeats while
 // keep-alive holds. Requests on a connection are handled one at a time, in order, on its strand.
+// Refused before the body is read: a Transfer-Encoding other than chunked (501: the body's length
+// would be unknown), a Content-Encoding other than identity (415), more than one Host header (400).
+// HEAD is answered for every GET route, with the GET response's headers and no body.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(boost::asio::ip::tcp::socket socket, const Router& router, SessionRegistry& registry,
-          SessionLimits limits);
+  Session(boost::asio::ip::tcp::socket socket, const SessionContext& context);
   ~Session();
 
   void Start();
@@ -34,8 +47,12 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void DoRead();
-  void OnRead(boost::beast::error_code ec, std::size_t bytes);
-  void Write(Response response);
+  void OnHeader(boost::beast::error_code ec);
+  void OnRead(boost::beast::error_code ec);
+  void Handle(std::shared_ptr<RawRequest> request);
+  void Respond(const RawRequest& request, Response response);
+  void Refuse(bhttp::status status, std::string_view code, std::string message);
+  void Write(Response response, bool head = false);
   void OnWrite(boost::beast::error_code ec, bool close);
   void Close();
   void DrainThenClose();
@@ -44,9 +61,8 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::optional<Response> response_;
-  const Router& router_;
-  SessionRegistry& registry_;
-  SessionLimits limits_;
+  const SessionContext& context_;
+  bool handling_ = false;  // a handler is running on the write pool
   bool writing_ = false;
   bool closing_ = false;
   bool drain_before_close_ = false;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -9,11 +10,13 @@ namespace lossguard::http {
 
 class Session;
 
-// The live connections, so that shutdown can reach each of them. Thread-safe.
+// The live connections, so that shutdown can reach each of them and the listener can cap their
+// number. Thread-safe.
 class SessionRegistry {
  public:
   void Add(const std::shared_ptr<Session>& session);
   void Remove(const Session* session);
+  std::size_t Size();
   void ForEach(const std::function<void(const std::shared_ptr<Session>&)>& fn);
 
  private:

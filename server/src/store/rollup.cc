@@ -41,15 +41,18 @@ void Cover(std::int64_t first, std::int64_t last, int level, std::vector<BlockRa
     out.push_back({0, first, last});
     return;
   }
-  std::int64_t first_full = (first + width - 1) / width;
-  std::int64_t last_full = (last + 1) / width - 1;
+  // Written so that no intermediate exceeds `last`: steps may reach INT64_MAX in databases that
+  // predate the wire format's 2^53-1 bound.
+  std::int64_t first_full = first / width + (first % width != 0 ? 1 : 0);
+  std::int64_t last_full = last / width - (last % width != width - 1 ? 1 : 0);
   if (first_full > last_full) {
     Cover(first, last, level - 1, out);
     return;
   }
-  Cover(first, first_full * width - 1, level - 1, out);
+  if (first_full * width > first) Cover(first, first_full * width - 1, level - 1, out);
   out.push_back({level, first_full, last_full});
-  Cover((last_full + 1) * width, last, level - 1, out);
+  const std::int64_t last_covered = last_full * width + (width - 1);
+  if (last_covered < last) Cover(last_covered + 1, last, level - 1, out);
 }
 }  // namespace
 
@@ -62,11 +65,14 @@ std::vector<BlockRange> PlanCover(std::int64_t first_step, std::int64_t last_ste
 
 Resolution ChooseResolution(std::int64_t first_step, std::int64_t last_step,
                             std::int64_t max_buckets) {
-  assert(first_step <= last_step && max_buckets >= 2);
-  std::int64_t span = last_step - first_step + 1;
+  assert(0 <= first_step && first_step <= last_step && max_buckets >= 2);
+  // Unsigned: the span of [0, INT64_MAX] is 2^63 steps, one more than int64 holds.
+  const std::uint64_t span_minus_one =
+      static_cast<std::uint64_t>(last_step) - static_cast<std::uint64_t>(first_step);
+  const auto gaps = static_cast<std::uint64_t>(max_buckets - 1);
   // A range of `span` steps touches at most ceil((span - 1) / width) + 1 aligned buckets.
-  std::int64_t needed = (span - 1 + (max_buckets - 1) - 1) / (max_buckets - 1);
-  needed = std::max<std::int64_t>(needed, 1);
+  const std::uint64_t needed_unsigned = span_minus_one / gaps + (span_minus_one % gaps != 0);
+  auto needed = static_cast<std::int64_t>(std::max<std::uint64_t>(needed_unsigned, 1));
   int level = 0;
   while (level + 1 < kLevels && kRollupWidths[level + 1] <= needed) ++level;
   std::int64_t unit = kRollupWidths[level];

@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 namespace lossguard::store {
@@ -14,6 +16,19 @@ std::string FirstLine(std::string_view sql) {
   std::string_view rest = sql.substr(start);
   return std::string(rest.substr(0, std::min(rest.find('\n'), std::size_t{120})));
 }
+// SQLite's message, plus what the OS said when that is the real cause: a full disk reads "disk I/O
+// error" or "database or disk is full" otherwise, which sends the operator looking at the drive.
+std::string ErrorText(sqlite3* db, const char* sqlite_message = nullptr) {
+  std::string message = sqlite_message != nullptr ? sqlite_message : sqlite3_errmsg(db);
+  const int os_error = sqlite3_system_errno(db);
+  if (os_error == ENOSPC || os_error == EDQUOT) {
+    message += " (the disk is full: " + std::string(std::strerror(os_error)) +
+               "; free space on the database's file system)";
+  } else if (os_error == EACCES || os_error == EROFS) {
+    message += " (" + std::string(std::strerror(os_error)) + ")";
+  }
+  return message;
+}
 }  // namespace
 
 Database::Database(const std::filesystem::path& path, bool read_only, bool create) : path_(path) {
@@ -22,7 +37,7 @@ Database::Database(const std::filesystem::path& path, bool read_only, bool creat
   flags |= SQLITE_OPEN_NOMUTEX;  // callers serialise use of a connection
   int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
   if (rc != SQLITE_OK) {
-    std::string message = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+    std::string message = db_ ? ErrorText(db_) : sqlite3_errstr(rc);
     sqlite3_close(db_);
     db_ = nullptr;
     throw SqliteError("cannot open database " + path.string() + ": " + message);
@@ -45,7 +60,7 @@ void Database::Exec(std::string_view sql) {
   char* error = nullptr;
   std::string text(sql);
   if (sqlite3_exec(db_, text.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
-    std::string message = error ? error : sqlite3_errmsg(db_);
+    std::string message = ErrorText(db_, error);
     sqlite3_free(error);
     throw SqliteError(path_.string() + ": \"" + FirstLine(sql) + "\" failed: " + message);
   }
@@ -57,7 +72,7 @@ Statement::Statement(const Database& db, std::string_view sql) : db_(db.handle()
   int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
                               SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
   if (rc != SQLITE_OK) {
-    throw SqliteError("cannot prepare \"" + FirstLine(sql) + "\": " + sqlite3_errmsg(db_));
+    throw SqliteError("cannot prepare \"" + FirstLine(sql) + "\": " + ErrorText(db_));
   }
 }
 
@@ -70,7 +85,7 @@ Statement::Statement(Statement&& other) noexcept : stmt_(other.stmt_), db_(other
 void Statement::Check(int rc, const char* what) const {
   if (rc != SQLITE_OK) {
     throw SqliteError(std::string(what) + " failed for \"" + FirstLine(sqlite3_sql(stmt_)) +
-                      "\": " + sqlite3_errmsg(db_));
+                      "\": " + ErrorText(db_));
   }
 }
 
@@ -111,7 +126,7 @@ bool Statement::Step() {
   int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  std::string message = sqlite3_errmsg(db_);
+  std::string message = ErrorText(db_);
   sqlite3_reset(stmt_);
   throw SqliteError("\"" + FirstLine(sqlite3_sql(stmt_)) + "\" failed: " + message);
 }

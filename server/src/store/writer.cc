@@ -42,7 +42,7 @@ Store::Writer::Writer(Database db, AnalysisOptions analysis)
       insert_step_(db_, kInsertStep),
       replace_step_(db_, kReplaceStep),
       raw_block_(db_, Sql("SELECT ", kRawBlockColumns,
-                          " FROM steps WHERE run_id = ? AND step BETWEEN ? AND ? AND rank = ?")),
+                          " FROM steps WHERE run_id = ? AND step = ? AND rank = ?")),
       child_blocks_(db_, Sql("SELECT ", kRollupColumns,
                              " FROM step_rollups WHERE run_id = ? AND rank = ? AND width = ? AND "
                              "bucket BETWEEN ? AND ?")),
@@ -78,7 +78,7 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
   IngestResult result;
   std::unordered_map<std::string, std::int64_t> created_runs;
   std::unordered_map<std::int64_t, std::int64_t> new_records_per_run;
-  std::vector<BlockKey> touched;
+  RollupChanges rollups;
   Transaction transaction(db_);
   try {
     for (std::size_t i = 0; i < records.size(); ++i) {
@@ -89,8 +89,10 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
       ++result.accepted;
       BindStep(insert_step_, run_id, r, canonical[i], now);
       insert_step_.Step();
+      const BlockKey block{run_id, r.rank, r.step / kRollupWidths[1]};
       if (db_.Changes() == 1) {
         ++new_records_per_run[run_id];
+        rollups.added[block].Merge(RecordToBlock(r));
       } else {
         BindStep(replace_step_, run_id, r, canonical[i], now);
         replace_step_.Step();
@@ -99,9 +101,9 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
           continue;
         }
         ++result.replaced;
+        rollups.recompute.insert(block);
       }
       analysis_.Feed(run_id, r);
-      touched.push_back({run_id, r.rank, r.step / kRollupWidths[1]});
     }
     insert_step_.Reset();
     replace_step_.Reset();
@@ -110,7 +112,7 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
       touch_run_.BindNumber(1, now).Bind(2, added).Bind(3, run_id);
       touch_run_.Step();
     }
-    RefreshRollups(std::move(touched));
+    RefreshRollups(std::move(rollups));
     analysis_.Finish(now);
     transaction.Commit();
   } catch (...) {
@@ -124,13 +126,14 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
 BlockStats Store::Writer::Aggregate(int level, const BlockKey& key) {
   BlockStats stats;
   if (level == 1) {
-    std::int64_t width = kRollupWidths[1];
-    raw_block_.Reset();
-    raw_block_.Bind(1, key.run_id)
-        .Bind(2, key.bucket * width)
-        .Bind(3, key.bucket * width + width - 1)
-        .Bind(4, key.rank);
-    while (raw_block_.Step()) stats.Merge(RawRowToBlock(raw_block_));
+    // One seek per step: the steps table is ordered (run, step, rank), so a range over the block's
+    // steps for one rank would read every other rank's rows too.
+    const std::int64_t width = kRollupWidths[1];
+    for (std::int64_t step = key.bucket * width; step < key.bucket * width + width; ++step) {
+      raw_block_.Reset();
+      raw_block_.Bind(1, key.run_id).Bind(2, step).Bind(3, key.rank);
+      if (raw_block_.Step()) stats.Merge(RawRowToBlock(raw_block_));
+    }
     raw_block_.Reset();
     return stats;
   }
@@ -143,26 +146,50 @@ BlockStats Store::Writer::Aggregate(int level, const BlockKey& key) {
   return stats;
 }
 
-// Recomputes every touched block from the level below, bottom-up. Recomputing (rather than
-// folding new values in) keeps replaced records correct: a minimum cannot be "un-merged".
-void Store::Writer::RefreshRollups(std::vector<BlockKey> touched) {
-  for (int level = 1; level < kLevels && !touched.empty(); ++level) {
-    std::sort(touched.begin(), touched.end());
-    touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
-    for (const BlockKey& key : touched) {
-      BlockStats stats = Aggregate(level, key);
-      upsert_rollup_.Reset();
-      upsert_rollup_.Bind(1, key.run_id)
-          .Bind(2, key.rank)
-          .Bind(3, kRollupWidths[level])
-          .Bind(4, key.bucket);
-      BindRollup(upsert_rollup_, 5, stats);
-      upsert_rollup_.Step();
+std::optional<BlockStats> Store::Writer::StoredBlock(int level, const BlockKey& key) {
+  child_blocks_.Reset();
+  child_blocks_.Bind(1, key.run_id).Bind(2, key.rank).Bind(3, kRollupWidths[level]);
+  child_blocks_.Bind(4, key.bucket).Bind(5, key.bucket);
+  std::optional<BlockStats> stats;
+  if (child_blocks_.Step()) stats = RollupRowToBlock(child_blocks_);
+  child_blocks_.Reset();
+  return stats;
+}
+
+void Store::Writer::WriteBlock(int level, const BlockKey& key, const BlockStats& stats) {
+  upsert_rollup_.Reset();
+  upsert_rollup_.Bind(1, key.run_id)
+      .Bind(2, key.rank)
+      .Bind(3, kRollupWidths[level])
+      .Bind(4, key.bucket);
+  BindRollup(upsert_rollup_, 5, stats);
+  upsert_rollup_.Step();
+  upsert_rollup_.Reset();
+}
+
+// Bottom-up, one level at a time. A block that only gained records is its stored row merged with
+// the batch's records: a read and a write, whatever the world size. A block with a replaced record
+// is recomputed from the level below, since a minimum cannot be "un-merged"; so is its parent.
+void Store::Writer::RefreshRollups(RollupChanges changes) {
+  for (int level = 1; level < kLevels; ++level) {
+    if (changes.added.empty() && changes.recompute.empty()) return;
+    for (const BlockKey& key : changes.recompute) WriteBlock(level, key, Aggregate(level, key));
+    for (const auto& [key, added] : changes.added) {
+      if (changes.recompute.count(key)) continue;
+      BlockStats stats = StoredBlock(level, key).value_or(BlockStats{});
+      stats.Merge(added);
+      WriteBlock(level, key, stats);
     }
-    upsert_rollup_.Reset();
-    std::int64_t fan_out =
-        level + 1 < kLevels ? kRollupWidths[level + 1] / kRollupWidths[level] : 1;
-    for (BlockKey& key : touched) key.bucket /= fan_out;
+    if (level + 1 == kLevels) return;
+    const std::int64_t fan_out = kRollupWidths[level + 1] / kRollupWidths[level];
+    RollupChanges parents;
+    for (const BlockKey& key : changes.recompute)
+      parents.recompute.insert({key.run_id, key.rank, key.bucket / fan_out});
+    for (const auto& [key, added] : changes.added) {
+      BlockKey parent{key.run_id, key.rank, key.bucket / fan_out};
+      if (!parents.recompute.count(parent)) parents.added[parent].Merge(added);
+    }
+    changes = std::move(parents);
   }
 }
 

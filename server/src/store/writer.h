@@ -1,6 +1,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -30,10 +33,19 @@ class Store::Writer {
     auto operator<=>(const BlockKey&) const = default;
   };
 
+  // What a batch changed in the blocks of one level: new records fold into a block (a min or max
+  // only grows outward), a replaced record forces the block to be recomputed from the level below.
+  struct RollupChanges {
+    std::map<BlockKey, BlockStats> added;
+    std::set<BlockKey> recompute;
+  };
+
   std::int64_t RunId(const std::string& name, double now,
                      std::unordered_map<std::string, std::int64_t>& created);
-  void RefreshRollups(std::vector<BlockKey> touched);
+  void RefreshRollups(RollupChanges changes);
   BlockStats Aggregate(int level, const BlockKey& key);
+  std::optional<BlockStats> StoredBlock(int level, const BlockKey& key);
+  void WriteBlock(int level, const BlockKey& key, const BlockStats& stats);
 
   Database db_;
   Analysis analysis_;

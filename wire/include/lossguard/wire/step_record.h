@@ -8,6 +8,13 @@
 
 namespace lossguard::wire {
 
+// Bounds of wire format v1's integers (schema/step-record.schema.json states the same).
+// Counts (step, tokens, nonfinite_grads): at most 2^53-1, the largest integer a double and
+// JavaScript (the dashboard) hold exactly, and far enough from int64's end that step arithmetic
+// cannot overflow. Sizes (world_size, ga_steps, micro_batch_size, vocab_size): at most 2^31-1.
+inline constexpr std::int64_t kMaxCount = (std::int64_t{1} << 53) - 1;
+inline constexpr std::int64_t kMaxSize = (std::int64_t{1} << 31) - 1;
+
 // One micro-batch of an optimizer step, as seen by one rank.
 struct MicroBatch {
   double loss = 0;                 // mean token loss of this micro-batch; may be non-finite
