@@ -126,7 +126,7 @@ TEST(Store, FailedBatchStoresNothingAndLeavesTheStoreUsable) {
               ::testing::ThrowsMessage<SqliteError>(HasSubstr("injected failure")));
   EXPECT_FALSE(store.GetRun("new-run").has_value())
       << "the run created inside the failed batch must be rolled back";
-  EXPECT_EQ(store.ListRuns().size(), 1u);
+  EXPECT_EQ(store.ListRuns({}).runs.size(), 1u);
 
   // The next batch for the same run must not reuse the rolled-back run id.
   EXPECT_EQ(store.Ingest(Steps("new-run", 0, 50)).accepted, 50);
@@ -177,7 +177,7 @@ TEST(Store, RunSummaryAndAlerts) {
   first.vocab_size = 32000;
   store.Ingest({first, MakeRecord("r", 9, 2.0, 1, 2), MakeRecord("r", 9, 2.5, 0, 2),
                 MakeRecord("b", 1, 1.0)});
-  auto runs = store.ListRuns();
+  auto runs = store.ListRuns({}).runs;
   ASSERT_EQ(runs.size(), 2u);
   EXPECT_EQ(runs[0].name, "b");
   const RunSummary& r = runs[1];

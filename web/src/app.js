@@ -5,6 +5,7 @@
 const SEVERITY_COLOR = { critical: "rgba(198,40,40,0.16)", warning: "rgba(239,143,0,0.18)", info: "rgba(92,107,192,0.12)" };
 const SERIES_COLORS = ["#1565c0", "#c62828", "#2e7d32", "#6a1b9a"];
 const POLL_MS = 2000;
+const RUN_PAGE = 200;  // runs per request of the run list
 
 // State the browser test reads: what the page has drawn.
 window.lossguardDashboard = { view: null, ready: false, charts: [], bandsDrawn: 0, latestStep: null };
@@ -67,11 +68,33 @@ function badges(open) {
 async function renderRuns() {
   const app = resetView("runs");
   app.append(el("h1", {}, "Runs"));
+  // The server pages its run list (100,000 runs is an ordinary shared server): the view shows the
+  // first pages that match the filter, and "more runs" fetches the next one.
+  const filter = el("input", { id: "run-filter", type: "search", placeholder: "filter by run name prefix" });
+  const more = el("button", { id: "more-runs", hidden: true }, "more runs");
   const table = el("table", { class: "runs" });
   const compare = el("div", { class: "compare" });
-  app.append(table, compare);
+  app.append(el("div", { class: "filter" }, filter), table, more, compare);
+  let pages = 1;
+  const listRuns = async () => {
+    const runs = [];
+    let next = null;
+    for (let page = 0; page < pages; page++) {
+      const query = new URLSearchParams({ limit: String(RUN_PAGE) });
+      if (filter.value) query.set("prefix", filter.value);
+      if (next) query.set("after", next);
+      const body = await getJson(`/api/v1/runs?${query}`);
+      runs.push(...body.runs);
+      next = body.next;
+      if (!next) break;
+    }
+    more.hidden = !next;
+    return runs;
+  };
+  more.onclick = () => { pages++; draw().catch((e) => setStatus(e.message)); };
+  filter.oninput = () => { pages = 1; draw().catch((e) => setStatus(e.message)); };
   const draw = async () => {
-    const { runs } = await getJson("/api/v1/runs");
+    const runs = await listRuns();
     table.replaceChildren(el("tr", {},
       ...["run", "alerts", "step", "loss", "ref_loss", "loss / ref", "ga_steps", "micro_batch", "world", "records"].map((h) => el("th", {}, h))));
     for (const run of runs) {
@@ -98,7 +121,7 @@ async function renderRuns() {
           location.hash = `#/compare/${encodeURIComponent(a)}/${encodeURIComponent(b)}`;
         } }, "compare loss"));
     }
-    setStatus(`${runs.length} runs · refreshed ${new Date().toLocaleTimeString()}`);
+    setStatus(`${runs.length}${more.hidden ? "" : "+"} runs · refreshed ${new Date().toLocaleTimeString()}`);
     window.lossguardDashboard.ready = true;
   };
   await draw();

@@ -26,6 +26,8 @@ constexpr std::int64_t kMaxStep = INT64_MAX;
 constexpr std::int64_t kMaxPageSize = 100'000;
 constexpr std::int64_t kMinMaxPoints = 10;
 constexpr std::int64_t kMaxMaxPoints = 100'000;
+constexpr std::int64_t kDefaultRunPage = 100;
+constexpr std::int64_t kMaxRunPage = 1000;
 
 Response BadQuery(const std::string& message) {
   return ErrorResponse(status::bad_request, "bad_query", message);
@@ -64,10 +66,22 @@ Response IngestSteps(store::Store& store, metrics::ServerMetrics* metrics, const
 }
 
 Response ListRuns(store::Store& store, const Request& request) {
-  if (auto unknown = QueryParams(request).RejectUnknown({})) return BadQuery(*unknown);
+  QueryParams query(request);
+  if (auto unknown = query.RejectUnknown({"limit", "after", "prefix", "active_since"}))
+    return BadQuery(*unknown);
+  auto limit = query.Int("limit", 1, kMaxRunPage);
+  if (!limit) return BadQuery(limit.error());
+  auto active_since = query.Number("active_since");
+  if (!active_since) return BadQuery(active_since.error());
+  store::RunListQuery list{.after = query.String("after"),
+                           .prefix = query.String("prefix").value_or(""),
+                           .active_since = active_since.value(),
+                           .limit = limit.value().value_or(kDefaultRunPage)};
+  store::RunPage page = store.ListRuns(list);
   nlohmann::json runs = nlohmann::json::array();
-  for (const store::RunSummary& run : store.ListRuns()) runs.push_back(RunToJson(run));
-  return JsonResponse(status::ok, {{"runs", std::move(runs)}});
+  for (const store::RunSummary& run : page.runs) runs.push_back(RunToJson(run));
+  return JsonResponse(status::ok, {{"runs", std::move(runs)},
+                                   {"next", page.next ? nlohmann::json(*page.next) : nullptr}});
 }
 
 Response GetRun(store::Store& store, const Request& request) {

@@ -1,6 +1,7 @@
 #include "api/params.h"
 
 #include <charconv>
+#include <cmath>
 
 namespace lossguard::api {
 
@@ -36,6 +37,18 @@ Result<std::optional<std::int64_t>, std::string> QueryParams::Int(const std::str
            "], but got '" + text + "'";
   }
   return std::optional<std::int64_t>{value};
+}
+
+Result<std::optional<double>, std::string> QueryParams::Number(const std::string& name) const {
+  auto it = request_.query.find(name);
+  if (it == request_.query.end()) return std::optional<double>{};
+  const std::string& text = it->second;
+  double value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value)) {
+    return name + " must be a finite number (e.g. unix seconds), but got '" + text + "'";
+  }
+  return std::optional<double>{value};
 }
 
 Result<std::optional<std::string>, std::string> QueryParams::OneOf(

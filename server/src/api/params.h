@@ -23,6 +23,8 @@ class QueryParams {
 
   Result<std::optional<std::int64_t>, std::string> Int(const std::string& name, std::int64_t min,
                                                        std::int64_t max) const;
+  // A finite decimal number (e.g. unix seconds).
+  Result<std::optional<double>, std::string> Number(const std::string& name) const;
   Result<std::optional<std::string>, std::string> OneOf(
       const std::string& name, std::initializer_list<std::string_view> values) const;
   std::optional<std::string> String(const std::string& name) const;

@@ -46,7 +46,8 @@ class Store {
   // The schema version, read from the database (a real round trip: /healthz uses it).
   int SchemaVersion();
 
-  std::vector<RunSummary> ListRuns();
+  // One page of runs (see RunListQuery); its cost grows with the page, not with the number of runs.
+  RunPage ListRuns(const RunListQuery& query);
   // Runs whose last record arrived at or after `since` (unix seconds, server clock), most recent
   // first, at most `limit` of them, with the count of all such runs.
   ActiveRuns ListActiveRuns(double since, std::size_t limit);

@@ -113,12 +113,27 @@ int Store::SchemaVersion() {
   return store::SchemaVersion(*db);
 }
 
-std::vector<RunSummary> Store::ListRuns() {
+RunPage Store::ListRuns(const RunListQuery& query) {
   ReadLease db = Read();
-  Statement runs(*db, std::string(kRunColumns) + " ORDER BY name");
-  std::vector<RunSummary> out;
-  while (runs.Step()) out.push_back(Summarise(*db, runs));
-  return out;
+  // Run names are printable ASCII (wire format v1), so every name with the prefix sorts below the
+  // prefix followed by DEL: a range on the name index instead of a scan.
+  Statement runs(*db, std::string(kRunColumns) +
+                          " WHERE name > ?1 AND name >= ?2 AND name < ?3 AND last_seen >= ?4 "
+                          "ORDER BY name LIMIT ?5");
+  runs.Bind(1, query.after.value_or(""))
+      .Bind(2, query.prefix)
+      .Bind(3, query.prefix + "\x7f")
+      .BindNumber(4, query.active_since.value_or(-1e300))
+      .Bind(5, query.limit + 1);
+  RunPage page;
+  while (runs.Step()) {
+    if (static_cast<std::int64_t>(page.runs.size()) == query.limit) {
+      page.next = page.runs.back().name;
+      break;
+    }
+    page.runs.push_back(Summarise(*db, runs));
+  }
+  return page;
 }
 
 ActiveRuns Store::ListActiveRuns(double since, std::size_t limit) {

@@ -36,6 +36,22 @@ struct RunSummary {
   OpenAlertCounts open_alerts;
 };
 
+// Which runs GET /api/v1/runs lists: in name order, after the cursor `after` (the last name of the
+// previous page), whose names start with `prefix`, that sent a record at or after `active_since`
+// (unix seconds, server clock), at most `limit` of them.
+struct RunListQuery {
+  std::optional<std::string> after;
+  std::string prefix;
+  std::optional<double> active_since;
+  std::int64_t limit = 100;
+};
+
+// One page of runs; `next` is the cursor for the next page (nullopt on the last page).
+struct RunPage {
+  std::vector<RunSummary> runs;
+  std::optional<std::string> next;
+};
+
 // Runs that sent a record since a point in time: the `runs` most recently active (up to a limit),
 // and how many there were in all.
 struct ActiveRuns {

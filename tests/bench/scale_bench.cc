@@ -1,0 +1,240 @@
+// Scale benchmark against the real lossguard-server binary over loopback HTTP, one fresh server
+// per phase:
+// 1. World size: the same number of records posted as (step, rank) records of a job with world
+//    size 1, 64, 1024, 4096 (batches of `batch`, in step-major order as a job's ranks report);
+//    records/s, and each as a ratio to world size 1 measured in the same run.
+// 2. Busy writer: `writers` clients post 7 MB batches (16 steps x 4,000 ranks) while one client
+//    times GET /healthz and a downsampled steps query; p50/p99 of those reads.
+// 3. Many runs: `runs` runs of one record each, then GET /api/v1/runs (one page, and every page).
+//   build/tests/bench/scale_bench            (defaults: the figures in README.md)
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "e2e/server_process.h"
+#include "lossguard/wire/http_client.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using lossguard::testing::ServerProcess;
+using lossguard::wire::HttpClient;
+
+std::string Record(const std::string& run, std::int64_t step, std::int64_t rank,
+                   std::int64_t world_size) {
+  double loss = 2.0 + 8.0 / static_cast<double>(step / 100 + 1) + 0.001 * static_cast<double>(rank % 7);
+  return R"({"run":")" + run + R"(","step":)" + std::to_string(step) + R"(,"rank":)" +
+         std::to_string(rank) + R"(,"world_size":)" + std::to_string(world_size) +
+         R"(,"ga_steps":8,"micro_batch_size":4,"loss":)" + std::to_string(loss) +
+         R"(,"ref_loss":)" + std::to_string(loss) +
+         R"(,"grad_norm":1.25,"tokens":16384,"vocab_size":32000,"lr":0.0003})" + "\n";
+}
+
+// Records number `first` .. `first + count - 1` of a job, in step-major order.
+std::string Body(const std::string& run, std::int64_t first, std::int64_t count,
+                 std::int64_t world_size) {
+  std::string out;
+  out.reserve(static_cast<std::size_t>(count) * 220);
+  for (std::int64_t i = first; i < first + count; ++i)
+    out += Record(run, i / world_size, i % world_size, world_size);
+  return out;
+}
+
+double Percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  std::size_t index =
+      std::min(values.size() - 1, static_cast<std::size_t>(p * static_cast<double>(values.size())));
+  return values[index];
+}
+
+void Check(const lossguard::wire::HttpResponse& response) {
+  if (response.status != 200)
+    throw std::runtime_error("server answered " + std::to_string(response.status) + ": " +
+                             response.body.substr(0, 300));
+}
+
+std::filesystem::path TempDir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "lossguard-scale-XXXXXX").string();
+  if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  return pattern;
+}
+
+// Posts the bodies from `clients` connections; returns the seconds it took.
+double PostAll(const std::string& url, const std::vector<std::string>& bodies, int clients) {
+  std::atomic<std::size_t> next = 0;
+  std::atomic<bool> failed = false;
+  auto start = Clock::now();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&] {
+      try {
+        HttpClient client(url, {.timeout = std::chrono::seconds(120)});
+        for (std::size_t b = next++; b < bodies.size(); b = next++)
+          Check(client.Post("/api/v1/steps", bodies[b], "application/x-ndjson"));
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "client: %s\n", e.what());
+        failed = true;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  if (failed) throw std::runtime_error("a client failed");
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+void WorldSizes(const std::vector<std::int64_t>& world_sizes, std::int64_t records,
+                std::int64_t batch, int clients, const std::string& analyzers) {
+  double baseline = 0;
+  for (std::int64_t world_size : world_sizes) {
+    std::filesystem::path dir = TempDir();
+    ServerProcess server({.db = dir / "scale.db", .extra_args = {"--analyzers", analyzers}});
+    std::vector<std::string> bodies;
+    for (std::int64_t first = 0; first < records; first += batch)
+      bodies.push_back(Body("ws", first, std::min(batch, records - first), world_size));
+    double seconds = PostAll(server.url(), bodies, clients);
+    double rate = static_cast<double>(records) / seconds;
+    if (baseline == 0) baseline = rate;
+    std::printf(
+        "world size %5lld: %lld records in %.2f s = %.0f records/s (%.2f of world size %lld; "
+        "batches of %lld, %d clients, --analyzers %s)\n",
+        static_cast<long long>(world_size), static_cast<long long>(records), seconds, rate,
+        rate / baseline, static_cast<long long>(world_sizes.front()),
+        static_cast<long long>(batch), clients, analyzers.c_str());
+    std::fflush(stdout);
+    server.Stop(SIGTERM, std::chrono::seconds(60));
+    std::filesystem::remove_all(dir);
+  }
+}
+
+void BusyWriter(int writers, int large_batches, int ranks, int steps_per_batch) {
+  std::filesystem::path dir = TempDir();
+  ServerProcess server({.db = dir / "busy.db"});
+  Check(HttpClient(server.url()).Post("/api/v1/steps", Body("small", 0, 2000, 1),
+                                      "application/x-ndjson"));
+  std::vector<std::string> bodies;
+  for (int b = 0; b < large_batches; ++b)
+    bodies.push_back(Body("large", static_cast<std::int64_t>(b) * steps_per_batch * ranks,
+                          static_cast<std::int64_t>(steps_per_batch) * ranks, ranks));
+  std::atomic<bool> done = false;
+  std::vector<double> health_ms, query_ms;
+  std::thread reader([&] {
+    HttpClient client(server.url());
+    while (!done) {
+      auto t0 = Clock::now();
+      Check(client.Get("/healthz"));
+      health_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      t0 = Clock::now();
+      Check(client.Get("/api/v1/runs/small/steps?max_points=500"));
+      query_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  double seconds = 0;
+  try {
+    seconds = PostAll(server.url(), bodies, writers);
+  } catch (...) {
+    done = true;
+    reader.join();
+    throw;
+  }
+  done = true;
+  reader.join();
+  std::printf(
+      "while %d clients wrote %d batches of %.1f MB (%d steps x %d ranks) in %.2f s: /healthz p50 "
+      "%.2f ms p99 %.2f ms max %.2f ms; steps?max_points=500 p50 %.2f ms p99 %.2f ms (%zu "
+      "requests each)\n",
+      writers, large_batches, static_cast<double>(bodies.front().size()) / 1e6, steps_per_batch,
+      ranks, seconds, Percentile(health_ms, 0.5), Percentile(health_ms, 0.99),
+      Percentile(health_ms, 1.0), Percentile(query_ms, 0.5), Percentile(query_ms, 0.99),
+      health_ms.size());
+  std::fflush(stdout);
+  server.Stop(SIGTERM, std::chrono::seconds(60));
+  std::filesystem::remove_all(dir);
+}
+
+void ManyRuns(std::int64_t runs, int repeats) {
+  std::filesystem::path dir = TempDir();
+  ServerProcess server({.db = dir / "runs.db"});
+  std::vector<std::string> bodies;
+  for (std::int64_t first = 0; first < runs; first += 5000) {
+    std::string body;
+    for (std::int64_t i = first; i < std::min(runs, first + 5000); ++i)
+      body += Record("run-" + std::to_string(i), 0, 0, 1);
+    bodies.push_back(std::move(body));
+  }
+  PostAll(server.url(), bodies, 2);
+  HttpClient client(server.url());
+  std::vector<double> page_ms, all_ms;
+  std::size_t page_bytes = 0, listed = 0;
+  for (int i = 0; i < repeats; ++i) {
+    auto t0 = Clock::now();
+    auto page = client.Get("/api/v1/runs");
+    page_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    Check(page);
+    page_bytes = page.body.size();
+  }
+  {
+    auto t0 = Clock::now();
+    std::string target = "/api/v1/runs?limit=1000";
+    listed = 0;
+    while (true) {
+      auto page = client.Get(target);
+      Check(page);
+      auto body = nlohmann::json::parse(page.body);
+      listed += body["runs"].size();
+      if (body["next"].is_null()) break;
+      target = "/api/v1/runs?limit=1000&after=" + body["next"].get<std::string>();
+    }
+    all_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  std::printf(
+      "GET /api/v1/runs with %lld runs: first page p50 %.2f ms p99 %.2f ms (%zu bytes); all %zu "
+      "runs in pages of 1000: %.0f ms\n",
+      static_cast<long long>(runs), Percentile(page_ms, 0.5), Percentile(page_ms, 0.99), page_bytes,
+      listed, all_ms.front());
+  server.Stop(SIGTERM, std::chrono::seconds(60));
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"lossguard scale benchmark (real server, real HTTP on loopback)"};
+  std::vector<std::int64_t> world_sizes = {1, 64, 1024, 4096};
+  std::int64_t records = 400'000, batch = 1000, runs = 100'000;
+  int clients = 2, writers = 2, large_batches = 6, ranks = 4000, steps_per_batch = 16,
+      repeats = 20;
+  std::string analyzers = "on", phases = "world,busy,runs";
+  app.add_option("--world-sizes", world_sizes, "world sizes compared (the first is the baseline)");
+  app.add_option("--records", records, "records posted per world size");
+  app.add_option("--batch", batch, "records per request");
+  app.add_option("--clients", clients, "concurrent clients");
+  app.add_option("--analyzers", analyzers)->check(CLI::IsMember({"on", "off"}));
+  app.add_option("--writers", writers, "clients posting large batches in the busy phase");
+  app.add_option("--large-batches", large_batches, "large batches posted in the busy phase");
+  app.add_option("--ranks", ranks, "ranks per large batch");
+  app.add_option("--steps-per-batch", steps_per_batch, "steps per large batch");
+  app.add_option("--runs", runs, "runs in the run-list phase");
+  app.add_option("--repeats", repeats, "timed GET /api/v1/runs");
+  app.add_option("--phases", phases, "comma-separated: world, busy, runs");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (phases.find("world") != std::string::npos)
+      WorldSizes(world_sizes, records, batch, clients, analyzers);
+    if (phases.find("busy") != std::string::npos)
+      BusyWriter(writers, large_batches, ranks, steps_per_batch);
+    if (phases.find("runs") != std::string::npos) ManyRuns(runs, repeats);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "scale_bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
