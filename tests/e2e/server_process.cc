@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,7 +23,8 @@ using Clock = std::chrono::steady_clock;
 // to a file; returns the pid and the pipe's read end (-1 with stdout_to_file).
 std::pair<pid_t, int> Spawn(const std::vector<std::string>& argv,
                             const std::map<std::string, std::string>& env,
-                            const std::filesystem::path& stderr_path, bool stdout_to_file = false) {
+                            const std::filesystem::path& stderr_path, bool stdout_to_file = false,
+                            std::size_t file_limit = 0) {
   int pipe_fds[2];
   if (pipe(pipe_fds) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
   pid_t pid = fork();
@@ -35,6 +37,10 @@ std::pair<pid_t, int> Spawn(const std::vector<std::string>& argv,
     if (err >= 0) dup2(err, STDERR_FILENO);
     if (err >= 0 && stdout_to_file) dup2(err, STDOUT_FILENO);
     for (const auto& [key, value] : env) setenv(key.c_str(), value.c_str(), 1);
+    if (file_limit > 0) {
+      rlimit limit{file_limit, file_limit};
+      setrlimit(RLIMIT_NOFILE, &limit);
+    }
     std::vector<char*> args;
     for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
     args.push_back(nullptr);
@@ -80,7 +86,7 @@ ServerProcess::ServerProcess(Options options) : stderr_path_(options.db.string()
   std::vector<std::string> argv = {LOSSGUARD_SERVER_BINARY, "--listen", options.listen, "--db",
                                    options.db.string()};
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
-  auto [pid, out_fd] = Spawn(argv, options.env, stderr_path_);
+  auto [pid, out_fd] = Spawn(argv, options.env, stderr_path_, false, options.file_limit);
   pid_ = pid;
 
   std::string out;

@@ -21,6 +21,7 @@ class ServerProcess {
     std::string listen = "127.0.0.1:0";
     std::vector<std::string> extra_args;
     std::map<std::string, std::string> env;  // added to the environment
+    std::size_t file_limit = 0;              // RLIMIT_NOFILE (soft and hard) when not 0
   };
 
   explicit ServerProcess(Options options);

@@ -43,5 +43,22 @@ TEST(CheckExposure, LoopbackOnlyWithoutToken) {
   EXPECT_THAT(*CheckExposure({"localhost", 8080}, ""), HasSubstr("must be an IP address"));
 }
 
+TEST(IsLoopback, MappedIpv4LoopbackIsLoopback) {
+  EXPECT_TRUE(IsLoopback("127.0.0.1"));
+  EXPECT_TRUE(IsLoopback("127.9.9.9"));
+  EXPECT_TRUE(IsLoopback("::1"));
+  EXPECT_TRUE(IsLoopback("::ffff:127.0.0.1"));
+  EXPECT_FALSE(IsLoopback("::ffff:10.0.0.1"));
+  EXPECT_FALSE(IsLoopback("0.0.0.0"));
+  EXPECT_FALSE(IsLoopback("::"));
+  EXPECT_FALSE(CheckExposure({"::ffff:127.0.0.1", 8080}, "").has_value());
+}
+
+TEST(WeakTokenWarning, ShortOrRepetitiveTokensAreNamed) {
+  EXPECT_THAT(WeakTokenWarning("x").value_or(""), HasSubstr("1 characters"));
+  EXPECT_TRUE(WeakTokenWarning("aaaaaaaaaaaaaaaaaaaaaaaa").has_value());
+  EXPECT_FALSE(WeakTokenWarning("6f1c0e9a4b7d2e8f5a3c1b0d").has_value());
+}
+
 }  // namespace
 }  // namespace lossguard

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 
 namespace lossguard::store {
@@ -74,6 +75,38 @@ TEST(ChooseResolution, MillionStepsInAThousandBuckets) {
   Resolution r = ChooseResolution(0, 999'999, 1000);
   EXPECT_EQ(r.level, 2);  // blocks of 256 steps: about 4,000 rows read, not 1,000,000
   EXPECT_EQ(r.bucket_width, 1024);
+}
+
+// Databases from before the wire format's 2^53-1 bound may hold steps up to INT64_MAX: the plan and
+// the resolution must not overflow there (the issue: max_points was ignored, 180 MB came back).
+TEST(ChooseResolution, TheWidestRangeStaysWithinMaxBuckets) {
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  for (std::int64_t first : {std::int64_t{0}, std::int64_t{1}, kMax / 2, kMax - 1, kMax}) {
+    Resolution r = ChooseResolution(first, kMax, 1000);
+    ASSERT_GE(r.bucket_width, 1);
+    EXPECT_LE(kMax / r.bucket_width - first / r.bucket_width + 1, 1000) << first;
+  }
+}
+
+TEST(PlanCover, TilesUpToTheLargestStep) {
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  for (std::int64_t first : {std::int64_t{0}, std::int64_t{5}, kMax - 100, kMax}) {
+    auto plan = PlanCover(first, kMax, 4);
+    ASSERT_FALSE(plan.empty());
+    std::int64_t next = first;
+    for (const BlockRange& range : plan) {
+      const std::int64_t width = kRollupWidths[range.level];
+      EXPECT_EQ(range.first_bucket * width, next);
+      const std::int64_t last = range.last_bucket * width + (width - 1);
+      if (last == kMax) {
+        EXPECT_EQ(&range, &plan.back());
+        next = kMax;
+        break;
+      }
+      next = last + 1;
+    }
+    EXPECT_EQ(next, kMax) << "the plan reaches the last step from " << first;
+  }
 }
 
 TEST(SeriesStats, NanIsCountedAndInfinityIsAnExtreme) {

@@ -1,0 +1,373 @@
+// Issue 9's attacks and loads, each against the real server binary over real HTTP on loopback:
+// deep JSON, NUL bytes, transfer codings, descriptor exhaustion, connection caps, huge step
+// numbers, reads during a large write, run-list pages, HEAD, duplicate Host.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "e2e/e2e_util.h"
+#include "e2e/server_process.h"
+#include "lossguard/wire/http_client.h"
+#include "lossguard/wire/url.h"
+#include "server/test_db.h"
+
+namespace lossguard::testing {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+using wire::HttpClient;
+namespace net = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+json Body(const wire::HttpResponse& response) { return json::parse(response.body); }
+
+std::int64_t Records(HttpClient& client, const std::string& run) {
+  auto response = client.Get("/api/v1/runs/" + run);
+  if (response.status == 404) return 0;
+  return Body(response)["run"]["records"].get<std::int64_t>();
+}
+
+// A raw TCP connection to the server, for what HttpClient would never send.
+class RawConnection {
+ public:
+  explicit RawConnection(const std::string& url) : socket_(ioc_) {
+    auto parsed = wire::ParseHttpUrl(url);
+    socket_.connect({net::ip::make_address(parsed.value().endpoint.host),
+                     parsed.value().endpoint.port});
+  }
+  void Send(std::string_view bytes) { net::write(socket_, net::buffer(bytes)); }
+  // Everything the server sends until it closes the connection (or `timeout` passes).
+  std::string ReadUntilClosed(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    std::string out;
+    auto deadline = Clock::now() + timeout;
+    socket_.non_blocking(true);
+    while (Clock::now() < deadline) {
+      char buffer[4096];
+      boost::system::error_code ec;
+      std::size_t n = socket_.read_some(net::buffer(buffer), ec);
+      if (ec == net::error::would_block) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        continue;
+      }
+      if (ec) break;
+      out.append(buffer, n);
+    }
+    return out;
+  }
+  net::ip::tcp::socket& socket() { return socket_; }
+
+ private:
+  net::io_context ioc_;
+  net::ip::tcp::socket socket_;
+};
+
+std::string Nested(std::size_t depth) {
+  return std::string(depth, '[') + std::string(depth, ']');
+}
+
+std::string Record(const std::string& run, std::int64_t step, const std::string& extra = "") {
+  return R"({"run":")" + run + R"(","step":)" + std::to_string(step) +
+         R"(,"ga_steps":1,"micro_batch_size":8,"loss":1)" + extra + "}";
+}
+
+TEST(Reliability, DeeplyNestedJsonIsRefusedAnywhereInTheBody) {
+  TempDir dir;
+  ServerProcess server({.db = dir.File("db")});
+  HttpClient client(server.url());
+  // The issue's reproduction: 60,000 levels in a field value of an NDJSON record.
+  std::string deep = R"({"run":)" + Nested(60000) + R"(,"step":0,"ga_steps":1,"micro_batch_size":8,"loss":1})";
+  auto response = client.Post("/api/v1/steps", Record("ok", 0) + "\n" + deep + "\n",
+                              "application/x-ndjson");
+  ASSERT_EQ(response.status, 400u) << response.body;
+  EXPECT_EQ(Body(response)["error"]["record"], 1);
+  EXPECT_THAT(Body(response)["error"]["message"].get<std::string>(),
+              HasSubstr("line 2: JSON nested deeper than 64 levels"));
+  // An unknown field, a bare line, a records element of a JSON body.
+  for (const auto& [body, type] : std::vector<std::pair<std::string, std::string>>{
+           {Record("x", 0, R"(,"extra":)" + Nested(100000)) + "\n", "application/x-ndjson"},
+           {Nested(70000) + "\n", "application/x-ndjson"},
+           {R"({"records":[)" + Record("x", 0) + "," + Nested(80000) + "]}", "application/json"}}) {
+    auto refused = client.Post("/api/v1/steps", body, type);
+    EXPECT_EQ(refused.status, 400u) << refused.body.substr(0, 200);
+    EXPECT_THAT(refused.body, HasSubstr("deeper than 64 levels"));
+  }
+  auto in_batch = client.Post(
+      "/api/v1/steps", R"({"records":[)" + Record("x", 0) + "," + Nested(80000) + "]}",
+      "application/json");
+  EXPECT_EQ(Body(in_batch)["error"]["record"], 1) << "the record that holds the nesting is named";
+  // Nesting within the limit is data like any other unknown field.
+  auto fine = client.Post("/api/v1/steps", Record("nested-ok", 0, R"(,"extra":)" + Nested(60)),
+                          "application/x-ndjson");
+  EXPECT_EQ(fine.status, 200u) << fine.body;
+  EXPECT_EQ(Records(client, "ok"), 0) << "a refused batch stores nothing";
+  EXPECT_EQ(Records(client, "x"), 0);
+  EXPECT_EQ(client.Get("/healthz").status, 200u);
+}
+
+TEST(Reliability, DataAfterANulByteIsRefusedNotDropped) {
+  TempDir dir;
+  ServerProcess server({.db = dir.File("db")});
+  HttpClient client(server.url());
+  std::string ndjson = Record("nul", 0) + std::string(1, '\0') + Record("nul", 1) + "\n";
+  auto response = client.Post("/api/v1/steps", ndjson, "application/x-ndjson");
+  ASSERT_EQ(response.status, 400u) << response.body;
+  EXPECT_THAT(Body(response)["error"]["message"].get<std::string>(),
+              HasSubstr("line 1: NUL byte at byte offset"));
+  std::string json_body = R"({"records":[)" + Record("nul", 0) + "]}" + std::string(1, '\0') + "garbage";
+  auto refused = client.Post("/api/v1/steps", json_body, "application/json");
+  EXPECT_EQ(refused.status, 400u) << refused.body;
+  EXPECT_THAT(refused.body, HasSubstr("NUL byte at byte offset"));
+  EXPECT_EQ(Records(client, "nul"), 0);
+}
+
+TEST(Reliability, UnsupportedTransferCodingIsRefusedAndTheConnectionClosed) {
+  TempDir dir;
+  ServerProcess server({.db = dir.File("db")});
+  RawConnection connection(server.url());
+  // The body is itself a request: the server must not read it as the next one.
+  std::string body = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  connection.Send("POST /api/v1/steps HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
+                  "Transfer-Encoding: gzip\r\n\r\n" + body);
+  std::string answer = connection.ReadUntilClosed();
+  EXPECT_THAT(answer, HasSubstr("HTTP/1.1 501"));
+  EXPECT_THAT(answer, HasSubstr("unsupported_transfer_encoding"));
+  EXPECT_EQ(answer.find("HTTP/1.1 200"), std::string::npos) << answer;
+
+  RawConnection gzip_body(server.url());
+  gzip_body.Send("POST /api/v1/steps HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
+                 "Content-Encoding: br\r\nContent-Length: 3\r\n\r\nabc");
+  EXPECT_THAT(gzip_body.ReadUntilClosed(), HasSubstr("HTTP/1.1 415"));
+
+  RawConnection two_hosts(server.url());
+  two_hosts.Send("GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+  std::string hosts_answer = two_hosts.ReadUntilClosed();
+  EXPECT_THAT(hosts_answer, HasSubstr("HTTP/1.1 400"));
+  EXPECT_THAT(hosts_answer, HasSubstr("more than one Host header"));
+
+  // Chunked is the one transfer coding HTTP/1.1 requires, and it works.
+  RawConnection chunked(server.url());
+  std::string record = Record("chunked", 0) + "\n";
+  std::ostringstream size;
+  size << std::hex << record.size();
+  chunked.Send("POST /api/v1/steps HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
+               "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+               size.str() + "\r\n" + record + "\r\n0\r\n\r\n");
+  EXPECT_THAT(chunked.ReadUntilClosed(), HasSubstr("HTTP/1.1 200"));
+  HttpClient client(server.url());
+  EXPECT_EQ(Records(client, "chunked"), 1);
+}
+
+TEST(Reliability, HeadAnswersEveryGetRoute) {
+  TempDir dir;
+  ServerProcess server({.db = dir.File("db")});
+  HttpClient client(server.url());
+  ASSERT_EQ(client.Post("/api/v1/steps", NdjsonSteps("head", 0, 3), "application/x-ndjson").status,
+            200u);
+  for (std::string target : {"/healthz", "/api/v1/runs", "/api/v1/runs/head/steps"}) {
+    std::string get_body = client.Get(target).body;
+    RawConnection connection(server.url());
+    connection.Send("HEAD " + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    std::string answer = connection.ReadUntilClosed();
+    EXPECT_THAT(answer, HasSubstr("HTTP/1.1 200")) << target;
+    EXPECT_THAT(answer, HasSubstr("Content-Length: " + std::to_string(get_body.size()))) << target;
+    EXPECT_TRUE(answer.ends_with("\r\n\r\n")) << "no body after the headers: " << answer;
+  }
+  RawConnection post_only(server.url());
+  post_only.Send("HEAD /api/v1/steps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_THAT(post_only.ReadUntilClosed(), HasSubstr("HTTP/1.1 405"));
+  auto allow = client.Request("PUT", "/healthz", "", "");
+  EXPECT_THAT(allow.body, HasSubstr("GET, HEAD"));
+}
+
+// CPU seconds the process has used (user + system), from /proc.
+double CpuSeconds(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::stod(field);
+    if (i == 15) stime = std::stod(field);
+  }
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+TEST(Reliability, OutOfDescriptorsTheServerBacksOffAndKeepsServing) {
+  TempDir dir;
+  // 64 descriptors in all; --max-connections above that, so that accept itself fails (EMFILE).
+  ServerProcess server({.db = dir.File("db"),
+                        .extra_args = {"--max-connections", "1000", "--threads", "2"},
+                        .file_limit = 64});
+  HttpClient kept(server.url());
+  ASSERT_EQ(kept.Get("/healthz").status, 200u);  // a keep-alive connection opened before
+  std::vector<std::unique_ptr<RawConnection>> flood;
+  for (int i = 0; i < 120; ++i) flood.push_back(std::make_unique<RawConnection>(server.url()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const double cpu_before = CpuSeconds(server.pid());
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const double cpu_used = CpuSeconds(server.pid()) - cpu_before;
+  EXPECT_LT(cpu_used, 0.5) << "the accept loop must not spin at the descriptor limit";
+  auto health = kept.Get("/healthz");
+  EXPECT_EQ(health.status, 200u) << "connections already open keep being served";
+  EXPECT_LT(server.StderrText().size(), 20'000u) << "the accept failure is logged rate-limited";
+  EXPECT_THAT(server.StderrText(), HasSubstr("accept:"));
+  flood.clear();  // descriptors come back: new connections are accepted again
+  bool served = false;
+  for (int attempt = 0; attempt < 50 && !served; ++attempt) {
+    try {
+      served = HttpClient(server.url(), {.timeout = std::chrono::seconds(2)}).Get("/healthz").status == 200;
+    } catch (const wire::HttpError&) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  EXPECT_TRUE(served);
+}
+
+TEST(Reliability, BeyondMaxConnectionsNewConnectionsGet503) {
+  TempDir dir;
+  ServerProcess server({.db = dir.File("db"), .extra_args = {"--max-connections", "3"}});
+  std::vector<std::unique_ptr<HttpClient>> open;
+  for (int i = 0; i < 3; ++i) {
+    open.push_back(std::make_unique<HttpClient>(server.url()));
+    ASSERT_EQ(open.back()->Get("/healthz").status, 200u);
+  }
+  auto refused = HttpClient(server.url()).Get("/healthz");
+  EXPECT_EQ(refused.status, 503u);
+  EXPECT_THAT(refused.body, HasSubstr("too_many_connections"));
+  EXPECT_EQ(open[0]->Get("/healthz").status, 200u) << "the open connections are still served";
+  open.pop_back();  // one closes: a new connection gets in
+  bool served = false;
+  for (int attempt = 0; attempt < 50 && !served; ++attempt) {
+    served = HttpClient(server.url()).Get("/healthz").status == 200;
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(served);
+}
+
+TEST(Reliability, StepNumbersAreBoundedAndQueriesStayDownsampled) {
+  TempDir dir;
+  ServerProcess server({.db = dir.File("db")});
+  HttpClient client(server.url());
+  auto too_big = client.Post("/api/v1/steps", Record("big", 9223372036854775807LL) + "\n",
+                             "application/x-ndjson");
+  EXPECT_EQ(too_big.status, 400u);
+  EXPECT_THAT(too_big.body, HasSubstr("step must be <= 9007199254740991"));
+  std::string body;
+  for (int step = 0; step < 3000; ++step) body += Record("big", step) + "\n";
+  body += Record("big", 9007199254740991LL) + "\n";
+  ASSERT_EQ(client.Post("/api/v1/steps", body, "application/x-ndjson").status, 200u);
+  auto steps = client.Get("/api/v1/runs/big/steps?max_points=100");
+  ASSERT_EQ(steps.status, 200u) << steps.body;
+  json series = Body(steps);
+  std::size_t buckets = 0;
+  for (const json& rank : series["ranks"]) buckets += rank["buckets"].size();
+  EXPECT_GT(buckets, 0u);
+  EXPECT_LE(buckets, 100u) << "max_points holds over the widest step range";
+  EXPECT_LT(steps.body.size(), 100'000u);
+  auto full_range = client.Get("/api/v1/runs/big/steps?from=0&to=9223372036854775807&max_points=10");
+  EXPECT_EQ(full_range.status, 200u) << full_range.body;
+}
+
+TEST(Reliability, ReadsAreAnsweredWhileALargeBatchIsWritten) {
+  TempDir dir;
+  ServerProcess server({.db = dir.File("db")});
+  HttpClient client(server.url());
+  ASSERT_EQ(client.Post("/api/v1/steps", NdjsonSteps("small", 0, 100), "application/x-ndjson").status,
+            200u);
+  // 16 steps x 4,000 ranks, about 8 MB: long enough to write that reads can overlap it.
+  std::string large;
+  for (int step = 0; step < 16; ++step)
+    for (int rank = 0; rank < 4000; ++rank)
+      large += R"({"run":"large","step":)" + std::to_string(step) + R"(,"rank":)" +
+               std::to_string(rank) +
+               R"(,"world_size":4000,"ga_steps":1,"micro_batch_size":8,"loss":2.5,"grad_norm":1})" +
+               "\n";
+  std::atomic<bool> written = false;
+  std::atomic<int> reads_during_write = 0;
+  std::thread writer([&] {
+    HttpClient writer_client(server.url(), {.timeout = std::chrono::seconds(120)});
+    auto response = writer_client.Post("/api/v1/steps", large, "application/x-ndjson");
+    EXPECT_EQ(response.status, 200u) << response.body.substr(0, 200);
+    written = true;
+  });
+  std::thread second_writer([&] {
+    HttpClient writer_client(server.url(), {.timeout = std::chrono::seconds(120)});
+    auto response = writer_client.Post("/api/v1/steps", large, "application/x-ndjson");
+    EXPECT_EQ(response.status, 200u);
+  });
+  auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (!written && Clock::now() < deadline) {
+    EXPECT_EQ(client.Get("/healthz").status, 200u);
+    EXPECT_EQ(client.Get("/api/v1/runs/small/steps?max_points=50").status, 200u);
+    if (!written) ++reads_during_write;
+  }
+  writer.join();
+  second_writer.join();
+  EXPECT_GT(reads_during_write.load(), 0)
+      << "both I/O threads must stay free for reads while two large batches are written";
+  EXPECT_EQ(Records(client, "large"), 64'000);
+}
+
+TEST(Reliability, RunListIsPagedAndFiltered) {
+  TempDir dir;
+  ServerProcess server({.db = dir.File("db")});
+  HttpClient client(server.url());
+  std::string body;
+  for (int i = 0; i < 250; ++i) body += Record("team-a." + std::to_string(1000 + i), 0) + "\n";
+  for (int i = 0; i < 20; ++i) body += Record("team-b." + std::to_string(i), 0) + "\n";
+  ASSERT_EQ(client.Post("/api/v1/steps", body, "application/x-ndjson").status, 200u);
+
+  json first = Body(client.Get("/api/v1/runs"));
+  EXPECT_EQ(first["runs"].size(), 100u) << "the default page";
+  std::set<std::string> seen;
+  std::string target = "/api/v1/runs?limit=120&prefix=team-a.";
+  int pages = 0;
+  while (true) {
+    json page = Body(client.Get(target));
+    ++pages;
+    std::string previous;
+    for (const json& run : page["runs"]) {
+      std::string name = run["run"];
+      EXPECT_TRUE(name.starts_with("team-a.")) << name;
+      EXPECT_GT(name, previous);
+      previous = name;
+      EXPECT_TRUE(seen.insert(name).second) << "listed twice: " << name;
+    }
+    if (page["next"].is_null()) break;
+    target = "/api/v1/runs?limit=120&prefix=team-a.&after=" + page["next"].get<std::string>();
+  }
+  EXPECT_EQ(seen.size(), 250u);
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(Body(client.Get("/api/v1/runs?active_since=4102444800"))["runs"].size(), 0u)
+      << "no run was active in 2100";
+  EXPECT_EQ(Body(client.Get("/api/v1/runs?active_since=0&prefix=team-b."))["runs"].size(), 20u);
+  EXPECT_EQ(client.Get("/api/v1/runs?limit=0").status, 400u);
+  EXPECT_EQ(client.Get("/api/v1/runs?limit=1001").status, 400u);
+  EXPECT_EQ(client.Get("/api/v1/runs?active_since=soon").status, 400u);
+}
+
+TEST(Reliability, WeakTokensAreWarnedAbout) {
+  TempDir dir;
+  std::ofstream(dir.File("token")) << "x\n";
+  ServerProcess weak({.db = dir.File("db"), .extra_args = {"--token-file", dir.File("token").string()}});
+  EXPECT_THAT(weak.StderrText(), HasSubstr("the token is easy to guess (1 characters"));
+  std::ofstream(dir.File("strong")) << "6f1c0e9a4b7d2e8f5a3c1b0d9e7f6a5b\n";
+  ServerProcess strong({.db = dir.File("db2"), .extra_args = {"--token-file", dir.File("strong").string()}});
+  EXPECT_THAT(strong.StderrText(), ::testing::Not(HasSubstr("easy to guess")));
+}
+
+}  // namespace
+}  // namespace lossguard::testing
