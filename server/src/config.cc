@@ -1,12 +1,12 @@
 #include "config.h"
 
-#include <boost/asio/ip/address.hpp>
 #include <sys/resource.h>
 
+#include <boost/asio/ip/address.hpp>
 #include <cerrno>
-#include <set>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 namespace lossguard {

@@ -29,7 +29,8 @@ using lossguard::wire::HttpClient;
 
 std::string Record(const std::string& run, std::int64_t step, std::int64_t rank,
                    std::int64_t world_size) {
-  double loss = 2.0 + 8.0 / static_cast<double>(step / 100 + 1) + 0.001 * static_cast<double>(rank % 7);
+  double loss =
+      2.0 + 8.0 / static_cast<double>(step / 100 + 1) + 0.001 * static_cast<double>(rank % 7);
   return R"({"run":")" + run + R"(","step":)" + std::to_string(step) + R"(,"rank":)" +
          std::to_string(rank) + R"(,"world_size":)" + std::to_string(world_size) +
          R"(,"ga_steps":8,"micro_batch_size":4,"loss":)" + std::to_string(loss) +
@@ -62,7 +63,8 @@ void Check(const lossguard::wire::HttpResponse& response) {
 }
 
 std::filesystem::path TempDir() {
-  std::string pattern = (std::filesystem::temp_directory_path() / "lossguard-scale-XXXXXX").string();
+  std::string pattern =
+      (std::filesystem::temp_directory_path() / "lossguard-scale-XXXXXX").string();
   if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
   return pattern;
 }
@@ -106,8 +108,8 @@ void WorldSizes(const std::vector<std::int64_t>& world_sizes, std::int64_t recor
         "world size %5lld: %lld records in %.2f s = %.0f records/s (%.2f of world size %lld; "
         "batches of %lld, %d clients, --analyzers %s)\n",
         static_cast<long long>(world_size), static_cast<long long>(records), seconds, rate,
-        rate / baseline, static_cast<long long>(world_sizes.front()),
-        static_cast<long long>(batch), clients, analyzers.c_str());
+        rate / baseline, static_cast<long long>(world_sizes.front()), static_cast<long long>(batch),
+        clients, analyzers.c_str());
     std::fflush(stdout);
     server.Stop(SIGTERM, std::chrono::seconds(60));
     std::filesystem::remove_all(dir);
@@ -117,8 +119,8 @@ void WorldSizes(const std::vector<std::int64_t>& world_sizes, std::int64_t recor
 void BusyWriter(int writers, int large_batches, int ranks, int steps_per_batch) {
   std::filesystem::path dir = TempDir();
   ServerProcess server({.db = dir / "busy.db"});
-  Check(HttpClient(server.url()).Post("/api/v1/steps", Body("small", 0, 2000, 1),
-                                      "application/x-ndjson"));
+  Check(HttpClient(server.url())
+            .Post("/api/v1/steps", Body("small", 0, 2000, 1), "application/x-ndjson"));
   std::vector<std::string> bodies;
   for (int b = 0; b < large_batches; ++b)
     bodies.push_back(Body("large", static_cast<std::int64_t>(b) * steps_per_batch * ranks,
@@ -210,8 +212,7 @@ int main(int argc, char** argv) {
   CLI::App app{"lossguard scale benchmark (real server, real HTTP on loopback)"};
   std::vector<std::int64_t> world_sizes = {1, 64, 1024, 4096};
   std::int64_t records = 400'000, batch = 1000, runs = 100'000;
-  int clients = 2, writers = 2, large_batches = 6, ranks = 4000, steps_per_batch = 16,
-      repeats = 20;
+  int clients = 2, writers = 2, large_batches = 6, ranks = 4000, steps_per_batch = 16, repeats = 20;
   std::string analyzers = "on", phases = "world,busy,runs";
   app.add_option("--world-sizes", world_sizes, "world sizes compared (the first is the baseline)");
   app.add_option("--records", records, "records posted per world size");

@@ -44,8 +44,8 @@ class RawConnection {
  public:
   explicit RawConnection(const std::string& url) : socket_(ioc_) {
     auto parsed = wire::ParseHttpUrl(url);
-    socket_.connect({net::ip::make_address(parsed.value().endpoint.host),
-                     parsed.value().endpoint.port});
+    socket_.connect(
+        {net::ip::make_address(parsed.value().endpoint.host), parsed.value().endpoint.port});
   }
   void Send(std::string_view bytes) { net::write(socket_, net::buffer(bytes)); }
   // Everything the server sends until it closes the connection (or `timeout` passes).
@@ -73,9 +73,7 @@ class RawConnection {
   net::ip::tcp::socket socket_;
 };
 
-std::string Nested(std::size_t depth) {
-  return std::string(depth, '[') + std::string(depth, ']');
-}
+std::string Nested(std::size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
 
 std::string Record(const std::string& run, std::int64_t step, const std::string& extra = "") {
   return R"({"run":")" + run + R"(","step":)" + std::to_string(step) +
@@ -87,9 +85,10 @@ TEST(Reliability, DeeplyNestedJsonIsRefusedAnywhereInTheBody) {
   ServerProcess server({.db = dir.File("db")});
   HttpClient client(server.url());
   // The issue's reproduction: 60,000 levels in a field value of an NDJSON record.
-  std::string deep = R"({"run":)" + Nested(60000) + R"(,"step":0,"ga_steps":1,"micro_batch_size":8,"loss":1})";
-  auto response = client.Post("/api/v1/steps", Record("ok", 0) + "\n" + deep + "\n",
-                              "application/x-ndjson");
+  std::string deep =
+      R"({"run":)" + Nested(60000) + R"(,"step":0,"ga_steps":1,"micro_batch_size":8,"loss":1})";
+  auto response =
+      client.Post("/api/v1/steps", Record("ok", 0) + "\n" + deep + "\n", "application/x-ndjson");
   ASSERT_EQ(response.status, 400u) << response.body;
   EXPECT_EQ(Body(response)["error"]["record"], 1);
   EXPECT_THAT(Body(response)["error"]["message"].get<std::string>(),
@@ -103,9 +102,9 @@ TEST(Reliability, DeeplyNestedJsonIsRefusedAnywhereInTheBody) {
     EXPECT_EQ(refused.status, 400u) << refused.body.substr(0, 200);
     EXPECT_THAT(refused.body, HasSubstr("deeper than 64 levels"));
   }
-  auto in_batch = client.Post(
-      "/api/v1/steps", R"({"records":[)" + Record("x", 0) + "," + Nested(80000) + "]}",
-      "application/json");
+  auto in_batch =
+      client.Post("/api/v1/steps", R"({"records":[)" + Record("x", 0) + "," + Nested(80000) + "]}",
+                  "application/json");
   EXPECT_EQ(Body(in_batch)["error"]["record"], 1) << "the record that holds the nesting is named";
   // Nesting within the limit is data like any other unknown field.
   auto fine = client.Post("/api/v1/steps", Record("nested-ok", 0, R"(,"extra":)" + Nested(60)),
@@ -125,7 +124,8 @@ TEST(Reliability, DataAfterANulByteIsRefusedNotDropped) {
   ASSERT_EQ(response.status, 400u) << response.body;
   EXPECT_THAT(Body(response)["error"]["message"].get<std::string>(),
               HasSubstr("line 1: NUL byte at byte offset"));
-  std::string json_body = R"({"records":[)" + Record("nul", 0) + "]}" + std::string(1, '\0') + "garbage";
+  std::string json_body =
+      R"({"records":[)" + Record("nul", 0) + "]}" + std::string(1, '\0') + "garbage";
   auto refused = client.Post("/api/v1/steps", json_body, "application/json");
   EXPECT_EQ(refused.status, 400u) << refused.body;
   EXPECT_THAT(refused.body, HasSubstr("NUL byte at byte offset"));
@@ -138,16 +138,19 @@ TEST(Reliability, UnsupportedTransferCodingIsRefusedAndTheConnectionClosed) {
   RawConnection connection(server.url());
   // The body is itself a request: the server must not read it as the next one.
   std::string body = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
-  connection.Send("POST /api/v1/steps HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
-                  "Transfer-Encoding: gzip\r\n\r\n" + body);
+  connection.Send(
+      "POST /api/v1/steps HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
+      "Transfer-Encoding: gzip\r\n\r\n" +
+      body);
   std::string answer = connection.ReadUntilClosed();
   EXPECT_THAT(answer, HasSubstr("HTTP/1.1 501"));
   EXPECT_THAT(answer, HasSubstr("unsupported_transfer_encoding"));
   EXPECT_EQ(answer.find("HTTP/1.1 200"), std::string::npos) << answer;
 
   RawConnection gzip_body(server.url());
-  gzip_body.Send("POST /api/v1/steps HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
-                 "Content-Encoding: br\r\nContent-Length: 3\r\n\r\nabc");
+  gzip_body.Send(
+      "POST /api/v1/steps HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
+      "Content-Encoding: br\r\nContent-Length: 3\r\n\r\nabc");
   EXPECT_THAT(gzip_body.ReadUntilClosed(), HasSubstr("HTTP/1.1 415"));
 
   RawConnection two_hosts(server.url());
@@ -161,9 +164,10 @@ TEST(Reliability, UnsupportedTransferCodingIsRefusedAndTheConnectionClosed) {
   std::string record = Record("chunked", 0) + "\n";
   std::ostringstream size;
   size << std::hex << record.size();
-  chunked.Send("POST /api/v1/steps HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
-               "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
-               size.str() + "\r\n" + record + "\r\n0\r\n\r\n");
+  chunked.Send(
+      "POST /api/v1/steps HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
+      "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+      size.str() + "\r\n" + record + "\r\n0\r\n\r\n");
   EXPECT_THAT(chunked.ReadUntilClosed(), HasSubstr("HTTP/1.1 200"));
   HttpClient client(server.url());
   EXPECT_EQ(Records(client, "chunked"), 1);
@@ -228,7 +232,9 @@ TEST(Reliability, OutOfDescriptorsTheServerBacksOffAndKeepsServing) {
   bool served = false;
   for (int attempt = 0; attempt < 50 && !served; ++attempt) {
     try {
-      served = HttpClient(server.url(), {.timeout = std::chrono::seconds(2)}).Get("/healthz").status == 200;
+      served =
+          HttpClient(server.url(), {.timeout = std::chrono::seconds(2)}).Get("/healthz").status ==
+          200;
     } catch (const wire::HttpError&) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
@@ -277,7 +283,8 @@ TEST(Reliability, StepNumbersAreBoundedAndQueriesStayDownsampled) {
   EXPECT_GT(buckets, 0u);
   EXPECT_LE(buckets, 100u) << "max_points holds over the widest step range";
   EXPECT_LT(steps.body.size(), 100'000u);
-  auto full_range = client.Get("/api/v1/runs/big/steps?from=0&to=9223372036854775807&max_points=10");
+  auto full_range =
+      client.Get("/api/v1/runs/big/steps?from=0&to=9223372036854775807&max_points=10");
   EXPECT_EQ(full_range.status, 200u) << full_range.body;
 }
 
@@ -285,8 +292,9 @@ TEST(Reliability, ReadsAreAnsweredWhileALargeBatchIsWritten) {
   TempDir dir;
   ServerProcess server({.db = dir.File("db")});
   HttpClient client(server.url());
-  ASSERT_EQ(client.Post("/api/v1/steps", NdjsonSteps("small", 0, 100), "application/x-ndjson").status,
-            200u);
+  ASSERT_EQ(
+      client.Post("/api/v1/steps", NdjsonSteps("small", 0, 100), "application/x-ndjson").status,
+      200u);
   // 16 steps x 4,000 ranks, about 8 MB: long enough to write that reads can overlap it.
   std::string large;
   for (int step = 0; step < 16; ++step)
@@ -362,10 +370,12 @@ TEST(Reliability, RunListIsPagedAndFiltered) {
 TEST(Reliability, WeakTokensAreWarnedAbout) {
   TempDir dir;
   std::ofstream(dir.File("token")) << "x\n";
-  ServerProcess weak({.db = dir.File("db"), .extra_args = {"--token-file", dir.File("token").string()}});
+  ServerProcess weak(
+      {.db = dir.File("db"), .extra_args = {"--token-file", dir.File("token").string()}});
   EXPECT_THAT(weak.StderrText(), HasSubstr("the token is easy to guess (1 characters"));
   std::ofstream(dir.File("strong")) << "6f1c0e9a4b7d2e8f5a3c1b0d9e7f6a5b\n";
-  ServerProcess strong({.db = dir.File("db2"), .extra_args = {"--token-file", dir.File("strong").string()}});
+  ServerProcess strong(
+      {.db = dir.File("db2"), .extra_args = {"--token-file", dir.File("strong").string()}});
   EXPECT_THAT(strong.StderrText(), ::testing::Not(HasSubstr("easy to guess")));
 }
 

@@ -73,7 +73,7 @@ class FieldReader {
     if (value == nullptr) {
       if (required)
         return Fail(field, Name(field) + " is required (an integer from " + std::to_string(min) +
-                             " to " + std::to_string(max) + ")");
+                               " to " + std::to_string(max) + ")");
       return true;
     }
     std::int64_t parsed = 0;

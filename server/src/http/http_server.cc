@@ -6,11 +6,11 @@
 #include <array>
 #include <atomic>
 #include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/strand.hpp>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -68,19 +68,19 @@ class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
   static constexpr int kMaxRefusalsInFlight = 64;
 
   void Accept() {
-    acceptor_.async_accept(net::make_strand(ioc_), [self = shared_from_this()](
-                                                       boost::system::error_code ec,
-                                                       tcp::socket socket) {
-      if (ec == net::error::operation_aborted || !self->acceptor_.is_open()) return;
-      if (ec) return self->BackOff(ec);
-      self->backoff_ = kFirstBackoff;
-      if (self->context_.registry.Size() >= self->max_connections_) {
-        self->RefuseConnection(std::move(socket));
-      } else {
-        std::make_shared<Session>(std::move(socket), self->context_)->Start();
-      }
-      self->Accept();
-    });
+    acceptor_.async_accept(
+        net::make_strand(ioc_),
+        [self = shared_from_this()](boost::system::error_code ec, tcp::socket socket) {
+          if (ec == net::error::operation_aborted || !self->acceptor_.is_open()) return;
+          if (ec) return self->BackOff(ec);
+          self->backoff_ = kFirstBackoff;
+          if (self->context_.registry.Size() >= self->max_connections_) {
+            self->RefuseConnection(std::move(socket));
+          } else {
+            std::make_shared<Session>(std::move(socket), self->context_)->Start();
+          }
+          self->Accept();
+        });
   }
 
   // EMFILE/ENFILE (or any other accept failure) would fail again at once: wait, doubling up to a
@@ -143,13 +143,13 @@ class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
   static void DrainRefused(std::shared_ptr<beast::tcp_stream> stream,
                            std::shared_ptr<std::array<char, 4096>> sink,
                            std::shared_ptr<std::atomic<int>> counter) {
-    stream->async_read_some(net::buffer(*sink), [stream, sink, counter](
-                                                    boost::system::error_code ec, std::size_t) {
-      if (!ec) return DrainRefused(stream, sink, counter);
-      boost::system::error_code ignored;
-      stream->socket().close(ignored);
-      --*counter;
-    });
+    stream->async_read_some(net::buffer(*sink),
+                            [stream, sink, counter](boost::system::error_code ec, std::size_t) {
+                              if (!ec) return DrainRefused(stream, sink, counter);
+                              boost::system::error_code ignored;
+                              stream->socket().close(ignored);
+                              --*counter;
+                            });
   }
 
   net::io_context& ioc_;

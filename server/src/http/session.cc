@@ -81,10 +81,9 @@ void Session::DoRead() {
   parser_.emplace();
   parser_->body_limit(context_.limits.body_limit);
   stream_.expires_after(context_.limits.idle_timeout);
-  bhttp::async_read_header(stream_, buffer_, *parser_,
-                           [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                             self->OnHeader(ec);
-                           });
+  bhttp::async_read_header(
+      stream_, buffer_, *parser_,
+      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnHeader(ec); });
 }
 
 // The header is in and the body is not: refuse here what would make the body unreadable or
@@ -129,7 +128,8 @@ void Session::OnRead(beast::error_code ec) {
   }
   if (ec) {
     // Unparseable HTTP: answer once, then drop the connection since the stream is out of sync.
-    return Refuse(bhttp::status::bad_request, "bad_http", "malformed HTTP request: " + ec.message());
+    return Refuse(bhttp::status::bad_request, "bad_http",
+                  "malformed HTTP request: " + ec.message());
   }
   auto request = std::make_shared<RawRequest>(parser_->release());
   parser_.reset();
@@ -146,11 +146,11 @@ void Session::Handle(std::shared_ptr<RawRequest> request) {
   net::post(*context_.write_pool, [self = shared_from_this(), request,
                                    guard = net::make_work_guard(stream_.get_executor())]() mutable {
     Response response = self->context_.router.Handle(*request);
-    net::post(self->stream_.get_executor(), [self, request, response = std::move(response),
-                                             guard = std::move(guard)]() mutable {
-      self->handling_ = false;
-      self->Respond(*request, std::move(response));
-    });
+    net::post(self->stream_.get_executor(),
+              [self, request, response = std::move(response), guard = std::move(guard)]() mutable {
+                self->handling_ = false;
+                self->Respond(*request, std::move(response));
+              });
   });
 }
 
