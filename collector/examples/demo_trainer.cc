@@ -127,6 +127,7 @@ Batch Sequences(const std::string& corpus, std::uint64_t seed, std::int64_t step
 
 struct Config {
   std::string server, run = "demo", loss = "correct", out, spool;
+  std::optional<std::string> spool_dir;
   std::uint64_t seed = 0;
   std::int64_t micro_batch_size = 8, ga_steps = 1, steps = 150, world_size = 1, rank = 0;
   double lr = 3e-3, lr_spike_factor = 1.0, clip = 1.0;
@@ -209,6 +210,7 @@ int Train(const Config& c) {
       .run = c.run, .rank = c.rank, .micro_batch_size = c.micro_batch_size, .vocab_size = kVocab};
   options.stream.server_url = c.server;
   options.stream.spool_path = c.spool;
+  if (c.spool_dir) options.spool_dir = *c.spool_dir == "none" ? "" : *c.spool_dir;
   options.stream.drain_timeout = std::chrono::seconds(c.flush_timeout_s);
   std::optional<Collector> collector;
   if (!c.no_collector) collector.emplace(options);
@@ -298,12 +300,14 @@ int Train(const Config& c) {
   }
   if (collector && !c.server.empty() &&
       !collector->Flush(std::chrono::seconds(c.flush_timeout_s))) {
-    // With a spool nothing is lost: the records wait there for the next start.
-    std::fprintf(
-        stderr, "[%s] rank %lld: not every record reached the server; %s\n", c.run.c_str(),
-        static_cast<long long>(c.rank),
-        c.spool.empty() ? "they are lost (no --spool)" : ("the rest waits in " + c.spool).c_str());
-    return c.spool.empty() ? 1 : 0;
+    // With a spool nothing is lost: the records wait there for the next start or `lossguard flush`.
+    const std::string& spool = collector->stream()->spool_path();
+    std::fprintf(stderr, "[%s] rank %lld: not every record reached the server; %s\n", c.run.c_str(),
+                 static_cast<long long>(c.rank),
+                 spool.empty()
+                     ? "they are lost (no spool)"
+                     : ("the rest waits in " + spool + " (lossguard flush delivers it)").c_str());
+    return spool.empty() ? 1 : 0;
   }
   return 0;
 }
@@ -383,6 +387,9 @@ int main(int argc, char** argv) {
   app.add_option("--out", c.out,
                  "also write every record as NDJSON to this file (.rankN with --world-size > 1)");
   app.add_option("--spool", c.spool, "collector spool file for server outages");
+  app.add_option("--spool-dir", c.spool_dir,
+                 "directory of per-run spools when --spool is not given (default: "
+                 "$LOSSGUARD_SPOOL_DIR, else ~/.local/state/lossguard/spool; none: no spool)");
   app.add_flag("--quiet", c.quiet, "no progress lines");
   app.add_flag("--no-collector", c.no_collector, "train without the collector (overhead baseline)");
   app.add_option("--flush-timeout-s", c.flush_timeout_s, "at the end, wait this long for delivery")

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "lossguard/wire/record_codec.h"
+#include "lossguard/wire/spool.h"
 
 namespace lossguard::collector {
 
@@ -55,7 +56,25 @@ Collector::Collector(CollectorOptions options) : options_(std::move(options)) {
   if (!valid) throw std::invalid_argument("lossguard collector: " + valid.error().message);
   if (!options_.stream.server_url.empty()) {
     if (!options_.stream.warn) options_.stream.warn = options_.warn;
-    stream_ = std::make_unique<RecordStream>(options_.stream);
+    const bool default_spool = options_.stream.spool_path.empty() && options_.spool_dir != "";
+    if (default_spool) {
+      options_.stream.spool_path =
+          wire::SpoolPathFor(options_.spool_dir.value_or(wire::DefaultSpoolDir()), options_.run,
+                             options_.rank)
+              .string();
+    }
+    try {
+      stream_ = std::make_unique<RecordStream>(options_.stream);
+    } catch (const std::runtime_error& e) {
+      // The default spool is a convenience: if it cannot be had (no writable home, another process
+      // holds it), the trainer goes on and streams from memory. A spool the caller named is a
+      // requirement, and its failure reaches the caller.
+      if (!default_spool) throw;
+      options_.warn("lossguard collector: " + std::string(e.what()) +
+                    "; streaming without a spool (records are dropped during a long outage)");
+      options_.stream.spool_path.clear();
+      stream_ = std::make_unique<RecordStream>(options_.stream);
+    }
   }
 }
 

@@ -8,8 +8,8 @@
 
 #include "lossguard/wire/http_client.h"
 #include "lossguard/wire/json_numbers.h"
+#include "lossguard/wire/spool.h"
 #include "record_ring.h"
-#include "spool.h"
 
 namespace lossguard::collector {
 
@@ -189,7 +189,7 @@ class RecordStream::Sender {
 
   RecordStream& stream_;
   wire::HttpClient client_;
-  std::optional<Spool> spool_;
+  std::optional<wire::Spool> spool_;
   std::chrono::milliseconds backoff_;
   Clock::time_point next_attempt_{};
   bool warned_unreachable_ = false;

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "e2e/server_process.h"
+#include "lossguard/wire/http_client.h"
+#include "lossguard/wire/spool.h"
 #include "server/test_db.h"
 
 namespace lossguard::testing {
@@ -113,6 +115,51 @@ TEST(DemoTrainer, StreamsToTheServerAndRefusesBadFlags) {
   CommandResult zero =
       RunCommand({LOSSGUARD_DEMO_TRAINER, "--ga-steps", "0"}, std::chrono::seconds(30));
   EXPECT_NE(zero.exit_code, 0);
+}
+
+// A trainer that ends while the server is down leaves its records in the default per-run spool;
+// `lossguard flush` delivers them once, and skips a spool a running trainer still holds.
+TEST(DemoTrainer, RecordsOfAnOutageWaitInTheDefaultSpoolUntilFlushed) {
+  TempDir dir;
+  const std::string spool_dir = dir.File("spools").string();
+  // Port 1 on loopback: nothing listens.
+  CommandResult trained =
+      RunCommand({LOSSGUARD_DEMO_TRAINER, "--quiet", "--steps", "12", "--run", "outage", "--server",
+                  "http://127.0.0.1:1", "--flush-timeout-s", "1"},
+                 std::chrono::seconds(120), {{"LOSSGUARD_SPOOL_DIR", spool_dir}});
+  ASSERT_EQ(trained.exit_code, 0) << trained.err;
+  const std::string spool = spool_dir + "/outage/rank-0.ndjson";
+  EXPECT_THAT(trained.err, HasSubstr("the rest waits in " + spool));
+  ASSERT_TRUE(std::filesystem::exists(spool));
+
+  ServerProcess server({.db = dir.File("db")});
+  {
+    wire::Spool held(dir.File("spools/other/rank-0.ndjson"), 1 << 20);  // a trainer still running
+    ASSERT_EQ(
+        held.Append({R"({"run":"other","step":0,"ga_steps":1,"micro_batch_size":1,"loss":1})"}),
+        1u);
+    CommandResult busy =
+        RunCommand({LOSSGUARD_CLI_BINARY, "flush", spool_dir, "--server", server.url()},
+                   std::chrono::seconds(60));
+    EXPECT_EQ(busy.exit_code, 1);
+    EXPECT_THAT(busy.err, HasSubstr("open in another process"));
+    EXPECT_THAT(busy.out, HasSubstr("flushed " + spool + ": 12 records"));
+  }
+  CommandResult again =
+      RunCommand({LOSSGUARD_CLI_BINARY, "flush", spool_dir, "--server", server.url()},
+                 std::chrono::seconds(60));
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_THAT(again.out, HasSubstr("2 spools, 1 records sent"))
+      << "the flushed spool sends nothing twice; the released one is delivered now";
+  CommandResult runs = RunCommand({LOSSGUARD_CLI_BINARY, "alerts", "--server", server.url()},
+                                  std::chrono::seconds(30));
+  EXPECT_EQ(runs.exit_code, 0);
+  wire::HttpClient client(server.url());
+  EXPECT_EQ(json::parse(client.Get("/api/v1/runs/outage").body)["run"]["records"], 12);
+  CommandResult missing = RunCommand({LOSSGUARD_CLI_BINARY, "flush", dir.File("nothing").string()},
+                                     std::chrono::seconds(30));
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("is not a directory"));
 }
 
 }  // namespace

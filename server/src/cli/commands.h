@@ -23,6 +23,20 @@ struct ReplayOptions {
 // saying how many records were already stored. Returns the process exit code.
 int Replay(const ReplayOptions& options, std::ostream& out, std::ostream& err);
 
+struct FlushOptions {
+  std::string dir;  // a spool directory (the default one, or a trainer's --spool-dir)
+  std::string server;
+  std::string token;
+  std::size_t batch_size = 1000;
+  int retries = 5;
+};
+
+// Sends the undelivered records of every spool under `dir` (see wire::Spool), each batch committed
+// in its spool only after the server stored it: exactly once, as a restarted trainer's replay is,
+// and resumable. Spools open in a running trainer are skipped. Returns the exit code (1 when any
+// spool was skipped or not fully flushed).
+int Flush(const FlushOptions& options, std::ostream& out, std::ostream& err);
+
 struct AlertsOptions {
   std::string server;
   std::optional<std::string> run;

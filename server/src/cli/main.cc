@@ -6,6 +6,7 @@
 #include "analyzer_flags.h"
 #include "cli/commands.h"
 #include "config.h"
+#include "lossguard/wire/spool.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"lossguard: send training records to a lossguard server and read its alerts."};
@@ -23,6 +24,23 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
   replay_cmd->add_option("--token-file", token_file, "bearer token file (else LOSSGUARD_TOKEN)");
+
+  lossguard::cli::FlushOptions flush;
+  flush.server = default_server;
+  flush.dir = lossguard::wire::DefaultSpoolDir().string();
+  std::optional<std::string> flush_token_file;
+  CLI::App* flush_cmd = app.add_subcommand(
+      "flush", "deliver what trainers left in their spools (each record once, resumable)");
+  flush_cmd
+      ->add_option("dir", flush.dir,
+                   "spool directory ($LOSSGUARD_SPOOL_DIR, else ~/.local/state/lossguard/spool)")
+      ->capture_default_str();
+  flush_cmd->add_option("--server", flush.server, "server URL")->capture_default_str();
+  flush_cmd->add_option("--batch-size", flush.batch_size, "records per request")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  flush_cmd->add_option("--token-file", flush_token_file,
+                        "bearer token file (else LOSSGUARD_TOKEN)");
 
   lossguard::cli::AlertsOptions alerts;
   alerts.server = default_server;
@@ -83,6 +101,15 @@ int main(int argc, char** argv) {
       }
       replay.token = token.value().value_or("");
       return lossguard::cli::Replay(replay, std::cout, std::cerr);
+    }
+    if (flush_cmd->parsed()) {
+      auto token = lossguard::LoadToken(flush_token_file, std::getenv("LOSSGUARD_TOKEN"));
+      if (!token) {
+        std::cerr << "lossguard flush: " << token.error() << "\n";
+        return 2;
+      }
+      flush.token = token.value().value_or("");
+      return lossguard::cli::Flush(flush, std::cout, std::cerr);
     }
     if (import_cmd->parsed()) {
       auto token = lossguard::LoadToken(import_token_file, std::getenv("LOSSGUARD_TOKEN"));

@@ -22,6 +22,11 @@ struct CollectorOptions {
   std::optional<std::int64_t> vocab_size;
   // Where records go; an empty server_url means no streaming (local checks only).
   RecordStreamOptions stream;
+  // Where the stream spools records while the server is unreachable, when stream.spool_path is
+  // empty: <spool_dir>/<run>/rank-<rank>.ndjson. nullopt: wire::DefaultSpoolDir()
+  // ($LOSSGUARD_SPOOL_DIR, else ~/.local/state/lossguard/spool); "": no spool (memory only).
+  // A restarted trainer replays its spool; `lossguard flush DIR` delivers one nobody restarts.
+  std::optional<std::string> spool_dir;
   // Compare the reported loss with the normalised one and warn in the trainer's log when they
   // disagree by more than this fraction (at the first such step, and again if it ends and returns).
   double local_check_tolerance = 0.01;

@@ -27,7 +27,7 @@ struct RecordStreamOptions {
   std::chrono::milliseconds flush_interval{500};  // a partial batch waits at most this long
   // Where undelivered records go while the server is unreachable ("" = memory only, so records
   // beyond queue_capacity are dropped). Replayed in order when the server is back, also after a
-  // restart of the trainer.
+  // restart of the trainer, or by `lossguard flush`. (Collector fills in a per-run default.)
   std::string spool_path;
   std::uint64_t spool_max_bytes = 1ull << 30;
   std::chrono::milliseconds initial_backoff{200};
@@ -79,6 +79,8 @@ class RecordStream {
   bool Flush(std::chrono::milliseconds timeout);
 
   StreamStats stats() const;
+  // The spool file in use; "" for none.
+  const std::string& spool_path() const { return options_.spool_path; }
 
  private:
   class Sender;

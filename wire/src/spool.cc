@@ -1,10 +1,16 @@
-#include "spool.h"
+#include "lossguard/wire/spool.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
-namespace lossguard::collector {
+namespace lossguard::wire {
 
 namespace {
 [[noreturn]] void Fail(const std::string& what, const std::filesystem::path& path) {
@@ -15,7 +21,27 @@ namespace {
 Spool::Spool(std::filesystem::path path, std::uint64_t max_bytes)
     : path_(std::move(path)), offset_path_(path_.string() + ".offset"), max_bytes_(max_bytes) {
   std::error_code ec;
-  if (!path_.parent_path().empty()) std::filesystem::create_directories(path_.parent_path(), ec);
+  if (!path_.parent_path().empty()) {
+    std::filesystem::create_directories(path_.parent_path(), ec);
+    if (ec) {
+      throw std::runtime_error("spool " + path_.string() +
+                               ": cannot create its directory: " + ec.message());
+    }
+  }
+  const std::string lock_path = path_.string() + ".lock";
+  lock_fd_ = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0) Fail("cannot open lock file", lock_path);
+  if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    close(lock_fd_);
+    lock_fd_ = -1;
+    if (error == EWOULDBLOCK) {
+      throw SpoolInUse("spool " + path_.string() +
+                       " is open in another process (a trainer still running, or lossguard flush)");
+    }
+    errno = error;
+    Fail("cannot lock", lock_path);
+  }
   {
     std::ofstream touch(path_, std::ios::app);
     if (!touch) Fail("cannot create", path_);
@@ -29,6 +55,10 @@ Spool::Spool(std::filesystem::path path, std::uint64_t max_bytes)
     offset_ = 0;
   }
   if (empty()) Reset();
+}
+
+Spool::~Spool() {
+  if (lock_fd_ >= 0) close(lock_fd_);  // releases the lock
 }
 
 std::size_t Spool::Append(const std::vector<std::string>& lines) {
@@ -96,4 +126,35 @@ void Spool::Reset() {
   SaveOffset();
 }
 
-}  // namespace lossguard::collector
+std::filesystem::path DefaultSpoolDir() {
+  auto env = [](const char* name) -> std::string {
+    const char* value = std::getenv(name);
+    return value != nullptr ? value : "";
+  };
+  if (std::string dir = env("LOSSGUARD_SPOOL_DIR"); !dir.empty()) return dir;
+  if (std::string state = env("XDG_STATE_HOME"); !state.empty())
+    return std::filesystem::path(state) / "lossguard" / "spool";
+  if (std::string home = env("HOME"); !home.empty())
+    return std::filesystem::path(home) / ".local" / "state" / "lossguard" / "spool";
+  return std::filesystem::temp_directory_path() / ("lossguard-spool-" + std::to_string(getuid()));
+}
+
+std::filesystem::path SpoolPathFor(const std::filesystem::path& dir, const std::string& run,
+                                   std::int64_t rank) {
+  return dir / run / ("rank-" + std::to_string(rank) + ".ndjson");
+}
+
+std::vector<std::filesystem::path> FindSpools(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> spools;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
+    const std::filesystem::path& path = entry.path();
+    if (entry.is_regular_file() && path.extension() == ".ndjson" &&
+        std::filesystem::exists(path.string() + ".offset")) {
+      spools.push_back(path);
+    }
+  }
+  std::sort(spools.begin(), spools.end());
+  return spools;
+}
+
+}  // namespace lossguard::wire
