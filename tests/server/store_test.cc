@@ -10,6 +10,7 @@
 #include <limits>
 #include <map>
 #include <random>
+#include <tuple>
 
 #include "server/test_db.h"
 
@@ -321,6 +322,89 @@ TEST(Store, DownsamplingMatchesBruteForceIncludingSpikesNansAndReplacements) {
       ExpectSame(bucket.tokens, want.tokens, what + " tokens");
     }
   }
+}
+
+// Rollups are written a step block behind the steps (migration 003): answers must be complete and
+// exact while blocks are pending, for one rank and for all, with lagging ranks and replacements.
+TEST(Store, DownsamplingOfManyRanksIsExactWhileRollupsArePendingAndAfter) {
+  TempDir dir;
+  Store store(dir.File("db"), StoreOptions{Durability::kNormal, 2});
+  Database peek(dir.File("db"), /*read_only=*/true, /*create=*/false);
+  std::mt19937_64 rng(99);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  constexpr std::int64_t kRanks = 8, kSteps = 2000;
+  std::map<std::int64_t, std::map<std::int64_t, wire::StepRecord>> truth;  // rank -> step -> record
+  auto record = [&](std::int64_t step, std::int64_t rank) {
+    auto r = MakeRecord("wide", step, 3.0 + unit(rng), rank, kRanks);
+    if (unit(rng) < 0.002) r.loss = kNaN;
+    if (unit(rng) < 0.002) r.loss = 1e6;
+    if (unit(rng) < 0.6) r.grad_norm = unit(rng) * 5;
+    r.tokens = static_cast<std::int64_t>(unit(rng) * 4096);
+    return r;
+  };
+  auto check = [&](const std::string& when) {
+    std::vector<std::tuple<std::int64_t, std::int64_t, std::int64_t>> queries = {
+        {0, INT64_MAX, 1000}, {0, INT64_MAX, 40}, {1000, 1999, 7}};
+    for (int i = 0; i < 6; ++i) {
+      std::int64_t a = rng() % kSteps, b = rng() % kSteps;
+      queries.emplace_back(std::min(a, b), std::max(a, b), 2 + rng() % 600);
+    }
+    for (const auto& [from, to, max_buckets] : queries) {
+      for (std::optional<std::int64_t> only :
+           {std::optional<std::int64_t>{}, std::optional<std::int64_t>{5}}) {
+        std::string what = when + " from=" + std::to_string(from) + " to=" + std::to_string(to) +
+                           " buckets=" + std::to_string(max_buckets) +
+                           (only ? " rank=5" : " all ranks");
+        auto series = store.ReadDownsampled("wide", from, to, only, max_buckets);
+        ASSERT_TRUE(series.has_value());
+        std::size_t nonempty = 0;
+        for (const auto& [rank, steps] : truth) {
+          if (only && rank != *only) continue;
+          if (!Expected(steps, from, to, series->bucket_width).empty()) ++nonempty;
+        }
+        ASSERT_EQ(series->ranks.size(), nonempty) << what;
+        for (const auto& rank : series->ranks) {
+          auto expected = Expected(truth[rank.rank], from, to, series->bucket_width);
+          ASSERT_EQ(rank.buckets.size(), expected.size()) << what << " rank " << rank.rank;
+          auto it = expected.begin();
+          for (const BlockStats& bucket : rank.buckets) {
+            const BlockStats& want = (it++)->second;
+            EXPECT_EQ(bucket.first_step, want.first_step) << what;
+            EXPECT_EQ(bucket.last_step, want.last_step) << what;
+            EXPECT_EQ(bucket.n, want.n) << what;
+            ExpectSame(bucket.loss, want.loss, what + " loss");
+            ExpectSame(bucket.grad_norm, want.grad_norm, what + " grad_norm");
+            ExpectSame(bucket.tokens, want.tokens, what + " tokens");
+          }
+        }
+      }
+    }
+  };
+  auto pending = [&] {
+    Statement count(peek, "SELECT COUNT(*) FROM rollup_pending");
+    count.Step();
+    return count.Int(0);
+  };
+  // One step of every rank per batch, as a job reports; rank 3 lags 40 steps behind the others.
+  std::int64_t checks_with_pending = 0;
+  for (std::int64_t step = 0; step < kSteps + 40; ++step) {
+    std::vector<wire::StepRecord> batch;
+    for (std::int64_t rank = 0; rank < kRanks; ++rank) {
+      std::int64_t s = rank == 3 ? step - 40 : step;
+      if (s < 0 || s >= kSteps) continue;
+      batch.push_back(record(s, rank));
+    }
+    if (step % 97 == 50) batch.push_back(record(step / 2, 6));  // a resumed rank re-sends: replaced
+    store.Ingest(batch);
+    for (const auto& r : batch) truth[r.rank][r.step] = r;
+    if (step % 500 == 499) {
+      ASSERT_GT(pending(), 0) << "the check must see pending blocks";
+      ++checks_with_pending;
+      check("mid-run at step " + std::to_string(step));
+    }
+  }
+  EXPECT_EQ(checks_with_pending, 4);
+  check("at the end");
 }
 
 TEST(Store, ReopenAfterUncleanExitKeepsCommittedBatches) {

@@ -5,6 +5,8 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "lossguard/analyzers/analyzer_options.h"
 
@@ -60,6 +62,14 @@ struct ImportOptions {
   std::size_t batch_size = 1000;
   int retries = 5;
 };
+
+// A trainer_state.json's training-loss entries as canonical v1 records, or why the text is not one.
+struct TrainerStateConversion {
+  std::vector<std::string> lines;  // canonical v1 records
+  std::int64_t skipped = 0;        // log entries without a training loss
+  std::string error;               // not empty: nothing is to be sent
+};
+TrainerStateConversion ConvertTrainerState(std::string_view text, const ImportOptions& options);
 
 // Reads a Hugging Face Trainer trainer_state.json and sends its training-loss log entries (loss,
 // grad_norm, learning_rate, step) as v1 records with the given configuration, so that a finished

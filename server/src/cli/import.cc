@@ -12,12 +12,6 @@ namespace lossguard::cli {
 namespace {
 using nlohmann::json;
 
-struct Conversion {
-  std::vector<std::string> lines;  // canonical v1 records
-  std::int64_t skipped = 0;        // log entries without a training loss
-  std::string error;
-};
-
 // A number or a non-finite spelling, as the field's value; error text otherwise.
 std::optional<double> Number(const json& entry, const char* field, std::size_t index,
                              std::string& error) {
@@ -30,8 +24,8 @@ std::optional<double> Number(const json& entry, const char* field, std::size_t i
   return value;
 }
 
-Conversion Convert(const json& state, const ImportOptions& o) {
-  Conversion c;
+TrainerStateConversion Convert(const json& state, const ImportOptions& o) {
+  TrainerStateConversion c;
   if (!state.is_object() || !state.contains("log_history") || !state["log_history"].is_array()) {
     c.error = "not a Hugging Face trainer_state.json: no \"log_history\" array";
     return c;
@@ -91,6 +85,16 @@ Conversion Convert(const json& state, const ImportOptions& o) {
 }
 }  // namespace
 
+TrainerStateConversion ConvertTrainerState(std::string_view text, const ImportOptions& o) {
+  json state;
+  try {
+    state = wire::ParseJsonText(text);
+  } catch (const json::parse_error& e) {
+    return {.error = std::string("the file is not JSON: ") + e.what()};
+  }
+  return Convert(state, o);
+}
+
 int Import(const ImportOptions& o, std::ostream& out, std::ostream& err) {
   std::ifstream in(o.file);
   if (!in) {
@@ -99,15 +103,7 @@ int Import(const ImportOptions& o, std::ostream& out, std::ostream& err) {
   }
   std::stringstream text;
   text << in.rdbuf();
-  json state;
-  try {
-    state = wire::ParseJsonText(text.str());
-  } catch (const json::parse_error& e) {
-    err << "lossguard import: " << o.file << " is not JSON: " << e.what()
-        << " (nothing was sent)\n";
-    return 1;
-  }
-  Conversion c = Convert(state, o);
+  TrainerStateConversion c = ConvertTrainerState(text.str(), o);
   if (!c.error.empty()) {
     err << "lossguard import: " << o.file << ": " << c.error << " (nothing was sent)\n";
     return 1;

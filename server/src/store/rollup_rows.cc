@@ -13,17 +13,6 @@ BlockStats RawRowToBlock(const Statement& row) {
   return block;
 }
 
-BlockStats RecordToBlock(const wire::StepRecord& record) {
-  BlockStats block;
-  block.first_step = block.last_step = record.step;
-  block.n = 1;
-  block.loss.Add(record.loss);
-  block.ref_loss.Add(record.ref_loss);
-  block.grad_norm.Add(record.grad_norm);
-  if (record.tokens) block.tokens.Add(static_cast<double>(*record.tokens));
-  return block;
-}
-
 namespace {
 SeriesStats ReadSeries(const Statement& row, int column) {
   return SeriesStats{row.Number(column), row.Number(column + 1), row.Int(column + 2)};

@@ -1,6 +1,5 @@
 #pragma once
 
-#include "lossguard/wire/step_record.h"
 #include "store/rollup.h"
 #include "store/sqlite.h"
 
@@ -11,8 +10,6 @@ namespace lossguard::store {
 // Columns selected by kRawBlockColumns, one step: step, loss, ref_loss, grad_norm, tokens.
 inline constexpr const char* kRawBlockColumns = "step, loss, ref_loss, grad_norm, tokens";
 BlockStats RawRowToBlock(const Statement& row);
-// The same block for a record about to be stored (what RawRowToBlock will read back).
-BlockStats RecordToBlock(const wire::StepRecord& record);
 
 // Columns selected by kRollupColumns, one stored block.
 inline constexpr const char* kRollupColumns =

@@ -181,4 +181,14 @@ void Transaction::Commit() {
   done_ = true;
 }
 
+ReadTransaction::ReadTransaction(Database& db) : db_(db) { db_.Exec("BEGIN DEFERRED"); }
+
+ReadTransaction::~ReadTransaction() {
+  try {
+    db_.Exec("ROLLBACK");  // nothing was written: ending it is all there is to do
+  } catch (const SqliteError& e) {
+    spdlog::warn("ending a read transaction: {}", e.what());
+  }
+}
+
 }  // namespace lossguard::store

@@ -87,4 +87,16 @@ class Transaction {
   bool done_ = false;
 };
 
+// A read transaction: every statement between construction and destruction sees one snapshot of
+// the database (in WAL mode, writers go on beside it). Ends on destruction.
+class ReadTransaction {
+ public:
+  explicit ReadTransaction(Database& db);
+  ~ReadTransaction();
+  ReadTransaction(const ReadTransaction&) = delete;
+
+ private:
+  Database& db_;
+};
+
 }  // namespace lossguard::store

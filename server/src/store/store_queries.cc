@@ -1,5 +1,7 @@
 // Store's read side: runs, raw steps and downsampled series.
 #include <algorithm>
+#include <map>
+#include <set>
 
 #include "store/migrations.h"
 #include "store/read_lease.h"
@@ -62,33 +64,78 @@ RunSummary Summarise(Database& db, const Statement& run_row) {
 constexpr const char* kRunColumns =
     "SELECT id, name, record_count, first_seen, last_seen FROM runs";
 
-// Reads the blocks of `range` for one rank and merges each into its output bucket (appending in
-// order: ranges and rows arrive in ascending step order).
-void CollectBlocks(Database& db, std::int64_t run_id, std::int64_t rank, const BlockRange& range,
-                   std::int64_t bucket_width, std::vector<BlockStats>& buckets) {
-  auto merge = [&](const BlockStats& block) {
-    if (!buckets.empty() &&
-        buckets.back().first_step / bucket_width == block.first_step / bucket_width) {
-      buckets.back().Merge(block);
-    } else {
-      buckets.push_back(block);
-    }
-  };
-  if (range.level == 0) {
-    Statement rows(
-        db, std::string("SELECT ") + kRawBlockColumns +
-                " FROM steps WHERE run_id = ? AND step BETWEEN ? AND ? AND rank = ? ORDER BY step");
-    rows.Bind(1, run_id).Bind(2, range.first_bucket).Bind(3, range.last_bucket).Bind(4, rank);
-    while (rows.Step()) merge(RawRowToBlock(rows));
-    return;
+// Appends blocks, in ascending step order, to a rank's output buckets of `bucket_width` steps.
+void MergeInto(std::vector<BlockStats>& buckets, const BlockStats& block,
+               std::int64_t bucket_width) {
+  if (!buckets.empty() &&
+      buckets.back().first_step / bucket_width == block.first_step / bucket_width) {
+    buckets.back().Merge(block);
+  } else {
+    buckets.push_back(block);
   }
+}
+
+// The stored blocks of a level >= 1 range for one rank, in order.
+void CollectRollups(Database& db, std::int64_t run_id, std::int64_t rank, const BlockRange& range,
+                    std::int64_t bucket_width, std::vector<BlockStats>& buckets) {
   Statement rows(db, std::string("SELECT ") + kRollupColumns +
                          " FROM step_rollups WHERE run_id = ? AND rank = ? AND width = ? AND "
                          "bucket BETWEEN ? AND ? "
                          "ORDER BY bucket");
   rows.Bind(1, run_id).Bind(2, rank).Bind(3, kRollupWidths[range.level]);
   rows.Bind(4, range.first_bucket).Bind(5, range.last_bucket);
-  while (rows.Step()) merge(RollupRowToBlock(rows));
+  while (rows.Step()) MergeInto(buckets, RollupRowToBlock(rows), bucket_width);
+}
+
+// The steps of a level-0 range, per rank (every rank, or only `rank`), from one scan in key order.
+std::map<std::int64_t, std::vector<BlockStats>> ReadRawRange(Database& db, std::int64_t run_id,
+                                                             const BlockRange& range,
+                                                             std::optional<std::int64_t> rank) {
+  Statement rows(db, std::string("SELECT ") + kRawBlockColumns +
+                         ", rank FROM steps WHERE run_id = ?1 AND step BETWEEN ?2 AND ?3 AND "
+                         "(?4 IS NULL OR rank = ?4) ORDER BY step, rank");
+  rows.Bind(1, run_id).Bind(2, range.first_bucket).Bind(3, range.last_bucket).Bind(4, rank);
+  std::map<std::int64_t, std::vector<BlockStats>> out;
+  while (rows.Step()) out[rows.Int(5)].push_back(RawRowToBlock(rows));
+  return out;
+}
+
+// Rollup rows of a block are written behind its steps (migration 003): a block still pending has
+// no rows, or stale ones, at every level above it. Replaces each block of `range` that contains a
+// pending level-1 block by its children, down to the pending block's steps (level 0), which are
+// read directly. Appends to `out` in step order.
+void AvoidPending(const BlockRange& range, const std::set<std::int64_t>& pending,
+                  std::vector<BlockRange>& out) {
+  if (range.level == 0) {
+    out.push_back(range);
+    return;
+  }
+  const std::int64_t per_block = kRollupWidths[range.level] / kRollupWidths[1];
+  std::int64_t next = range.first_bucket;
+  for (auto it = pending.lower_bound(range.first_bucket * per_block);
+       it != pending.end() && *it / per_block <= range.last_bucket;
+       it = pending.lower_bound(next * per_block)) {
+    const std::int64_t stale = *it / per_block;
+    if (stale > next) out.push_back({range.level, next, stale - 1});
+    if (range.level == 1) {
+      out.push_back({0, stale * kRollupWidths[1], stale * kRollupWidths[1] + kRollupWidths[1] - 1});
+    } else {
+      const std::int64_t fan_out = kRollupWidths[range.level] / kRollupWidths[range.level - 1];
+      AvoidPending({range.level - 1, stale * fan_out, stale * fan_out + fan_out - 1}, pending, out);
+    }
+    next = stale + 1;
+  }
+  if (next <= range.last_bucket) out.push_back({range.level, next, range.last_bucket});
+}
+
+std::set<std::int64_t> PendingBlocks(Database& db, std::int64_t run_id, std::int64_t from,
+                                     std::int64_t to) {
+  Statement rows(db,
+                 "SELECT bucket FROM rollup_pending WHERE run_id = ? AND bucket BETWEEN ? AND ?");
+  rows.Bind(1, run_id).Bind(2, from / kRollupWidths[1]).Bind(3, to / kRollupWidths[1]);
+  std::set<std::int64_t> out;
+  while (rows.Step()) out.insert(rows.Int(0));
+  return out;
 }
 
 std::vector<std::int64_t> RanksOf(Database& db, std::int64_t run_id) {
@@ -201,6 +248,7 @@ std::optional<DownsampledSeries> Store::ReadDownsampled(std::string_view run, st
                                                         std::optional<std::int64_t> rank,
                                                         std::int64_t max_buckets) {
   ReadLease db = Read();
+  ReadTransaction snapshot(*db);  // the pending marks and the rollups of one moment
   std::optional<std::int64_t> run_id = FindRunId(*db, run);
   if (!run_id) return std::nullopt;
   DownsampledSeries out;
@@ -212,12 +260,36 @@ std::optional<DownsampledSeries> Store::ReadDownsampled(std::string_view run, st
 
   Resolution resolution = ChooseResolution(out.from, out.to, max_buckets);
   out.bucket_width = resolution.bucket_width;
-  std::vector<BlockRange> plan = PlanCover(out.from, out.to, resolution.level);
-  std::vector<std::int64_t> ranks = rank ? std::vector<std::int64_t>{*rank} : RanksOf(*db, *run_id);
+  const std::set<std::int64_t> pending = PendingBlocks(*db, *run_id, out.from, out.to);
+  std::vector<BlockRange> plan;
+  for (const BlockRange& range : PlanCover(out.from, out.to, resolution.level))
+    AvoidPending(range, pending, plan);
+
+  // Steps read directly: one scan per range for all ranks (per rank, a range of steps would be
+  // read once for every rank).
+  std::map<std::size_t, std::map<std::int64_t, std::vector<BlockStats>>> raw;
+  std::set<std::int64_t> ranks;
+  if (rank) ranks.insert(*rank);
+  for (std::size_t i = 0; i < plan.size(); ++i) {
+    if (plan[i].level != 0) continue;
+    raw[i] = ReadRawRange(*db, *run_id, plan[i], rank);
+    if (!rank)
+      for (const auto& [r, rows] : raw[i]) ranks.insert(r);
+  }
+  if (!rank)
+    for (std::int64_t r : RanksOf(*db, *run_id)) ranks.insert(r);
+
   for (std::int64_t r : ranks) {
     DownsampledSeries::Rank series{r, {}};
-    for (const BlockRange& range : plan)
-      CollectBlocks(*db, *run_id, r, range, out.bucket_width, series.buckets);
+    for (std::size_t i = 0; i < plan.size(); ++i) {
+      if (plan[i].level != 0) {
+        CollectRollups(*db, *run_id, r, plan[i], out.bucket_width, series.buckets);
+        continue;
+      }
+      auto rows = raw[i].find(r);
+      if (rows == raw[i].end()) continue;
+      for (const BlockStats& row : rows->second) MergeInto(series.buckets, row, out.bucket_width);
+    }
     if (!series.buckets.empty()) out.ranks.push_back(std::move(series));
   }
   return out;

@@ -17,6 +17,12 @@ UPDATE steps SET loss = ?4, grad_norm = ?5, ref_loss = ?6, tokens = ?7, record =
                  version = version + 1
 WHERE run_id = ?1 AND step = ?2 AND rank = ?3 AND record IS NOT ?8)sql";
 
+// A pending block older than this is refreshed even if its run has not moved on.
+constexpr double kStaleSeconds = 5;
+// Stale blocks refreshed per transaction at most, so that a burst of stopped runs does not stall
+// one batch.
+constexpr int kStaleRefreshes = 8;
+
 void BindStep(Statement& statement, std::int64_t run_id, const wire::StepRecord& r,
               const std::string& canonical, double now) {
   statement.Reset();
@@ -41,15 +47,23 @@ Store::Writer::Writer(Database db, AnalysisOptions analysis)
                  "UPDATE runs SET last_seen = ?, record_count = record_count + ? WHERE id = ?"),
       insert_step_(db_, kInsertStep),
       replace_step_(db_, kReplaceStep),
-      raw_block_(db_, Sql("SELECT ", kRawBlockColumns,
-                          " FROM steps WHERE run_id = ? AND step = ? AND rank = ?")),
+      // In key order (step, rank): one sequential read of the block, all ranks at once.
+      block_rows_(db_, Sql("SELECT ", kRawBlockColumns,
+                           ", rank FROM steps WHERE run_id = ? AND step BETWEEN ? AND ?")),
       child_blocks_(db_, Sql("SELECT ", kRollupColumns,
                              " FROM step_rollups WHERE run_id = ? AND rank = ? AND width = ? AND "
                              "bucket BETWEEN ? AND ?")),
       upsert_rollup_(
           db_,
           Sql("INSERT OR REPLACE INTO step_rollups (run_id, rank, width, bucket, ", kRollupColumns,
-              ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) {}
+              ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")),
+      mark_pending_(
+          db_, "INSERT OR IGNORE INTO rollup_pending (run_id, bucket, since) VALUES (?, ?, ?)"),
+      pending_behind_(db_, "SELECT bucket FROM rollup_pending WHERE run_id = ? AND bucket < ?"),
+      pending_stale_(db_,
+                     "SELECT run_id, bucket FROM rollup_pending WHERE since < ? ORDER BY since "
+                     "LIMIT ?"),
+      clear_pending_(db_, "DELETE FROM rollup_pending WHERE run_id = ? AND bucket = ?") {}
 
 std::int64_t Store::Writer::RunId(const std::string& name, double now,
                                   std::unordered_map<std::string, std::int64_t>& created) {
@@ -78,7 +92,8 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
   IngestResult result;
   std::unordered_map<std::string, std::int64_t> created_runs;
   std::unordered_map<std::int64_t, std::int64_t> new_records_per_run;
-  RollupChanges rollups;
+  std::set<StepBlock> changed;
+  std::map<std::int64_t, std::int64_t> newest_step;
   Transaction transaction(db_);
   try {
     for (std::size_t i = 0; i < records.size(); ++i) {
@@ -89,10 +104,8 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
       ++result.accepted;
       BindStep(insert_step_, run_id, r, canonical[i], now);
       insert_step_.Step();
-      const BlockKey block{run_id, r.rank, r.step / kRollupWidths[1]};
       if (db_.Changes() == 1) {
         ++new_records_per_run[run_id];
-        rollups.added[block].Merge(RecordToBlock(r));
       } else {
         BindStep(replace_step_, run_id, r, canonical[i], now);
         replace_step_.Step();
@@ -101,9 +114,11 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
           continue;
         }
         ++result.replaced;
-        rollups.recompute.insert(block);
       }
       analysis_.Feed(run_id, r);
+      changed.insert({run_id, r.step / kRollupWidths[1]});
+      auto [newest, inserted] = newest_step.try_emplace(run_id, r.step);
+      if (!inserted) newest->second = std::max(newest->second, r.step);
     }
     insert_step_.Reset();
     replace_step_.Reset();
@@ -112,7 +127,7 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
       touch_run_.BindNumber(1, now).Bind(2, added).Bind(3, run_id);
       touch_run_.Step();
     }
-    RefreshRollups(std::move(rollups));
+    UpdateRollups(changed, newest_step, now);
     analysis_.Finish(now);
     transaction.Commit();
   } catch (...) {
@@ -123,21 +138,58 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
   return result;
 }
 
+void Store::Writer::UpdateRollups(const std::set<StepBlock>& changed,
+                                  const std::map<std::int64_t, std::int64_t>& newest_step,
+                                  double now) {
+  for (const StepBlock& block : changed) {
+    mark_pending_.Reset();
+    mark_pending_.Bind(1, block.run_id).Bind(2, block.bucket).BindNumber(3, now);
+    mark_pending_.Step();
+  }
+  mark_pending_.Reset();
+
+  std::set<StepBlock> due;
+  for (const auto& [run_id, newest] : newest_step) {
+    pending_behind_.Reset();
+    pending_behind_.Bind(1, run_id).Bind(2, newest / kRollupWidths[1] - 1);
+    while (pending_behind_.Step()) due.insert({run_id, pending_behind_.Int(0)});
+  }
+  pending_behind_.Reset();
+  pending_stale_.Reset();
+  pending_stale_.BindNumber(1, now - kStaleSeconds).Bind(2, std::int64_t{kStaleRefreshes});
+  while (pending_stale_.Step()) due.insert({pending_stale_.Int(0), pending_stale_.Int(1)});
+  pending_stale_.Reset();
+  for (const StepBlock& block : due) RefreshBlock(block);
+}
+
+void Store::Writer::RefreshBlock(const StepBlock& block) {
+  const std::int64_t width = kRollupWidths[1];
+  std::map<std::int64_t, BlockStats> ranks;
+  block_rows_.Reset();
+  block_rows_.Bind(1, block.run_id)
+      .Bind(2, block.bucket * width)
+      .Bind(3, block.bucket * width + width - 1);
+  while (block_rows_.Step()) ranks[block_rows_.Int(5)].Merge(RawRowToBlock(block_rows_));
+  block_rows_.Reset();
+  for (const auto& [rank, stats] : ranks) {
+    WriteBlock(1, {block.run_id, rank, block.bucket}, stats);
+    for (int level = 2; level < kLevels; ++level) {
+      const BlockKey parent{block.run_id, rank,
+                            block.bucket / (kRollupWidths[level] / kRollupWidths[1])};
+      WriteBlock(level, parent, Aggregate(level, parent));
+    }
+  }
+  clear_pending_.Reset();
+  clear_pending_.Bind(1, block.run_id).Bind(2, block.bucket);
+  clear_pending_.Step();
+  clear_pending_.Reset();
+}
+
+// A block of `level` >= 2 from its children one level down (a minimum cannot be "un-merged", so
+// a changed child means recomputing its parent).
 BlockStats Store::Writer::Aggregate(int level, const BlockKey& key) {
   BlockStats stats;
-  if (level == 1) {
-    // One seek per step: the steps table is ordered (run, step, rank), so a range over the block's
-    // steps for one rank would read every other rank's rows too.
-    const std::int64_t width = kRollupWidths[1];
-    for (std::int64_t step = key.bucket * width; step < key.bucket * width + width; ++step) {
-      raw_block_.Reset();
-      raw_block_.Bind(1, key.run_id).Bind(2, step).Bind(3, key.rank);
-      if (raw_block_.Step()) stats.Merge(RawRowToBlock(raw_block_));
-    }
-    raw_block_.Reset();
-    return stats;
-  }
-  std::int64_t fan_out = kRollupWidths[level] / kRollupWidths[level - 1];
+  const std::int64_t fan_out = kRollupWidths[level] / kRollupWidths[level - 1];
   child_blocks_.Reset();
   child_blocks_.Bind(1, key.run_id).Bind(2, key.rank).Bind(3, kRollupWidths[level - 1]);
   child_blocks_.Bind(4, key.bucket * fan_out).Bind(5, key.bucket * fan_out + fan_out - 1);
@@ -146,51 +198,13 @@ BlockStats Store::Writer::Aggregate(int level, const BlockKey& key) {
   return stats;
 }
 
-std::optional<BlockStats> Store::Writer::StoredBlock(int level, const BlockKey& key) {
-  child_blocks_.Reset();
-  child_blocks_.Bind(1, key.run_id).Bind(2, key.rank).Bind(3, kRollupWidths[level]);
-  child_blocks_.Bind(4, key.bucket).Bind(5, key.bucket);
-  std::optional<BlockStats> stats;
-  if (child_blocks_.Step()) stats = RollupRowToBlock(child_blocks_);
-  child_blocks_.Reset();
-  return stats;
-}
-
 void Store::Writer::WriteBlock(int level, const BlockKey& key, const BlockStats& stats) {
   upsert_rollup_.Reset();
-  upsert_rollup_.Bind(1, key.run_id)
-      .Bind(2, key.rank)
-      .Bind(3, kRollupWidths[level])
-      .Bind(4, key.bucket);
+  upsert_rollup_.Bind(1, key.run_id).Bind(2, key.rank).Bind(3, kRollupWidths[level]);
+  upsert_rollup_.Bind(4, key.bucket);
   BindRollup(upsert_rollup_, 5, stats);
   upsert_rollup_.Step();
   upsert_rollup_.Reset();
-}
-
-// Bottom-up, one level at a time. A block that only gained records is its stored row merged with
-// the batch's records: a read and a write, whatever the world size. A block with a replaced record
-// is recomputed from the level below, since a minimum cannot be "un-merged"; so is its parent.
-void Store::Writer::RefreshRollups(RollupChanges changes) {
-  for (int level = 1; level < kLevels; ++level) {
-    if (changes.added.empty() && changes.recompute.empty()) return;
-    for (const BlockKey& key : changes.recompute) WriteBlock(level, key, Aggregate(level, key));
-    for (const auto& [key, added] : changes.added) {
-      if (changes.recompute.count(key)) continue;
-      BlockStats stats = StoredBlock(level, key).value_or(BlockStats{});
-      stats.Merge(added);
-      WriteBlock(level, key, stats);
-    }
-    if (level + 1 == kLevels) return;
-    const std::int64_t fan_out = kRollupWidths[level + 1] / kRollupWidths[level];
-    RollupChanges parents;
-    for (const BlockKey& key : changes.recompute)
-      parents.recompute.insert({key.run_id, key.rank, key.bucket / fan_out});
-    for (const auto& [key, added] : changes.added) {
-      BlockKey parent{key.run_id, key.rank, key.bucket / fan_out};
-      if (!parents.recompute.count(parent)) parents.added[parent].Merge(added);
-    }
-    changes = std::move(parents);
-  }
 }
 
 }  // namespace lossguard::store

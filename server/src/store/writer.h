@@ -32,26 +32,31 @@ class Store::Writer {
     std::int64_t run_id, rank, bucket;
     auto operator<=>(const BlockKey&) const = default;
   };
-
-  // What a batch changed in the blocks of one level: new records fold into a block (a min or max
-  // only grows outward), a replaced record forces the block to be recomputed from the level below.
-  struct RollupChanges {
-    std::map<BlockKey, BlockStats> added;
-    std::set<BlockKey> recompute;
+  // A block of kRollupWidths[1] steps of one run, all ranks: the unit of rollup refresh.
+  struct StepBlock {
+    std::int64_t run_id, bucket;
+    auto operator<=>(const StepBlock&) const = default;
   };
 
   std::int64_t RunId(const std::string& name, double now,
                      std::unordered_map<std::string, std::int64_t>& created);
-  void RefreshRollups(RollupChanges changes);
+  // Records the blocks the batch changed as pending, then refreshes the pending blocks that are
+  // due: a run's blocks at least one whole block behind its newest step in this batch (late ranks
+  // have had a block's time to report), and up to kStaleRefreshes blocks pending for longer than
+  // kStaleSeconds (a run that stopped or slowed down).
+  void UpdateRollups(const std::set<StepBlock>& changed,
+                     const std::map<std::int64_t, std::int64_t>& newest_step, double now);
+  // Rewrites the level-1 rows of every rank from one scan of the block's steps, then each rank's
+  // coarser rows from the level below, and clears the block's pending mark.
+  void RefreshBlock(const StepBlock& block);
   BlockStats Aggregate(int level, const BlockKey& key);
-  std::optional<BlockStats> StoredBlock(int level, const BlockKey& key);
   void WriteBlock(int level, const BlockKey& key, const BlockStats& stats);
 
   Database db_;
   Analysis analysis_;
   std::unordered_map<std::string, std::int64_t> run_ids_;  // committed runs only
-  Statement find_run_, insert_run_, touch_run_, insert_step_, replace_step_, raw_block_,
-      child_blocks_, upsert_rollup_;
+  Statement find_run_, insert_run_, touch_run_, insert_step_, replace_step_, block_rows_,
+      child_blocks_, upsert_rollup_, mark_pending_, pending_behind_, pending_stale_, clear_pending_;
 };
 
 }  // namespace lossguard::store

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The server, the CLI and the analyzers built with clang under AddressSanitizer and
+# UndefinedBehaviorSanitizer (no LibTorch, no dashboard): their unit and end-to-end tests, every
+# committed fuzz input, then each libFuzzer target fuzzed for a bounded time.
+#   scripts/sanitize.sh                 the whole stage (scripts/test.sh runs it)
+#   LOSSGUARD_FUZZ_SECONDS=300 ...      fuzz longer (default 60 s per target)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build_dir=${LOSSGUARD_SANITIZE_BUILD_DIR:-build-sanitize}
+fuzz_seconds=${LOSSGUARD_FUZZ_SECONDS:-60}
+CC=clang CXX=clang++ cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DLOSSGUARD_SANITIZE=ON -DLOSSGUARD_FUZZ=ON -DLOSSGUARD_BUILD_COLLECTOR=OFF \
+  -DLOSSGUARD_BUILD_WEB=OFF -DLOSSGUARD_BUILD_BENCHMARKS=OFF >/dev/null
+cmake --build "$build_dir" -j "$(nproc)"
+
+# halt_on_error: the first report fails the test. detect_leaks stays on (LeakSanitizer).
+export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:abort_on_error=1:detect_stack_use_after_return=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+ctest --test-dir "$build_dir" --output-on-failure --timeout 600 -j 2 -L 'unit|e2e'
+
+artifacts="$build_dir/fuzz-artifacts"
+mkdir -p "$artifacts"
+for target in fuzz_record_codec fuzz_http_request fuzz_config fuzz_hf_import; do
+  # New inputs go to a scratch corpus; the committed one is only read. A crash leaves its input in
+  # $artifacts: add it under tests/fuzz/regressions/$target/ once fixed.
+  scratch=$(mktemp -d)
+  echo "fuzzing $target for ${fuzz_seconds}s"
+  "$build_dir/tests/fuzz/$target" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
+    -max_len=65536 -print_final_stats=1 -artifact_prefix="$artifacts/$target-" \
+    "$scratch" "tests/fuzz/corpus/$target" "tests/fuzz/regressions/$target" 2>"$artifacts/$target.log" ||
+    { tail -50 "$artifacts/$target.log"; rm -rf "$scratch"; exit 1; }
+  grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "$artifacts/$target.log" | tr '\n' ' '
+  echo
+  rm -rf "$scratch"
+done
+echo "sanitize: passed"
