@@ -16,6 +16,7 @@ packages=(
   libgtest-dev libgmock-dev googletest
   libbenchmark-dev
   clang-format
+  clang libclang-rt-14-dev      # the sanitizer build and libFuzzer (scripts/sanitize.sh)
   python3 python3-jsonschema   # schema conformance test
   python3-yaml                 # docker/ consistency test
   prometheus                   # the real Prometheus server and promtool, for end-to-end tests

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds everything with warnings as errors, checks formatting, and runs
-# every test (unit, end-to-end, schema, benchmark smoke runs) with ctest.
+# every test (unit, end-to-end, schema, benchmark smoke runs) with ctest; then the sanitizer stage
+# (scripts/sanitize.sh: clang ASan+UBSan build of the server, its unit and e2e tests, and each fuzz
+# target for a bounded time).
 #   scripts/test.sh                 the whole suite
-#   scripts/test.sh -L unit         extra arguments go to ctest (here: the quick subset)
+#   scripts/test.sh -L unit         extra arguments go to ctest (here: the quick subset); with
+#                                   arguments the sanitizer stage is skipped
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +13,14 @@ bash scripts/setup.sh
 bash scripts/check_format.sh
 
 build_dir=${LOSSGUARD_BUILD_DIR:-build}
+stage() { echo "== $1 ($(date -u +%H:%M:%S))"; }
+stage "build"
 cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOSSGUARD_WERROR=ON >/dev/null
 cmake --build "$build_dir" -j "$(nproc)"
+stage "ctest"
 ctest --test-dir "$build_dir" --output-on-failure --timeout 600 -j 2 "$@"
+if [[ $# -eq 0 ]]; then
+  stage "sanitizers and fuzzing"
+  bash scripts/sanitize.sh
+fi
+stage "done"

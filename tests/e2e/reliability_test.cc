@@ -379,5 +379,76 @@ TEST(Reliability, WeakTokensAreWarnedAbout) {
   EXPECT_THAT(strong.StderrText(), ::testing::Not(HasSubstr("easy to guess")));
 }
 
+// A small tmpfs mounted for the test (root only; skipped elsewhere), unmounted on destruction.
+class TinyFileSystem {
+ public:
+  TinyFileSystem(const std::filesystem::path& at, const std::string& size) : at_(at) {
+    std::filesystem::create_directories(at);
+    mounted_ = RunCommand({"/bin/mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", at.string()},
+                          std::chrono::seconds(10))
+                   .exit_code == 0;
+  }
+  ~TinyFileSystem() {
+    if (mounted_) RunCommand({"/bin/umount", "-l", at_.string()}, std::chrono::seconds(10));
+  }
+  bool mounted() const { return mounted_; }
+  // Writes a file until the file system has no space left.
+  void Fill() {
+    std::ofstream fill(at_ / "fill", std::ios::binary);
+    std::string block(4096, 'x');
+    for (int i = 0;
+         i < 100'000 && fill.write(block.data(), static_cast<std::streamsize>(block.size())); ++i) {
+    }
+  }
+  void Free() { std::filesystem::remove(at_ / "fill"); }
+
+ private:
+  std::filesystem::path at_;
+  bool mounted_ = false;
+};
+
+TEST(Reliability, AFullDiskIsNamedAtStartAndOnIngestAndLosesNothingAcknowledged) {
+  TempDir dir;
+  TinyFileSystem disk(dir.File("disk"), "2m");
+  if (!disk.mounted()) GTEST_SKIP() << "mounting a tmpfs needs root";
+  disk.Fill();
+  try {
+    ServerProcess refused({.db = dir.File("disk") / "db", .stderr_log = dir.File("refused.log")});
+    ADD_FAILURE() << "the server started on a full disk";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("the disk is full"));
+  }
+  disk.Free();
+  ServerProcess server({.db = dir.File("disk") / "db",
+                        .extra_args = {"--sync", "full"},
+                        .stderr_log = dir.File("server.log")});
+  HttpClient client(server.url());
+  ASSERT_EQ(
+      client.Post("/api/v1/steps", NdjsonSteps("disk", 0, 100), "application/x-ndjson").status,
+      200u);
+  disk.Fill();
+  std::int64_t acknowledged = 100;
+  bool refused = false;
+  for (int batch = 1; batch < 200 && !refused; ++batch) {
+    auto response =
+        client.Post("/api/v1/steps", NdjsonSteps("disk", batch * 100, 100), "application/x-ndjson");
+    if (response.status == 200) {
+      acknowledged += 100;
+      continue;
+    }
+    EXPECT_EQ(response.status, 500u);
+    EXPECT_THAT(response.body, HasSubstr("the disk is full"));
+    refused = true;
+  }
+  EXPECT_TRUE(refused) << "a 2 MB file system must fill up";
+  EXPECT_EQ(client.Get("/healthz").status, 200u) << "the server stays up";
+  disk.Free();
+  EXPECT_EQ(
+      client.Post("/api/v1/steps", NdjsonSteps("disk", 50'000, 10), "application/x-ndjson").status,
+      200u)
+      << "writes work again once there is space";
+  EXPECT_EQ(Records(client, "disk"), acknowledged + 10) << "every acknowledged record is there";
+}
+
 }  // namespace
 }  // namespace lossguard::testing

@@ -82,7 +82,10 @@ std::filesystem::path TempPath(const std::string& stem) {
 
 }  // namespace
 
-ServerProcess::ServerProcess(Options options) : stderr_path_(options.db.string() + ".stderr.log") {
+ServerProcess::ServerProcess(Options options)
+    : stderr_path_(options.stderr_log.empty()
+                       ? std::filesystem::path(options.db.string() + ".stderr.log")
+                       : options.stderr_log) {
   std::vector<std::string> argv = {LOSSGUARD_SERVER_BINARY, "--listen", options.listen, "--db",
                                    options.db.string()};
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());

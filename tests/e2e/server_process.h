@@ -22,6 +22,7 @@ class ServerProcess {
     std::vector<std::string> extra_args;
     std::map<std::string, std::string> env;  // added to the environment
     std::size_t file_limit = 0;              // RLIMIT_NOFILE (soft and hard) when not 0
+    std::filesystem::path stderr_log;        // default: beside the database
   };
 
   explicit ServerProcess(Options options);

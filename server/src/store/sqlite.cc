@@ -21,9 +21,10 @@ std::string FirstLine(std::string_view sql) {
 std::string ErrorText(sqlite3* db, const char* sqlite_message = nullptr) {
   std::string message = sqlite_message != nullptr ? sqlite_message : sqlite3_errmsg(db);
   const int os_error = sqlite3_system_errno(db);
-  if (os_error == ENOSPC || os_error == EDQUOT) {
-    message += " (the disk is full: " + std::string(std::strerror(os_error)) +
-               "; free space on the database's file system)";
+  // SQLITE_FULL carries no errno (SQLite clears it for short writes); an I/O error may carry one.
+  if ((sqlite3_extended_errcode(db) & 0xff) == SQLITE_FULL || os_error == ENOSPC ||
+      os_error == EDQUOT) {
+    message += " (the disk is full: free space on the database's file system)";
   } else if (os_error == EACCES || os_error == EROFS) {
     message += " (" + std::string(std::strerror(os_error)) + ")";
   }
