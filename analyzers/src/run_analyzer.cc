@@ -56,14 +56,8 @@ std::vector<AlertEvent> RunAnalyzer::Add(const wire::StepRecord& record) {
     reporting_world_ = record.world_size;
     expected_ranks_ = record.world_size;
   }
-  std::vector<wire::StepRecord>& ranks = pending_[record.step];
-  auto same_rank = std::find_if(ranks.begin(), ranks.end(),
-                                [&](const wire::StepRecord& r) { return r.rank == record.rank; });
-  if (same_rank != ranks.end()) {
-    *same_rank = record;  // a replacement before judgement: the newer record counts
-  } else {
-    ranks.push_back(record);
-  }
+  // A replacement before judgement: the newer record counts.
+  pending_[record.step].insert_or_assign(record.rank, record);
   return JudgeReady(/*flush=*/false);
 }
 
@@ -74,8 +68,7 @@ std::vector<AlertEvent> RunAnalyzer::JudgeReady(bool flush) {
   while (!pending_.empty()) {
     auto oldest = pending_.begin();
     const std::int64_t step = oldest->first;
-    std::vector<wire::StepRecord>& records = oldest->second;
-    const auto present = static_cast<std::int64_t>(records.size());
+    const auto present = static_cast<std::int64_t>(oldest->second.size());
     const bool complete = present >= expected_ranks_;
     const bool waited_enough = pending_.rbegin()->first >= step + options_.max_wait_steps;
     if (!complete && !waited_enough && !flush) break;
@@ -83,6 +76,9 @@ std::vector<AlertEvent> RunAnalyzer::JudgeReady(bool flush) {
     // only); expect that many from now on, so that later steps are not held back.
     expected_ranks_ = complete ? std::max(expected_ranks_, present) : present;
 
+    std::vector<wire::StepRecord> records;  // in rank order
+    records.reserve(oldest->second.size());
+    for (auto& [rank, record] : oldest->second) records.push_back(std::move(record));
     Findings findings = Observe(step, records);
     judged_through_ = step;
     for (std::size_t kind = 0; kind < kKindCount; ++kind) {

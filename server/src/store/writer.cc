@@ -159,30 +159,40 @@ void Store::Writer::UpdateRollups(const std::set<StepBlock>& changed,
   pending_stale_.BindNumber(1, now - kStaleSeconds).Bind(2, std::int64_t{kStaleRefreshes});
   while (pending_stale_.Step()) due.insert({pending_stale_.Int(0), pending_stale_.Int(1)});
   pending_stale_.Reset();
-  for (const StepBlock& block : due) RefreshBlock(block);
+  RefreshBlocks(due);
 }
 
-void Store::Writer::RefreshBlock(const StepBlock& block) {
+void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks) {
   const std::int64_t width = kRollupWidths[1];
-  std::map<std::int64_t, BlockStats> ranks;
-  block_rows_.Reset();
-  block_rows_.Bind(1, block.run_id)
-      .Bind(2, block.bucket * width)
-      .Bind(3, block.bucket * width + width - 1);
-  while (block_rows_.Step()) ranks[block_rows_.Int(5)].Merge(RawRowToBlock(block_rows_));
-  block_rows_.Reset();
-  for (const auto& [rank, stats] : ranks) {
-    WriteBlock(1, {block.run_id, rank, block.bucket}, stats);
-    for (int level = 2; level < kLevels; ++level) {
-      const BlockKey parent{block.run_id, rank,
-                            block.bucket / (kRollupWidths[level] / kRollupWidths[1])};
-      WriteBlock(level, parent, Aggregate(level, parent));
+  std::set<BlockKey> parents;  // every rank's level-2 blocks above the refreshed blocks
+  for (const StepBlock& block : blocks) {
+    std::map<std::int64_t, BlockStats> ranks;
+    block_rows_.Reset();
+    block_rows_.Bind(1, block.run_id)
+        .Bind(2, block.bucket * width)
+        .Bind(3, block.bucket * width + width - 1);
+    while (block_rows_.Step()) ranks[block_rows_.Int(5)].Merge(RawRowToBlock(block_rows_));
+    block_rows_.Reset();
+    for (const auto& [rank, stats] : ranks) {
+      WriteBlock(1, {block.run_id, rank, block.bucket}, stats);
+      parents.insert({block.run_id, rank, block.bucket / (kRollupWidths[2] / width)});
     }
+    clear_pending_.Reset();
+    clear_pending_.Bind(1, block.run_id).Bind(2, block.bucket);
+    clear_pending_.Step();
   }
   clear_pending_.Reset();
-  clear_pending_.Bind(1, block.run_id).Bind(2, block.bucket);
-  clear_pending_.Step();
-  clear_pending_.Reset();
+  // Coarser levels once per block for the whole set, not once per refreshed child.
+  for (int level = 2; level < kLevels && !parents.empty(); ++level) {
+    std::set<BlockKey> next;
+    const std::int64_t fan_out =
+        level + 1 < kLevels ? kRollupWidths[level + 1] / kRollupWidths[level] : 1;
+    for (const BlockKey& key : parents) {
+      WriteBlock(level, key, Aggregate(level, key));
+      if (level + 1 < kLevels) next.insert({key.run_id, key.rank, key.bucket / fan_out});
+    }
+    parents = std::move(next);
+  }
 }
 
 // A block of `level` >= 2 from its children one level down (a minimum cannot be "un-merged", so

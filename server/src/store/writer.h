@@ -46,9 +46,9 @@ class Store::Writer {
   // kStaleSeconds (a run that stopped or slowed down).
   void UpdateRollups(const std::set<StepBlock>& changed,
                      const std::map<std::int64_t, std::int64_t>& newest_step, double now);
-  // Rewrites the level-1 rows of every rank from one scan of the block's steps, then each rank's
-  // coarser rows from the level below, and clears the block's pending mark.
-  void RefreshBlock(const StepBlock& block);
+  // Rewrites each block's level-1 rows, every rank's from one scan of the block's steps, then the
+  // coarser rows above them from the level below (once each), and clears the pending marks.
+  void RefreshBlocks(const std::set<StepBlock>& blocks);
   BlockStats Aggregate(int level, const BlockKey& key);
   void WriteBlock(int level, const BlockKey& key, const BlockStats& stats);
 

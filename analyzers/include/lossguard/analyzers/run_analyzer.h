@@ -71,7 +71,9 @@ class RunAnalyzer {
   std::optional<std::int64_t> judged_through_;
   std::int64_t reporting_world_ = 0;  // world_size the expectation below was set from
   std::int64_t expected_ranks_ = 0;   // ranks a step waits for
-  std::map<std::int64_t, std::vector<wire::StepRecord>> pending_;  // step -> records by rank
+  // step -> rank -> record: a rank's record is found in O(log world_size), not by a scan of the
+  // step's records (which made ingest slow down with the world size).
+  std::map<std::int64_t, std::map<std::int64_t, wire::StepRecord>> pending_;
   std::map<std::int64_t, RankDetectors> ranks_;
   ConfigChangeDetector config_;
   std::vector<Episode> episodes_;  // per kind, in kAlertKinds order
