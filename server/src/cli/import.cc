@@ -89,7 +89,7 @@ TrainerStateConversion ConvertTrainerState(std::string_view text, const ImportOp
   json state;
   try {
     state = wire::ParseJsonText(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
     return {.error = std::string("the file is not JSON: ") + e.what()};
   }
   return Convert(state, o);

@@ -20,8 +20,9 @@ std::optional<double> NumberFromJson(const nlohmann::json& value);
 std::optional<double> NonFiniteFromString(std::string_view text);
 
 // Parses JSON text that may hold bare NaN, Infinity, -Infinity tokens (as Python's json module
-// writes them), which become the strings above. Throws nlohmann::json::parse_error like
-// nlohmann::json::parse for anything else that is not JSON, and for text that CheckJsonText
+// writes them), which become the strings above. Throws nlohmann::json::exception like
+// nlohmann::json::parse for anything else that is not JSON (parse_error; out_of_range for a number
+// beyond a double, such as 1e999), and parse_error for text that CheckJsonText
 // refuses (a NUL byte, nesting deeper than kMaxJsonDepth): the one entry point for JSON that comes
 // from outside the process.
 nlohmann::json ParseJsonText(std::string_view text);
