@@ -14,6 +14,7 @@
 #include <random>
 #include <thread>
 
+#include "bench_http.h"
 #include "e2e/server_process.h"
 #include "lossguard/wire/http_client.h"
 
@@ -62,27 +63,7 @@ double Trial(const std::filesystem::path& dir, const std::vector<std::string>& b
   auto db = dir / ("trial-" + std::to_string(trial) + ".db");
   ServerProcess server(
       {.db = db, .extra_args = {"--sync", "full", "--analyzers", analyzers ? "on" : "off"}});
-  std::atomic<std::size_t> next = 0;
-  std::atomic<bool> failed = false;
-  auto start = Clock::now();
-  std::vector<std::thread> threads;
-  for (int c = 0; c < clients; ++c) {
-    threads.emplace_back([&] {
-      try {
-        lossguard::wire::HttpClient client(server.url());
-        for (std::size_t b = next++; b < bodies.size(); b = next++) {
-          auto response = client.Post("/api/v1/steps", bodies[b], "application/x-ndjson");
-          if (response.status != 200) throw std::runtime_error(response.body);
-        }
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "client: %s\n", e.what());
-        failed = true;
-      }
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  if (failed) throw std::runtime_error("a client failed");
+  double seconds = lossguard::bench::PostConcurrently(server.url(), bodies, clients);
   server.Stop(SIGTERM, std::chrono::seconds(30));
   std::filesystem::remove(db);
   return static_cast<double>(bodies.size()) / seconds;  // batches/s

@@ -13,12 +13,15 @@
 #include <cstdio>
 #include <thread>
 
+#include "bench_http.h"
 #include "e2e/server_process.h"
 #include "lossguard/wire/http_client.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using lossguard::bench::CheckOk;
+using lossguard::bench::Percentile;
 using lossguard::testing::ServerProcess;
 
 std::string Body(const std::string& run, std::int64_t first, std::int64_t count) {
@@ -32,19 +35,6 @@ std::string Body(const std::string& run, std::int64_t first, std::int64_t count)
            R"(,"grad_norm":1.25,"tokens":16384,"vocab_size":32000,"lr":0.0003})" + "\n";
   }
   return out;
-}
-
-double Percentile(std::vector<double> values, double p) {
-  std::sort(values.begin(), values.end());
-  std::size_t index =
-      std::min(values.size() - 1, static_cast<std::size_t>(p * static_cast<double>(values.size())));
-  return values[index];
-}
-
-void Check(const lossguard::wire::HttpResponse& response) {
-  if (response.status != 200)
-    throw std::runtime_error("server answered " + std::to_string(response.status) + ": " +
-                             response.body);
 }
 
 }  // namespace
@@ -78,25 +68,7 @@ int main(int argc, char** argv) {
     std::int64_t batches = records / batch;
     std::vector<std::string> bodies;
     for (std::int64_t b = 0; b < batches; ++b) bodies.push_back(Body("bench", b * batch, batch));
-    std::atomic<std::int64_t> next = 0;
-    auto start = Clock::now();
-    std::vector<std::thread> threads;
-    std::atomic<bool> failed = false;
-    for (int c = 0; c < clients; ++c) {
-      threads.emplace_back([&] {
-        try {
-          lossguard::wire::HttpClient client(server.url());
-          for (std::int64_t b = next++; b < batches; b = next++)
-            Check(client.Post("/api/v1/steps", bodies[b], "application/x-ndjson"));
-        } catch (const std::exception& e) {
-          std::fprintf(stderr, "client: %s\n", e.what());
-          failed = true;
-        }
-      });
-    }
-    for (auto& thread : threads) thread.join();
-    if (failed) return 1;
-    double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    double seconds = lossguard::bench::PostConcurrently(server.url(), bodies, clients);
     bodies.clear();
 
     lossguard::wire::HttpClient client(server.url());
@@ -104,7 +76,7 @@ int main(int argc, char** argv) {
     for (std::int64_t i = 0; i < latency_batches; ++i) {
       std::string body = Body("latency", i * 100, 100);
       auto t0 = Clock::now();
-      Check(client.Post("/api/v1/steps", body, "application/x-ndjson"));
+      CheckOk(client.Post("/api/v1/steps", body, "application/x-ndjson"));
       ingest_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
     }
 
@@ -114,7 +86,7 @@ int main(int argc, char** argv) {
       auto t0 = Clock::now();
       auto response = client.Get("/api/v1/runs/bench/steps?max_points=2000");
       query_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-      Check(response);
+      CheckOk(response);
       response_bytes = response.body.size();
     }
     server.Stop(SIGTERM, std::chrono::seconds(30));

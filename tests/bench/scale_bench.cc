@@ -18,12 +18,16 @@
 #include <sstream>
 #include <thread>
 
+#include "bench_http.h"
 #include "e2e/server_process.h"
 #include "lossguard/wire/http_client.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using lossguard::bench::CheckOk;
+using lossguard::bench::Percentile;
+using lossguard::bench::PostConcurrently;
 using lossguard::testing::ServerProcess;
 using lossguard::wire::HttpClient;
 
@@ -48,48 +52,11 @@ std::string Body(const std::string& run, std::int64_t first, std::int64_t count,
   return out;
 }
 
-double Percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  std::size_t index =
-      std::min(values.size() - 1, static_cast<std::size_t>(p * static_cast<double>(values.size())));
-  return values[index];
-}
-
-void Check(const lossguard::wire::HttpResponse& response) {
-  if (response.status != 200)
-    throw std::runtime_error("server answered " + std::to_string(response.status) + ": " +
-                             response.body.substr(0, 300));
-}
-
 std::filesystem::path TempDir() {
   std::string pattern =
       (std::filesystem::temp_directory_path() / "lossguard-scale-XXXXXX").string();
   if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
   return pattern;
-}
-
-// Posts the bodies from `clients` connections; returns the seconds it took.
-double PostAll(const std::string& url, const std::vector<std::string>& bodies, int clients) {
-  std::atomic<std::size_t> next = 0;
-  std::atomic<bool> failed = false;
-  auto start = Clock::now();
-  std::vector<std::thread> threads;
-  for (int c = 0; c < clients; ++c) {
-    threads.emplace_back([&] {
-      try {
-        HttpClient client(url, {.timeout = std::chrono::seconds(120)});
-        for (std::size_t b = next++; b < bodies.size(); b = next++)
-          Check(client.Post("/api/v1/steps", bodies[b], "application/x-ndjson"));
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "client: %s\n", e.what());
-        failed = true;
-      }
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  if (failed) throw std::runtime_error("a client failed");
-  return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
 void WorldSizes(const std::vector<std::int64_t>& world_sizes, std::int64_t records,
@@ -101,7 +68,7 @@ void WorldSizes(const std::vector<std::int64_t>& world_sizes, std::int64_t recor
     std::vector<std::string> bodies;
     for (std::int64_t first = 0; first < records; first += batch)
       bodies.push_back(Body("ws", first, std::min(batch, records - first), world_size));
-    double seconds = PostAll(server.url(), bodies, clients);
+    double seconds = PostConcurrently(server.url(), bodies, clients);
     double rate = static_cast<double>(records) / seconds;
     if (baseline == 0) baseline = rate;
     std::printf(
@@ -119,8 +86,8 @@ void WorldSizes(const std::vector<std::int64_t>& world_sizes, std::int64_t recor
 void BusyWriter(int writers, int large_batches, int ranks, int steps_per_batch) {
   std::filesystem::path dir = TempDir();
   ServerProcess server({.db = dir / "busy.db"});
-  Check(HttpClient(server.url())
-            .Post("/api/v1/steps", Body("small", 0, 2000, 1), "application/x-ndjson"));
+  CheckOk(HttpClient(server.url())
+              .Post("/api/v1/steps", Body("small", 0, 2000, 1), "application/x-ndjson"));
   std::vector<std::string> bodies;
   for (int b = 0; b < large_batches; ++b)
     bodies.push_back(Body("large", static_cast<std::int64_t>(b) * steps_per_batch * ranks,
@@ -131,17 +98,17 @@ void BusyWriter(int writers, int large_batches, int ranks, int steps_per_batch) 
     HttpClient client(server.url());
     while (!done) {
       auto t0 = Clock::now();
-      Check(client.Get("/healthz"));
+      CheckOk(client.Get("/healthz"));
       health_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
       t0 = Clock::now();
-      Check(client.Get("/api/v1/runs/small/steps?max_points=500"));
+      CheckOk(client.Get("/api/v1/runs/small/steps?max_points=500"));
       query_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   });
   double seconds = 0;
   try {
-    seconds = PostAll(server.url(), bodies, writers);
+    seconds = PostConcurrently(server.url(), bodies, writers);
   } catch (...) {
     done = true;
     reader.join();
@@ -172,7 +139,7 @@ void ManyRuns(std::int64_t runs, int repeats) {
       body += Record("run-" + std::to_string(i), 0, 0, 1);
     bodies.push_back(std::move(body));
   }
-  PostAll(server.url(), bodies, 2);
+  PostConcurrently(server.url(), bodies, 2);
   HttpClient client(server.url());
   std::vector<double> page_ms, all_ms;
   std::size_t page_bytes = 0, listed = 0;
@@ -180,7 +147,7 @@ void ManyRuns(std::int64_t runs, int repeats) {
     auto t0 = Clock::now();
     auto page = client.Get("/api/v1/runs");
     page_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-    Check(page);
+    CheckOk(page);
     page_bytes = page.body.size();
   }
   {
@@ -189,7 +156,7 @@ void ManyRuns(std::int64_t runs, int repeats) {
     listed = 0;
     while (true) {
       auto page = client.Get(target);
-      Check(page);
+      CheckOk(page);
       auto body = nlohmann::json::parse(page.body);
       listed += body["runs"].size();
       if (body["next"].is_null()) break;

@@ -141,28 +141,40 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
 void Store::Writer::UpdateRollups(const std::set<StepBlock>& changed,
                                   const std::map<std::int64_t, std::int64_t>& newest_step,
                                   double now) {
+  // Blocks below this bucket are a whole block behind the run's newest step: due now.
+  auto settled_below = [&](std::int64_t run_id) {
+    return newest_step.at(run_id) / kRollupWidths[1] - 1;
+  };
+  std::set<StepBlock> due;
+  std::set<StepBlock> marked;  // due blocks with a pending row to clear
+  for (const auto& [run_id, newest] : newest_step) {
+    pending_behind_.Reset();
+    pending_behind_.Bind(1, run_id).Bind(2, settled_below(run_id));
+    while (pending_behind_.Step()) marked.insert({run_id, pending_behind_.Int(0)});
+  }
+  pending_behind_.Reset();
+  pending_stale_.Reset();
+  pending_stale_.BindNumber(1, now - kStaleSeconds).Bind(2, std::int64_t{kStaleRefreshes});
+  while (pending_stale_.Step()) marked.insert({pending_stale_.Int(0), pending_stale_.Int(1)});
+  pending_stale_.Reset();
+  due = marked;
+  // A changed block that is already due (a batch of many steps) is refreshed without ever being
+  // marked; the others wait, marked, in the same transaction as their steps.
   for (const StepBlock& block : changed) {
+    if (block.bucket < settled_below(block.run_id)) {
+      due.insert(block);
+      continue;
+    }
     mark_pending_.Reset();
     mark_pending_.Bind(1, block.run_id).Bind(2, block.bucket).BindNumber(3, now);
     mark_pending_.Step();
   }
   mark_pending_.Reset();
-
-  std::set<StepBlock> due;
-  for (const auto& [run_id, newest] : newest_step) {
-    pending_behind_.Reset();
-    pending_behind_.Bind(1, run_id).Bind(2, newest / kRollupWidths[1] - 1);
-    while (pending_behind_.Step()) due.insert({run_id, pending_behind_.Int(0)});
-  }
-  pending_behind_.Reset();
-  pending_stale_.Reset();
-  pending_stale_.BindNumber(1, now - kStaleSeconds).Bind(2, std::int64_t{kStaleRefreshes});
-  while (pending_stale_.Step()) due.insert({pending_stale_.Int(0), pending_stale_.Int(1)});
-  pending_stale_.Reset();
-  RefreshBlocks(due);
+  RefreshBlocks(due, marked);
 }
 
-void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks) {
+void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks,
+                                  const std::set<StepBlock>& marked) {
   const std::int64_t width = kRollupWidths[1];
   std::set<BlockKey> parents;  // every rank's level-2 blocks above the refreshed blocks
   for (const StepBlock& block : blocks) {
@@ -177,6 +189,7 @@ void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks) {
       WriteBlock(1, {block.run_id, rank, block.bucket}, stats);
       parents.insert({block.run_id, rank, block.bucket / (kRollupWidths[2] / width)});
     }
+    if (!marked.count(block)) continue;
     clear_pending_.Reset();
     clear_pending_.Bind(1, block.run_id).Bind(2, block.bucket);
     clear_pending_.Step();

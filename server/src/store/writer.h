@@ -47,8 +47,9 @@ class Store::Writer {
   void UpdateRollups(const std::set<StepBlock>& changed,
                      const std::map<std::int64_t, std::int64_t>& newest_step, double now);
   // Rewrites each block's level-1 rows, every rank's from one scan of the block's steps, then the
-  // coarser rows above them from the level below (once each), and clears the pending marks.
-  void RefreshBlocks(const std::set<StepBlock>& blocks);
+  // coarser rows above them from the level below (once each), and clears the pending marks of
+  // those in `marked`.
+  void RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<StepBlock>& marked);
   BlockStats Aggregate(int level, const BlockKey& key);
   void WriteBlock(int level, const BlockKey& key, const BlockStats& stats);
 
