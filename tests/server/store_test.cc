@@ -252,6 +252,23 @@ void ExpectSame(const SeriesStats& actual, const SeriesStats& expected, const st
   EXPECT_EQ(actual.nan, expected.nan) << what;
 }
 
+// The buckets a query returned against the brute-force expectation, bucket by bucket.
+void ExpectBuckets(const std::vector<BlockStats>& buckets,
+                   const std::map<std::int64_t, BlockStats>& expected, const std::string& what) {
+  ASSERT_EQ(buckets.size(), expected.size()) << what;
+  auto it = expected.begin();
+  for (const BlockStats& bucket : buckets) {
+    const BlockStats& want = (it++)->second;
+    EXPECT_EQ(bucket.first_step, want.first_step) << what;
+    EXPECT_EQ(bucket.last_step, want.last_step) << what;
+    EXPECT_EQ(bucket.n, want.n) << what;
+    ExpectSame(bucket.loss, want.loss, what + " loss");
+    ExpectSame(bucket.ref_loss, want.ref_loss, what + " ref_loss");
+    ExpectSame(bucket.grad_norm, want.grad_norm, what + " grad_norm");
+    ExpectSame(bucket.tokens, want.tokens, what + " tokens");
+  }
+}
+
 TEST(Store, DownsamplingMatchesBruteForceIncludingSpikesNansAndReplacements) {
   TempDir dir;
   Store store(dir.File("db"), StoreOptions{Durability::kNormal, 2});
@@ -308,19 +325,7 @@ TEST(Store, DownsamplingMatchesBruteForceIncludingSpikesNansAndReplacements) {
     ASSERT_EQ(series->ranks.size(), 1u) << what;
     const auto& buckets = series->ranks[0].buckets;
     EXPECT_LE(static_cast<std::int64_t>(buckets.size()), q.max_buckets) << what;
-    auto expected = Expected(truth, q.from, q.to, series->bucket_width);
-    ASSERT_EQ(buckets.size(), expected.size()) << what;
-    auto it = expected.begin();
-    for (const BlockStats& bucket : buckets) {
-      const BlockStats& want = (it++)->second;
-      EXPECT_EQ(bucket.first_step, want.first_step) << what;
-      EXPECT_EQ(bucket.last_step, want.last_step) << what;
-      EXPECT_EQ(bucket.n, want.n) << what;
-      ExpectSame(bucket.loss, want.loss, what + " loss");
-      ExpectSame(bucket.ref_loss, want.ref_loss, what + " ref_loss");
-      ExpectSame(bucket.grad_norm, want.grad_norm, what + " grad_norm");
-      ExpectSame(bucket.tokens, want.tokens, what + " tokens");
-    }
+    ExpectBuckets(buckets, Expected(truth, q.from, q.to, series->bucket_width), what);
   }
 }
 
@@ -364,18 +369,8 @@ TEST(Store, DownsamplingOfManyRanksIsExactWhileRollupsArePendingAndAfter) {
         }
         ASSERT_EQ(series->ranks.size(), nonempty) << what;
         for (const auto& rank : series->ranks) {
-          auto expected = Expected(truth[rank.rank], from, to, series->bucket_width);
-          ASSERT_EQ(rank.buckets.size(), expected.size()) << what << " rank " << rank.rank;
-          auto it = expected.begin();
-          for (const BlockStats& bucket : rank.buckets) {
-            const BlockStats& want = (it++)->second;
-            EXPECT_EQ(bucket.first_step, want.first_step) << what;
-            EXPECT_EQ(bucket.last_step, want.last_step) << what;
-            EXPECT_EQ(bucket.n, want.n) << what;
-            ExpectSame(bucket.loss, want.loss, what + " loss");
-            ExpectSame(bucket.grad_norm, want.grad_norm, what + " grad_norm");
-            ExpectSame(bucket.tokens, want.tokens, what + " tokens");
-          }
+          ExpectBuckets(rank.buckets, Expected(truth[rank.rank], from, to, series->bucket_width),
+                        what + " rank " + std::to_string(rank.rank));
         }
       }
     }

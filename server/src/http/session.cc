@@ -124,7 +124,8 @@ void Session::OnRead(beast::error_code ec) {
   if (ec == bhttp::error::body_limit) {
     return Refuse(bhttp::status::payload_too_large, "body_too_large",
                   "request body exceeds the server's limit of " +
-                      std::to_string(context_.limits.body_limit) + " bytes; send smaller batches");
+                      std::to_string(context_.limits.body_limit) + " bytes; send smaller batches",
+                  {{"limit_bytes", context_.limits.body_limit}});
   }
   if (ec) {
     // Unparseable HTTP: answer once, then drop the connection since the stream is out of sync.
@@ -159,10 +160,9 @@ void Session::Respond(const RawRequest& request, Response response) {
   Write(std::move(response), request.method() == bhttp::verb::head);
 }
 
-void Session::Refuse(bhttp::status status, std::string_view code, std::string message) {
+void Session::Refuse(bhttp::status status, std::string_view code, std::string message,
+                     const nlohmann::json& extra) {
   closing_ = drain_before_close_ = true;
-  nlohmann::json extra = nlohmann::json::object();
-  if (status == bhttp::status::payload_too_large) extra["limit_bytes"] = context_.limits.body_limit;
   Write(ErrorResponse(status, code, message, extra));
 }
 

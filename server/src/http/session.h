@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <vector>
 
@@ -51,7 +52,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnRead(boost::beast::error_code ec);
   void Handle(std::shared_ptr<RawRequest> request);
   void Respond(const RawRequest& request, Response response);
-  void Refuse(bhttp::status status, std::string_view code, std::string message);
+  // Answers with an error, then drains and closes: the stream cannot be trusted past it.
+  void Refuse(bhttp::status status, std::string_view code, std::string message,
+              const nlohmann::json& extra = nlohmann::json::object());
   void Write(Response response, bool head = false);
   void OnWrite(boost::beast::error_code ec, bool close);
   void Close();
