@@ -2,18 +2,6 @@
 
 namespace lossguard::analyzers {
 
-const char* SeverityName(Severity severity) {
-  switch (severity) {
-    case Severity::kInfo:
-      return "info";
-    case Severity::kWarning:
-      return "warning";
-    case Severity::kCritical:
-      return "critical";
-  }
-  return "unknown";
-}
-
 std::optional<AlertEvent> Episode::Judge(std::int64_t step, const std::optional<Finding>& finding) {
   if (last_judged_ && step <= *last_judged_) return std::nullopt;
   last_judged_ = step;

@@ -33,9 +33,7 @@ RunAnalyzer::RankDetectors::RankDetectors(const AnalyzerOptions& o)
       vanishing_grad(o.vanishing_grad) {}
 
 RunAnalyzer::RunAnalyzer(AnalyzerOptions options) : options_(options) {
-  for (const char* kind : kAlertKinds) {
-    episodes_.emplace_back(kind, std::nullopt, options_.resolve_after);
-  }
+  for (Kind kind : kAllKinds) episodes_[kind].emplace(kind, std::nullopt, options_.resolve_after);
 }
 
 RunAnalyzer::RankDetectors& RunAnalyzer::DetectorsOf(std::int64_t rank) {
@@ -81,7 +79,7 @@ std::vector<AlertEvent> RunAnalyzer::JudgeReady(bool flush) {
     for (auto& [rank, record] : oldest->second) records.push_back(std::move(record));
     Findings findings = Observe(step, records);
     judged_through_ = step;
-    for (std::size_t kind = 0; kind < kKindCount; ++kind) {
+    for (Kind kind : kAllKinds) {
       std::optional<Finding> combined;
       if (auto& firing = findings[kind]; !firing.empty()) {
         combined = std::move(firing.front().second);  // the lowest firing rank speaks for the step
@@ -94,7 +92,7 @@ std::vector<AlertEvent> RunAnalyzer::JudgeReady(bool flush) {
         SpellNonFinite(combined->evidence);
         if (firing.size() > 1) combined->message += " [ranks " + ranks.dump() + "]";
       }
-      if (auto event = episodes_[kind].Judge(step, combined)) events.push_back(std::move(*event));
+      if (auto event = episodes_[kind]->Judge(step, combined)) events.push_back(std::move(*event));
     }
     pending_.erase(oldest);
   }
@@ -108,7 +106,7 @@ RunAnalyzer::Findings RunAnalyzer::Observe(std::int64_t step,
   Findings findings;
   const wire::StepRecord& lead = records.front();
   if (std::optional<Finding> change = config_.Observe(lead)) {
-    findings[kKindCount - 1].emplace_back(lead.rank, std::move(*change));  // config_change
+    findings[Kind::kConfigChange].emplace_back(lead.rank, std::move(*change));
     for (auto& [rank, detectors] : ranks_) {
       detectors.loss_scale.ConfigChanged(config_.before(), ConfigOf(lead), step);
       detectors.loss_spike.Reset();  // a new configuration may have a new loss level
@@ -116,16 +114,15 @@ RunAnalyzer::Findings RunAnalyzer::Observe(std::int64_t step,
   }
   for (const wire::StepRecord& r : records) {
     RankDetectors& d = DetectorsOf(r.rank);
-    auto note = [&](std::size_t kind, std::optional<Finding> finding) {
+    auto note = [&](Kind kind, std::optional<Finding> finding) {
       if (finding) findings[kind].emplace_back(r.rank, std::move(*finding));
     };
-    // In kAlertKinds order.
-    note(0, d.nonfinite.Observe(r));
-    note(1, d.loss_scale.Observe(r));
-    note(2, d.token_weighting.Observe(r));
-    note(3, d.grad_explosion.Observe(r));
-    note(4, d.loss_spike.Observe(r));
-    note(5, d.vanishing_grad.Observe(r));
+    note(Kind::kNonFinite, d.nonfinite.Observe(r));
+    note(Kind::kLossScaleMismatch, d.loss_scale.Observe(r));
+    note(Kind::kTokenWeightingBias, d.token_weighting.Observe(r));
+    note(Kind::kGradExplosion, d.grad_explosion.Observe(r));
+    note(Kind::kLossSpike, d.loss_spike.Observe(r));
+    note(Kind::kVanishingGrad, d.vanishing_grad.Observe(r));
   }
   return findings;
 }
@@ -153,10 +150,7 @@ void RunAnalyzer::Resume(std::int64_t first_step, std::int64_t judged_through,
         previous = r.step;
       }
     }
-    for (std::size_t kind = 0; kind < kKindCount; ++kind) {
-      if (episode.kind == kAlertKinds[kind])
-        episodes_[kind].Restore(episode, judged_through, clear_steps);
-    }
+    episodes_[episode.kind]->Restore(episode, judged_through, clear_steps);
   }
 }
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <deque>
 #include <random>
+#include <set>
 
 #include "lossguard/analyzers/robust_window.h"
 
@@ -17,7 +18,7 @@ Finding Fire(Severity severity = Severity::kWarning, std::string message = "bad"
 }
 
 TEST(Episode, OpensExtendsResolvesAndReopensAsANewEpisode) {
-  Episode episode("loss_spike", std::nullopt, /*resolve_after=*/3);
+  Episode episode(Kind::kLossSpike, std::nullopt, /*resolve_after=*/3);
   EXPECT_FALSE(episode.Judge(0, std::nullopt));
   auto open = episode.Judge(1, Fire());
   ASSERT_TRUE(open);
@@ -43,7 +44,7 @@ TEST(Episode, OpensExtendsResolvesAndReopensAsANewEpisode) {
 }
 
 TEST(Episode, AFiringStepInTheClearStretchKeepsItOpen) {
-  Episode episode("k", 2, 3);
+  Episode episode(Kind::kGradExplosion, 2, 3);
   episode.Judge(0, Fire());
   episode.Judge(1, std::nullopt);
   episode.Judge(2, std::nullopt);
@@ -57,7 +58,7 @@ TEST(Episode, AFiringStepInTheClearStretchKeepsItOpen) {
 }
 
 TEST(Episode, DuplicateAndOutOfOrderStepsAreIgnored) {
-  Episode episode("k", std::nullopt, 2);
+  Episode episode(Kind::kGradExplosion, std::nullopt, 2);
   EXPECT_TRUE(episode.Judge(10, Fire()));
   EXPECT_FALSE(episode.Judge(10, Fire())) << "a duplicate step";
   EXPECT_FALSE(episode.Judge(7, Fire())) << "a late step cannot extend the past";
@@ -66,11 +67,30 @@ TEST(Episode, DuplicateAndOutOfOrderStepsAreIgnored) {
 }
 
 TEST(Episode, SeverityOnlyEscalatesWithinAnEpisode) {
-  Episode episode("k", std::nullopt, 2);
+  Episode episode(Kind::kGradExplosion, std::nullopt, 2);
   episode.Judge(0, Fire(Severity::kWarning));
   EXPECT_EQ(episode.Judge(1, Fire(Severity::kCritical))->severity, Severity::kCritical);
   EXPECT_EQ(episode.Judge(2, Fire(Severity::kWarning))->severity, Severity::kCritical);
-  EXPECT_STREQ(SeverityName(Severity::kCritical), "critical");
+}
+
+// The one name table: every kind and severity has a distinct name that parses back to it, and
+// nothing else parses (an unknown name is never read as some default).
+TEST(AlertKind, NamesRoundTripAndUnknownNamesAreRefused) {
+  std::set<std::string_view> names;
+  for (Kind kind : kAllKinds) {
+    EXPECT_EQ(ParseKind(KindName(kind)), kind) << KindName(kind);
+    names.insert(KindName(kind));
+  }
+  EXPECT_EQ(names.size(), kKindCount);
+  EXPECT_EQ(KindName(Kind::kLossScaleMismatch), "loss_scale_mismatch");
+  EXPECT_EQ(KindName(Kind::kConfigChange), "config_change");
+  for (Severity severity : kAllSeverities)
+    EXPECT_EQ(ParseSeverity(SeverityName(severity)), severity);
+  EXPECT_EQ(SeverityName(Severity::kCritical), "critical");
+  for (const char* unknown : {"", "Critical", "fatal", "nonfinite "}) {
+    EXPECT_EQ(ParseSeverity(unknown), std::nullopt) << unknown;
+    EXPECT_EQ(ParseKind(unknown), std::nullopt) << unknown;
+  }
 }
 
 // The incremental statistics against sorting a copy, over random data with many duplicates.

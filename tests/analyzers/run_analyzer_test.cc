@@ -28,7 +28,7 @@ wire::StepRecord Healthy(std::int64_t s, std::int64_t world = 1, std::int64_t ra
 std::vector<AlertEvent> OfKind(const std::vector<AlertEvent>& events, const std::string& kind) {
   std::vector<AlertEvent> out;
   for (const AlertEvent& e : events) {
-    if (e.kind == kind) out.push_back(e);
+    if (KindName(e.kind) == kind) out.push_back(e);
   }
   return out;
 }
@@ -39,7 +39,7 @@ TEST(RunAnalyzer, OneStepRunIsJudgedAtOnce) {
   r.loss = std::nan("");
   auto events = analyzer.Add(r);
   ASSERT_EQ(events.size(), 1u);
-  EXPECT_EQ(events[0].kind, "nonfinite");
+  EXPECT_EQ(KindName(events[0].kind), "nonfinite");
   EXPECT_EQ(events[0].action, Action::kOpen);
   EXPECT_EQ(events[0].first_step, 0);
   EXPECT_FALSE(events[0].rank) << "episodes are judged across ranks";
@@ -56,7 +56,7 @@ TEST(RunAnalyzer, AStepWaitsForItsRanksAndNamesTheFiringOne) {
   late.grad_norm = INFINITY;
   auto events = analyzer.Add(late);
   ASSERT_EQ(events.size(), 1u);
-  EXPECT_EQ(events[0].kind, "nonfinite");
+  EXPECT_EQ(KindName(events[0].kind), "nonfinite");
   EXPECT_EQ(events[0].evidence["ranks"], nlohmann::json::array({1}));
   EXPECT_EQ(analyzer.judged_through(), 0) << "step 1 still waits for rank 1";
   analyzer.Add(Healthy(1, 2, 1));
@@ -121,7 +121,7 @@ TEST(RunAnalyzer, NonFiniteEvidenceIsKeptInTheWireSpelling) {
   for (int s = 0; s < 40; ++s) analyzer.Add(Step(s, 1e-300));
   events = analyzer.Add(Step(40, 1e300));
   ASSERT_EQ(events.size(), 1u);
-  EXPECT_EQ(events[0].kind, "loss_spike");
+  EXPECT_EQ(KindName(events[0].kind), "loss_spike");
   EXPECT_EQ(events[0].evidence["ratio"], "Infinity");
   EXPECT_EQ(events[0].evidence["loss"], 1e300);
 }
@@ -170,7 +170,7 @@ std::vector<AlertEvent> Feed(RunAnalyzer& analyzer, const std::vector<wire::Step
 }
 
 std::string Describe(const AlertEvent& e) {
-  return e.kind + " " + std::to_string(static_cast<int>(e.action)) + " " +
+  return std::string(KindName(e.kind)) + " " + std::to_string(static_cast<int>(e.action)) + " " +
          std::to_string(e.first_step) + "-" + std::to_string(e.last_step) + " " + e.message;
 }
 
@@ -179,7 +179,7 @@ TEST(RunAnalyzer, ResumeContinuesExactlyWhereAnUninterruptedAnalyzerIs) {
   RunAnalyzer uninterrupted;
   const auto all_events = Feed(uninterrupted, run);
   std::set<std::string> kinds;
-  for (const auto& e : all_events) kinds.insert(e.kind);
+  for (const auto& e : all_events) kinds.insert(std::string(KindName(e.kind)));
   EXPECT_EQ(kinds, (std::set<std::string>{"config_change", "grad_explosion", "loss_scale_mismatch",
                                           "loss_spike", "nonfinite", "vanishing_grad"}));
 
@@ -189,7 +189,7 @@ TEST(RunAnalyzer, ResumeContinuesExactlyWhereAnUninterruptedAnalyzerIs) {
     const std::vector<wire::StepRecord> first(run.begin(), run.begin() + split);
     auto events = Feed(before, first);
     // What the store holds at the restart: the judged records and the open episodes.
-    std::map<std::string, AlertEvent> open;
+    std::map<Kind, AlertEvent> open;
     for (const auto& e : events) {
       if (e.action == Action::kResolve) {
         open.erase(e.kind);

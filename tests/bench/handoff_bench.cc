@@ -9,8 +9,8 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "e2e/server_process.h"
 #include "lossguard/collector/record_stream.h"
+#include "support/processes.h"
 
 namespace {
 

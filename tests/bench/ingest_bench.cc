@@ -14,8 +14,8 @@
 #include <thread>
 
 #include "bench_http.h"
-#include "e2e/server_process.h"
 #include "lossguard/wire/http_client.h"
+#include "support/processes.h"
 
 namespace {
 

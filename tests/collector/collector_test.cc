@@ -9,9 +9,10 @@
 #include <nlohmann/json.hpp>
 
 #include "collector/tiny_lm.h"
-#include "e2e/server_process.h"
 #include "lossguard/wire/http_client.h"
-#include "server/test_db.h"
+#include "support/processes.h"
+#include "support/records.h"
+#include "support/temp_dir.h"
 
 namespace lossguard::collector {
 namespace {

@@ -7,10 +7,11 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "e2e/server_process.h"
 #include "lossguard/wire/http_client.h"
 #include "lossguard/wire/spool.h"
-#include "server/test_db.h"
+#include "support/processes.h"
+#include "support/records.h"
+#include "support/temp_dir.h"
 
 namespace lossguard::testing {
 namespace {
@@ -105,9 +106,16 @@ TEST(DemoTrainer, StreamsToTheServerAndRefusesBadFlags) {
   ServerProcess server({.db = dir.File("db")});
   auto records = Train(dir, "streamed", {"--server", server.url()});
   ASSERT_EQ(records.size(), 8u);
-  CommandResult runs = RunCommand({LOSSGUARD_CLI_BINARY, "alerts", "--server", server.url()},
-                                  std::chrono::seconds(30));
-  EXPECT_EQ(runs.exit_code, 0);
+  // What the server stored is what the trainer wrote to --out, record by record.
+  wire::HttpClient client(server.url());
+  auto page = json::parse(client.Get("/api/v1/runs/streamed/steps?from=0").body);
+  ASSERT_EQ(page["steps"].size(), 8u) << page.dump();
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    EXPECT_EQ(page["steps"][i]["step"], records[i]["step"]);
+    EXPECT_EQ(page["steps"][i]["loss"], records[i]["loss"]);
+    EXPECT_EQ(page["steps"][i]["ref_loss"], records[i]["ref_loss"]);
+    EXPECT_EQ(page["steps"][i]["tokens"], records[i]["tokens"]);
+  }
   CommandResult bad =
       RunCommand({LOSSGUARD_DEMO_TRAINER, "--loss", "wrong"}, std::chrono::seconds(30));
   EXPECT_NE(bad.exit_code, 0);

@@ -10,28 +10,21 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "e2e/server_process.h"
 #include "lossguard/wire/http_client.h"
 #include "lossguard/wire/url.h"
-#include "server/test_db.h"
+#include "support/processes.h"
+#include "support/records.h"
+#include "support/temp_dir.h"
+#include "support/tiny_file_system.h"
 
 namespace lossguard::collector {
 namespace {
 
+using lossguard::testing::MakeRecord;
 using lossguard::testing::ServerProcess;
 using lossguard::testing::TempDir;
+using lossguard::testing::TinyFileSystem;
 using ::testing::HasSubstr;
-
-wire::StepRecord Record(const std::string& run, std::int64_t step, double loss = 2.0) {
-  wire::StepRecord r;
-  r.run = run;
-  r.step = step;
-  r.ga_steps = 8;
-  r.micro_batch_size = 1;
-  r.loss = loss;
-  r.tokens = 1000;
-  return r;
-}
 
 nlohmann::json RunSummary(const std::string& url, const std::string& run) {
   wire::HttpClient client(url);
@@ -92,7 +85,7 @@ TEST(RecordStream, DeliversEverythingToALiveServer) {
   ServerProcess server({.db = dir.File("db")});
   Warnings warnings;
   RecordStream stream(FastRetries(server.url(), warnings));
-  for (int step = 0; step < 2500; ++step) ASSERT_TRUE(stream.Submit(Record("live", step)));
+  for (int step = 0; step < 2500; ++step) ASSERT_TRUE(stream.Submit(MakeRecord("live", step)));
   ASSERT_TRUE(stream.Flush(std::chrono::seconds(20))) << warnings.All();
   StreamStats stats = stream.stats();
   EXPECT_EQ(stats.submitted, 2500u);
@@ -115,7 +108,8 @@ TEST(RecordStream, ConcurrentProducersLoseNothing) {
     producers.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
         // A full ring refuses rather than blocks; a producer that must not lose data retries.
-        while (!stream.Submit(Record("threads", static_cast<std::int64_t>(t) * kPerThread + i))) {
+        while (
+            !stream.Submit(MakeRecord("threads", static_cast<std::int64_t>(t) * kPerThread + i))) {
           std::this_thread::yield();
         }
       }
@@ -138,7 +132,8 @@ TEST(RecordStream, SpoolsWhileTheServerIsDownThenReplaysInOrderExactlyOnce) {
   options.spool_path = dir.File("spool/records.ndjson").string();
   RecordStream stream(options);
 
-  for (int step = 0; step < 1500; ++step) ASSERT_TRUE(stream.Submit(Record("outage", step, 1.0)));
+  for (int step = 0; step < 1500; ++step)
+    ASSERT_TRUE(stream.Submit(MakeRecord("outage", step, 1.0)));
   ASSERT_TRUE(WaitFor([&] { return stream.stats().spooled == 1500; })) << stream.stats().spooled;
   EXPECT_FALSE(stream.Flush(std::chrono::milliseconds(100))) << "nothing can be delivered yet";
   EXPECT_THAT(warnings.All(), HasSubstr("cannot deliver records"));
@@ -146,7 +141,7 @@ TEST(RecordStream, SpoolsWhileTheServerIsDownThenReplaysInOrderExactlyOnce) {
 
   ServerProcess server({.db = dir.File("db"), .listen = "127.0.0.1:" + std::to_string(port)});
   // Submitted after the outage: must land after the spooled version of the same step.
-  ASSERT_TRUE(stream.Submit(Record("outage", 7, 9.0)));
+  ASSERT_TRUE(stream.Submit(MakeRecord("outage", 7, 9.0)));
   ASSERT_TRUE(stream.Flush(std::chrono::seconds(30))) << warnings.All();
   EXPECT_EQ(RunSummary(server.url(), "outage")["run"]["records"], 1500);
   wire::HttpClient client(server.url());
@@ -165,7 +160,7 @@ TEST(RecordStream, ATrainerRestartReplaysWhatTheLastOneSpooled) {
   options.spool_path = dir.File("records.ndjson").string();
   {
     RecordStream first(options);
-    for (int step = 0; step < 300; ++step) first.Submit(Record("restart", step));
+    for (int step = 0; step < 300; ++step) first.Submit(MakeRecord("restart", step));
   }  // the destructor tries for drain_timeout, then leaves the records in the spool
   ServerProcess server({.db = dir.File("db"), .listen = "127.0.0.1:" + std::to_string(port)});
   RecordStream second(options);
@@ -183,7 +178,8 @@ TEST(RecordStream, WithoutASpoolOverflowIsCountedAndWarnedNotSilent) {
   options.queue_capacity = 50;
   RecordStream stream(options);
   int refused = 0;
-  for (int step = 0; step < 500; ++step) refused += stream.Submit(Record("overflow", step)) ? 0 : 1;
+  for (int step = 0; step < 500; ++step)
+    refused += stream.Submit(MakeRecord("overflow", step)) ? 0 : 1;
   ASSERT_TRUE(WaitFor([&] { return stream.stats().dropped >= 400; })) << stream.stats().dropped;
   StreamStats stats = stream.stats();
   EXPECT_EQ(stats.submitted, 500u);
@@ -199,7 +195,7 @@ TEST(RecordStream, AnInvalidRecordIsRejectedAloneAndTheRestDelivered) {
   Warnings warnings;
   RecordStream stream(FastRetries(server.url(), warnings));
   for (int step = 0; step < 10; ++step) {
-    wire::StepRecord record = Record("bad", step);
+    wire::StepRecord record = MakeRecord("bad", step);
     if (step == 4) record.ga_steps = 0;  // a trainer bug
     stream.Submit(record);
   }
@@ -219,9 +215,152 @@ TEST(RecordStream, TheDestructorDeliversWhatIsQueued) {
     options.flush_interval = std::chrono::seconds(60);  // only the destructor will send
     options.batch_size = 1000;
     RecordStream stream(options);
-    for (int step = 0; step < 250; ++step) stream.Submit(Record("drain", step));
+    for (int step = 0; step < 250; ++step) stream.Submit(MakeRecord("drain", step));
   }
   EXPECT_EQ(RunSummary(server.url(), "drain")["run"]["records"], 250);
+}
+
+// Flush counts records: it returns true only when every record submitted before it was settled.
+// The old Flush trusted an idle flag the sender computed before taking the lock; a Submit landing
+// between that computation and the store left the flag saying "idle", and a Flush during the next
+// cycle (the record taken from the ring, not delivered yet) returned true. The hook makes that
+// interleaving happen every time: a Submit as one cycle ends, a Flush as the next one ends.
+TEST(RecordStream, FlushNeverReturnsWhileASubmittedRecordIsUndelivered) {
+  TempDir dir;
+  std::uint16_t port = 0;
+  Warnings warnings;
+  RecordStreamOptions options = FastRetries(DeadServer(dir, port), warnings);
+  RecordStream* stream = nullptr;
+  std::atomic<int> phase{0};  // 0 idle, 1 submit at the next cycle end, 2 flush at the next one
+  std::atomic<int> flushed_early{-1};
+  options.before_publish = [&] {
+    if (phase == 1) {
+      stream->Submit(MakeRecord("window", 1));
+      phase = 2;
+    } else if (phase == 2) {
+      // The record is out of the ring, its POST failed (the server is down): nothing delivered.
+      flushed_early = stream->Flush(std::chrono::milliseconds(0)) ? 1 : 0;
+      phase = 3;
+    }
+  };
+  RecordStream local(options);
+  stream = &local;
+  ASSERT_TRUE(local.Flush(std::chrono::seconds(5))) << "nothing submitted yet";
+  phase = 1;
+  ASSERT_TRUE(WaitFor([&] { return phase == 3; }));
+  EXPECT_EQ(flushed_early, 0) << "Flush said everything was delivered while nothing was";
+  EXPECT_EQ(local.stats().delivered, 0u);
+  EXPECT_FALSE(local.Flush(std::chrono::milliseconds(100)));
+}
+
+// The same without a hook, under load: a trainer thread submits while another flushes in a loop.
+TEST(RecordStream, FlushWaitsForEveryRecordSubmittedBeforeItWhileOthersSubmit) {
+  TempDir dir;
+  ServerProcess server({.db = dir.File("db")});
+  Warnings warnings;
+  RecordStreamOptions options = FastRetries(server.url(), warnings);
+  options.batch_size = 1;  // one POST per record: many sender cycles, many windows
+  RecordStream stream(options);
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> accepted{0};  // counted after Submit returned: before any Flush below
+  std::thread trainer([&] {
+    for (int step = 0; step < 20'000 && !done; ++step) {
+      if (stream.Submit(MakeRecord("interleaved", step))) ++accepted;
+      std::this_thread::sleep_for(std::chrono::microseconds(step % 7 == 0 ? 3000 : 600));
+    }
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(4);
+  int flushes = 0, early = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const std::uint64_t before = accepted.load();
+    ASSERT_TRUE(stream.Flush(std::chrono::seconds(10))) << warnings.All();
+    ++flushes;
+    if (stream.stats().delivered < before) ++early;
+  }
+  done = true;
+  trainer.join();
+  EXPECT_GT(flushes, 20);
+  EXPECT_EQ(early, 0) << "Flush returned before the records submitted before it were delivered, in "
+                      << early << " of " << flushes << " flushes";
+  EXPECT_EQ(stream.stats().dropped + stream.stats().rejected, 0u);
+}
+
+// A spool whose directory disappears mid-run (a cleanup job, an unmounted volume): the trainer goes
+// on, what was in the spool file is counted as lost, and the spool is recreated for what follows.
+TEST(RecordStream, ASpoolRemovedWhileTrainingCostsOnlyWhatItHeld) {
+  TempDir dir;
+  std::uint16_t port = 0;
+  std::string url = DeadServer(dir, port);
+  Warnings warnings;
+  RecordStreamOptions options = FastRetries(url, warnings);
+  options.spool_path = dir.File("spool/records.ndjson").string();
+  options.spool_retry_interval = std::chrono::milliseconds(50);
+  RecordStream stream(options);
+  for (int step = 0; step < 300; ++step) ASSERT_TRUE(stream.Submit(MakeRecord("removed", step)));
+  ASSERT_TRUE(WaitFor([&] { return stream.stats().spooled == 300; })) << warnings.All();
+
+  std::filesystem::remove_all(dir.File("spool"));
+  for (int step = 300; step < 500; ++step) ASSERT_TRUE(stream.Submit(MakeRecord("removed", step)));
+  ASSERT_TRUE(WaitFor([&] { return stream.stats().dropped == 300; }))
+      << stream.stats().dropped << "\n"
+      << warnings.All();
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(options.spool_path); }));
+
+  ServerProcess server({.db = dir.File("db"), .listen = "127.0.0.1:" + std::to_string(port)});
+  ASSERT_TRUE(stream.Flush(std::chrono::seconds(30))) << warnings.All();
+  StreamStats stats = stream.stats();
+  EXPECT_EQ(stats.delivered, 200u);
+  EXPECT_EQ(stats.dropped, 300u) << "exactly what the removed file held";
+  EXPECT_GE(stats.spool_errors, 1u);
+  EXPECT_EQ(RunSummary(server.url(), "removed")["run"]["records"], 200);
+  EXPECT_THAT(warnings.All(), HasSubstr("the spool failed"));
+  EXPECT_THAT(warnings.All(),
+              HasSubstr("dropped 300 records: they were in a spool file that is gone"));
+}
+
+// The spool's file system fills up while the server is down: Append fails with ENOSPC on every
+// cycle. Training goes on (this process is the trainer), records are held in memory up to
+// queue_capacity, the rest counted as dropped; once there is space and a server, the rest arrives.
+TEST(RecordStream, AFullSpoolDiskNeverStopsTheTrainerAndTheStatsSayWhatWasLost) {
+  TempDir dir;
+  TinyFileSystem disk(dir.File("disk"), "1m");
+  if (!disk.mounted()) GTEST_SKIP() << "mounting a tmpfs needs root";
+  std::uint16_t port = 0;
+  std::string url = DeadServer(dir, port);
+  Warnings warnings;
+  RecordStreamOptions options = FastRetries(url, warnings);
+  options.spool_path = (dir.File("disk") / "spool" / "records.ndjson").string();
+  options.spool_retry_interval = std::chrono::milliseconds(50);
+  options.queue_capacity = 512;
+  RecordStream stream(options);
+  disk.Fill();
+
+  constexpr int kSteps = 5000;
+  for (int step = 0; step < kSteps; ++step) {
+    while (!stream.Submit(MakeRecord("full", step))) std::this_thread::yield();
+    if (step % 100 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_TRUE(WaitFor([&] { return stream.stats().spool_errors > 0; })) << warnings.All();
+  ASSERT_TRUE(WaitFor([&] {
+    StreamStats s = stream.stats();
+    return s.dropped + s.spooled >= kSteps - 2 * options.queue_capacity;
+  })) << warnings.All();
+  EXPECT_GT(stream.stats().dropped, 0u) << "a 1 MB disk that is full cannot hold them all";
+
+  disk.Free();  // the spool is retried every 50 ms and works again: memory goes to it
+  ASSERT_TRUE(WaitFor([&] { return warnings.All().find("is usable again") != std::string::npos; }))
+      << warnings.All();
+  ServerProcess server({.db = dir.File("db"), .listen = "127.0.0.1:" + std::to_string(port)});
+  ASSERT_TRUE(stream.Flush(std::chrono::seconds(30))) << warnings.All();
+  StreamStats stats = stream.stats();
+  EXPECT_GE(stats.delivered, options.queue_capacity) << "what was held in memory arrives";
+  EXPECT_EQ(stats.delivered + stats.dropped, stats.submitted)
+      << "every record is either delivered or counted as lost";
+  EXPECT_EQ(RunSummary(server.url(), "full")["run"]["records"].get<std::uint64_t>(),
+            stats.delivered);
+  const std::string all = warnings.All();
+  EXPECT_THAT(all, HasSubstr("No space left on device"));
+  EXPECT_LT(std::count(all.begin(), all.end(), '\n'), 40) << "warnings are rate-limited:\n" << all;
 }
 
 TEST(RecordStream, BadOptionsAreRefused) {

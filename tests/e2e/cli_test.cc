@@ -5,10 +5,12 @@
 #include <fstream>
 
 #include "e2e/e2e_util.h"
-#include "e2e/server_process.h"
 #include "lossguard/wire/http_client.h"
-#include "server/test_db.h"
+#include "server/store_fixtures.h"
 #include "store/store.h"
+#include "support/processes.h"
+#include "support/records.h"
+#include "support/temp_dir.h"
 
 namespace lossguard::testing {
 namespace {
@@ -73,8 +75,9 @@ TEST(Cli, AlertsTableAndJson) {
   {
     store::Store store(dir.File("db"));
     store.Ingest({MakeRecord("r1", 0, 83.7)});
-    store::Alert alert = MakeAlert("r1", "loss_scale_mismatch", "critical",
-                                   "loss is 8.0x the token-normalised loss");
+    store::Alert alert =
+        MakeAlert("r1", analyzers::Kind::kLossScaleMismatch, analyzers::Severity::kCritical,
+                  "loss is 8.0x the token-normalised loss");
     alert.last_step = 12;
     store.InsertAlert(alert);
   }

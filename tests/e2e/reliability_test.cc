@@ -17,10 +17,12 @@
 #include <thread>
 
 #include "e2e/e2e_util.h"
-#include "e2e/server_process.h"
 #include "lossguard/wire/http_client.h"
 #include "lossguard/wire/url.h"
-#include "server/test_db.h"
+#include "support/processes.h"
+#include "support/records.h"
+#include "support/temp_dir.h"
+#include "support/tiny_file_system.h"
 
 namespace lossguard::testing {
 namespace {
@@ -378,34 +380,6 @@ TEST(Reliability, WeakTokensAreWarnedAbout) {
       {.db = dir.File("db2"), .extra_args = {"--token-file", dir.File("strong").string()}});
   EXPECT_THAT(strong.StderrText(), ::testing::Not(HasSubstr("easy to guess")));
 }
-
-// A small tmpfs mounted for the test (root only; skipped elsewhere), unmounted on destruction.
-class TinyFileSystem {
- public:
-  TinyFileSystem(const std::filesystem::path& at, const std::string& size) : at_(at) {
-    std::filesystem::create_directories(at);
-    mounted_ = RunCommand({"/bin/mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", at.string()},
-                          std::chrono::seconds(10))
-                   .exit_code == 0;
-  }
-  ~TinyFileSystem() {
-    if (mounted_) RunCommand({"/bin/umount", "-l", at_.string()}, std::chrono::seconds(10));
-  }
-  bool mounted() const { return mounted_; }
-  // Writes a file until the file system has no space left.
-  void Fill() {
-    std::ofstream fill(at_ / "fill", std::ios::binary);
-    std::string block(4096, 'x');
-    for (int i = 0;
-         i < 100'000 && fill.write(block.data(), static_cast<std::streamsize>(block.size())); ++i) {
-    }
-  }
-  void Free() { std::filesystem::remove(at_ / "fill"); }
-
- private:
-  std::filesystem::path at_;
-  bool mounted_ = false;
-};
 
 TEST(Reliability, AFullDiskIsNamedAtStartAndOnIngestAndLosesNothingAcknowledged) {
   TempDir dir;

@@ -12,9 +12,10 @@
 #include <set>
 #include <sstream>
 
-#include "e2e/server_process.h"
 #include "lossguard/wire/http_client.h"
-#include "server/test_db.h"
+#include "support/processes.h"
+#include "support/records.h"
+#include "support/temp_dir.h"
 
 namespace lossguard::testing {
 namespace {

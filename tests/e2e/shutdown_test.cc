@@ -11,10 +11,11 @@
 #include <thread>
 
 #include "e2e/e2e_util.h"
-#include "e2e/server_process.h"
 #include "lossguard/wire/http_client.h"
 #include "lossguard/wire/url.h"
-#include "server/test_db.h"
+#include "support/processes.h"
+#include "support/records.h"
+#include "support/temp_dir.h"
 
 namespace lossguard::testing {
 namespace {

@@ -5,7 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "server/test_db.h"
+#include "server/store_fixtures.h"
+#include "support/records.h"
+#include "support/temp_dir.h"
 
 namespace lossguard::api {
 namespace {
@@ -159,8 +161,9 @@ TEST_F(ApiTest, StepsQueryErrorsNameTheParameter) {
 
 TEST_F(ApiTest, AlertsFilterAndAck) {
   ASSERT_EQ(Post("/api/v1/steps", Batch({Record("r", 0)})).result(), bhttp::status::ok);
-  store::Alert alert = lossguard::testing::MakeAlert("r", "grad_explosion", "critical",
-                                                     "grad_norm 40x its baseline");
+  store::Alert alert =
+      lossguard::testing::MakeAlert("r", analyzers::Kind::kGradExplosion,
+                                    analyzers::Severity::kCritical, "grad_norm 40x its baseline");
   alert.evidence = {{"ratio", 40.0}};
   std::int64_t id = store_.InsertAlert(alert);
 

@@ -5,7 +5,8 @@
 
 #include <fstream>
 
-#include "server/test_db.h"
+#include "support/records.h"
+#include "support/temp_dir.h"
 
 namespace lossguard {
 namespace {

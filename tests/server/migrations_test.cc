@@ -6,8 +6,9 @@
 #include <fstream>
 #include <sstream>
 
-#include "server/test_db.h"
 #include "store/store.h"
+#include "support/records.h"
+#include "support/temp_dir.h"
 
 namespace lossguard::store {
 namespace {

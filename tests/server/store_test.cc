@@ -12,7 +12,9 @@
 #include <random>
 #include <tuple>
 
-#include "server/test_db.h"
+#include "server/store_fixtures.h"
+#include "support/records.h"
+#include "support/temp_dir.h"
 
 namespace lossguard::store {
 namespace {
@@ -187,14 +189,15 @@ TEST(Store, RunSummaryAndAlerts) {
   EXPECT_EQ(r.latest["rank"], 0) << "the latest record is the lowest rank at the highest step";
   EXPECT_EQ(r.latest["world_size"], 2);
 
-  Alert alert = lossguard::testing::MakeAlert("r", "loss_scale_mismatch", "critical",
+  Alert alert = lossguard::testing::MakeAlert("r", analyzers::Kind::kLossScaleMismatch,
+                                              analyzers::Severity::kCritical,
                                               "loss is 8.0x the token-normalised loss");
   alert.first_step = 7;
   alert.last_step = 9;
   alert.evidence = {{"factor", 8.0}, {"explained_by", "ga_steps"}};
   std::int64_t id = store.InsertAlert(alert);
-  alert.kind = "config_change";
-  alert.severity = "info";
+  alert.kind = analyzers::Kind::kConfigChange;
+  alert.severity = analyzers::Severity::kInfo;
   alert.state = "resolved";
   store.InsertAlert(alert);
   EXPECT_THROW(
@@ -204,8 +207,9 @@ TEST(Store, RunSummaryAndAlerts) {
       }(),
       SqliteError);
 
-  EXPECT_EQ(store.GetRun("r")->open_alerts.critical, 1);
-  EXPECT_EQ(store.GetRun("r")->open_alerts.info, 0) << "resolved alerts are not open";
+  EXPECT_EQ(store.GetRun("r")->open_alerts[analyzers::Severity::kCritical], 1);
+  EXPECT_EQ(store.GetRun("r")->open_alerts[analyzers::Severity::kInfo], 0)
+      << "resolved alerts are not open";
   EXPECT_EQ(store.ListAlerts({}).size(), 2u);
   AlertFilter open;
   open.state = "open";
@@ -213,7 +217,7 @@ TEST(Store, RunSummaryAndAlerts) {
   ASSERT_EQ(open_alerts.size(), 1u);
   EXPECT_EQ(open_alerts[0].evidence["explained_by"], "ga_steps");
   AlertFilter by_kind;
-  by_kind.kind = "config_change";
+  by_kind.kind = analyzers::Kind::kConfigChange;
   by_kind.run = "r";
   EXPECT_EQ(store.ListAlerts(by_kind).size(), 1u);
   by_kind.run = "b";

@@ -101,6 +101,45 @@ async function main() {
     assert.deepEqual(compared, [150, 150, 150]);
     await page.screenshot({ path: path.join(outDir, "compare.png"), fullPage: true });
 
+    // Leaving a view while it still loads: its late answers draw nothing into the next view.
+    let heldSteps = 0;
+    const holdSteps = async (route) => {
+      heldSteps++;
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await route.continue().catch(() => {});  // cancelled by the page meanwhile: nothing to send
+    };
+    await page.route("**/api/v1/runs/bug-ga-change/steps*", holdSteps);
+    await page.goto(url + "/#/run/bug-ga-change");
+    for (let i = 0; i < 100 && heldSteps === 0; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(heldSteps, 1, "the first view's steps request is held");
+    await page.evaluate(() => { location.hash = "#/run/healthy-mb8-ga1"; });
+    await ready();
+    await new Promise((resolve) => setTimeout(resolve, 2000));  // the held answer is released
+    const after = await page.evaluate(() => ({
+      view: window.lossguardDashboard.view, charts: window.lossguardDashboard.charts.length,
+      canvases: document.querySelectorAll(".chart canvas").length,
+      title: document.querySelector("h1").textContent, alerts: document.querySelectorAll(".alert").length,
+    }));
+    assert.deepEqual([after.view, after.charts, after.canvases, after.alerts], ["run", 3, 3, 0], JSON.stringify(after));
+    assert.match(after.title, /^healthy-mb8-ga1 /);
+    await page.unroute("**/api/v1/runs/bug-ga-change/steps*", holdSteps);
+
+    // A refresh slower than the refresh interval (2 s) delays the next one; they never overlap.
+    let inFlight = 0, mostInFlight = 0, slowAnswers = 0;
+    const slowSummary = async (route) => {
+      inFlight++;
+      mostInFlight = Math.max(mostInFlight, inFlight);
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      await route.continue().catch(() => {});
+      inFlight--;
+      slowAnswers++;
+    };
+    await page.route("**/api/v1/runs/healthy-mb8-ga1", slowSummary);
+    await new Promise((resolve) => setTimeout(resolve, 8000));
+    await page.unroute("**/api/v1/runs/healthy-mb8-ga1", slowSummary);
+    assert.ok(slowAnswers >= 1, "the page kept refreshing");
+    assert.equal(mostInFlight, 1, "refreshes overlapped");
+
     // Live: a run streaming while its page is open.
     const record = (step) => ({ run: "live", step, ga_steps: 1, micro_batch_size: 8, loss: 3 - step / 100, grad_norm: 1, tokens: 500 });
     await post(url, [0, 1, 2, 3, 4].map(record));

@@ -10,10 +10,13 @@ const RUN_PAGE = 200;  // runs per request of the run list
 // State the browser test reads: what the page has drawn.
 window.lossguardDashboard = { view: null, ready: false, charts: [], bandsDrawn: 0, latestStep: null };
 
-let pollTimer = null;
+// The view on screen. Leaving it aborts it: its requests are cancelled, its refresh loop ends, and
+// nothing it was still awaiting writes into the next view (each view draws into its own elements
+// and its own state object, and checks `view.live` after every await).
+let currentView = null;
 
-async function getJson(path) {
-  const response = await fetch(path);
+async function getJson(path, signal) {
+  const response = await fetch(path, { signal });
   const body = await response.json().catch(() => null);
   if (!response.ok) {
     throw new Error((body && body.error && body.error.message) || `${path}: HTTP ${response.status}`);
@@ -41,13 +44,53 @@ function fmt(value, digits = 4) {
 function setStatus(text) { document.getElementById("status").textContent = text; }
 
 function resetView(name) {
-  if (pollTimer) clearInterval(pollTimer);
-  pollTimer = null;
+  if (currentView) currentView.controller.abort();
   for (const chart of window.lossguardDashboard.charts) chart.destroy();
-  window.lossguardDashboard = { view: name, ready: false, charts: [], bandsDrawn: 0, latestStep: null };
+  const controller = new AbortController();
+  const state = { view: name, ready: false, charts: [], bandsDrawn: 0, latestStep: null };
+  window.lossguardDashboard = state;
+  const view = {
+    name, controller, signal: controller.signal, state,
+    get live() { return !controller.signal.aborted; },
+    get: (path) => getJson(path, controller.signal),
+    status(text) { if (this.live) setStatus(text); },
+  };
+  currentView = view;
   const app = document.getElementById("app");
   app.replaceChildren();
-  return app;
+  return { app, view };
+}
+
+function sleep(ms, signal) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
+  });
+}
+
+// Calls `refresh` every `ms` while the view is on screen. A refresh slower than `ms` delays the next
+// one instead of overlapping it.
+async function poll(view, ms, refresh) {
+  while (view.live) {
+    await sleep(ms, view.signal);
+    if (!view.live) return;
+    try { await refresh(); } catch (e) { view.status(e.message); }
+  }
+}
+
+// `fn` one call at a time: a call made while one runs waits for it, and the calls that pile up
+// meanwhile become one.
+function oneAtATime(fn) {
+  let running = null, queued = null;
+  const run = () => {
+    if (!running) {
+      running = fn().finally(() => { running = null; });
+      return running;
+    }
+    if (!queued) queued = running.catch(() => {}).then(() => { queued = null; return run(); });
+    return queued;
+  };
+  return run;
 }
 
 function badges(open) {
@@ -65,8 +108,7 @@ function badges(open) {
 
 // ---- run list ----------------------------------------------------------------------------------
 
-async function renderRuns() {
-  const app = resetView("runs");
+async function renderRuns(app, view) {
   app.append(el("h1", {}, "Runs"));
   // The server pages its run list (100,000 runs is an ordinary shared server): the view shows the
   // first pages that match the filter, and "more runs" fetches the next one.
@@ -83,7 +125,7 @@ async function renderRuns() {
       const query = new URLSearchParams({ limit: String(RUN_PAGE) });
       if (filter.value) query.set("prefix", filter.value);
       if (next) query.set("after", next);
-      const body = await getJson(`/api/v1/runs?${query}`);
+      const body = await view.get(`/api/v1/runs?${query}`);
       runs.push(...body.runs);
       next = body.next;
       if (!next) break;
@@ -91,10 +133,11 @@ async function renderRuns() {
     more.hidden = !next;
     return runs;
   };
-  more.onclick = () => { pages++; draw().catch((e) => setStatus(e.message)); };
-  filter.oninput = () => { pages = 1; draw().catch((e) => setStatus(e.message)); };
-  const draw = async () => {
+  more.onclick = () => { pages++; draw().catch((e) => view.status(e.message)); };
+  filter.oninput = () => { pages = 1; draw().catch((e) => view.status(e.message)); };
+  const draw = oneAtATime(async () => {
     const runs = await listRuns();
+    if (!view.live) return;
     table.replaceChildren(el("tr", {},
       ...["run", "alerts", "step", "loss", "ref_loss", "loss / ref", "ga_steps", "micro_batch", "world", "records"].map((h) => el("th", {}, h))));
     for (const run of runs) {
@@ -121,11 +164,11 @@ async function renderRuns() {
           location.hash = `#/compare/${encodeURIComponent(a)}/${encodeURIComponent(b)}`;
         } }, "compare loss"));
     }
-    setStatus(`${runs.length}${more.hidden ? "" : "+"} runs · refreshed ${new Date().toLocaleTimeString()}`);
-    window.lossguardDashboard.ready = true;
-  };
+    view.status(`${runs.length}${more.hidden ? "" : "+"} runs · refreshed ${new Date().toLocaleTimeString()}`);
+    view.state.ready = true;
+  });
   await draw();
-  pollTimer = setInterval(() => draw().catch((e) => setStatus(e.message)), POLL_MS * 2);
+  poll(view, POLL_MS * 2, draw);
 }
 
 // ---- run page ----------------------------------------------------------------------------------
@@ -157,14 +200,14 @@ function alertBands(getAlerts) {
           if (right < u.bbox.left || left > u.bbox.left + u.bbox.width) continue;
           ctx.fillStyle = SEVERITY_COLOR[alert.severity] || SEVERITY_COLOR.info;
           ctx.fillRect(left, u.bbox.top, Math.max(right - left, 2 * devicePixelRatio), u.bbox.height);
-          window.lossguardDashboard.bandsDrawn++;
+          window.lossguardDashboard.bandsDrawn++;  // the chart is destroyed with its view
         }
       }],
     },
   };
 }
 
-function makeChart(target, title, series, data, { log = false, alerts = () => [] } = {}) {
+function makeChart(view, target, title, series, data, { log = false, alerts = () => [] } = {}) {
   const box = el("div", { class: "chart" }, el("h2", {}, title));
   target.append(box);
   const width = Math.max(400, target.clientWidth - 12);
@@ -177,7 +220,7 @@ function makeChart(target, title, series, data, { log = false, alerts = () => []
     plugins: [alertBands(alerts)],
   };
   const chart = new uPlot(options, data, box);
-  window.lossguardDashboard.charts.push(chart);
+  view.state.charts.push(chart);
   return chart;
 }
 
@@ -188,8 +231,7 @@ function alertItem(alert, onPick) {
     el("div", { class: "message" }, alert.message));
 }
 
-async function renderRun(name) {
-  const app = resetView("run");
+async function renderRun(app, view, name) {
   const title = el("h1", {}, name, " ");
   const layout = el("div", { class: "layout" });
   const chartsBox = el("div", {});
@@ -205,10 +247,11 @@ async function renderRun(name) {
   };
   const load = async () => {
     const [{ run }, series, alertList] = await Promise.all([
-      getJson(`/api/v1/runs/${encodeURIComponent(name)}`),
-      getJson(`/api/v1/runs/${encodeURIComponent(name)}/steps?max_points=2000`),
-      getJson(`/api/v1/alerts?run=${encodeURIComponent(name)}`),
+      view.get(`/api/v1/runs/${encodeURIComponent(name)}`),
+      view.get(`/api/v1/runs/${encodeURIComponent(name)}/steps?max_points=2000`),
+      view.get(`/api/v1/alerts?run=${encodeURIComponent(name)}`),
     ]);
+    if (!view.live) return null;  // its charts are destroyed: draw nothing
     alerts = alertList.alerts;
     title.replaceChildren(name, " ", badges(run.open_alerts),
       el("span", { class: "muted" }, ` ga_steps ${run.config.ga_steps} · micro_batch ${run.config.micro_batch_size} · world ${run.config.world_size} · step ${run.latest_step}`));
@@ -223,63 +266,67 @@ async function renderRun(name) {
     };
     if (!charts) {
       charts = [
-        makeChart(chartsBox, "loss (reported, bucket max and min) and ref_loss", ["loss max", "loss min", "ref_loss"], data.loss, { alerts: () => alerts }),
-        makeChart(chartsBox, "grad_norm (log scale)", ["grad_norm"], data.grad, { log: true, alerts: () => alerts }),
-        makeChart(chartsBox, "label tokens per step", ["tokens"], data.tokens, { alerts: () => alerts }),
+        makeChart(view, chartsBox, "loss (reported, bucket max and min) and ref_loss", ["loss max", "loss min", "ref_loss"], data.loss, { alerts: () => alerts }),
+        makeChart(view, chartsBox, "grad_norm (log scale)", ["grad_norm"], data.grad, { log: true, alerts: () => alerts }),
+        makeChart(view, chartsBox, "label tokens per step", ["tokens"], data.tokens, { alerts: () => alerts }),
       ];
     } else {
       charts[0].setData(data.loss);
       charts[1].setData(data.grad);
       charts[2].setData(data.tokens);
     }
-    window.lossguardDashboard.latestStep = run.latest_step;
-    window.lossguardDashboard.points = c.step.length;
-    window.lossguardDashboard.bucketWidth = series.bucket_width;
-    setStatus(`${run.records} records · buckets of ${series.bucket_width} step(s) · refreshed ${new Date().toLocaleTimeString()}`);
-    window.lossguardDashboard.ready = true;
+    view.state.latestStep = run.latest_step;
+    view.state.points = c.step.length;
+    view.state.bucketWidth = series.bucket_width;
+    view.status(`${run.records} records · buckets of ${series.bucket_width} step(s) · refreshed ${new Date().toLocaleTimeString()}`);
+    view.state.ready = true;
     return run.latest_step;
   };
   let latest = await load();
   // Live: reload when the run has moved on.
-  pollTimer = setInterval(async () => {
-    try {
-      const { run } = await getJson(`/api/v1/runs/${encodeURIComponent(name)}`);
-      if (run.latest_step !== latest || run.open_alerts.critical + run.open_alerts.warning + run.open_alerts.info !== alerts.filter((a) => a.state === "open").length) {
-        latest = await load();
-      }
-    } catch (e) { setStatus(e.message); }
-  }, POLL_MS);
+  poll(view, POLL_MS, async () => {
+    const { run } = await view.get(`/api/v1/runs/${encodeURIComponent(name)}`);
+    if (!view.live) return;
+    if (run.latest_step !== latest || run.open_alerts.critical + run.open_alerts.warning + run.open_alerts.info !== alerts.filter((a) => a.state === "open").length) {
+      latest = await load();
+    }
+  });
 }
 
 // ---- comparison --------------------------------------------------------------------------------
 
-async function renderCompare(a, b) {
-  const app = resetView("compare");
+async function renderCompare(app, view, a, b) {
   app.append(el("h1", {}, `${a} vs ${b}`));
   const box = el("div", {});
   app.append(box, el("p", { class: "muted" },
     "The reported loss of both runs (bucket max), aligned by step. Runs that differ only in how the batch is split (micro_batch 8 / GA 1 against micro_batch 1 / GA 8) should coincide when the loss is normalised over tokens."));
-  const [sa, sb] = await Promise.all([a, b].map((run) => getJson(`/api/v1/runs/${encodeURIComponent(run)}/steps?max_points=2000`)));
+  const [sa, sb] = await Promise.all([a, b].map((run) => view.get(`/api/v1/runs/${encodeURIComponent(run)}/steps?max_points=2000`)));
+  if (!view.live) return;
   const ca = columns(sa.ranks[0]), cb = columns(sb.ranks[0]);
   const joined = uPlot.join([[ca.step, ca.loss_max], [cb.step, cb.loss_max]]);
-  makeChart(box, "reported loss", [a, b], joined);
-  window.lossguardDashboard.points = joined[0].length;
-  setStatus(`${a}: ${ca.step.length} buckets · ${b}: ${cb.step.length} buckets`);
-  window.lossguardDashboard.ready = true;
+  makeChart(view, box, "reported loss", [a, b], joined);
+  view.state.points = joined[0].length;
+  view.status(`${a}: ${ca.step.length} buckets · ${b}: ${cb.step.length} buckets`);
+  view.state.ready = true;
 }
 
 // ---- routing -----------------------------------------------------------------------------------
 
 async function route() {
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  const name = parts[0] === "run" && parts[1] ? "run" : parts[0] === "compare" && parts[1] && parts[2] ? "compare" : "runs";
+  const { app, view } = resetView(name);
   try {
-    if (parts[0] === "run" && parts[1]) await renderRun(parts[1]);
-    else if (parts[0] === "compare" && parts[1] && parts[2]) await renderCompare(parts[1], parts[2]);
-    else await renderRuns();
+    if (name === "run") await renderRun(app, view, parts[1]);
+    else if (name === "compare") await renderCompare(app, view, parts[1], parts[2]);
+    else await renderRuns(app, view);
   } catch (e) {
-    document.getElementById("app").append(el("p", { class: "error" }, e.message));
+    // A view left while it loaded ends in an AbortError, or an error nobody is looking at any more:
+    // the next view is already on screen.
+    if (!view.live) return;
+    app.append(el("p", { class: "error" }, e.message));
     setStatus("error");
-    window.lossguardDashboard.error = e.message;
+    view.state.error = e.message;
   }
 }
 

@@ -16,6 +16,23 @@ namespace {
 [[noreturn]] void Fail(const std::string& what, const std::filesystem::path& path) {
   throw std::runtime_error("spool " + path.string() + ": " + what + ": " + std::strerror(errno));
 }
+// Whole lines between byte offsets `from` and `to` of the file.
+std::uint64_t CountLines(const std::filesystem::path& path, std::uint64_t from, std::uint64_t to) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) Fail("cannot open for reading", path);
+  in.seekg(static_cast<std::streamoff>(from));
+  std::uint64_t lines = 0;
+  std::vector<char> buffer(1 << 16);
+  while (from < to && in) {
+    in.read(buffer.data(),
+            static_cast<std::streamsize>(std::min<std::uint64_t>(buffer.size(), to - from)));
+    const auto got = static_cast<std::size_t>(in.gcount());
+    lines += static_cast<std::uint64_t>(std::count(buffer.data(), buffer.data() + got, '\n'));
+    from += got;
+    if (got == 0) break;
+  }
+  return lines;
+}
 }  // namespace
 
 Spool::Spool(std::filesystem::path path, std::uint64_t max_bytes)
@@ -42,6 +59,15 @@ Spool::Spool(std::filesystem::path path, std::uint64_t max_bytes)
     errno = error;
     Fail("cannot lock", lock_path);
   }
+  try {
+    Open();
+  } catch (...) {
+    close(lock_fd_);  // no destructor runs for a half-built Spool: release the lock here
+    throw;
+  }
+}
+
+void Spool::Open() {
   {
     std::ofstream touch(path_, std::ios::app);
     if (!touch) Fail("cannot create", path_);
@@ -54,7 +80,11 @@ Spool::Spool(std::filesystem::path path, std::uint64_t max_bytes)
   } else {
     offset_ = 0;
   }
-  if (empty()) Reset();
+  if (empty()) {
+    Reset();
+  } else {
+    pending_lines_ = CountLines(path_, offset_, size_);
+  }
 }
 
 Spool::~Spool() {
@@ -62,18 +92,40 @@ Spool::~Spool() {
 }
 
 std::size_t Spool::Append(const std::vector<std::string>& lines) {
-  std::ofstream out(path_, std::ios::app | std::ios::binary);
-  if (!out) Fail("cannot open for append", path_);
-  std::size_t written = 0;
+  std::string block;
+  std::size_t fitting = 0;
   for (const std::string& line : lines) {
-    if (size_ + line.size() + 1 > max_bytes_) break;
-    out << line << '\n';
-    size_ += line.size() + 1;
-    ++written;
+    if (size_ + block.size() + line.size() + 1 > max_bytes_) break;
+    (block += line) += '\n';
+    ++fitting;
   }
-  out.flush();
-  if (!out) Fail("write failed", path_);
-  return written;
+  if (block.empty()) return 0;
+  const int fd = open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd < 0) Fail("cannot open for append", path_);
+  std::size_t done = 0;
+  while (done < block.size()) {
+    const ssize_t n = write(fd, block.data() + done, block.size() - done);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      // A short block would leave a torn last line and a size_ that no longer matches the file:
+      // take the partial block back off (best effort: on a full disk truncating frees the space),
+      // so that the spool holds whole lines only and the caller still has every line.
+      const int error = errno;
+      if (ftruncate(fd, static_cast<off_t>(size_)) != 0) {
+        // Nothing more to do: a torn line is skipped as an append in progress by Peek.
+      }
+      close(fd);
+      errno = error == 0 ? ENOSPC : error;
+      Fail("write failed", path_);
+    }
+  }
+  close(fd);
+  size_ += block.size();
+  pending_lines_ += fitting;
+  return fitting;
 }
 
 std::vector<std::string> Spool::Peek(std::size_t max_lines) {
@@ -98,6 +150,7 @@ void Spool::Commit(std::size_t lines) {
   if (lines > peeked_ends_.size()) throw std::logic_error("Spool::Commit of lines never peeked");
   offset_ = peeked_ends_[lines - 1];
   peeked_ends_.clear();
+  pending_lines_ -= std::min<std::uint64_t>(lines, pending_lines_);
   if (empty()) {
     Reset();
   } else {
@@ -123,6 +176,7 @@ void Spool::Reset() {
     if (!truncate) Fail("cannot truncate", path_);
   }
   size_ = offset_ = 0;
+  pending_lines_ = 0;
   SaveOffset();
 }
 

@@ -148,15 +148,17 @@ Response ListAlerts(store::Store& store, const Request& request) {
   QueryParams query(request);
   if (auto unknown = query.RejectUnknown({"run", "kind", "severity", "state", "limit"}))
     return BadQuery(*unknown);
-  auto severity = query.OneOf("severity", {"info", "warning", "critical"});
+  auto kind = query.Parsed("kind", analyzers::kAllKinds, analyzers::KindName);
+  auto severity = query.Parsed("severity", analyzers::kAllSeverities, analyzers::SeverityName);
   auto state = query.OneOf("state", {"open", "resolved", "all"});
   auto limit = query.Int("limit", 1, kMaxPageSize);
+  if (!kind) return BadQuery(kind.error());
   if (!severity) return BadQuery(severity.error());
   if (!state) return BadQuery(state.error());
   if (!limit) return BadQuery(limit.error());
   store::AlertFilter filter;
   filter.run = query.String("run");
-  filter.kind = query.String("kind");
+  filter.kind = kind.value();
   filter.severity = severity.value();
   if (state.value() && *state.value() != "all") filter.state = state.value();
   filter.limit = limit.value().value_or(1000);

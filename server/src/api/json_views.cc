@@ -1,5 +1,6 @@
 #include "api/json_views.h"
 
+#include "lossguard/analyzers/episode_log.h"
 #include "lossguard/wire/json_numbers.h"
 
 namespace lossguard::api {
@@ -28,6 +29,13 @@ nlohmann::json SeriesToJson(const std::vector<store::BlockStats>& buckets,
   if (with_nan) out["nan"] = std::move(nan);
   return out;
 }
+
+nlohmann::json OpenAlertsToJson(const store::OpenAlertCounts& counts) {
+  nlohmann::json out = nlohmann::json::object();
+  for (analyzers::Severity severity : analyzers::kAllSeverities)
+    out[std::string(analyzers::SeverityName(severity))] = counts[severity];
+  return out;
+}
 }  // namespace
 
 nlohmann::json RunToJson(const store::RunSummary& run) {
@@ -52,31 +60,30 @@ nlohmann::json RunToJson(const store::RunSummary& run) {
         {"grad_norm", Field(latest, "grad_norm")},
         {"tokens", Field(latest, "tokens")},
         {"lr", Field(latest, "lr")}}},
-      {"open_alerts",
-       {{"critical", run.open_alerts.critical},
-        {"warning", run.open_alerts.warning},
-        {"info", run.open_alerts.info}}},
+      {"open_alerts", OpenAlertsToJson(run.open_alerts)},
   };
 }
 
 nlohmann::json AlertToJson(const store::Alert& alert) {
-  return {
-      {"id", alert.id},
-      {"run", alert.run},
-      {"kind", alert.kind},
-      {"severity", alert.severity},
-      {"state", alert.state},
-      {"rank", alert.rank ? nlohmann::json(*alert.rank) : nlohmann::json()},
-      {"first_step", alert.first_step},
-      {"last_step", alert.last_step},
-      {"message", alert.message},
-      {"evidence", alert.evidence},
-      {"opened_at", alert.opened_at},
-      {"updated_at", alert.updated_at},
-      {"resolved_at", OptionalNumber(alert.resolved_at)},
-      {"acked", alert.acked_at.has_value()},
-      {"acked_at", OptionalNumber(alert.acked_at)},
-  };
+  analyzers::AlertEvent latest;
+  latest.action = alert.state == "resolved" ? analyzers::AlertEvent::Action::kResolve
+                                            : analyzers::AlertEvent::Action::kExtend;
+  latest.kind = alert.kind;
+  latest.severity = alert.severity;
+  latest.rank = alert.rank;
+  latest.first_step = alert.first_step;
+  latest.last_step = alert.last_step;
+  latest.message = alert.message;
+  latest.evidence = alert.evidence;
+  nlohmann::json out = analyzers::EpisodeToJson(latest);
+  out["id"] = alert.id;
+  out["run"] = alert.run;
+  out["opened_at"] = alert.opened_at;
+  out["updated_at"] = alert.updated_at;
+  out["resolved_at"] = OptionalNumber(alert.resolved_at);
+  out["acked"] = alert.acked_at.has_value();
+  out["acked_at"] = OptionalNumber(alert.acked_at);
+  return out;
 }
 
 nlohmann::json DownsampledToJson(const store::DownsampledSeries& series) {

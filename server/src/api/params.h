@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
@@ -27,6 +28,20 @@ class QueryParams {
   Result<std::optional<double>, std::string> Number(const std::string& name) const;
   Result<std::optional<std::string>, std::string> OneOf(
       const std::string& name, std::initializer_list<std::string_view> values) const;
+  // One of `values`, given by its name.
+  template <typename Value, std::size_t N, typename NameOf>
+  Result<std::optional<Value>, std::string> Parsed(const std::string& name,
+                                                   const std::array<Value, N>& values,
+                                                   NameOf name_of) const {
+    std::optional<std::string> text = String(name);
+    if (!text) return std::optional<Value>{};
+    std::string names;
+    for (const Value& value : values) {
+      if (name_of(value) == *text) return std::optional<Value>{value};
+      (names += names.empty() ? "" : ", ") += name_of(value);
+    }
+    return name + " must be one of " + names + ", but got '" + *text + "'";
+  }
   std::optional<std::string> String(const std::string& name) const;
   bool Has(const std::string& name) const { return request_.query.contains(name); }
 

@@ -5,6 +5,7 @@
 #include "cli/alert_table.h"
 #include "cli/commands.h"
 #include "cli/ndjson_records.h"
+#include "lossguard/analyzers/episode_log.h"
 #include "lossguard/analyzers/run_analyzer.h"
 
 namespace lossguard::cli {
@@ -16,34 +17,26 @@ int Analyze(const AnalyzeOptions& options, std::ostream& out, std::ostream& err)
     return 1;
   }
   std::map<std::string, analyzers::RunAnalyzer> runs;
-  // Episodes by (run, kind, first_step), in the order they opened; later events update them.
-  std::map<std::tuple<std::string, std::string, std::int64_t>, std::size_t> index;
-  nlohmann::json alerts = nlohmann::json::array();
-  auto apply = [&](const std::string& run, const std::vector<analyzers::AlertEvent>& events) {
-    for (const analyzers::AlertEvent& e : events) {
-      auto [it, inserted] = index.try_emplace({run, e.kind, e.first_step}, alerts.size());
-      if (inserted) alerts.push_back({{"id", alerts.size() + 1}, {"run", run}, {"kind", e.kind}});
-      nlohmann::json& alert = alerts[it->second];
-      alert["severity"] = analyzers::SeverityName(e.severity);
-      alert["state"] = e.action == analyzers::AlertEvent::Action::kResolve ? "resolved" : "open";
-      alert["first_step"] = e.first_step;
-      alert["last_step"] = e.last_step;
-      alert["message"] = e.message;
-      alert["evidence"] = e.evidence;
-    }
-  };
+  analyzers::EpisodeLog<std::string> episodes;
 
   std::optional<std::string> invalid = ForEachRecordLine(
       in, options.file, [&](const std::string&, wire::StepRecord& record, std::size_t) {
         auto [run, inserted] = runs.try_emplace(record.run, options.analyzers);
-        apply(record.run, run->second.Add(record));
+        episodes.Apply(record.run, run->second.Add(record));
         return true;
       });
   if (invalid) {
     err << "lossguard analyze: " << *invalid << "\n";
     return 1;
   }
-  for (auto& [name, analyzer] : runs) apply(name, analyzer.Flush());
+  for (auto& [name, analyzer] : runs) episodes.Apply(name, analyzer.Flush());
+  nlohmann::json alerts = nlohmann::json::array();
+  for (const auto& [run, latest] : episodes.episodes()) {
+    nlohmann::json alert = analyzers::EpisodeToJson(latest);
+    alert["id"] = alerts.size() + 1;  // the order the episodes opened, as a server numbers them
+    alert["run"] = run;
+    alerts.push_back(std::move(alert));
+  }
 
   if (options.json) {
     out << nlohmann::json{{"alerts", alerts}}.dump() << "\n";

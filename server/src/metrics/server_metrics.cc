@@ -108,15 +108,19 @@ std::string ServerMetrics::Render(store::Store& store, const MetricsOptions& opt
     if (auto v = Field(r, "world_size")) world_size.Add(labels).Set(*v);
     last_seen.Add(labels).Set(run.last_seen);
   }
-  std::map<std::string, double> by_severity = {{"critical", 0}, {"warning", 0}, {"info", 0}};
+  store::OpenAlertCounts by_severity;
   for (const store::OpenAlertGroup& group : store.ListOpenAlertGroups()) {
-    by_severity[group.severity] += static_cast<double>(group.count);
+    by_severity[group.severity] += group.count;
     if (!exported.count(group.run)) continue;
-    open_alerts.Add({{"run", group.run}, {"kind", group.kind}, {"severity", group.severity}})
+    open_alerts
+        .Add({{"run", group.run},
+              {"kind", std::string(analyzers::KindName(group.kind))},
+              {"severity", std::string(analyzers::SeverityName(group.severity))}})
         .Set(static_cast<double>(group.count));
   }
-  for (const auto& [severity, count] : by_severity) {
-    open_total.Add({{"severity", severity}}).Set(count);
+  for (analyzers::Severity severity : analyzers::kAllSeverities) {
+    open_total.Add({{"severity", std::string(analyzers::SeverityName(severity))}})
+        .Set(static_cast<double>(by_severity[severity]));
   }
 
   std::vector<prometheus::MetricFamily> families = registry_->Collect();

@@ -1,8 +1,10 @@
-// Store's alert table: queries, the analyzers' insert path, acknowledgement.
+// Store's alert table: queries, acknowledgement, and a direct insert (the analyzers write through
+// Analysis, inside the ingest transaction).
 
 #include "store/clock.h"
 #include "store/read_lease.h"
 #include "store/store.h"
+#include "store/stored_names.h"
 #include "store/writer.h"
 
 namespace lossguard::store {
@@ -18,8 +20,8 @@ Alert ReadAlert(const Statement& row) {
   Alert alert;
   alert.id = row.Int(0);
   alert.run = std::string(row.Text(1));
-  alert.kind = std::string(row.Text(2));
-  alert.severity = std::string(row.Text(3));
+  alert.kind = ParseStoredKind(row.Text(2));
+  alert.severity = ParseStoredSeverity(row.Text(3));
   alert.state = std::string(row.Text(4));
   alert.rank = row.OptionalInt(5);
   alert.first_step = row.Int(6);
@@ -47,7 +49,7 @@ std::vector<Alert> Store::ListAlerts(const AlertFilter& filter) {
                           " WHERE (?1 IS NULL OR r.name = ?1) AND (?2 IS NULL OR a.kind = ?2) AND "
                           "(?3 IS NULL OR a.severity = ?3) AND (?4 IS NULL OR a.state = ?4) ORDER "
                           "BY a.id LIMIT ?5");
-  auto bind_optional = [&](int index, const std::optional<std::string>& value) {
+  auto bind_optional = [&](int index, const std::optional<std::string_view>& value) {
     if (value) {
       rows.Bind(index, *value);
     } else {
@@ -55,18 +57,14 @@ std::vector<Alert> Store::ListAlerts(const AlertFilter& filter) {
     }
   };
   bind_optional(1, filter.run);
-  bind_optional(2, filter.kind);
-  bind_optional(3, filter.severity);
+  bind_optional(2, filter.kind ? std::optional(analyzers::KindName(*filter.kind)) : std::nullopt);
+  bind_optional(
+      3, filter.severity ? std::optional(analyzers::SeverityName(*filter.severity)) : std::nullopt);
   bind_optional(4, filter.state);
   rows.Bind(5, filter.limit);
   std::vector<Alert> out;
   while (rows.Step()) out.push_back(ReadAlert(rows));
   return out;
-}
-
-std::optional<Alert> Store::GetAlert(std::int64_t id) {
-  ReadLease db = Read();
-  return AlertById(*db, id);
 }
 
 std::int64_t Store::InsertAlert(const Alert& alert) {
@@ -79,8 +77,8 @@ std::int64_t Store::InsertAlert(const Alert& alert) {
                    "SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 FROM runs WHERE "
                    "name = ?1 RETURNING id");
   insert.Bind(1, alert.run)
-      .Bind(2, alert.kind)
-      .Bind(3, alert.severity)
+      .Bind(2, analyzers::KindName(alert.kind))
+      .Bind(3, analyzers::SeverityName(alert.severity))
       .Bind(4, alert.state)
       .Bind(5, alert.rank);
   insert.Bind(6, alert.first_step)

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "lossguard/wire/record_codec.h"
+#include "store/stored_names.h"
 
 namespace lossguard::store {
 
@@ -21,12 +22,6 @@ ON CONFLICT (run_id, kind, ifnull(rank, -1), first_step) DO UPDATE SET
   severity = excluded.severity, state = excluded.state, last_step = excluded.last_step,
   message = excluded.message, evidence = excluded.evidence, updated_at = excluded.updated_at,
   resolved_at = excluded.resolved_at)sql";
-
-analyzers::Severity SeverityFromName(std::string_view name) {
-  if (name == "critical") return analyzers::Severity::kCritical;
-  if (name == "warning") return analyzers::Severity::kWarning;
-  return analyzers::Severity::kInfo;
-}
 }  // namespace
 
 Analysis::Analysis(Database& db, AnalysisOptions options)
@@ -97,8 +92,8 @@ Analysis::RunState& Analysis::Load(std::int64_t run_id) {
     open_alerts_.Bind(1, run_id);
     while (open_alerts_.Step()) {
       analyzers::AlertEvent e;
-      e.kind = std::string(open_alerts_.Text(0));
-      e.severity = SeverityFromName(open_alerts_.Text(1));
+      e.kind = ParseStoredKind(open_alerts_.Text(0));
+      e.severity = ParseStoredSeverity(open_alerts_.Text(1));
       e.first_step = open_alerts_.Int(2);
       e.last_step = open_alerts_.Int(3);
       e.message = std::string(open_alerts_.Text(4));
@@ -130,26 +125,18 @@ void Analysis::Prepare(std::int64_t run_id) {
 
 void Analysis::Feed(std::int64_t run_id, const wire::StepRecord& record) {
   if (!options_.enabled) return;
-  for (analyzers::AlertEvent& event : runs_.at(run_id).analyzer.Add(record)) {
-    auto key = std::make_tuple(run_id, event.kind, event.first_step);
-    auto [it, inserted] = episode_index_.try_emplace(key, events_.size());
-    if (inserted) {
-      events_.emplace_back(run_id, std::move(event));
-    } else {
-      events_[it->second].second = std::move(event);  // only the episode's latest state is written
-    }
-  }
+  episodes_.Apply(run_id, runs_.at(run_id).analyzer.Add(record));
 }
 
 void Analysis::Finish(double now) {
   if (!options_.enabled) return;
-  for (const auto& [run_id, e] : events_) {
+  for (const auto& [run_id, e] : episodes_.episodes()) {  // only an episode's latest state
     const bool resolved = e.action == analyzers::AlertEvent::Action::kResolve;
     upsert_alert_.Reset();
     upsert_alert_.Bind(1, run_id)
-        .Bind(2, e.kind)
+        .Bind(2, analyzers::KindName(e.kind))
         .Bind(3, analyzers::SeverityName(e.severity))
-        .Bind(4, resolved ? "resolved" : "open");
+        .Bind(4, analyzers::EpisodeState(e));
     upsert_alert_.Bind(5, e.first_step).Bind(6, e.last_step).Bind(7, e.message);
     upsert_alert_.Bind(8, e.evidence.dump()).BindNumber(9, now);
     upsert_alert_.BindNumber(10, resolved ? std::optional<double>(now) : std::nullopt);
@@ -165,8 +152,7 @@ void Analysis::Finish(double now) {
   }
   set_judged_through_.Reset();
   touched_.clear();
-  episode_index_.clear();
-  events_.clear();
+  episodes_.Clear();
 }
 
 void Analysis::Abandon() {
@@ -177,8 +163,7 @@ void Analysis::Abandon() {
     }
   }
   touched_.clear();
-  episode_index_.clear();
-  events_.clear();
+  episodes_.Clear();
 }
 
 }  // namespace lossguard::store

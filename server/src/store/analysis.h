@@ -2,11 +2,10 @@
 
 #include <cstdint>
 #include <list>
-#include <map>
-#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "lossguard/analyzers/episode_log.h"
 #include "lossguard/analyzers/run_analyzer.h"
 #include "lossguard/wire/step_record.h"
 #include "store/sqlite.h"
@@ -54,10 +53,9 @@ class Analysis {
   AnalysisOptions options_;
   std::unordered_map<std::int64_t, RunState> runs_;
   std::list<std::int64_t> lru_;  // most recently used first
-  // This batch: touched runs, and the last event per episode in the order episodes were touched.
+  // This batch: touched runs, and the latest state of each episode it changed (by run id).
   std::unordered_set<std::int64_t> touched_;
-  std::map<std::tuple<std::int64_t, std::string, std::int64_t>, std::size_t> episode_index_;
-  std::vector<std::pair<std::int64_t, analyzers::AlertEvent>> events_;
+  analyzers::EpisodeLog<std::int64_t> episodes_;
   Statement judged_through_, first_step_, open_alerts_, warmup_steps_, pending_steps_,
       upsert_alert_, set_judged_through_;
 };

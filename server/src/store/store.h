@@ -65,8 +65,9 @@ class Store {
                                                    std::int64_t max_buckets);
 
   std::vector<Alert> ListAlerts(const AlertFilter& filter);
-  std::optional<Alert> GetAlert(std::int64_t id);
-  // Records an alert episode (the analyzers' write path); returns its id. The run must exist.
+  // Inserts an alert as given (fixtures, tools that copy alerts); returns its id. The run must
+  // exist. The analyzers do not write through here: Analysis upserts their episodes inside the
+  // ingest transaction.
   std::int64_t InsertAlert(const Alert& alert);
   // Marks an alert acknowledged (the first acknowledgement time is kept); nullopt if no such alert.
   std::optional<Alert> AckAlert(std::int64_t id);

@@ -7,6 +7,7 @@
 #include "store/read_lease.h"
 #include "store/rollup_rows.h"
 #include "store/store.h"
+#include "store/stored_names.h"
 
 namespace lossguard::store {
 
@@ -52,11 +53,7 @@ RunSummary Summarise(Database& db, const Statement& run_row) {
                    "GROUP BY severity");
   alerts.Bind(1, id);
   while (alerts.Step()) {
-    std::string_view severity = alerts.Text(0);
-    std::int64_t count = alerts.Int(1);
-    if (severity == "critical") run.open_alerts.critical = count;
-    if (severity == "warning") run.open_alerts.warning = count;
-    if (severity == "info") run.open_alerts.info = count;
+    run.open_alerts[ParseStoredSeverity(alerts.Text(0))] = alerts.Int(1);
   }
   return run;
 }
@@ -204,8 +201,8 @@ std::vector<OpenAlertGroup> Store::ListOpenAlertGroups() {
                    "r.id = a.run_id WHERE a.state = 'open' GROUP BY r.name, a.kind, a.severity");
   std::vector<OpenAlertGroup> out;
   while (groups.Step()) {
-    out.push_back({std::string(groups.Text(0)), std::string(groups.Text(1)),
-                   std::string(groups.Text(2)), groups.Int(3)});
+    out.push_back({std::string(groups.Text(0)), ParseStoredKind(groups.Text(1)),
+                   ParseStoredSeverity(groups.Text(2)), groups.Int(3)});
   }
   return out;
 }

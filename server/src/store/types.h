@@ -1,11 +1,13 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "lossguard/analyzers/alert_kind.h"
 #include "store/rollup.h"
 
 namespace lossguard::store {
@@ -18,10 +20,16 @@ struct IngestResult {
   std::int64_t replaced = 0;
 };
 
-struct OpenAlertCounts {
-  std::int64_t critical = 0;
-  std::int64_t warning = 0;
-  std::int64_t info = 0;
+// Open alert episodes of a run, by severity.
+class OpenAlertCounts {
+ public:
+  std::int64_t& operator[](analyzers::Severity s) { return counts_[static_cast<std::size_t>(s)]; }
+  std::int64_t operator[](analyzers::Severity s) const {
+    return counts_[static_cast<std::size_t>(s)];
+  }
+
+ private:
+  std::array<std::int64_t, analyzers::kAllSeverities.size()> counts_{};
 };
 
 // A run as GET /api/v1/runs shows it. `latest` is the record of the highest step (lowest rank at
@@ -61,7 +69,9 @@ struct ActiveRuns {
 
 // Open alert episodes of one (run, kind, severity).
 struct OpenAlertGroup {
-  std::string run, kind, severity;
+  std::string run;
+  analyzers::Kind kind = analyzers::Kind::kNonFinite;
+  analyzers::Severity severity = analyzers::Severity::kInfo;
   std::int64_t count = 0;
 };
 
@@ -99,9 +109,9 @@ struct DownsampledSeries {
 struct Alert {
   std::int64_t id = 0;
   std::string run;
-  std::string kind;
-  std::string severity;  // info | warning | critical
-  std::string state;     // open | resolved
+  analyzers::Kind kind = analyzers::Kind::kNonFinite;
+  analyzers::Severity severity = analyzers::Severity::kWarning;
+  std::string state;  // open | resolved
   std::optional<std::int64_t> rank;
   std::int64_t first_step = 0;
   std::int64_t last_step = 0;
@@ -115,8 +125,8 @@ struct Alert {
 
 struct AlertFilter {
   std::optional<std::string> run;
-  std::optional<std::string> kind;
-  std::optional<std::string> severity;
+  std::optional<analyzers::Kind> kind;
+  std::optional<analyzers::Severity> severity;
   std::optional<std::string> state;  // open | resolved; all when absent
   std::int64_t limit = 1000;
 };

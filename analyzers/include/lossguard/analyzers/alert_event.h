@@ -5,10 +5,9 @@
 #include <optional>
 #include <string>
 
-namespace lossguard::analyzers {
+#include "lossguard/analyzers/alert_kind.h"
 
-enum class Severity { kInfo, kWarning, kCritical };
-const char* SeverityName(Severity severity);  // "info", "warning", "critical"
+namespace lossguard::analyzers {
 
 // What a detector concluded about one step: the condition holds, with why and the numbers behind
 // it.
@@ -26,7 +25,7 @@ struct AlertEvent {
     kResolve,  // the condition has been clear long enough; last_step is its last firing step
   };
   Action action = Action::kOpen;
-  std::string kind;
+  Kind kind = Kind::kNonFinite;
   Severity severity = Severity::kWarning;
   std::optional<std::int64_t> rank;  // nullopt: judged across ranks
   std::int64_t first_step = 0;

@@ -15,8 +15,8 @@ namespace lossguard::analyzers {
 // (duplicates and late records cannot reopen or extend the past).
 class Episode {
  public:
-  Episode(std::string kind, std::optional<std::int64_t> rank, std::int64_t resolve_after)
-      : kind_(std::move(kind)), rank_(rank), resolve_after_(resolve_after) {}
+  Episode(Kind kind, std::optional<std::int64_t> rank, std::int64_t resolve_after)
+      : kind_(kind), rank_(rank), resolve_after_(resolve_after) {}
 
   // The event this judgement causes, if any.
   std::optional<AlertEvent> Judge(std::int64_t step, const std::optional<Finding>& finding);
@@ -28,7 +28,7 @@ class Episode {
   void Restore(const AlertEvent& open_episode, std::int64_t last_judged, std::int64_t clear_steps);
 
  private:
-  std::string kind_;
+  Kind kind_;
   std::optional<std::int64_t> rank_;
   std::int64_t resolve_after_;
   bool open_ = false;

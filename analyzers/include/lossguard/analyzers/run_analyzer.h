@@ -14,12 +14,6 @@
 
 namespace lossguard::analyzers {
 
-// The alert kinds, as stored and queried; an episode per kind per run.
-inline constexpr std::size_t kKindCount = 7;
-inline constexpr const char* kAlertKinds[kKindCount] = {
-    "nonfinite",  "loss_scale_mismatch", "token_weighting_bias", "grad_explosion",
-    "loss_spike", "vanishing_grad",      "config_change"};
-
 // All analysis of one run: records in (any order, any rank), alert events out.
 //
 // Records are judged a step at a time, in step order, once the step's ranks are in: when it holds
@@ -59,8 +53,8 @@ class RunAnalyzer {
     LossSpikeDetector loss_spike;
     VanishingGradDetector vanishing_grad;
   };
-  // Per kind (index into kAlertKinds): the firing ranks and their findings.
-  using Findings = std::array<std::vector<std::pair<std::int64_t, Finding>>, kKindCount>;
+  // Per kind: the firing ranks and their findings.
+  using Findings = PerKind<std::vector<std::pair<std::int64_t, Finding>>>;
 
   Findings Observe(std::int64_t step, std::vector<wire::StepRecord>& ranks);
   std::vector<AlertEvent> JudgeReady(bool flush);
@@ -76,7 +70,7 @@ class RunAnalyzer {
   std::map<std::int64_t, std::map<std::int64_t, wire::StepRecord>> pending_;
   std::map<std::int64_t, RankDetectors> ranks_;
   ConfigChangeDetector config_;
-  std::vector<Episode> episodes_;  // per kind, in kAlertKinds order
+  PerKind<std::optional<Episode>> episodes_;  // every kind's, from construction on
   std::int64_t ignored_ = 0;
 };
 

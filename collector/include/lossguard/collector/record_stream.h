@@ -34,8 +34,15 @@ struct RecordStreamOptions {
   std::chrono::milliseconds max_backoff{30'000};
   std::chrono::milliseconds request_timeout{10'000};
   std::chrono::milliseconds drain_timeout{10'000};  // how long the destructor tries to deliver
+  // After the spool fails (disk full, directory removed or unwritable), how long the stream keeps
+  // records in memory before it tries the spool again.
+  std::chrono::milliseconds spool_retry_interval{10'000};
   // Where warnings go (dropped records, server errors); default: one line on stderr.
   std::function<void(std::string_view)> warn;
+  // Called on the sender thread each time it is about to publish its progress to Flush (after each
+  // delivered batch and at the end of each cycle). For tests of that hand-over; must return
+  // promptly.
+  std::function<void()> before_publish;
 };
 
 // Counters since construction. submitted = delivered + rejected + dropped + (still queued or
@@ -49,14 +56,19 @@ struct StreamStats {
   // transport failure is sent, and counted, again.)
   std::uint64_t rejected = 0;
   std::uint64_t failed_requests = 0;  // transport failures and 5xx/401 answers, each retried later
+  // Spool I/O failures (including failed reopen attempts). The records they cost, if any, are in
+  // dropped; training goes on either way.
+  std::uint64_t spool_errors = 0;
 };
 
 // Streams step records to a lossguard server on a background thread. Submit() never blocks on the
 // network, the disk or a lock: it moves the record into a preallocated lock-free ring (well under a
 // microsecond; tests/bench/handoff_bench.cc). The
 // sender thread batches, POSTs with keep-alive, retries with exponential backoff and jitter, and
-// spools to disk while the server is unreachable. Delivery is in submission order and exactly once
-// as the server sees it ((run, step, rank) keys make resends duplicates).
+// spools to disk while the server is unreachable. No failure of the network, the server or the
+// spool's disk reaches the training thread: each is counted in stats() and warned about. Delivery
+// is in submission order and exactly once as the server sees it ((run, step, rank) keys make
+// resends duplicates).
 //
 // Thread-safe: Submit, Flush and stats may be called from any thread.
 class RecordStream {
@@ -74,8 +86,9 @@ class RecordStream {
   // full.
   bool Submit(wire::StepRecord record);
 
-  // Waits until every record submitted so far is delivered (or rejected) and the spool is empty;
-  // false on timeout.
+  // Waits until every record submitted before the call is delivered (or rejected, or counted as
+  // dropped) and the spool is empty; false on timeout. Records submitted meanwhile by other
+  // threads do not delay it.
   bool Flush(std::chrono::milliseconds timeout);
 
   StreamStats stats() const;
@@ -93,7 +106,9 @@ class RecordStream {
   std::condition_variable progress_;
   bool stopping_ = false;         // guarded by mutex_
   bool flush_requested_ = false;  // guarded by mutex_
-  std::atomic<bool> idle_{true};  // the sender holds nothing undelivered
+  std::uint64_t settled_ = 0;     // guarded by mutex_: accepted records the sender is done with
+  bool backlog_ = false;          // guarded by mutex_: the spool holds undelivered records
+  std::atomic<std::uint64_t> accepted_{0};  // records Submit put in the ring
   std::atomic<bool> warned_full_{false};
   std::unique_ptr<Sender> sender_;
   std::thread thread_;

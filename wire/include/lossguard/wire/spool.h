@@ -24,14 +24,16 @@ class SpoolInUse : public std::runtime_error {
 class Spool {
  public:
   // Opens or creates the spool (and its directory); throws SpoolInUse when another process has it
-  // open, std::runtime_error naming the path on I/O failure.
+  // open, std::runtime_error naming the path on I/O failure (std::filesystem::filesystem_error is
+  // one). Every member below throws std::runtime_error on I/O failure too.
   Spool(std::filesystem::path path, std::uint64_t max_bytes);
   ~Spool();
   Spool(const Spool&) = delete;
   Spool& operator=(const Spool&) = delete;
 
   // Appends lines (each without '\n'); returns how many fit under max_bytes (the rest are not
-  // written: the caller counts them as dropped). Throws std::runtime_error on I/O failure.
+  // written: the caller counts them as dropped). Throws std::runtime_error on I/O failure, having
+  // written none of them (a partial write is truncated away), so the caller still owns them all.
   std::size_t Append(const std::vector<std::string>& lines);
 
   // Up to `max_lines` undelivered lines, oldest first, without consuming them.
@@ -41,16 +43,20 @@ class Spool {
 
   bool empty() const { return offset_ >= size_; }
   std::uint64_t pending_bytes() const { return size_ - offset_; }
+  // Undelivered lines (counted once on open, then kept up to date).
+  std::uint64_t pending_lines() const { return pending_lines_; }
 
  private:
+  void Open();  // everything after taking the lock
   void SaveOffset();
   void Reset();
 
   std::filesystem::path path_;
   std::filesystem::path offset_path_;
   std::uint64_t max_bytes_;
-  std::uint64_t size_ = 0;                  // bytes in the file
-  std::uint64_t offset_ = 0;                // first undelivered byte
+  std::uint64_t size_ = 0;    // bytes in the file
+  std::uint64_t offset_ = 0;  // first undelivered byte
+  std::uint64_t pending_lines_ = 0;
   std::vector<std::uint64_t> peeked_ends_;  // end offsets of the lines Peek() returned
   int lock_fd_ = -1;
 };

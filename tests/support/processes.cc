@@ -1,4 +1,4 @@
-#include "e2e/server_process.h"
+#include "support/processes.h"
 
 #include <fcntl.h>
 #include <poll.h>
