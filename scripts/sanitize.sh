@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The server, the CLI and the analyzers built with clang under AddressSanitizer and
-# UndefinedBehaviorSanitizer (no LibTorch, no dashboard): their unit and end-to-end tests, every
-# committed fuzz input, then each libFuzzer target fuzzed for a bounded time.
+# The server, the CLI, the analyzers and RecordStream built with clang (no LibTorch, no dashboard):
+#  1. under AddressSanitizer and UndefinedBehaviorSanitizer: their unit and end-to-end tests, every
+#     committed fuzz input, then each libFuzzer target fuzzed for a bounded time;
+#  2. under ThreadSanitizer: the concurrency tests (RecordStream and the ingest client against the
+#     real server, the Store's concurrent writers and readers, concurrent HTTP clients).
 #   scripts/sanitize.sh                 the whole stage (scripts/test.sh runs it)
 #   LOSSGUARD_FUZZ_SECONDS=300 ...      fuzz longer (default 60 s per target)
 set -euo pipefail
@@ -10,7 +12,7 @@ cd "$(dirname "$0")/.."
 build_dir=${LOSSGUARD_SANITIZE_BUILD_DIR:-build-sanitize}
 fuzz_seconds=${LOSSGUARD_FUZZ_SECONDS:-60}
 CC=clang CXX=clang++ cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DLOSSGUARD_SANITIZE=ON -DLOSSGUARD_FUZZ=ON -DLOSSGUARD_BUILD_COLLECTOR=OFF \
+  -DLOSSGUARD_SANITIZE=address -DLOSSGUARD_FUZZ=ON -DLOSSGUARD_BUILD_COLLECTOR=OFF \
   -DLOSSGUARD_BUILD_WEB=OFF -DLOSSGUARD_BUILD_BENCHMARKS=OFF >/dev/null
 cmake --build "$build_dir" -j "$(nproc)"
 
@@ -34,4 +36,15 @@ for target in fuzz_record_codec fuzz_http_request fuzz_config fuzz_hf_import; do
   echo
   rm -rf "$scratch"
 done
+tsan_dir=${LOSSGUARD_TSAN_BUILD_DIR:-build-tsan}
+echo "== ThreadSanitizer build ($(date -u +%H:%M:%S))"
+CC=clang CXX=clang++ cmake -S . -B "$tsan_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DLOSSGUARD_SANITIZE=thread -DLOSSGUARD_BUILD_COLLECTOR=OFF -DLOSSGUARD_BUILD_WEB=OFF \
+  -DLOSSGUARD_BUILD_BENCHMARKS=OFF >/dev/null
+cmake --build "$tsan_dir" -j "$(nproc)" --target lossguard-server stream_test server_test server_e2e_test
+# halt_on_error: a race report fails the test (in a server the tests started, it ends the server,
+# and the test with it). second_deadlock_stack: both stacks of a lock-order report.
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+ctest --test-dir "$tsan_dir" --output-on-failure --timeout 600 -j 2 \
+  -R '^(RecordStream|IngestClient)\.|^Store\.Concurrent|^HttpApi\.(Concurrent|ManyRequests)|^Reliability\.(ReadsAreAnswered|BeyondMaxConnections)'
 echo "sanitize: passed"

@@ -5,8 +5,9 @@
 #include <iostream>
 #include <stdexcept>
 
+#include "lossguard/analyzers/loss_factor.h"
+#include "lossguard/client/spool.h"
 #include "lossguard/wire/record_codec.h"
-#include "lossguard/wire/spool.h"
 
 namespace lossguard::collector {
 
@@ -21,24 +22,12 @@ std::string Format(double value) {
   return buffer;
 }
 
-// The configuration value a loss ratio matches, for the warning's "probably" clause.
+// The "probably" clause of the warning: the server's explanation of the same factor.
 std::string Explain(double ratio, const wire::StepRecord& r) {
-  auto near = [&](double factor) { return factor > 1 && std::abs(ratio / factor - 1) < 0.02; };
-  if (near(static_cast<double>(r.ga_steps * r.world_size)) && r.world_size > 1 && r.ga_steps > 1) {
-    return "matches ga_steps*world_size=" + std::to_string(r.ga_steps * r.world_size) +
-           ": micro-batch losses summed over accumulation steps and ranks without dividing";
-  }
-  if (near(static_cast<double>(r.ga_steps))) {
-    return "ga_steps=" + std::to_string(r.ga_steps) +
-           ": micro-batch losses summed over accumulation steps without dividing";
-  }
-  if (near(static_cast<double>(r.world_size))) {
-    return "world_size=" + std::to_string(r.world_size) +
-           ": token counts taken per rank instead of across ranks";
-  }
-  return "no configuration value explains the factor; the loss may be averaged per micro-batch or "
-         "per "
-         "sequence instead of per token";
+  const std::optional<analyzers::LossFactor> factor =
+      analyzers::MatchLossFactor(ratio, analyzers::LossFactorsOf(r));
+  return factor ? "matches " + factor->name + ": " + analyzers::ExplainLossFactor(factor->name, r)
+                : analyzers::ExplainLossFactor("unexplained", r);
 }
 }  // namespace
 
@@ -59,8 +48,8 @@ Collector::Collector(CollectorOptions options) : options_(std::move(options)) {
     const bool default_spool = options_.stream.spool_path.empty() && options_.spool_dir != "";
     if (default_spool) {
       options_.stream.spool_path =
-          wire::SpoolPathFor(options_.spool_dir.value_or(wire::DefaultSpoolDir()), options_.run,
-                             options_.rank)
+          client::SpoolPathFor(options_.spool_dir.value_or(client::DefaultSpoolDir()), options_.run,
+                               options_.rank)
               .string();
     }
     try {

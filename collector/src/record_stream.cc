@@ -6,9 +6,9 @@
 #include <random>
 #include <vector>
 
-#include "lossguard/wire/http_client.h"
+#include "lossguard/client/ingest_client.h"
+#include "lossguard/client/spool.h"
 #include "lossguard/wire/json_numbers.h"
-#include "lossguard/wire/spool.h"
 #include "record_ring.h"
 
 namespace lossguard::collector {
@@ -34,7 +34,7 @@ class RecordStream::Sender {
   explicit Sender(RecordStream& stream)
       : stream_(stream),
         client_(stream.options_.server_url,
-                wire::HttpClientOptions{stream.options_.token, stream.options_.request_timeout}),
+                client::HttpClientOptions{stream.options_.token, stream.options_.request_timeout}),
         backoff_(stream.options_.initial_backoff),
         rng_(std::random_device{}()) {
     if (!stream.options_.spool_path.empty())
@@ -193,39 +193,30 @@ class RecordStream::Sender {
   // Delivers `lines`, or says to retry later. A record the server refuses as invalid (400 naming
   // it) can never succeed: it is counted as rejected, warned about, and the rest is sent again.
   Outcome Send(std::vector<std::string> lines) {
-    std::string problem;
     while (!lines.empty()) {
-      std::string body;
-      for (const std::string& line : lines) (body += line) += '\n';
-      try {
-        wire::HttpResponse response =
-            client_.Post("/api/v1/steps", std::move(body), "application/x-ndjson");
-        if (response.status == 200) {
-          Count(&Counters::delivered, lines.size());
-          backoff_ = stream_.options_.initial_backoff;
-          warned_unreachable_ = false;
-          return Outcome::kDelivered;
-        }
-        if (response.status == 400) {
-          std::size_t bad = RejectedIndex(response.body).value_or(lines.size());
-          std::size_t n = bad < lines.size() ? 1 : lines.size();
-          Count(&Counters::rejected, n);
-          Warn("lossguard: the server refused " + std::to_string(n) +
-               " record(s): " + response.body.substr(0, 500));
-          if (bad >= lines.size()) return Outcome::kDelivered;  // nothing left worth sending
-          lines.erase(lines.begin() + static_cast<std::ptrdiff_t>(bad));
-          continue;
-        }
-        problem = "HTTP " + std::to_string(response.status) + ": " + response.body.substr(0, 300);
-      } catch (const wire::HttpError& e) {
-        problem = e.what();
+      auto sent = client_.Post(lines);
+      if (sent.ok()) {
+        Count(&Counters::delivered, lines.size());
+        backoff_ = stream_.options_.initial_backoff;
+        warned_unreachable_ = false;
+        return Outcome::kDelivered;
       }
-      break;
+      const client::IngestRefusal& refusal = sent.error();
+      if (refusal.retryable()) return RetryLater(refusal);
+      const bool one = refusal.record && *refusal.record < lines.size();
+      Count(&Counters::rejected, one ? 1 : lines.size());
+      Warn("lossguard: the server refused " + std::to_string(one ? 1 : lines.size()) +
+           " record(s): " + refusal.message.substr(0, 500));
+      if (!one) return Outcome::kDelivered;  // nothing left worth sending
+      lines.erase(lines.begin() + static_cast<std::ptrdiff_t>(*refusal.record));
     }
-    if (lines.empty()) return Outcome::kDelivered;
+    return Outcome::kDelivered;
+  }
+
+  Outcome RetryLater(const client::IngestRefusal& refusal) {
     Count(&Counters::failed_requests, 1);
     if (!warned_unreachable_) {
-      Warn("lossguard: cannot deliver records (" + problem + "); " +
+      Warn("lossguard: cannot deliver records (" + refusal.Describe().substr(0, 300) + "); " +
            (spool_ ? "spooling to " + stream_.options_.spool_path
                    : std::string("holding them in memory")) +
            " and retrying with backoff");
@@ -236,17 +227,6 @@ class RecordStream::Sender {
         Clock::now() + std::chrono::duration_cast<Clock::duration>(backoff_ * jitter(rng_));
     backoff_ = std::min(backoff_ * 2, stream_.options_.max_backoff);
     return Outcome::kRetryLater;
-  }
-
-  static std::optional<std::size_t> RejectedIndex(const std::string& body) {
-    try {
-      nlohmann::json error = wire::ParseJsonText(body);
-      const nlohmann::json& record = error.at("error").at("record");
-      if (record.is_number_unsigned()) return record.get<std::size_t>();
-    } catch (const nlohmann::json::exception&) {
-      // Not the server's error shape: treat the whole batch as refused.
-    }
-    return std::nullopt;
   }
 
   // The destructor's last pass: one more delivery attempt per drain_timeout, then park.
@@ -301,8 +281,8 @@ class RecordStream::Sender {
   };
 
   RecordStream& stream_;
-  wire::HttpClient client_;
-  std::optional<wire::Spool> spool_;       // open and usable; empty without one or after a failure
+  client::IngestClient client_;
+  std::optional<client::Spool> spool_;     // open and usable; empty without one or after a failure
   std::uint64_t spool_lines_at_risk_ = 0;  // lines a failed spool held, not yet found again
   Clock::time_point spool_retry_at_{};
   std::uint64_t settled_ = 0;

@@ -39,7 +39,7 @@ Result<std::optional<std::string>, std::string> LoadToken(
   return std::optional<std::string>();
 }
 
-std::optional<std::string> CheckExposure(const wire::HostPort& listen, const std::string& token) {
+std::optional<std::string> CheckExposure(const client::HostPort& listen, const std::string& token) {
   boost::system::error_code ec;
   boost::asio::ip::make_address(listen.host, ec);
   if (ec)

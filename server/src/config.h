@@ -4,8 +4,8 @@
 #include <optional>
 #include <string>
 
+#include "lossguard/client/url.h"
 #include "lossguard/wire/result.h"
-#include "lossguard/wire/url.h"
 
 namespace lossguard {
 
@@ -17,7 +17,7 @@ Result<std::optional<std::string>, std::string> LoadToken(
 
 // Refuses to expose an unauthenticated server: without a token, only loopback addresses
 // (127.0.0.0/8, ::1) may be listened on. The error says how to fix it.
-std::optional<std::string> CheckExposure(const wire::HostPort& listen, const std::string& token);
+std::optional<std::string> CheckExposure(const client::HostPort& listen, const std::string& token);
 
 // Whether an address is loopback, IPv4-mapped IPv6 loopback (::ffff:127.0.0.1) included.
 bool IsLoopback(const std::string& host);

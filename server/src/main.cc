@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("lossguard"));
   spdlog::set_level(spdlog::level::from_str(log_level));
 
-  auto address = lossguard::wire::ParseHostPort(listen);
+  auto address = lossguard::client::ParseHostPort(listen);
   if (!address) {
     spdlog::critical("--listen: {}", address.error());
     return 2;

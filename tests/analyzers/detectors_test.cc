@@ -77,12 +77,12 @@ TEST(LossScale, ExplanationsForEachConfigurationValue) {
   auto r = Step(0, 1.0, 4, 2);
   r.micro_batch_size = 2;
   r.tokens = 4 * 2 * 300;  // 300 label tokens per sequence
-  EXPECT_EQ(ExplainFactor(8.0, r, 0.03), "ga_steps*world_size");
-  EXPECT_EQ(ExplainFactor(4.1, r, 0.03), "ga_steps");
-  EXPECT_EQ(ExplainFactor(0.25, r, 0.03), "1/ga_steps");
-  EXPECT_EQ(ExplainFactor(0.5, r, 0.03), "1/world_size");
-  EXPECT_EQ(ExplainFactor(297.0, r, 0.03), "tokens_per_sequence");
-  EXPECT_EQ(ExplainFactor(1.3, r, 0.03), "unexplained");
+  EXPECT_EQ(MatchLossFactor(8.0, LossFactorsOf(r))->name, "ga_steps*world_size");
+  EXPECT_EQ(MatchLossFactor(4.1, LossFactorsOf(r))->name, "ga_steps");
+  EXPECT_EQ(MatchLossFactor(0.25, LossFactorsOf(r))->name, "1/ga_steps");
+  EXPECT_EQ(MatchLossFactor(0.5, LossFactorsOf(r))->name, "1/world_size");
+  EXPECT_EQ(MatchLossFactor(297.0, LossFactorsOf(r))->name, "tokens_per_sequence");
+  EXPECT_EQ(MatchLossFactor(1.3, LossFactorsOf(r)), std::nullopt);
 }
 
 TEST(LossScale, AnUnexplainedStableFactorStillFires) {

@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "bench_http.h"
-#include "lossguard/wire/http_client.h"
+#include "lossguard/client/http_client.h"
 #include "support/processes.h"
 
 namespace {

@@ -11,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-#include "lossguard/wire/http_client.h"
+#include "lossguard/client/http_client.h"
 
 namespace lossguard::bench {
 
@@ -25,7 +25,7 @@ inline double Percentile(std::vector<double> values, double p) {
 }
 
 // Throws with the server's answer unless it is a 200.
-inline void CheckOk(const wire::HttpResponse& response) {
+inline void CheckOk(const client::HttpResponse& response) {
   if (response.status != 200)
     throw std::runtime_error("server answered " + std::to_string(response.status) + ": " +
                              response.body.substr(0, 300));
@@ -42,7 +42,7 @@ inline double PostConcurrently(const std::string& url, const std::vector<std::st
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&] {
       try {
-        wire::HttpClient client(url, {.timeout = std::chrono::seconds(120)});
+        client::HttpClient client(url, {.timeout = std::chrono::seconds(120)});
         for (std::size_t b = next++; b < bodies.size(); b = next++)
           CheckOk(client.Post("/api/v1/steps", bodies[b], "application/x-ndjson"));
       } catch (const std::exception& e) {

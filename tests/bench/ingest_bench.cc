@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "bench_http.h"
-#include "lossguard/wire/http_client.h"
+#include "lossguard/client/http_client.h"
 #include "support/processes.h"
 
 namespace {
@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
     double seconds = lossguard::bench::PostConcurrently(server.url(), bodies, clients);
     bodies.clear();
 
-    lossguard::wire::HttpClient client(server.url());
+    lossguard::client::HttpClient client(server.url());
     std::vector<double> ingest_ms;
     for (std::int64_t i = 0; i < latency_batches; ++i) {
       std::string body = Body("latency", i * 100, 100);

@@ -19,7 +19,7 @@
 #include <thread>
 
 #include "bench_http.h"
-#include "lossguard/wire/http_client.h"
+#include "lossguard/client/http_client.h"
 #include "support/processes.h"
 
 namespace {
@@ -28,8 +28,8 @@ using Clock = std::chrono::steady_clock;
 using lossguard::bench::CheckOk;
 using lossguard::bench::Percentile;
 using lossguard::bench::PostConcurrently;
+using lossguard::client::HttpClient;
 using lossguard::testing::ServerProcess;
-using lossguard::wire::HttpClient;
 
 std::string Record(const std::string& run, std::int64_t step, std::int64_t rank,
                    std::int64_t world_size) {

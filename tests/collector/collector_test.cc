@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "collector/tiny_lm.h"
-#include "lossguard/wire/http_client.h"
+#include "lossguard/client/http_client.h"
 #include "support/processes.h"
 #include "support/records.h"
 #include "support/temp_dir.h"
@@ -81,7 +81,8 @@ TEST(Collector, BuildsTheRecordFromTheWindowAndFlagsTheGaBugLocally) {
   EXPECT_THAT(warnings.lines[0], HasSubstr("step 3: the reported loss"));
   EXPECT_THAT(
       warnings.lines[0],
-      HasSubstr("ga_steps=8: micro-batch losses summed over accumulation steps without dividing"));
+      HasSubstr(
+          "matches ga_steps: micro-batch losses are summed over ga_steps=8 without dividing"));
 
   // The same mismatch on the next step is not repeated.
   auto again = TrainStep(model, data, summed_means);
@@ -121,7 +122,7 @@ TEST(Collector, StreamsRecordsToTheServer) {
                          ComputeGradNorm(model->parameters()));
   }
   ASSERT_TRUE(collector.Flush(std::chrono::seconds(20)));
-  wire::HttpClient client(server.url());
+  client::HttpClient client(server.url());
   auto steps = nlohmann::json::parse(client.Get("/api/v1/runs/streamed/steps").body)["steps"];
   ASSERT_EQ(steps.size(), 5u);
   EXPECT_EQ(steps[4]["ga_steps"], 8);

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "lossguard/wire/http_client.h"
-#include "lossguard/wire/spool.h"
+#include "lossguard/client/http_client.h"
+#include "lossguard/client/spool.h"
 #include "support/processes.h"
 #include "support/records.h"
 #include "support/temp_dir.h"
@@ -107,7 +107,7 @@ TEST(DemoTrainer, StreamsToTheServerAndRefusesBadFlags) {
   auto records = Train(dir, "streamed", {"--server", server.url()});
   ASSERT_EQ(records.size(), 8u);
   // What the server stored is what the trainer wrote to --out, record by record.
-  wire::HttpClient client(server.url());
+  client::HttpClient client(server.url());
   auto page = json::parse(client.Get("/api/v1/runs/streamed/steps?from=0").body);
   ASSERT_EQ(page["steps"].size(), 8u) << page.dump();
   for (std::size_t i = 0; i < records.size(); ++i) {
@@ -142,7 +142,7 @@ TEST(DemoTrainer, RecordsOfAnOutageWaitInTheDefaultSpoolUntilFlushed) {
 
   ServerProcess server({.db = dir.File("db")});
   {
-    wire::Spool held(dir.File("spools/other/rank-0.ndjson"), 1 << 20);  // a trainer still running
+    client::Spool held(dir.File("spools/other/rank-0.ndjson"), 1 << 20);  // a trainer still running
     ASSERT_EQ(
         held.Append({R"({"run":"other","step":0,"ga_steps":1,"micro_batch_size":1,"loss":1})"}),
         1u);
@@ -162,7 +162,7 @@ TEST(DemoTrainer, RecordsOfAnOutageWaitInTheDefaultSpoolUntilFlushed) {
   CommandResult runs = RunCommand({LOSSGUARD_CLI_BINARY, "alerts", "--server", server.url()},
                                   std::chrono::seconds(30));
   EXPECT_EQ(runs.exit_code, 0);
-  wire::HttpClient client(server.url());
+  client::HttpClient client(server.url());
   EXPECT_EQ(json::parse(client.Get("/api/v1/runs/outage").body)["run"]["records"], 12);
   CommandResult missing = RunCommand({LOSSGUARD_CLI_BINARY, "flush", dir.File("nothing").string()},
                                      std::chrono::seconds(30));

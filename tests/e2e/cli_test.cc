@@ -5,7 +5,7 @@
 #include <fstream>
 
 #include "e2e/e2e_util.h"
-#include "lossguard/wire/http_client.h"
+#include "lossguard/client/http_client.h"
 #include "server/store_fixtures.h"
 #include "store/store.h"
 #include "support/processes.h"
@@ -34,7 +34,7 @@ TEST(Cli, ReplaysTheSampleRunAndReplayIsIdempotent) {
   ASSERT_EQ(second.exit_code, 0) << second.err;
   EXPECT_THAT(second.out, HasSubstr("600 records in 1 batches (600 duplicates, 0 replaced)"));
 
-  wire::HttpClient client(server.url());
+  client::HttpClient client(server.url());
   auto runs = nlohmann::json::parse(client.Get("/api/v1/runs").body)["runs"];
   ASSERT_EQ(runs.size(), 2u);
   EXPECT_EQ(runs[0]["run"], "sample-correct");

@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "e2e/e2e_util.h"
-#include "lossguard/wire/http_client.h"
+#include "lossguard/client/http_client.h"
 #include "lossguard/wire/record_codec.h"
 #include "support/processes.h"
 #include "support/records.h"
@@ -32,7 +32,7 @@ TEST_P(KillNine, NoAcknowledgedRecordIsLost) {
   std::vector<std::thread> clients;
   for (int c = 0; c < kClients; ++c) {
     clients.emplace_back([&, c] {
-      wire::HttpClient client(server->url(), {.timeout = std::chrono::seconds(10)});
+      client::HttpClient client(server->url(), {.timeout = std::chrono::seconds(10)});
       for (int b = 0; b < kMaxBatches && !stop; ++b) {
         try {
           auto response =
@@ -40,7 +40,7 @@ TEST_P(KillNine, NoAcknowledgedRecordIsLost) {
                           NdjsonSteps("crash-" + std::to_string(c), b * kBatchSize, kBatchSize),
                           "application/x-ndjson");
           if (response.status != 200) return;
-        } catch (const wire::HttpError&) {
+        } catch (const client::HttpError&) {
           return;  // the server is gone: this batch was not acknowledged
         }
         acked[c] = b + 1;
@@ -59,7 +59,7 @@ TEST_P(KillNine, NoAcknowledgedRecordIsLost) {
   server.reset();
 
   ServerProcess restarted({.db = dir.File("db")});
-  wire::HttpClient client(restarted.url());
+  client::HttpClient client(restarted.url());
   for (int c = 0; c < kClients; ++c) {
     std::string run = "crash-" + std::to_string(c);
     std::int64_t expected = static_cast<std::int64_t>(acked[c]) * kBatchSize;

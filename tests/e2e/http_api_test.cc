@@ -13,8 +13,8 @@
 #include <thread>
 
 #include "e2e/e2e_util.h"
-#include "lossguard/wire/http_client.h"
-#include "lossguard/wire/url.h"
+#include "lossguard/client/http_client.h"
+#include "lossguard/client/url.h"
 #include "support/processes.h"
 #include "support/records.h"
 #include "support/temp_dir.h"
@@ -22,11 +22,11 @@
 namespace lossguard::testing {
 namespace {
 
+using client::HttpClient;
 using nlohmann::json;
 using ::testing::HasSubstr;
-using wire::HttpClient;
 
-json Body(const wire::HttpResponse& response) { return json::parse(response.body); }
+json Body(const client::HttpResponse& response) { return json::parse(response.body); }
 
 TEST(HttpApi, IngestAndQueryThroughTheRealServer) {
   TempDir dir;
@@ -81,7 +81,7 @@ TEST(HttpApi, OversizeBodyIs413AndNothingIsLost) {
 TEST(HttpApi, MalformedHttpGets400AndTheServerKeepsServing) {
   TempDir dir;
   ServerProcess server({.db = dir.File("db")});
-  auto url = wire::ParseHttpUrl(server.url());
+  auto url = client::ParseHttpUrl(server.url());
   ASSERT_TRUE(url.ok());
   boost::asio::io_context ioc;
   boost::asio::ip::tcp::socket socket(ioc);

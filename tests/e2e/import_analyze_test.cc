@@ -7,7 +7,7 @@
 #include <fstream>
 #include <set>
 
-#include "lossguard/wire/http_client.h"
+#include "lossguard/client/http_client.h"
 #include "support/processes.h"
 #include "support/records.h"
 #include "support/temp_dir.h"
@@ -27,7 +27,7 @@ CommandResult RunBinary(const std::string& binary, std::vector<std::string> args
 CommandResult Cli(std::vector<std::string> args) { return RunBinary(LOSSGUARD_CLI_BINARY, args); }
 
 json Get(const std::string& url, const std::string& target) {
-  wire::HttpClient client(url);
+  client::HttpClient client(url);
   auto response = client.Get(target);
   EXPECT_EQ(response.status, 200) << response.body;
   return json::parse(response.body);

@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "e2e/e2e_util.h"
-#include "lossguard/wire/http_client.h"
+#include "lossguard/client/http_client.h"
 #include "support/processes.h"
 #include "support/records.h"
 #include "support/temp_dir.h"
@@ -25,7 +25,7 @@ using nlohmann::json;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-std::string Metrics(wire::HttpClient& client) {
+std::string Metrics(client::HttpClient& client) {
   auto response = client.Get("/metrics");
   EXPECT_EQ(response.status, 200);
   return response.body;
@@ -40,7 +40,7 @@ std::optional<std::string> Sample(const std::string& text, const std::string& se
   return std::nullopt;
 }
 
-void Post(wire::HttpClient& client, const std::string& ndjson, int status = 200) {
+void Post(client::HttpClient& client, const std::string& ndjson, int status = 200) {
   auto response = client.Post("/api/v1/steps", ndjson, "application/x-ndjson");
   ASSERT_EQ(response.status, status) << response.body;
 }
@@ -61,7 +61,7 @@ std::string GaBugSteps(const std::string& run, std::int64_t first, std::int64_t 
 TEST(Metrics, RunsAlertsAndServerCountersAreExported) {
   TempDir dir;
   ServerProcess server({.db = dir.File("db")});
-  wire::HttpClient client(server.url());
+  client::HttpClient client(server.url());
   Post(client, GaBugSteps("m", 0, 10));
   json nan_step = RecordJson("m", 10, 20.0);
   nan_step["ga_steps"] = 8;
@@ -118,7 +118,7 @@ TEST(Metrics, ExportedRunsAreBoundedByWindowAndCap) {
   TempDir dir;
   ServerProcess server({.db = dir.File("db"),
                         .extra_args = {"--metrics-max-runs", "2", "--metrics-run-window", "2"}});
-  wire::HttpClient client(server.url());
+  client::HttpClient client(server.url());
   for (const std::string run : {"a", "b", "c"}) {
     Post(client, NdjsonSteps(run, 0, 3));
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // distinct last_seen
@@ -143,7 +143,7 @@ TEST(Metrics, ExportedRunsAreBoundedByWindowAndCap) {
 TEST(Grafana, EveryDashboardQueryNamesAnExportedMetric) {
   TempDir dir;
   ServerProcess server({.db = dir.File("db")});
-  wire::HttpClient client(server.url());
+  client::HttpClient client(server.url());
   Post(client, GaBugSteps("g", 0, 5));
   Post(client, "{}\n", 400);
   const std::string text = Metrics(client);
@@ -212,8 +212,8 @@ TEST(Prometheus, ScrapesTheServerWhileARunStreams) {
                                 "--config.file=" + dir.File("prometheus.yml").string(),
                                 "--storage.tsdb.path=" + dir.File("tsdb").string(),
                                 "--web.listen-address=127.0.0.1:" + std::to_string(port)});
-  wire::HttpClient client(server.url());
-  wire::HttpClient prom("http://127.0.0.1:" + std::to_string(port));
+  client::HttpClient client(server.url());
+  client::HttpClient prom("http://127.0.0.1:" + std::to_string(port));
   auto query = [&](const std::string& promql) -> json {
     try {
       std::string encoded;

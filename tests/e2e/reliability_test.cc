@@ -17,8 +17,8 @@
 #include <thread>
 
 #include "e2e/e2e_util.h"
-#include "lossguard/wire/http_client.h"
-#include "lossguard/wire/url.h"
+#include "lossguard/client/http_client.h"
+#include "lossguard/client/url.h"
 #include "support/processes.h"
 #include "support/records.h"
 #include "support/temp_dir.h"
@@ -27,13 +27,13 @@
 namespace lossguard::testing {
 namespace {
 
+using client::HttpClient;
 using nlohmann::json;
 using ::testing::HasSubstr;
-using wire::HttpClient;
 namespace net = boost::asio;
 using Clock = std::chrono::steady_clock;
 
-json Body(const wire::HttpResponse& response) { return json::parse(response.body); }
+json Body(const client::HttpResponse& response) { return json::parse(response.body); }
 
 std::int64_t Records(HttpClient& client, const std::string& run) {
   auto response = client.Get("/api/v1/runs/" + run);
@@ -45,7 +45,7 @@ std::int64_t Records(HttpClient& client, const std::string& run) {
 class RawConnection {
  public:
   explicit RawConnection(const std::string& url) : socket_(ioc_) {
-    auto parsed = wire::ParseHttpUrl(url);
+    auto parsed = client::ParseHttpUrl(url);
     socket_.connect(
         {net::ip::make_address(parsed.value().endpoint.host), parsed.value().endpoint.port});
   }
@@ -237,7 +237,7 @@ TEST(Reliability, OutOfDescriptorsTheServerBacksOffAndKeepsServing) {
       served =
           HttpClient(server.url(), {.timeout = std::chrono::seconds(2)}).Get("/healthz").status ==
           200;
-    } catch (const wire::HttpError&) {
+    } catch (const client::HttpError&) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }

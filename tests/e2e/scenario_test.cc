@@ -12,7 +12,7 @@
 #include <set>
 #include <sstream>
 
-#include "lossguard/wire/http_client.h"
+#include "lossguard/client/http_client.h"
 #include "support/processes.h"
 #include "support/records.h"
 #include "support/temp_dir.h"
@@ -75,7 +75,7 @@ std::vector<std::string> Lines(const std::string& run) {
 }
 
 // Posts lines [begin, end) in batches of `batch` (a trainer's sender thread batches similarly).
-void Send(wire::HttpClient& client, const std::vector<std::string>& lines, std::size_t begin,
+void Send(client::HttpClient& client, const std::vector<std::string>& lines, std::size_t begin,
           std::size_t end, std::size_t batch = 50) {
   for (std::size_t i = begin; i < end; i += batch) {
     std::string body;
@@ -85,7 +85,7 @@ void Send(wire::HttpClient& client, const std::vector<std::string>& lines, std::
   }
 }
 
-json Alerts(wire::HttpClient& client, const std::string& run) {
+json Alerts(client::HttpClient& client, const std::string& run) {
   auto response = client.Get("/api/v1/alerts?run=" + run + "&limit=10000");
   EXPECT_EQ(response.status, 200) << response.body;
   return json::parse(response.body).at("alerts");
@@ -99,7 +99,7 @@ struct KindScore {
 TEST(Scenarios, EveryFaultIsFoundInTimeAndHealthyRunsAreQuiet) {
   TempDir dir;
   ServerProcess server({.db = dir.File("db")});
-  wire::HttpClient client(server.url());
+  client::HttpClient client(server.url());
   std::map<std::pair<std::string, std::string>, KindScore> score;  // (set, kind)
   std::ostringstream detail;
   int runs = 0, records = 0;
@@ -193,7 +193,7 @@ const std::vector<std::string> kRestartRuns = {
 
 std::map<std::string, std::vector<std::string>> Uninterrupted(const TempDir& dir) {
   ServerProcess server({.db = dir.File("uninterrupted.db")});
-  wire::HttpClient client(server.url());
+  client::HttpClient client(server.url());
   std::map<std::string, std::vector<std::string>> out;
   for (const std::string& run : kRestartRuns) {
     auto lines = Lines(run);
@@ -214,7 +214,7 @@ TEST(Scenarios, ARestartMidRunNeitherLosesNorDuplicatesAlerts) {
     // Odd split points: a 2-rank run stops between the ranks of a step, which then waits.
     for (std::size_t split : {61u, 147u}) {
       ServerProcess server({.db = db});
-      wire::HttpClient client(server.url());
+      client::HttpClient client(server.url());
       for (auto& [run, l] : lines) {
         std::size_t begin = split == 61 ? 0 : 61;
         Send(client, l, std::min(begin, l.size()), std::min(split, l.size()), 7);
@@ -222,7 +222,7 @@ TEST(Scenarios, ARestartMidRunNeitherLosesNorDuplicatesAlerts) {
       server.Stop(signal, std::chrono::seconds(15));
     }
     ServerProcess server({.db = db});
-    wire::HttpClient client(server.url());
+    client::HttpClient client(server.url());
     for (auto& [run, l] : lines) {
       Send(client, l, std::min<std::size_t>(147, l.size()), l.size(), 7);
       EXPECT_EQ(Comparable(Alerts(client, run)), expected[run]) << run;
@@ -235,7 +235,7 @@ TEST(Scenarios, RunsEvictedFromMemoryAreRebuiltFromTheStore) {
   auto expected = Uninterrupted(dir);
   // One run's state in memory at a time, while all runs stream interleaved.
   ServerProcess server({.db = dir.File("evicting.db"), .extra_args = {"--analyzer-max-runs", "1"}});
-  wire::HttpClient client(server.url());
+  client::HttpClient client(server.url());
   std::map<std::string, std::vector<std::string>> lines;
   for (const std::string& run : kRestartRuns) lines[run] = Lines(run);
   for (std::size_t begin = 0; begin < 400; begin += 5) {

@@ -11,8 +11,8 @@
 #include <thread>
 
 #include "e2e/e2e_util.h"
-#include "lossguard/wire/http_client.h"
-#include "lossguard/wire/url.h"
+#include "lossguard/client/http_client.h"
+#include "lossguard/client/url.h"
 #include "support/processes.h"
 #include "support/records.h"
 #include "support/temp_dir.h"
@@ -26,10 +26,10 @@ using tcp = boost::asio::ip::tcp;
 TEST(Shutdown, SigtermFinishesTheRequestInProgressThenExitsCleanly) {
   TempDir dir;
   auto server = std::make_unique<ServerProcess>(ServerProcess::Options{.db = dir.File("db")});
-  auto url = wire::ParseHttpUrl(server->url()).value();
+  auto url = client::ParseHttpUrl(server->url()).value();
 
   // An idle keep-alive connection must not hold the shutdown up.
-  wire::HttpClient idle(server->url());
+  client::HttpClient idle(server->url());
   ASSERT_EQ(idle.Get("/healthz").status, 200u);
 
   // A large batch (~6 MB, 40,000 records) written on a raw socket, so that we know it has been
@@ -76,7 +76,7 @@ TEST(Shutdown, SigtermFinishesTheRequestInProgressThenExitsCleanly) {
       << "a clean close checkpoints the WAL into the database";
 
   ServerProcess restarted({.db = dir.File("db")});
-  wire::HttpClient client(restarted.url());
+  client::HttpClient client(restarted.url());
   auto run = nlohmann::json::parse(client.Get("/api/v1/runs/inflight").body);
   EXPECT_EQ(run["run"]["records"], kRecords);
 }
@@ -84,7 +84,7 @@ TEST(Shutdown, SigtermFinishesTheRequestInProgressThenExitsCleanly) {
 TEST(Shutdown, SigintAlsoStopsGracefully) {
   TempDir dir;
   ServerProcess server({.db = dir.File("db")});
-  wire::HttpClient client(server.url());
+  client::HttpClient client(server.url());
   ASSERT_EQ(client.Post("/api/v1/steps", NdjsonSteps("int", 0, 10), "application/x-ndjson").status,
             200u);
   EXPECT_EQ(server.Stop(SIGINT, std::chrono::seconds(15)), 0);

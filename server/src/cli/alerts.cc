@@ -2,7 +2,7 @@
 
 #include "cli/alert_table.h"
 #include "cli/commands.h"
-#include "lossguard/wire/http_client.h"
+#include "lossguard/client/http_client.h"
 #include "lossguard/wire/json_numbers.h"
 
 namespace lossguard::cli {
@@ -28,11 +28,11 @@ std::string QueryValue(const std::string& value) {
 int Alerts(const AlertsOptions& options, std::ostream& out, std::ostream& err) {
   std::string target = "/api/v1/alerts?state=" + QueryValue(options.state);
   if (options.run) target += "&run=" + QueryValue(*options.run);
-  wire::HttpClient client(options.server);  // a malformed URL throws: a usage error for main()
-  wire::HttpResponse response;
+  client::HttpClient client(options.server);  // a malformed URL throws: a usage error for main()
+  client::HttpResponse response;
   try {
     response = client.Get(target);
-  } catch (const wire::HttpError& e) {
+  } catch (const client::HttpError& e) {
     err << "lossguard alerts: " << e.what() << "\n";
     return 1;
   }

@@ -3,7 +3,8 @@
 #include <cstdint>
 #include <string>
 
-#include "lossguard/wire/http_client.h"
+#include "lossguard/client/ingest_client.h"
+#include "lossguard/wire/result.h"
 
 namespace lossguard::cli {
 
@@ -12,9 +13,9 @@ struct SendTotals {
   std::int64_t accepted = 0, duplicates = 0, replaced = 0, batches = 0;
 };
 
-// POSTs one NDJSON body to /api/v1/steps, retrying transport failures (a restarting server) up to
-// `retries` times with backoff; a refusal (4xx/5xx) is final. Returns "" when stored, else why not.
-std::string SendBatch(wire::HttpClient& client, const std::string& body, int retries,
-                      SendTotals& totals);
+// POSTs one NDJSON body, retrying transport failures (a restarting server) up to `retries` times
+// with backoff; an answer other than 200 is final. The error says what the server answered.
+Status SendBatch(client::IngestClient& client, const std::string& body, int retries,
+                 SendTotals& totals);
 
 }  // namespace lossguard::cli

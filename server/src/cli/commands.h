@@ -33,10 +33,10 @@ struct FlushOptions {
   int retries = 5;
 };
 
-// Sends the undelivered records of every spool under `dir` (see wire::Spool), each batch committed
-// in its spool only after the server stored it: exactly once, as a restarted trainer's replay is,
-// and resumable. Spools open in a running trainer are skipped. Returns the exit code (1 when any
-// spool was skipped or not fully flushed).
+// Sends the undelivered records of every spool under `dir` (see client::Spool), each batch
+// committed in its spool only after the server stored it: exactly once, as a restarted trainer's
+// replay is, and resumable. Spools open in a running trainer are skipped. Returns the exit code (1
+// when any spool was skipped or not fully flushed).
 int Flush(const FlushOptions& options, std::ostream& out, std::ostream& err);
 
 struct AlertsOptions {

@@ -4,29 +4,28 @@
 
 #include "cli/batch_sender.h"
 #include "cli/commands.h"
-#include "lossguard/wire/http_client.h"
-#include "lossguard/wire/spool.h"
+#include "lossguard/client/ingest_client.h"
+#include "lossguard/client/spool.h"
 
 namespace lossguard::cli {
 
 namespace {
 
 // Sends one spool in batches, committing each batch only once the server stored it, so that an
-// interrupted flush resumes where it stopped and nothing is sent twice. Returns "" or why it
+// interrupted flush resumes where it stopped and nothing is sent twice. The error says why it
 // stopped.
-std::string FlushSpool(const std::filesystem::path& path, const FlushOptions& options,
-                       wire::HttpClient& client, SendTotals& totals) {
-  wire::Spool spool(path, /*max_bytes=*/~std::uint64_t{0});
+Status FlushSpool(const std::filesystem::path& path, const FlushOptions& options,
+                  client::IngestClient& client, SendTotals& totals) {
+  client::Spool spool(path, /*max_bytes=*/~std::uint64_t{0});
   while (!spool.empty()) {
     std::vector<std::string> lines = spool.Peek(options.batch_size);
     if (lines.empty()) break;  // only a torn last line: a trainer was killed mid-append
     std::string body;
     for (const std::string& line : lines) body += line + "\n";
-    std::string error = SendBatch(client, body, options.retries, totals);
-    if (!error.empty()) return error;
+    if (Status sent = SendBatch(client, body, options.retries, totals); !sent) return sent;
     spool.Commit(lines.size());
   }
-  return "";
+  return Status::Ok();
 }
 
 }  // namespace
@@ -39,35 +38,35 @@ int Flush(const FlushOptions& options, std::ostream& out, std::ostream& err) {
   }
   std::vector<std::filesystem::path> spools;
   try {
-    spools = wire::FindSpools(options.dir);
+    spools = client::FindSpools(options.dir);
   } catch (const std::filesystem::filesystem_error& e) {
     err << "lossguard flush: cannot read " << options.dir << ": " << e.what() << "\n";
     return 1;
   }
-  wire::HttpClient client(options.server,
-                          wire::HttpClientOptions{options.token, std::chrono::seconds(60)});
+  client::IngestClient client(options.server,
+                              client::HttpClientOptions{options.token, std::chrono::seconds(60)});
   int failed = 0;
   SendTotals all;
   for (const std::filesystem::path& path : spools) {
     SendTotals totals;
-    std::string error;
+    Status flushed = Status::Ok();
     try {
-      error = FlushSpool(path, options, client, totals);
-    } catch (const wire::SpoolInUse& e) {
+      flushed = FlushSpool(path, options, client, totals);
+    } catch (const client::SpoolInUse& e) {
       err << "lossguard flush: skipped " << path.string()
           << ": open in another process (its trainer delivers it)\n";
       ++failed;
       continue;
     } catch (const std::exception& e) {
-      error = e.what();
+      flushed = Status::Error(e.what());
     }
     all.accepted += totals.accepted;
     all.duplicates += totals.duplicates;
     all.replaced += totals.replaced;
     all.batches += totals.batches;
-    if (!error.empty()) {
+    if (!flushed) {
       err << "lossguard flush: " << path.string() << ": stopped after " << totals.accepted
-          << " records: " << error << " (the rest stays in the spool)\n";
+          << " records: " << flushed.error() << " (the rest stays in the spool)\n";
       ++failed;
       continue;
     }

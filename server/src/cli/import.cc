@@ -120,16 +120,16 @@ int Import(const ImportOptions& o, std::ostream& out, std::ostream& err) {
     out << "wrote " << summary << " to " << *o.out << "\n";
     return 0;
   }
-  wire::HttpClient client(o.server, wire::HttpClientOptions{o.token, std::chrono::seconds(60)});
+  client::IngestClient client(o.server,
+                              client::HttpClientOptions{o.token, std::chrono::seconds(60)});
   SendTotals totals;
   for (std::size_t i = 0; i < c.lines.size(); i += o.batch_size) {
     std::string body;
     for (std::size_t j = i; j < std::min(c.lines.size(), i + o.batch_size); ++j) {
       body += c.lines[j] + "\n";
     }
-    std::string error = SendBatch(client, body, o.retries, totals);
-    if (!error.empty()) {
-      err << "lossguard import: not stored: " << error << " (" << totals.accepted
+    if (Status sent = SendBatch(client, body, o.retries, totals); !sent) {
+      err << "lossguard import: not stored: " << sent.error() << " (" << totals.accepted
           << " records before it were)\n";
       return 1;
     }

@@ -6,7 +6,7 @@
 #include "analyzer_flags.h"
 #include "cli/commands.h"
 #include "config.h"
-#include "lossguard/wire/spool.h"
+#include "lossguard/client/spool.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"lossguard: send training records to a lossguard server and read its alerts."};
@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
 
   lossguard::cli::FlushOptions flush;
   flush.server = default_server;
-  flush.dir = lossguard::wire::DefaultSpoolDir().string();
+  flush.dir = lossguard::client::DefaultSpoolDir().string();
   std::optional<std::string> flush_token_file;
   CLI::App* flush_cmd = app.add_subcommand(
       "flush", "deliver what trainers left in their spools (each record once, resumable)");

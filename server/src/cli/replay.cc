@@ -4,7 +4,7 @@
 #include "cli/batch_sender.h"
 #include "cli/commands.h"
 #include "cli/ndjson_records.h"
-#include "lossguard/wire/http_client.h"
+#include "lossguard/client/ingest_client.h"
 
 namespace lossguard::cli {
 
@@ -14,18 +14,18 @@ int Replay(const ReplayOptions& options, std::ostream& out, std::ostream& err) {
     err << "lossguard replay: cannot open " << options.file << "\n";
     return 1;
   }
-  wire::HttpClient client(options.server,
-                          wire::HttpClientOptions{options.token, std::chrono::seconds(60)});
+  client::IngestClient client(options.server,
+                              client::HttpClientOptions{options.token, std::chrono::seconds(60)});
   SendTotals totals;
   std::string batch;
   std::size_t in_batch = 0;
   std::size_t line_number = 0;
   auto flush = [&]() -> bool {
     if (in_batch == 0) return true;
-    std::string error = SendBatch(client, batch, options.retries, totals);
-    if (!error.empty()) {
+    Status sent = SendBatch(client, batch, options.retries, totals);
+    if (!sent) {
       err << "lossguard replay: batch ending at " << options.file << ":" << line_number
-          << " was not stored: " << error << "\n";
+          << " was not stored: " << sent.error() << "\n";
       return false;
     }
     batch.clear();

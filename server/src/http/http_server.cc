@@ -32,7 +32,7 @@ class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
         context_(context),
         max_connections_(max_connections) {}
 
-  tcp::endpoint Open(const wire::HostPort& address) {
+  tcp::endpoint Open(const client::HostPort& address) {
     boost::system::error_code ec;
     auto ip = net::ip::make_address(address.host, ec);
     if (ec)
@@ -174,7 +174,7 @@ HttpServer::HttpServer(const Router& router, HttpServerOptions options)
 
 HttpServer::~HttpServer() = default;
 
-tcp::endpoint HttpServer::Listen(const wire::HostPort& address) {
+tcp::endpoint HttpServer::Listen(const client::HostPort& address) {
   listener_ = std::make_shared<Listener>(ioc_, context_, options_.max_connections);
   return listener_->Open(address);
 }

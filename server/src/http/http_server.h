@@ -14,7 +14,7 @@
 
 #include "http/router.h"
 #include "http/session.h"
-#include "lossguard/wire/url.h"
+#include "lossguard/client/url.h"
 
 namespace lossguard::http {
 
@@ -41,7 +41,7 @@ class HttpServer {
 
   // Binds and listens; throws std::runtime_error naming the address and the OS error. Returns the
   // bound endpoint (the actual port when `address.port` is 0).
-  boost::asio::ip::tcp::endpoint Listen(const wire::HostPort& address);
+  boost::asio::ip::tcp::endpoint Listen(const client::HostPort& address);
 
   // Serves until shutdown; returns once every session has finished or the grace period ran out.
   void Run();

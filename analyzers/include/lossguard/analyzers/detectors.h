@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "lossguard/analyzers/alert_event.h"
+#include "lossguard/analyzers/loss_factor.h"
 #include "lossguard/analyzers/robust_window.h"
 #include "lossguard/wire/step_record.h"
 
@@ -29,9 +30,10 @@ class NonFiniteDetector {
 };
 
 struct LossScaleOptions {
-  double tolerance = 0.05;          // |loss / reference - 1| above this is a mismatch
-  int confirm_steps = 3;            // consecutive mismatching steps before it fires
-  double explain_tolerance = 0.03;  // how close a factor must be to a configuration value
+  double tolerance = 0.05;  // |loss / reference - 1| above this is a mismatch
+  int confirm_steps = 3;    // consecutive mismatching steps before it fires
+  // How close a factor must be to a configuration value (loss_factor.h) to be explained by it.
+  double explain_tolerance = kLossFactorTolerance;
   // Without reference data, the run's first init_steps steps are judged against ln(vocab_size),
   // the loss of an untrained causal LM (within about 10%; the loss falls fast after that), and
   // only a factor within init_tolerance of a configuration value counts.
@@ -63,6 +65,17 @@ class LossScaleDetector {
   void ConfigChanged(const RunConfig& before, const RunConfig& after, std::int64_t step);
 
  private:
+  struct Reference {
+    double value;
+    const char* method;
+  };
+  // The correctly normalised loss this record lets us know (or ln(vocab_size) in the first steps).
+  std::optional<Reference> ReferenceFor(const wire::StepRecord& record, bool& from_init) const;
+  // The configuration value that explains `factor`, "unexplained" when none does.
+  std::string ExplainedBy(double factor, const wire::StepRecord& record, bool from_init) const;
+  // The alert of a confirmed mismatch (kept as init_verdict_ when judged against ln(vocab_size)).
+  Finding Verdict(const wire::StepRecord& record, double factor, const Reference& reference,
+                  const std::string& explained_by, bool from_init);
   std::optional<Finding> JudgeLevelShift(const wire::StepRecord& record);
 
   LossScaleOptions options_;
@@ -83,11 +96,6 @@ class LossScaleDetector {
   };
   std::optional<Shift> shift_;
 };
-
-// The configuration value `factor` matches within `tolerance` (relative): "ga_steps",
-// "world_size", "ga_steps*world_size", "1/ga_steps", "1/world_size", "tokens_per_sequence", or
-// "unexplained".
-std::string ExplainFactor(double factor, const wire::StepRecord& record, double tolerance);
 
 struct GradExplosionOptions {
   std::size_t window = 64;       // steps in the baseline

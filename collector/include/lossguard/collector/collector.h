@@ -23,7 +23,7 @@ struct CollectorOptions {
   // Where records go; an empty server_url means no streaming (local checks only).
   RecordStreamOptions stream;
   // Where the stream spools records while the server is unreachable, when stream.spool_path is
-  // empty: <spool_dir>/<run>/rank-<rank>.ndjson. nullopt: wire::DefaultSpoolDir()
+  // empty: <spool_dir>/<run>/rank-<rank>.ndjson. nullopt: client::DefaultSpoolDir()
   // ($LOSSGUARD_SPOOL_DIR, else ~/.local/state/lossguard/spool); "": no spool (memory only).
   // A restarted trainer replays its spool; `lossguard flush DIR` delivers one nobody restarts.
   std::optional<std::string> spool_dir;

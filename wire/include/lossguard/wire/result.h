@@ -1,6 +1,8 @@
 #pragma once
 
 #include <cassert>
+#include <optional>
+#include <string>
 #include <utility>
 #include <variant>
 
@@ -38,6 +40,29 @@ class [[nodiscard]] Result {
 
  private:
   std::variant<T, E> state_;
+};
+
+// Success, or the error that says why not, for operations that return nothing else. [[nodiscard]]:
+// a failure nobody looks at is a bug.
+class [[nodiscard]] Status {
+ public:
+  static Status Ok() { return Status(); }
+  static Status Error(std::string why) {
+    Status status;
+    status.error_ = std::move(why);
+    return status;
+  }
+
+  bool ok() const { return !error_; }
+  explicit operator bool() const { return ok(); }
+  const std::string& error() const {
+    assert(!ok());
+    return *error_;
+  }
+
+ private:
+  Status() = default;
+  std::optional<std::string> error_;
 };
 
 }  // namespace lossguard

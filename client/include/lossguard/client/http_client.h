@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-namespace lossguard::wire {
+namespace lossguard::client {
 
 struct HttpClientOptions {
   std::string bearer_token;                   // sent as "Authorization: Bearer ..." when not empty
@@ -50,4 +50,4 @@ class HttpClient {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace lossguard::wire
+}  // namespace lossguard::client

@@ -1,9 +1,9 @@
-#include "lossguard/wire/url.h"
+#include "lossguard/client/url.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace lossguard::wire {
+namespace lossguard::client {
 namespace {
 
 using ::testing::HasSubstr;
@@ -43,4 +43,4 @@ TEST(ParseHttpUrl, PortDefaultAndPrefix) {
 }
 
 }  // namespace
-}  // namespace lossguard::wire
+}  // namespace lossguard::client

@@ -1,8 +1,8 @@
-#include "lossguard/wire/url.h"
+#include "lossguard/client/url.h"
 
 #include <charconv>
 
-namespace lossguard::wire {
+namespace lossguard::client {
 
 Result<HostPort, std::string> ParseHostPort(std::string_view text) {
   std::string_view host;
@@ -60,4 +60,4 @@ Result<HttpUrl, std::string> ParseHttpUrl(std::string_view url) {
   return HttpUrl{endpoint.value(), base_path};
 }
 
-}  // namespace lossguard::wire
+}  // namespace lossguard::client

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace lossguard::wire {
+namespace lossguard::client {
 
 // The spool is already open in another process (a trainer still running, or `lossguard flush`).
 class SpoolInUse : public std::runtime_error {
@@ -73,4 +73,4 @@ std::filesystem::path SpoolPathFor(const std::filesystem::path& dir, const std::
 // Every spool file under `dir` (files named *.ndjson that have an .offset beside them), sorted.
 std::vector<std::filesystem::path> FindSpools(const std::filesystem::path& dir);
 
-}  // namespace lossguard::wire
+}  // namespace lossguard::client

@@ -1,4 +1,4 @@
-#include "lossguard/wire/spool.h"
+#include "lossguard/client/spool.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -10,7 +10,7 @@
 #include <cstring>
 #include <stdexcept>
 
-namespace lossguard::wire {
+namespace lossguard::client {
 
 namespace {
 [[noreturn]] void Fail(const std::string& what, const std::filesystem::path& path) {
@@ -211,4 +211,4 @@ std::vector<std::filesystem::path> FindSpools(const std::filesystem::path& dir) 
   return spools;
 }
 
-}  // namespace lossguard::wire
+}  // namespace lossguard::client

@@ -6,7 +6,7 @@
 
 #include "lossguard/wire/result.h"
 
-namespace lossguard::wire {
+namespace lossguard::client {
 
 // A host and port: "127.0.0.1:8080", "[::1]:8080", "localhost:80". The host keeps no brackets.
 struct HostPort {
@@ -26,4 +26,4 @@ struct HttpUrl {
 
 Result<HttpUrl, std::string> ParseHttpUrl(std::string_view url);
 
-}  // namespace lossguard::wire
+}  // namespace lossguard::client

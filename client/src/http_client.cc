@@ -1,4 +1,4 @@
-#include "lossguard/wire/http_client.h"
+#include "lossguard/client/http_client.h"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -7,9 +7,9 @@
 #include <boost/beast/http.hpp>
 #include <optional>
 
-#include "lossguard/wire/url.h"
+#include "lossguard/client/url.h"
 
-namespace lossguard::wire {
+namespace lossguard::client {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
@@ -152,4 +152,4 @@ HttpResponse HttpClient::Request(std::string_view method, std::string_view targe
   return impl_->Request(method, target, std::move(body), content_type);
 }
 
-}  // namespace lossguard::wire
+}  // namespace lossguard::client

@@ -1,0 +1,16 @@
+# lossguard_library(NAME SOURCES src... [LINK libs...]): one of lossguard's public libraries, as
+# target lossguard_NAME with alias lossguard::NAME (and export name NAME): its headers under
+# include/ (installed as such), C++20 as a usage requirement, the project's warnings. LINK libraries
+# are public (their headers appear in ours).
+function(lossguard_library name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;LINK" ${ARGN})
+  add_library(lossguard_${name} ${ARG_SOURCES})
+  add_library(lossguard::${name} ALIAS lossguard_${name})
+  target_include_directories(lossguard_${name} PUBLIC
+    $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
+    $<INSTALL_INTERFACE:include>)
+  target_link_libraries(lossguard_${name} PUBLIC ${ARG_LINK})
+  target_compile_features(lossguard_${name} PUBLIC cxx_std_20)
+  set_target_properties(lossguard_${name} PROPERTIES EXPORT_NAME ${name})
+  lossguard_warnings(lossguard_${name})
+endfunction()
