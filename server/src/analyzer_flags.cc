@@ -101,26 +101,25 @@ void AddAnalyzerFlags(CLI::App& app, analyzers::AnalyzerOptions& o) {
       ->check(fraction);
 }
 
-std::optional<std::string> CheckAnalyzerOptions(const analyzers::AnalyzerOptions& o) {
+Status CheckAnalyzerOptions(const analyzers::AnalyzerOptions& o) {
   auto never = [](const std::string& history, std::size_t h, const std::string& window,
-                  std::size_t w) -> std::optional<std::string> {
-    if (h <= w) return std::nullopt;
-    return "--" + history + " " + std::to_string(h) + " exceeds --" + window + " " +
-           std::to_string(w) + ": the detector could never judge";
+                  std::size_t w) {
+    if (h <= w) return Status::Ok();
+    return Status::Error("--" + history + " " + std::to_string(h) + " exceeds --" + window + " " +
+                         std::to_string(w) + ": the detector could never judge");
   };
-  if (auto e = never("grad-explosion-min-history", o.grad_explosion.min_history,
-                     "grad-explosion-window", o.grad_explosion.window))
-    return e;
-  if (auto e = never("loss-spike-min-history", o.loss_spike.min_history, "loss-spike-window",
-                     o.loss_spike.window))
-    return e;
-  if (auto e = never("vanishing-grad-min-history", o.vanishing_grad.min_history,
-                     "vanishing-grad-window", o.vanishing_grad.window))
-    return e;
-  if (auto e = never("token-weighting-min-informative", o.token_weighting.min_informative,
-                     "token-weighting-window", o.token_weighting.window))
-    return e;
-  return std::nullopt;
+  for (const Status& check :
+       {never("grad-explosion-min-history", o.grad_explosion.min_history, "grad-explosion-window",
+              o.grad_explosion.window),
+        never("loss-spike-min-history", o.loss_spike.min_history, "loss-spike-window",
+              o.loss_spike.window),
+        never("vanishing-grad-min-history", o.vanishing_grad.min_history, "vanishing-grad-window",
+              o.vanishing_grad.window),
+        never("token-weighting-min-informative", o.token_weighting.min_informative,
+              "token-weighting-window", o.token_weighting.window)}) {
+    if (!check) return check;
+  }
+  return Status::Ok();
 }
 
 }  // namespace lossguard

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "lossguard/analyzers/analyzer_options.h"
+#include "lossguard/wire/result.h"
 
 namespace lossguard {
 
@@ -14,6 +15,6 @@ void AddAnalyzerFlags(CLI::App& app, analyzers::AnalyzerOptions& options);
 
 // Why a combination of thresholds cannot work (e.g. a detector that could never judge), if it
 // cannot.
-std::optional<std::string> CheckAnalyzerOptions(const analyzers::AnalyzerOptions& options);
+Status CheckAnalyzerOptions(const analyzers::AnalyzerOptions& options);
 
 }  // namespace lossguard

@@ -1,4 +1,5 @@
-// lossguard-server: ingest, storage and REST queries for training-loss sanity.
+// lossguard-server: ingest, storage and REST queries for training-loss sanity. main() parses the
+// flags, CheckStartup() refuses what cannot work before anything is opened, Serve() runs.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -10,14 +11,15 @@
 #include "analyzer_flags.h"
 #include "api/api.h"
 #include "api/static_files.h"
-#include "config.h"
+#include "http/exposure.h"
 #include "http/http_server.h"
 #include "store/store.h"
+#include "token.h"
 
-int main(int argc, char** argv) {
-  CLI::App app{
-      "lossguard-server: stores per-step training records, answers REST queries for runs and "
-      "alerts."};
+namespace lossguard {
+namespace {
+
+struct ServerFlags {
   std::string listen = "127.0.0.1:8080";
   std::string db_path = "./lossguard.db";
   std::optional<std::string> token_file;
@@ -26,134 +28,152 @@ int main(int argc, char** argv) {
   std::uint64_t max_body_mb = 64;
   std::size_t max_connections = 4096;
   std::string log_level = "info";
-  app.add_option("--listen", listen,
+  // The dashboard the build lays out (web/CMakeLists.txt); installs and containers pass --web-root.
+  std::string web_root = LOSSGUARD_DEFAULT_WEB_ROOT;
+  metrics::MetricsOptions metrics_options;
+  store::AnalysisOptions analysis;
+  std::string analyzers_switch = "on";
+};
+
+void AddFlags(CLI::App& app, ServerFlags& f) {
+  app.add_option("--listen", f.listen,
                  "address to listen on, HOST:PORT (IPv6 as [::1]:PORT; port 0 picks one)")
       ->capture_default_str();
-  app.add_option("--db", db_path, "SQLite database file (created if missing)")
+  app.add_option("--db", f.db_path, "SQLite database file (created if missing)")
       ->capture_default_str();
   app.add_option(
-      "--token-file", token_file,
+      "--token-file", f.token_file,
       "file holding the bearer token that write endpoints require (else LOSSGUARD_TOKEN)");
-  app.add_option("--threads", threads, "I/O threads")
+  app.add_option("--threads", f.threads, "I/O threads")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
-  app.add_option("--sync", sync,
+  app.add_option("--sync", f.sync,
                  "full: fsync every commit (acked records survive power loss); normal: survive a "
                  "crash of the "
                  "server process only")
       ->check(CLI::IsMember({"full", "normal"}))
       ->capture_default_str();
-  app.add_option("--max-body-mb", max_body_mb, "largest request body accepted, MiB (larger: 413)")
+  app.add_option("--max-body-mb", f.max_body_mb, "largest request body accepted, MiB (larger: 413)")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
-  app.add_option("--max-connections", max_connections,
+  app.add_option("--max-connections", f.max_connections,
                  "connections served at once; beyond it new ones get 503 and are closed (keep it "
                  "below the open-file limit, which the server raises to its hard limit at start)")
       ->check(CLI::Range(1, 1000000))
       ->capture_default_str();
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+  app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
-  std::string web_root = LOSSGUARD_DEFAULT_WEB_ROOT;
-  app.add_option("--web-root", web_root,
+  app.add_option("--web-root", f.web_root,
                  "directory of the built web dashboard (served at /); the build's web/ output")
       ->capture_default_str();
 
-  lossguard::metrics::MetricsOptions metrics_options;
-  app.add_option("--metrics-run-window", metrics_options.run_window_seconds,
+  app.add_option("--metrics-run-window", f.metrics_options.run_window_seconds,
                  "GET /metrics exports runs that sent a record within this many seconds")
       ->group("Metrics")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  app.add_option("--metrics-max-runs", metrics_options.max_runs,
+  app.add_option("--metrics-max-runs", f.metrics_options.max_runs,
                  "GET /metrics exports at most this many runs, the most recently active; the "
                  "rest are counted in lossguard_metrics_runs_omitted")
       ->group("Metrics")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
 
-  lossguard::store::AnalysisOptions analysis;
-  std::string analyzers_switch = "on";
-  app.add_option("--analyzers", analyzers_switch,
+  app.add_option("--analyzers", f.analyzers_switch,
                  "run the detectors on ingest (off: store only, e.g. to measure their cost)")
       ->group("Analyzers")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
-  app.add_option("--analyzer-max-runs", analysis.max_runs,
+  app.add_option("--analyzer-max-runs", f.analysis.max_runs,
                  "runs whose analyzer state stays in memory; beyond it the least recently active "
                  "is dropped and rebuilt from the stored steps when its run sends again")
       ->group("Analyzers")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  lossguard::AddAnalyzerFlags(app, analysis.analyzers);
+  AddAnalyzerFlags(app, f.analysis.analyzers);
   app.allow_config_extras(CLI::config_extras_mode::error);
   app.set_config("--config", "",
                  "TOML file of flags (name = value, names without the leading --); flags on the "
                  "command line win");
+}
 
-  CLI11_PARSE(app, argc, argv);
-  analysis.enabled = analyzers_switch == "on";
-  if (auto invalid = lossguard::CheckAnalyzerOptions(analysis.analyzers)) {
-    std::fprintf(stderr, "lossguard-server: %s\n", invalid->c_str());
-    return 2;
+// What the checks at start found: where to listen, and the write token if there is one.
+struct Startup {
+  client::HostPort address;
+  std::optional<std::string> token;
+};
+
+// Everything refused before the database is opened (bad address, unreadable token, an
+// unauthenticated non-loopback listener, detector windows that could never judge), with the reason
+// logged; warnings for what only looks risky.
+std::optional<Startup> CheckStartup(ServerFlags& f) {
+  f.analysis.enabled = f.analyzers_switch == "on";
+  if (Status valid = CheckAnalyzerOptions(f.analysis.analyzers); !valid) {
+    std::fprintf(stderr, "lossguard-server: %s\n", valid.error().c_str());
+    return std::nullopt;
   }
-
   spdlog::set_default_logger(spdlog::stderr_color_mt("lossguard"));
-  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_level(spdlog::level::from_str(f.log_level));
 
-  auto address = lossguard::client::ParseHostPort(listen);
+  auto address = client::ParseHostPort(f.listen);
   if (!address) {
     spdlog::critical("--listen: {}", address.error());
-    return 2;
+    return std::nullopt;
   }
-  auto token = lossguard::LoadToken(token_file, std::getenv("LOSSGUARD_TOKEN"));
+  auto token = LoadToken(f.token_file, std::getenv("LOSSGUARD_TOKEN"));
   if (!token) {
     spdlog::critical("{}", token.error());
-    return 2;
+    return std::nullopt;
   }
-  if (auto refused = lossguard::CheckExposure(address.value(), token.value().value_or(""))) {
-    spdlog::critical("{}", *refused);
-    return 2;
+  if (Status exposed = http::CheckExposure(address.value(), token.value().value_or("")); !exposed) {
+    spdlog::critical("{}", exposed.error());
+    return std::nullopt;
   }
   if (token.value()) {
-    if (auto weak = lossguard::WeakTokenWarning(*token.value())) spdlog::warn("{}", *weak);
+    if (auto weak = WeakTokenWarning(*token.value())) spdlog::warn("{}", *weak);
   }
-  const lossguard::FileLimit files = lossguard::RaiseFileLimit();
-  if (files.soft < max_connections + lossguard::kReservedDescriptors) {
+  const http::FileLimit files = http::RaiseFileLimit();
+  if (files.soft < f.max_connections + http::kReservedDescriptors) {
     spdlog::warn(
         "--max-connections {} is above what the open-file limit {} allows ({} descriptors are kept "
         "for the database and logs); at the limit the server pauses accepting instead",
-        max_connections, files.soft, lossguard::kReservedDescriptors);
+        f.max_connections, files.soft, http::kReservedDescriptors);
   }
+  return Startup{address.value(), token.value()};
+}
 
+// Opens the database and serves until SIGINT/SIGTERM. Returns the exit code.
+int Serve(const ServerFlags& f, const Startup& startup) {
   try {
-    lossguard::store::StoreOptions store_options;
-    store_options.durability = sync == "full" ? lossguard::store::Durability::kFull
-                                              : lossguard::store::Durability::kNormal;
-    store_options.analysis = analysis;
-    lossguard::store::Store store(db_path, store_options);
+    store::StoreOptions store_options;
+    store_options.durability =
+        f.sync == "full" ? store::Durability::kFull : store::Durability::kNormal;
+    store_options.analysis = f.analysis;
+    store::Store store(f.db_path, store_options);
 
-    lossguard::metrics::ServerMetrics metrics;
-    lossguard::http::Router router(token.value().value_or(""));
+    metrics::ServerMetrics metrics;
+    http::Router router(startup.token.value_or(""));
     router.SetObserver(
         [&metrics](std::string_view route, std::string_view method, unsigned status,
                    double seconds) { metrics.ObserveRequest(route, method, status, seconds); });
-    lossguard::api::RegisterApi(router, store, &metrics, metrics_options);
-    lossguard::api::RegisterStaticFiles(router, web_root);
+    api::RegisterApi(router, store, &metrics, f.metrics_options);
+    api::RegisterStaticFiles(router, f.web_root);
 
-    lossguard::http::HttpServerOptions options;
-    options.threads = threads;
-    options.limits.body_limit = max_body_mb << 20;
-    options.max_connections = max_connections;
-    lossguard::http::HttpServer server(router, options);
-    auto endpoint = server.Listen(address.value());
+    http::HttpServerOptions options;
+    options.threads = f.threads;
+    options.limits.body_limit = f.max_body_mb << 20;
+    options.max_connections = f.max_connections;
+    http::HttpServer server(router, options);
+    auto endpoint = server.Listen(startup.address);
     std::string host = endpoint.address().is_v6() ? "[" + endpoint.address().to_string() + "]"
                                                   : endpoint.address().to_string();
     // The one line on stdout: scripts and tests read the bound address (port 0) from it.
     std::printf("lossguard-server listening on http://%s:%u\n", host.c_str(), endpoint.port());
     std::fflush(stdout);
-    spdlog::info("database {} ({} sync), {} threads, auth {}, analyzers {}", db_path, sync, threads,
-                 !token.value() ? "off (loopback only)" : "on for writes", analyzers_switch);
+    spdlog::info("database {} ({} sync), {} threads, auth {}, analyzers {}", f.db_path, f.sync,
+                 f.threads, !startup.token ? "off (loopback only)" : "on for writes",
+                 f.analyzers_switch);
     server.Run();
     spdlog::info("stopped; closing the database");
   } catch (const std::exception& e) {
@@ -161,4 +181,19 @@ int main(int argc, char** argv) {
     return 1;
   }
   return 0;
+}
+
+}  // namespace
+}  // namespace lossguard
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "lossguard-server: stores per-step training records, answers REST queries for runs and "
+      "alerts."};
+  lossguard::ServerFlags flags;
+  lossguard::AddFlags(app, flags);
+  CLI11_PARSE(app, argc, argv);
+  std::optional<lossguard::Startup> startup = lossguard::CheckStartup(flags);
+  if (!startup) return 2;
+  return lossguard::Serve(flags, *startup);
 }

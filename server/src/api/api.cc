@@ -67,8 +67,8 @@ Response IngestSteps(store::Store& store, metrics::ServerMetrics* metrics, const
 
 Response ListRuns(store::Store& store, const Request& request) {
   QueryParams query(request);
-  if (auto unknown = query.RejectUnknown({"limit", "after", "prefix", "active_since"}))
-    return BadQuery(*unknown);
+  if (Status known = query.RejectUnknown({"limit", "after", "prefix", "active_since"}); !known)
+    return BadQuery(known.error());
   auto limit = query.Int("limit", 1, kMaxRunPage);
   if (!limit) return BadQuery(limit.error());
   auto active_since = query.Number("active_since");
@@ -85,7 +85,7 @@ Response ListRuns(store::Store& store, const Request& request) {
 }
 
 Response GetRun(store::Store& store, const Request& request) {
-  if (auto unknown = QueryParams(request).RejectUnknown({})) return BadQuery(*unknown);
+  if (Status known = QueryParams(request).RejectUnknown({}); !known) return BadQuery(known.error());
   const std::string& name = request.params.at("run");
   std::optional<store::RunSummary> run = store.GetRun(name);
   if (!run) return NoSuchRun(name);
@@ -94,9 +94,10 @@ Response GetRun(store::Store& store, const Request& request) {
 
 Response GetSteps(store::Store& store, const Request& request) {
   QueryParams query(request);
-  if (auto unknown =
-          query.RejectUnknown({"from", "to", "rank", "max_points", "limit", "from_rank"})) {
-    return BadQuery(*unknown);
+  if (Status known =
+          query.RejectUnknown({"from", "to", "rank", "max_points", "limit", "from_rank"});
+      !known) {
+    return BadQuery(known.error());
   }
   auto from = query.Int("from", 0, kMaxStep);
   auto to = query.Int("to", 0, kMaxStep);
@@ -146,8 +147,8 @@ Response GetSteps(store::Store& store, const Request& request) {
 
 Response ListAlerts(store::Store& store, const Request& request) {
   QueryParams query(request);
-  if (auto unknown = query.RejectUnknown({"run", "kind", "severity", "state", "limit"}))
-    return BadQuery(*unknown);
+  if (Status known = query.RejectUnknown({"run", "kind", "severity", "state", "limit"}); !known)
+    return BadQuery(known.error());
   auto kind = query.Parsed("kind", analyzers::kAllKinds, analyzers::KindName);
   auto severity = query.Parsed("severity", analyzers::kAllSeverities, analyzers::SeverityName);
   auto state = query.OneOf("state", {"open", "resolved", "all"});
@@ -202,7 +203,8 @@ void RegisterApi(http::Router& router, store::Store& store, metrics::ServerMetri
   router.Add(verb::post, "/api/v1/alerts/{id}/ack", bind(AckAlert), /*requires_token=*/true);
   if (metrics) {
     router.Add(verb::get, "/metrics", [&store, metrics, metrics_options](const Request& request) {
-      if (auto unknown = QueryParams(request).RejectUnknown({})) return BadQuery(*unknown);
+      if (Status known = QueryParams(request).RejectUnknown({}); !known)
+        return BadQuery(known.error());
       Response response{status::ok, 11};
       response.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
       response.body() = metrics->Render(store, metrics_options, store::UnixSeconds());

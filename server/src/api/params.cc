@@ -13,15 +13,16 @@ std::string Join(std::initializer_list<std::string_view> values) {
 }
 }  // namespace
 
-std::optional<std::string> QueryParams::RejectUnknown(
-    std::initializer_list<std::string_view> allowed) const {
+Status QueryParams::RejectUnknown(std::initializer_list<std::string_view> allowed) const {
   for (const auto& [key, value] : request_.query) {
     bool known = false;
     for (std::string_view name : allowed) known = known || key == name;
-    if (!known)
-      return "unknown query parameter '" + key + "' (this endpoint accepts: " + Join(allowed) + ")";
+    if (!known) {
+      return Status::Error("unknown query parameter '" + key +
+                           "' (this endpoint accepts: " + Join(allowed) + ")");
+    }
   }
-  return std::nullopt;
+  return Status::Ok();
 }
 
 Result<std::optional<std::int64_t>, std::string> QueryParams::Int(const std::string& name,

@@ -20,7 +20,7 @@ class QueryParams {
 
   // Error for a parameter outside `allowed` (typos such as max_point= must not be silently
   // ignored).
-  std::optional<std::string> RejectUnknown(std::initializer_list<std::string_view> allowed) const;
+  Status RejectUnknown(std::initializer_list<std::string_view> allowed) const;
 
   Result<std::optional<std::int64_t>, std::string> Int(const std::string& name, std::int64_t min,
                                                        std::int64_t max) const;

@@ -19,14 +19,14 @@ int Analyze(const AnalyzeOptions& options, std::ostream& out, std::ostream& err)
   std::map<std::string, analyzers::RunAnalyzer> runs;
   analyzers::EpisodeLog<std::string> episodes;
 
-  std::optional<std::string> invalid = ForEachRecordLine(
+  Status read = ForEachRecordLine(
       in, options.file, [&](const std::string&, wire::StepRecord& record, std::size_t) {
         auto [run, inserted] = runs.try_emplace(record.run, options.analyzers);
         episodes.Apply(record.run, run->second.Add(record));
         return true;
       });
-  if (invalid) {
-    err << "lossguard analyze: " << *invalid << "\n";
+  if (!read) {
+    err << "lossguard analyze: " << read.error() << "\n";
     return 1;
   }
   for (auto& [name, analyzer] : runs) episodes.Apply(name, analyzer.Flush());

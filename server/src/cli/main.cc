@@ -1,135 +1,157 @@
-// lossguard: command-line client of a lossguard server.
+// lossguard: command-line client of a lossguard server. One function per subcommand registers its
+// flags and what it runs; main() only parses.
 #include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 
 #include "analyzer_flags.h"
 #include "cli/commands.h"
-#include "config.h"
 #include "lossguard/client/spool.h"
+#include "token.h"
+
+namespace lossguard::cli {
+namespace {
+
+constexpr const char* kDefaultServer = "http://127.0.0.1:8080";
+
+// The exit code of the subcommand that ran.
+int exit_code = 0;
+
+// --server and, for commands that write, --token-file (else $LOSSGUARD_TOKEN), read into `token`
+// once the command line is parsed. False, after saying why, when the token cannot be read.
+struct ServerFlags {
+  std::optional<std::string> token_file;
+  void Add(CLI::App& command, std::string& server, bool writes) {
+    server = kDefaultServer;
+    command.add_option("--server", server, "server URL")->capture_default_str();
+    if (writes) {
+      command.add_option("--token-file", token_file, "bearer token file (else LOSSGUARD_TOKEN)");
+    }
+  }
+  bool Load(const char* command, std::string& token) const {
+    auto loaded = LoadToken(token_file, std::getenv("LOSSGUARD_TOKEN"));
+    if (!loaded) {
+      std::cerr << "lossguard " << command << ": " << loaded.error() << "\n";
+      exit_code = 2;
+      return false;
+    }
+    token = loaded.value().value_or("");
+    return true;
+  }
+};
+
+void AddReplay(CLI::App& app) {
+  auto options = std::make_shared<ReplayOptions>();
+  auto flags = std::make_shared<ServerFlags>();
+  CLI::App* command =
+      app.add_subcommand("replay", "send the records of an NDJSON file (one v1 record per line)");
+  command->add_option("file", options->file, "NDJSON file")->required()->check(CLI::ExistingFile);
+  flags->Add(*command, options->server, /*writes=*/true);
+  command->add_option("--batch-size", options->batch_size, "records per request")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  command->callback([options, flags] {
+    if (flags->Load("replay", options->token)) exit_code = Replay(*options, std::cout, std::cerr);
+  });
+}
+
+void AddFlush(CLI::App& app) {
+  auto options = std::make_shared<FlushOptions>();
+  auto flags = std::make_shared<ServerFlags>();
+  options->dir = client::DefaultSpoolDir().string();
+  CLI::App* command = app.add_subcommand(
+      "flush", "deliver what trainers left in their spools (each record once, resumable)");
+  command
+      ->add_option("dir", options->dir,
+                   "spool directory ($LOSSGUARD_SPOOL_DIR, else ~/.local/state/lossguard/spool)")
+      ->capture_default_str();
+  flags->Add(*command, options->server, /*writes=*/true);
+  command->add_option("--batch-size", options->batch_size, "records per request")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  command->callback([options, flags] {
+    if (flags->Load("flush", options->token)) exit_code = Flush(*options, std::cout, std::cerr);
+  });
+}
+
+void AddAlerts(CLI::App& app) {
+  auto options = std::make_shared<AlertsOptions>();
+  auto flags = std::make_shared<ServerFlags>();
+  CLI::App* command = app.add_subcommand("alerts", "list alerts");
+  flags->Add(*command, options->server, /*writes=*/false);
+  command->add_option("--run", options->run, "only this run");
+  command->add_option("--state", options->state, "open, resolved or all")
+      ->check(CLI::IsMember({"open", "resolved", "all"}))
+      ->capture_default_str();
+  command->add_flag("--json", options->json, "print the server's JSON");
+  command->callback([options] { exit_code = Alerts(*options, std::cout, std::cerr); });
+}
+
+void AddImport(CLI::App& app) {
+  auto options = std::make_shared<ImportOptions>();
+  auto flags = std::make_shared<ServerFlags>();
+  CLI::App* command = app.add_subcommand(
+      "import", "send a Hugging Face Trainer trainer_state.json (its log_history) as a run");
+  command->add_option("file", options->file, "trainer_state.json")
+      ->required()
+      ->check(CLI::ExistingFile);
+  command->add_option("--run", options->run, "run name")->required();
+  command->add_option("--ga-steps", options->ga_steps, "gradient_accumulation_steps of the job")
+      ->required()
+      ->check(CLI::Range(1, 1 << 20));
+  command
+      ->add_option("--micro-batch-size", options->micro_batch_size,
+                   "per-device batch size (default: the file's train_batch_size)")
+      ->check(CLI::Range(1, 1 << 20));
+  command
+      ->add_option("--vocab-size", options->vocab_size,
+                   "the model's vocabulary size (lets the first steps be checked against "
+                   "ln(vocab_size))")
+      ->check(CLI::Range(2, 1 << 30));
+  command->add_option("--world-size", options->world_size, "data-parallel processes")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  flags->Add(*command, options->server, /*writes=*/true);
+  command->add_option("--out", options->out, "write the records as NDJSON here instead of sending");
+  command->callback([options, flags] {
+    if (flags->Load("import", options->token)) exit_code = Import(*options, std::cout, std::cerr);
+  });
+}
+
+void AddAnalyze(CLI::App& app) {
+  auto options = std::make_shared<AnalyzeOptions>();
+  CLI::App* command = app.add_subcommand(
+      "analyze", "run the analyzers over an NDJSON file locally (no server) and print the alerts");
+  command->add_option("file", options->file, "NDJSON file")->required()->check(CLI::ExistingFile);
+  command->add_flag("--json", options->json, "print alerts as JSON");
+  AddAnalyzerFlags(*command, options->analyzers);
+  command->callback([options] {
+    if (Status valid = CheckAnalyzerOptions(options->analyzers); !valid) {
+      std::cerr << "lossguard analyze: " << valid.error() << "\n";
+      exit_code = 2;
+      return;
+    }
+    exit_code = Analyze(*options, std::cout, std::cerr);
+  });
+}
+
+}  // namespace
+}  // namespace lossguard::cli
 
 int main(int argc, char** argv) {
   CLI::App app{"lossguard: send training records to a lossguard server and read its alerts."};
   app.require_subcommand(1);
-  std::string default_server = "http://127.0.0.1:8080";
-
-  lossguard::cli::ReplayOptions replay;
-  replay.server = default_server;
-  std::optional<std::string> token_file;
-  CLI::App* replay_cmd =
-      app.add_subcommand("replay", "send the records of an NDJSON file (one v1 record per line)");
-  replay_cmd->add_option("file", replay.file, "NDJSON file")->required()->check(CLI::ExistingFile);
-  replay_cmd->add_option("--server", replay.server, "server URL")->capture_default_str();
-  replay_cmd->add_option("--batch-size", replay.batch_size, "records per request")
-      ->check(CLI::Range(1, 100000))
-      ->capture_default_str();
-  replay_cmd->add_option("--token-file", token_file, "bearer token file (else LOSSGUARD_TOKEN)");
-
-  lossguard::cli::FlushOptions flush;
-  flush.server = default_server;
-  flush.dir = lossguard::client::DefaultSpoolDir().string();
-  std::optional<std::string> flush_token_file;
-  CLI::App* flush_cmd = app.add_subcommand(
-      "flush", "deliver what trainers left in their spools (each record once, resumable)");
-  flush_cmd
-      ->add_option("dir", flush.dir,
-                   "spool directory ($LOSSGUARD_SPOOL_DIR, else ~/.local/state/lossguard/spool)")
-      ->capture_default_str();
-  flush_cmd->add_option("--server", flush.server, "server URL")->capture_default_str();
-  flush_cmd->add_option("--batch-size", flush.batch_size, "records per request")
-      ->check(CLI::Range(1, 100000))
-      ->capture_default_str();
-  flush_cmd->add_option("--token-file", flush_token_file,
-                        "bearer token file (else LOSSGUARD_TOKEN)");
-
-  lossguard::cli::AlertsOptions alerts;
-  alerts.server = default_server;
-  CLI::App* alerts_cmd = app.add_subcommand("alerts", "list alerts");
-  alerts_cmd->add_option("--server", alerts.server, "server URL")->capture_default_str();
-  alerts_cmd->add_option("--run", alerts.run, "only this run");
-  alerts_cmd->add_option("--state", alerts.state, "open, resolved or all")
-      ->check(CLI::IsMember({"open", "resolved", "all"}))
-      ->capture_default_str();
-  alerts_cmd->add_flag("--json", alerts.json, "print the server's JSON");
-
-  lossguard::cli::ImportOptions import;
-  import.server = default_server;
-  CLI::App* import_cmd = app.add_subcommand(
-      "import", "send a Hugging Face Trainer trainer_state.json (its log_history) as a run");
-  import_cmd->add_option("file", import.file, "trainer_state.json")
-      ->required()
-      ->check(CLI::ExistingFile);
-  import_cmd->add_option("--run", import.run, "run name")->required();
-  import_cmd->add_option("--ga-steps", import.ga_steps, "gradient_accumulation_steps of the job")
-      ->required()
-      ->check(CLI::Range(1, 1 << 20));
-  import_cmd
-      ->add_option("--micro-batch-size", import.micro_batch_size,
-                   "per-device batch size (default: the file's train_batch_size)")
-      ->check(CLI::Range(1, 1 << 20));
-  import_cmd
-      ->add_option("--vocab-size", import.vocab_size,
-                   "the model's vocabulary size (lets the first steps be checked against "
-                   "ln(vocab_size))")
-      ->check(CLI::Range(2, 1 << 30));
-  import_cmd->add_option("--world-size", import.world_size, "data-parallel processes")
-      ->check(CLI::Range(1, 1 << 20))
-      ->capture_default_str();
-  import_cmd->add_option("--server", import.server, "server URL")->capture_default_str();
-  import_cmd->add_option("--out", import.out,
-                         "write the records as NDJSON here instead of sending");
-  std::optional<std::string> import_token_file;
-  import_cmd->add_option("--token-file", import_token_file,
-                         "bearer token file (else LOSSGUARD_TOKEN)");
-
-  lossguard::cli::AnalyzeOptions analyze;
-  CLI::App* analyze_cmd = app.add_subcommand(
-      "analyze", "run the analyzers over an NDJSON file locally (no server) and print the alerts");
-  analyze_cmd->add_option("file", analyze.file, "NDJSON file")
-      ->required()
-      ->check(CLI::ExistingFile);
-  analyze_cmd->add_flag("--json", analyze.json, "print alerts as JSON");
-  lossguard::AddAnalyzerFlags(*analyze_cmd, analyze.analyzers);
-
-  CLI11_PARSE(app, argc, argv);
+  lossguard::cli::AddReplay(app);
+  lossguard::cli::AddFlush(app);
+  lossguard::cli::AddAlerts(app);
+  lossguard::cli::AddImport(app);
+  lossguard::cli::AddAnalyze(app);
   try {
-    if (replay_cmd->parsed()) {
-      auto token = lossguard::LoadToken(token_file, std::getenv("LOSSGUARD_TOKEN"));
-      if (!token) {
-        std::cerr << "lossguard replay: " << token.error() << "\n";
-        return 2;
-      }
-      replay.token = token.value().value_or("");
-      return lossguard::cli::Replay(replay, std::cout, std::cerr);
-    }
-    if (flush_cmd->parsed()) {
-      auto token = lossguard::LoadToken(flush_token_file, std::getenv("LOSSGUARD_TOKEN"));
-      if (!token) {
-        std::cerr << "lossguard flush: " << token.error() << "\n";
-        return 2;
-      }
-      flush.token = token.value().value_or("");
-      return lossguard::cli::Flush(flush, std::cout, std::cerr);
-    }
-    if (import_cmd->parsed()) {
-      auto token = lossguard::LoadToken(import_token_file, std::getenv("LOSSGUARD_TOKEN"));
-      if (!token) {
-        std::cerr << "lossguard import: " << token.error() << "\n";
-        return 2;
-      }
-      import.token = token.value().value_or("");
-      return lossguard::cli::Import(import, std::cout, std::cerr);
-    }
-    if (analyze_cmd->parsed()) {
-      if (auto invalid = lossguard::CheckAnalyzerOptions(analyze.analyzers)) {
-        std::cerr << "lossguard analyze: " << *invalid << "\n";
-        return 2;
-      }
-      return lossguard::cli::Analyze(analyze, std::cout, std::cerr);
-    }
-    return lossguard::cli::Alerts(alerts, std::cout, std::cerr);
+    CLI11_PARSE(app, argc, argv);      // runs the subcommand's callback
   } catch (const std::exception& e) {  // e.g. a malformed --server URL
     std::cerr << "lossguard: " << e.what() << "\n";
     return 2;
   }
+  return lossguard::cli::exit_code;
 }

@@ -4,7 +4,7 @@
 
 namespace lossguard::cli {
 
-std::optional<std::string> ForEachRecordLine(
+Status ForEachRecordLine(
     std::istream& in, const std::string& file,
     const std::function<bool(const std::string&, wire::StepRecord&, std::size_t)>& on_record) {
   std::string line;
@@ -14,13 +14,13 @@ std::optional<std::string> ForEachRecordLine(
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     auto record = wire::ParseRecordText(line, 0);
     if (!record) {
-      return file + ":" + std::to_string(line_number) + ": " +
-             wire::RecordError{std::nullopt, record.error().field, record.error().message}
-                 .Describe();
+      return Status::Error(
+          file + ":" + std::to_string(line_number) + ": " +
+          wire::RecordError{std::nullopt, record.error().field, record.error().message}.Describe());
     }
     if (!on_record(line, record.value(), line_number)) break;
   }
-  return std::nullopt;
+  return Status::Ok();
 }
 
 }  // namespace lossguard::cli

@@ -34,7 +34,7 @@ int Replay(const ReplayOptions& options, std::ostream& out, std::ostream& err) {
   };
 
   bool refused = false;
-  std::optional<std::string> invalid = ForEachRecordLine(
+  Status read = ForEachRecordLine(
       in, options.file, [&](const std::string& line, wire::StepRecord&, std::size_t number) {
         line_number = number;
         batch += line;
@@ -43,8 +43,8 @@ int Replay(const ReplayOptions& options, std::ostream& out, std::ostream& err) {
         return !refused;
       });
   if (refused) return 1;
-  if (invalid) {
-    err << "lossguard replay: " << *invalid << "\n"
+  if (!read) {
+    err << "lossguard replay: " << read.error() << "\n"
         << "  (" << totals.accepted
         << " records before this line were stored; nothing after it was sent)\n";
     return 1;
