@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the analyzers' scenario corpus (tests/scenarios/*.ndjson) from real training runs of
-# the demo trainer (collector/examples/demo_trainer.cc): healthy runs and every bug pattern. Each
+# the demo trainer (collector/examples/demo_trainer/): healthy runs and every bug pattern. Each
 # trace is also written in a "minimal" variant holding only what a trainer without the collector
 # sends (loss, grad_norm, tokens, ga_steps, micro_batch_size, vocab_size), so that detection
 # without reference data is measured too. Ground truth lives in tests/scenarios/manifest.json.

@@ -29,8 +29,8 @@ class HttpClient::Impl {
     http::request<http::string_body> request{verb, url_.base_path + std::string(target), 11};
     request.set(http::field::host, url_.endpoint.host + ":" + std::to_string(url_.endpoint.port));
     request.set(http::field::user_agent, "lossguard/0.1");
-    if (!options_.bearer_token.empty()) {
-      request.set(http::field::authorization, "Bearer " + options_.bearer_token);
+    if (!options_.token.empty()) {
+      request.set(http::field::authorization, "Bearer " + options_.token);
     }
     if (!content_type.empty())
       request.set(http::field::content_type,
@@ -126,15 +126,15 @@ class HttpClient::Impl {
 };
 
 namespace {
-HttpUrl ParseOrThrow(std::string_view base_url) {
-  auto url = ParseHttpUrl(base_url);
+HttpUrl ParseOrThrow(std::string_view server_url) {
+  auto url = ParseHttpUrl(server_url);
   if (!url) throw std::invalid_argument(url.error());
   return url.value();
 }
 }  // namespace
 
-HttpClient::HttpClient(std::string_view base_url, HttpClientOptions options)
-    : impl_(std::make_unique<Impl>(ParseOrThrow(base_url), std::move(options))) {}
+HttpClient::HttpClient(std::string_view server_url, HttpClientOptions options)
+    : impl_(std::make_unique<Impl>(ParseOrThrow(server_url), std::move(options))) {}
 
 HttpClient::~HttpClient() = default;
 

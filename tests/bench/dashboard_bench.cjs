@@ -35,7 +35,7 @@ async function main() {
     }
     console.log(`ingested ${steps} steps in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     const browser = await chromium.launch({
-      executablePath: "/usr/bin/chromium",
+      executablePath: process.env.LOSSGUARD_CHROMIUM || "/usr/bin/chromium",
       args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync"],
     });

@@ -74,7 +74,7 @@ TEST(IngestClient, TransportFailuresAndAuthAreRetryableRefusals) {
   EXPECT_EQ(unauthorized.error().status, 401u);
   EXPECT_TRUE(unauthorized.error().retryable());
   EXPECT_THAT(unauthorized.error().Describe(), HasSubstr("HTTP 401: "));
-  IngestClient authorized(server.url(), {.bearer_token = "6f1c0e9a4b7d2e8f5a3c1b0d9e7f6a5b"});
+  IngestClient authorized(server.url(), {.token = "6f1c0e9a4b7d2e8f5a3c1b0d9e7f6a5b"});
   EXPECT_TRUE(authorized.Post(Lines("auth", 0, 1)).ok());
 
   const std::string url = server.url();

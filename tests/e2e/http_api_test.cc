@@ -109,10 +109,10 @@ TEST(HttpApi, TokenProtectsWritesButNotReads) {
   auto denied = anonymous.Post("/api/v1/steps", NdjsonSteps("auth", 0, 1), "application/x-ndjson");
   EXPECT_EQ(denied.status, 401u);
   EXPECT_EQ(Body(denied)["error"]["code"], "unauthorized");
-  HttpClient wrong(server.url(), {.bearer_token = "nope"});
+  HttpClient wrong(server.url(), {.token = "nope"});
   EXPECT_EQ(wrong.Post("/api/v1/steps", NdjsonSteps("auth", 0, 1), "application/x-ndjson").status,
             401u);
-  HttpClient authorised(server.url(), {.bearer_token = "t0ken"});
+  HttpClient authorised(server.url(), {.token = "t0ken"});
   EXPECT_EQ(
       authorised.Post("/api/v1/steps", NdjsonSteps("auth", 0, 1), "application/x-ndjson").status,
       200u);

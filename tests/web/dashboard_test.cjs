@@ -46,7 +46,7 @@ async function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lossguard-web-"));
   const { child, url } = await startServer(path.join(dir, "db"));
   const browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
+    executablePath: process.env.LOSSGUARD_CHROMIUM || "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });

@@ -28,7 +28,8 @@ std::string QueryValue(const std::string& value) {
 int Alerts(const AlertsOptions& options, std::ostream& out, std::ostream& err) {
   std::string target = "/api/v1/alerts?state=" + QueryValue(options.state);
   if (options.run) target += "&run=" + QueryValue(*options.run);
-  client::HttpClient client(options.server);  // a malformed URL throws: a usage error for main()
+  client::HttpClient client(
+      options.server_url);  // a malformed URL throws: a usage error for main()
   client::HttpResponse response;
   try {
     response = client.Get(target);

@@ -14,7 +14,7 @@ namespace lossguard::cli {
 
 struct ReplayOptions {
   std::string file;
-  std::string server;
+  std::string server_url;
   std::string token;
   std::size_t batch_size = 1000;
   int retries = 5;  // per batch, on transport failure only (server restarting); 4xx is final
@@ -27,7 +27,7 @@ int Replay(const ReplayOptions& options, std::ostream& out, std::ostream& err);
 
 struct FlushOptions {
   std::string dir;  // a spool directory (the default one, or a trainer's --spool-dir)
-  std::string server;
+  std::string server_url;
   std::string token;
   std::size_t batch_size = 1000;
   int retries = 5;
@@ -40,7 +40,7 @@ struct FlushOptions {
 int Flush(const FlushOptions& options, std::ostream& out, std::ostream& err);
 
 struct AlertsOptions {
-  std::string server;
+  std::string server_url;
   std::optional<std::string> run;
   std::string state = "all";
   bool json = false;
@@ -56,7 +56,7 @@ struct ImportOptions {
   std::optional<std::int64_t> micro_batch_size;  // else the file's train_batch_size
   std::optional<std::int64_t> vocab_size;
   std::int64_t world_size = 1;
-  std::string server;
+  std::string server_url;
   std::string token;
   std::optional<std::string> out;  // write NDJSON here instead of sending
   std::size_t batch_size = 1000;

@@ -43,7 +43,7 @@ int Flush(const FlushOptions& options, std::ostream& out, std::ostream& err) {
     err << "lossguard flush: cannot read " << options.dir << ": " << e.what() << "\n";
     return 1;
   }
-  client::IngestClient client(options.server,
+  client::IngestClient client(options.server_url,
                               client::HttpClientOptions{options.token, std::chrono::seconds(60)});
   int failed = 0;
   SendTotals all;

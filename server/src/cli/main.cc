@@ -22,9 +22,9 @@ int exit_code = 0;
 // once the command line is parsed. False, after saying why, when the token cannot be read.
 struct ServerFlags {
   std::optional<std::string> token_file;
-  void Add(CLI::App& command, std::string& server, bool writes) {
-    server = kDefaultServer;
-    command.add_option("--server", server, "server URL")->capture_default_str();
+  void Add(CLI::App& command, std::string& server_url, bool writes) {
+    server_url = kDefaultServer;
+    command.add_option("--server", server_url, "server URL")->capture_default_str();
     if (writes) {
       command.add_option("--token-file", token_file, "bearer token file (else LOSSGUARD_TOKEN)");
     }
@@ -47,7 +47,7 @@ void AddReplay(CLI::App& app) {
   CLI::App* command =
       app.add_subcommand("replay", "send the records of an NDJSON file (one v1 record per line)");
   command->add_option("file", options->file, "NDJSON file")->required()->check(CLI::ExistingFile);
-  flags->Add(*command, options->server, /*writes=*/true);
+  flags->Add(*command, options->server_url, /*writes=*/true);
   command->add_option("--batch-size", options->batch_size, "records per request")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
@@ -66,7 +66,7 @@ void AddFlush(CLI::App& app) {
       ->add_option("dir", options->dir,
                    "spool directory ($LOSSGUARD_SPOOL_DIR, else ~/.local/state/lossguard/spool)")
       ->capture_default_str();
-  flags->Add(*command, options->server, /*writes=*/true);
+  flags->Add(*command, options->server_url, /*writes=*/true);
   command->add_option("--batch-size", options->batch_size, "records per request")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
@@ -79,7 +79,7 @@ void AddAlerts(CLI::App& app) {
   auto options = std::make_shared<AlertsOptions>();
   auto flags = std::make_shared<ServerFlags>();
   CLI::App* command = app.add_subcommand("alerts", "list alerts");
-  flags->Add(*command, options->server, /*writes=*/false);
+  flags->Add(*command, options->server_url, /*writes=*/false);
   command->add_option("--run", options->run, "only this run");
   command->add_option("--state", options->state, "open, resolved or all")
       ->check(CLI::IsMember({"open", "resolved", "all"}))
@@ -112,7 +112,7 @@ void AddImport(CLI::App& app) {
   command->add_option("--world-size", options->world_size, "data-parallel processes")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
-  flags->Add(*command, options->server, /*writes=*/true);
+  flags->Add(*command, options->server_url, /*writes=*/true);
   command->add_option("--out", options->out, "write the records as NDJSON here instead of sending");
   command->callback([options, flags] {
     if (flags->Load("import", options->token)) exit_code = Import(*options, std::cout, std::cerr);

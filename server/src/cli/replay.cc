@@ -14,7 +14,7 @@ int Replay(const ReplayOptions& options, std::ostream& out, std::ostream& err) {
     err << "lossguard replay: cannot open " << options.file << "\n";
     return 1;
   }
-  client::IngestClient client(options.server,
+  client::IngestClient client(options.server_url,
                               client::HttpClientOptions{options.token, std::chrono::seconds(60)});
   SendTotals totals;
   std::string batch;

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "http/responses.h"
+#include "lossguard/wire/result.h"
 
 namespace lossguard::http {
 
@@ -104,7 +105,9 @@ Response Router::Handle(const RawRequest& raw) const {
   return response;
 }
 
-Response Router::Dispatch(const RawRequest& raw, std::string_view& route_pattern) const {
+namespace {
+// The request's path and query parameters, percent-decoded; a 400 when the target is malformed.
+Result<Request, Response> ParseTarget(const RawRequest& raw) {
   std::string_view target(raw.target().data(), raw.target().size());
   std::size_t question = target.find('?');
   std::optional<std::string> path = PercentDecode(target.substr(0, question));
@@ -130,7 +133,25 @@ Response Router::Dispatch(const RawRequest& raw, std::string_view& route_pattern
       request.query[*key] = *value;
     }
   }
+  return request;
+}
 
+// Runs a route's handler: a failure inside it (storage, mostly) is a 500 that says why, logged.
+Response Invoke(const Router::Handler& handler, const Request& request) {
+  try {
+    return handler(request);
+  } catch (const std::exception& e) {
+    // Nothing is half-done: every write runs in a transaction that rolls back.
+    spdlog::error("{} {}: {}", std::string(request.raw.method_string()), request.path, e.what());
+    return ErrorResponse(bhttp::status::internal_server_error, "internal_error", e.what());
+  }
+}
+}  // namespace
+
+Response Router::Dispatch(const RawRequest& raw, std::string_view& route_pattern) const {
+  Result<Request, Response> parsed = ParseTarget(raw);
+  if (!parsed) return parsed.error();
+  Request& request = parsed.value();
   std::vector<std::string> segments = SplitPath(request.path);
   std::vector<std::string> allowed;
   for (const Route& route : routes_) {
@@ -153,14 +174,7 @@ Response Router::Dispatch(const RawRequest& raw, std::string_view& route_pattern
       return response;
     }
     request.params = std::move(params);
-    try {
-      return route.handler(request);
-    } catch (const std::exception& e) {
-      // Storage and other internal failures: the client learns that and why; nothing is half-done
-      // because every write runs in a transaction that rolls back.
-      spdlog::error("{} {}: {}", std::string(raw.method_string()), request.path, e.what());
-      return ErrorResponse(bhttp::status::internal_server_error, "internal_error", e.what());
-    }
+    return Invoke(route.handler, request);
   }
   if (!allowed.empty()) {
     std::string allow;

@@ -50,60 +50,75 @@ std::vector<wire::StepRecord> Analysis::ReadRecords(Statement& query) {
   return records;
 }
 
-Analysis::RunState& Analysis::Load(std::int64_t run_id) {
-  if (auto it = runs_.find(run_id); it != runs_.end()) {
-    lru_.splice(lru_.begin(), lru_, it->second.lru);
-    return it->second;
-  }
+std::optional<std::int64_t> Analysis::StoredJudgedThrough(std::int64_t run_id) {
   judged_through_.Reset();
   judged_through_.Bind(1, run_id);
   std::optional<std::int64_t> judged;
   if (judged_through_.Step()) judged = judged_through_.OptionalInt(0);
   judged_through_.Reset();
+  return judged;
+}
 
-  analyzers::RunAnalyzer analyzer(options_.analyzers);
-  std::vector<wire::StepRecord> pending;
+std::optional<std::int64_t> Analysis::StoredFirstStep(std::int64_t run_id) {
   first_step_.Reset();
   first_step_.Bind(1, run_id);
   std::optional<std::int64_t> first_step;
   if (first_step_.Step()) first_step = first_step_.Int(0);
   first_step_.Reset();
+  return first_step;
+}
 
-  if (first_step) {
-    std::int64_t through = judged.value_or(INT64_MIN);
-    std::vector<wire::StepRecord> history;
-    if (judged) {
-      warmup_steps_.Reset();
-      warmup_steps_.Bind(1, run_id).Bind(2, *judged).Bind(3, options_.analyzers.WarmupSteps());
-      history = ReadRecords(warmup_steps_);
-      pending_steps_.Reset();
-      pending_steps_.Bind(1, run_id).Bind(2, *judged);
-      pending = ReadRecords(pending_steps_);
-    } else {
-      // Stored steps but never analysed (analysis was off): judgement starts after the last
-      // stored step; the history only teaches the detectors their baselines.
-      warmup_steps_.Reset();
-      warmup_steps_.Bind(1, run_id).Bind(2, INT64_MAX).Bind(3, options_.analyzers.WarmupSteps());
-      history = ReadRecords(warmup_steps_);
-      through = history.empty() ? *first_step - 1 : history.back().step;
-    }
-    std::vector<analyzers::AlertEvent> open;
-    open_alerts_.Reset();
-    open_alerts_.Bind(1, run_id);
-    while (open_alerts_.Step()) {
-      analyzers::AlertEvent e;
-      e.kind = ParseStoredKind(open_alerts_.Text(0));
-      e.severity = ParseStoredSeverity(open_alerts_.Text(1));
-      e.first_step = open_alerts_.Int(2);
-      e.last_step = open_alerts_.Int(3);
-      e.message = std::string(open_alerts_.Text(4));
-      e.evidence = nlohmann::json::parse(open_alerts_.Text(5));
-      open.push_back(std::move(e));
-    }
-    open_alerts_.Reset();
-    analyzer.Resume(*first_step, through, history, open);
+std::vector<analyzers::AlertEvent> Analysis::StoredOpenEpisodes(std::int64_t run_id) {
+  std::vector<analyzers::AlertEvent> open;
+  open_alerts_.Reset();
+  open_alerts_.Bind(1, run_id);
+  while (open_alerts_.Step()) {
+    analyzers::AlertEvent e;
+    e.kind = ParseStoredKind(open_alerts_.Text(0));
+    e.severity = ParseStoredSeverity(open_alerts_.Text(1));
+    e.first_step = open_alerts_.Int(2);
+    e.last_step = open_alerts_.Int(3);
+    e.message = std::string(open_alerts_.Text(4));
+    e.evidence = nlohmann::json::parse(open_alerts_.Text(5));
+    open.push_back(std::move(e));
   }
+  open_alerts_.Reset();
+  return open;
+}
 
+std::vector<wire::StepRecord> Analysis::Resume(std::int64_t run_id,
+                                               analyzers::RunAnalyzer& analyzer) {
+  const std::optional<std::int64_t> first_step = StoredFirstStep(run_id);
+  if (!first_step) return {};  // a new run
+  const std::optional<std::int64_t> judged = StoredJudgedThrough(run_id);
+  std::int64_t through = judged.value_or(INT64_MIN);
+  std::vector<wire::StepRecord> history, pending;
+  if (judged) {
+    warmup_steps_.Reset();
+    warmup_steps_.Bind(1, run_id).Bind(2, *judged).Bind(3, options_.analyzers.WarmupSteps());
+    history = ReadRecords(warmup_steps_);
+    pending_steps_.Reset();
+    pending_steps_.Bind(1, run_id).Bind(2, *judged);
+    pending = ReadRecords(pending_steps_);
+  } else {
+    // Stored steps but never analysed (analysis was off): judgement starts after the last
+    // stored step; the history only teaches the detectors their baselines.
+    warmup_steps_.Reset();
+    warmup_steps_.Bind(1, run_id).Bind(2, INT64_MAX).Bind(3, options_.analyzers.WarmupSteps());
+    history = ReadRecords(warmup_steps_);
+    through = history.empty() ? *first_step - 1 : history.back().step;
+  }
+  analyzer.Resume(*first_step, through, history, StoredOpenEpisodes(run_id));
+  return pending;
+}
+
+Analysis::RunState& Analysis::Load(std::int64_t run_id) {
+  if (auto it = runs_.find(run_id); it != runs_.end()) {
+    lru_.splice(lru_.begin(), lru_, it->second.lru);
+    return it->second;
+  }
+  analyzers::RunAnalyzer analyzer(options_.analyzers);
+  std::vector<wire::StepRecord> pending = Resume(run_id, analyzer);
   lru_.push_front(run_id);
   auto [it, inserted] = runs_.emplace(run_id, RunState{std::move(analyzer), lru_.begin()});
   // The steps that were stored but still waited for their ranks: judged as they complete.

@@ -47,7 +47,15 @@ class Analysis {
     analyzers::RunAnalyzer analyzer;
     std::list<std::int64_t>::iterator lru;
   };
+  // The run's analyzer, from memory or rebuilt from the store (see Resume).
   RunState& Load(std::int64_t run_id);
+  // Brings a new analyzer to where the stored run was judged: detectors relearn from the last
+  // stored steps, open episodes continue. Returns the stored steps not judged yet (waiting for
+  // ranks), to be fed again.
+  std::vector<wire::StepRecord> Resume(std::int64_t run_id, analyzers::RunAnalyzer& analyzer);
+  std::optional<std::int64_t> StoredJudgedThrough(std::int64_t run_id);
+  std::optional<std::int64_t> StoredFirstStep(std::int64_t run_id);
+  std::vector<analyzers::AlertEvent> StoredOpenEpisodes(std::int64_t run_id);
   std::vector<wire::StepRecord> ReadRecords(Statement& query);
 
   AnalysisOptions options_;

@@ -9,7 +9,8 @@
 namespace lossguard::client {
 
 struct HttpClientOptions {
-  std::string bearer_token;                   // sent as "Authorization: Bearer ..." when not empty
+  std::string
+      token;  // the server's write token, sent as "Authorization: Bearer ..." when not empty
   std::chrono::milliseconds timeout{30'000};  // per request: connect, write and read together
 };
 
@@ -32,8 +33,8 @@ class HttpError : public std::runtime_error {
 // because every write is idempotent.
 class HttpClient {
  public:
-  // `base_url` is "http://host:port[/prefix]"; throws std::invalid_argument if it is not.
-  explicit HttpClient(std::string_view base_url, HttpClientOptions options = {});
+  // `server_url` is "http://host:port[/prefix]"; throws std::invalid_argument if it is not.
+  explicit HttpClient(std::string_view server_url, HttpClientOptions options = {});
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;

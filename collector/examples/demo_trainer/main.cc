@@ -9,162 +9,29 @@
 // With the same --seed, runs that differ only in how the same effective batch is split (micro-batch
 // size x GA steps x world size) see the same sequences in the same order and start from the same
 // weights; there is no dropout. With --loss correct their per-step loss and grad_norm coincide.
-#include <sys/wait.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
-#include <random>
 #include <thread>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include "batches.h"
+#include "config.h"
+#include "launcher.h"
+#include "loss_patterns.h"
 #include "lossguard/collector/collector.h"
 #include "lossguard/wire/record_codec.h"
+#include "model.h"
 
+namespace lossguard::demo {
 namespace {
 
 using namespace lossguard::collector;
-constexpr std::int64_t kContext = 64, kDim = 64, kHeads = 4, kLayers = 2, kPad = 0;
-
-// ---- corpus: deterministic pseudo-English, generated, so nothing is downloaded -----------------
-std::string Corpus(std::size_t characters) {
-  const std::vector<std::string> subjects = {
-      "the model",     "a trainer",    "the optimizer", "every gradient", "the loss",
-      "a small batch", "the engineer", "this run",      "the server",     "a token"};
-  const std::vector<std::string> verbs = {"sees",    "counts",  "divides",    "accumulates",
-                                          "watches", "reports", "normalises", "scales",
-                                          "clips",   "streams"};
-  const std::vector<std::string> objects = {
-      "the tokens", "every step", "the ranks",        "a warning", "its norm",
-      "the labels", "the sum",    "each micro-batch", "the mean",  "a spike"};
-  std::mt19937 rng(1234);
-  std::string out;
-  while (out.size() < characters) {
-    out += subjects[rng() % subjects.size()] + " " + verbs[rng() % verbs.size()] + " " +
-           objects[rng() % objects.size()] + (rng() % 4 == 0 ? ", and " : ". ");
-  }
-  return out;
-}
-
-// Characters 32..126 map to ids 1..95; 0 is padding.
-constexpr std::int64_t kVocab = 96;
-std::int64_t TokenId(char c) { return (c >= 32 && c <= 126) ? c - 31 : 1; }
-
-// ---- the model ---------------------------------------------------------------------------------
-struct BlockImpl : torch::nn::Module {
-  BlockImpl()
-      : ln1(register_module("ln1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({kDim})))),
-        attention(register_module(
-            "attention", torch::nn::MultiheadAttention(
-                             torch::nn::MultiheadAttentionOptions(kDim, kHeads).dropout(0.0)))),
-        ln2(register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({kDim})))),
-        fc(register_module("fc", torch::nn::Linear(kDim, 4 * kDim))),
-        proj(register_module("proj", torch::nn::Linear(4 * kDim, kDim))) {}
-  torch::Tensor forward(torch::Tensor x, const torch::Tensor& causal_mask) {
-    auto h = ln1(x).transpose(0, 1);  // MultiheadAttention wants [T, B, D]
-    auto attended = std::get<0>(attention->forward(h, h, h, torch::Tensor(), false, causal_mask))
-                        .transpose(0, 1);
-    x = x + attended;
-    return x + proj(torch::gelu(fc(ln2(x))));
-  }
-  torch::nn::LayerNorm ln1;
-  torch::nn::MultiheadAttention attention;
-  torch::nn::LayerNorm ln2;
-  torch::nn::Linear fc, proj;
-};
-TORCH_MODULE(Block);
-
-struct GptImpl : torch::nn::Module {
-  GptImpl()
-      : token(register_module("token", torch::nn::Embedding(kVocab, kDim))),
-        position(register_module("position", torch::nn::Embedding(kContext, kDim))),
-        blocks(register_module("blocks", torch::nn::ModuleList())),
-        ln(register_module("ln", torch::nn::LayerNorm(torch::nn::LayerNormOptions({kDim})))),
-        head(register_module("head", torch::nn::Linear(kDim, kVocab))) {
-    for (int i = 0; i < kLayers; ++i) blocks->push_back(Block());
-  }
-  torch::Tensor forward(const torch::Tensor& ids) {
-    const std::int64_t t = ids.size(1);
-    auto x = token(ids) + position(torch::arange(t)).unsqueeze(0);
-    auto mask = torch::full({t, t}, -INFINITY).triu(1);
-    for (const auto& block : *blocks) x = block->as<Block>()->forward(x, mask);
-    return head(ln(x));
-  }
-  torch::nn::Embedding token, position;
-  torch::nn::ModuleList blocks;
-  torch::nn::LayerNorm ln;
-  torch::nn::Linear head;
-};
-TORCH_MODULE(Gpt);
-
-// ---- data: sequence j of step s depends only on (seed, s, j)
-// -------------------------------------
-struct Batch {
-  torch::Tensor ids, labels;  // [n, kContext]; padding: id 0, label -100
-};
-
-Batch Sequences(const std::string& corpus, std::uint64_t seed, std::int64_t step,
-                std::int64_t first, std::int64_t n) {
-  Batch batch{torch::full({n, kContext}, kPad, torch::kLong),
-              torch::full({n, kContext}, -100, torch::kLong)};
-  auto ids = batch.ids.accessor<std::int64_t, 2>();
-  auto labels = batch.labels.accessor<std::int64_t, 2>();
-  for (std::int64_t i = 0; i < n; ++i) {
-    std::mt19937_64 rng(seed * 1'000'003 + static_cast<std::uint64_t>(step) * 65'537 +
-                        static_cast<std::uint64_t>(first + i));
-    std::int64_t length =
-        16 + static_cast<std::int64_t>(rng() % (kContext - 15));  // variable: 16..64
-    std::size_t start = rng() % (corpus.size() - kContext);
-    for (std::int64_t t = 0; t < length; ++t) ids[i][t] = labels[i][t] = TokenId(corpus[start + t]);
-  }
-  return batch;
-}
-
-struct Config {
-  std::string server, run = "demo", loss = "correct", out, spool;
-  std::optional<std::string> spool_dir;
-  std::uint64_t seed = 0;
-  std::int64_t micro_batch_size = 8, ga_steps = 1, steps = 150, world_size = 1, rank = 0;
-  double lr = 3e-3, lr_spike_factor = 1.0, clip = 1.0;
-  std::int64_t lr_spike_at = -1, nan_at = -1, detach_loss_at = -1;
-  std::int64_t bad_data_at = -1;  // three steps of random tokens from here (a corrupt shard)
-  std::int64_t warmup_steps = 0;  // linear learning-rate warm-up
-  std::int64_t ga_change_at = -1, ga_change_to = 1;  // switch ga_steps mid-run
-  std::string store_file;  // internal: where rank 0 publishes the TCPStore port
-  bool quiet = false;
-  bool no_collector = false;  // baseline for the overhead benchmark
-  std::int64_t flush_timeout_s = 30;
-};
-
-// What a trainer with each loss pattern backpropagates and reports, for one micro-batch.
-struct MicroLoss {
-  torch::Tensor backward;  // what .backward() is called on
-  double reported;         // its contribution to the loss the trainer prints
-};
-
-MicroLoss LossFor(const Config& c, AccumulationWindow& window, std::size_t i,
-                  const torch::Tensor& logits, const torch::Tensor& labels) {
-  if (c.loss == "correct") {
-    torch::Tensor loss = window.Loss(i, logits);  // sum x world_size / global tokens
-    return {loss, loss.item<double>() / static_cast<double>(window.world_size())};
-  }
-  window.Loss(i, logits.detach());  // the reference, computed alongside (no gradient)
-  torch::Tensor mean = CausalLmCrossEntropy(logits, labels);
-  double ga = static_cast<double>(c.ga_steps);
-  if (c.loss == "sum-no-ga-div") return {mean, mean.item<double>()};  // Axolotl: GA x too large
-  if (c.loss == "mean-of-means")
-    return {mean / ga, mean.item<double>() / ga};  // pre-fix transformers
-  // per-sequence: token-loss sum divided by the number of sequences instead of tokens.
-  torch::Tensor per_sequence =
-      CausalLmCrossEntropy(logits, labels, CausalLmLossOptions().reduction(Reduction::kSum)) /
-      static_cast<double>(labels.size(0)) / ga;
-  return {per_sequence, per_sequence.item<double>()};
-}
 
 int Train(const Config& c) {
   torch::manual_seed(c.seed);
@@ -208,7 +75,7 @@ int Train(const Config& c) {
 
   CollectorOptions options{
       .run = c.run, .rank = c.rank, .micro_batch_size = c.micro_batch_size, .vocab_size = kVocab};
-  options.stream.server_url = c.server;
+  options.stream.server_url = c.server_url;
   options.stream.spool_path = c.spool;
   if (c.spool_dir) options.spool_dir = *c.spool_dir == "none" ? "" : *c.spool_dir;
   options.stream.drain_timeout = std::chrono::seconds(c.flush_timeout_s);
@@ -298,7 +165,7 @@ int Train(const Config& c) {
                 static_cast<long long>(c.steps), seconds,
                 1000 * seconds / static_cast<double>(c.steps));
   }
-  if (collector && !c.server.empty() &&
+  if (collector && !c.server_url.empty() &&
       !collector->Flush(std::chrono::seconds(c.flush_timeout_s))) {
     // With a spool nothing is lost: the records wait there for the next start or `lossguard flush`.
     const std::string& spool = collector->stream()->spool_path();
@@ -312,42 +179,14 @@ int Train(const Config& c) {
   return 0;
 }
 
-// --world-size N > 1 without --rank: run N copies of this program, one per rank, and wait for them.
-int LaunchRanks(int argc, char** argv, const Config& c) {
-  std::string store_file = "/tmp/lossguard-demo-" + std::to_string(getpid()) + ".port";
-  std::vector<pid_t> children;
-  for (std::int64_t rank = 0; rank < c.world_size; ++rank) {
-    pid_t pid = fork();
-    if (pid < 0) throw std::runtime_error("fork failed");
-    if (pid == 0) {
-      std::vector<std::string> args(argv, argv + argc);
-      args.insert(args.end(), {"--rank", std::to_string(rank), "--store-file", store_file});
-      std::vector<char*> raw;
-      for (auto& arg : args) raw.push_back(arg.data());
-      raw.push_back(nullptr);
-      execv("/proc/self/exe", raw.data());
-      std::perror("execv");
-      _exit(127);
-    }
-    children.push_back(pid);
-  }
-  int failures = 0;
-  for (pid_t pid : children) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    failures += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  }
-  std::remove(store_file.c_str());
-  return failures == 0 ? 0 : 1;
-}
-
 }  // namespace
+}  // namespace lossguard::demo
 
 int main(int argc, char** argv) {
   CLI::App app{"lossguard demo trainer: a small GPT on CPU with the collector attached"};
-  Config c;
+  lossguard::demo::Config c;
   std::optional<std::int64_t> rank;
-  app.add_option("--server", c.server, "lossguard server URL (none: no streaming)");
+  app.add_option("--server", c.server_url, "lossguard server URL (none: no streaming)");
   app.add_option("--run", c.run, "run name")->capture_default_str();
   app.add_option("--seed", c.seed, "data and weights seed")->capture_default_str();
   app.add_option("--micro-batch-size", c.micro_batch_size, "sequences per micro-batch")
@@ -398,9 +237,9 @@ int main(int argc, char** argv) {
   app.add_option("--store-file", c.store_file, "internal: rendezvous file")->group("");
   CLI11_PARSE(app, argc, argv);
   try {
-    if (c.world_size > 1 && !rank) return LaunchRanks(argc, argv, c);
+    if (c.world_size > 1 && !rank) return lossguard::demo::LaunchRanks(argc, argv, c.world_size);
     c.rank = rank.value_or(0);
-    return Train(c);
+    return lossguard::demo::Train(c);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "demo_trainer: %s\n", e.what());
     return 1;

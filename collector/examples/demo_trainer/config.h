@@ -1,0 +1,26 @@
+#pragma once
+// The demo trainer's flags.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace lossguard::demo {
+
+struct Config {
+  std::string server_url, run = "demo", loss = "correct", out, spool;
+  std::optional<std::string> spool_dir;
+  std::uint64_t seed = 0;
+  std::int64_t micro_batch_size = 8, ga_steps = 1, steps = 150, world_size = 1, rank = 0;
+  double lr = 3e-3, lr_spike_factor = 1.0, clip = 1.0;
+  std::int64_t lr_spike_at = -1, nan_at = -1, detach_loss_at = -1;
+  std::int64_t bad_data_at = -1;  // three steps of random tokens from here (a corrupt shard)
+  std::int64_t warmup_steps = 0;  // linear learning-rate warm-up
+  std::int64_t ga_change_at = -1, ga_change_to = 1;  // switch ga_steps mid-run
+  std::string store_file;  // internal: where rank 0 publishes the TCPStore port
+  bool quiet = false;
+  bool no_collector = false;  // baseline for the overhead benchmark
+  std::int64_t flush_timeout_s = 30;
+};
+
+}  // namespace lossguard::demo
