@@ -32,37 +32,37 @@ std::string Explain(double ratio, const wire::StepRecord& r) {
 }  // namespace
 
 Collector::Collector(CollectorOptions options) : options_(std::move(options)) {
-  if (!options_.warn)
-    options_.warn = [](std::string_view message) { std::cerr << message << std::endl; };
+  if (!options_.warn())
+    options_.warn([](std::string_view message) { std::cerr << message << std::endl; });
   wire::StepRecord probe;
-  probe.run = options_.run;
-  probe.rank = options_.rank;
-  probe.world_size = options_.rank + 1;
-  probe.micro_batch_size = options_.micro_batch_size;
-  probe.vocab_size = options_.vocab_size;
+  probe.run = options_.run();
+  probe.rank = options_.rank();
+  probe.world_size = options_.rank() + 1;
+  probe.micro_batch_size = options_.micro_batch_size();
+  probe.vocab_size = options_.vocab_size();
   // The wire format's own validation, so that a bad option fails here and not at the server.
   auto valid = wire::ParseRecord(wire::ToJson(probe), 0);
   if (!valid) throw std::invalid_argument("lossguard collector: " + valid.error().message);
-  if (!options_.stream.server_url.empty()) {
-    if (!options_.stream.warn) options_.stream.warn = options_.warn;
-    const bool default_spool = options_.stream.spool_path.empty() && options_.spool_dir != "";
+  if (!options_.stream().server_url().empty()) {
+    if (!options_.stream().warn()) options_.stream().warn(options_.warn());
+    const bool default_spool = options_.stream().spool_path().empty() && options_.spool_dir() != "";
     if (default_spool) {
-      options_.stream.spool_path =
-          client::SpoolPathFor(options_.spool_dir.value_or(client::DefaultSpoolDir()), options_.run,
-                               options_.rank)
+      options_.stream().spool_path() =
+          client::SpoolPathFor(options_.spool_dir().value_or(client::DefaultSpoolDir()),
+                               options_.run(), options_.rank())
               .string();
     }
     try {
-      stream_ = std::make_unique<RecordStream>(options_.stream);
+      stream_ = std::make_unique<RecordStream>(options_.stream());
     } catch (const std::runtime_error& e) {
       // The default spool is a convenience: if it cannot be had (no writable home, another process
       // holds it), the trainer goes on and streams from memory. A spool the caller named is a
       // requirement, and its failure reaches the caller.
       if (!default_spool) throw;
-      options_.warn("lossguard collector: " + std::string(e.what()) +
-                    "; streaming without a spool (records are dropped during a long outage)");
-      options_.stream.spool_path.clear();
-      stream_ = std::make_unique<RecordStream>(options_.stream);
+      options_.warn()("lossguard collector: " + std::string(e.what()) +
+                      "; streaming without a spool (records are dropped during a long outage)");
+      options_.stream().spool_path().clear();
+      stream_ = std::make_unique<RecordStream>(options_.stream());
     }
   }
 }
@@ -73,12 +73,12 @@ wire::StepRecord Collector::RecordStep(std::int64_t step, double reported_loss,
                                        AccumulationWindow& window, const GradNormStats& grads,
                                        std::optional<double> lr) {
   wire::StepRecord record;
-  record.run = options_.run;
+  record.run = options_.run();
   record.step = step;
-  record.rank = options_.rank;
+  record.rank = options_.rank();
   record.world_size = window.world_size();
   record.ga_steps = static_cast<std::int64_t>(window.ga_steps());
-  record.micro_batch_size = options_.micro_batch_size;
+  record.micro_batch_size = options_.micro_batch_size();
   record.loss = reported_loss;
   record.ref_loss = window.ReferenceLoss();
   record.tokens = window.local_tokens();
@@ -86,7 +86,7 @@ wire::StepRecord Collector::RecordStep(std::int64_t step, double reported_loss,
     record.micro.push_back({mb.loss, mb.tokens, mb.loss_sum});
   record.grad_norm = grads.total_norm;
   record.nonfinite_grads = grads.nonfinite;
-  record.vocab_size = options_.vocab_size;
+  record.vocab_size = options_.vocab_size();
   record.lr = lr;
   record.time = Now();
   LocalCheck(record);
@@ -97,19 +97,19 @@ wire::StepRecord Collector::RecordStep(std::int64_t step, double reported_loss,
 void Collector::LocalCheck(const wire::StepRecord& r) {
   bool nonfinite = !std::isfinite(r.loss) || !std::isfinite(*r.grad_norm) || *r.nonfinite_grads > 0;
   if (nonfinite && !nonfinite_reported_) {
-    options_.warn("lossguard: step " + std::to_string(r.step) + ": non-finite values (loss " +
-                  Format(r.loss) + ", grad_norm " + Format(*r.grad_norm) + ", " +
-                  std::to_string(*r.nonfinite_grads) + " non-finite gradient elements)");
+    options_.warn()("lossguard: step " + std::to_string(r.step) + ": non-finite values (loss " +
+                    Format(r.loss) + ", grad_norm " + Format(*r.grad_norm) + ", " +
+                    std::to_string(*r.nonfinite_grads) + " non-finite gradient elements)");
   }
   nonfinite_reported_ = nonfinite_reported_ || nonfinite;
   if (!std::isfinite(r.loss) || !std::isfinite(*r.ref_loss) || *r.ref_loss <= 0) return;
   double ratio = r.loss / *r.ref_loss;
-  bool mismatch = std::abs(ratio - 1) > options_.local_check_tolerance;
+  bool mismatch = std::abs(ratio - 1) > options_.local_check_tolerance();
   if (mismatch && !mismatch_reported_) {
-    options_.warn("lossguard: step " + std::to_string(r.step) + ": the reported loss " +
-                  Format(r.loss) + " is " + Format(ratio) + "x the token-normalised loss " +
-                  Format(*r.ref_loss) + " (ga_steps=" + std::to_string(r.ga_steps) +
-                  ", world_size=" + std::to_string(r.world_size) + "); " + Explain(ratio, r));
+    options_.warn()("lossguard: step " + std::to_string(r.step) + ": the reported loss " +
+                    Format(r.loss) + " is " + Format(ratio) + "x the token-normalised loss " +
+                    Format(*r.ref_loss) + " (ga_steps=" + std::to_string(r.ga_steps) +
+                    ", world_size=" + std::to_string(r.world_size) + "); " + Explain(ratio, r));
   }
   mismatch_reported_ = mismatch;
 }

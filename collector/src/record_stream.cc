@@ -33,12 +33,13 @@ class RecordStream::Sender {
  public:
   explicit Sender(RecordStream& stream)
       : stream_(stream),
-        client_(stream.options_.server_url,
-                client::HttpClientOptions{stream.options_.token, stream.options_.request_timeout}),
-        backoff_(stream.options_.initial_backoff),
+        client_(
+            stream.options_.server_url(),
+            client::HttpClientOptions{stream.options_.token(), stream.options_.request_timeout()}),
+        backoff_(stream.options_.initial_backoff()),
         rng_(std::random_device{}()) {
-    if (!stream.options_.spool_path.empty())
-      spool_.emplace(stream.options_.spool_path, stream.options_.spool_max_bytes);
+    if (!stream.options_.spool_path().empty())
+      spool_.emplace(stream.options_.spool_path(), stream.options_.spool_max_bytes());
   }
 
   // True when records wait in the spool (from an earlier run, or parked during an outage), or were
@@ -64,13 +65,13 @@ class RecordStream::Sender {
       bool stopping;
       {
         std::unique_lock lock(stream_.mutex_);
-        auto wait_until = Clock::now() + stream_.options_.flush_interval;
+        auto wait_until = Clock::now() + stream_.options_.flush_interval();
         if (!Available() && next_attempt_ > Clock::now())
           wait_until = std::min(wait_until, next_attempt_);
         // A flush wakes the sender only when it may try the server now; otherwise the wait ends
         // at the end of the backoff anyway (no spinning while the server is down).
         stream_.wake_sender_.wait_until(lock, wait_until, [&] {
-          return stream_.stopping_ || stream_.ring_->size() >= stream_.options_.batch_size ||
+          return stream_.stopping_ || stream_.ring_->size() >= stream_.options_.batch_size() ||
                  (stream_.flush_requested_ && Available());
         });
         stopping = stream_.stopping_;
@@ -90,7 +91,7 @@ class RecordStream::Sender {
   // Tells Flush how far the sender got: records settled (delivered, rejected, spooled or dropped:
   // nothing more will happen to them in memory) and whether the spool still holds any.
   void Publish() {
-    if (stream_.options_.before_publish) stream_.options_.before_publish();
+    if (stream_.options_.before_publish()) stream_.options_.before_publish()();
     {
       std::lock_guard lock(stream_.mutex_);
       stream_.settled_ = settled_;
@@ -110,7 +111,7 @@ class RecordStream::Sender {
     ReopenSpoolIfDue();
     DeliverSpooled();
     while (!pending.empty() && !SpoolHasBacklog() && Available()) {
-      std::size_t n = std::min(pending.size(), stream_.options_.batch_size);
+      std::size_t n = std::min(pending.size(), stream_.options_.batch_size());
       std::vector<std::string> batch(pending.begin(),
                                      pending.begin() + static_cast<std::ptrdiff_t>(n));
       if (Send(batch) == Outcome::kRetryLater) break;
@@ -124,7 +125,7 @@ class RecordStream::Sender {
   void DeliverSpooled() {
     try {
       while (SpoolHasBacklog() && Available()) {
-        std::vector<std::string> batch = spool_->Peek(stream_.options_.batch_size);
+        std::vector<std::string> batch = spool_->Peek(stream_.options_.batch_size());
         if (batch.empty()) break;
         if (Send(batch) == Outcome::kRetryLater) break;
         spool_->Commit(batch.size());
@@ -150,11 +151,11 @@ class RecordStream::Sender {
         SpoolFailed(e);  // Append wrote none of them: they stay in memory
       }
     }
-    if (pending.size() > stream_.options_.queue_capacity) {
-      std::size_t excess = pending.size() - stream_.options_.queue_capacity;
+    if (pending.size() > stream_.options_.queue_capacity()) {
+      std::size_t excess = pending.size() - stream_.options_.queue_capacity();
       pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(excess));
       settled_ += excess;
-      Drop(excess, stream_.options_.spool_path.empty()
+      Drop(excess, stream_.options_.spool_path().empty()
                        ? "the server is unreachable and there is no spool (set spool_path)"
                        : "the server is unreachable and the spool is unavailable");
     }
@@ -164,19 +165,19 @@ class RecordStream::Sender {
     Count(&Counters::spool_errors, 1);
     spool_lines_at_risk_ += spool_ ? spool_->pending_lines() : 0;
     spool_.reset();  // closes it and releases its lock; reopened (and re-read) when retried
-    spool_retry_at_ = Clock::now() + stream_.options_.spool_retry_interval;
+    spool_retry_at_ = Clock::now() + stream_.options_.spool_retry_interval();
     spool_warnings_.Warn(std::string("lossguard: the spool failed (") + error.what() +
                          "); holding records in memory (at most queue_capacity) and retrying "
                          "the spool");
   }
 
   void ReopenSpoolIfDue() {
-    if (spool_ || stream_.options_.spool_path.empty() || Clock::now() < spool_retry_at_) return;
+    if (spool_ || stream_.options_.spool_path().empty() || Clock::now() < spool_retry_at_) return;
     try {
-      spool_.emplace(stream_.options_.spool_path, stream_.options_.spool_max_bytes);
+      spool_.emplace(stream_.options_.spool_path(), stream_.options_.spool_max_bytes());
     } catch (const std::exception& e) {
       Count(&Counters::spool_errors, 1);
-      spool_retry_at_ = Clock::now() + stream_.options_.spool_retry_interval;
+      spool_retry_at_ = Clock::now() + stream_.options_.spool_retry_interval();
       spool_warnings_.Warn(std::string("lossguard: the spool is still unavailable (") + e.what() +
                            ")");
       return;
@@ -187,7 +188,7 @@ class RecordStream::Sender {
     if (spool_lines_at_risk_ > found)
       Drop(spool_lines_at_risk_ - found, "they were in a spool file that is gone");
     spool_lines_at_risk_ = 0;
-    Warn("lossguard: the spool " + stream_.options_.spool_path + " is usable again");
+    Warn("lossguard: the spool " + stream_.options_.spool_path() + " is usable again");
   }
 
   // Delivers `lines`, or says to retry later. A record the server refuses as invalid (400 naming
@@ -197,7 +198,7 @@ class RecordStream::Sender {
       auto sent = client_.Post(lines);
       if (sent.ok()) {
         Count(&Counters::delivered, lines.size());
-        backoff_ = stream_.options_.initial_backoff;
+        backoff_ = stream_.options_.initial_backoff();
         warned_unreachable_ = false;
         return Outcome::kDelivered;
       }
@@ -217,7 +218,7 @@ class RecordStream::Sender {
     Count(&Counters::failed_requests, 1);
     if (!warned_unreachable_) {
       Warn("lossguard: cannot deliver records (" + refusal.Describe().substr(0, 300) + "); " +
-           (spool_ ? "spooling to " + stream_.options_.spool_path
+           (spool_ ? "spooling to " + stream_.options_.spool_path()
                    : std::string("holding them in memory")) +
            " and retrying with backoff");
       warned_unreachable_ = true;
@@ -225,13 +226,13 @@ class RecordStream::Sender {
     std::uniform_real_distribution<double> jitter(0.5, 1.0);
     next_attempt_ =
         Clock::now() + std::chrono::duration_cast<Clock::duration>(backoff_ * jitter(rng_));
-    backoff_ = std::min(backoff_ * 2, stream_.options_.max_backoff);
+    backoff_ = std::min(backoff_ * 2, stream_.options_.max_backoff());
     return Outcome::kRetryLater;
   }
 
   // The destructor's last pass: one more delivery attempt per drain_timeout, then park.
   void Finish(std::vector<std::string>& pending) {
-    auto deadline = Clock::now() + stream_.options_.drain_timeout;
+    auto deadline = Clock::now() + stream_.options_.drain_timeout();
     while ((!pending.empty() || SpoolHasBacklog()) && Clock::now() < deadline) {
       if (!Available()) std::this_thread::sleep_until(std::min(next_attempt_, deadline));
       DeliverOrPark(pending);
@@ -251,7 +252,7 @@ class RecordStream::Sender {
     loss_warnings_.Warn("lossguard: dropped " + std::to_string(n) + " records: " + why);
   }
 
-  void Warn(const std::string& message) { stream_.options_.warn(message); }
+  void Warn(const std::string& message) { stream_.options_.warn()(message); }
 
   // Losses and spool failures during a long outage happen every cycle: one line a minute says so,
   // not thousands.
@@ -295,11 +296,11 @@ class RecordStream::Sender {
 
 RecordStream::RecordStream(RecordStreamOptions options)
     : options_(std::move(options)),
-      ring_(std::make_unique<RecordRing>(options_.queue_capacity)),
+      ring_(std::make_unique<RecordRing>(options_.queue_capacity())),
       counters_(std::make_unique<Counters>()) {
-  if (!options_.warn)
-    options_.warn = [](std::string_view message) { std::cerr << message << std::endl; };
-  if (options_.batch_size == 0) throw std::invalid_argument("batch_size must be >= 1, but got 0");
+  if (!options_.warn())
+    options_.warn([](std::string_view message) { std::cerr << message << std::endl; });
+  if (options_.batch_size() == 0) throw std::invalid_argument("batch_size must be >= 1, but got 0");
   sender_ = std::make_unique<Sender>(*this);
   backlog_ = sender_->HasBacklog();
   thread_ = std::thread([this] { sender_->Run(); });
@@ -319,7 +320,7 @@ bool RecordStream::Submit(wire::StepRecord record) {
   if (!ring_->TryPush(record)) {
     counters_->dropped.fetch_add(1, std::memory_order_relaxed);
     if (!warned_full_.exchange(true)) {
-      options_.warn(
+      options_.warn()(
           "lossguard: the record queue is full; dropping records (counted in stats().dropped)");
     }
     return false;
@@ -327,7 +328,7 @@ bool RecordStream::Submit(wire::StepRecord record) {
   accepted_.fetch_add(1, std::memory_order_release);
   // Wake the sender when a batch is ready. notify_one costs a syscall only when it sleeps; a
   // wake-up lost to a race is made up for by flush_interval.
-  if (ring_->size() == options_.batch_size) wake_sender_.notify_one();
+  if (ring_->size() == options_.batch_size()) wake_sender_.notify_one();
   return true;
 }
 

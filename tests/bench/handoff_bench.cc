@@ -34,8 +34,8 @@ lossguard::wire::StepRecord Record(std::int64_t step) {
 
 void Measure(const char* scenario, RecordStreamOptions options, std::int64_t records,
              std::int64_t interval_us) {
-  options.warn = [](std::string_view) {};
-  options.drain_timeout = std::chrono::milliseconds(0);
+  options.warn([](std::string_view) {});
+  options.drain_timeout(std::chrono::milliseconds(0));
   std::vector<double> ns;
   ns.reserve(static_cast<std::size_t>(records));
   std::uint64_t dropped = 0;
@@ -79,18 +79,18 @@ int main(int argc, char** argv) {
     if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
     std::filesystem::path dir = pattern;
     RecordStreamOptions options;
-    options.queue_capacity = static_cast<std::size_t>(records) + 1;
+    options.queue_capacity(static_cast<std::size_t>(records) + 1);
     {
       lossguard::testing::ServerProcess server(
           {.db = dir / "db", .extra_args = {"--sync", "normal"}});
-      options.server_url = server.url();
+      options.server_url(server.url());
       Measure("server live", options, records, interval_us);
       server.Stop(SIGTERM, std::chrono::seconds(30));
     }
     // The stopped server's port: nothing listens there now.
-    options.spool_path = (dir / "spool.ndjson").string();
+    options.spool_path((dir / "spool.ndjson").string());
     Measure("server down, spooling to disk", options, records, interval_us);
-    options.spool_path.clear();
+    options.spool_path().clear();
     Measure("server down, no spool", options, records, interval_us);
     std::filesystem::remove_all(dir);
   } catch (const std::exception& e) {

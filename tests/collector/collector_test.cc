@@ -51,8 +51,8 @@ TEST(Collector, BuildsTheRecordFromTheWindowAndFlagsTheGaBugLocally) {
   Data data = MakeData();
   TinyLm model = FreshModel();
   Captured warnings;
-  Collector collector(CollectorOptions{
-      .run = "local", .micro_batch_size = 1, .vocab_size = kVocab, .warn = warnings.Sink()});
+  Collector collector(
+      CollectorOptions().run("local").micro_batch_size(1).vocab_size(kVocab).warn(warnings.Sink()));
   double summed_means = 0;
   auto window = TrainStep(model, data, summed_means);
   GradNormStats grads = ComputeGradNorm(model->parameters());
@@ -94,7 +94,7 @@ TEST(Collector, ACorrectLossRaisesNothingAndNaNIsReportedOnce) {
   Data data = MakeData();
   TinyLm model = FreshModel();
   Captured warnings;
-  Collector collector(CollectorOptions{.run = "quiet", .warn = warnings.Sink()});
+  Collector collector(CollectorOptions().run("quiet").warn(warnings.Sink()));
   double summed_means = 0;
   auto window = TrainStep(model, data, summed_means);
   collector.RecordStep(0, window->ReferenceLoss(), *window, ComputeGradNorm(model->parameters()));
@@ -112,8 +112,9 @@ TEST(Collector, StreamsRecordsToTheServer) {
   lossguard::testing::ServerProcess server({.db = dir.File("db")});
   Data data = MakeData();
   TinyLm model = FreshModel();
-  CollectorOptions options{.run = "streamed", .micro_batch_size = 1, .vocab_size = kVocab};
-  options.stream.server_url = server.url();
+  CollectorOptions options =
+      CollectorOptions().run("streamed").micro_batch_size(1).vocab_size(kVocab);
+  options.stream().server_url(server.url());
   Collector collector(options);
   for (int step = 0; step < 5; ++step) {
     double summed_means = 0;
@@ -131,10 +132,9 @@ TEST(Collector, StreamsRecordsToTheServer) {
 }
 
 TEST(Collector, BadOptionsFailBeforeTraining) {
-  EXPECT_THROW(Collector(CollectorOptions{.run = "has space"}), std::invalid_argument);
-  EXPECT_THROW(Collector(CollectorOptions{.run = ""}), std::invalid_argument);
-  EXPECT_THROW(Collector(CollectorOptions{.run = "ok", .micro_batch_size = 0}),
-               std::invalid_argument);
+  EXPECT_THROW(Collector(CollectorOptions().run("has space")), std::invalid_argument);
+  EXPECT_THROW(Collector(CollectorOptions().run("")), std::invalid_argument);
+  EXPECT_THROW(Collector(CollectorOptions().run("ok").micro_batch_size(0)), std::invalid_argument);
 }
 
 }  // namespace

@@ -60,13 +60,13 @@ std::string DeadServer(const TempDir& dir, std::uint16_t& port) {
 
 RecordStreamOptions FastRetries(const std::string& url, Warnings& warnings) {
   RecordStreamOptions options;
-  options.server_url = url;
-  options.batch_size = 100;
-  options.flush_interval = std::chrono::milliseconds(20);
-  options.initial_backoff = std::chrono::milliseconds(20);
-  options.max_backoff = std::chrono::milliseconds(100);
-  options.drain_timeout = std::chrono::milliseconds(500);
-  options.warn = warnings.Sink();
+  options.server_url(url);
+  options.batch_size(100);
+  options.flush_interval(std::chrono::milliseconds(20));
+  options.initial_backoff(std::chrono::milliseconds(20));
+  options.max_backoff(std::chrono::milliseconds(100));
+  options.drain_timeout(std::chrono::milliseconds(500));
+  options.warn(warnings.Sink());
   return options;
 }
 
@@ -100,7 +100,7 @@ TEST(RecordStream, ConcurrentProducersLoseNothing) {
   ServerProcess server({.db = dir.File("db")});
   Warnings warnings;
   RecordStreamOptions options = FastRetries(server.url(), warnings);
-  options.queue_capacity = 64;  // small, so producers and the sender contend on a wrapping ring
+  options.queue_capacity(64);  // small, so producers and the sender contend on a wrapping ring
   RecordStream stream(options);
   constexpr int kThreads = 4, kPerThread = 2000;
   std::vector<std::thread> producers;
@@ -129,7 +129,7 @@ TEST(RecordStream, SpoolsWhileTheServerIsDownThenReplaysInOrderExactlyOnce) {
   std::string url = DeadServer(dir, port);
   Warnings warnings;
   RecordStreamOptions options = FastRetries(url, warnings);
-  options.spool_path = dir.File("spool/records.ndjson").string();
+  options.spool_path(dir.File("spool/records.ndjson").string());
   RecordStream stream(options);
 
   for (int step = 0; step < 1500; ++step)
@@ -157,7 +157,7 @@ TEST(RecordStream, ATrainerRestartReplaysWhatTheLastOneSpooled) {
   std::string url = DeadServer(dir, port);
   Warnings warnings;
   RecordStreamOptions options = FastRetries(url, warnings);
-  options.spool_path = dir.File("records.ndjson").string();
+  options.spool_path(dir.File("records.ndjson").string());
   {
     RecordStream first(options);
     for (int step = 0; step < 300; ++step) first.Submit(MakeRecord("restart", step));
@@ -175,7 +175,7 @@ TEST(RecordStream, WithoutASpoolOverflowIsCountedAndWarnedNotSilent) {
   std::uint16_t port = 0;
   Warnings warnings;
   RecordStreamOptions options = FastRetries(DeadServer(dir, port), warnings);
-  options.queue_capacity = 50;
+  options.queue_capacity(50);
   RecordStream stream(options);
   int refused = 0;
   for (int step = 0; step < 500; ++step)
@@ -212,8 +212,8 @@ TEST(RecordStream, TheDestructorDeliversWhatIsQueued) {
   Warnings warnings;
   {
     RecordStreamOptions options = FastRetries(server.url(), warnings);
-    options.flush_interval = std::chrono::seconds(60);  // only the destructor will send
-    options.batch_size = 1000;
+    options.flush_interval(std::chrono::seconds(60));  // only the destructor will send
+    options.batch_size(1000);
     RecordStream stream(options);
     for (int step = 0; step < 250; ++step) stream.Submit(MakeRecord("drain", step));
   }
@@ -233,7 +233,7 @@ TEST(RecordStream, FlushNeverReturnsWhileASubmittedRecordIsUndelivered) {
   RecordStream* stream = nullptr;
   std::atomic<int> phase{0};  // 0 idle, 1 submit at the next cycle end, 2 flush at the next one
   std::atomic<int> flushed_early{-1};
-  options.before_publish = [&] {
+  options.before_publish([&] {
     if (phase == 1) {
       stream->Submit(MakeRecord("window", 1));
       phase = 2;
@@ -242,7 +242,7 @@ TEST(RecordStream, FlushNeverReturnsWhileASubmittedRecordIsUndelivered) {
       flushed_early = stream->Flush(std::chrono::milliseconds(0)) ? 1 : 0;
       phase = 3;
     }
-  };
+  });
   RecordStream local(options);
   stream = &local;
   ASSERT_TRUE(local.Flush(std::chrono::seconds(5))) << "nothing submitted yet";
@@ -259,7 +259,7 @@ TEST(RecordStream, FlushWaitsForEveryRecordSubmittedBeforeItWhileOthersSubmit) {
   ServerProcess server({.db = dir.File("db")});
   Warnings warnings;
   RecordStreamOptions options = FastRetries(server.url(), warnings);
-  options.batch_size = 1;  // one POST per record: many sender cycles, many windows
+  options.batch_size(1);  // one POST per record: many sender cycles, many windows
   RecordStream stream(options);
   std::atomic<bool> done{false};
   std::atomic<std::uint64_t> accepted{0};  // counted after Submit returned: before any Flush below
@@ -294,8 +294,8 @@ TEST(RecordStream, ASpoolRemovedWhileTrainingCostsOnlyWhatItHeld) {
   std::string url = DeadServer(dir, port);
   Warnings warnings;
   RecordStreamOptions options = FastRetries(url, warnings);
-  options.spool_path = dir.File("spool/records.ndjson").string();
-  options.spool_retry_interval = std::chrono::milliseconds(50);
+  options.spool_path(dir.File("spool/records.ndjson").string());
+  options.spool_retry_interval(std::chrono::milliseconds(50));
   RecordStream stream(options);
   for (int step = 0; step < 300; ++step) ASSERT_TRUE(stream.Submit(MakeRecord("removed", step)));
   ASSERT_TRUE(WaitFor([&] { return stream.stats().spooled == 300; })) << warnings.All();
@@ -305,7 +305,7 @@ TEST(RecordStream, ASpoolRemovedWhileTrainingCostsOnlyWhatItHeld) {
   ASSERT_TRUE(WaitFor([&] { return stream.stats().dropped == 300; }))
       << stream.stats().dropped << "\n"
       << warnings.All();
-  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(options.spool_path); }));
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(options.spool_path()); }));
 
   ServerProcess server({.db = dir.File("db"), .listen = "127.0.0.1:" + std::to_string(port)});
   ASSERT_TRUE(stream.Flush(std::chrono::seconds(30))) << warnings.All();
@@ -330,9 +330,9 @@ TEST(RecordStream, AFullSpoolDiskNeverStopsTheTrainerAndTheStatsSayWhatWasLost) 
   std::string url = DeadServer(dir, port);
   Warnings warnings;
   RecordStreamOptions options = FastRetries(url, warnings);
-  options.spool_path = (dir.File("disk") / "spool" / "records.ndjson").string();
-  options.spool_retry_interval = std::chrono::milliseconds(50);
-  options.queue_capacity = 512;
+  options.spool_path((dir.File("disk") / "spool" / "records.ndjson").string());
+  options.spool_retry_interval(std::chrono::milliseconds(50));
+  options.queue_capacity(512);
   RecordStream stream(options);
   disk.Fill();
 
@@ -344,7 +344,7 @@ TEST(RecordStream, AFullSpoolDiskNeverStopsTheTrainerAndTheStatsSayWhatWasLost) 
   ASSERT_TRUE(WaitFor([&] { return stream.stats().spool_errors > 0; })) << warnings.All();
   ASSERT_TRUE(WaitFor([&] {
     StreamStats s = stream.stats();
-    return s.dropped + s.spooled >= kSteps - 2 * options.queue_capacity;
+    return s.dropped + s.spooled >= kSteps - 2 * options.queue_capacity();
   })) << warnings.All();
   EXPECT_GT(stream.stats().dropped, 0u) << "a 1 MB disk that is full cannot hold them all";
 
@@ -354,7 +354,7 @@ TEST(RecordStream, AFullSpoolDiskNeverStopsTheTrainerAndTheStatsSayWhatWasLost) 
   ServerProcess server({.db = dir.File("db"), .listen = "127.0.0.1:" + std::to_string(port)});
   ASSERT_TRUE(stream.Flush(std::chrono::seconds(30))) << warnings.All();
   StreamStats stats = stream.stats();
-  EXPECT_GE(stats.delivered, options.queue_capacity) << "what was held in memory arrives";
+  EXPECT_GE(stats.delivered, options.queue_capacity()) << "what was held in memory arrives";
   EXPECT_EQ(stats.delivered + stats.dropped, stats.submitted)
       << "every record is either delivered or counted as lost";
   EXPECT_EQ(RunSummary(server.url(), "full")["run"]["records"].get<std::uint64_t>(),
@@ -366,10 +366,10 @@ TEST(RecordStream, AFullSpoolDiskNeverStopsTheTrainerAndTheStatsSayWhatWasLost) 
 
 TEST(RecordStream, BadOptionsAreRefused) {
   RecordStreamOptions options;
-  options.server_url = "ftp://nowhere";
+  options.server_url("ftp://nowhere");
   EXPECT_THROW(RecordStream stream(options), std::invalid_argument);
-  options.server_url = "http://127.0.0.1:1";
-  options.batch_size = 0;
+  options.server_url("http://127.0.0.1:1");
+  options.batch_size(0);
   EXPECT_THROW(RecordStream stream(options), std::invalid_argument);
 }
 

@@ -73,12 +73,15 @@ int Train(const Config& c) {
   torch::optim::AdamW optimizer(model->parameters(),
                                 torch::optim::AdamWOptions(c.lr).weight_decay(0.0));
 
-  CollectorOptions options{
-      .run = c.run, .rank = c.rank, .micro_batch_size = c.micro_batch_size, .vocab_size = kVocab};
-  options.stream.server_url = c.server_url;
-  options.stream.spool_path = c.spool;
-  if (c.spool_dir) options.spool_dir = *c.spool_dir == "none" ? "" : *c.spool_dir;
-  options.stream.drain_timeout = std::chrono::seconds(c.flush_timeout_s);
+  CollectorOptions options = CollectorOptions()
+                                 .run(c.run)
+                                 .rank(c.rank)
+                                 .micro_batch_size(c.micro_batch_size)
+                                 .vocab_size(kVocab);
+  options.stream().server_url(c.server_url);
+  options.stream().spool_path(c.spool);
+  if (c.spool_dir) options.spool_dir(*c.spool_dir == "none" ? "" : *c.spool_dir);
+  options.stream().drain_timeout(std::chrono::seconds(c.flush_timeout_s));
   std::optional<Collector> collector;
   if (!c.no_collector) collector.emplace(options);
   std::ofstream out;

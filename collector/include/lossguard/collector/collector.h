@@ -16,21 +16,21 @@
 namespace lossguard::collector {
 
 struct CollectorOptions {
-  std::string run;                    // required: [A-Za-z0-9._:-], 1-128 characters
-  std::int64_t rank = 0;              // this process's data-parallel rank
-  std::int64_t micro_batch_size = 1;  // sequences per micro-batch on this rank
-  std::optional<std::int64_t> vocab_size;
+  LOSSGUARD_ARG(std::string, run);                    // required: [A-Za-z0-9._:-], 1-128 characters
+  LOSSGUARD_ARG(std::int64_t, rank) = 0;              // this process's data-parallel rank
+  LOSSGUARD_ARG(std::int64_t, micro_batch_size) = 1;  // sequences per micro-batch on this rank
+  LOSSGUARD_ARG(std::optional<std::int64_t>, vocab_size);
   // Where records go; an empty server_url means no streaming (local checks only).
-  RecordStreamOptions stream;
+  LOSSGUARD_ARG(RecordStreamOptions, stream);
   // Where the stream spools records while the server is unreachable, when stream.spool_path is
   // empty: <spool_dir>/<run>/rank-<rank>.ndjson. nullopt: client::DefaultSpoolDir()
   // ($LOSSGUARD_SPOOL_DIR, else ~/.local/state/lossguard/spool); "": no spool (memory only).
   // A restarted trainer replays its spool; `lossguard flush DIR` delivers one nobody restarts.
-  std::optional<std::string> spool_dir;
+  LOSSGUARD_ARG(std::optional<std::string>, spool_dir);
   // Compare the reported loss with the normalised one and warn in the trainer's log when they
   // disagree by more than this fraction (at the first such step, and again if it ends and returns).
-  double local_check_tolerance = 0.01;
-  std::function<void(std::string_view)> warn;  // default: stderr
+  LOSSGUARD_ARG(double, local_check_tolerance) = 0.01;
+  LOSSGUARD_ARG(std::function<void(std::string_view)>, warn);  // default: stderr
 };
 
 // What a training loop calls once per optimizer step. Builds the wire-format-v1 record (the loss as

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <thread>
 
+#include "lossguard/collector/arg.h"
 #include "lossguard/wire/step_record.h"
 
 namespace lossguard::collector {
@@ -18,31 +19,33 @@ namespace lossguard::collector {
 class RecordRing;
 
 struct RecordStreamOptions {
-  std::string server_url;  // "http://127.0.0.1:8080"; required
-  std::string token;       // bearer token for the server's write endpoints, if it has one
+  LOSSGUARD_ARG(std::string, server_url);  // "http://127.0.0.1:8080"; required
+  LOSSGUARD_ARG(std::string, token);       // the server's write token, if it has one
   // Records held in memory before hand-off starts dropping (rounded up to a power of two; the
   // slots are allocated once, up front).
-  std::size_t queue_capacity = 16'384;
-  std::size_t batch_size = 512;                   // records per request
-  std::chrono::milliseconds flush_interval{500};  // a partial batch waits at most this long
+  LOSSGUARD_ARG(std::size_t, queue_capacity) = 16'384;
+  LOSSGUARD_ARG(std::size_t, batch_size) = 512;  // records per request
+  // A partial batch waits at most this long.
+  LOSSGUARD_ARG(std::chrono::milliseconds, flush_interval){500};
   // Where undelivered records go while the server is unreachable ("" = memory only, so records
   // beyond queue_capacity are dropped). Replayed in order when the server is back, also after a
   // restart of the trainer, or by `lossguard flush`. (Collector fills in a per-run default.)
-  std::string spool_path;
-  std::uint64_t spool_max_bytes = 1ull << 30;
-  std::chrono::milliseconds initial_backoff{200};
-  std::chrono::milliseconds max_backoff{30'000};
-  std::chrono::milliseconds request_timeout{10'000};
-  std::chrono::milliseconds drain_timeout{10'000};  // how long the destructor tries to deliver
+  LOSSGUARD_ARG(std::string, spool_path);
+  LOSSGUARD_ARG(std::uint64_t, spool_max_bytes) = 1ull << 30;
+  LOSSGUARD_ARG(std::chrono::milliseconds, initial_backoff){200};
+  LOSSGUARD_ARG(std::chrono::milliseconds, max_backoff){30'000};
+  LOSSGUARD_ARG(std::chrono::milliseconds, request_timeout){10'000};
+  // How long the destructor tries to deliver.
+  LOSSGUARD_ARG(std::chrono::milliseconds, drain_timeout){10'000};
   // After the spool fails (disk full, directory removed or unwritable), how long the stream keeps
   // records in memory before it tries the spool again.
-  std::chrono::milliseconds spool_retry_interval{10'000};
+  LOSSGUARD_ARG(std::chrono::milliseconds, spool_retry_interval){10'000};
   // Where warnings go (dropped records, server errors); default: one line on stderr.
-  std::function<void(std::string_view)> warn;
+  LOSSGUARD_ARG(std::function<void(std::string_view)>, warn);
   // Called on the sender thread each time it is about to publish its progress to Flush (after each
   // delivered batch and at the end of each cycle). For tests of that hand-over; must return
   // promptly.
-  std::function<void()> before_publish;
+  LOSSGUARD_ARG(std::function<void()>, before_publish);
 };
 
 // Counters since construction. submitted = delivered + rejected + dropped + (still queued or
@@ -93,7 +96,7 @@ class RecordStream {
 
   StreamStats stats() const;
   // The spool file in use; "" for none.
-  const std::string& spool_path() const { return options_.spool_path; }
+  const std::string& spool_path() const { return options_.spool_path(); }
 
  private:
   class Sender;
