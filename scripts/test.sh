@@ -2,7 +2,7 @@
 # Installs what is missing, builds everything with warnings as errors, checks formatting, and runs
 # every test (unit, end-to-end, schema, benchmark smoke runs) with ctest; then the sanitizer stage
 # (scripts/sanitize.sh: clang ASan+UBSan build of the server, its unit and e2e tests, and each fuzz
-# target for a bounded time).
+# target for a bounded time; then a TSan build running the concurrency tests).
 #   scripts/test.sh                 the whole suite
 #   scripts/test.sh -L unit         extra arguments go to ctest (here: the quick subset); with
 #                                   arguments the sanitizer stage is skipped
