@@ -8,19 +8,6 @@
 namespace lossguard::analyzers {
 
 namespace {
-// The correctly normalised loss the record carries, if any.
-std::optional<double> CarriedReference(const wire::StepRecord& r, const char*& method) {
-  if (r.ref_loss && std::isfinite(*r.ref_loss) && *r.ref_loss > 0) {
-    method = "ref_loss";
-    return *r.ref_loss;
-  }
-  if (std::optional<double> mean = TokenWeightedMicroMean(r)) {
-    method = "micro_batches";
-    return mean;
-  }
-  return std::nullopt;
-}
-
 std::string NameOf(const std::optional<LossFactor>& match) {
   return match ? match->name : "unexplained";
 }
@@ -82,24 +69,24 @@ std::optional<Finding> LossScaleDetector::JudgeLevelShift(const wire::StepRecord
 }
 
 std::optional<LossScaleDetector::Reference> LossScaleDetector::ReferenceFor(
-    const wire::StepRecord& r, bool& from_init) const {
-  const char* method = nullptr;
-  if (std::optional<double> carried = CarriedReference(r, method)) {
-    from_init = false;
-    return Reference{*carried, method};
+    const wire::StepRecord& r) const {
+  if (r.ref_loss && std::isfinite(*r.ref_loss) && *r.ref_loss > 0)
+    return Reference{*r.ref_loss, "ref_loss", /*from_init=*/false};
+  if (std::optional<double> mean = TokenWeightedMicroMean(r))
+    return Reference{*mean, "micro_batches", /*from_init=*/false};
+  if (r.vocab_size && *r.vocab_size > 1 && r.step - *first_step_ < options_.init_steps) {
+    return Reference{std::log(static_cast<double>(*r.vocab_size)), "ln_vocab_size_at_init",
+                     /*from_init=*/true};
   }
-  from_init = r.vocab_size && *r.vocab_size > 1 && r.step - *first_step_ < options_.init_steps;
-  if (!from_init) return std::nullopt;
-  return Reference{std::log(static_cast<double>(*r.vocab_size)), "ln_vocab_size_at_init"};
+  return std::nullopt;
 }
 
-std::string LossScaleDetector::ExplainedBy(double factor, const wire::StepRecord& r,
-                                           bool from_init) const {
+std::string LossScaleDetector::ExplainedBy(double factor, const wire::StepRecord& r, bool from_init,
+                                           std::optional<double> mean_of_means) const {
   // ln(vocab_size) is only approximately the initial loss: it needs a wider tolerance.
   const double tolerance = from_init ? options_.init_tolerance : options_.explain_tolerance;
   const std::vector<LossFactor> factors = LossFactorsOf(r);
   std::string explained_by = NameOf(MatchLossFactor(factor, factors, tolerance));
-  std::optional<double> mean_of_means = MeanOfMicroMeans(r);
   if (explained_by == "unexplained" && mean_of_means) {
     // Summing per-micro-batch means (Axolotl) is off by ga_steps from the mean of means exactly,
     // and from the token-weighted loss only roughly.
@@ -117,8 +104,7 @@ std::string LossScaleDetector::ExplainedBy(double factor, const wire::StepRecord
 }
 
 Finding LossScaleDetector::Verdict(const wire::StepRecord& r, double factor,
-                                   const Reference& reference, const std::string& explained_by,
-                                   bool from_init) {
+                                   const Reference& reference, const std::string& explained_by) {
   nlohmann::json evidence = {{"factor", factor},
                              {"explained_by", explained_by},
                              {"loss", r.loss},
@@ -127,14 +113,15 @@ Finding LossScaleDetector::Verdict(const wire::StepRecord& r, double factor,
                              {"ga_steps", r.ga_steps},
                              {"world_size", r.world_size},
                              {"consecutive_steps", mismatching_}};
-  std::string against = from_init ? "ln(vocab_size)=" + FormatNumber(reference.value) +
-                                        ", a causal LM's loss at initialisation"
-                                  : "the token-normalised loss " + FormatNumber(reference.value);
+  std::string against = reference.from_init
+                            ? "ln(vocab_size)=" + FormatNumber(reference.value) +
+                                  ", a causal LM's loss at initialisation"
+                            : "the token-normalised loss " + FormatNumber(reference.value);
   Finding finding{Severity::kCritical,
                   "loss is " + FormatNumber(factor) + "x " + against + ": " +
                       ExplainLossFactor(explained_by, r),
                   evidence};
-  if (from_init) init_verdict_ = finding;
+  if (reference.from_init) init_verdict_ = finding;
   return finding;
 }
 
@@ -142,8 +129,8 @@ std::optional<Finding> LossScaleDetector::Observe(const wire::StepRecord& r) {
   if (!first_step_) first_step_ = r.step;
   if (!std::isfinite(r.loss) || r.loss <= 0)
     return std::nullopt;  // NaN is the nonfinite detector's
-  bool from_init = false;
-  std::optional<Reference> reference = ReferenceFor(r, from_init);
+  const std::optional<Reference> reference = ReferenceFor(r);
+  const bool from_init = reference && reference->from_init;
   std::optional<Finding> level_shift;
   if (!reference || from_init) level_shift = JudgeLevelShift(r);
   recent_.Add(r.loss);
@@ -164,8 +151,8 @@ std::optional<Finding> LossScaleDetector::Observe(const wire::StepRecord& r) {
   // Against ln(vocab_size) only a factor a configuration value explains is evidence. A loss equal
   // to the mean of micro-batch means is a weighting problem (token_weighting_bias), not a scale
   // one.
-  std::string explained_by = ExplainedBy(factor, r, from_init);
-  std::optional<double> mean_of_means = MeanOfMicroMeans(r);
+  const std::optional<double> mean_of_means = MeanOfMicroMeans(r);
+  std::string explained_by = ExplainedBy(factor, r, from_init, mean_of_means);
   bool weighting_only =
       mean_of_means && std::abs(r.loss / *mean_of_means - 1) <= options_.tolerance;
   bool mismatch = (!from_init || explained_by != "unexplained") && !weighting_only;
@@ -176,7 +163,7 @@ std::optional<Finding> LossScaleDetector::Observe(const wire::StepRecord& r) {
           ? static_cast<int>(std::min<std::int64_t>(options_.confirm_steps, options_.init_steps))
           : options_.confirm_steps;
   if (mismatching_ < confirm) return level_shift;
-  return Verdict(r, factor, *reference, explained_by, from_init);
+  return Verdict(r, factor, *reference, explained_by);
 }
 
 }  // namespace lossguard::analyzers

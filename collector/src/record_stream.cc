@@ -1,14 +1,12 @@
 #include "lossguard/collector/record_stream.h"
 
 #include <iostream>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <vector>
 
 #include "lossguard/client/ingest_client.h"
 #include "lossguard/client/spool.h"
-#include "lossguard/wire/json_numbers.h"
 #include "record_ring.h"
 
 namespace lossguard::collector {
@@ -163,6 +161,7 @@ class RecordStream::Sender {
 
   void SpoolFailed(const std::exception& error) {
     Count(&Counters::spool_errors, 1);
+    // A spool that failed to reopen has no lines of its own: those at risk are already counted.
     spool_lines_at_risk_ += spool_ ? spool_->pending_lines() : 0;
     spool_.reset();  // closes it and releases its lock; reopened (and re-read) when retried
     spool_retry_at_ = Clock::now() + stream_.options_.spool_retry_interval();
@@ -176,10 +175,7 @@ class RecordStream::Sender {
     try {
       spool_.emplace(stream_.options_.spool_path(), stream_.options_.spool_max_bytes());
     } catch (const std::exception& e) {
-      Count(&Counters::spool_errors, 1);
-      spool_retry_at_ = Clock::now() + stream_.options_.spool_retry_interval();
-      spool_warnings_.Warn(std::string("lossguard: the spool is still unavailable (") + e.what() +
-                           ")");
+      SpoolFailed(e);  // counted, warned about (rate-limited), retried again later
       return;
     }
     // What the failed spool held and the reopened file no longer has (its directory was removed,

@@ -68,14 +68,17 @@ class LossScaleDetector {
   struct Reference {
     double value;
     const char* method;
+    bool from_init;  // ln(vocab_size) in the run's first steps, not carried by the record
   };
   // The correctly normalised loss this record lets us know (or ln(vocab_size) in the first steps).
-  std::optional<Reference> ReferenceFor(const wire::StepRecord& record, bool& from_init) const;
-  // The configuration value that explains `factor`, "unexplained" when none does.
-  std::string ExplainedBy(double factor, const wire::StepRecord& record, bool from_init) const;
+  std::optional<Reference> ReferenceFor(const wire::StepRecord& record) const;
+  // The configuration value that explains `factor`, "unexplained" when none does. `mean_of_means`
+  // is the record's mean of micro-batch means, if it has micro-batch data.
+  std::string ExplainedBy(double factor, const wire::StepRecord& record, bool from_init,
+                          std::optional<double> mean_of_means) const;
   // The alert of a confirmed mismatch (kept as init_verdict_ when judged against ln(vocab_size)).
   Finding Verdict(const wire::StepRecord& record, double factor, const Reference& reference,
-                  const std::string& explained_by, bool from_init);
+                  const std::string& explained_by);
   std::optional<Finding> JudgeLevelShift(const wire::StepRecord& record);
 
   LossScaleOptions options_;
