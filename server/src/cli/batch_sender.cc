@@ -5,10 +5,10 @@
 
 namespace lossguard::cli {
 
-Status SendBatch(client::IngestClient& client, const std::string& body, int retries,
+Status SendBatch(client::IngestClient& client, const std::vector<std::string>& lines, int retries,
                  SendTotals& totals) {
   for (int attempt = 0;; ++attempt) {
-    auto sent = client.Post(body);
+    auto sent = client.Post(lines);
     if (sent.ok()) {
       totals.accepted += sent.value().accepted;
       totals.duplicates += sent.value().duplicates;

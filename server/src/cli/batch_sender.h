@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "lossguard/client/ingest_client.h"
 #include "lossguard/wire/result.h"
@@ -13,9 +14,10 @@ struct SendTotals {
   std::int64_t accepted = 0, duplicates = 0, replaced = 0, batches = 0;
 };
 
-// POSTs one NDJSON body, retrying transport failures (a restarting server) up to `retries` times
-// with backoff; an answer other than 200 is final. The error says what the server answered.
-Status SendBatch(client::IngestClient& client, const std::string& body, int retries,
+// POSTs one batch of records (NDJSON lines without their '\n'), retrying transport failures (a
+// restarting server) up to `retries` times with backoff; an answer other than 200 is final. The
+// error says what the server answered.
+Status SendBatch(client::IngestClient& client, const std::vector<std::string>& lines, int retries,
                  SendTotals& totals);
 
 }  // namespace lossguard::cli

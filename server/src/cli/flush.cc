@@ -20,9 +20,7 @@ Status FlushSpool(const std::filesystem::path& path, const FlushOptions& options
   while (!spool.empty()) {
     std::vector<std::string> lines = spool.Peek(options.batch_size);
     if (lines.empty()) break;  // only a torn last line: a trainer was killed mid-append
-    std::string body;
-    for (const std::string& line : lines) body += line + "\n";
-    if (Status sent = SendBatch(client, body, options.retries, totals); !sent) return sent;
+    if (Status sent = SendBatch(client, lines, options.retries, totals); !sent) return sent;
     spool.Commit(lines.size());
   }
   return Status::Ok();

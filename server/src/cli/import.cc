@@ -124,11 +124,10 @@ int Import(const ImportOptions& o, std::ostream& out, std::ostream& err) {
                               client::HttpClientOptions{o.token, std::chrono::seconds(60)});
   SendTotals totals;
   for (std::size_t i = 0; i < c.lines.size(); i += o.batch_size) {
-    std::string body;
-    for (std::size_t j = i; j < std::min(c.lines.size(), i + o.batch_size); ++j) {
-      body += c.lines[j] + "\n";
-    }
-    if (Status sent = SendBatch(client, body, o.retries, totals); !sent) {
+    const std::vector<std::string> batch(
+        c.lines.begin() + static_cast<std::ptrdiff_t>(i),
+        c.lines.begin() + static_cast<std::ptrdiff_t>(std::min(c.lines.size(), i + o.batch_size)));
+    if (Status sent = SendBatch(client, batch, o.retries, totals); !sent) {
       err << "lossguard import: not stored: " << sent.error() << " (" << totals.accepted
           << " records before it were)\n";
       return 1;

@@ -17,11 +17,10 @@ int Replay(const ReplayOptions& options, std::ostream& out, std::ostream& err) {
   client::IngestClient client(options.server_url,
                               client::HttpClientOptions{options.token, std::chrono::seconds(60)});
   SendTotals totals;
-  std::string batch;
-  std::size_t in_batch = 0;
+  std::vector<std::string> batch;
   std::size_t line_number = 0;
   auto flush = [&]() -> bool {
-    if (in_batch == 0) return true;
+    if (batch.empty()) return true;
     Status sent = SendBatch(client, batch, options.retries, totals);
     if (!sent) {
       err << "lossguard replay: batch ending at " << options.file << ":" << line_number
@@ -29,7 +28,6 @@ int Replay(const ReplayOptions& options, std::ostream& out, std::ostream& err) {
       return false;
     }
     batch.clear();
-    in_batch = 0;
     return true;
   };
 
@@ -37,9 +35,8 @@ int Replay(const ReplayOptions& options, std::ostream& out, std::ostream& err) {
   Status read = ForEachRecordLine(
       in, options.file, [&](const std::string& line, wire::StepRecord&, std::size_t number) {
         line_number = number;
-        batch += line;
-        batch += '\n';
-        refused = ++in_batch == options.batch_size && !flush();
+        batch.push_back(line);
+        refused = batch.size() == options.batch_size && !flush();
         return !refused;
       });
   if (refused) return 1;
