@@ -27,6 +27,9 @@ packages+=(chromium)           # browser test of the web dashboard (driven by pl
 command -v npm >/dev/null || packages+=(nodejs npm)
 if [[ "${LOSSGUARD_NO_TORCH:-0}" != 1 ]]; then
   packages+=(libtorch-dev libgloo-dev)
+  # The Python package (collector/python): a torch extension built against Debian's python3-torch,
+  # which shares its libtorch with libtorch-dev; tests run under Debian's pytest.
+  packages+=(python3-dev python3-torch pybind11-dev python3-pybind11 python3-pytest)
 fi
 
 missing=()

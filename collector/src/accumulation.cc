@@ -5,30 +5,37 @@
 
 namespace lossguard::collector {
 
-namespace {
-// Sums `value` over the ranks of `group` (a collective). Without a group, returns it unchanged.
-torch::Tensor AllReduceSum(const c10::intrusive_ptr<c10d::ProcessGroup>& group,
-                           torch::Tensor value) {
-  if (!group) return value;
+torch::Tensor AccumulationWindow::AllReduceSum(torch::Tensor value) const {
+  if (options_.all_reduce_sum()) {
+    options_.all_reduce_sum()(value);
+    return value;
+  }
+  if (!options_.process_group()) return value;
   std::vector<torch::Tensor> tensors = {value};
-  group->allreduce(tensors)->wait();
+  options_.process_group()->allreduce(tensors)->wait();
   return tensors[0];
 }
-}  // namespace
 
 AccumulationWindow::AccumulationWindow(std::vector<torch::Tensor> micro_batch_labels,
                                        AccumulationOptions options)
     : labels_(std::move(micro_batch_labels)), options_(std::move(options)) {
   if (labels_.empty())
     throw std::invalid_argument("an accumulation window needs at least one micro-batch");
+  if (options_.process_group() && options_.all_reduce_sum())
+    throw std::invalid_argument("give an accumulation window a process_group or an all_reduce_sum, not both");
+  if (options_.world_size() < 1) {
+    throw std::invalid_argument("world_size must be >= 1, but got " +
+                                std::to_string(options_.world_size()));
+  }
   for (const torch::Tensor& labels : labels_) {
     std::int64_t tokens = CountLabelTokens(labels, options_.label_count(), options_.ignore_index());
     tokens_.push_back(tokens);
     local_tokens_ += tokens;
   }
-  world_size_ = options_.process_group() ? options_.process_group()->getSize() : 1;
-  torch::Tensor total =
-      AllReduceSum(options_.process_group(), torch::tensor({local_tokens_}, torch::kLong));
+  world_size_ = options_.process_group()  ? options_.process_group()->getSize()
+                : options_.all_reduce_sum() ? static_cast<int>(options_.world_size())
+                                            : 1;
+  torch::Tensor total = AllReduceSum(torch::tensor({local_tokens_}, torch::kLong));
   global_tokens_ = total.item<std::int64_t>();
 }
 
@@ -58,7 +65,7 @@ double AccumulationWindow::ReferenceLoss() {
                            std::to_string(labels_.size()));
   }
   torch::Tensor local = torch::stack(loss_sums_).sum().to(torch::kFloat64).reshape({1});
-  double global = AllReduceSum(options_.process_group(), local).item<double>();
+  double global = AllReduceSum(local).item<double>();
   return global_tokens_ == 0 ? 0.0 : global / static_cast<double>(global_tokens_);
 }
 

@@ -76,33 +76,48 @@ wire::StepRecord Collector::RecordStep(std::int64_t step, double reported_loss,
   record.run = options_.run();
   record.step = step;
   record.rank = options_.rank();
-  record.world_size = window.world_size();
-  record.ga_steps = static_cast<std::int64_t>(window.ga_steps());
   record.micro_batch_size = options_.micro_batch_size();
   record.loss = reported_loss;
-  record.ref_loss = window.ReferenceLoss();
-  record.tokens = window.local_tokens();
-  for (const MicroBatchStats& mb : window.MicroBatches())
-    record.micro.push_back({mb.loss, mb.tokens, mb.loss_sum});
+  Describe(window, record);
   record.grad_norm = grads.total_norm;
   record.nonfinite_grads = grads.nonfinite;
   record.vocab_size = options_.vocab_size();
   record.lr = lr;
   record.time = Now();
-  LocalCheck(record);
-  if (stream_) stream_->Submit(record);
+  Submit(record);
   return record;
 }
 
+void Collector::Describe(AccumulationWindow& window, wire::StepRecord& record) {
+  record.world_size = window.world_size();
+  record.ga_steps = static_cast<std::int64_t>(window.ga_steps());
+  record.ref_loss = window.ReferenceLoss();
+  record.tokens = window.local_tokens();
+  record.micro.clear();
+  for (const MicroBatchStats& mb : window.MicroBatches())
+    record.micro.push_back({mb.loss, mb.tokens, mb.loss_sum});
+}
+
+bool Collector::Submit(const wire::StepRecord& record) {
+  LocalCheck(record);
+  return stream_ ? stream_->Submit(record) : true;
+}
+
 void Collector::LocalCheck(const wire::StepRecord& r) {
-  bool nonfinite = !std::isfinite(r.loss) || !std::isfinite(*r.grad_norm) || *r.nonfinite_grads > 0;
+  const double grad_norm = r.grad_norm.value_or(0.0);
+  const std::int64_t nonfinite_grads = r.nonfinite_grads.value_or(0);
+  bool nonfinite = !std::isfinite(r.loss) || !std::isfinite(grad_norm) || nonfinite_grads > 0;
   if (nonfinite && !nonfinite_reported_) {
     options_.warn()("lossguard: step " + std::to_string(r.step) + ": non-finite values (loss " +
-                    Format(r.loss) + ", grad_norm " + Format(*r.grad_norm) + ", " +
-                    std::to_string(*r.nonfinite_grads) + " non-finite gradient elements)");
+                    Format(r.loss) + (r.grad_norm ? ", grad_norm " + Format(grad_norm) : "") +
+                    (r.nonfinite_grads ? ", " + std::to_string(nonfinite_grads) +
+                                             " non-finite gradient elements"
+                                       : "") +
+                    ")");
   }
   nonfinite_reported_ = nonfinite_reported_ || nonfinite;
-  if (!std::isfinite(r.loss) || !std::isfinite(*r.ref_loss) || *r.ref_loss <= 0) return;
+  if (!r.ref_loss || !std::isfinite(r.loss) || !std::isfinite(*r.ref_loss) || *r.ref_loss <= 0)
+    return;
   double ratio = r.loss / *r.ref_loss;
   bool mismatch = std::abs(ratio - 1) > options_.local_check_tolerance();
   if (mismatch && !mismatch_reported_) {

@@ -20,6 +20,13 @@ std::string Shape(const torch::Tensor& tensor) {
   return out + "]";
 }
 
+void RequireIntegerLabels(const torch::Tensor& labels) {
+  if (labels.is_floating_point() || labels.is_complex() || labels.scalar_type() == torch::kBool) {
+    throw DtypeError("labels must be integers, but got " +
+                     std::string(c10::toString(labels.scalar_type())));
+  }
+}
+
 // Rows per forward chunk: about 4M logits (16 MB of float32 scratch), whatever the vocabulary.
 std::int64_t ChunkRows(std::int64_t vocab) {
   return std::max<std::int64_t>(1, (std::int64_t{1} << 22) / vocab);
@@ -69,6 +76,7 @@ std::int64_t CountLabelTokens(const torch::Tensor& labels, LabelCount convention
                               std::int64_t ignore_index) {
   if (labels.dim() != 2)
     throw std::invalid_argument("labels must be [B, T], but got shape " + Shape(labels));
+  RequireIntegerLabels(labels);
   torch::Tensor counted = convention == LabelCount::kShifted ? labels.slice(1, 1) : labels;
   return counted.ne(ignore_index).sum().item<std::int64_t>();
 }
@@ -78,13 +86,13 @@ torch::Tensor CausalLmCrossEntropy(const torch::Tensor& logits, const torch::Ten
   if (logits.dim() != 3)
     throw std::invalid_argument("logits must be [B, T, V], but got shape " + Shape(logits));
   if (!logits.is_floating_point())
-    throw std::invalid_argument("logits must be a floating-point tensor");
+    throw DtypeError("logits must be a floating-point tensor, but got " +
+                     std::string(c10::toString(logits.scalar_type())));
   if (labels.dim() != 2 || labels.size(0) != logits.size(0) || labels.size(1) != logits.size(1)) {
     throw std::invalid_argument("labels must be [B, T] matching logits [B, T, V] = " +
                                 Shape(logits) + ", but got shape " + Shape(labels));
   }
-  if (labels.is_floating_point() || labels.is_complex())
-    throw std::invalid_argument("labels must be integers");
+  RequireIntegerLabels(labels);
   const std::optional<std::int64_t>& num_items = options.num_items();
   if (num_items) {
     if (*num_items < 0) {

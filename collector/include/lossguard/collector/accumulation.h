@@ -4,6 +4,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <vector>
 
@@ -16,6 +17,11 @@ struct AccumulationOptions {
   TORCH_ARG(LabelCount, label_count) = LabelCount::kShifted;
   // Data-parallel ranks: the label-token count and the reference loss are all-reduced through it.
   TORCH_ARG(c10::intrusive_ptr<c10d::ProcessGroup>, process_group);
+  // Or, for a process group the C++ side cannot hold (the Python package passes torch.distributed's,
+  // whatever its backend): a function that sums a tensor in place across `world_size` ranks, as a
+  // collective. Not together with process_group.
+  TORCH_ARG(std::function<void(torch::Tensor&)>, all_reduce_sum);
+  TORCH_ARG(std::int64_t, world_size) = 1;  // the ranks all_reduce_sum spans
   // DDP averages gradients over ranks (it divides their sum by world_size). When true (the
   // default), each micro-batch loss is multiplied by world_size to cancel that average. Set false
   // when gradients are summed across ranks instead.
@@ -42,8 +48,8 @@ struct MicroBatchStats {
 class AccumulationWindow {
  public:
   // Counts label tokens of every micro-batch up front (before any forward pass) and all-reduces the
-  // total across ranks. Throws std::invalid_argument for an empty window or labels that are not
-  // [B, T] integer tensors.
+  // total across ranks. Throws std::invalid_argument for an empty window, labels that are not
+  // [B, T] integer tensors, both a process_group and an all_reduce_sum, or world_size < 1.
   explicit AccumulationWindow(std::vector<torch::Tensor> micro_batch_labels,
                               AccumulationOptions options = {});
 
@@ -65,6 +71,9 @@ class AccumulationWindow {
   std::vector<MicroBatchStats> MicroBatches() const;
 
  private:
+  // Sums `value` over the ranks (a collective); unchanged without ranks.
+  torch::Tensor AllReduceSum(torch::Tensor value) const;
+
   std::vector<torch::Tensor> labels_;
   AccumulationOptions options_;
   std::vector<std::int64_t> tokens_;

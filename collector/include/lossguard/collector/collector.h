@@ -52,6 +52,16 @@ class Collector {
   wire::StepRecord RecordStep(std::int64_t step, double reported_loss, AccumulationWindow& window,
                               const GradNormStats& grads, std::optional<double> lr = std::nullopt);
 
+  // For trainers that build their own records (the Python package does): the same local check as
+  // RecordStep, then the hand-off. The record should be valid wire format v1 (wire::ParseRecord
+  // says why not); the server refuses one that is not, and the stream counts it as rejected.
+  // Returns false when the stream's queue was full (the record is counted as dropped).
+  bool Submit(const wire::StepRecord& record);
+
+  // Fills what `window` knows into `record`: world_size, ga_steps, ref_loss (a collective with a
+  // process group), tokens and the per-micro-batch losses.
+  static void Describe(AccumulationWindow& window, wire::StepRecord& record);
+
   // Waits for the stream to deliver everything so far; true when there is no stream.
   bool Flush(std::chrono::milliseconds timeout);
   // nullptr when not streaming.

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 
 namespace lossguard::collector {
 
@@ -35,6 +36,14 @@ struct CausalLmLossOptions {
   TORCH_ARG(std::optional<std::int64_t>, num_items) = std::nullopt;
 };
 
+// A tensor of the wrong dtype (logits that are not floating point, labels that are not integers).
+// A std::invalid_argument, so that callers catching that see it too; the Python package raises it
+// as TypeError.
+class DtypeError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
 // Causal-LM cross entropy: logits [B, T, V] (any floating dtype; computed in float32) and labels
 // [B, T] (integer; ignore_index marks positions without a label). Position t of the logits predicts
 // labels[:, t+1]. Gradients are exact for every reduction, also when most or all labels are
@@ -44,12 +53,14 @@ struct CausalLmLossOptions {
 // logits the caller already holds), which is why it is as fast as, or faster than,
 // torch::nn::functional::cross_entropy (tests/bench/collector_bench.cc).
 //
-// Throws std::invalid_argument naming the offending value for bad shapes, dtypes, labels outside
-// [0, V) that are not ignore_index, num_items < 0, or num_items with reduction kNone.
+// Throws std::invalid_argument naming the offending value for bad shapes, labels outside [0, V)
+// that are not ignore_index, num_items < 0, or num_items with reduction kNone; DtypeError for
+// bad dtypes.
 torch::Tensor CausalLmCrossEntropy(const torch::Tensor& logits, const torch::Tensor& labels,
                                    const CausalLmLossOptions& options = {});
 
-// Number of label tokens in `labels` [B, T] under `convention`.
+// Number of label tokens in `labels` [B, T] under `convention`. Throws std::invalid_argument for
+// another shape, DtypeError for labels that are not integers.
 std::int64_t CountLabelTokens(const torch::Tensor& labels, LabelCount convention,
                               std::int64_t ignore_index = -100);
 

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""lossguard's Python demo trainer: a small GPT-style causal LM trained on CPU on a generated
+corpus, with the lossguard collector attached through the Python package. It reproduces the public
+loss-normalisation bugs on demand, like the C++ demo trainer, with the same flags.
+
+    demo_trainer.py --server http://127.0.0.1:8080 --run ok --micro-batch-size 8 --ga-steps 1
+    demo_trainer.py --server ... --run ok-ga8 --micro-batch-size 1 --ga-steps 8   # same losses
+    demo_trainer.py --server ... --run bug --micro-batch-size 1 --ga-steps 8 --loss sum-no-ga-div
+    demo_trainer.py --server ... --run ddp --world-size 2                        # 2 gloo processes
+
+Needs the lossguard package on the path (PYTHONPATH=build/python, or installed).
+"""
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import demo_data  # noqa: E402  (the directory of this script)
+import lossguard  # noqa: E402
+
+LOSS_PATTERNS = ["correct", "sum-no-ga-div", "mean-of-means", "per-sequence"]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def positive_int(text):
+        value = int(text)
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be >= 1, but got {value}")
+        return value
+
+    def positive_float(text):
+        value = float(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, but got {text}")
+        return value
+
+    p.add_argument("--server", default="", help="lossguard server URL (none: no streaming)")
+    p.add_argument("--run", default="demo-py", help="run name")
+    p.add_argument("--seed", type=int, default=0, help="data and weights seed")
+    p.add_argument("--micro-batch-size", type=positive_int, default=8)
+    p.add_argument("--ga-steps", type=positive_int, default=1, help="gradient-accumulation steps")
+    p.add_argument("--steps", type=positive_int, default=150, help="optimizer steps")
+    p.add_argument("--lr", type=positive_float, default=3e-3, help="AdamW learning rate")
+    p.add_argument("--world-size", type=positive_int, default=1,
+                   help="data-parallel processes (gloo over loopback)")
+    p.add_argument("--loss", choices=LOSS_PATTERNS, default="correct",
+                   help="how the trainer computes its loss")
+    p.add_argument("--lr-spike-at", type=int, default=-1,
+                   help="multiply the learning rate at this step")
+    p.add_argument("--lr-spike-factor", type=float, default=1.0, help="by this factor")
+    p.add_argument("--nan-at", type=int, default=-1, help="make the loss NaN at this step")
+    p.add_argument("--detach-loss-at", type=int, default=-1,
+                   help="from this step's backward no gradient reaches the model")
+    p.add_argument("--bad-data-at", type=int, default=-1,
+                   help="train on random tokens for three steps from here (a corrupt shard)")
+    p.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up")
+    p.add_argument("--ga-change-at", type=int, default=-1, help="from this step on, use --ga-change-to")
+    p.add_argument("--ga-change-to", type=positive_int, default=1)
+    p.add_argument("--clip", type=positive_float, default=1.0, help="gradient clipping max norm")
+    p.add_argument("--spool-dir", default=None,
+                   help="directory of per-run spools (default: $LOSSGUARD_SPOOL_DIR, else "
+                        "~/.local/state/lossguard/spool; none: no spool)")
+    p.add_argument("--flush-timeout-s", type=float, default=30.0,
+                   help="at the end, wait this long for delivery")
+    p.add_argument("--no-collector", action="store_true",
+                   help="train without the collector (overhead baseline)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    args = p.parse_args(argv)
+    if args.warmup_steps < 0:
+        p.error("--warmup-steps must be >= 0")
+    if args.world_size > 16:
+        p.error("--world-size must be <= 16")
+    return args
+
+
+def micro_loss(args, ga_steps, window, i, logits, labels):
+    """What a trainer with each --loss pattern backpropagates, and its contribution to the loss it
+    reports, for micro-batch i."""
+    if args.loss == "correct":
+        loss = window.loss(i, logits)  # sum x world_size / global tokens
+        return loss, loss.item() / window.world_size
+    window.loss(i, logits.detach())  # the reference, computed alongside (no gradient)
+    mean = lossguard.causal_lm_loss(logits, labels)
+    if args.loss == "sum-no-ga-div":  # Axolotl: GA x too large
+        return mean, mean.item()
+    if args.loss == "mean-of-means":  # transformers before its fix
+        return mean / ga_steps, mean.item() / ga_steps
+    # per-sequence: the token-loss sum divided by the number of sequences instead of tokens
+    per_sequence = lossguard.causal_lm_loss(logits, labels, reduction="sum") / labels.size(0) / ga_steps
+    return per_sequence, per_sequence.item()
+
+
+def train(args, rank: int = 0) -> dict:
+    """Trains on this process (rank `rank` of args.world_size, torch.distributed already set up
+    when more than one). Returns {"ms_per_step", "stats", "delivered"}."""
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(1)
+    text = demo_data.corpus()
+    model = demo_data.Gpt()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    collector = None
+    if not args.no_collector:
+        spool_dir = "" if args.spool_dir == "none" else args.spool_dir
+        collector = lossguard.Collector(args.server, args.run, rank=rank,
+                                        world_size=args.world_size,
+                                        micro_batch_size=args.micro_batch_size,
+                                        vocab_size=demo_data.VOCAB, spool_dir=spool_dir,
+                                        drain_timeout=args.flush_timeout_s)
+    started = time.perf_counter()
+    for step in range(args.steps):
+        ga_steps = args.ga_change_to if 0 <= args.ga_change_at <= step else args.ga_steps
+        per_rank = args.micro_batch_size * ga_steps
+        warmup = (step + 1) / args.warmup_steps if step < args.warmup_steps else 1.0
+        lr = args.lr * warmup * (args.lr_spike_factor if step == args.lr_spike_at else 1.0)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad()
+        micro = []
+        for i in range(ga_steps):
+            ids, labels = demo_data.sequences(text, args.seed, step,
+                                              rank * per_rank + i * args.micro_batch_size,
+                                              args.micro_batch_size)
+            if args.bad_data_at >= 0 and args.bad_data_at <= step < args.bad_data_at + 3:
+                noise = torch.randint(1, demo_data.VOCAB, ids.shape)  # a corrupt shard
+                has_text = labels != -100
+                ids, labels = torch.where(has_text, noise, ids), torch.where(has_text, noise, labels)
+            micro.append((ids, labels))
+        window = lossguard.AccumulationWindow([labels for _, labels in micro])
+        reported = 0.0
+        for i, (ids, labels) in enumerate(micro):
+            backward, contribution = micro_loss(args, ga_steps, window, i, model(ids), labels)
+            if step == args.nan_at:
+                backward = backward * math.nan
+            if 0 <= args.detach_loss_at <= step:  # a kernel returning zero gradients
+                backward = backward.detach().requires_grad_(True)
+            backward.backward()
+            reported += math.nan if step == args.nan_at else contribution
+        if args.world_size > 1:  # what DDP does: average gradients over ranks
+            for p in model.parameters():
+                if p.grad is None:
+                    continue
+                dist.all_reduce(p.grad)
+                p.grad /= args.world_size
+        # A correct trainer reports the step's token-normalised loss over all ranks (a collective).
+        if args.loss == "correct" and step != args.nan_at:
+            reported = window.reference_loss()
+        if collector is None:
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip).item()
+            optimizer.step()
+        else:
+            grads = lossguard.grad_stats(model.parameters())
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            optimizer.step()
+            collector.record_step(step, reported, window=window, lr=lr, **grads)
+            norm = grads["grad_norm"]
+        if not args.quiet and rank == 0 and (step % 10 == 0 or step + 1 == args.steps):
+            elapsed = time.perf_counter() - started
+            print(f"[{args.run}] step {step:4d}/{args.steps}  loss {reported:8.4f}  "
+                  f"grad_norm {norm:8.4f}  {(step + 1) / elapsed:5.1f} steps/s", flush=True)
+    seconds = time.perf_counter() - started
+    result = {"ms_per_step": 1000 * seconds / args.steps, "stats": {}, "delivered": True}
+    if rank == 0 and not args.quiet:
+        print(f"[{args.run}] trained {args.steps} steps in {seconds:.2f} s: "
+              f"{result['ms_per_step']:.3f} ms/step", flush=True)
+    if collector is not None:
+        result["delivered"] = collector.close(timeout=args.flush_timeout_s) if args.server else True
+        result["stats"] = collector.stats()
+    return result
+
+
+def _rank_main(rank: int, args, init_file: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=args.world_size)
+    try:
+        train(args, rank)
+    finally:
+        dist.destroy_process_group()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.world_size == 1:
+        return 0 if train(args)["delivered"] or args.spool_dir != "none" else 1
+    import torch.multiprocessing as mp
+    with tempfile.TemporaryDirectory(prefix="lossguard-demo-") as tmp:
+        mp.spawn(_rank_main, args=(args, os.path.join(tmp, "rendezvous")),
+                 nprocs=args.world_size, join=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""lossguard: training-loss sanity for PyTorch training loops.
+
+The correctly normalised causal-LM loss, token counting over the gradient-accumulation window and
+across data-parallel ranks, and a collector that streams each optimizer step to a lossguard server
+without blocking the training loop. Everything runs in lossguard's C++ collector (``lossguard._C``);
+these modules give it a Python interface.
+
+    import lossguard
+
+    with lossguard.Collector(server="http://127.0.0.1:8080", run="my-run") as collector:
+        for step in range(steps):
+            window = lossguard.AccumulationWindow([mb["labels"] for mb in micro_batches])
+            for i, mb in enumerate(micro_batches):
+                window.loss(i, model(mb["input_ids"])).backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step(); optimizer.zero_grad()
+            collector.record_step(step, window.reference_loss(), window=window,
+                                  grad_norm=grad_norm, lr=scheduler.get_last_lr()[0])
+"""
+
+from lossguard.accumulation import AccumulationWindow, count_label_tokens
+from lossguard.collector import Collector
+from lossguard.loss import causal_lm_loss, grad_stats
+
+__all__ = [
+    "AccumulationWindow",
+    "Collector",
+    "causal_lm_loss",
+    "count_label_tokens",
+    "grad_stats",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,180 @@
+"""Streaming optimizer-step records to a lossguard server from a Python training loop."""
+
+import atexit
+import logging
+import os
+import time
+import weakref
+from typing import Optional
+
+from lossguard import _C
+
+_log = logging.getLogger("lossguard")
+
+# Filled from an AccumulationWindow when record_step gets one.
+_WINDOW_FIELDS = frozenset({"ref_loss", "tokens", "micro", "ga_steps", "world_size"})
+# Set by the collector itself; a record of another run or rank belongs to another collector.
+_OWN_FIELDS = frozenset({"run", "rank"})
+
+
+def _distributed_rank_and_size():
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return 0, 1
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class Collector:
+    """Hands each optimizer step's record to lossguard's C++ record stream, which delivers it to the
+    server on a background thread: batched, retried with backoff, spooled to disk while the server
+    is unreachable and replayed in order (exactly once, as the server counts records by run, step
+    and rank), also by the next collector of the same run and rank, or by ``lossguard flush``.
+
+    ``record_step`` never blocks on the network or the disk, and nothing the server or the disk does
+    raises from it: failures are counted in ``stats()`` and logged on the ``lossguard`` logger (from
+    the thread that calls record_step, flush or close). Only a record the server would refuse
+    raises, at the call (ValueError, naming the field).
+
+    server: "http://HOST:PORT"; None or "" records nothing remotely (local checks only).
+    run: the run's name, [A-Za-z0-9._:-], 1-128 characters.
+    token: the server's write token (default: $LOSSGUARD_TOKEN).
+    spool_dir: where records wait during an outage, as <spool_dir>/<run>/rank-<rank>.ndjson.
+        None: $LOSSGUARD_SPOOL_DIR, else ~/.local/state/lossguard/spool (streaming goes on from
+        memory if it cannot be used); "": no spool (an outage longer than the queue loses records).
+    rank, world_size: default to torch.distributed's when it is initialised, else 0 and 1.
+    micro_batch_size, ga_steps, vocab_size: written into every record unless record_step says
+        otherwise (an AccumulationWindow supplies ga_steps and world_size).
+    local_check: the trainer's log warns when a reported loss and its ref_loss disagree.
+
+    Not thread-safe: call record_step from the training loop. A context manager: leaving it flushes
+    and closes, as close() does; collectors still open at interpreter exit are closed then.
+    """
+
+    def __init__(self, server: Optional[str], run: str, *, token: Optional[str] = None,
+                 spool_dir: Optional[str] = None, rank: Optional[int] = None,
+                 world_size: Optional[int] = None, micro_batch_size: int = 1,
+                 ga_steps: int = 1, vocab_size: Optional[int] = None,
+                 queue_capacity: int = 16384, batch_size: int = 512,
+                 flush_interval: float = 0.5, request_timeout: float = 10.0,
+                 drain_timeout: float = 10.0, spool_retry_interval: float = 10.0,
+                 logger: Optional[logging.Logger] = None):
+        if not isinstance(run, str):
+            raise TypeError(f"run must be a str, but got {type(run).__name__}")
+        default_rank, default_world_size = _distributed_rank_and_size()
+        self._rank = default_rank if rank is None else rank
+        self._log = logger or _log
+        if token is None:
+            token = os.environ.get("LOSSGUARD_TOKEN", "")
+        self._c = _C.Collector(server or "", run, token, spool_dir, self._rank, micro_batch_size,
+                               vocab_size, queue_capacity, batch_size, flush_interval,
+                               request_timeout, drain_timeout, spool_retry_interval)
+        self._defaults = {
+            "run": run,
+            "rank": self._rank,
+            "world_size": default_world_size if world_size is None else world_size,
+            "ga_steps": ga_steps,
+            "micro_batch_size": micro_batch_size,
+        }
+        if vocab_size is not None:
+            self._defaults["vocab_size"] = vocab_size
+        self.run = run
+        self._spool_path = self._c.spool_path
+        _open_collectors.add(self)
+
+    def record_step(self, step: int, loss, *, window=None, **fields) -> bool:
+        """Hands the record of optimizer step ``step`` over and returns at once.
+
+        loss: the loss as the trainer reports it (a float or a 0-d tensor; NaN and Inf are data).
+        window: an AccumulationWindow whose micro-batch losses were computed: it supplies ref_loss,
+            tokens, micro, ga_steps and world_size (reading its reference loss is a collective).
+        fields: any other wire-format v1 field by its name (grad_norm, lr, tokens, ref_loss,
+            micro=[{"loss", "tokens", "loss_sum"}], nonfinite_grads, vocab_size, time, ...); unknown
+            names are kept by the server as they are.
+
+        Returns False when the in-memory queue was full and the record was dropped (counted in
+        stats()["dropped"] and logged). Raises ValueError for a record the server would refuse
+        (a negative step, a ga_steps < 1, ...), TypeError for a value that is not a number, str,
+        bool, None, list or dict, and ValueError after close().
+        """
+        if window is not None:
+            twice = _WINDOW_FIELDS & fields.keys()
+            if twice:
+                raise ValueError(f"{sorted(twice)} given both as fields and by the window")
+            window = window._window
+        own = _OWN_FIELDS & fields.keys()
+        if own:
+            raise ValueError(f"{sorted(own)} belong to the collector (set them when creating it)")
+        record = dict(self._defaults)
+        record.update(fields)
+        record["step"] = step
+        record["loss"] = loss
+        if "time" not in fields:
+            record["time"] = time.time()
+        accepted = self._c.submit(record, window)
+        self._log_warnings()
+        return accepted
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Waits up to ``timeout`` seconds until every record handed over so far is delivered (or
+        refused, or counted as dropped) and the spool is empty. False on timeout: the records are
+        still queued or spooled, not lost."""
+        try:
+            return self._c.flush(timeout)
+        finally:
+            self._log_warnings()
+
+    def close(self, timeout: float = 30.0) -> bool:
+        """Flushes for up to ``timeout`` seconds, then stops the stream (what is still undelivered
+        stays in the spool for the next start or ``lossguard flush``). True when everything was
+        delivered. Closing twice is harmless."""
+        if self._c.closed:
+            return True
+        try:
+            delivered = self._c.flush(timeout)
+            self._c.close()
+            if not delivered:
+                where = self._spool_path or "nowhere (no spool: the rest is lost)"
+                self._log.warning("lossguard: run %s: not every record reached the server; the rest "
+                                  "waits in %s", self.run, where)
+            return delivered
+        finally:
+            _open_collectors.discard(self)
+            self._log_warnings()
+
+    def stats(self) -> dict:
+        """The stream's counters since creation: submitted, delivered, spooled, dropped, rejected,
+        failed_requests, spool_errors (empty without a server). After close(), as close() found
+        them before stopping the stream."""
+        self._log_warnings()
+        return self._c.stats()
+
+    @property
+    def spool_path(self) -> str:
+        """The spool file in use ("" for none)."""
+        return self._spool_path
+
+    @property
+    def closed(self) -> bool:
+        return self._c.closed
+
+    def __enter__(self) -> "Collector":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _log_warnings(self) -> None:
+        for message in self._c.take_warnings():
+            self._log.warning("%s", message)
+
+
+_open_collectors: "weakref.WeakSet[Collector]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_collectors() -> None:
+    for collector in list(_open_collectors):
+        collector.close()

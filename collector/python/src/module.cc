@@ -1,0 +1,271 @@
+// lossguard._C: the C++ collector for Python. The package's Python modules (lossguard/*.py) give it
+// its documented interface; this file only converts arguments and releases the GIL around C++ work.
+// The one LibTorch translation unit of the package.
+#include <pybind11/functional.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <torch/csrc/utils/pybind.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lossguard/collector/collector.h"
+#include "lossguard/collector/loss.h"
+#include "lossguard/wire/record_codec.h"
+#include "python_json.h"
+#include "warning_queue.h"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+namespace lossguard::python {
+namespace {
+
+using collector::AccumulationOptions;
+using collector::AccumulationWindow;
+using collector::CausalLmLossOptions;
+using collector::Collector;
+using collector::CollectorOptions;
+using collector::LabelCount;
+using collector::Reduction;
+
+Reduction ParseReduction(const std::string& name) {
+  if (name == "mean") return Reduction::kMean;
+  if (name == "sum") return Reduction::kSum;
+  if (name == "none") return Reduction::kNone;
+  throw py::value_error("reduction must be 'mean', 'sum' or 'none', but got '" + name + "'");
+}
+
+LabelCount ParseLabelCount(const std::string& name) {
+  if (name == "shifted") return LabelCount::kShifted;
+  if (name == "unshifted") return LabelCount::kUnshifted;
+  throw py::value_error("label_count must be 'shifted' or 'unshifted', but got '" + name + "'");
+}
+
+// A Python callable that C++ may hold and copy without the GIL: the reference is dropped, and the
+// call made, with the GIL taken.
+std::function<void(torch::Tensor&)> AllReduceFrom(py::object function) {
+  std::shared_ptr<py::object> held(new py::object(std::move(function)), [](py::object* object) {
+    py::gil_scoped_acquire gil;
+    delete object;
+  });
+  return [held](torch::Tensor& tensor) {
+    py::gil_scoped_acquire gil;
+    (*held)(tensor);
+  };
+}
+
+// The C++ collector and the warnings its sender thread leaves for Python.
+class PyCollector {
+ public:
+  PyCollector(CollectorOptions options, std::shared_ptr<WarningQueue> warnings)
+      : warnings_(std::move(warnings)), collector_(std::make_unique<Collector>(std::move(options))) {}
+  // Destroyed with the GIL held; the stream's destructor waits for its sender thread, which never
+  // takes the GIL, so this cannot deadlock. Releasing it lets other Python threads run meanwhile.
+  ~PyCollector() { Close(); }
+
+  // Records are validated here (the wire format's own rules), so that a record the server would
+  // refuse raises at the call.
+  bool Submit(const py::dict& fields, AccumulationWindow* window) {
+    Collector& collector = Open();
+    nlohmann::json object = DictToJson(fields);
+    auto parsed = wire::ParseRecord(object, 0);
+    if (!parsed) {
+      const wire::RecordError& error = parsed.error();
+      throw py::value_error("lossguard: invalid record: " +
+                            (error.field.empty() ? "" : error.field + ": ") + error.message);
+    }
+    wire::StepRecord record = std::move(parsed).value();
+    py::gil_scoped_release release;
+    if (window != nullptr) Collector::Describe(*window, record);
+    return collector.Submit(record);
+  }
+
+  bool Flush(double timeout_s) {
+    Collector& collector = Open();
+    py::gil_scoped_release release;
+    return collector.Flush(Millis(timeout_s));
+  }
+
+  void Close() {
+    if (!collector_) return;
+    std::unique_ptr<Collector> closing = std::move(collector_);
+    if (closing->stream() != nullptr) final_stats_ = closing->stream()->stats();
+    py::gil_scoped_release release;
+    closing.reset();  // the stream's destructor: delivers for up to drain_timeout, spools the rest
+  }
+
+  py::dict Stats() const {
+    std::optional<collector::StreamStats> stats = final_stats_;
+    if (collector_ && collector_->stream() != nullptr) stats = collector_->stream()->stats();
+    if (!stats) return py::dict();
+    const collector::StreamStats& s = *stats;
+    return py::dict("submitted"_a = s.submitted, "delivered"_a = s.delivered, "spooled"_a = s.spooled,
+                    "dropped"_a = s.dropped, "rejected"_a = s.rejected,
+                    "failed_requests"_a = s.failed_requests, "spool_errors"_a = s.spool_errors);
+  }
+
+  std::string SpoolPath() const {
+    return collector_ && collector_->stream() ? collector_->stream()->spool_path() : "";
+  }
+  bool closed() const { return !collector_; }
+  std::vector<std::string> TakeWarnings() { return warnings_->Take(); }
+
+  static std::chrono::milliseconds Millis(double seconds) {
+    if (!(seconds >= 0)) throw py::value_error("timeout must be >= 0 seconds");
+    return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
+  }
+
+ private:
+  Collector& Open() {
+    if (!collector_) throw py::value_error("lossguard: the collector is closed");
+    return *collector_;
+  }
+
+  std::shared_ptr<WarningQueue> warnings_;
+  std::unique_ptr<Collector> collector_;
+  std::optional<collector::StreamStats> final_stats_;  // as close() found them
+};
+
+std::unique_ptr<PyCollector> MakeCollector(const std::string& server, const std::string& run,
+                                           const std::string& token,
+                                           std::optional<std::string> spool_dir,
+                                           std::int64_t rank, std::int64_t micro_batch_size,
+                                           std::optional<std::int64_t> vocab_size,
+                                           std::size_t queue_capacity, std::size_t batch_size,
+                                           double flush_interval_s, double request_timeout_s,
+                                           double drain_timeout_s, double spool_retry_interval_s) {
+  auto warnings = std::make_shared<WarningQueue>();
+  CollectorOptions options = CollectorOptions()
+                                 .run(run)
+                                 .rank(rank)
+                                 .micro_batch_size(micro_batch_size)
+                                 .vocab_size(vocab_size)
+                                 .spool_dir(spool_dir)
+                                 .warn([warnings](std::string_view m) { warnings->Push(m); });
+  options.stream()
+      .server_url(server)
+      .token(token)
+      .queue_capacity(queue_capacity)
+      .batch_size(batch_size)
+      .flush_interval(PyCollector::Millis(flush_interval_s))
+      .request_timeout(PyCollector::Millis(request_timeout_s))
+      .drain_timeout(PyCollector::Millis(drain_timeout_s))
+      .spool_retry_interval(PyCollector::Millis(spool_retry_interval_s));
+  py::gil_scoped_release release;  // opening the spool touches the disk
+  return std::make_unique<PyCollector>(std::move(options), std::move(warnings));
+}
+
+// Forward + backward of the C++ call, timed in C++: the baseline of the Python benchmark.
+double CppLossSeconds(const torch::Tensor& logits, const torch::Tensor& labels, int iterations) {
+  py::gil_scoped_release release;
+  torch::Tensor leaf = logits.detach().requires_grad_(true);
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < iterations; ++i) {
+    collector::CausalLmCrossEntropy(leaf, labels).backward();
+    leaf.mutable_grad().reset();
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+}  // namespace lossguard::python
+
+PYBIND11_MODULE(_C, m) {
+  using namespace lossguard::python;
+  using namespace lossguard::collector;
+  m.doc() = "lossguard's C++ collector (use the lossguard package, not this module)";
+
+  // Registered translators are tried newest first: DtypeError before std::invalid_argument's
+  // default ValueError.
+  py::register_exception_translator([](std::exception_ptr error) {
+    try {
+      if (error) std::rethrow_exception(error);
+    } catch (const DtypeError& e) {
+      PyErr_SetString(PyExc_TypeError, e.what());
+    }
+  });
+
+  m.def(
+      "causal_lm_loss",
+      [](const torch::Tensor& logits, const torch::Tensor& labels, std::int64_t ignore_index,
+         const std::string& reduction, std::optional<std::int64_t> num_items) {
+        auto options = CausalLmLossOptions()
+                           .ignore_index(ignore_index)
+                           .reduction(ParseReduction(reduction))
+                           .num_items(num_items);
+        py::gil_scoped_release release;
+        return CausalLmCrossEntropy(logits, labels, options);
+      },
+      "logits"_a, "labels"_a, "ignore_index"_a, "reduction"_a, "num_items"_a);
+
+  m.def(
+      "count_label_tokens",
+      [](const torch::Tensor& labels, const std::string& label_count, std::int64_t ignore_index) {
+        LabelCount convention = ParseLabelCount(label_count);
+        py::gil_scoped_release release;
+        return CountLabelTokens(labels, convention, ignore_index);
+      },
+      "labels"_a, "label_count"_a, "ignore_index"_a);
+
+  m.def(
+      "grad_stats",
+      [](const std::vector<torch::Tensor>& parameters) {
+        GradNormStats stats;
+        {
+          py::gil_scoped_release release;
+          stats = ComputeGradNorm(parameters);
+        }
+        return py::dict("grad_norm"_a = stats.total_norm, "nonfinite_grads"_a = stats.nonfinite);
+      },
+      "parameters"_a);
+
+  py::class_<AccumulationWindow>(m, "AccumulationWindow")
+      .def(py::init([](std::vector<torch::Tensor> labels, std::int64_t ignore_index,
+                       const std::string& label_count, py::object all_reduce,
+                       std::int64_t world_size, bool gradients_averaged) {
+             auto options = AccumulationOptions()
+                                .ignore_index(ignore_index)
+                                .label_count(ParseLabelCount(label_count))
+                                .gradients_averaged_across_ranks(gradients_averaged)
+                                .world_size(world_size);
+             if (!all_reduce.is_none()) options.all_reduce_sum(AllReduceFrom(std::move(all_reduce)));
+             py::gil_scoped_release release;  // the constructor all-reduces the token count
+             return std::make_unique<AccumulationWindow>(std::move(labels), std::move(options));
+           }),
+           "labels"_a, "ignore_index"_a, "label_count"_a, "all_reduce"_a, "world_size"_a,
+           "gradients_averaged"_a)
+      .def("loss", &AccumulationWindow::Loss, "index"_a, "logits"_a,
+           py::call_guard<py::gil_scoped_release>())
+      .def("reference_loss", &AccumulationWindow::ReferenceLoss,
+           py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("ga_steps", &AccumulationWindow::ga_steps)
+      .def_property_readonly("local_tokens", &AccumulationWindow::local_tokens)
+      .def_property_readonly("global_tokens", &AccumulationWindow::global_tokens)
+      .def_property_readonly("world_size", &AccumulationWindow::world_size)
+      .def("micro_batches", [](const AccumulationWindow& window) {
+        py::list out;
+        for (const MicroBatchStats& mb : window.MicroBatches())
+          out.append(py::dict("loss"_a = mb.loss, "tokens"_a = mb.tokens, "loss_sum"_a = mb.loss_sum));
+        return out;
+      });
+
+  py::class_<PyCollector>(m, "Collector")
+      .def(py::init(&MakeCollector), "server"_a, "run"_a, "token"_a, "spool_dir"_a, "rank"_a,
+           "micro_batch_size"_a, "vocab_size"_a, "queue_capacity"_a, "batch_size"_a,
+           "flush_interval_s"_a, "request_timeout_s"_a, "drain_timeout_s"_a,
+           "spool_retry_interval_s"_a)
+      .def("submit", &PyCollector::Submit, "fields"_a, "window"_a)
+      .def("flush", &PyCollector::Flush, "timeout_s"_a)
+      .def("close", &PyCollector::Close)
+      .def("stats", &PyCollector::Stats)
+      .def("take_warnings", &PyCollector::TakeWarnings)
+      .def_property_readonly("spool_path", &PyCollector::SpoolPath)
+      .def_property_readonly("closed", &PyCollector::closed);
+
+  m.def("_cpp_loss_seconds", &CppLossSeconds, "logits"_a, "labels"_a, "iterations"_a,
+        "forward + backward of the C++ call, timed in C++ (the Python benchmark's baseline)");
+}
