@@ -74,7 +74,10 @@ class RecordStream::Sender {
         });
         stopping = stream_.stopping_;
       }
-      while (stream_.ring_->TryPop(record)) pending.push_back(wire::CanonicalJson(record));
+      // At most a ring's worth per cycle: a producer as fast as this loop must not keep the
+      // sender from delivering or spooling (and `pending` from growing without bound).
+      for (std::size_t n = stream_.ring_->capacity(); n > 0 && stream_.ring_->TryPop(record); --n)
+        pending.push_back(wire::CanonicalJson(record));
       DeliverOrPark(pending);
       Publish();
       if (stopping) {

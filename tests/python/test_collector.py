@@ -56,7 +56,7 @@ def test_a_record_the_server_would_refuse_raises_at_the_call_with_the_reason(tmp
             c.record_step(0, 2.0, ga_steps=0)
         with pytest.raises(TypeError, match="cannot send a object"):
             c.record_step(0, 2.0, grad_norm=object())
-        with pytest.raises(ValueError, match="belong to the collector"):
+        with pytest.raises(ValueError, match="belongs to the collector"):
             c.record_step(0, 2.0, run="other")
         with pytest.raises(ValueError, match="64-bit"):
             c.record_step(0, 2.0, tokens=2**70)

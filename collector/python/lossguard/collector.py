@@ -1,20 +1,15 @@
 """Streaming optimizer-step records to a lossguard server from a Python training loop."""
 
 import atexit
+import functools
 import logging
 import os
-import time
 import weakref
 from typing import Optional
 
 from lossguard import _C
 
 _log = logging.getLogger("lossguard")
-
-# Filled from an AccumulationWindow when record_step gets one.
-_WINDOW_FIELDS = frozenset({"ref_loss", "tokens", "micro", "ga_steps", "world_size"})
-# Set by the collector itself; a record of another run or rank belongs to another collector.
-_OWN_FIELDS = frozenset({"run", "rank"})
 
 
 def _distributed_rank_and_size():
@@ -71,7 +66,7 @@ class Collector:
         self._c = _C.Collector(server or "", run, token, spool_dir, self._rank, micro_batch_size,
                                vocab_size, queue_capacity, batch_size, flush_interval,
                                request_timeout, drain_timeout, spool_retry_interval)
-        self._defaults = {
+        defaults = {
             "run": run,
             "rank": self._rank,
             "world_size": default_world_size if world_size is None else world_size,
@@ -79,7 +74,11 @@ class Collector:
             "micro_batch_size": micro_batch_size,
         }
         if vocab_size is not None:
-            self._defaults["vocab_size"] = vocab_size
+            defaults["vocab_size"] = vocab_size
+        self._c.set_defaults(defaults)
+        self._c.set_warning_sink(functools.partial(_log_messages, self._log))
+        # The hot path straight to C++: no Python frame per optimizer step.
+        self.record_step = self._c.record_step
         self.run = run
         self._spool_path = self._c.spool_path
         _open_collectors.add(self)
@@ -92,39 +91,24 @@ class Collector:
             tokens, micro, ga_steps and world_size (reading its reference loss is a collective).
         fields: any other wire-format v1 field by its name (grad_norm, lr, tokens, ref_loss,
             micro=[{"loss", "tokens", "loss_sum"}], nonfinite_grads, vocab_size, time, ...); unknown
-            names are kept by the server as they are.
+            names are kept by the server as they are. ``time`` defaults to now.
 
         Returns False when the in-memory queue was full and the record was dropped (counted in
         stats()["dropped"] and logged). Raises ValueError for a record the server would refuse
-        (a negative step, a ga_steps < 1, ...), TypeError for a value that is not a number, str,
-        bool, None, list or dict, and ValueError after close().
+        (a negative step, a ga_steps < 1, ...), for run or rank (set when creating the collector),
+        for window fields given twice, and after close(); TypeError for a value that is not a
+        number, str, bool, None, list or dict.
+
+        (Each Collector's record_step is the C++ method itself, bound in __init__: this one only
+        documents it and serves a subclass that calls super().)
         """
-        if window is not None:
-            twice = _WINDOW_FIELDS & fields.keys()
-            if twice:
-                raise ValueError(f"{sorted(twice)} given both as fields and by the window")
-            window = window._window
-        own = _OWN_FIELDS & fields.keys()
-        if own:
-            raise ValueError(f"{sorted(own)} belong to the collector (set them when creating it)")
-        record = dict(self._defaults)
-        record.update(fields)
-        record["step"] = step
-        record["loss"] = loss
-        if "time" not in fields:
-            record["time"] = time.time()
-        accepted = self._c.submit(record, window)
-        self._log_warnings()
-        return accepted
+        return self._c.record_step(step, loss, window=window, **fields)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Waits up to ``timeout`` seconds until every record handed over so far is delivered (or
         refused, or counted as dropped) and the spool is empty. False on timeout: the records are
         still queued or spooled, not lost."""
-        try:
-            return self._c.flush(timeout)
-        finally:
-            self._log_warnings()
+        return self._c.flush(timeout)
 
     def close(self, timeout: float = 30.0) -> bool:
         """Flushes for up to ``timeout`` seconds, then stops the stream (what is still undelivered
@@ -142,13 +126,11 @@ class Collector:
             return delivered
         finally:
             _open_collectors.discard(self)
-            self._log_warnings()
 
     def stats(self) -> dict:
         """The stream's counters since creation: submitted, delivered, spooled, dropped, rejected,
         failed_requests, spool_errors (empty without a server). After close(), as close() found
         them before stopping the stream."""
-        self._log_warnings()
         return self._c.stats()
 
     @property
@@ -166,9 +148,11 @@ class Collector:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def _log_warnings(self) -> None:
-        for message in self._c.take_warnings():
-            self._log.warning("%s", message)
+
+
+def _log_messages(logger: logging.Logger, messages) -> None:
+    for message in messages:
+        logger.warning("%s", message)
 
 
 _open_collectors: "weakref.WeakSet[Collector]" = weakref.WeakSet()

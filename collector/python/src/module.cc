@@ -7,6 +7,7 @@
 #include <torch/csrc/utils/pybind.h>
 
 #include <chrono>
+#include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
@@ -65,13 +66,46 @@ class PyCollector {
       : warnings_(std::move(warnings)), collector_(std::make_unique<Collector>(std::move(options))) {}
   // Destroyed with the GIL held; the stream's destructor waits for its sender thread, which never
   // takes the GIL, so this cannot deadlock. Releasing it lets other Python threads run meanwhile.
-  ~PyCollector() { Close(); }
+  // (No call into Python from a destructor: warnings still held go to stderr.)
+  ~PyCollector() {
+    CloseStream();
+    for (const std::string& message : warnings_->Take()) std::fprintf(stderr, "%s\n", message.c_str());
+  }
 
-  // Records are validated here (the wire format's own rules), so that a record the server would
-  // refuse raises at the call.
-  bool Submit(const py::dict& fields, AccumulationWindow* window) {
+  // Fields every record gets unless record_step gives them (run, rank, world_size, ...): converted
+  // once, not at every step.
+  void SetDefaults(const py::dict& defaults) { defaults_ = DictToJson(defaults); }
+
+  // Collector.record_step, all of it in C++ (it runs at every optimizer step). Records are
+  // validated here (the wire format's own rules), so that a record the server would refuse raises
+  // at the call.
+  bool RecordStep(py::handle step, py::handle loss, py::kwargs fields) {
     Collector& collector = Open();
-    nlohmann::json object = DictToJson(fields);
+    AccumulationWindow* window = nullptr;
+    if (PyObject* given = PyDict_GetItemString(fields.ptr(), "window")) {
+      if (given != Py_None) {
+        // lossguard.AccumulationWindow holds the C++ window as _window.
+        window = py::handle(given).attr("_window").cast<AccumulationWindow*>();
+        for (const char* name : {"ref_loss", "tokens", "micro", "ga_steps", "world_size"}) {
+          if (PyDict_GetItemString(fields.ptr(), name) != nullptr) {
+            throw py::value_error(std::string("'") + name +
+                                  "' given both as a field and by the window");
+          }
+        }
+      }
+      PyDict_DelItemString(fields.ptr(), "window");
+    }
+    for (const char* name : {"run", "rank"}) {
+      if (PyDict_GetItemString(fields.ptr(), name) != nullptr) {
+        throw py::value_error(std::string("'") + name +
+                              "' belongs to the collector (set it when creating the Collector)");
+      }
+    }
+    nlohmann::json object = defaults_;
+    AddFields(fields, object);
+    object["step"] = ToJson(step, "step");
+    object["loss"] = ToJson(loss, "loss");
+    if (!object.contains("time")) object["time"] = Now();
     auto parsed = wire::ParseRecord(object, 0);
     if (!parsed) {
       const wire::RecordError& error = parsed.error();
@@ -79,23 +113,41 @@ class PyCollector {
                             (error.field.empty() ? "" : error.field + ": ") + error.message);
     }
     wire::StepRecord record = std::move(parsed).value();
-    py::gil_scoped_release release;
-    if (window != nullptr) Collector::Describe(*window, record);
-    return collector.Submit(record);
+    bool accepted;
+    {
+      // The hand-off (and the window's collective, if any) without the GIL: other Python
+      // threads (a data loader) run meanwhile.
+      py::gil_scoped_release release;
+      if (window != nullptr) Collector::Describe(*window, record);
+      accepted = collector.Submit(record);
+    }
+    LogWarnings();
+    return accepted;
+  }
+
+  // Where warnings go: a Python callable taking a list of str, called from the thread that calls
+  // record_step, flush or close (never from the sender thread).
+  void SetWarningSink(py::object sink) { warning_sink_ = std::move(sink); }
+
+  void LogWarnings() {
+    if (warnings_->empty() || warning_sink_.is_none()) return;
+    warning_sink_(warnings_->Take());
   }
 
   bool Flush(double timeout_s) {
     Collector& collector = Open();
-    py::gil_scoped_release release;
-    return collector.Flush(Millis(timeout_s));
+    bool delivered;
+    {
+      py::gil_scoped_release release;
+      delivered = collector.Flush(Millis(timeout_s));
+    }
+    LogWarnings();
+    return delivered;
   }
 
   void Close() {
-    if (!collector_) return;
-    std::unique_ptr<Collector> closing = std::move(collector_);
-    if (closing->stream() != nullptr) final_stats_ = closing->stream()->stats();
-    py::gil_scoped_release release;
-    closing.reset();  // the stream's destructor: delivers for up to drain_timeout, spools the rest
+    CloseStream();
+    LogWarnings();
   }
 
   py::dict Stats() const {
@@ -112,8 +164,6 @@ class PyCollector {
     return collector_ && collector_->stream() ? collector_->stream()->spool_path() : "";
   }
   bool closed() const { return !collector_; }
-  std::vector<std::string> TakeWarnings() { return warnings_->Take(); }
-
   static std::chrono::milliseconds Millis(double seconds) {
     if (!(seconds >= 0)) throw py::value_error("timeout must be >= 0 seconds");
     return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
@@ -125,7 +175,22 @@ class PyCollector {
     return *collector_;
   }
 
+  void CloseStream() {
+    if (!collector_) return;
+    std::unique_ptr<Collector> closing = std::move(collector_);
+    if (closing->stream() != nullptr) final_stats_ = closing->stream()->stats();
+    py::gil_scoped_release release;
+    closing.reset();  // the stream's destructor: delivers for up to drain_timeout, spools the rest
+  }
+
+  static double Now() {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+
   std::shared_ptr<WarningQueue> warnings_;
+  nlohmann::json defaults_ = nlohmann::json::object();
+  py::object warning_sink_ = py::none();
   std::unique_ptr<Collector> collector_;
   std::optional<collector::StreamStats> final_stats_;  // as close() found them
 };
@@ -258,11 +323,12 @@ PYBIND11_MODULE(_C, m) {
            "micro_batch_size"_a, "vocab_size"_a, "queue_capacity"_a, "batch_size"_a,
            "flush_interval_s"_a, "request_timeout_s"_a, "drain_timeout_s"_a,
            "spool_retry_interval_s"_a)
-      .def("submit", &PyCollector::Submit, "fields"_a, "window"_a)
+      .def("set_defaults", &PyCollector::SetDefaults, "defaults"_a)
+      .def("record_step", &PyCollector::RecordStep, "step"_a, "loss"_a)
+      .def("set_warning_sink", &PyCollector::SetWarningSink, "sink"_a)
       .def("flush", &PyCollector::Flush, "timeout_s"_a)
       .def("close", &PyCollector::Close)
       .def("stats", &PyCollector::Stats)
-      .def("take_warnings", &PyCollector::TakeWarnings)
       .def_property_readonly("spool_path", &PyCollector::SpoolPath)
       .def_property_readonly("closed", &PyCollector::closed);
 

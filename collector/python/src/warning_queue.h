@@ -4,6 +4,7 @@
 // caller that waits for that thread, and dies at interpreter shutdown); the package logs what
 // Take() returns from the thread that calls it.
 
+#include <atomic>
 #include <cstddef>
 #include <deque>
 #include <mutex>
@@ -25,13 +26,18 @@ class WarningQueue {
     } else {
       ++overflow_;
     }
+    held_.store(true, std::memory_order_release);
   }
+
+  // Lock-free: whether Take() has anything (checked after every record).
+  bool empty() const { return !held_.load(std::memory_order_acquire); }
 
   // Every held warning, oldest first, then one line for those that did not fit.
   std::vector<std::string> Take() {
     std::lock_guard lock(mutex_);
     std::vector<std::string> out(messages_.begin(), messages_.end());
     messages_.clear();
+    held_.store(false, std::memory_order_release);
     if (overflow_ > 0) {
       out.push_back("lossguard: " + std::to_string(overflow_) +
                     " more warnings were not kept (the warning queue was full)");
@@ -45,6 +51,7 @@ class WarningQueue {
   std::mutex mutex_;
   std::deque<std::string> messages_;
   std::size_t overflow_ = 0;
+  std::atomic<bool> held_{false};
 };
 
 }  // namespace lossguard::python

@@ -1,0 +1,53 @@
+"""The Python demo trainer against the real server: the GA bug is found and explained, a correct
+run raises nothing, and the same sequences split over micro-batches, GA steps and gloo ranks train
+the same way."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+DEMO = os.environ.get("LOSSGUARD_PYTHON_DEMO", os.path.join(
+    os.path.dirname(__file__), "..", "..", "collector", "python", "examples", "demo_trainer.py"))
+
+
+def train(server, tmp_path, run, *flags):
+    result = subprocess.run(
+        [sys.executable, DEMO, "--server", server.url, "--run", run, "--quiet",
+         "--spool-dir", str(tmp_path / "spool"), *flags],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def test_the_ga_bug_raises_loss_scale_mismatch_explained_by_ga_steps(server, tmp_path):
+    run = train(server, tmp_path, "py-bug", "--steps", "20", "--micro-batch-size", "1",
+                "--ga-steps", "8", "--loss", "sum-no-ga-div")
+    # The collector's local check says so in the trainer's log, too.
+    assert "ga_steps" in run.stderr
+    alerts = [a for a in server.alerts("py-bug") if a["kind"] == "loss_scale_mismatch"]
+    assert alerts, server.alerts("py-bug")
+    assert alerts[0]["severity"] == "critical"
+    assert alerts[0]["evidence"]["explained_by"] == "ga_steps"
+
+
+def test_splits_of_the_same_sequences_train_the_same_and_stay_quiet(server, tmp_path):
+    steps = "12"
+    train(server, tmp_path, "py-mb8", "--steps", steps, "--micro-batch-size", "8")
+    train(server, tmp_path, "py-mb1-ga8", "--steps", steps, "--micro-batch-size", "1",
+          "--ga-steps", "8")
+    train(server, tmp_path, "py-ddp2", "--steps", steps, "--micro-batch-size", "2",
+          "--ga-steps", "2", "--world-size", "2")
+    runs = {run: server.steps(run) for run in ["py-mb8", "py-mb1-ga8", "py-ddp2"]}
+    base = runs["py-mb8"]
+    assert len(base) == 12
+    assert len(runs["py-ddp2"]) == 24 and {r["rank"] for r in runs["py-ddp2"]} == {0, 1}
+    for name, records in runs.items():
+        for record in records:
+            same = base[record["step"]]
+            assert record["ref_loss"] == pytest.approx(same["ref_loss"], rel=1e-4), name
+            assert record["loss"] == pytest.approx(record["ref_loss"], rel=1e-6), name
+            assert record["grad_norm"] == pytest.approx(same["grad_norm"], rel=1e-3), name
+        loud = [a for a in server.alerts(name) if a["severity"] in ("warning", "critical")]
+        assert not loud, loud
