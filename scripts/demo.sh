@@ -2,7 +2,8 @@
 # The main job: installs what is missing, builds the server, CLI and demo trainer (Release), starts
 # the server on its default SQLite database, trains three small GPTs with the collector attached
 # (micro_batch 8 / GA 1 and micro_batch 1 / GA 8 with the correct loss, and micro_batch 1 / GA 8
-# with the GA bug: micro-batch means summed without dividing), and prints what the server holds.
+# with the GA bug: micro-batch means summed without dividing), trains a fourth with the GA bug from
+# Python (the lossguard package, collector/python), and prints what the server holds.
 # Interactive: keeps serving until Ctrl-C. Non-interactive (CI, pipes): stops the server at the end.
 #   LOSSGUARD_PORT=8080   port to listen on (127.0.0.1)
 #   LOSSGUARD_DB=./lossguard.db
@@ -13,7 +14,7 @@ bash scripts/setup.sh
 build_dir=build-release
 cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DLOSSGUARD_BUILD_TESTS=OFF \
       -DLOSSGUARD_BUILD_BENCHMARKS=OFF >/dev/null
-cmake --build "$build_dir" -j "$(nproc)" --target lossguard-server lossguard lossguard_web demo_trainer
+cmake --build "$build_dir" -j "$(nproc)" --target lossguard-server lossguard lossguard_web demo_trainer lossguard_python
 
 port=${LOSSGUARD_PORT:-8080}
 db=${LOSSGUARD_DB:-./lossguard.db}
@@ -35,6 +36,13 @@ trainer="$build_dir/collector/demo_trainer"
 "$trainer" --server "$url" --steps "$steps" --run correct-mb8-ga1 --micro-batch-size 8 --ga-steps 1
 "$trainer" --server "$url" --steps "$steps" --run correct-mb1-ga8 --micro-batch-size 1 --ga-steps 8
 "$trainer" --server "$url" --steps "$steps" --run bug-mb1-ga8 --micro-batch-size 1 --ga-steps 8 --loss sum-no-ga-div
+# The same bug from Python: the interpreter that imports Debian's torch (the first python3 on PATH
+# may be another one).
+for python in "${LOSSGUARD_PYTHON:-}" python3 /usr/bin/python3; do
+  [[ -n "$python" ]] && "$python" -c "import torch" 2>/dev/null && break
+done
+PYTHONPATH="$build_dir/python" "$python" collector/python/examples/demo_trainer.py --server "$url" \
+  --steps "$steps" --run py-bug-mb1-ga8 --micro-batch-size 1 --ga-steps 8 --loss sum-no-ga-div
 
 echo "== runs (GET /api/v1/runs)"
 python3 - "$url" <<'PY'

@@ -22,7 +22,8 @@ AccumulationWindow::AccumulationWindow(std::vector<torch::Tensor> micro_batch_la
   if (labels_.empty())
     throw std::invalid_argument("an accumulation window needs at least one micro-batch");
   if (options_.process_group() && options_.all_reduce_sum())
-    throw std::invalid_argument("give an accumulation window a process_group or an all_reduce_sum, not both");
+    throw std::invalid_argument(
+        "give an accumulation window a process_group or an all_reduce_sum, not both");
   if (options_.world_size() < 1) {
     throw std::invalid_argument("world_size must be >= 1, but got " +
                                 std::to_string(options_.world_size()));
@@ -32,7 +33,7 @@ AccumulationWindow::AccumulationWindow(std::vector<torch::Tensor> micro_batch_la
     tokens_.push_back(tokens);
     local_tokens_ += tokens;
   }
-  world_size_ = options_.process_group()  ? options_.process_group()->getSize()
+  world_size_ = options_.process_group()    ? options_.process_group()->getSize()
                 : options_.all_reduce_sum() ? static_cast<int>(options_.world_size())
                                             : 1;
   torch::Tensor total = AllReduceSum(torch::tensor({local_tokens_}, torch::kLong));

@@ -110,9 +110,9 @@ void Collector::LocalCheck(const wire::StepRecord& r) {
   if (nonfinite && !nonfinite_reported_) {
     options_.warn()("lossguard: step " + std::to_string(r.step) + ": non-finite values (loss " +
                     Format(r.loss) + (r.grad_norm ? ", grad_norm " + Format(grad_norm) : "") +
-                    (r.nonfinite_grads ? ", " + std::to_string(nonfinite_grads) +
-                                             " non-finite gradient elements"
-                                       : "") +
+                    (r.nonfinite_grads
+                         ? ", " + std::to_string(nonfinite_grads) + " non-finite gradient elements"
+                         : "") +
                     ")");
   }
   nonfinite_reported_ = nonfinite_reported_ || nonfinite;

@@ -150,3 +150,17 @@ def test_a_callback_without_transformers_has_the_trainer_callback_interface():
     for name in events:
         params = list(inspect.signature(getattr(LossguardCallback, name)).parameters)
         assert params[:4] == ["self", "args", "state", "control"], name
+
+
+def test_the_axolotl_plugin_attaches_a_callback_configured_from_the_environment(monkeypatch):
+    from lossguard.integrations.axolotl import LossguardPlugin
+
+    monkeypatch.setenv("LOSSGUARD_SERVER", "http://127.0.0.1:9")
+    monkeypatch.delenv("LOSSGUARD_RUN", raising=False)
+    plugin = LossguardPlugin()  # Axolotl instantiates plugins without arguments
+    [cb] = plugin.add_callbacks_post_trainer({"output_dir": "./outputs/llama-lora/"}, trainer=None)
+    assert isinstance(cb, LossguardCallback)
+    assert cb.server == "http://127.0.0.1:9" and cb.run == "llama-lora"
+    monkeypatch.setenv("LOSSGUARD_RUN", "named")
+    [cb] = plugin.add_callbacks_post_trainer(SimpleNamespace(wandb_name="w", output_dir="o"), None)
+    assert cb.run == "named"

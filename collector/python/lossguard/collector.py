@@ -42,7 +42,9 @@ class Collector:
     rank, world_size: default to torch.distributed's when it is initialised, else 0 and 1.
     micro_batch_size, ga_steps, vocab_size: written into every record unless record_step says
         otherwise (an AccumulationWindow supplies ga_steps and world_size).
-    local_check: the trainer's log warns when a reported loss and its ref_loss disagree.
+    drain_timeout: how long close() (also at interpreter exit) waits for delivery before leaving
+        the rest in the spool.
+    The trainer's log warns when a reported loss and its ref_loss disagree (the C++ local check).
 
     Not thread-safe: call record_step from the training loop. A context manager: leaving it flushes
     and closes, as close() does; collectors still open at interpreter exit are closed then.
@@ -80,6 +82,7 @@ class Collector:
         # The hot path straight to C++: no Python frame per optimizer step.
         self.record_step = self._c.record_step
         self.run = run
+        self._drain_timeout = drain_timeout
         self._spool_path = self._c.spool_path
         _open_collectors.add(self)
 
@@ -110,14 +113,14 @@ class Collector:
         still queued or spooled, not lost."""
         return self._c.flush(timeout)
 
-    def close(self, timeout: float = 30.0) -> bool:
-        """Flushes for up to ``timeout`` seconds, then stops the stream (what is still undelivered
-        stays in the spool for the next start or ``lossguard flush``). True when everything was
-        delivered. Closing twice is harmless."""
+    def close(self, timeout: Optional[float] = None) -> bool:
+        """Flushes for up to ``timeout`` seconds (default: the drain_timeout given at creation, 10 s),
+        then stops the stream (what is still undelivered stays in the spool for the next start or
+        ``lossguard flush``). True when everything was delivered. Closing twice is harmless."""
         if self._c.closed:
             return True
         try:
-            delivered = self._c.flush(timeout)
+            delivered = self._c.flush(self._drain_timeout if timeout is None else timeout)
             self._c.close()
             if not delivered:
                 where = self._spool_path or "nowhere (no spool: the rest is lost)"

@@ -63,13 +63,15 @@ std::function<void(torch::Tensor&)> AllReduceFrom(py::object function) {
 class PyCollector {
  public:
   PyCollector(CollectorOptions options, std::shared_ptr<WarningQueue> warnings)
-      : warnings_(std::move(warnings)), collector_(std::make_unique<Collector>(std::move(options))) {}
+      : warnings_(std::move(warnings)),
+        collector_(std::make_unique<Collector>(std::move(options))) {}
   // Destroyed with the GIL held; the stream's destructor waits for its sender thread, which never
   // takes the GIL, so this cannot deadlock. Releasing it lets other Python threads run meanwhile.
   // (No call into Python from a destructor: warnings still held go to stderr.)
   ~PyCollector() {
     CloseStream();
-    for (const std::string& message : warnings_->Take()) std::fprintf(stderr, "%s\n", message.c_str());
+    for (const std::string& message : warnings_->Take())
+      std::fprintf(stderr, "%s\n", message.c_str());
   }
 
   // Fields every record gets unless record_step gives them (run, rank, world_size, ...): converted
@@ -155,8 +157,8 @@ class PyCollector {
     if (collector_ && collector_->stream() != nullptr) stats = collector_->stream()->stats();
     if (!stats) return py::dict();
     const collector::StreamStats& s = *stats;
-    return py::dict("submitted"_a = s.submitted, "delivered"_a = s.delivered, "spooled"_a = s.spooled,
-                    "dropped"_a = s.dropped, "rejected"_a = s.rejected,
+    return py::dict("submitted"_a = s.submitted, "delivered"_a = s.delivered,
+                    "spooled"_a = s.spooled, "dropped"_a = s.dropped, "rejected"_a = s.rejected,
                     "failed_requests"_a = s.failed_requests, "spool_errors"_a = s.spool_errors);
   }
 
@@ -197,8 +199,8 @@ class PyCollector {
 
 std::unique_ptr<PyCollector> MakeCollector(const std::string& server, const std::string& run,
                                            const std::string& token,
-                                           std::optional<std::string> spool_dir,
-                                           std::int64_t rank, std::int64_t micro_batch_size,
+                                           std::optional<std::string> spool_dir, std::int64_t rank,
+                                           std::int64_t micro_batch_size,
                                            std::optional<std::int64_t> vocab_size,
                                            std::size_t queue_capacity, std::size_t batch_size,
                                            double flush_interval_s, double request_timeout_s,
@@ -297,7 +299,8 @@ PYBIND11_MODULE(_C, m) {
                                 .label_count(ParseLabelCount(label_count))
                                 .gradients_averaged_across_ranks(gradients_averaged)
                                 .world_size(world_size);
-             if (!all_reduce.is_none()) options.all_reduce_sum(AllReduceFrom(std::move(all_reduce)));
+             if (!all_reduce.is_none())
+               options.all_reduce_sum(AllReduceFrom(std::move(all_reduce)));
              py::gil_scoped_release release;  // the constructor all-reduces the token count
              return std::make_unique<AccumulationWindow>(std::move(labels), std::move(options));
            }),
@@ -314,7 +317,8 @@ PYBIND11_MODULE(_C, m) {
       .def("micro_batches", [](const AccumulationWindow& window) {
         py::list out;
         for (const MicroBatchStats& mb : window.MicroBatches())
-          out.append(py::dict("loss"_a = mb.loss, "tokens"_a = mb.tokens, "loss_sum"_a = mb.loss_sum));
+          out.append(
+              py::dict("loss"_a = mb.loss, "tokens"_a = mb.tokens, "loss_sum"_a = mb.loss_sum));
         return out;
       });
 

@@ -17,9 +17,9 @@ struct AccumulationOptions {
   TORCH_ARG(LabelCount, label_count) = LabelCount::kShifted;
   // Data-parallel ranks: the label-token count and the reference loss are all-reduced through it.
   TORCH_ARG(c10::intrusive_ptr<c10d::ProcessGroup>, process_group);
-  // Or, for a process group the C++ side cannot hold (the Python package passes torch.distributed's,
-  // whatever its backend): a function that sums a tensor in place across `world_size` ranks, as a
-  // collective. Not together with process_group.
+  // Or, for a process group the C++ side cannot hold (the Python package passes
+  // torch.distributed's, whatever its backend): a function that sums a tensor in place across
+  // `world_size` ranks, as a collective. Not together with process_group.
   TORCH_ARG(std::function<void(torch::Tensor&)>, all_reduce_sum);
   TORCH_ARG(std::int64_t, world_size) = 1;  // the ranks all_reduce_sum spans
   // DDP averages gradients over ranks (it divides their sum by world_size). When true (the
