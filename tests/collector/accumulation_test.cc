@@ -128,6 +128,29 @@ TEST(AccumulationWindow, MisuseIsRefused) {
 }
 
 // Real gloo over loopback: two ranks in two threads, each with its own ProcessGroupGloo.
+TEST(AccumulationWindow, AnAllReduceFunctionStandsInForAProcessGroup) {
+  // The Python package passes torch.distributed's all-reduce as a function. Here it stands for
+  // two ranks holding the same data: every sum doubles, so the reference loss is unchanged and
+  // each micro-batch loss is its sum x 2 ranks / (2 x local tokens).
+  Data data = MakeData();
+  TinyLm model = FreshModel();
+  StepResult alone = Step(model, data, 0, 8, 2);
+  int calls = 0;
+  auto doubled = AccumulationOptions()
+                     .all_reduce_sum([&calls](torch::Tensor& value) {
+                       ++calls;
+                       value.mul_(2);
+                     })
+                     .world_size(2);
+  StepResult twice = Step(model, data, 0, 8, 2, doubled);
+  EXPECT_EQ(calls, 2) << "one all-reduce for the token count, one for the reference loss";
+  ExpectSameStep(alone, twice, "one process vs two identical ranks through all_reduce_sum");
+  auto labels = std::vector<torch::Tensor>{data.labels};
+  EXPECT_THAT(
+      [&] { AccumulationWindow(labels, AccumulationOptions().world_size(0)); },
+      ::testing::ThrowsMessage<std::invalid_argument>(HasSubstr("world_size must be >= 1")));
+}
+
 TEST(AccumulationWindow, TwoGlooRanksMatchTheSingleProcessFullBatch) {
   Data data = MakeData();
   TinyLm reference_model = FreshModel();

@@ -152,6 +152,15 @@ TEST(CausalLmCrossEntropy, BadInputIsRefusedWithTheValue) {
   EXPECT_THAT(
       [&] { CausalLmCrossEntropy(logits, labels.to(torch::kFloat32)); },
       ::testing::ThrowsMessage<std::invalid_argument>(HasSubstr("labels must be integers")));
+  // Dtype errors are their own type (the Python package raises them as TypeError).
+  EXPECT_THAT(
+      [&] { CausalLmCrossEntropy(logits, labels.to(torch::kBool)); },
+      ::testing::ThrowsMessage<DtypeError>(HasSubstr("labels must be integers, but got Bool")));
+  EXPECT_THAT([&] { CausalLmCrossEntropy(logits.to(torch::kLong), labels); },
+              ::testing::ThrowsMessage<DtypeError>(
+                  HasSubstr("logits must be a floating-point tensor, but got Long")));
+  EXPECT_THAT([&] { CountLabelTokens(labels.to(torch::kFloat64), LabelCount::kShifted); },
+              ::testing::ThrowsMessage<DtypeError>(HasSubstr("labels must be integers")));
 }
 
 TEST(CountLabelTokens, ShiftedCountsOneLessPerSequenceWhoseFirstLabelCounts) {
