@@ -122,3 +122,17 @@ def test_a_dead_server_at_exit_leaves_the_records_in_the_spool_for_the_next_star
         for step in range(50, 60):
             again.record_step(step, 2.0)
     assert [r["step"] for r in server.steps("py-resume")] == list(range(60))
+
+
+@pytest.mark.parametrize("args, kwargs, error, message", [
+    (("not a url", "r"), {}, ValueError, "URL must start with http://"),
+    ((None, 5), {}, TypeError, "run must be a str"),
+    ((None, "r"), {"queue_capacity": -1}, ValueError, "queue_capacity must be an int >= 1"),
+    ((None, "r"), {"ga_steps": 0}, ValueError, "ga_steps must be an int >= 1"),
+    ((None, "r"), {"flush_interval": float("nan")}, ValueError, "flush_interval must be a number"),
+    ((None, "r"), {"drain_timeout": -1}, ValueError, "drain_timeout must be a number"),
+])
+def test_bad_collector_options_raise_before_training_starts(args, kwargs, error, message):
+    with pytest.raises(error) as raised:
+        lossguard.Collector(*args, spool_dir="", **kwargs)
+    assert message in str(raised.value)

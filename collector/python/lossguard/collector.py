@@ -60,6 +60,10 @@ class Collector:
                  logger: Optional[logging.Logger] = None):
         if not isinstance(run, str):
             raise TypeError(f"run must be a str, but got {type(run).__name__}")
+        for name, value in [("queue_capacity", queue_capacity), ("batch_size", batch_size),
+                            ("micro_batch_size", micro_batch_size), ("ga_steps", ga_steps)]:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, but got {value!r}")
         default_rank, default_world_size = _distributed_rank_and_size()
         self._rank = default_rank if rank is None else rank
         self._log = logger or _log

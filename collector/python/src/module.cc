@@ -166,8 +166,11 @@ class PyCollector {
     return collector_ && collector_->stream() ? collector_->stream()->spool_path() : "";
   }
   bool closed() const { return !collector_; }
-  static std::chrono::milliseconds Millis(double seconds) {
-    if (!(seconds >= 0)) throw py::value_error("timeout must be >= 0 seconds");
+  static std::chrono::milliseconds Millis(double seconds, const char* name = "timeout") {
+    if (!(seconds >= 0 && seconds <= 1e9)) {
+      throw py::value_error(std::string(name) + " must be a number of seconds >= 0, but got " +
+                            std::to_string(seconds));
+    }
     return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
   }
 
@@ -218,10 +221,10 @@ std::unique_ptr<PyCollector> MakeCollector(const std::string& server, const std:
       .token(token)
       .queue_capacity(queue_capacity)
       .batch_size(batch_size)
-      .flush_interval(PyCollector::Millis(flush_interval_s))
-      .request_timeout(PyCollector::Millis(request_timeout_s))
-      .drain_timeout(PyCollector::Millis(drain_timeout_s))
-      .spool_retry_interval(PyCollector::Millis(spool_retry_interval_s));
+      .flush_interval(PyCollector::Millis(flush_interval_s, "flush_interval"))
+      .request_timeout(PyCollector::Millis(request_timeout_s, "request_timeout"))
+      .drain_timeout(PyCollector::Millis(drain_timeout_s, "drain_timeout"))
+      .spool_retry_interval(PyCollector::Millis(spool_retry_interval_s, "spool_retry_interval"));
   py::gil_scoped_release release;  // opening the spool touches the disk
   return std::make_unique<PyCollector>(std::move(options), std::move(warnings));
 }
