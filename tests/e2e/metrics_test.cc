@@ -93,6 +93,30 @@ TEST(Metrics, RunsAlertsAndServerCountersAreExported) {
       Sample(text, "lossguard_alerts_open{kind=\"nonfinite\",run=\"m\",severity=\"critical\"}"),
       "1");
   EXPECT_EQ(Sample(text, "lossguard_alerts_open_all_runs{severity=\"critical\"}"), "2");
+  EXPECT_EQ(Sample(text,
+                   "lossguard_alerts_acknowledged{kind=\"nonfinite\",run=\"m\","
+                   "severity=\"critical\"}"),
+            std::nullopt);
+
+  // An acknowledged episode leaves lossguard_alerts_open (the paging rule stops firing) and is
+  // counted apart until it resolves.
+  auto alerts = json::parse(client.Get("/api/v1/alerts?run=m&kind=nonfinite").body)["alerts"];
+  ASSERT_EQ(alerts.size(), 1u);
+  const std::string id = alerts[0]["id"].dump();
+  ASSERT_EQ(client.Post("/api/v1/alerts/" + id + "/ack", "", "application/json").status, 200);
+  const std::string acked = client.Get("/metrics").body;
+  EXPECT_EQ(
+      Sample(acked, "lossguard_alerts_open{kind=\"nonfinite\",run=\"m\",severity=\"critical\"}"),
+      std::nullopt);
+  EXPECT_EQ(Sample(acked,
+                   "lossguard_alerts_acknowledged{kind=\"nonfinite\",run=\"m\","
+                   "severity=\"critical\"}"),
+            "1");
+  EXPECT_EQ(
+      Sample(acked,
+             "lossguard_alerts_open{kind=\"loss_scale_mismatch\",run=\"m\",severity=\"critical\"}"),
+      "1");
+  EXPECT_EQ(Sample(acked, "lossguard_alerts_open_all_runs{severity=\"critical\"}"), "1");
   EXPECT_EQ(Sample(text, "lossguard_ingest_records_total{outcome=\"new\"}"), "16");
   EXPECT_EQ(Sample(text, "lossguard_ingest_records_total{outcome=\"duplicate\"}"), "3");
   EXPECT_EQ(Sample(text, "lossguard_ingest_rejected_batches_total{reason=\"invalid_batch\"}"), "1");

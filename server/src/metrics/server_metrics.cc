@@ -78,10 +78,17 @@ std::string ServerMetrics::Render(store::Store& store, const MetricsOptions& opt
   auto& world_size = gauge("lossguard_run_world_size", "Data-parallel ranks");
   auto& last_seen = gauge("lossguard_run_last_seen_timestamp_seconds",
                           "When the server last received a record for the run (unix seconds)");
+  // Acknowledged episodes have their own gauge: a rule on lossguard_alerts_open stops firing once a
+  // person has acked the alert, and the episode stays visible until it resolves.
   auto& open_alerts = gauge("lossguard_alerts_open",
-                            "Open alert episodes by run, kind and severity (exported runs only)");
-  auto& open_total = gauge("lossguard_alerts_open_all_runs",
-                           "Open alert episodes of every run (exported or not), by severity");
+                            "Open, unacknowledged alert episodes by run, kind and severity "
+                            "(exported runs only)");
+  auto& acked_alerts = gauge("lossguard_alerts_acknowledged",
+                             "Open alert episodes a person has acknowledged, by run, kind and "
+                             "severity (exported runs only)");
+  auto& open_total =
+      gauge("lossguard_alerts_open_all_runs",
+            "Open, unacknowledged alert episodes of every run (exported or not), by severity");
   auto& active =
       gauge("lossguard_metrics_runs_active", "Runs that sent a record within the export window");
   auto& omitted = gauge("lossguard_metrics_runs_omitted",
@@ -110,9 +117,9 @@ std::string ServerMetrics::Render(store::Store& store, const MetricsOptions& opt
   }
   store::OpenAlertCounts by_severity;
   for (const store::OpenAlertGroup& group : store.ListOpenAlertGroups()) {
-    by_severity[group.severity] += group.count;
+    if (!group.acknowledged) by_severity[group.severity] += group.count;
     if (!exported.count(group.run)) continue;
-    open_alerts
+    (group.acknowledged ? acked_alerts : open_alerts)
         .Add({{"run", group.run},
               {"kind", std::string(analyzers::KindName(group.kind))},
               {"severity", std::string(analyzers::SeverityName(group.severity))}})

@@ -197,12 +197,13 @@ ActiveRuns Store::ListActiveRuns(double since, std::size_t limit) {
 std::vector<OpenAlertGroup> Store::ListOpenAlertGroups() {
   ReadLease db = Read();
   Statement groups(*db,
-                   "SELECT r.name, a.kind, a.severity, COUNT(*) FROM alerts a JOIN runs r ON "
-                   "r.id = a.run_id WHERE a.state = 'open' GROUP BY r.name, a.kind, a.severity");
+                   "SELECT r.name, a.kind, a.severity, a.acked_at IS NOT NULL AS acked, COUNT(*) "
+                   "FROM alerts a JOIN runs r ON r.id = a.run_id WHERE a.state = 'open' "
+                   "GROUP BY r.name, a.kind, a.severity, acked");
   std::vector<OpenAlertGroup> out;
   while (groups.Step()) {
     out.push_back({std::string(groups.Text(0)), ParseStoredKind(groups.Text(1)),
-                   ParseStoredSeverity(groups.Text(2)), groups.Int(3)});
+                   ParseStoredSeverity(groups.Text(2)), groups.Int(3) != 0, groups.Int(4)});
   }
   return out;
 }

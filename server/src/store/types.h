@@ -72,6 +72,7 @@ struct OpenAlertGroup {
   std::string run;
   analyzers::Kind kind = analyzers::Kind::kNonFinite;
   analyzers::Severity severity = analyzers::Severity::kInfo;
+  bool acknowledged = false;  // a person has acked these episodes (POST .../ack)
   std::int64_t count = 0;
 };
 
