@@ -98,9 +98,10 @@ void Collector::Describe(AccumulationWindow& window, wire::StepRecord& record) {
     record.micro.push_back({mb.loss, mb.tokens, mb.loss_sum});
 }
 
-bool Collector::Submit(const wire::StepRecord& record) {
+bool Collector::Submit(wire::StepRecord record) {
+  if (!record.time) record.time = Now();
   LocalCheck(record);
-  return stream_ ? stream_->Submit(record) : true;
+  return stream_ ? stream_->Submit(std::move(record)) : true;
 }
 
 void Collector::LocalCheck(const wire::StepRecord& r) {

@@ -131,6 +131,8 @@ def test_a_dead_server_at_exit_leaves_the_records_in_the_spool_for_the_next_star
     ((None, "r"), {"ga_steps": 0}, ValueError, "ga_steps must be an int >= 1"),
     ((None, "r"), {"flush_interval": float("nan")}, ValueError, "flush_interval must be a number"),
     ((None, "r"), {"drain_timeout": -1}, ValueError, "drain_timeout must be a number"),
+    ((None, "r"), {"world_size": 0}, ValueError, "invalid collector option: world_size"),
+    ((None, "r"), {"rank": -1}, ValueError, "invalid collector option: rank"),
 ])
 def test_bad_collector_options_raise_before_training_starts(args, kwargs, error, message):
     with pytest.raises(error) as raised:

@@ -65,24 +65,15 @@ class Collector:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, but got {value!r}")
         default_rank, default_world_size = _distributed_rank_and_size()
-        self._rank = default_rank if rank is None else rank
+        rank = default_rank if rank is None else rank
         self._log = logger or _log
         if token is None:
             token = os.environ.get("LOSSGUARD_TOKEN", "")
-        self._c = _C.Collector(server or "", run, token, spool_dir, self._rank, micro_batch_size,
-                               vocab_size, queue_capacity, batch_size, flush_interval,
-                               request_timeout, drain_timeout, spool_retry_interval)
-        defaults = {
-            "run": run,
-            "rank": self._rank,
-            "world_size": default_world_size if world_size is None else world_size,
-            "ga_steps": ga_steps,
-            "micro_batch_size": micro_batch_size,
-        }
-        if vocab_size is not None:
-            defaults["vocab_size"] = vocab_size
-        self._c.set_defaults(defaults)
-        self._c.set_warning_sink(functools.partial(_log_messages, self._log))
+        self._c = _C.Collector(server or "", run, token, spool_dir, rank,
+                               default_world_size if world_size is None else world_size,
+                               micro_batch_size, ga_steps, vocab_size, queue_capacity, batch_size,
+                               flush_interval, request_timeout, drain_timeout,
+                               spool_retry_interval, functools.partial(_log_messages, self._log))
         # The hot path straight to C++: no Python frame per optimizer step.
         self.record_step = self._c.record_step
         self.run = run

@@ -59,12 +59,31 @@ std::function<void(torch::Tensor&)> AllReduceFrom(py::object function) {
   };
 }
 
+// The record `object` describes, validated by the wire format's own rules; ValueError naming the
+// field otherwise.
+wire::StepRecord ParseOrRaise(const nlohmann::json& object, const std::string& what) {
+  auto parsed = wire::ParseRecord(object, 0);
+  if (!parsed) {
+    const wire::RecordError& error = parsed.error();
+    throw py::value_error("lossguard: " + what + ": " +
+                          (error.field.empty() ? "" : error.field + ": ") + error.message);
+  }
+  return std::move(parsed).value();
+}
+
 // The C++ collector and the warnings its sender thread leaves for Python.
 class PyCollector {
  public:
-  PyCollector(CollectorOptions options, std::shared_ptr<WarningQueue> warnings)
+  // `defaults`: the fields every record gets unless record_step gives them (run, rank,
+  // world_size, ...), already validated. `warning_sink`: a Python callable taking a list of str,
+  // called from the thread that calls record_step, flush or close (never from the sender thread).
+  // Made with the GIL held (it holds a Python object).
+  PyCollector(std::unique_ptr<Collector> collector, std::shared_ptr<WarningQueue> warnings,
+              nlohmann::json defaults, py::object warning_sink)
       : warnings_(std::move(warnings)),
-        collector_(std::make_unique<Collector>(std::move(options))) {}
+        defaults_(std::move(defaults)),
+        warning_sink_(std::move(warning_sink)),
+        collector_(std::move(collector)) {}
   // Destroyed with the GIL held; the stream's destructor waits for its sender thread, which never
   // takes the GIL, so this cannot deadlock. Releasing it lets other Python threads run meanwhile.
   // (No call into Python from a destructor: warnings still held go to stderr.)
@@ -73,10 +92,6 @@ class PyCollector {
     for (const std::string& message : warnings_->Take())
       std::fprintf(stderr, "%s\n", message.c_str());
   }
-
-  // Fields every record gets unless record_step gives them (run, rank, world_size, ...): converted
-  // once, not at every step.
-  void SetDefaults(const py::dict& defaults) { defaults_ = DictToJson(defaults); }
 
   // Collector.record_step, all of it in C++ (it runs at every optimizer step). Records are
   // validated here (the wire format's own rules), so that a record the server would refuse raises
@@ -107,29 +122,18 @@ class PyCollector {
     AddFields(fields, object);
     object["step"] = ToJson(step, "step");
     object["loss"] = ToJson(loss, "loss");
-    if (!object.contains("time")) object["time"] = Now();
-    auto parsed = wire::ParseRecord(object, 0);
-    if (!parsed) {
-      const wire::RecordError& error = parsed.error();
-      throw py::value_error("lossguard: invalid record: " +
-                            (error.field.empty() ? "" : error.field + ": ") + error.message);
-    }
-    wire::StepRecord record = std::move(parsed).value();
+    wire::StepRecord record = ParseOrRaise(object, "invalid record");
     bool accepted;
     {
       // The hand-off (and the window's collective, if any) without the GIL: other Python
       // threads (a data loader) run meanwhile.
       py::gil_scoped_release release;
       if (window != nullptr) Collector::Describe(*window, record);
-      accepted = collector.Submit(record);
+      accepted = collector.Submit(std::move(record));
     }
     LogWarnings();
     return accepted;
   }
-
-  // Where warnings go: a Python callable taking a list of str, called from the thread that calls
-  // record_step, flush or close (never from the sender thread).
-  void SetWarningSink(py::object sink) { warning_sink_ = std::move(sink); }
 
   void LogWarnings() {
     if (warnings_->empty() || warning_sink_.is_none()) return;
@@ -188,26 +192,31 @@ class PyCollector {
     closing.reset();  // the stream's destructor: delivers for up to drain_timeout, spools the rest
   }
 
-  static double Now() {
-    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-  }
-
   std::shared_ptr<WarningQueue> warnings_;
-  nlohmann::json defaults_ = nlohmann::json::object();
-  py::object warning_sink_ = py::none();
+  const nlohmann::json defaults_;
+  const py::object warning_sink_;
   std::unique_ptr<Collector> collector_;
   std::optional<collector::StreamStats> final_stats_;  // as close() found them
 };
 
-std::unique_ptr<PyCollector> MakeCollector(const std::string& server, const std::string& run,
-                                           const std::string& token,
-                                           std::optional<std::string> spool_dir, std::int64_t rank,
-                                           std::int64_t micro_batch_size,
-                                           std::optional<std::int64_t> vocab_size,
-                                           std::size_t queue_capacity, std::size_t batch_size,
-                                           double flush_interval_s, double request_timeout_s,
-                                           double drain_timeout_s, double spool_retry_interval_s) {
+std::unique_ptr<PyCollector> MakeCollector(
+    const std::string& server, const std::string& run, const std::string& token,
+    std::optional<std::string> spool_dir, std::int64_t rank, std::int64_t world_size,
+    std::int64_t micro_batch_size, std::int64_t ga_steps, std::optional<std::int64_t> vocab_size,
+    std::size_t queue_capacity, std::size_t batch_size, double flush_interval_s,
+    double request_timeout_s, double drain_timeout_s, double spool_retry_interval_s,
+    py::object warning_sink) {
+  nlohmann::json defaults = {{"run", run},
+                             {"rank", rank},
+                             {"world_size", world_size},
+                             {"ga_steps", ga_steps},
+                             {"micro_batch_size", micro_batch_size}};
+  if (vocab_size) defaults["vocab_size"] = *vocab_size;
+  // A bad option fails here, before training starts, not at the first record_step.
+  nlohmann::json probe = defaults;
+  probe["step"] = 0;
+  probe["loss"] = 0.0;
+  ParseOrRaise(probe, "invalid collector option");
   auto warnings = std::make_shared<WarningQueue>();
   CollectorOptions options = CollectorOptions()
                                  .run(run)
@@ -225,8 +234,13 @@ std::unique_ptr<PyCollector> MakeCollector(const std::string& server, const std:
       .request_timeout(PyCollector::Millis(request_timeout_s, "request_timeout"))
       .drain_timeout(PyCollector::Millis(drain_timeout_s, "drain_timeout"))
       .spool_retry_interval(PyCollector::Millis(spool_retry_interval_s, "spool_retry_interval"));
-  py::gil_scoped_release release;  // opening the spool touches the disk
-  return std::make_unique<PyCollector>(std::move(options), std::move(warnings));
+  std::unique_ptr<Collector> collector;
+  {
+    py::gil_scoped_release release;  // opening the spool touches the disk
+    collector = std::make_unique<Collector>(std::move(options));
+  }
+  return std::make_unique<PyCollector>(std::move(collector), std::move(warnings),
+                                       std::move(defaults), std::move(warning_sink));
 }
 
 // Forward + backward of the C++ call, timed in C++: the baseline of the Python benchmark.
@@ -327,12 +341,10 @@ PYBIND11_MODULE(_C, m) {
 
   py::class_<PyCollector>(m, "Collector")
       .def(py::init(&MakeCollector), "server"_a, "run"_a, "token"_a, "spool_dir"_a, "rank"_a,
-           "micro_batch_size"_a, "vocab_size"_a, "queue_capacity"_a, "batch_size"_a,
-           "flush_interval_s"_a, "request_timeout_s"_a, "drain_timeout_s"_a,
-           "spool_retry_interval_s"_a)
-      .def("set_defaults", &PyCollector::SetDefaults, "defaults"_a)
+           "world_size"_a, "micro_batch_size"_a, "ga_steps"_a, "vocab_size"_a, "queue_capacity"_a,
+           "batch_size"_a, "flush_interval_s"_a, "request_timeout_s"_a, "drain_timeout_s"_a,
+           "spool_retry_interval_s"_a, "warning_sink"_a)
       .def("record_step", &PyCollector::RecordStep, "step"_a, "loss"_a)
-      .def("set_warning_sink", &PyCollector::SetWarningSink, "sink"_a)
       .def("flush", &PyCollector::Flush, "timeout_s"_a)
       .def("close", &PyCollector::Close)
       .def("stats", &PyCollector::Stats)

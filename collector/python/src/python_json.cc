@@ -97,10 +97,4 @@ void AddFields(const py::dict& fields, nlohmann::json& object) {
   }
 }
 
-nlohmann::json DictToJson(const py::dict& fields) {
-  nlohmann::json object = nlohmann::json::object();
-  AddFields(fields, object);
-  return object;
-}
-
 }  // namespace lossguard::python

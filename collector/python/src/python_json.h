@@ -15,9 +15,6 @@ namespace lossguard::python {
 // outside int64.
 nlohmann::json ToJson(pybind11::handle value, std::string_view path);
 
-// A dict with str keys as a JSON object (see ToJson).
-nlohmann::json DictToJson(const pybind11::dict& fields);
-
 // Sets each of `fields` (str keys) in the JSON object `object`, replacing what was there.
 void AddFields(const pybind11::dict& fields, nlohmann::json& object);
 

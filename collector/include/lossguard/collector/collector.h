@@ -53,10 +53,11 @@ class Collector {
                               const GradNormStats& grads, std::optional<double> lr = std::nullopt);
 
   // For trainers that build their own records (the Python package does): the same local check as
-  // RecordStep, then the hand-off. The record should be valid wire format v1 (wire::ParseRecord
-  // says why not); the server refuses one that is not, and the stream counts it as rejected.
-  // Returns false when the stream's queue was full (the record is counted as dropped).
-  bool Submit(const wire::StepRecord& record);
+  // RecordStep, then the hand-off; a record without a time gets the current one. The record should
+  // be valid wire format v1 (wire::ParseRecord says why not); the server refuses one that is not,
+  // and the stream counts it as rejected. Returns false when the stream's queue was full (the
+  // record is counted as dropped).
+  bool Submit(wire::StepRecord record);
 
   // Fills what `window` knows into `record`: world_size, ga_steps, ref_loss (a collective with a
   // process group), tokens and the per-micro-batch losses.

@@ -25,10 +25,25 @@ from lossguard.accumulation import count_label_tokens
 from lossguard.collector import Collector
 from lossguard.loss import _as_count, causal_lm_loss
 
-try:  # the base class when transformers is there; the same interface without it
+# transformers.TrainerCallback's events (4.46-4.5x); each takes (args, state, control, **kwargs).
+_TRAINER_EVENTS = (
+    "on_init_end", "on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+    "on_step_begin", "on_pre_optimizer_step", "on_optimizer_step", "on_substep_end", "on_step_end",
+    "on_evaluate", "on_predict", "on_save", "on_log", "on_prediction_step")
+
+try:  # the base class when transformers is there
     from transformers import TrainerCallback as _CallbackBase
 except ImportError:  # pragma: no cover - depends on the machine
-    _CallbackBase = object
+
+    class _CallbackBase:
+        """transformers.TrainerCallback's interface without transformers: every event, doing
+        nothing."""
+
+    def _ignore_event(self, args, state, control, **kwargs):
+        return control
+
+    for _event in _TRAINER_EVENTS:
+        setattr(_CallbackBase, _event, _ignore_event)
 
 
 def _logits_of(outputs) -> torch.Tensor:
@@ -105,9 +120,6 @@ class LossguardCallback(_CallbackBase):
 
     # ---- TrainerCallback events --------------------------------------------------------------
 
-    def on_init_end(self, args, state, control, **kwargs):
-        return control
-
     def on_train_begin(self, args, state, control, **kwargs):
         if self.collector is None:
             run = self.run or getattr(args, "run_name", None) or os.path.basename(
@@ -122,28 +134,16 @@ class LossguardCallback(_CallbackBase):
         self._steps.clear()
         return control
 
-    def on_step_begin(self, args, state, control, **kwargs):
-        return control
-
-    def on_substep_end(self, args, state, control, **kwargs):
-        return control
-
-    def on_pre_optimizer_step(self, args, state, control, **kwargs):
-        return control
-
-    def on_optimizer_step(self, args, state, control, **kwargs):
-        return control
-
     def on_step_end(self, args, state, control, **kwargs):
         """Closes the step's accumulation window: its reference loss over micro-batches (and
         ranks)."""
         if not self._micro:
             return control
-        sums = torch.stack([s.to(torch.float64).reshape(()) for s, _ in self._micro])
+        sums = [s.item() for s, _ in self._micro]  # the step's only reads from the device
         tokens = sum(t for _, t in self._micro)
-        micro = [{"loss": (s.item() / t) if t else 0.0, "tokens": t, "loss_sum": s.item()}
-                 for s, t in self._micro]
-        total = torch.stack([sums.sum(), torch.tensor(float(tokens), dtype=torch.float64)])
+        micro = [{"loss": s / t if t else 0.0, "tokens": t, "loss_sum": s}
+                 for s, (_, t) in zip(sums, self._micro)]
+        total = torch.tensor([math.fsum(sums), float(tokens)], dtype=torch.float64)
         if self.all_reduce_reference:
             import torch.distributed as dist
             if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -181,24 +181,6 @@ class LossguardCallback(_CallbackBase):
         self._steps = [s for s in self._steps if s["step"] > step]
         self._last_logged_step = step
         self.collector.record_step(step, float(logs["loss"]), **fields)
-        return control
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        return control
-
-    def on_epoch_end(self, args, state, control, **kwargs):
-        return control
-
-    def on_evaluate(self, args, state, control, **kwargs):
-        return control
-
-    def on_predict(self, args, state, control, metrics=None, **kwargs):
-        return control
-
-    def on_save(self, args, state, control, **kwargs):
-        return control
-
-    def on_prediction_step(self, args, state, control, **kwargs):
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
