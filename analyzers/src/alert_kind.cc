@@ -14,6 +14,7 @@ constexpr std::array<std::pair<Kind, std::string_view>, kKindCount> kKindNames =
     {Kind::kLossSpike, "loss_spike"},
     {Kind::kVanishingGrad, "vanishing_grad"},
     {Kind::kConfigChange, "config_change"},
+    {Kind::kRankDivergence, "rank_divergence"},
 }};
 constexpr std::array<std::pair<Severity, std::string_view>, 3> kSeverityNames = {{
     {Severity::kInfo, "info"},

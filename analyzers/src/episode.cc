@@ -11,12 +11,13 @@ std::optional<AlertEvent> Episode::Judge(std::int64_t step, const std::optional<
   };
   if (finding) {
     clear_steps_ = 0;
-    severity_ = open_ ? std::max(severity_, finding->severity) : finding->severity;
+    severity_ =
+        open_ && !finding->caused ? std::max(severity_, finding->severity) : finding->severity;
     message_ = finding->message;
     evidence_ = finding->evidence;
     last_firing_step_ = step;
     if (!open_) {
-      open_ = true;
+      open_ = opened_ = true;
       first_step_ = step;
       return event(AlertEvent::Action::kOpen);
     }
@@ -29,7 +30,7 @@ std::optional<AlertEvent> Episode::Judge(std::int64_t step, const std::optional<
 }
 
 void Episode::Restore(const AlertEvent& e, std::int64_t last_judged, std::int64_t clear_steps) {
-  open_ = true;
+  open_ = opened_ = true;
   first_step_ = e.first_step;
   last_firing_step_ = e.last_step;
   severity_ = e.severity;

@@ -25,6 +25,62 @@ void LossScaleDetector::ConfigChanged(const RunConfig& before, const RunConfig& 
   }
   recent_ = RobustWindow(options_.level_shift_steps * 4);
   init_verdict_.reset();
+  bound_verdict_.reset();
+  above_bound_ = 0;
+}
+
+std::optional<Finding> LossScaleDetector::JudgeBound(const wire::StepRecord& r) {
+  if (!r.vocab_size || *r.vocab_size < 2) return std::nullopt;
+  const double uniform = std::log(static_cast<double>(*r.vocab_size));
+  const double bound = options_.bound_margin * uniform;
+  if (bound_verdict_ && r.loss > uniform) {
+    bound_verdict_->evidence["loss"] = r.loss;
+    bound_verdict_->evidence["factor"] = r.loss / uniform;
+    return bound_verdict_;
+  }
+  bound_verdict_.reset();
+  if (r.loss <= bound) {
+    above_bound_ = 0;
+    return std::nullopt;
+  }
+  if (above_bound_++ == 0) above_bound_since_ = r.step;
+  const bool early = r.step - *first_step_ < options_.bound_early_steps;
+  const bool long_enough = r.step - above_bound_since_ >= options_.bound_late_span;
+  if (above_bound_ < options_.confirm_steps || (!early && !long_enough)) return std::nullopt;
+
+  // The configuration value that brings the loss under the bound, the commonest mistake first.
+  std::string explained_by = "unexplained";
+  double plausible = r.loss;
+  for (const char* name : {"ga_steps", "ga_steps*world_size", "world_size"}) {
+    for (const LossFactor& f : LossFactorsOf(r)) {
+      if (f.name == name && f.value > 1 && r.loss / f.value <= bound &&
+          explained_by == "unexplained") {
+        explained_by = f.name;
+        plausible = r.loss / f.value;
+      }
+    }
+  }
+  const bool explained = explained_by != "unexplained";
+  std::string message = "loss " + FormatNumber(r.loss) + " is " + FormatNumber(r.loss / uniform) +
+                        "x ln(vocab_size)=" + FormatNumber(uniform) +
+                        ", the loss of a uniform prediction, for " + std::to_string(above_bound_) +
+                        " records since step " + std::to_string(above_bound_since_) + ": ";
+  message += explained ? ExplainLossFactor(explained_by, r) + " (loss / " + explained_by + " = " +
+                             FormatNumber(plausible) + " is plausible)"
+                       : "a token-mean cross entropy cannot be this high; the loss is not "
+                         "normalised per label token";
+  bound_verdict_ = Finding{explained ? Severity::kCritical : Severity::kWarning,
+                           message,
+                           {{"factor", r.loss / uniform},
+                            {"explained_by", explained_by},
+                            {"loss", r.loss},
+                            {"reference", uniform},
+                            {"reference_method", "ln_vocab_size_bound"},
+                            {"bound", bound},
+                            {"since_step", above_bound_since_},
+                            {"ga_steps", r.ga_steps},
+                            {"world_size", r.world_size}}};
+  return bound_verdict_;
 }
 
 std::optional<Finding> LossScaleDetector::JudgeLevelShift(const wire::StepRecord& r) {
@@ -59,6 +115,7 @@ std::optional<Finding> LossScaleDetector::JudgeLevelShift(const wire::StepRecord
            {"level_before", s.level_before},
            {"level_after", *s.losses_after.Median()},
            {"changed_at", s.changed_at},
+           {"since_step", s.changed_at},
            {"ga_steps", r.ga_steps},
            {"world_size", r.world_size}}};
       break;
@@ -112,7 +169,8 @@ Finding LossScaleDetector::Verdict(const wire::StepRecord& r, double factor,
                              {"reference_method", reference.method},
                              {"ga_steps", r.ga_steps},
                              {"world_size", r.world_size},
-                             {"consecutive_steps", mismatching_}};
+                             {"consecutive_steps", mismatching_},
+                             {"since_step", mismatch_since_}};
   std::string against = reference.from_init
                             ? "ln(vocab_size)=" + FormatNumber(reference.value) +
                                   ", a causal LM's loss at initialisation"
@@ -134,19 +192,22 @@ std::optional<Finding> LossScaleDetector::Observe(const wire::StepRecord& r) {
   std::optional<Finding> level_shift;
   if (!reference || from_init) level_shift = JudgeLevelShift(r);
   recent_.Add(r.loss);
+  // The bound needs no reference; a record with one is judged against the reference instead.
+  std::optional<Finding> bound;
+  if (!reference || from_init) bound = JudgeBound(r);
   if (!reference) {
     mismatching_ = 0;
     if (init_verdict_) {
       init_verdict_->evidence["loss"] = r.loss;
       return init_verdict_;
     }
-    return level_shift;
+    return level_shift ? level_shift : bound;
   }
   double factor = r.loss / reference->value;
   if (std::abs(factor - 1) <= options_.tolerance) {  // the common case: nothing to explain
     mismatching_ = 0;
     explained_before_.clear();
-    return level_shift;
+    return level_shift ? level_shift : bound;
   }
   // Against ln(vocab_size) only a factor a configuration value explains is evidence. A loss equal
   // to the mean of micro-batch means is a weighting problem (token_weighting_bias), not a scale
@@ -157,12 +218,13 @@ std::optional<Finding> LossScaleDetector::Observe(const wire::StepRecord& r) {
       mean_of_means && std::abs(r.loss / *mean_of_means - 1) <= options_.tolerance;
   bool mismatch = (!from_init || explained_by != "unexplained") && !weighting_only;
   mismatching_ = mismatch ? mismatching_ + 1 : 0;
+  if (mismatching_ == 1) mismatch_since_ = r.step;
   explained_before_ = mismatch && explained_by != "unexplained" ? explained_by : "";
   const int confirm =
       from_init
           ? static_cast<int>(std::min<std::int64_t>(options_.confirm_steps, options_.init_steps))
           : options_.confirm_steps;
-  if (mismatching_ < confirm) return level_shift;
+  if (mismatching_ < confirm) return level_shift ? level_shift : bound;
   return Verdict(r, factor, *reference, explained_by);
 }
 

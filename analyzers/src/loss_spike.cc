@@ -5,15 +5,52 @@
 
 namespace lossguard::analyzers {
 
+namespace {
+// The standard error of the step's loss from the spread of its micro-batch means, relative to
+// their mean; nullopt with fewer than two micro-batches with tokens.
+std::optional<double> RelativeMicroStandardError(const wire::StepRecord& r) {
+  double sum = 0, sum_squares = 0;
+  int n = 0;
+  for (const wire::MicroBatch& mb : r.micro) {
+    if (mb.tokens <= 0 || !std::isfinite(mb.loss)) continue;
+    sum += mb.loss;
+    sum_squares += mb.loss * mb.loss;
+    ++n;
+  }
+  if (n < 2 || sum <= 0) return std::nullopt;
+  const double mean = sum / n;
+  const double variance = std::max(0.0, (sum_squares - n * mean * mean) / (n - 1));
+  return std::sqrt(variance / n) / mean;
+}
+}  // namespace
+
 std::optional<Finding> LossSpikeDetector::Observe(const wire::StepRecord& r) {
-  if (!std::isfinite(r.loss)) return std::nullopt;  // the nonfinite detector's
+  if (!std::isfinite(r.loss)) {
+    if (!recent_.Any()) return std::nullopt;  // the nonfinite detector's
+    recent_.Push(true);
+    sustained_.Push(true);
+    return Finding{Severity::kCritical,
+                   "loss is non-finite at step " + std::to_string(r.step) + ", within " +
+                       std::to_string(options_.persist_n) + " steps of a loss spike",
+                   {{"loss", r.loss}, {"rule", "breakdown_after_spike"}}};
+  }
   std::optional<Finding> finding;
   if (baseline_.size() >= options_.min_history) {
     const double mean = *baseline_.Mean(), sigma = *baseline_.StdDev(),
                  median = *baseline_.Median();
     const double threshold = std::max(mean + options_.sigmas * sigma, options_.min_ratio * median);
-    if (r.loss > threshold) {
-      finding = Finding{Severity::kWarning,
+    // A step of few tokens is noisier by sqrt(median tokens / its tokens): judge its distance from
+    // the median at the noise level of a typical step.
+    double noise_scale = 1;
+    if (r.tokens && *r.tokens > 0 && tokens_.size() >= options_.min_history) {
+      noise_scale = std::min(1.0, std::sqrt(static_cast<double>(*r.tokens) / *tokens_.Median()));
+    }
+    const double judged = median + (r.loss - median) * noise_scale;
+    const std::optional<double> micro_se = RelativeMicroStandardError(r);
+    const bool beyond_own_noise =
+        !micro_se || r.loss - median > options_.micro_se_multiple * *micro_se * r.loss;
+    if (judged > threshold && r.loss > options_.min_ratio * median && beyond_own_noise) {
+      finding = Finding{Severity::kInfo,
                         "loss " + FormatNumber(r.loss) + " at step " + std::to_string(r.step) +
                             " is " + FormatNumber(r.loss / median) + "x its recent median " +
                             FormatNumber(median) + " (threshold " + FormatNumber(threshold) +
@@ -24,11 +61,32 @@ std::optional<Finding> LossSpikeDetector::Observe(const wire::StepRecord& r) {
                          {"baseline_std", sigma},
                          {"baseline_median", median},
                          {"threshold", threshold},
-                         {"ratio", r.loss / median}}};
+                         {"ratio", r.loss / median},
+                         {"noise_scale", noise_scale}}};
+      if (micro_se) finding->evidence["micro_relative_se"] = *micro_se;
+    }
+  }
+  const int recent = recent_.Push(finding.has_value());
+  const int sustained = sustained_.Push(finding.has_value());
+  if (finding) {
+    finding->evidence["spikes_in_window"] = recent;
+    if (sustained >= options_.sustain_k) {
+      finding->severity = Severity::kCritical;
+      finding->message += "; the loss has stayed up for " + std::to_string(sustained) + " of " +
+                          std::to_string(options_.sustain_n) + " steps";
+    } else if (recent >= options_.persist_k) {
+      finding->severity = Severity::kWarning;
+      finding->message += "; " + std::to_string(recent) + " of the last " +
+                          std::to_string(options_.persist_n) + " steps spiked";
+    } else {
+      finding->message += "; isolated so far";
     }
   }
   // A spike must not raise the baseline it is judged against.
-  if (!finding) baseline_.Add(r.loss);
+  if (!finding) {
+    baseline_.Add(r.loss);
+    if (r.tokens && *r.tokens > 0) tokens_.Add(static_cast<double>(*r.tokens));
+  }
   return finding;
 }
 

@@ -16,6 +16,34 @@ void SpellNonFinite(nlohmann::json& value) {
     for (auto& child : value) SpellNonFinite(child);
   }
 }
+
+// Causes before their symptoms: a symptom links to an episode judged before it at the same step.
+constexpr std::array<Kind, kKindCount> kJudgeOrder = {
+    Kind::kConfigChange,       Kind::kRankDivergence, Kind::kLossScaleMismatch,
+    Kind::kTokenWeightingBias, Kind::kVanishingGrad,  Kind::kGradExplosion,
+    Kind::kLossSpike,          Kind::kNonFinite};
+
+// A kind of episode that can explain another's onset. A structural cause (a configuration change, a
+// loss-scale factor, ranks that diverged) explains symptoms that start within link_steps of its own
+// onset; an explosion explains those that start while it fires or within link_steps after.
+struct CauseRule {
+  Kind symptom, cause;
+  bool while_firing;
+};
+constexpr std::array<CauseRule, 8> kCauseRules = {{
+    {Kind::kGradExplosion, Kind::kConfigChange, false},
+    {Kind::kGradExplosion, Kind::kLossScaleMismatch, false},
+    {Kind::kGradExplosion, Kind::kRankDivergence, false},
+    {Kind::kLossSpike, Kind::kConfigChange, false},
+    {Kind::kLossSpike, Kind::kLossScaleMismatch, false},
+    {Kind::kLossSpike, Kind::kGradExplosion, true},
+    {Kind::kNonFinite, Kind::kGradExplosion, true},
+    {Kind::kNonFinite, Kind::kLossSpike, true},
+}};
+
+nlohmann::json CauseToJson(const std::pair<Kind, std::int64_t>& cause) {
+  return {{"kind", KindName(cause.first)}, {"first_step", cause.second}};
+}
 }  // namespace
 
 std::int64_t AnalyzerOptions::WarmupSteps() const {
@@ -32,7 +60,8 @@ RunAnalyzer::RankDetectors::RankDetectors(const AnalyzerOptions& o)
       loss_spike(o.loss_spike),
       vanishing_grad(o.vanishing_grad) {}
 
-RunAnalyzer::RunAnalyzer(AnalyzerOptions options) : options_(options) {
+RunAnalyzer::RunAnalyzer(AnalyzerOptions options)
+    : options_(options), rank_divergence_(options.rank_divergence) {
   for (Kind kind : kAllKinds) episodes_[kind].emplace(kind, std::nullopt, options_.resolve_after);
 }
 
@@ -79,7 +108,7 @@ std::vector<AlertEvent> RunAnalyzer::JudgeReady(bool flush) {
     for (auto& [rank, record] : oldest->second) records.push_back(std::move(record));
     Findings findings = Observe(step, records);
     judged_through_ = step;
-    for (Kind kind : kAllKinds) {
+    for (Kind kind : kJudgeOrder) {
       std::optional<Finding> combined;
       if (auto& firing = findings[kind]; !firing.empty()) {
         combined = std::move(firing.front().second);  // the lowest firing rank speaks for the step
@@ -91,12 +120,39 @@ std::vector<AlertEvent> RunAnalyzer::JudgeReady(bool flush) {
         combined->evidence["ranks"] = ranks;
         SpellNonFinite(combined->evidence);
         if (firing.size() > 1) combined->message += " [ranks " + ranks.dump() + "]";
+        LinkToCause(kind, step, *combined);
       }
       if (auto event = episodes_[kind]->Judge(step, combined)) events.push_back(std::move(*event));
     }
     pending_.erase(oldest);
   }
   return events;
+}
+
+void RunAnalyzer::LinkToCause(Kind kind, std::int64_t step, Finding& finding) {
+  const Episode& self = *episodes_[kind];
+  std::optional<std::pair<Kind, std::int64_t>>& cause = causes_[kind];
+  if (!self.open()) cause.reset();  // a new episode: judged afresh
+  if (!cause) {
+    const std::int64_t onset = self.open() ? self.latest()->first_step : step;
+    for (const CauseRule& rule : kCauseRules) {
+      if (rule.symptom != kind) continue;
+      std::optional<Episode::Span> span = episodes_[rule.cause]->latest();
+      if (!span) continue;
+      const std::int64_t start = span->evidence->value("since_step", span->first_step);
+      const std::int64_t end = (rule.while_firing ? span->last_step : start) + options_.link_steps;
+      if (onset >= std::min(start, span->first_step) && onset <= end) {
+        cause.emplace(rule.cause, span->first_step);
+        break;
+      }
+    }
+  }
+  if (!cause) return;
+  finding.caused = true;
+  finding.severity = Severity::kInfo;
+  finding.evidence["caused_by"] = CauseToJson(*cause);
+  finding.message += " (a symptom of the " + std::string(KindName(cause->first)) +
+                     " episode from step " + std::to_string(cause->second) + ")";
 }
 
 RunAnalyzer::Findings RunAnalyzer::Observe(std::int64_t step,
@@ -123,6 +179,10 @@ RunAnalyzer::Findings RunAnalyzer::Observe(std::int64_t step,
     note(Kind::kGradExplosion, d.grad_explosion.Observe(r));
     note(Kind::kLossSpike, d.loss_spike.Observe(r));
     note(Kind::kVanishingGrad, d.vanishing_grad.Observe(r));
+  }
+  if (auto divergence = rank_divergence_.Observe(records)) {
+    for (std::int64_t rank : divergence->second)
+      findings[Kind::kRankDivergence].emplace_back(rank, divergence->first);
   }
   return findings;
 }
@@ -151,6 +211,11 @@ void RunAnalyzer::Resume(std::int64_t first_step, std::int64_t judged_through,
       }
     }
     episodes_[episode.kind]->Restore(episode, judged_through, clear_steps);
+    if (const auto cause = episode.evidence.find("caused_by"); cause != episode.evidence.end()) {
+      if (std::optional<Kind> kind = ParseKind(cause->value("kind", ""))) {
+        causes_[episode.kind].emplace(*kind, cause->value("first_step", std::int64_t{0}));
+      }
+    }
   }
 }
 

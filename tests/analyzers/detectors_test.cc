@@ -109,7 +109,7 @@ TEST(LossScale, CorrectLossAndSmallNoiseDoNotFire) {
   }
 }
 
-TEST(LossScale, WithoutReferenceDataUsesLnVocabAtInitOnly) {
+TEST(LossScale, WithoutReferenceDataUsesLnVocabAtInitAndAsABound) {
   // Axolotl's report: 83.7 at vocab 32000 (ln = 10.37) with GA 8, and nothing else sent.
   LossScaleDetector buggy;
   std::optional<Finding> finding;
@@ -129,24 +129,21 @@ TEST(LossScale, WithoutReferenceDataUsesLnVocabAtInitOnly) {
     r.vocab_size = 32000;
     EXPECT_FALSE(healthy.Observe(r)) << "step " << s;
   }
-  // A large loss long after initialisation proves nothing without a reference: a run that started
-  // at step 0 and is seen from step 1000 on (the analyzer tells its detectors the first step).
+  // Long after initialisation, a loss far above ln(vocab_size) is still implausible (the bound),
+  // but only once it has stayed there for bound_late_span steps: a run seen from step 1000 on.
   LossScaleDetector late;
   late.SetFirstStep(0);
-  for (int s = 1000; s < 1030; ++s) {
+  std::optional<Finding> late_finding;
+  int s = 1000;
+  for (; s < 1100 && !late_finding; ++s) {
     auto r = Step(s, 83.7, 8);
     r.vocab_size = 32000;
-    EXPECT_FALSE(late.Observe(r)) << "step " << s;
+    late_finding = late.Observe(r);
   }
-  auto first = Step(0, 2.0, 8);
-  first.vocab_size = 32000;
-  LossScaleDetector expired;
-  expired.Observe(first);
-  for (int s = 20; s < 25; ++s) {
-    auto r = Step(s, 83.7, 8);
-    r.vocab_size = 32000;
-    EXPECT_FALSE(expired.Observe(r)) << "past init_steps";
-  }
+  ASSERT_TRUE(late_finding);
+  EXPECT_EQ(s - 1, 1050);
+  EXPECT_EQ(late_finding->evidence["reference_method"], "ln_vocab_size_bound");
+  EXPECT_EQ(late_finding->evidence["explained_by"], "ga_steps");
 }
 
 TEST(LossScale, EdgeValuesDoNotFireOrCrash) {
@@ -190,6 +187,7 @@ TEST(GradExplosion, SpikeFarAboveTheBaselineFiresAndDoesNotPoisonIt) {
     ASSERT_TRUE(finding) << "step " << s;
     EXPECT_EQ(finding->evidence["rule"], "robust_baseline");
     EXPECT_GT(finding->evidence["ratio"].get<double>(), 30.0);
+    EXPECT_EQ(finding->severity, i < 2 ? Severity::kInfo : Severity::kCritical) << "persistent";
   }
   auto calm = Step(s, 3.0);
   calm.grad_norm = 1.1;

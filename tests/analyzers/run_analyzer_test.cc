@@ -146,9 +146,11 @@ std::vector<wire::StepRecord> TroubledRun() {
   std::lognormal_distribution<double> noise(0.0, 0.1);
   std::vector<wire::StepRecord> run;
   for (int s = 0; s < 400; ++s) {
+    const double grad_norm = noise(rng);  // all-reduced: the same on every rank
     for (int rank = 0; rank < 2; ++rank) {
       auto r = Step(s, (2.0 + 3.0 * std::exp(-s / 40.0)) * noise(rng), s < 200 ? 1 : 4, 2, rank);
-      r.grad_norm = 1.0 * noise(rng);
+      r.grad_norm = grad_norm;
+      if (s >= 150 && s < 155 && rank == 1) r.grad_norm = grad_norm * 1.5;  // a missed all-reduce
       r.tokens = 300;
       if (s >= 120 && s < 135) r.grad_norm = *r.grad_norm * 50;  // explosion
       if (s >= 120 && s < 128) r.loss *= 4;                      // and a loss spike
@@ -181,7 +183,8 @@ TEST(RunAnalyzer, ResumeContinuesExactlyWhereAnUninterruptedAnalyzerIs) {
   std::set<std::string> kinds;
   for (const auto& e : all_events) kinds.insert(std::string(KindName(e.kind)));
   EXPECT_EQ(kinds, (std::set<std::string>{"config_change", "grad_explosion", "loss_scale_mismatch",
-                                          "loss_spike", "nonfinite", "vanishing_grad"}));
+                                          "loss_spike", "nonfinite", "vanishing_grad",
+                                          "rank_divergence"}));
 
   for (std::size_t split : {1u, 241u, 250u, 281u, 301u, 521u, 541u, 605u, 701u}) {
     SCOPED_TRACE("restart after record " + std::to_string(split));

@@ -34,7 +34,11 @@ TEST(LossSpike, JumpFiresKeepsFiringAndDoesNotRaiseTheBaseline) {
   for (int i = 0; i < 20; ++i, ++s) {
     auto finding = detector.Observe(Step(s, 6.0));
     ASSERT_TRUE(finding) << "step " << s;
-    EXPECT_EQ(finding->severity, Severity::kWarning);
+    // Evidence decides: a lone spike is info, one that persists (3 of 6) a warning, a loss that
+    // stays up (7 of 8) critical.
+    EXPECT_EQ(finding->severity,
+              i < 2 ? Severity::kInfo : (i < 6 ? Severity::kWarning : Severity::kCritical))
+        << i;
     EXPECT_NEAR(finding->evidence["ratio"].get<double>(), 3.0, 0.1);
   }
   EXPECT_THAT(detector.Observe(Step(s++, 6.0))->message, HasSubstr("is 3x its recent median 2"));

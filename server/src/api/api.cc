@@ -3,6 +3,7 @@
 #include "api/api.h"
 
 #include <charconv>
+#include <map>
 
 #include "api/json_views.h"
 #include "api/params.h"
@@ -164,7 +165,20 @@ Response ListAlerts(store::Store& store, const Request& request) {
   if (state.value() && *state.value() != "all") filter.state = state.value();
   filter.limit = limit.value().value_or(1000);
   nlohmann::json alerts = nlohmann::json::array();
-  for (const store::Alert& alert : store.ListAlerts(filter)) alerts.push_back(AlertToJson(alert));
+  std::map<std::int64_t, std::size_t> index_of;  // alert id -> position in `alerts`
+  for (const store::Alert& alert : store.ListAlerts(filter)) {
+    index_of[alert.id] = alerts.size();
+    alerts.push_back(AlertToJson(alert));
+    alerts.back()["symptoms"] = nlohmann::json::array();
+  }
+  // An incident reads from its cause: each alert lists the listed alerts it explains.
+  for (const nlohmann::json& alert : alerts) {
+    const nlohmann::json* cause =
+        alert["evidence"].contains("caused_by") ? &alert["evidence"]["caused_by"] : nullptr;
+    if (!cause || !cause->contains("id")) continue;
+    if (auto it = index_of.find(cause->at("id").get<std::int64_t>()); it != index_of.end())
+      alerts[it->second]["symptoms"].push_back(alert["id"]);
+  }
   return JsonResponse(status::ok, {{"alerts", std::move(alerts)}});
 }
 

@@ -35,6 +35,9 @@ Analysis::Analysis(Database& db, AnalysisOptions options)
       pending_steps_(db,
                      "SELECT record FROM steps WHERE run_id = ? AND step > ? ORDER BY step, rank"),
       upsert_alert_(db, kUpsertAlert),
+      cause_id_(db,
+                "SELECT id FROM alerts WHERE run_id = ? AND kind = ? AND rank IS NULL AND "
+                "first_step = ?"),
       set_judged_through_(db, "UPDATE runs SET judged_through = ? WHERE id = ?") {}
 
 std::vector<wire::StepRecord> Analysis::ReadRecords(Statement& query) {
@@ -143,21 +146,45 @@ void Analysis::Feed(std::int64_t run_id, const wire::StepRecord& record) {
   episodes_.Apply(run_id, runs_.at(run_id).analyzer.Add(record));
 }
 
+void Analysis::Upsert(std::int64_t run_id, const analyzers::AlertEvent& e, double now) {
+  const bool resolved = e.action == analyzers::AlertEvent::Action::kResolve;
+  upsert_alert_.Reset();
+  upsert_alert_.Bind(1, run_id)
+      .Bind(2, analyzers::KindName(e.kind))
+      .Bind(3, analyzers::SeverityName(e.severity))
+      .Bind(4, analyzers::EpisodeState(e));
+  upsert_alert_.Bind(5, e.first_step).Bind(6, e.last_step).Bind(7, e.message);
+  upsert_alert_.Bind(8, e.evidence.dump()).BindNumber(9, now);
+  upsert_alert_.BindNumber(10, resolved ? std::optional<double>(now) : std::nullopt);
+  upsert_alert_.Step();
+  upsert_alert_.Reset();
+}
+
+void Analysis::ResolveCause(std::int64_t run_id, nlohmann::json& caused_by) {
+  cause_id_.Reset();
+  cause_id_.Bind(1, run_id)
+      .Bind(2, caused_by.value("kind", std::string()))
+      .Bind(3, caused_by.value("first_step", std::int64_t{0}));
+  if (cause_id_.Step()) caused_by["id"] = cause_id_.Int(0);
+  cause_id_.Reset();
+}
+
 void Analysis::Finish(double now) {
   if (!options_.enabled) return;
-  for (const auto& [run_id, e] : episodes_.episodes()) {  // only an episode's latest state
-    const bool resolved = e.action == analyzers::AlertEvent::Action::kResolve;
-    upsert_alert_.Reset();
-    upsert_alert_.Bind(1, run_id)
-        .Bind(2, analyzers::KindName(e.kind))
-        .Bind(3, analyzers::SeverityName(e.severity))
-        .Bind(4, analyzers::EpisodeState(e));
-    upsert_alert_.Bind(5, e.first_step).Bind(6, e.last_step).Bind(7, e.message);
-    upsert_alert_.Bind(8, e.evidence.dump()).BindNumber(9, now);
-    upsert_alert_.BindNumber(10, resolved ? std::optional<double>(now) : std::nullopt);
-    upsert_alert_.Step();
+  // Causes first, so that a symptom's evidence.caused_by can name its cause's id (stored alerts are
+  // addressed by id).
+  for (bool symptoms : {false, true}) {
+    for (const auto& [run_id, latest] : episodes_.episodes()) {  // only an episode's latest state
+      if (latest.evidence.contains("caused_by") != symptoms) continue;
+      if (!symptoms) {
+        Upsert(run_id, latest, now);
+        continue;
+      }
+      analyzers::AlertEvent e = latest;
+      ResolveCause(run_id, e.evidence["caused_by"]);
+      Upsert(run_id, e, now);
+    }
   }
-  upsert_alert_.Reset();
   for (std::int64_t run_id : touched_) {
     std::optional<std::int64_t> judged = runs_.at(run_id).analyzer.judged_through();
     if (!judged) continue;

@@ -57,6 +57,10 @@ class Analysis {
   std::optional<std::int64_t> StoredFirstStep(std::int64_t run_id);
   std::vector<analyzers::AlertEvent> StoredOpenEpisodes(std::int64_t run_id);
   std::vector<wire::StepRecord> ReadRecords(Statement& query);
+  // Stores an episode's latest state (upsert on its key).
+  void Upsert(std::int64_t run_id, const analyzers::AlertEvent& latest, double now);
+  // Adds the stored id of the episode `caused_by` names ({"kind", "first_step"}), when stored.
+  void ResolveCause(std::int64_t run_id, nlohmann::json& caused_by);
 
   AnalysisOptions options_;
   std::unordered_map<std::int64_t, RunState> runs_;
@@ -65,7 +69,7 @@ class Analysis {
   std::unordered_set<std::int64_t> touched_;
   analyzers::EpisodeLog<std::int64_t> episodes_;
   Statement judged_through_, first_step_, open_alerts_, warmup_steps_, pending_steps_,
-      upsert_alert_, set_judged_through_;
+      upsert_alert_, cause_id_, set_judged_through_;
 };
 
 }  // namespace lossguard::store

@@ -15,6 +15,9 @@ struct Finding {
   Severity severity = Severity::kWarning;
   std::string message;
   nlohmann::json evidence = nlohmann::json::object();
+  // A symptom of another episode (evidence.caused_by names it): its severity is as given, not
+  // escalated to the episode's highest so far.
+  bool caused = false;
 };
 
 // A change to an alert episode, for the store to apply.

@@ -19,11 +19,12 @@ enum class Kind : std::uint8_t {
   kLossSpike,
   kVanishingGrad,
   kConfigChange,
+  kRankDivergence,
 };
-inline constexpr std::size_t kKindCount = 7;
+inline constexpr std::size_t kKindCount = 8;
 inline constexpr std::array<Kind, kKindCount> kAllKinds = {
     Kind::kNonFinite, Kind::kLossScaleMismatch, Kind::kTokenWeightingBias, Kind::kGradExplosion,
-    Kind::kLossSpike, Kind::kVanishingGrad,     Kind::kConfigChange};
+    Kind::kLossSpike, Kind::kVanishingGrad,     Kind::kConfigChange,       Kind::kRankDivergence};
 
 // "nonfinite", "loss_scale_mismatch", ...
 std::string_view KindName(Kind kind);

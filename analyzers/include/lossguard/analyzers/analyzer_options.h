@@ -14,12 +14,17 @@ struct AnalyzerOptions {
   GradExplosionOptions grad_explosion;
   LossSpikeOptions loss_spike;
   VanishingGradOptions vanishing_grad;
+  RankDivergenceOptions rank_divergence;
   // An episode resolves once its condition has been clear for this many judged steps: long enough
   // that a flapping condition stays one episode, short enough that a fixed run shows resolved.
   std::int64_t resolve_after = 20;
   // A step waits for its ranks until a step this much later arrives; then it is judged with the
   // ranks it has (a rank that lags or never reports does not stall judgement).
   std::int64_t max_wait_steps = 4;
+  // An episode whose onset falls within this many steps of another's explains it (a grad-norm jump
+  // where a loss-scale factor or a configuration change appears, a loss spike or NaN riding on an
+  // explosion): it carries evidence.caused_by and severity info.
+  std::int64_t link_steps = 8;
 
   // How many judged steps a restarted analyzer must re-read to rebuild its detectors' state: the
   // longest window, with room to spare.

@@ -22,6 +22,16 @@ class Episode {
   std::optional<AlertEvent> Judge(std::int64_t step, const std::optional<Finding>& finding);
 
   bool open() const { return open_; }
+  // The latest episode's first and last firing step and evidence, open or resolved; nullopt before
+  // the first one opened.
+  struct Span {
+    std::int64_t first_step, last_step;
+    const nlohmann::json* evidence;
+  };
+  std::optional<Span> latest() const {
+    if (!opened_) return std::nullopt;
+    return Span{first_step_, last_firing_step_, &evidence_};
+  }
 
   // Continues an episode that was open before a restart (from the stored alert), as if the steps
   // up to last_judged had been judged here, clear_steps of them clear since its last firing.
@@ -32,6 +42,7 @@ class Episode {
   std::optional<std::int64_t> rank_;
   std::int64_t resolve_after_;
   bool open_ = false;
+  bool opened_ = false;  // an episode has opened (and may have resolved since)
   std::int64_t first_step_ = 0;
   std::int64_t last_firing_step_ = 0;
   std::int64_t clear_steps_ = 0;

@@ -20,9 +20,11 @@ namespace lossguard::analyzers {
 // as many ranks as the run reports from (world_size, or fewer once a step has been judged without
 // them), or when a step max_wait_steps later has arrived. Each rank's record goes through its own
 // detectors; the findings of a kind are combined into one episode for the run (rank = nullopt),
-// whose evidence lists the firing ranks. A record for a step already judged (late or a replacement)
-// is ignored. Memory is bounded: detector windows are fixed, pending steps are bounded by
-// max_wait_steps x ranks.
+// whose evidence lists the firing ranks. An episode whose onset another explains (see
+// AnalyzerOptions::link_steps) is that one's symptom: evidence.caused_by = {"kind", "first_step"}
+// names the cause's episode, and its severity is info. A record for a step already judged (late or
+// a replacement) is ignored. Memory is bounded: detector windows are fixed, pending steps are
+// bounded by max_wait_steps x ranks.
 class RunAnalyzer {
  public:
   explicit RunAnalyzer(AnalyzerOptions options = {});
@@ -58,6 +60,8 @@ class RunAnalyzer {
 
   Findings Observe(std::int64_t step, std::vector<wire::StepRecord>& ranks);
   std::vector<AlertEvent> JudgeReady(bool flush);
+  // Marks `finding` (of `kind`, at `step`) as a symptom when another episode explains its onset.
+  void LinkToCause(Kind kind, std::int64_t step, Finding& finding);
   RankDetectors& DetectorsOf(std::int64_t rank);
 
   AnalyzerOptions options_;
@@ -70,6 +74,9 @@ class RunAnalyzer {
   std::map<std::int64_t, std::map<std::int64_t, wire::StepRecord>> pending_;
   std::map<std::int64_t, RankDetectors> ranks_;
   ConfigChangeDetector config_;
+  RankDivergenceDetector rank_divergence_;
+  // Per kind: the cause of its current episode, once linked: (kind, first_step).
+  PerKind<std::optional<std::pair<Kind, std::int64_t>>> causes_;
   PerKind<std::optional<Episode>> episodes_;  // every kind's, from construction on
   std::int64_t ignored_ = 0;
 };
