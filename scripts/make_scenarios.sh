@@ -47,6 +47,38 @@ with open(sys.argv[1]) as src, open(sys.argv[2], "w") as dst:
 PY
 }
 
+# A sparse variant: what a trainer that logs every N steps sends (Hugging Face logging_steps): one
+# record per interval from rank 0, the loss averaged over the interval, grad_norm and lr of the
+# logging step, no token counts or micro-batch data; vocab_size kept (`lossguard import
+# --vocab-size`).
+sparse() {
+  local name=$1 every=$2
+  if [[ -n "${ONLY:-}" && " $ONLY " != *" $name "* ]]; then return; fi
+  /usr/bin/python3 - "$out/$name.ndjson" "$out/$name.every$every.ndjson" "$every" <<'PY'
+import json, math, sys
+every = int(sys.argv[3])
+keep = {"run", "step", "rank", "world_size", "grad_norm", "lr", "ga_steps", "micro_batch_size",
+        "vocab_size"}
+def number(v):
+    return float(v) if not isinstance(v, str) else float(v.replace("Infinity", "inf"))
+records = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+records = [r for r in records if r["rank"] == 0]
+first = records[0]["step"]
+with open(sys.argv[2], "w") as dst:
+    losses = []
+    for r in records:
+        losses.append(number(r["loss"]))
+        if (r["step"] - first + 1) % every:
+            continue
+        out = {k: v for k, v in r.items() if k in keep}
+        out["run"] += ".every%d" % every
+        mean = sum(losses) / len(losses)
+        out["loss"] = mean if math.isfinite(mean) else ("NaN" if math.isnan(mean) else "Infinity")
+        losses = []
+        dst.write(json.dumps(out, sort_keys=True, separators=(",", ":")) + "\n")
+PY
+}
+
 # Healthy runs: nothing of warning severity or above may fire.
 scenario healthy-mb8-ga1 --micro-batch-size 8 --ga-steps 1 --steps 150 --seed 1
 scenario healthy-mb1-ga8 --micro-batch-size 1 --ga-steps 8 --steps 150 --seed 1
@@ -65,6 +97,30 @@ scenario bug-lr-spike --micro-batch-size 8 --ga-steps 1 --steps 150 --lr-spike-a
 scenario bug-nan --micro-batch-size 4 --ga-steps 2 --steps 100 --nan-at 60 --seed 12
 scenario bug-bad-data --micro-batch-size 8 --ga-steps 1 --steps 150 --bad-data-at 100 --seed 14
 scenario bug-zero-grad --micro-batch-size 4 --ga-steps 2 --steps 120 --detach-loss-at 70 --seed 13
+# What real training looks like beyond 300 steps (issue 12): 2,000-step runs with warm-up and
+# cosine decay, micro_batch 1 with clipping, fine-tuning from a trained checkpoint, 4 gloo ranks,
+# a rank that keeps its local gradients, and sparse logging of some of them.
+model="$tmp/trained.pt"
+scenario long-healthy-mb4-ga2 --micro-batch-size 4 --ga-steps 2 --steps 2000 --warmup-steps 100 --cosine --seed 31 --save-model "$model"
+scenario long-healthy-mb1-clip --micro-batch-size 1 --ga-steps 1 --steps 2000 --warmup-steps 100 --cosine --clip 1 --seed 32
+scenario long-bug-lr-blowup --micro-batch-size 4 --ga-steps 1 --steps 2000 --warmup-steps 100 --cosine --lr-spike-at 1200 --lr-spike-factor 100 --seed 33
+scenario long-bug-sum-no-ga-div --loss sum-no-ga-div --micro-batch-size 2 --ga-steps 4 --steps 2000 --warmup-steps 100 --cosine --seed 38
+if [[ -f "$model" ]]; then
+  scenario ft-healthy --init-model "$model" --micro-batch-size 2 --ga-steps 4 --steps 300 --lr 3e-4 --seed 34
+  scenario ft-bug-sum-no-ga-div --init-model "$model" --loss sum-no-ga-div --micro-batch-size 1 --ga-steps 8 --steps 300 --lr 3e-4 --seed 35
+fi
+scenario ws4-healthy --micro-batch-size 2 --ga-steps 1 --world-size 4 --steps 300 --seed 36
+scenario ws4-bug-skip-all-reduce --micro-batch-size 2 --ga-steps 1 --world-size 4 --steps 300 --skip-all-reduce-rank 2 --skip-all-reduce-from 150 --seed 37
+for every in 10 100; do
+  sparse long-healthy-mb4-ga2 $every
+  sparse long-healthy-mb1-clip $every
+  sparse long-bug-lr-blowup $every
+  sparse long-bug-sum-no-ga-div $every
+done
+sparse bug-sum-no-ga-div 10
+sparse ft-bug-sum-no-ga-div 10
+sparse ws4-healthy 10
+
 # Held out: made after the thresholds were set on the runs above, never used to tune them.
 scenario heldout-healthy-mb4-ga4 --micro-batch-size 4 --ga-steps 4 --steps 150 --seed 21
 scenario heldout-healthy-high-lr --micro-batch-size 2 --ga-steps 1 --steps 200 --lr 1e-2 --seed 22

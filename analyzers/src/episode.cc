@@ -6,15 +6,19 @@ std::optional<AlertEvent> Episode::Judge(std::int64_t step, const std::optional<
   if (last_judged_ && step <= *last_judged_) return std::nullopt;
   last_judged_ = step;
   auto event = [&](AlertEvent::Action action) {
-    return AlertEvent{action,   kind_,    severity_, rank_, first_step_, last_firing_step_,
-                      message_, evidence_};
+    return AlertEvent{action,   kind_,     severity_, rank_, first_step_, last_firing_step_,
+                      message_, evidence_, attempt_};
   };
   if (finding) {
     clear_steps_ = 0;
+    const Severity before = severity_;
     severity_ =
         open_ && !finding->caused ? std::max(severity_, finding->severity) : finding->severity;
+    if (!open_ || severity_ != before) severity_since_ = step;
     message_ = finding->message;
     evidence_ = finding->evidence;
+    // When the episode reached its severity: an isolated spike that escalates says when it did.
+    evidence_["severity_since"] = severity_since_;
     last_firing_step_ = step;
     if (!open_) {
       open_ = opened_ = true;
@@ -29,6 +33,22 @@ std::optional<AlertEvent> Episode::Judge(std::int64_t step, const std::optional<
   return event(AlertEvent::Action::kResolve);
 }
 
+std::optional<AlertEvent> Episode::Supersede(std::int64_t step) {
+  if (!open_) return std::nullopt;
+  open_ = false;
+  message_ += " (superseded: steps from " + std::to_string(step) + " were sent again)";
+  evidence_["superseded_from"] = step;
+  return AlertEvent{AlertEvent::Action::kResolve,
+                    kind_,
+                    severity_,
+                    rank_,
+                    first_step_,
+                    last_firing_step_,
+                    message_,
+                    evidence_,
+                    attempt_};
+}
+
 void Episode::Restore(const AlertEvent& e, std::int64_t last_judged, std::int64_t clear_steps) {
   open_ = opened_ = true;
   first_step_ = e.first_step;
@@ -36,6 +56,7 @@ void Episode::Restore(const AlertEvent& e, std::int64_t last_judged, std::int64_
   severity_ = e.severity;
   message_ = e.message;
   evidence_ = e.evidence;
+  severity_since_ = e.evidence.value("severity_since", e.first_step);
   last_judged_ = last_judged;
   clear_steps_ = clear_steps;
 }

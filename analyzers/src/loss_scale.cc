@@ -27,13 +27,22 @@ void LossScaleDetector::ConfigChanged(const RunConfig& before, const RunConfig& 
   init_verdict_.reset();
   bound_verdict_.reset();
   above_bound_ = 0;
+  above_bound_steps_ = 0;
 }
 
 std::optional<Finding> LossScaleDetector::JudgeBound(const wire::StepRecord& r) {
   if (!r.vocab_size || *r.vocab_size < 2) return std::nullopt;
   const double uniform = std::log(static_cast<double>(*r.vocab_size));
   const double bound = options_.bound_margin * uniform;
-  if (bound_verdict_ && r.loss > uniform) {
+  // A record stands for the steps since the previous one (a trainer logging every N steps averages
+  // over them): confirmation counts steps covered, and never fewer than two records.
+  const std::int64_t covers =
+      previous_step_ ? std::max<std::int64_t>(1, r.step - *previous_step_) : 1;
+  // A verdict a configuration value explains is structural: it holds until the configuration
+  // changes, though the loss may later fall under the bound. An unexplained one holds while the
+  // loss stays above ln(vocab_size).
+  if (bound_verdict_ &&
+      (bound_verdict_->evidence["explained_by"] != "unexplained" || r.loss > uniform)) {
     bound_verdict_->evidence["loss"] = r.loss;
     bound_verdict_->evidence["factor"] = r.loss / uniform;
     return bound_verdict_;
@@ -41,12 +50,15 @@ std::optional<Finding> LossScaleDetector::JudgeBound(const wire::StepRecord& r) 
   bound_verdict_.reset();
   if (r.loss <= bound) {
     above_bound_ = 0;
+    above_bound_steps_ = 0;
     return std::nullopt;
   }
   if (above_bound_++ == 0) above_bound_since_ = r.step;
+  above_bound_steps_ += above_bound_ == 1 ? 1 : covers;
   const bool early = r.step - *first_step_ < options_.bound_early_steps;
   const bool long_enough = r.step - above_bound_since_ >= options_.bound_late_span;
-  if (above_bound_ < options_.confirm_steps || (!early && !long_enough)) return std::nullopt;
+  if (above_bound_ < 2 || above_bound_steps_ < options_.confirm_steps || (!early && !long_enough))
+    return std::nullopt;
 
   // The configuration value that brings the loss under the bound, the commonest mistake first.
   std::string explained_by = "unexplained";
@@ -185,6 +197,12 @@ Finding LossScaleDetector::Verdict(const wire::StepRecord& r, double factor,
 
 std::optional<Finding> LossScaleDetector::Observe(const wire::StepRecord& r) {
   if (!first_step_) first_step_ = r.step;
+  // Whatever the verdict, this record is the previous one for the next.
+  struct Remember {
+    std::optional<std::int64_t>& previous;
+    std::int64_t step;
+    ~Remember() { previous = step; }
+  } remember{previous_step_, r.step};
   if (!std::isfinite(r.loss) || r.loss <= 0)
     return std::nullopt;  // NaN is the nonfinite detector's
   const std::optional<Reference> reference = ReferenceFor(r);

@@ -60,9 +60,10 @@ RunAnalyzer::RankDetectors::RankDetectors(const AnalyzerOptions& o)
       loss_spike(o.loss_spike),
       vanishing_grad(o.vanishing_grad) {}
 
-RunAnalyzer::RunAnalyzer(AnalyzerOptions options)
-    : options_(options), rank_divergence_(options.rank_divergence) {
-  for (Kind kind : kAllKinds) episodes_[kind].emplace(kind, std::nullopt, options_.resolve_after);
+RunAnalyzer::RunAnalyzer(AnalyzerOptions options, std::int64_t attempt)
+    : options_(options), attempt_(attempt), rank_divergence_(options.rank_divergence) {
+  for (Kind kind : kAllKinds)
+    episodes_[kind].emplace(kind, std::nullopt, options_.resolve_after, attempt);
 }
 
 RunAnalyzer::RankDetectors& RunAnalyzer::DetectorsOf(std::int64_t rank) {
@@ -89,6 +90,14 @@ std::vector<AlertEvent> RunAnalyzer::Add(const wire::StepRecord& record) {
 }
 
 std::vector<AlertEvent> RunAnalyzer::Flush() { return JudgeReady(/*flush=*/true); }
+
+std::vector<AlertEvent> RunAnalyzer::Supersede(std::int64_t step) {
+  std::vector<AlertEvent> events;
+  for (Kind kind : kAllKinds) {
+    if (auto event = episodes_[kind]->Supersede(step)) events.push_back(std::move(*event));
+  }
+  return events;
+}
 
 std::vector<AlertEvent> RunAnalyzer::JudgeReady(bool flush) {
   std::vector<AlertEvent> events;
@@ -121,6 +130,7 @@ std::vector<AlertEvent> RunAnalyzer::JudgeReady(bool flush) {
         SpellNonFinite(combined->evidence);
         if (firing.size() > 1) combined->message += " [ranks " + ranks.dump() + "]";
         LinkToCause(kind, step, *combined);
+        if (attempt_ > 0) combined->evidence["attempt"] = attempt_;
       }
       if (auto event = episodes_[kind]->Judge(step, combined)) events.push_back(std::move(*event));
     }
@@ -148,6 +158,9 @@ void RunAnalyzer::LinkToCause(Kind kind, std::int64_t step, Finding& finding) {
     }
   }
   if (!cause) return;
+  // A cause that is itself a symptom hands over to its own cause: an incident has one root.
+  for (std::size_t hops = 0; hops < kKindCount && causes_[cause->first]; ++hops)
+    cause = *causes_[cause->first];
   finding.caused = true;
   finding.severity = Severity::kInfo;
   finding.evidence["caused_by"] = CauseToJson(*cause);

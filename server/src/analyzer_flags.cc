@@ -39,6 +39,18 @@ void AddAnalyzerFlags(CLI::App& app, analyzers::AnalyzerOptions& o) {
   add("--level-shift-tolerance", o.loss_scale.level_shift_tolerance,
       "loss_scale_mismatch: how close the level ratio must be to the configuration ratio")
       ->check(fraction);
+  add("--loss-scale-bound-margin", o.loss_scale.bound_margin,
+      "loss_scale_mismatch: a loss above this x ln(vocab_size) is implausible (untrained models "
+      "start within ~10% of it)")
+      ->check(CLI::Range(1.0, 1e6));
+  add("--loss-scale-bound-early-steps", o.loss_scale.bound_early_steps,
+      "loss_scale_mismatch: within this many steps of the run's start the bound confirms in 3 "
+      "records...")
+      ->check(CLI::NonNegativeNumber);
+  add("--loss-scale-bound-late-span", o.loss_scale.bound_late_span,
+      "loss_scale_mismatch: ...later it must hold this many steps (a diverging run's excursion is "
+      "shorter)")
+      ->check(CLI::NonNegativeNumber);
 
   add("--token-weighting-min-separation", o.token_weighting.min_separation,
       "token_weighting_bias: a step counts when its two means differ by this fraction")
@@ -75,6 +87,17 @@ void AddAnalyzerFlags(CLI::App& app, analyzers::AnalyzerOptions& o) {
       "grad_explosion: ...and by this much in all")
       ->check(CLI::Range(1.0, 1e12));
 
+  add("--grad-explosion-persist-k", o.grad_explosion.persist_k,
+      "grad_explosion: critical when this many of the last --grad-explosion-persist-n steps "
+      "spiked...")
+      ->check(positive);
+  add("--grad-explosion-persist-n", o.grad_explosion.persist_n,
+      "grad_explosion: ...(a lone spike the run absorbs is info)")
+      ->check(positive);
+  add("--grad-explosion-loss-response", o.grad_explosion.loss_response,
+      "grad_explosion: or critical when the loss reaches this x its median at or after a spike")
+      ->check(CLI::Range(1.0, 1e9));
+
   add("--loss-spike-window", o.loss_spike.window, "loss_spike: baseline steps (OLMo-core uses 128)")
       ->check(positive);
   add("--loss-spike-min-history", o.loss_spike.min_history,
@@ -86,6 +109,21 @@ void AddAnalyzerFlags(CLI::App& app, analyzers::AnalyzerOptions& o) {
   add("--loss-spike-min-ratio", o.loss_spike.min_ratio,
       "loss_spike: ...and above this x the median (so a flat curve's wobble does not fire)")
       ->check(CLI::Range(1.0, 1e9));
+
+  add("--loss-spike-micro-se", o.loss_spike.micro_se_multiple,
+      "loss_spike: the jump must exceed this many standard errors of the step's own micro-batch "
+      "spread")
+      ->check(CLI::NonNegativeNumber);
+  add("--loss-spike-persist-k", o.loss_spike.persist_k,
+      "loss_spike: warning when this many of the last --loss-spike-persist-n steps spiked")
+      ->check(positive);
+  add("--loss-spike-persist-n", o.loss_spike.persist_n, "loss_spike: see --loss-spike-persist-k")
+      ->check(positive);
+  add("--loss-spike-sustain-k", o.loss_spike.sustain_k,
+      "loss_spike: critical when this many of the last --loss-spike-sustain-n steps spiked")
+      ->check(positive);
+  add("--loss-spike-sustain-n", o.loss_spike.sustain_n, "loss_spike: see --loss-spike-sustain-k")
+      ->check(positive);
 
   add("--vanishing-grad-confirm-steps", o.vanishing_grad.confirm_steps,
       "vanishing_grad: consecutive steps with no gradient before it fires")
@@ -99,6 +137,23 @@ void AddAnalyzerFlags(CLI::App& app, analyzers::AnalyzerOptions& o) {
   add("--vanishing-grad-collapse-factor", o.vanishing_grad.collapse_factor,
       "vanishing_grad: grad_norm below this x its median counts as collapsed")
       ->check(fraction);
+
+  add("--rank-divergence-grad-tolerance", o.rank_divergence.grad_tolerance,
+      "rank_divergence: ranks' grad_norm may differ by this fraction (float reduction order)")
+      ->check(fraction);
+  add("--rank-divergence-window", o.rank_divergence.imbalance_window,
+      "rank_divergence: steps over which token and loss imbalance are judged")
+      ->check(positive);
+  add("--rank-divergence-token-imbalance", o.rank_divergence.token_imbalance,
+      "rank_divergence: info when one rank has this x the label tokens of another")
+      ->check(CLI::Range(1.0, 1e9));
+  add("--rank-divergence-loss-imbalance", o.rank_divergence.loss_imbalance,
+      "rank_divergence: info when one rank's mean loss is this x another's")
+      ->check(CLI::Range(1.0, 1e9));
+  add("--link-steps", o.link_steps,
+      "an alert starting within this many steps of another's onset (or of an explosion's last "
+      "firing step) is its symptom: caused_by, severity info")
+      ->check(CLI::NonNegativeNumber);
 }
 
 Status CheckAnalyzerOptions(const analyzers::AnalyzerOptions& o) {
@@ -116,7 +171,13 @@ Status CheckAnalyzerOptions(const analyzers::AnalyzerOptions& o) {
         never("vanishing-grad-min-history", o.vanishing_grad.min_history, "vanishing-grad-window",
               o.vanishing_grad.window),
         never("token-weighting-min-informative", o.token_weighting.min_informative,
-              "token-weighting-window", o.token_weighting.window)}) {
+              "token-weighting-window", o.token_weighting.window),
+        never("grad-explosion-persist-k", static_cast<std::size_t>(o.grad_explosion.persist_k),
+              "grad-explosion-persist-n", o.grad_explosion.persist_n),
+        never("loss-spike-persist-k", static_cast<std::size_t>(o.loss_spike.persist_k),
+              "loss-spike-persist-n", o.loss_spike.persist_n),
+        never("loss-spike-sustain-k", static_cast<std::size_t>(o.loss_spike.sustain_k),
+              "loss-spike-sustain-n", o.loss_spike.sustain_n)}) {
     if (!check) return check;
   }
   return Status::Ok();

@@ -140,6 +140,37 @@ async function main() {
     assert.ok(slowAnswers >= 1, "the page kept refreshing");
     assert.equal(mostInFlight, 1, "refreshes overlapped");
 
+    // Every rank of a multi-rank run, the rank that kept its local gradients marked as diverging.
+    replay(url, "ws4-bug-skip-all-reduce.ndjson");
+    await page.goto(url + "/#/run/ws4-bug-skip-all-reduce");
+    await ready();
+    const ranks = await page.evaluate(() => ({
+      ranks: window.lossguardDashboard.ranks, diverging: window.lossguardDashboard.diverging,
+      grad: window.lossguardDashboard.charts[1].series.slice(1).map((s) => [s.label, s.width]),
+      loss: window.lossguardDashboard.charts[0].series.length,
+    }));
+    assert.deepEqual(ranks.ranks, [0, 1, 2, 3]);
+    assert.deepEqual(ranks.diverging, [2]);
+    assert.deepEqual(ranks.grad.map((g) => g[0]), ["rank 0 grad_norm", "rank 1 grad_norm", "rank 2 (diverging) grad_norm", "rank 3 grad_norm"]);
+    assert.ok(ranks.grad[2][1] > ranks.grad[0][1], "the diverging rank is drawn heavier");
+    assert.equal(ranks.loss, 1 + 3 + 3, "rank 0's loss max, min and ref_loss, then ranks 1-3");
+    await page.screenshot({ path: path.join(outDir, "ranks.png"), fullPage: true });
+
+    // An incident: the gradient jump a loss-scale factor causes is listed inside its cause.
+    const incident = [];
+    for (let step = 0; step < 130; step++) {
+      const factor = step >= 100 ? 8 : 1;
+      incident.push({ run: "incident", step, ga_steps: 8, micro_batch_size: 1, loss: 3 * factor, ref_loss: 3,
+                      grad_norm: (1 + 0.1 * Math.sin(step * 1.7)) * factor, tokens: 400 });
+    }
+    await post(url, incident);
+    await page.goto(url + "/#/run/incident");
+    await ready();
+    const nested = await page.$$eval(".alerts > .alert", (items) => items.map((a) => [a.dataset.kind, [...a.querySelectorAll(".symptoms .alert")].map((s) => s.dataset.kind)]));
+    // The loss spike rides on the same factor: a symptom too. One incident, nothing beside it.
+    assert.deepEqual(nested.map((n) => [n[0], n[1].sort()]), [["loss_scale_mismatch", ["grad_explosion", "loss_spike"]]], JSON.stringify(nested));
+    await page.screenshot({ path: path.join(outDir, "incident.png"), fullPage: true });
+
     // Live: a run streaming while its page is open.
     const record = (step) => ({ run: "live", step, ga_steps: 1, micro_batch_size: 8, loss: 3 - step / 100, grad_norm: 1, tokens: 500 });
     await post(url, [0, 1, 2, 3, 4].map(record));

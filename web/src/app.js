@@ -207,6 +207,7 @@ function alertBands(getAlerts) {
   };
 }
 
+// `series`: labels, or uPlot series options ({ label, stroke, width, dash }).
 function makeChart(view, target, title, series, data, { log = false, alerts = () => [] } = {}) {
   const box = el("div", { class: "chart" }, el("h2", {}, title));
   target.append(box);
@@ -216,7 +217,7 @@ function makeChart(view, target, title, series, data, { log = false, alerts = ()
     cursor: { sync: { key: "lossguard" } },
     scales: { x: { time: false }, y: log ? { distr: 3 } : {} },
     axes: [{ label: "step" }, { size: 60 }],
-    series: [{ label: "step" }, ...series.map((s, i) => ({ label: s, stroke: SERIES_COLORS[i % 4], width: 1.5, spanGaps: false }))],
+    series: [{ label: "step" }, ...series.map((s, i) => ({ stroke: SERIES_COLORS[i % 4], width: 1.5, spanGaps: false, ...(typeof s === "string" ? { label: s } : s) }))],
     plugins: [alertBands(alerts)],
   };
   const chart = new uPlot(options, data, box);
@@ -225,10 +226,73 @@ function makeChart(view, target, title, series, data, { log = false, alerts = ()
 }
 
 function alertItem(alert, onPick) {
-  return el("div", { class: `alert ${alert.severity} ${alert.state}`, "data-kind": alert.kind, onclick: () => onPick(alert) },
+  const pick = (event) => { event.stopPropagation(); onPick(alert); };
+  return el("div", { class: `alert ${alert.severity} ${alert.state}`, "data-kind": alert.kind, "data-id": alert.id, onclick: pick },
     el("div", { class: "head" }, el("span", { class: `badge ${alert.severity}` }, alert.severity), alert.kind),
     el("div", { class: "steps" }, `steps ${alert.first_step}–${alert.last_step} · ${alert.state}`),
     el("div", { class: "message" }, alert.message));
+}
+
+// Incidents: each alert whose cause is listed too is shown inside its cause, not beside it.
+function alertTree(alerts, onPick) {
+  const byId = new Map(alerts.map((a) => [a.id, a]));
+  const symptomsOf = new Map();
+  const roots = [];
+  for (const alert of alerts) {
+    const causedBy = alert.evidence && alert.evidence.caused_by;
+    if (causedBy && byId.has(causedBy.id) && causedBy.id !== alert.id) {
+      if (!symptomsOf.has(causedBy.id)) symptomsOf.set(causedBy.id, []);
+      symptomsOf.get(causedBy.id).push(alert);
+    } else {
+      roots.push(alert);
+    }
+  }
+  return roots.map((alert) => {
+    const item = alertItem(alert, onPick);
+    const symptoms = symptomsOf.get(alert.id);
+    if (symptoms) {
+      item.append(el("div", { class: "symptoms" }, el("div", { class: "muted" }, `caused ${symptoms.length} more:`),
+        ...symptoms.map((s) => alertItem(s, onPick))));
+    }
+    return item;
+  });
+}
+
+// The ranks a rank_divergence alert of warning or critical severity names (info notes of uneven
+// load do not mark a rank).
+function divergingRanks(alerts) {
+  const out = new Set();
+  for (const alert of alerts) {
+    if (alert.kind !== "rank_divergence" || alert.severity === "info") continue;
+    for (const rank of (alert.evidence && alert.evidence.ranks) || []) out.add(rank);
+  }
+  return out;
+}
+
+const DIVERGING = { stroke: "#d50000", width: 3, dash: [8, 4] };
+
+// Every rank's series on one step axis: the loss chart keeps rank 0's loss max, min and ref_loss
+// first, then every other rank's loss max; grad_norm and tokens one series per rank.
+function rankData(ranks, diverging) {
+  const cols = ranks.map(columns);
+  const style = (rank, i, what) => ({
+    label: `rank ${rank.rank}${diverging.has(rank.rank) ? " (diverging)" : ""} ${what}`,
+    stroke: SERIES_COLORS[i % 4], ...(diverging.has(rank.rank) ? DIVERGING : {}),
+  });
+  const first = cols[0];
+  const loss = [[first.step, first.loss_max, first.loss_min, first.ref_loss]];
+  const lossSeries = ranks.length === 1 ? ["loss max", "loss min", "ref_loss"]
+    : [style(ranks[0], 0, "loss max"), { label: "rank 0 loss min", stroke: SERIES_COLORS[1] }, { label: "rank 0 ref_loss", stroke: SERIES_COLORS[2] }];
+  ranks.slice(1).forEach((rank, i) => { loss.push([cols[i + 1].step, cols[i + 1].loss_max]); lossSeries.push(style(rank, i + 3, "loss max")); });
+  const perRank = (key, what) => ({
+    data: uPlot.join(cols.map((c) => [c.step, c[key]])),
+    series: ranks.length === 1 ? [what] : ranks.map((rank, i) => style(rank, i, what)),
+  });
+  return {
+    loss: { data: loss.length === 1 ? loss[0] : uPlot.join(loss), series: lossSeries },
+    grad: perRank("grad_norm", "grad_norm"),
+    tokens: perRank("tokens", "tokens"),
+  };
 }
 
 async function renderRun(app, view, name) {
@@ -241,6 +305,7 @@ async function renderRun(app, view, name) {
 
   let alerts = [];
   let charts = null;
+  let layoutKey = null;  // the ranks and diverging ranks the charts were built for
   const zoomTo = (alert) => {
     const pad = Math.max(10, Math.round((alert.last_step - alert.first_step) * 0.5));
     for (const chart of charts || []) chart.setScale("x", { min: alert.first_step - pad, max: alert.last_step + pad });
@@ -256,27 +321,33 @@ async function renderRun(app, view, name) {
     title.replaceChildren(name, " ", badges(run.open_alerts),
       el("span", { class: "muted" }, ` ga_steps ${run.config.ga_steps} · micro_batch ${run.config.micro_batch_size} · world ${run.config.world_size} · step ${run.latest_step}`));
     alertsBox.replaceChildren(el("h2", {}, `Alerts (${alerts.length})`),
-      ...(alerts.length ? alerts.map((a) => alertItem(a, zoomTo)) : [el("div", { class: "muted" }, "none")]));
-    const rank = series.ranks[0];
-    const c = columns(rank);
-    const data = {
-      loss: [c.step, c.loss_max, c.loss_min, c.ref_loss],
-      grad: [c.step, c.grad_norm],
-      tokens: [c.step, c.tokens],
-    };
+      ...(alerts.length ? alertTree(alerts, zoomTo) : [el("div", { class: "muted" }, "none")]));
+    const diverging = divergingRanks(alerts);
+    const data = rankData(series.ranks, diverging);
+    const key = JSON.stringify([series.ranks.map((r) => r.rank), [...diverging].sort()]);
+    if (charts && key !== layoutKey) {  // a rank appeared or diverged: new series, new charts
+      for (const chart of charts) chart.destroy();
+      view.state.charts = [];
+      chartsBox.replaceChildren();
+      charts = null;
+    }
+    layoutKey = key;
     if (!charts) {
+      const several = series.ranks.length > 1 ? ` · ${series.ranks.length} ranks` : "";
       charts = [
-        makeChart(view, chartsBox, "loss (reported, bucket max and min) and ref_loss", ["loss max", "loss min", "ref_loss"], data.loss, { alerts: () => alerts }),
-        makeChart(view, chartsBox, "grad_norm (log scale)", ["grad_norm"], data.grad, { log: true, alerts: () => alerts }),
-        makeChart(view, chartsBox, "label tokens per step", ["tokens"], data.tokens, { alerts: () => alerts }),
+        makeChart(view, chartsBox, `loss (reported, bucket max and min) and ref_loss${several}`, data.loss.series, data.loss.data, { alerts: () => alerts }),
+        makeChart(view, chartsBox, `grad_norm (log scale)${several}`, data.grad.series, data.grad.data, { log: true, alerts: () => alerts }),
+        makeChart(view, chartsBox, `label tokens per step${several}`, data.tokens.series, data.tokens.data, { alerts: () => alerts }),
       ];
     } else {
-      charts[0].setData(data.loss);
-      charts[1].setData(data.grad);
-      charts[2].setData(data.tokens);
+      charts[0].setData(data.loss.data);
+      charts[1].setData(data.grad.data);
+      charts[2].setData(data.tokens.data);
     }
+    view.state.ranks = series.ranks.map((r) => r.rank);
+    view.state.diverging = [...diverging].sort();
     view.state.latestStep = run.latest_step;
-    view.state.points = c.step.length;
+    view.state.points = series.ranks[0].step.length;
     view.state.bucketWidth = series.bucket_width;
     view.status(`${run.records} records · buckets of ${series.bucket_width} step(s) · refreshed ${new Date().toLocaleTimeString()}`);
     view.state.ready = true;

@@ -17,6 +17,11 @@ struct Config {
   std::int64_t bad_data_at = -1;  // three steps of random tokens from here (a corrupt shard)
   std::int64_t warmup_steps = 0;  // linear learning-rate warm-up
   std::int64_t ga_change_at = -1, ga_change_to = 1;  // switch ga_steps mid-run
+  bool cosine = false;                 // cosine decay to a tenth of --lr after the warm-up
+  std::string init_model, save_model;  // fine-tuning: start from / keep the trained weights
+  // A rank fault: from skip_all_reduce_from on, rank skip_all_reduce_rank keeps its local
+  // gradients (it joins the collective, so nothing hangs, but discards the result).
+  std::int64_t skip_all_reduce_rank = -1, skip_all_reduce_from = 0;
   std::string store_file;  // internal: where rank 0 publishes the TCPStore port
   bool quiet = false;
   bool no_collector = false;  // baseline for the overhead benchmark

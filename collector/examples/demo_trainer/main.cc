@@ -70,6 +70,7 @@ int Train(const Config& c) {
 
   const std::string corpus = Corpus(200'000);
   Gpt model;
+  if (!c.init_model.empty()) torch::load(model, c.init_model);  // fine-tuning a trained model
   torch::optim::AdamW optimizer(model->parameters(),
                                 torch::optim::AdamWOptions(c.lr).weight_decay(0.0));
 
@@ -95,7 +96,14 @@ int Train(const Config& c) {
     double warmup = step < c.warmup_steps
                         ? static_cast<double>(step + 1) / static_cast<double>(c.warmup_steps)
                         : 1.0;
-    double lr = c.lr * warmup * (step == c.lr_spike_at ? c.lr_spike_factor : 1.0);
+    double decay = 1.0;
+    if (c.cosine && step >= c.warmup_steps) {
+      const double progress =
+          static_cast<double>(step - c.warmup_steps) /
+          static_cast<double>(std::max<std::int64_t>(1, c.steps - c.warmup_steps));
+      decay = 0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * progress));
+    }
+    double lr = c.lr * warmup * decay * (step == c.lr_spike_at ? c.lr_spike_factor : 1.0);
     for (auto& group_options : optimizer.param_groups()) {
       static_cast<torch::optim::AdamWOptions&>(group_options.options()).lr(lr);
     }
@@ -128,10 +136,11 @@ int Train(const Config& c) {
       reported += step == c.nan_at ? std::nan("") : loss.reported;
     }
     if (group) {  // what DDP does: average gradients over ranks
+      const bool skips = c.rank == c.skip_all_reduce_rank && step >= c.skip_all_reduce_from;
       for (auto& p : model->parameters()) {
-        std::vector<torch::Tensor> grads = {p.grad()};
+        std::vector<torch::Tensor> grads = {skips ? p.grad().clone() : p.grad()};
         group->allreduce(grads)->wait();
-        p.mutable_grad().div_(static_cast<double>(c.world_size));
+        if (!skips) p.mutable_grad().div_(static_cast<double>(c.world_size));
       }
     }
     // A correct trainer reports the step's token-normalised loss over all ranks (a collective).
@@ -163,6 +172,7 @@ int Train(const Config& c) {
   }
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (c.rank == 0 && !c.save_model.empty()) torch::save(model, c.save_model);
   if (c.rank == 0) {
     std::printf("[%s] trained %lld steps in %.2f s: %.3f ms/step\n", c.run.c_str(),
                 static_cast<long long>(c.steps), seconds,
@@ -222,6 +232,16 @@ int main(int argc, char** argv) {
   app.add_option("--ga-change-at", c.ga_change_at, "from this step on, use --ga-change-to");
   app.add_option("--ga-change-to", c.ga_change_to, "gradient-accumulation steps after the change")
       ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_flag("--cosine", c.cosine, "cosine learning-rate decay to lr/10 after the warm-up");
+  app.add_option("--init-model", c.init_model,
+                 "start from these weights (a --save-model file): fine-tuning")
+      ->check(CLI::ExistingFile);
+  app.add_option("--save-model", c.save_model, "at the end, save the weights here (rank 0)");
+  app.add_option("--skip-all-reduce-rank", c.skip_all_reduce_rank,
+                 "a rank fault: this rank keeps its local gradients instead of the all-reduced "
+                 "ones...");
+  app.add_option("--skip-all-reduce-from", c.skip_all_reduce_from, "...from this step on")
       ->capture_default_str();
   app.add_option("--clip", c.clip, "gradient clipping max norm")
       ->check(CLI::PositiveNumber)

@@ -16,9 +16,9 @@ ORDER BY step, rank)sql";
 
 constexpr const char* kUpsertAlert = R"sql(
 INSERT INTO alerts (run_id, kind, severity, state, rank, first_step, last_step, message, evidence,
-                    opened_at, updated_at, resolved_at)
-VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
-ON CONFLICT (run_id, kind, ifnull(rank, -1), first_step) DO UPDATE SET
+                    opened_at, updated_at, resolved_at, attempt)
+VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)
+ON CONFLICT (run_id, kind, ifnull(rank, -1), first_step, attempt) DO UPDATE SET
   severity = excluded.severity, state = excluded.state, last_step = excluded.last_step,
   message = excluded.message, evidence = excluded.evidence, updated_at = excluded.updated_at,
   resolved_at = excluded.resolved_at)sql";
@@ -26,18 +26,19 @@ ON CONFLICT (run_id, kind, ifnull(rank, -1), first_step) DO UPDATE SET
 
 Analysis::Analysis(Database& db, AnalysisOptions options)
     : options_(std::move(options)),
-      judged_through_(db, "SELECT judged_through FROM runs WHERE id = ?"),
+      judged_through_(db, "SELECT judged_through, attempt FROM runs WHERE id = ?"),
       first_step_(db, "SELECT step FROM steps WHERE run_id = ? ORDER BY step LIMIT 1"),
       open_alerts_(db,
                    "SELECT kind, severity, first_step, last_step, message, evidence FROM alerts "
-                   "WHERE run_id = ? AND state = 'open' AND rank IS NULL"),
+                   "WHERE run_id = ? AND attempt = ? AND state = 'open' AND rank IS NULL"),
       warmup_steps_(db, kWarmupSteps),
       pending_steps_(db,
                      "SELECT record FROM steps WHERE run_id = ? AND step > ? ORDER BY step, rank"),
       upsert_alert_(db, kUpsertAlert),
       cause_id_(db,
                 "SELECT id FROM alerts WHERE run_id = ? AND kind = ? AND rank IS NULL AND "
-                "first_step = ?"),
+                "first_step = ? AND attempt = ?"),
+      set_attempt_(db, "UPDATE runs SET attempt = ? WHERE id = ?"),
       set_judged_through_(db, "UPDATE runs SET judged_through = ? WHERE id = ?") {}
 
 std::vector<wire::StepRecord> Analysis::ReadRecords(Statement& query) {
@@ -53,13 +54,18 @@ std::vector<wire::StepRecord> Analysis::ReadRecords(Statement& query) {
   return records;
 }
 
-std::optional<std::int64_t> Analysis::StoredJudgedThrough(std::int64_t run_id) {
+std::pair<std::optional<std::int64_t>, std::int64_t> Analysis::StoredJudgement(
+    std::int64_t run_id) {
   judged_through_.Reset();
   judged_through_.Bind(1, run_id);
   std::optional<std::int64_t> judged;
-  if (judged_through_.Step()) judged = judged_through_.OptionalInt(0);
+  std::int64_t attempt = 0;
+  if (judged_through_.Step()) {
+    judged = judged_through_.OptionalInt(0);
+    attempt = judged_through_.Int(1);
+  }
   judged_through_.Reset();
-  return judged;
+  return {judged, attempt};
 }
 
 std::optional<std::int64_t> Analysis::StoredFirstStep(std::int64_t run_id) {
@@ -71,10 +77,11 @@ std::optional<std::int64_t> Analysis::StoredFirstStep(std::int64_t run_id) {
   return first_step;
 }
 
-std::vector<analyzers::AlertEvent> Analysis::StoredOpenEpisodes(std::int64_t run_id) {
+std::vector<analyzers::AlertEvent> Analysis::StoredOpenEpisodes(std::int64_t run_id,
+                                                                std::int64_t attempt) {
   std::vector<analyzers::AlertEvent> open;
   open_alerts_.Reset();
-  open_alerts_.Bind(1, run_id);
+  open_alerts_.Bind(1, run_id).Bind(2, attempt);
   while (open_alerts_.Step()) {
     analyzers::AlertEvent e;
     e.kind = ParseStoredKind(open_alerts_.Text(0));
@@ -83,6 +90,7 @@ std::vector<analyzers::AlertEvent> Analysis::StoredOpenEpisodes(std::int64_t run
     e.last_step = open_alerts_.Int(3);
     e.message = std::string(open_alerts_.Text(4));
     e.evidence = nlohmann::json::parse(open_alerts_.Text(5));
+    e.attempt = attempt;
     open.push_back(std::move(e));
   }
   open_alerts_.Reset();
@@ -93,7 +101,8 @@ std::vector<wire::StepRecord> Analysis::Resume(std::int64_t run_id,
                                                analyzers::RunAnalyzer& analyzer) {
   const std::optional<std::int64_t> first_step = StoredFirstStep(run_id);
   if (!first_step) return {};  // a new run
-  const std::optional<std::int64_t> judged = StoredJudgedThrough(run_id);
+  const auto [judged, attempt] = StoredJudgement(run_id);
+  analyzer = analyzers::RunAnalyzer(options_.analyzers, attempt);
   std::int64_t through = judged.value_or(INT64_MIN);
   std::vector<wire::StepRecord> history, pending;
   if (judged) {
@@ -111,7 +120,7 @@ std::vector<wire::StepRecord> Analysis::Resume(std::int64_t run_id,
     history = ReadRecords(warmup_steps_);
     through = history.empty() ? *first_step - 1 : history.back().step;
   }
-  analyzer.Resume(*first_step, through, history, StoredOpenEpisodes(run_id));
+  analyzer.Resume(*first_step, through, history, StoredOpenEpisodes(run_id, attempt));
   return pending;
 }
 
@@ -125,7 +134,7 @@ Analysis::RunState& Analysis::Load(std::int64_t run_id) {
   lru_.push_front(run_id);
   auto [it, inserted] = runs_.emplace(run_id, RunState{std::move(analyzer), lru_.begin()});
   // The steps that were stored but still waited for their ranks: judged as they complete.
-  for (const wire::StepRecord& record : pending) Feed(run_id, record);
+  for (const wire::StepRecord& record : pending) Feed(run_id, record, Stored::kNew);
   while (runs_.size() > options_.max_runs) {
     std::int64_t evicted = lru_.back();
     if (touched_.count(evicted)) break;  // in use by this batch
@@ -141,9 +150,31 @@ void Analysis::Prepare(std::int64_t run_id) {
   Load(run_id);
 }
 
-void Analysis::Feed(std::int64_t run_id, const wire::StepRecord& record) {
+void Analysis::Feed(std::int64_t run_id, const wire::StepRecord& record, Stored how) {
   if (!options_.enabled) return;
+  const std::optional<std::int64_t> judged = runs_.at(run_id).analyzer.judged_through();
+  const bool judged_already = judged && record.step <= *judged;
+  if (how == Stored::kDuplicate && judged_already) return;
+  if (how == Stored::kReplaced && judged_already) Rewind(run_id, record.step);
   episodes_.Apply(run_id, runs_.at(run_id).analyzer.Add(record));
+}
+
+void Analysis::Rewind(std::int64_t run_id, std::int64_t step) {
+  analyzers::RunAnalyzer& old = runs_.at(run_id).analyzer;
+  episodes_.Apply(run_id, old.Supersede(step));
+  const std::int64_t attempt = old.attempt() + 1;
+  set_attempt_.Reset();
+  set_attempt_.Bind(1, attempt).Bind(2, run_id);
+  set_attempt_.Step();
+  set_attempt_.Reset();
+  // The detectors relearn from the stored steps before `step` (their values are final); judgement
+  // continues at `step` with the records as they are sent again.
+  analyzers::RunAnalyzer fresh(options_.analyzers, attempt);
+  const std::int64_t first_step = StoredFirstStep(run_id).value_or(step);
+  warmup_steps_.Reset();
+  warmup_steps_.Bind(1, run_id).Bind(2, step - 1).Bind(3, options_.analyzers.WarmupSteps());
+  fresh.Resume(first_step, step - 1, ReadRecords(warmup_steps_), {});
+  old = std::move(fresh);
 }
 
 void Analysis::Upsert(std::int64_t run_id, const analyzers::AlertEvent& e, double now) {
@@ -156,15 +187,17 @@ void Analysis::Upsert(std::int64_t run_id, const analyzers::AlertEvent& e, doubl
   upsert_alert_.Bind(5, e.first_step).Bind(6, e.last_step).Bind(7, e.message);
   upsert_alert_.Bind(8, e.evidence.dump()).BindNumber(9, now);
   upsert_alert_.BindNumber(10, resolved ? std::optional<double>(now) : std::nullopt);
+  upsert_alert_.Bind(11, e.attempt);
   upsert_alert_.Step();
   upsert_alert_.Reset();
 }
 
-void Analysis::ResolveCause(std::int64_t run_id, nlohmann::json& caused_by) {
+void Analysis::ResolveCause(std::int64_t run_id, std::int64_t attempt, nlohmann::json& caused_by) {
   cause_id_.Reset();
   cause_id_.Bind(1, run_id)
       .Bind(2, caused_by.value("kind", std::string()))
-      .Bind(3, caused_by.value("first_step", std::int64_t{0}));
+      .Bind(3, caused_by.value("first_step", std::int64_t{0}))
+      .Bind(4, attempt);
   if (cause_id_.Step()) caused_by["id"] = cause_id_.Int(0);
   cause_id_.Reset();
 }
@@ -181,7 +214,7 @@ void Analysis::Finish(double now) {
         continue;
       }
       analyzers::AlertEvent e = latest;
-      ResolveCause(run_id, e.evidence["caused_by"]);
+      ResolveCause(run_id, e.attempt, e.evidence["caused_by"]);
       Upsert(run_id, e, now);
     }
   }

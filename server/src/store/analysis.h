@@ -35,8 +35,12 @@ class Analysis {
   bool enabled() const { return options_.enabled; }
   // Before the batch's records of this run are written: loads the run's analyzer if needed.
   void Prepare(std::int64_t run_id);
-  // A record the batch stored (new or replaced; not a duplicate), of a run Prepare()d.
-  void Feed(std::int64_t run_id, const wire::StepRecord& record);
+  // How the batch stored a record.
+  enum class Stored { kNew, kReplaced, kDuplicate };
+  // A record of the batch, of a run Prepare()d. A replaced record of a step already judged rewinds
+  // the run there (Rewind); a duplicate counts only for a step not judged yet (after a rewind, the
+  // re-sent steps that came back unchanged).
+  void Feed(std::int64_t run_id, const wire::StepRecord& record, Stored how);
   // Writes the batch's alert events and judged_through values; call before committing.
   void Finish(double now);
   // The transaction failed: forget what this batch did (its runs are reloaded from the store).
@@ -53,14 +57,19 @@ class Analysis {
   // stored steps, open episodes continue. Returns the stored steps not judged yet (waiting for
   // ranks), to be fed again.
   std::vector<wire::StepRecord> Resume(std::int64_t run_id, analyzers::RunAnalyzer& analyzer);
-  std::optional<std::int64_t> StoredJudgedThrough(std::int64_t run_id);
+  // Re-sent steps (a trainer resumed from a checkpoint): the open episodes end as superseded, and
+  // a new attempt of the run is judged from `step` on, its detectors rebuilt from the stored steps
+  // before it. Later re-sent steps are judged as they come, in step order.
+  void Rewind(std::int64_t run_id, std::int64_t step);
+  // The run's judged_through and attempt.
+  std::pair<std::optional<std::int64_t>, std::int64_t> StoredJudgement(std::int64_t run_id);
   std::optional<std::int64_t> StoredFirstStep(std::int64_t run_id);
-  std::vector<analyzers::AlertEvent> StoredOpenEpisodes(std::int64_t run_id);
+  std::vector<analyzers::AlertEvent> StoredOpenEpisodes(std::int64_t run_id, std::int64_t attempt);
   std::vector<wire::StepRecord> ReadRecords(Statement& query);
   // Stores an episode's latest state (upsert on its key).
   void Upsert(std::int64_t run_id, const analyzers::AlertEvent& latest, double now);
   // Adds the stored id of the episode `caused_by` names ({"kind", "first_step"}), when stored.
-  void ResolveCause(std::int64_t run_id, nlohmann::json& caused_by);
+  void ResolveCause(std::int64_t run_id, std::int64_t attempt, nlohmann::json& caused_by);
 
   AnalysisOptions options_;
   std::unordered_map<std::int64_t, RunState> runs_;
@@ -69,7 +78,7 @@ class Analysis {
   std::unordered_set<std::int64_t> touched_;
   analyzers::EpisodeLog<std::int64_t> episodes_;
   Statement judged_through_, first_step_, open_alerts_, warmup_steps_, pending_steps_,
-      upsert_alert_, cause_id_, set_judged_through_;
+      upsert_alert_, cause_id_, set_attempt_, set_judged_through_;
 };
 
 }  // namespace lossguard::store

@@ -104,18 +104,20 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
       ++result.accepted;
       BindStep(insert_step_, run_id, r, canonical[i], now);
       insert_step_.Step();
-      if (db_.Changes() == 1) {
+      const bool new_record = db_.Changes() == 1;
+      if (new_record) {
         ++new_records_per_run[run_id];
       } else {
         BindStep(replace_step_, run_id, r, canonical[i], now);
         replace_step_.Step();
         if (db_.Changes() == 0) {
           ++result.duplicates;
+          analysis_.Feed(run_id, r, Analysis::Stored::kDuplicate);
           continue;
         }
         ++result.replaced;
       }
-      analysis_.Feed(run_id, r);
+      analysis_.Feed(run_id, r, new_record ? Analysis::Stored::kNew : Analysis::Stored::kReplaced);
       changed.insert({run_id, r.step / kRollupWidths[1]});
       auto [newest, inserted] = newest_step.try_emplace(run_id, r.step);
       if (!inserted) newest->second = std::max(newest->second, r.step);

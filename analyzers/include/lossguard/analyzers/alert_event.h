@@ -35,6 +35,9 @@ struct AlertEvent {
   std::int64_t last_step = 0;
   std::string message;
   nlohmann::json evidence = nlohmann::json::object();
+  // Which judgement of the run's steps: 0, and one more each time re-sent steps were judged anew
+  // (RunAnalyzer::Supersede). Part of the episode's key.
+  std::int64_t attempt = 0;
 };
 
 }  // namespace lossguard::analyzers

@@ -47,10 +47,11 @@ struct LossScaleOptions {
   // At any step: a token-mean cross entropy above ln(vocab_size), the loss of a uniform
   // prediction, is not what a trained model reports, and an untrained one starts within about 10%
   // of it (the corpus's healthy runs peak at 1.08 ln V). Above bound_margin x ln(vocab_size) for
-  // confirm_steps records, within bound_early_steps of the run's first step or spanning
-  // bound_late_span steps later (a diverging run's excursion above it is short and is
-  // grad_explosion's), the loss is mis-scaled: critical when a configuration value brings it under
-  // the bound, warning otherwise.
+  // records covering confirm_steps steps (at least two records: sparse logs cover many steps each),
+  // within bound_early_steps of the run's first step or spanning bound_late_span steps later (a
+  // diverging run's excursion above it is short and is grad_explosion's), the loss is mis-scaled:
+  // critical when a configuration value brings it under the bound (and then until the
+  // configuration changes), warning otherwise (while the loss stays above ln(vocab_size)).
   double bound_margin = 1.25;
   std::int64_t bound_early_steps = 50;
   std::int64_t bound_late_span = 50;
@@ -108,7 +109,9 @@ class LossScaleDetector {
   // Records above the plausibility bound in a row, since which step; the confirmed verdict holds
   // while the loss stays above ln(vocab_size).
   int above_bound_ = 0;
+  std::int64_t above_bound_steps_ = 0;  // the steps those records cover
   std::int64_t above_bound_since_ = 0;
+  std::optional<std::int64_t> previous_step_;  // the previous record's step
   std::optional<Finding> bound_verdict_;
   RobustWindow recent_;  // recent finite losses, for the level before a configuration change
   struct Shift {

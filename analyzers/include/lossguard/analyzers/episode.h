@@ -15,13 +15,17 @@ namespace lossguard::analyzers {
 // (duplicates and late records cannot reopen or extend the past).
 class Episode {
  public:
-  Episode(Kind kind, std::optional<std::int64_t> rank, std::int64_t resolve_after)
-      : kind_(kind), rank_(rank), resolve_after_(resolve_after) {}
+  Episode(Kind kind, std::optional<std::int64_t> rank, std::int64_t resolve_after,
+          std::int64_t attempt = 0)
+      : kind_(kind), rank_(rank), resolve_after_(resolve_after), attempt_(attempt) {}
 
   // The event this judgement causes, if any.
   std::optional<AlertEvent> Judge(std::int64_t step, const std::optional<Finding>& finding);
 
   bool open() const { return open_; }
+  // Ends an open episode because the steps from `step` on are judged anew (their records were
+  // replaced): its resolve event, saying so; nullopt when none is open.
+  std::optional<AlertEvent> Supersede(std::int64_t step);
   // The latest episode's first and last firing step and evidence, open or resolved; nullopt before
   // the first one opened.
   struct Span {
@@ -41,10 +45,12 @@ class Episode {
   Kind kind_;
   std::optional<std::int64_t> rank_;
   std::int64_t resolve_after_;
+  std::int64_t attempt_;
   bool open_ = false;
   bool opened_ = false;  // an episode has opened (and may have resolved since)
   std::int64_t first_step_ = 0;
   std::int64_t last_firing_step_ = 0;
+  std::int64_t severity_since_ = 0;  // the step the episode reached its current severity
   std::int64_t clear_steps_ = 0;
   std::optional<std::int64_t> last_judged_;
   Severity severity_ = Severity::kWarning;

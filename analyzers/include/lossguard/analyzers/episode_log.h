@@ -12,15 +12,16 @@
 namespace lossguard::analyzers {
 
 // The latest state of each alert episode, folded from the events that opened, extended and
-// resolved it. An episode is keyed by (run, kind, first_step), the key the store upserts on, and
+// resolved it. An episode is keyed by (run, kind, first_step, attempt), the key the store upserts
+// on, and
 // episodes are kept in the order they opened. `Run` is whatever names a run where it is used (the
 // store's run id, the CLI's run name).
 template <typename Run>
 class EpisodeLog {
  public:
   void Apply(const Run& run, AlertEvent event) {
-    auto [it, inserted] =
-        index_.try_emplace(std::make_tuple(run, event.kind, event.first_step), episodes_.size());
+    auto [it, inserted] = index_.try_emplace(
+        std::make_tuple(run, event.kind, event.first_step, event.attempt), episodes_.size());
     if (inserted) {
       episodes_.emplace_back(run, std::move(event));
     } else {
@@ -39,7 +40,7 @@ class EpisodeLog {
   }
 
  private:
-  std::map<std::tuple<Run, Kind, std::int64_t>, std::size_t> index_;
+  std::map<std::tuple<Run, Kind, std::int64_t, std::int64_t>, std::size_t> index_;
   std::vector<std::pair<Run, AlertEvent>> episodes_;
 };
 

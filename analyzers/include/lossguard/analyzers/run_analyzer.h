@@ -27,7 +27,8 @@ namespace lossguard::analyzers {
 // bounded by max_wait_steps x ranks.
 class RunAnalyzer {
  public:
-  explicit RunAnalyzer(AnalyzerOptions options = {});
+  // `attempt`: which judgement of the run this is (AlertEvent::attempt).
+  explicit RunAnalyzer(AnalyzerOptions options = {}, std::int64_t attempt = 0);
 
   // Feeds one record; returns the events of the steps it let be judged (often none).
   std::vector<AlertEvent> Add(const wire::StepRecord& record);
@@ -37,6 +38,12 @@ class RunAnalyzer {
   // The highest judged step; nullopt before the first judgement.
   std::optional<std::int64_t> judged_through() const { return judged_through_; }
   std::int64_t ignored_records() const { return ignored_; }
+  std::int64_t attempt() const { return attempt_; }
+
+  // The run's steps from `step` on are judged anew (a trainer resumed from a checkpoint re-sent
+  // them): resolves every open episode, marked superseded. The caller then continues with a new
+  // RunAnalyzer of attempt() + 1, resumed before `step`.
+  std::vector<AlertEvent> Supersede(std::int64_t step);
 
   // Resume after a restart. `judged` are the run's stored records up to and including
   // judged_through (the last WarmupSteps() steps of them suffice), in step order; `open` the
@@ -65,6 +72,7 @@ class RunAnalyzer {
   RankDetectors& DetectorsOf(std::int64_t rank);
 
   AnalyzerOptions options_;
+  std::int64_t attempt_ = 0;
   std::optional<std::int64_t> first_step_;
   std::optional<std::int64_t> judged_through_;
   std::int64_t reporting_world_ = 0;  // world_size the expectation below was set from
