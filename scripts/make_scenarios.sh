@@ -131,4 +131,21 @@ scenario heldout-bug-mean-of-means --loss mean-of-means --micro-batch-size 2 --g
 scenario heldout-bug-lr-spike --micro-batch-size 4 --ga-steps 2 --steps 120 --lr-spike-at 60 --lr-spike-factor 100 --seed 27
 scenario heldout-bug-zero-grad --micro-batch-size 2 --ga-steps 2 --steps 100 --detach-loss-at 40 --seed 28
 scenario heldout-bug-bad-data --micro-batch-size 4 --ga-steps 2 --steps 150 --bad-data-at 90 --seed 29
+# Held out for issue 12's thresholds (severity, noise, the ln V bound, sparse logs, ranks): made
+# after they were fixed on the runs above, never used to tune them.
+heldout_model="$tmp/heldout-trained.pt"
+scenario heldout-long-healthy-mb2-ga4 --micro-batch-size 2 --ga-steps 4 --steps 2000 --warmup-steps 200 --cosine --lr 2e-3 --seed 41 --save-model "$heldout_model"
+scenario heldout-long-healthy-mb1-ga2-clip --micro-batch-size 1 --ga-steps 2 --steps 1500 --warmup-steps 50 --cosine --clip 0.5 --seed 42
+scenario heldout-long-bug-lr-blowup --micro-batch-size 2 --ga-steps 2 --steps 1500 --warmup-steps 100 --cosine --lr-spike-at 900 --lr-spike-factor 50 --seed 43
+scenario heldout-ws4-bug-skip-all-reduce --micro-batch-size 1 --ga-steps 2 --world-size 4 --steps 200 --skip-all-reduce-rank 1 --skip-all-reduce-from 80 --seed 44
+if [[ -f "$heldout_model" ]]; then
+  scenario heldout-ft-healthy --init-model "$heldout_model" --micro-batch-size 4 --ga-steps 2 --steps 300 --lr 2e-4 --seed 45
+  scenario heldout-ft-bug-sum-no-ga-div --init-model "$heldout_model" --loss sum-no-ga-div --micro-batch-size 2 --ga-steps 4 --steps 300 --lr 2e-4 --seed 46
+fi
+for every in 10 100; do
+  sparse heldout-long-healthy-mb2-ga4 $every
+  sparse heldout-long-bug-lr-blowup $every
+done
+sparse heldout-long-healthy-mb1-ga2-clip 10
+sparse heldout-bug-sum-no-ga-div 10
 ls "$out"/*.ndjson | wc -l

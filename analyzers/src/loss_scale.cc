@@ -234,7 +234,11 @@ std::optional<Finding> LossScaleDetector::Observe(const wire::StepRecord& r) {
   std::string explained_by = ExplainedBy(factor, r, from_init, mean_of_means);
   bool weighting_only =
       mean_of_means && std::abs(r.loss / *mean_of_means - 1) <= options_.tolerance;
-  bool mismatch = (!from_init || explained_by != "unexplained") && !weighting_only;
+  // ln(vocab_size) is an upper bound, not a reference from below: a loss under it at the first
+  // steps is a trained model (fine-tuning), never evidence of a division too many.
+  const bool below_uniform = from_init && factor < 1;
+  bool mismatch =
+      (!from_init || explained_by != "unexplained") && !weighting_only && !below_uniform;
   mismatching_ = mismatch ? mismatching_ + 1 : 0;
   if (mismatching_ == 1) mismatch_since_ = r.step;
   explained_before_ = mismatch && explained_by != "unexplained" ? explained_by : "";

@@ -76,6 +76,13 @@ std::optional<Divergence> JudgeGradNorms(const std::vector<wire::StepRecord>& ra
     }
   }
   if (diverging.empty()) return std::nullopt;
+  // Two ranks have no majority: either may be the one that diverged.
+  if (norms.size() == 2) {
+    diverging.clear();
+    for (const wire::StepRecord& r : ranks) {
+      if (r.grad_norm && std::isfinite(*r.grad_norm)) diverging.push_back(r.rank);
+    }
+  }
   return Divergence{
       Finding{Severity::kCritical,
               "grad_norm differs across ranks at step " + std::to_string(ranks.front().step) +

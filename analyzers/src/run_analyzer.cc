@@ -48,7 +48,8 @@ nlohmann::json CauseToJson(const std::pair<Kind, std::int64_t>& cause) {
 
 std::int64_t AnalyzerOptions::WarmupSteps() const {
   std::size_t longest = std::max({grad_explosion.window, loss_spike.window, vanishing_grad.window,
-                                  token_weighting.window, loss_scale.level_shift_steps * 2});
+                                  rank_divergence.imbalance_window, token_weighting.window,
+                                  loss_scale.level_shift_steps * 2});
   // Twice the longest window: the token-weighting window counts informative steps only.
   return 2 * static_cast<std::int64_t>(longest);
 }
@@ -61,7 +62,10 @@ RunAnalyzer::RankDetectors::RankDetectors(const AnalyzerOptions& o)
       vanishing_grad(o.vanishing_grad) {}
 
 RunAnalyzer::RunAnalyzer(AnalyzerOptions options, std::int64_t attempt)
-    : options_(options), attempt_(attempt), rank_divergence_(options.rank_divergence) {
+    : options_(options),
+      attempt_(attempt),
+      wait_steps_(options.max_wait_steps),
+      rank_divergence_(options.rank_divergence) {
   for (Kind kind : kAllKinds)
     episodes_[kind].emplace(kind, std::nullopt, options_.resolve_after, attempt);
 }
@@ -75,8 +79,16 @@ RunAnalyzer::RankDetectors& RunAnalyzer::DetectorsOf(std::int64_t rank) {
 }
 
 std::vector<AlertEvent> RunAnalyzer::Add(const wire::StepRecord& record) {
+  if (static_cast<std::int64_t>(ranks_seen_.size()) < std::max<std::int64_t>(1, record.world_size))
+    ranks_seen_.insert(record.rank);
   if (judged_through_ && record.step <= *judged_through_) {
     ++ignored_;  // the step has been judged; its alerts are history
+    // Its rank lags more than the wait: wait as long as it lags from now on, and expect it again.
+    wait_steps_ = std::min(
+        options_.max_wait_cap,
+        std::max(wait_steps_, *judged_through_ - record.step + 1 + options_.max_wait_steps));
+    expected_ranks_ = std::min(
+        reporting_world_, std::max(expected_ranks_, static_cast<std::int64_t>(ranks_seen_.size())));
     return {};
   }
   if (!first_step_ || record.step < *first_step_) first_step_ = record.step;
@@ -106,7 +118,7 @@ std::vector<AlertEvent> RunAnalyzer::JudgeReady(bool flush) {
     const std::int64_t step = oldest->first;
     const auto present = static_cast<std::int64_t>(oldest->second.size());
     const bool complete = present >= expected_ranks_;
-    const bool waited_enough = pending_.rbegin()->first >= step + options_.max_wait_steps;
+    const bool waited_enough = pending_.rbegin()->first >= step + wait_steps_;
     if (!complete && !waited_enough && !flush) break;
     // Judged without some ranks: the run reports from fewer ranks than world_size (often rank 0
     // only); expect that many from now on, so that later steps are not held back.

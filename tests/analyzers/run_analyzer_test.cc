@@ -74,6 +74,24 @@ TEST(RunAnalyzer, ARankThatNeverReportsDelaysOnlyUntilTheBoundedWait) {
   EXPECT_EQ(analyzer.judged_through(), 5) << "and later steps are judged at once";
 }
 
+TEST(RunAnalyzer, ARankThatLagsMakesTheWaitGrowAndIsExpectedAgain) {
+  // Two ranks whose records come in the batches of two senders: rank 1 is 10 steps behind.
+  RunAnalyzer analyzer;
+  for (int s = 0; s < 10; ++s) analyzer.Add(Healthy(s, 2, 0));
+  EXPECT_EQ(analyzer.judged_through(), 9) << "step 0 judged without rank 1 after 4 steps, then "
+                                             "the run looked like one reporting from rank 0 only";
+  analyzer.Add(Healthy(0, 2, 1));  // late by 10 steps: wait 10 + 4, and expect rank 1 again
+  for (int s = 10; s < 20; ++s) analyzer.Add(Healthy(s, 2, 0));
+  EXPECT_EQ(analyzer.judged_through(), 9) << "steps 10-19 wait for rank 1 now";
+  for (int s = 1; s < 20; ++s) analyzer.Add(Healthy(s, 2, 1));
+  EXPECT_EQ(analyzer.judged_through(), 19) << "each step judged once both ranks are in";
+  // Still bounded: a rank that stops reporting holds judgement back by the grown wait only.
+  for (int s = 20; s < 34; ++s) analyzer.Add(Healthy(s, 2, 0));
+  EXPECT_EQ(analyzer.judged_through(), 19);
+  analyzer.Add(Healthy(34, 2, 0));
+  EXPECT_EQ(analyzer.judged_through(), 34);
+}
+
 TEST(RunAnalyzer, LateDuplicateAndOutOfOrderRecordsCannotRewriteThePast) {
   RunAnalyzer analyzer;
   for (int s = 0; s < 10; ++s) analyzer.Add(Healthy(s));

@@ -51,3 +51,28 @@ def test_splits_of_the_same_sequences_train_the_same_and_stay_quiet(server, tmp_
             assert record["grad_norm"] == pytest.approx(same["grad_norm"], rel=1e-3), name
         loud = [a for a in server.alerts(name) if a["severity"] in ("warning", "critical")]
         assert not loud, loud
+
+
+def test_a_rank_that_keeps_its_local_gradients_is_named(server, tmp_path):
+    # Three ranks, so that a majority tells which one diverged. Their records reach the server in
+    # the batches of three independent senders: steps judged before a lagging rank's records came
+    # miss it (the analyzer then waits longer), so the onset is step 5 or a little later.
+    train(server, tmp_path, "py-skip", "--steps", "40", "--micro-batch-size", "2",
+          "--world-size", "3", "--skip-all-reduce-rank", "1", "--skip-all-reduce-from", "5")
+    alerts = [a for a in server.alerts("py-skip") if a["kind"] == "rank_divergence"]
+    assert alerts, server.alerts("py-skip")
+    assert alerts[0]["severity"] == "critical"
+    assert 5 <= alerts[0]["first_step"] < 40
+    assert alerts[0]["evidence"]["ranks"] == [1]
+
+
+def test_fine_tuning_starts_from_the_saved_model(server, tmp_path):
+    model = tmp_path / "trained.pt"
+    train(server, tmp_path, "py-pretrain", "--steps", "30", "--save-model", str(model))
+    assert model.is_file()
+    train(server, tmp_path, "py-finetune", "--steps", "3", "--init-model", str(model),
+          "--lr", "1e-5", "--seed", "1")
+    pretrained, finetuned = server.steps("py-pretrain"), server.steps("py-finetune")
+    # The fine-tuning run starts where pre-training ended, far below a fresh model's loss.
+    assert finetuned[0]["loss"] < 0.8 * pretrained[0]["loss"]
+    assert finetuned[0]["loss"] == pytest.approx(pretrained[-1]["loss"], rel=0.25)

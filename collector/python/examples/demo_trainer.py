@@ -66,6 +66,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up")
     p.add_argument("--ga-change-at", type=int, default=-1, help="from this step on, use --ga-change-to")
     p.add_argument("--ga-change-to", type=positive_int, default=1)
+    p.add_argument("--cosine", action="store_true",
+                   help="cosine learning-rate decay to lr/10 after the warm-up")
+    p.add_argument("--init-model", default="",
+                   help="start from these weights (a --save-model file): fine-tuning")
+    p.add_argument("--save-model", default="", help="at the end, save the weights here (rank 0)")
+    p.add_argument("--skip-all-reduce-rank", type=int, default=-1,
+                   help="a rank fault: this rank keeps its local gradients instead of the "
+                        "all-reduced ones...")
+    p.add_argument("--skip-all-reduce-from", type=int, default=0, help="...from this step on")
     p.add_argument("--clip", type=positive_float, default=1.0, help="gradient clipping max norm")
     p.add_argument("--spool-dir", default=None,
                    help="directory of per-run spools (default: $LOSSGUARD_SPOOL_DIR, else "
@@ -78,6 +87,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.warmup_steps < 0:
         p.error("--warmup-steps must be >= 0")
+    if args.init_model and not os.path.isfile(args.init_model):
+        p.error(f"--init-model {args.init_model}: no such file")
     if args.world_size > 16:
         p.error("--world-size must be <= 16")
     return args
@@ -107,6 +118,8 @@ def train(args, rank: int = 0) -> dict:
     torch.set_num_threads(1)
     text = demo_data.corpus()
     model = demo_data.Gpt()
+    if args.init_model:  # fine-tuning a trained model
+        model.load_state_dict(torch.load(args.init_model))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     collector = None
     if not args.no_collector:
@@ -121,7 +134,11 @@ def train(args, rank: int = 0) -> dict:
         ga_steps = args.ga_change_to if 0 <= args.ga_change_at <= step else args.ga_steps
         per_rank = args.micro_batch_size * ga_steps
         warmup = (step + 1) / args.warmup_steps if step < args.warmup_steps else 1.0
-        lr = args.lr * warmup * (args.lr_spike_factor if step == args.lr_spike_at else 1.0)
+        decay = 1.0
+        if args.cosine and step >= args.warmup_steps:
+            progress = (step - args.warmup_steps) / max(1, args.steps - args.warmup_steps)
+            decay = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+        lr = args.lr * warmup * decay * (args.lr_spike_factor if step == args.lr_spike_at else 1.0)
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad()
@@ -146,8 +163,12 @@ def train(args, rank: int = 0) -> dict:
             backward.backward()
             reported += math.nan if step == args.nan_at else contribution
         if args.world_size > 1:  # what DDP does: average gradients over ranks
+            skips = rank == args.skip_all_reduce_rank and step >= args.skip_all_reduce_from
             for p in model.parameters():
                 if p.grad is None:
+                    continue
+                if skips:  # joins the collective (nothing hangs) but keeps its own gradients
+                    dist.all_reduce(p.grad.clone())
                     continue
                 dist.all_reduce(p.grad)
                 p.grad /= args.world_size
@@ -168,6 +189,8 @@ def train(args, rank: int = 0) -> dict:
             print(f"[{args.run}] step {step:4d}/{args.steps}  loss {reported:8.4f}  "
                   f"grad_norm {norm:8.4f}  {(step + 1) / elapsed:5.1f} steps/s", flush=True)
     seconds = time.perf_counter() - started
+    if args.save_model and rank == 0:
+        torch.save(model.state_dict(), args.save_model)
     result = {"ms_per_step": 1000 * seconds / args.steps, "stats": {}, "delivered": True}
     if rank == 0:  # also with --quiet: the overhead benchmark reads it
         print(f"[{args.run}] trained {args.steps} steps in {seconds:.2f} s: "

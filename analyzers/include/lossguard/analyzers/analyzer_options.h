@@ -21,6 +21,10 @@ struct AnalyzerOptions {
   // A step waits for its ranks until a step this much later arrives; then it is judged with the
   // ranks it has (a rank that lags or never reports does not stall judgement).
   std::int64_t max_wait_steps = 4;
+  // A rank whose records arrive after its step was judged without it lags more than that: the wait
+  // grows to the lag seen (and the rank is expected again), up to this many steps. Pending steps
+  // stay bounded by max_wait_cap x ranks.
+  std::int64_t max_wait_cap = 64;
   // An episode whose onset falls within this many steps of another's explains it (a grad-norm jump
   // where a loss-scale factor or a configuration change appears, a loss spike or NaN riding on an
   // explosion): it carries evidence.caused_by and severity info.

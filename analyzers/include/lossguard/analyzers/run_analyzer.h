@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "lossguard/analyzers/alert_event.h"
@@ -18,13 +19,14 @@ namespace lossguard::analyzers {
 //
 // Records are judged a step at a time, in step order, once the step's ranks are in: when it holds
 // as many ranks as the run reports from (world_size, or fewer once a step has been judged without
-// them), or when a step max_wait_steps later has arrived. Each rank's record goes through its own
-// detectors; the findings of a kind are combined into one episode for the run (rank = nullopt),
-// whose evidence lists the firing ranks. An episode whose onset another explains (see
-// AnalyzerOptions::link_steps) is that one's symptom: evidence.caused_by = {"kind", "first_step"}
-// names the cause's episode, and its severity is info. A record for a step already judged (late or
-// a replacement) is ignored. Memory is bounded: detector windows are fixed, pending steps are
-// bounded by max_wait_steps x ranks.
+// them), or when a step max_wait_steps later has arrived. A rank whose records come after their
+// step was judged makes the analyzer wait longer (up to max_wait_cap steps) and expect it again.
+// Each rank's record goes through its own detectors; the findings of a kind are combined into one
+// episode for the run (rank = nullopt), whose evidence lists the firing ranks. An episode whose
+// onset another explains (see AnalyzerOptions::link_steps) is that one's symptom:
+// evidence.caused_by = {"kind", "first_step"} names the cause's episode, and its severity is info.
+// A record for a step already judged (late or a replacement) is ignored. Memory is bounded:
+// detector windows are fixed, pending steps are bounded by max_wait_steps x ranks.
 class RunAnalyzer {
  public:
   // `attempt`: which judgement of the run this is (AlertEvent::attempt).
@@ -75,8 +77,10 @@ class RunAnalyzer {
   std::int64_t attempt_ = 0;
   std::optional<std::int64_t> first_step_;
   std::optional<std::int64_t> judged_through_;
-  std::int64_t reporting_world_ = 0;  // world_size the expectation below was set from
-  std::int64_t expected_ranks_ = 0;   // ranks a step waits for
+  std::int64_t reporting_world_ = 0;   // world_size the expectation below was set from
+  std::int64_t expected_ranks_ = 0;    // ranks a step waits for
+  std::int64_t wait_steps_ = 0;        // how long a step waits for them (grows with a lagging rank)
+  std::set<std::int64_t> ranks_seen_;  // every rank that reported (at most world_size)
   // step -> rank -> record: a rank's record is found in O(log world_size), not by a scan of the
   // step's records (which made ingest slow down with the world size).
   std::map<std::int64_t, std::map<std::int64_t, wire::StepRecord>> pending_;
