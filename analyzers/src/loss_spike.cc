@@ -42,7 +42,8 @@ std::optional<Finding> LossSpikeDetector::Observe(const wire::StepRecord& r) {
     // A step of few tokens is noisier by sqrt(median tokens / its tokens): judge its distance from
     // the median at the noise level of a typical step.
     double noise_scale = 1;
-    if (r.tokens && *r.tokens > 0 && tokens_.size() >= options_.min_history) {
+    if (r.tokens && *r.tokens > 0 &&
+        tokens_.size() >= std::min(options_.min_history, kTokenMedianWindow)) {
       noise_scale = std::min(1.0, std::sqrt(static_cast<double>(*r.tokens) / *tokens_.Median()));
     }
     const double judged = median + (r.loss - median) * noise_scale;

@@ -168,7 +168,7 @@ class GradExplosionDetector {
   explicit GradExplosionDetector(GradExplosionOptions options = {})
       : options_(options),
         baseline_(options.window),
-        losses_(options.window),
+        losses_(kLossMedianWindow),
         recent_(options.persist_n) {}
   std::optional<Finding> Observe(const wire::StepRecord& record);
 
@@ -177,9 +177,11 @@ class GradExplosionDetector {
   // run.
   std::optional<Finding> JudgeBreakdown(const wire::StepRecord& record);
 
+  // Only the loss's median is asked for: a short window keeps its upkeep cheap on every step.
+  static constexpr std::size_t kLossMedianWindow = 32;
   GradExplosionOptions options_;
   RobustWindow baseline_;  // log grad_norm of steps that did not fire
-  RobustWindow losses_;    // losses of steps that did not fire
+  RobustWindow losses_;    // losses of recent steps that did not fire
   RecentCount recent_;     // which recent records spiked
   std::optional<double> previous_;
   int growing_ = 0;
@@ -239,16 +241,18 @@ class LossSpikeDetector {
   explicit LossSpikeDetector(LossSpikeOptions options = {})
       : options_(options),
         baseline_(options.window),
-        tokens_(options.window),
+        tokens_(kTokenMedianWindow),
         recent_(options.persist_n),
         sustained_(options.sustain_n) {}
   std::optional<Finding> Observe(const wire::StepRecord& record);
   void Reset() {
     baseline_ = RobustWindow(options_.window);
-    tokens_ = RobustWindow(options_.window);
+    tokens_ = RobustWindow(kTokenMedianWindow);
   }
 
  private:
+  // The typical step's token count: a median over a short window is enough, and cheap to keep.
+  static constexpr std::size_t kTokenMedianWindow = 32;
   LossSpikeOptions options_;
   RobustWindow baseline_;  // losses of steps that did not fire
   RobustWindow tokens_;    // their label-token counts, where records have them
