@@ -16,6 +16,9 @@ void AddAnalyzerFlags(CLI::App& app, analyzers::AnalyzerOptions& o) {
   add("--max-wait-steps", o.max_wait_steps,
       "a step missing ranks is judged once a step this much later arrives")
       ->check(positive);
+  add("--max-wait-cap", o.max_wait_cap,
+      "a rank whose records arrive late makes steps wait as long as it lags, up to this many")
+      ->check(positive);
 
   add("--loss-scale-tolerance", o.loss_scale.tolerance,
       "loss_scale_mismatch: |loss/reference - 1| above this (float32 noise is far below)")
