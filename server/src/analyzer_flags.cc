@@ -7,7 +7,15 @@ void AddAnalyzerFlags(CLI::App& app, analyzers::AnalyzerOptions& o) {
   auto add = [&](const std::string& name, auto& value, const std::string& why) {
     return app.add_option(name, value, why)->group(group)->capture_default_str();
   };
-  const auto positive = CLI::PositiveNumber;
+  // CLI::PositiveNumber's own message prints the range up to DBL_MAX: say it plainly instead.
+  const CLI::Validator positive(
+      [](std::string& text) -> std::string {
+        double value = 0;
+        if (!CLI::detail::lexical_cast(text, value) || !(value > 0))
+          return "must be a number greater than 0, but got " + text;
+        return {};
+      },
+      "POSITIVE");
   const auto fraction = CLI::Range(0.0, 1.0);
 
   add("--resolve-after", o.resolve_after,
