@@ -44,6 +44,39 @@ TEST(Migrations, OlderDatabaseIsUpgradedAndKeepsItsData) {
   EXPECT_EQ(ApplyMigrations(db, kV2), 2) << "applying again is a no-op";
 }
 
+// A v3 database with alerts (before re-judging keyed alerts by attempt) upgrades in place: its
+// alerts keep their ids and become attempt 0, and an episode of a new attempt may share a first
+// step with an old one.
+TEST(Migrations, AlertsOfAVersion3DatabaseBecomeAttemptZero) {
+  TempDir dir;
+  std::vector<Migration> v3(BuiltinMigrations().begin(), BuiltinMigrations().begin() + 3);
+  ASSERT_EQ(v3.back().version, 3);
+  {
+    Database db(dir.File("db"), false, true);
+    ApplyMigrations(db, v3);
+    db.Exec(
+        "INSERT INTO runs (id, name, first_seen, last_seen) VALUES (1, 'r', 0, 0);"
+        "INSERT INTO alerts (run_id, kind, severity, state, first_step, last_step, message, "
+        "opened_at, updated_at) VALUES (1, 'nonfinite', 'critical', 'open', 185, 185, 'm', 0, 0)");
+  }
+  Database db(dir.File("db"), false, false);
+  EXPECT_GE(ApplyMigrations(db, BuiltinMigrations()), 4);
+  Statement alert(db, "SELECT id, attempt FROM alerts");
+  ASSERT_TRUE(alert.Step());
+  EXPECT_EQ(alert.Int(0), 1);
+  EXPECT_EQ(alert.Int(1), 0);
+  alert.Reset();
+  db.Exec(
+      "INSERT INTO alerts (run_id, kind, severity, state, first_step, last_step, message, "
+      "opened_at, updated_at, attempt) VALUES (1, 'nonfinite', 'critical', 'open', 185, 185, 'm', "
+      "0, 0, 1)");
+  EXPECT_THROW(db.Exec("INSERT INTO alerts (run_id, kind, severity, state, first_step, last_step, "
+                       "message, opened_at, updated_at, attempt) VALUES (1, 'nonfinite', "
+                       "'critical', 'open', 185, 185, 'm', 0, 0, 1)"),
+               SqliteError)
+      << "one episode per (run, kind, rank, first_step, attempt)";
+}
+
 TEST(Migrations, NewerDatabaseIsRefusedAndLeftUntouched) {
   TempDir dir;
   {
