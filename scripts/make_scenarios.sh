@@ -148,4 +148,12 @@ for every in 10 100; do
 done
 sparse heldout-long-healthy-mb1-ga2-clip 10
 sparse heldout-bug-sum-no-ga-div 10
+# Held out for the sparse-log loss-spike baseline, made after that fix (the first held-out set
+# showed the miss it fixes).
+scenario heldout-long-healthy-mb4-ga1-b --micro-batch-size 4 --ga-steps 1 --steps 1200 --warmup-steps 100 --cosine --seed 52
+scenario heldout-long-bug-lr-blowup-b --micro-batch-size 4 --ga-steps 1 --steps 1200 --warmup-steps 100 --cosine --lr-spike-at 700 --lr-spike-factor 30 --seed 51
+for every in 10 100; do
+  sparse heldout-long-healthy-mb4-ga1-b $every
+  sparse heldout-long-bug-lr-blowup-b $every
+done
 ls "$out"/*.ndjson | wc -l

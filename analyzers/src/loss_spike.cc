@@ -34,10 +34,31 @@ std::optional<Finding> LossSpikeDetector::Observe(const wire::StepRecord& r) {
                        std::to_string(options_.persist_n) + " steps of a loss spike",
                    {{"loss", r.loss}, {"rule", "breakdown_after_spike"}}};
   }
+  // A trainer logging every N steps: its last `window` records reach back N x window steps, into
+  // the run's early descent, and mean + 6 sigma over them is far above any recent level. Sparse
+  // records are judged against the records of the last `window` steps instead, once those cover
+  // min_history steps.
+  const bool sparse = previous_step_ && r.step - *previous_step_ > 1;
+  previous_step_ = r.step;
+  const RobustWindow* baseline = &baseline_;
+  bool enough = baseline_.size() >= options_.min_history;
+  RobustWindow recent_steps(options_.window);
+  if (sparse) {
+    const auto window = static_cast<std::int64_t>(options_.window);
+    std::optional<std::int64_t> oldest;
+    for (const auto& [step, loss] : history_) {
+      if (step <= r.step - window) continue;
+      if (!oldest) oldest = step;
+      recent_steps.Add(loss);
+    }
+    baseline = &recent_steps;
+    enough = recent_steps.size() >= 3 && oldest &&
+             r.step - *oldest >= static_cast<std::int64_t>(options_.min_history);
+  }
   std::optional<Finding> finding;
-  if (baseline_.size() >= options_.min_history) {
-    const double mean = *baseline_.Mean(), sigma = *baseline_.StdDev(),
-                 median = *baseline_.Median();
+  if (enough) {
+    const double mean = *baseline->Mean(), sigma = *baseline->StdDev(),
+                 median = *baseline->Median();
     const double threshold = std::max(mean + options_.sigmas * sigma, options_.min_ratio * median);
     // A step of few tokens is noisier by sqrt(median tokens / its tokens): judge its distance from
     // the median at the noise level of a typical step.
@@ -56,7 +77,7 @@ std::optional<Finding> LossSpikeDetector::Observe(const wire::StepRecord& r) {
                             " is " + FormatNumber(r.loss / median) + "x its recent median " +
                             FormatNumber(median) + " (threshold " + FormatNumber(threshold) +
                             ": mean + " + FormatNumber(options_.sigmas) + " sigma over the last " +
-                            std::to_string(baseline_.size()) + " steps)",
+                            std::to_string(baseline->size()) + (sparse ? " records)" : " steps)"),
                         {{"loss", r.loss},
                          {"baseline_mean", mean},
                          {"baseline_std", sigma},
@@ -86,6 +107,8 @@ std::optional<Finding> LossSpikeDetector::Observe(const wire::StepRecord& r) {
   // A spike must not raise the baseline it is judged against.
   if (!finding) {
     baseline_.Add(r.loss);
+    history_.emplace_back(r.step, r.loss);
+    if (history_.size() > options_.window) history_.pop_front();
     if (r.tokens && *r.tokens > 0) tokens_.Add(static_cast<double>(*r.tokens));
   }
   return finding;

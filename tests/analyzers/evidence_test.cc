@@ -132,6 +132,22 @@ TEST(LossSpikeNoise, OneOddMicroBatchIsNotASpike) {
   EXPECT_TRUE(detector.Observe(step_with(101, {5.1, 4.9, 5.0, 5.0})));
 }
 
+TEST(LossSpikeNoise, RecordsEveryTenStepsAreJudgedAgainstTheirRecentStepsNotTheEarlyDescent) {
+  // Interval-averaged losses logged every 10 steps: a fast early descent, a long flat stretch,
+  // then a blow-up averaged into one record (5x the median).
+  LossSpikeDetector detector;
+  std::optional<Finding> finding;
+  for (int step = 9; step < 900; step += 10) {
+    const double loss = 0.35 + 4.2 * std::exp(-step / 60.0) + 0.004 * ((step / 10) % 3);
+    finding = detector.Observe(Step(step, loss));
+    ASSERT_FALSE(finding) << step;
+  }
+  finding = detector.Observe(Step(909, 1.8));
+  ASSERT_TRUE(finding);
+  EXPECT_THAT(finding->message, HasSubstr("records)"));
+  EXPECT_LT(finding->evidence["baseline_median"].get<double>(), 0.4);
+}
+
 // A fine-tuned model's loss (far below ln V) reported with the GA bug: summed over 8 micro-batches.
 void ExpectBoundFinds(std::int64_t vocab, double true_loss, std::int64_t every) {
   LossScaleDetector detector;

@@ -223,7 +223,9 @@ class TokenWeightingDetector {
 // standard errors of the step's own micro-batch spread (one odd micro-batch is not a spike).
 // Severity: info for an isolated spike, warning when it persists (persist_k of the last persist_n
 // records), critical when the loss stays up (sustain_k of the last sustain_n) or goes non-finite
-// after a spike. Firing steps stay out of the baseline. Reset() at a configuration change.
+// after a spike. Firing steps stay out of the baseline. Records logged every N steps are judged
+// against the records of the last `window` steps, not the last `window` records. Reset() at a
+// configuration change.
 struct LossSpikeOptions {
   std::size_t window = 128;
   std::size_t min_history = 32;
@@ -248,6 +250,7 @@ class LossSpikeDetector {
   void Reset() {
     baseline_ = RobustWindow(options_.window);
     tokens_ = RobustWindow(kTokenMedianWindow);
+    history_.clear();
   }
 
  private:
@@ -256,6 +259,9 @@ class LossSpikeDetector {
   LossSpikeOptions options_;
   RobustWindow baseline_;  // losses of steps that did not fire
   RobustWindow tokens_;    // their label-token counts, where records have them
+  // The same losses with their steps, for records logged every N steps (see Observe).
+  std::deque<std::pair<std::int64_t, double>> history_;
+  std::optional<std::int64_t> previous_step_;
   RecentCount recent_, sustained_;
 };
 
