@@ -2,13 +2,14 @@
 
 namespace lossguard::analyzers {
 
+AlertEvent Episode::Event(AlertEvent::Action action) const {
+  return AlertEvent{action,   kind_,     severity_, rank_, first_step_, last_firing_step_,
+                    message_, evidence_, attempt_};
+}
+
 std::optional<AlertEvent> Episode::Judge(std::int64_t step, const std::optional<Finding>& finding) {
   if (last_judged_ && step <= *last_judged_) return std::nullopt;
   last_judged_ = step;
-  auto event = [&](AlertEvent::Action action) {
-    return AlertEvent{action,   kind_,     severity_, rank_, first_step_, last_firing_step_,
-                      message_, evidence_, attempt_};
-  };
   if (finding) {
     clear_steps_ = 0;
     const Severity before = severity_;
@@ -23,14 +24,14 @@ std::optional<AlertEvent> Episode::Judge(std::int64_t step, const std::optional<
     if (!open_) {
       open_ = opened_ = true;
       first_step_ = step;
-      return event(AlertEvent::Action::kOpen);
+      return Event(AlertEvent::Action::kOpen);
     }
-    return event(AlertEvent::Action::kExtend);
+    return Event(AlertEvent::Action::kExtend);
   }
   if (!open_) return std::nullopt;
   if (++clear_steps_ < resolve_after_) return std::nullopt;
   open_ = false;
-  return event(AlertEvent::Action::kResolve);
+  return Event(AlertEvent::Action::kResolve);
 }
 
 std::optional<AlertEvent> Episode::Supersede(std::int64_t step) {
@@ -38,15 +39,7 @@ std::optional<AlertEvent> Episode::Supersede(std::int64_t step) {
   open_ = false;
   message_ += " (superseded: steps from " + std::to_string(step) + " were sent again)";
   evidence_["superseded_from"] = step;
-  return AlertEvent{AlertEvent::Action::kResolve,
-                    kind_,
-                    severity_,
-                    rank_,
-                    first_step_,
-                    last_firing_step_,
-                    message_,
-                    evidence_,
-                    attempt_};
+  return Event(AlertEvent::Action::kResolve);
 }
 
 void Episode::Restore(const AlertEvent& e, std::int64_t last_judged, std::int64_t clear_steps) {

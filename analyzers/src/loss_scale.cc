@@ -1,4 +1,5 @@
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "format.h"
@@ -30,14 +31,12 @@ void LossScaleDetector::ConfigChanged(const RunConfig& before, const RunConfig& 
   above_bound_steps_ = 0;
 }
 
-std::optional<Finding> LossScaleDetector::JudgeBound(const wire::StepRecord& r) {
+std::optional<Finding> LossScaleDetector::JudgeBound(const wire::StepRecord& r,
+                                                     std::int64_t covers) {
   if (!r.vocab_size || *r.vocab_size < 2) return std::nullopt;
   const double uniform = std::log(static_cast<double>(*r.vocab_size));
   const double bound = options_.bound_margin * uniform;
-  // A record stands for the steps since the previous one (a trainer logging every N steps averages
-  // over them): confirmation counts steps covered, and never fewer than two records.
-  const std::int64_t covers =
-      previous_step_ ? std::max<std::int64_t>(1, r.step - *previous_step_) : 1;
+  // Confirmation counts the steps the records cover, and never fewer than two records.
   // A verdict a configuration value explains is structural: it holds until the configuration
   // changes, though the loss may later fall under the bound. An unexplained one holds while the
   // loss stays above ln(vocab_size).
@@ -197,12 +196,10 @@ Finding LossScaleDetector::Verdict(const wire::StepRecord& r, double factor,
 
 std::optional<Finding> LossScaleDetector::Observe(const wire::StepRecord& r) {
   if (!first_step_) first_step_ = r.step;
-  // Whatever the verdict, this record is the previous one for the next.
-  struct Remember {
-    std::optional<std::int64_t>& previous;
-    std::int64_t step;
-    ~Remember() { previous = step; }
-  } remember{previous_step_, r.step};
+  // A record stands for the steps since the previous one (a trainer logging every N steps
+  // averages over them).
+  const std::optional<std::int64_t> previous = std::exchange(previous_step_, r.step);
+  const std::int64_t covers = previous ? std::max<std::int64_t>(1, r.step - *previous) : 1;
   if (!std::isfinite(r.loss) || r.loss <= 0)
     return std::nullopt;  // NaN is the nonfinite detector's
   const std::optional<Reference> reference = ReferenceFor(r);
@@ -212,7 +209,7 @@ std::optional<Finding> LossScaleDetector::Observe(const wire::StepRecord& r) {
   recent_.Add(r.loss);
   // The bound needs no reference; a record with one is judged against the reference instead.
   std::optional<Finding> bound;
-  if (!reference || from_init) bound = JudgeBound(r);
+  if (!reference || from_init) bound = JudgeBound(r, covers);
   if (!reference) {
     mismatching_ = 0;
     if (init_verdict_) {

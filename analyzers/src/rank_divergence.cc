@@ -158,8 +158,9 @@ std::optional<Divergence> RankDivergenceDetector::JudgeImbalance(
 
 std::optional<Divergence> RankDivergenceDetector::Observe(
     const std::vector<wire::StepRecord>& ranks) {
-  std::optional<Divergence> imbalance = JudgeImbalance(ranks);  // keeps its windows current
+  // One rank has nothing to compare with (most runs report from rank 0 only): no upkeep either.
   if (ranks.size() < 2) return std::nullopt;
+  std::optional<Divergence> imbalance = JudgeImbalance(ranks);  // keeps its windows current
   if (auto config = JudgeConfig(ranks)) return config;
   if (auto grads = JudgeGradNorms(ranks, options_.grad_tolerance)) return grads;
   return imbalance;

@@ -12,7 +12,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <deque>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -20,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "lossguard/analyzers/robust_window.h"
 #include "lossguard/analyzers/run_analyzer.h"
 #include "lossguard/wire/record_codec.h"
 
@@ -35,30 +35,6 @@ class Rule {
   virtual bool Alarm(const wire::StepRecord& r) = 0;
 };
 
-// Mean and standard deviation of the last n values.
-class Window {
- public:
-  explicit Window(std::size_t n) : n_(n) {}
-  void Add(double v) {
-    values_.push_back(v);
-    if (values_.size() > n_) values_.pop_front();
-  }
-  std::size_t size() const { return values_.size(); }
-  double Mean() const {
-    return std::accumulate(values_.begin(), values_.end(), 0.0) / values_.size();
-  }
-  double Std() const {
-    const double mean = Mean();
-    double sum = 0;
-    for (double v : values_) sum += (v - mean) * (v - mean);
-    return std::sqrt(sum / values_.size());
-  }
-
- private:
-  std::size_t n_;
-  std::deque<double> values_;
-};
-
 class OlmoCore : public Rule {
  public:
   bool Alarm(const wire::StepRecord& r) override {
@@ -68,27 +44,27 @@ class OlmoCore : public Rule {
   }
 
  private:
-  static bool Spike(Window& w, double v) {
+  static bool Spike(RobustWindow& w, double v) {
     if (!std::isfinite(v)) return true;
-    const bool spike = w.size() >= 32 && v > w.Mean() + 6 * w.Std();
+    const bool spike = w.size() >= 32 && v > *w.Mean() + 6 * *w.StdDev();
     w.Add(v);
     return spike;
   }
-  Window loss_{128}, grad_{128};
+  RobustWindow loss_{128}, grad_{128};
 };
 
 class LlmFoundry : public Rule {
  public:
   bool Alarm(const wire::StepRecord& r) override {
     const bool outlier =
-        !std::isfinite(r.loss) || (losses_.size() >= 100 && r.loss >= 2 * losses_.Mean());
+        !std::isfinite(r.loss) || (losses_.size() >= 100 && r.loss >= 2 * *losses_.Mean());
     outliers_ = outlier ? outliers_ + 1 : 0;
     if (std::isfinite(r.loss)) losses_.Add(r.loss);
     return outliers_ >= 4;
   }
 
  private:
-  Window losses_{100};
+  RobustWindow losses_{100};
   int outliers_ = 0;
 };
 

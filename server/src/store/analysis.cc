@@ -68,6 +68,12 @@ std::pair<std::optional<std::int64_t>, std::int64_t> Analysis::StoredJudgement(
   return {judged, attempt};
 }
 
+std::vector<wire::StepRecord> Analysis::WarmupRecords(std::int64_t run_id, std::int64_t through) {
+  warmup_steps_.Reset();
+  warmup_steps_.Bind(1, run_id).Bind(2, through).Bind(3, options_.analyzers.WarmupSteps());
+  return ReadRecords(warmup_steps_);
+}
+
 std::optional<std::int64_t> Analysis::StoredFirstStep(std::int64_t run_id) {
   first_step_.Reset();
   first_step_.Bind(1, run_id);
@@ -106,18 +112,14 @@ std::vector<wire::StepRecord> Analysis::Resume(std::int64_t run_id,
   std::int64_t through = judged.value_or(INT64_MIN);
   std::vector<wire::StepRecord> history, pending;
   if (judged) {
-    warmup_steps_.Reset();
-    warmup_steps_.Bind(1, run_id).Bind(2, *judged).Bind(3, options_.analyzers.WarmupSteps());
-    history = ReadRecords(warmup_steps_);
+    history = WarmupRecords(run_id, *judged);
     pending_steps_.Reset();
     pending_steps_.Bind(1, run_id).Bind(2, *judged);
     pending = ReadRecords(pending_steps_);
   } else {
     // Stored steps but never analysed (analysis was off): judgement starts after the last
     // stored step; the history only teaches the detectors their baselines.
-    warmup_steps_.Reset();
-    warmup_steps_.Bind(1, run_id).Bind(2, INT64_MAX).Bind(3, options_.analyzers.WarmupSteps());
-    history = ReadRecords(warmup_steps_);
+    history = WarmupRecords(run_id, INT64_MAX);
     through = history.empty() ? *first_step - 1 : history.back().step;
   }
   analyzer.Resume(*first_step, through, history, StoredOpenEpisodes(run_id, attempt));
@@ -171,9 +173,7 @@ void Analysis::Rewind(std::int64_t run_id, std::int64_t step) {
   // continues at `step` with the records as they are sent again.
   analyzers::RunAnalyzer fresh(options_.analyzers, attempt);
   const std::int64_t first_step = StoredFirstStep(run_id).value_or(step);
-  warmup_steps_.Reset();
-  warmup_steps_.Bind(1, run_id).Bind(2, step - 1).Bind(3, options_.analyzers.WarmupSteps());
-  fresh.Resume(first_step, step - 1, ReadRecords(warmup_steps_), {});
+  fresh.Resume(first_step, step - 1, WarmupRecords(run_id, step - 1), {});
   old = std::move(fresh);
 }
 

@@ -66,6 +66,8 @@ class Analysis {
   std::optional<std::int64_t> StoredFirstStep(std::int64_t run_id);
   std::vector<analyzers::AlertEvent> StoredOpenEpisodes(std::int64_t run_id, std::int64_t attempt);
   std::vector<wire::StepRecord> ReadRecords(Statement& query);
+  // The last WarmupSteps() stored steps at or before `through`, in (step, rank) order.
+  std::vector<wire::StepRecord> WarmupRecords(std::int64_t run_id, std::int64_t through);
   // Stores an episode's latest state (upsert on its key).
   void Upsert(std::int64_t run_id, const analyzers::AlertEvent& latest, double now);
   // Adds the stored id of the episode `caused_by` names ({"kind", "first_step"}), when stored.

@@ -95,8 +95,9 @@ class LossScaleDetector {
   Finding Verdict(const wire::StepRecord& record, double factor, const Reference& reference,
                   const std::string& explained_by);
   std::optional<Finding> JudgeLevelShift(const wire::StepRecord& record);
-  // The plausibility bound at ln(vocab_size), for records without reference data.
-  std::optional<Finding> JudgeBound(const wire::StepRecord& record);
+  // The plausibility bound at ln(vocab_size), for records without reference data; `covers`: the
+  // steps since the previous record.
+  std::optional<Finding> JudgeBound(const wire::StepRecord& record, std::int64_t covers);
 
   LossScaleOptions options_;
   std::optional<std::int64_t> first_step_;

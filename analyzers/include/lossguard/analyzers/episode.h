@@ -42,6 +42,9 @@ class Episode {
   void Restore(const AlertEvent& open_episode, std::int64_t last_judged, std::int64_t clear_steps);
 
  private:
+  // The episode's current state as an event of `action`.
+  AlertEvent Event(AlertEvent::Action action) const;
+
   Kind kind_;
   std::optional<std::int64_t> rank_;
   std::int64_t resolve_after_;
