@@ -3,6 +3,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "detail/host_read.h"
+#include "lossguard/collector/linear_loss.h"
+
 namespace lossguard::collector {
 
 torch::Tensor AccumulationWindow::AllReduceSum(torch::Tensor value) const {
@@ -28,19 +31,19 @@ AccumulationWindow::AccumulationWindow(std::vector<torch::Tensor> micro_batch_la
     throw std::invalid_argument("world_size must be >= 1, but got " +
                                 std::to_string(options_.world_size()));
   }
-  for (const torch::Tensor& labels : labels_) {
-    std::int64_t tokens = CountLabelTokens(labels, options_.label_count(), options_.ignore_index());
-    tokens_.push_back(tokens);
-    local_tokens_ += tokens;
-  }
+  for (const torch::Tensor& labels : labels_)
+    tokens_.push_back(LabelTokens(labels, options_.label_count(), options_.ignore_index()));
+  local_tokens_ = torch::stack(tokens_).sum();
   world_size_ = options_.process_group()    ? options_.process_group()->getSize()
                 : options_.all_reduce_sum() ? static_cast<int>(options_.world_size())
                                             : 1;
-  torch::Tensor total = AllReduceSum(torch::tensor({local_tokens_}, torch::kLong));
-  global_tokens_ = total.item<std::int64_t>();
+  // The one collective before the forward passes: the count normalises every micro-batch's loss.
+  // It stays on the device (Normalise divides by it there).
+  global_tokens_ = local_tokens_.reshape({1}).clone();
+  if (world_size_ > 1 || options_.all_reduce_sum()) global_tokens_ = AllReduceSum(global_tokens_);
 }
 
-torch::Tensor AccumulationWindow::Loss(std::size_t index, const torch::Tensor& logits) {
+void AccumulationWindow::ExpectNext(std::size_t index) const {
   if (index >= labels_.size()) {
     throw std::invalid_argument("micro-batch index " + std::to_string(index) +
                                 " is outside a window of " + std::to_string(labels_.size()));
@@ -50,31 +53,88 @@ torch::Tensor AccumulationWindow::Loss(std::size_t index, const torch::Tensor& l
                                 std::to_string(loss_sums_.size()) + ", but got " +
                                 std::to_string(index));
   }
-  torch::Tensor sum = CausalLmCrossEntropy(
-      logits, labels_[index],
-      CausalLmLossOptions().ignore_index(options_.ignore_index()).reduction(Reduction::kSum));
-  loss_sums_.push_back(sum.detach());
-  double ranks = options_.gradients_averaged_across_ranks() ? world_size_ : 1;
-  if (global_tokens_ == 0) return sum * 0.0;  // nothing to learn from; a zero gradient, not NaN
-  return sum * (ranks / static_cast<double>(global_tokens_));
 }
 
-double AccumulationWindow::ReferenceLoss() {
+torch::Tensor AccumulationWindow::Normalise(const torch::Tensor& loss_sum) {
+  loss_sums_.push_back(loss_sum.detach());
+  totals_.reset();
+  const double ranks = options_.gradients_averaged_across_ranks() ? world_size_ : 1;
+  // With no label tokens anywhere the sum is 0 with a zero gradient, and so is sum / 1: no NaN,
+  // and no branch on a device value.
+  // A count on the CPU next to a loss on a GPU is a CPU scalar there: nothing is copied or waited
+  // for.
+  torch::Tensor count = global_tokens_.reshape({}).clamp_min(1).to(loss_sum.scalar_type());
+  return loss_sum * ranks / count;
+}
+
+torch::Tensor AccumulationWindow::Loss(std::size_t index, const torch::Tensor& logits) {
+  ExpectNext(index);
+  return Normalise(CausalLmCrossEntropy(
+      logits, labels_[index],
+      CausalLmLossOptions().ignore_index(options_.ignore_index()).reduction(Reduction::kSum)));
+}
+
+torch::Tensor AccumulationWindow::LinearLoss(std::size_t index, const torch::Tensor& hidden,
+                                             const torch::Tensor& weight,
+                                             const torch::Tensor& bias) {
+  ExpectNext(index);
+  return Normalise(LinearCrossEntropy(hidden, weight, bias, labels_[index],
+                                      LinearCrossEntropyOptions()
+                                          .ignore_index(options_.ignore_index())
+                                          .reduction(Reduction::kSum)));
+}
+
+const WindowTotals& AccumulationWindow::Totals() {
+  if (totals_) return *totals_;
   if (loss_sums_.size() != labels_.size()) {
-    throw std::logic_error("ReferenceLoss() before Loss() for every micro-batch: " +
-                           std::to_string(loss_sums_.size()) + " of " +
-                           std::to_string(labels_.size()));
+    throw std::logic_error(
+        "the window's totals (ReferenceLoss) before Loss() or LinearLoss() for "
+        "every micro-batch: " +
+        std::to_string(loss_sums_.size()) + " of " + std::to_string(labels_.size()));
   }
-  torch::Tensor local = torch::stack(loss_sums_).sum().to(torch::kFloat64).reshape({1});
-  double global = AllReduceSum(local).item<double>();
-  return global_tokens_ == 0 ? 0.0 : global / static_cast<double>(global_tokens_);
+  // The record's one collective: the loss sum exists only after the last forward pass.
+  torch::Tensor global_sum = torch::stack(loss_sums_).sum().to(torch::kFloat64).reshape({1});
+  if (world_size_ > 1 || options_.all_reduce_sum()) global_sum = AllReduceSum(global_sum);
+  std::vector<torch::Tensor> values = {global_sum, global_tokens_, local_tokens_};
+  values.insert(values.end(), tokens_.begin(), tokens_.end());
+  values.insert(values.end(), loss_sums_.begin(), loss_sums_.end());
+  const std::vector<double> host = detail::ReadToHost(values);
+  WindowTotals totals;
+  totals.global_tokens = static_cast<std::int64_t>(host[1]);
+  totals.local_tokens = static_cast<std::int64_t>(host[2]);
+  totals.ref_loss =
+      totals.global_tokens == 0 ? 0.0 : host[0] / static_cast<double>(totals.global_tokens);
+  const std::size_t n = labels_.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto tokens = static_cast<std::int64_t>(host[3 + i]);
+    const double sum = host[3 + n + i];
+    totals.micro.push_back({tokens > 0 ? sum / static_cast<double>(tokens) : 0.0, tokens, sum});
+  }
+  totals_ = std::move(totals);
+  return *totals_;
+}
+
+std::int64_t AccumulationWindow::local_tokens() const {
+  if (totals_) return totals_->local_tokens;
+  return static_cast<std::int64_t>(detail::ReadToHost({local_tokens_})[0]);
+}
+
+std::int64_t AccumulationWindow::global_tokens() const {
+  if (totals_) return totals_->global_tokens;
+  return static_cast<std::int64_t>(detail::ReadToHost({global_tokens_})[0]);
 }
 
 std::vector<MicroBatchStats> AccumulationWindow::MicroBatches() const {
+  if (totals_) return totals_->micro;
+  std::vector<torch::Tensor> values(tokens_.begin(), tokens_.begin() + loss_sums_.size());
+  values.insert(values.end(), loss_sums_.begin(), loss_sums_.end());
+  const std::vector<double> host = detail::ReadToHost(values);
   std::vector<MicroBatchStats> out;
-  for (std::size_t i = 0; i < loss_sums_.size(); ++i) {
-    double sum = loss_sums_[i].item<double>();
-    out.push_back({tokens_[i] > 0 ? sum / static_cast<double>(tokens_[i]) : 0.0, tokens_[i], sum});
+  const std::size_t n = loss_sums_.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto tokens = static_cast<std::int64_t>(host[i]);
+    out.push_back(
+        {tokens > 0 ? host[n + i] / static_cast<double>(tokens) : 0.0, tokens, host[n + i]});
   }
   return out;
 }

@@ -89,12 +89,13 @@ wire::StepRecord Collector::RecordStep(std::int64_t step, double reported_loss,
 }
 
 void Collector::Describe(AccumulationWindow& window, wire::StepRecord& record) {
+  const WindowTotals& totals = window.Totals();
   record.world_size = window.world_size();
   record.ga_steps = static_cast<std::int64_t>(window.ga_steps());
-  record.ref_loss = window.ReferenceLoss();
-  record.tokens = window.local_tokens();
+  record.ref_loss = totals.ref_loss;
+  record.tokens = totals.local_tokens;
   record.micro.clear();
-  for (const MicroBatchStats& mb : window.MicroBatches())
+  for (const MicroBatchStats& mb : totals.micro)
     record.micro.push_back({mb.loss, mb.tokens, mb.loss_sum});
 }
 

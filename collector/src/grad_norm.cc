@@ -2,8 +2,11 @@
 
 #include <ATen/ATen.h>
 
+#include <cstddef>
 #include <stdexcept>
 #include <string>
+
+#include "detail/host_read.h"
 
 namespace lossguard::collector {
 
@@ -30,26 +33,32 @@ GradNormStats ComputeGradNorm(const std::vector<torch::Tensor>& parameters,
                               const std::vector<std::vector<torch::Tensor>>& groups) {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> grads = Gradients(parameters);
+  // Everything as tensors first, then one read to the host (one copy per device).
+  std::vector<torch::Tensor> values = {TotalNorm(grads)};
+  for (const auto& group : groups) values.push_back(TotalNorm(Gradients(group)));
+  const std::size_t first_count = values.size();
+  for (const torch::Tensor& g : grads) values.push_back((~g.isfinite()).sum());
+  const std::vector<double> host = detail::ReadToHost(values);
   GradNormStats stats;
-  stats.total_norm = TotalNorm(grads).item<double>();
-  for (const torch::Tensor& g : grads)
-    stats.nonfinite += (~g.isfinite()).sum().item<std::int64_t>();
-  for (const auto& group : groups)
-    stats.group_norms.push_back(TotalNorm(Gradients(group)).item<double>());
+  stats.total_norm = host[0];
+  stats.group_norms.assign(host.begin() + 1,
+                           host.begin() + static_cast<std::ptrdiff_t>(first_count));
+  for (std::size_t i = first_count; i < host.size(); ++i)
+    stats.nonfinite += static_cast<std::int64_t>(host[i]);
   return stats;
 }
 
-double ClipGradNorm(const std::vector<torch::Tensor>& parameters, double max_norm) {
+torch::Tensor ClipGradNorm(const std::vector<torch::Tensor>& parameters, double max_norm) {
   if (!(max_norm > 0))
     throw std::invalid_argument("max_norm must be > 0, but got " + std::to_string(max_norm));
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> grads = Gradients(parameters);
   torch::Tensor total = TotalNorm(grads);
-  torch::Tensor coefficient = max_norm / (total + 1e-6);
-  if (coefficient.item<double>() < 1) {
-    for (torch::Tensor& g : grads) g.mul_(coefficient.to(g.dtype()));
-  }
-  return total.item<double>();
+  // Multiplying by a coefficient clamped to 1 (as torch.nn.utils.clip_grad_norm_ does) instead of
+  // asking whether it is below 1: no host synchronisation. x * 1.0 is x exactly.
+  torch::Tensor coefficient = (max_norm / (total + 1e-6)).clamp_max(1.0);
+  for (torch::Tensor& g : grads) g.mul_(coefficient.to(g.device()).to(g.dtype()));
+  return total;
 }
 
 }  // namespace lossguard::collector

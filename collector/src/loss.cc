@@ -1,17 +1,17 @@
 #include "lossguard/collector/loss.h"
 
+#include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <stdexcept>
 #include <string>
 
+#include "detail/loss_common.h"
+
 namespace lossguard::collector {
 
-namespace {
-
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
+namespace detail {
 
 std::string Shape(const torch::Tensor& tensor) {
   std::string out = "[";
@@ -26,6 +26,66 @@ void RequireIntegerLabels(const torch::Tensor& labels) {
                      std::string(c10::toString(labels.scalar_type())));
   }
 }
+
+void CheckNumItems(const std::optional<std::int64_t>& num_items, Reduction reduction) {
+  if (!num_items) return;
+  if (*num_items < 0)
+    throw std::invalid_argument("num_items must be >= 0, but got " + std::to_string(*num_items));
+  if (reduction == Reduction::kNone)
+    throw std::invalid_argument("num_items normalises a sum: it does not go with reduction kNone");
+}
+
+Targets ShiftedTargets(const torch::Tensor& labels, std::int64_t vocab, std::int64_t ignore_index,
+                       bool shift) {
+  // Shift the labels, not the logits: position t predicts labels[:, t+1], the last position
+  // predicts nothing. The logits (or hidden states) stay a view instead of a sliced copy.
+  torch::Tensor targets;
+  if (shift) {
+    const std::int64_t time = labels.size(1);
+    targets = torch::full_like(labels, ignore_index, labels.options().dtype(torch::kLong));
+    if (time > 1) targets.slice(1, 0, time - 1).copy_(labels.slice(1, 1));
+  } else {
+    targets = labels.to(torch::kLong);
+  }
+  targets = targets.reshape({-1});
+  torch::Tensor valid = targets.ne(ignore_index);
+  torch::Tensor out_of_range = valid & (targets.lt(0) | targets.ge(vocab));
+  if (targets.device().is_cpu()) {
+    if (out_of_range.any().item<bool>()) {
+      std::int64_t bad = targets.masked_select(out_of_range)[0].item<std::int64_t>();
+      throw std::invalid_argument("label " + std::to_string(bad) + " is outside [0, " +
+                                  std::to_string(vocab) + ") and is not ignore_index " +
+                                  std::to_string(ignore_index));
+    }
+  } else {
+    at::_assert_async(out_of_range.any().logical_not());
+  }
+  return {targets.masked_fill(~valid, 0), valid};
+}
+
+torch::Tensor Reduce(const torch::Tensor& per_token, const torch::Tensor& valid, std::int64_t batch,
+                     std::int64_t time, bool shift, Reduction reduction,
+                     const std::optional<std::int64_t>& num_items) {
+  if (reduction == Reduction::kNone) {
+    const std::int64_t predicted = shift ? std::max<std::int64_t>(time - 1, 0) : time;
+    return per_token.view({batch, time}).slice(1, 0, predicted);
+  }
+  if (num_items) {
+    // Zero items means every label was ignored: the sum is 0, and so is the loss (not 0/0).
+    torch::Tensor sum = per_token.sum();
+    return *num_items == 0 ? sum * 0.0 : sum / static_cast<double>(*num_items);
+  }
+  if (reduction == Reduction::kSum) return per_token.sum();
+  // A count that stays on the device: no host synchronisation.
+  return per_token.sum() / valid.sum().clamp_min(1).to(per_token.scalar_type());
+}
+
+}  // namespace detail
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
 
 // Rows per forward chunk: about 4M logits (16 MB of float32 scratch), whatever the vocabulary.
 std::int64_t ChunkRows(std::int64_t vocab) {
@@ -72,17 +132,23 @@ class TokenCrossEntropy : public torch::autograd::Function<TokenCrossEntropy> {
 
 }  // namespace
 
+torch::Tensor LabelTokens(const torch::Tensor& labels, LabelCount convention,
+                          std::int64_t ignore_index) {
+  if (labels.dim() != 2)
+    throw std::invalid_argument("labels must be [B, T], but got shape " + detail::Shape(labels));
+  detail::RequireIntegerLabels(labels);
+  torch::Tensor counted = convention == LabelCount::kShifted ? labels.slice(1, 1) : labels;
+  return counted.ne(ignore_index).sum();
+}
+
 std::int64_t CountLabelTokens(const torch::Tensor& labels, LabelCount convention,
                               std::int64_t ignore_index) {
-  if (labels.dim() != 2)
-    throw std::invalid_argument("labels must be [B, T], but got shape " + Shape(labels));
-  RequireIntegerLabels(labels);
-  torch::Tensor counted = convention == LabelCount::kShifted ? labels.slice(1, 1) : labels;
-  return counted.ne(ignore_index).sum().item<std::int64_t>();
+  return LabelTokens(labels, convention, ignore_index).item<std::int64_t>();
 }
 
 torch::Tensor CausalLmCrossEntropy(const torch::Tensor& logits, const torch::Tensor& labels,
                                    const CausalLmLossOptions& options) {
+  using detail::Shape;
   if (logits.dim() != 3)
     throw std::invalid_argument("logits must be [B, T, V], but got shape " + Shape(logits));
   if (!logits.is_floating_point())
@@ -92,56 +158,16 @@ torch::Tensor CausalLmCrossEntropy(const torch::Tensor& logits, const torch::Ten
     throw std::invalid_argument("labels must be [B, T] matching logits [B, T, V] = " +
                                 Shape(logits) + ", but got shape " + Shape(labels));
   }
-  RequireIntegerLabels(labels);
-  const std::optional<std::int64_t>& num_items = options.num_items();
-  if (num_items) {
-    if (*num_items < 0) {
-      throw std::invalid_argument("num_items must be >= 0, but got " + std::to_string(*num_items));
-    }
-    if (options.reduction() == Reduction::kNone) {
-      throw std::invalid_argument(
-          "num_items normalises a sum: it does not go with reduction kNone");
-    }
-  }
+  detail::RequireIntegerLabels(labels);
+  detail::CheckNumItems(options.num_items(), options.reduction());
   const std::int64_t batch = logits.size(0), time = logits.size(1), vocab = logits.size(2);
-
-  // Shift the labels, not the logits: position t predicts labels[:, t+1], the last position
-  // predicts nothing. The logits stay a view ([B*T, V]) instead of a sliced copy.
-  torch::Tensor shifted =
-      torch::full_like(labels, options.ignore_index(), labels.options().dtype(torch::kLong));
-  if (time > 1) shifted.slice(1, 0, time - 1).copy_(labels.slice(1, 1));
-  torch::Tensor targets = shifted.reshape({-1});
-  torch::Tensor valid = targets.ne(options.ignore_index());
-  torch::Tensor out_of_range = valid & (targets.lt(0) | targets.ge(vocab));
-  if (out_of_range.any().item<bool>()) {
-    std::int64_t bad = targets.masked_select(out_of_range)[0].item<std::int64_t>();
-    throw std::invalid_argument("label " + std::to_string(bad) + " is outside [0, " +
-                                std::to_string(vocab) + ") and is not ignore_index " +
-                                std::to_string(options.ignore_index()));
-  }
-  torch::Tensor safe_targets = targets.masked_fill(~valid, 0);
+  detail::Targets targets =
+      detail::ShiftedTargets(labels, vocab, options.ignore_index(), /*shift=*/true);
   torch::Tensor flat = logits.reshape({batch * time, vocab}).to(torch::kFloat32);
-  torch::Tensor per_token = TokenCrossEntropy::apply(flat, safe_targets, valid.to(torch::kFloat32));
-
-  if (options.reduction() == Reduction::kNone) {
-    return per_token.view({batch, time}).slice(1, 0, std::max<std::int64_t>(time - 1, 0));
-  }
-  if (num_items) {
-    // Zero items means every label was ignored: the sum is 0, and so is the loss (not 0/0).
-    torch::Tensor sum = per_token.sum();
-    return *num_items == 0 ? sum * 0.0 : sum / static_cast<double>(*num_items);
-  }
-  switch (options.reduction()) {
-    case Reduction::kNone:
-      break;  // handled above
-    case Reduction::kSum:
-      return per_token.sum();
-    case Reduction::kMean: {
-      torch::Tensor count = valid.sum();
-      return per_token.sum() / count.clamp_min(1).to(torch::kFloat32);
-    }
-  }
-  throw std::logic_error("unknown reduction");
+  torch::Tensor per_token =
+      TokenCrossEntropy::apply(flat, targets.safe, targets.valid.to(torch::kFloat32));
+  return detail::Reduce(per_token, targets.valid, batch, time, /*shift=*/true, options.reduction(),
+                        options.num_items());
 }
 
 }  // namespace lossguard::collector

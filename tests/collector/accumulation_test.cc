@@ -4,10 +4,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <thread>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
-
+#include "collector/gloo_ranks.h"
 #include "collector/tiny_lm.h"
 
 namespace lossguard::collector {
@@ -156,53 +153,25 @@ TEST(AccumulationWindow, TwoGlooRanksMatchTheSingleProcessFullBatch) {
   TinyLm reference_model = FreshModel();
   StepResult single = Step(reference_model, data, 0, 8, 8);
 
-  c10d::TCPStoreOptions server_options;
-  server_options.port = 0;
-  server_options.isServer = true;
-  server_options.numWorkers = 2;
-  server_options.waitWorkers = false;
-  auto server_store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", server_options);
-  std::uint16_t port = server_store->getPort();
-
   constexpr int kWorld = 2;
-  // Models are built here, not in the rank threads: initialisation draws from LibTorch's global
-  // generator, which two threads would interleave.
+  // Models are built here, not in the rank threads (see RunGlooRanks).
   std::vector<TinyLm> models = {FreshModel(), FreshModel()};
   std::vector<StepResult> results(kWorld);
-  std::vector<std::string> errors(kWorld);
-  auto rank_main = [&](int rank) {
-    try {
-      c10::intrusive_ptr<c10d::Store> store = server_store;
-      if (rank != 0) {
-        c10d::TCPStoreOptions client_options;
-        client_options.port = port;
-        client_options.numWorkers = kWorld;
-        store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", client_options);
-      }
-      auto options = c10d::ProcessGroupGloo::Options::create();
-      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-      auto group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, kWorld, options);
-
-      TinyLm& model = models[rank];
-      // Rank r holds sequences [4r, 4r+4) as GA 2 micro-batches of 2.
-      StepResult local =
-          Step(model, data, rank * 4, 4, 2, AccumulationOptions().process_group(group));
-      // What DDP does: average gradients over ranks.
-      for (auto& grad : local.grads) {
-        std::vector<torch::Tensor> tensors = {grad};
-        group->allreduce(tensors)->wait();
-        grad.div_(kWorld);
-      }
-      results[rank] = local;
-    } catch (const std::exception& e) {
-      errors[rank] = e.what();
+  RunGlooRanks(kWorld, [&](int rank, const c10::intrusive_ptr<c10d::ProcessGroup>& group) {
+    TinyLm& model = models[rank];
+    // Rank r holds sequences [4r, 4r+4) as GA 2 micro-batches of 2.
+    StepResult local =
+        Step(model, data, rank * 4, 4, 2, AccumulationOptions().process_group(group));
+    // What DDP does: average gradients over ranks.
+    for (auto& grad : local.grads) {
+      std::vector<torch::Tensor> tensors = {grad};
+      group->allreduce(tensors)->wait();
+      grad.div_(kWorld);
     }
-  };
-  std::thread rank0(rank_main, 0), rank1(rank_main, 1);
-  rank0.join();
-  rank1.join();
+    results[rank] = local;
+  });
+  ASSERT_FALSE(HasFailure());
   for (int rank = 0; rank < kWorld; ++rank) {
-    ASSERT_EQ(errors[rank], "") << "rank " << rank;
     ExpectSameStep(single, results[rank], "rank " + std::to_string(rank) + " vs single process");
   }
 }

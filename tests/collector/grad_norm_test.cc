@@ -65,7 +65,7 @@ TEST(ClipGradNorm, MatchesLibTorchWhenClippingAndWhenNot) {
   for (double max_norm : {0.5, 1e6}) {
     auto ours = ParamsWithGrads(3, 2.0);
     auto theirs = Clone(ours);
-    double our_norm = ClipGradNorm(ours, max_norm);
+    double our_norm = ClipGradNorm(ours, max_norm).item<double>();
     double their_norm = torch::nn::utils::clip_grad_norm_(theirs, max_norm);
     EXPECT_NEAR(our_norm, their_norm, 1e-5 * their_norm);
     for (std::size_t i = 0; i < 3; ++i) {

@@ -9,6 +9,10 @@ namespace lossguard::demo {
 
 struct Config {
   std::string server_url, run = "demo", loss = "correct", out, spool;
+  // "fused": LinearCrossEntropy from the hidden states (the logits never exist); "unfused": the
+  // model's head, then CausalLmCrossEntropy on the logits.
+  std::string loss_impl = "fused";
+  bool report_memory = false;  // print the peak bytes allocated during training
   std::optional<std::string> spool_dir;
   std::uint64_t seed = 0;
   std::int64_t micro_batch_size = 8, ga_steps = 1, steps = 150, world_size = 1, rank = 0;

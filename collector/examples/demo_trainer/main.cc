@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <thread>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -24,6 +25,7 @@
 #include "config.h"
 #include "launcher.h"
 #include "loss_patterns.h"
+#include "lossguard/collector/allocation_peak.h"
 #include "lossguard/collector/collector.h"
 #include "lossguard/wire/record_codec.h"
 #include "model.h"
@@ -88,6 +90,10 @@ int Train(const Config& c) {
   std::ofstream out;
   if (!c.out.empty()) out.open(c.out + (c.world_size > 1 ? ".rank" + std::to_string(c.rank) : ""));
 
+  // Peak bytes allocated by the training steps (activations, the loss, gradients, optimizer
+  // state), through LibTorch's CPU allocator.
+  std::optional<AllocationPeak> memory;
+  if (c.report_memory) memory.emplace();
   auto started = std::chrono::steady_clock::now();
   for (std::int64_t step = 0; step < c.steps; ++step) {
     Config now = c;  // the configuration in force at this step
@@ -124,16 +130,17 @@ int Train(const Config& c) {
       labels.push_back(micro.back().labels);
     }
     AccumulationWindow window(labels, AccumulationOptions().process_group(group));
-    double reported = 0;
+    torch::Tensor reported_sum = torch::zeros({});
     for (std::size_t i = 0; i < micro.size(); ++i) {
-      torch::Tensor logits = model->forward(micro[i].ids);
-      MicroLoss loss = LossFor(now, window, i, logits, micro[i].labels);
+      Output output{model->Hidden(micro[i].ids), model->head->weight, model->head->bias,
+                    c.loss_impl == "fused"};
+      MicroLoss loss = LossFor(now, window, i, output, micro[i].labels);
       if (step == c.nan_at) loss.backward = loss.backward * std::nan("");
       // From this step on no gradient reaches the model (a kernel returning zero gradients).
       if (c.detach_loss_at >= 0 && step >= c.detach_loss_at)
         loss.backward = loss.backward.detach().requires_grad_(true);
       loss.backward.backward();
-      reported += step == c.nan_at ? std::nan("") : loss.reported;
+      reported_sum = reported_sum + loss.reported;
     }
     if (group) {  // what DDP does: average gradients over ranks
       const bool skips = c.rank == c.skip_all_reduce_rank && step >= c.skip_all_reduce_from;
@@ -143,11 +150,17 @@ int Train(const Config& c) {
         if (!skips) p.mutable_grad().div_(static_cast<double>(c.world_size));
       }
     }
-    // A correct trainer reports the step's token-normalised loss over all ranks (a collective).
-    if (c.loss == "correct" && step != c.nan_at) reported = window.ReferenceLoss();
+    // A correct trainer reports the step's token-normalised loss over all ranks: the window's
+    // totals (one collective and one read, shared with the record). Any other reads its own sum.
+    // Asked for after optimizer.step(), when the device has the step's work queued.
+    auto reported_loss = [&] {
+      if (step == c.nan_at) return std::nan("");
+      return c.loss == "correct" ? window.ReferenceLoss() : reported_sum.item<double>();
+    };
     if (!collector) {
-      double norm = ClipGradNorm(model->parameters(), c.clip);
+      double norm = ClipGradNorm(model->parameters(), c.clip).item<double>();
       optimizer.step();
+      double reported = reported_loss();
       if (!c.quiet && c.rank == 0 && step % 10 == 0) {
         std::printf("[%s] step %4lld/%lld  loss %8.4f  grad_norm %8.4f (no collector)\n",
                     c.run.c_str(), static_cast<long long>(step), static_cast<long long>(c.steps),
@@ -158,7 +171,8 @@ int Train(const Config& c) {
     GradNormStats grads = ComputeGradNorm(model->parameters());
     ClipGradNorm(model->parameters(), c.clip);
     optimizer.step();
-    lossguard::wire::StepRecord record = collector->RecordStep(step, reported, window, grads, lr);
+    lossguard::wire::StepRecord record =
+        collector->RecordStep(step, reported_loss(), window, grads, lr);
     if (out.is_open()) out << lossguard::wire::CanonicalJson(record) << "\n";
     if (!c.quiet && c.rank == 0 && (step % 10 == 0 || step + 1 == c.steps)) {
       double seconds =
@@ -172,6 +186,10 @@ int Train(const Config& c) {
   }
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (memory && c.rank == 0) {
+    std::printf("[%s] peak allocated during training (%s loss): %.2f MB\n", c.run.c_str(),
+                c.loss_impl.c_str(), static_cast<double>(memory->peak_bytes()) / 1e6);
+  }
   if (c.rank == 0 && !c.save_model.empty()) torch::save(model, c.save_model);
   if (c.rank == 0) {
     std::printf("[%s] trained %lld steps in %.2f s: %.3f ms/step\n", c.run.c_str(),
@@ -220,6 +238,13 @@ int main(int argc, char** argv) {
   app.add_option("--loss", c.loss, "how the trainer computes its loss")
       ->check(CLI::IsMember({"correct", "sum-no-ga-div", "mean-of-means", "per-sequence"}))
       ->capture_default_str();
+  app.add_option("--loss-impl", c.loss_impl,
+                 "fused: LinearCrossEntropy from the hidden states; unfused: the head's logits, "
+                 "then CausalLmCrossEntropy")
+      ->check(CLI::IsMember({"fused", "unfused"}))
+      ->capture_default_str();
+  app.add_flag("--report-memory", c.report_memory,
+               "print the peak bytes LibTorch's CPU allocator handed out during training");
   app.add_option("--lr-spike-at", c.lr_spike_at, "multiply the learning rate at this step");
   app.add_option("--lr-spike-factor", c.lr_spike_factor, "by this factor")->capture_default_str();
   app.add_option("--nan-at", c.nan_at, "make the loss NaN at this step");

@@ -45,13 +45,15 @@ struct GptImpl : torch::nn::Module {
         head(register_module("head", torch::nn::Linear(kDim, kVocab))) {
     for (int i = 0; i < kLayers; ++i) blocks->push_back(Block());
   }
-  torch::Tensor forward(const torch::Tensor& ids) {
+  // The final hidden states [B, T, kDim], before the head: what a fused loss takes.
+  torch::Tensor Hidden(const torch::Tensor& ids) {
     const std::int64_t t = ids.size(1);
     auto x = token(ids) + position(torch::arange(t)).unsqueeze(0);
     auto mask = torch::full({t, t}, -INFINITY).triu(1);
     for (const auto& block : *blocks) x = block->as<Block>()->forward(x, mask);
-    return head(ln(x));
+    return ln(x);
   }
+  torch::Tensor forward(const torch::Tensor& ids) { return head(Hidden(ids)); }
   torch::nn::Embedding token, position;
   torch::nn::ModuleList blocks;
   torch::nn::LayerNorm ln;

@@ -76,10 +76,14 @@ class Gpt(nn.Module):
         self.ln = nn.LayerNorm(DIM)
         self.head = nn.Linear(DIM, VOCAB)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def hidden(self, ids: torch.Tensor) -> torch.Tensor:
+        """The final hidden states [B, T, DIM], before the head: what a fused loss takes."""
         t = ids.size(1)
         x = self.token(ids) + self.position(torch.arange(t)).unsqueeze(0)
         mask = torch.full((t, t), float("-inf")).triu(1)
         for block in self.blocks:
             x = block(x, mask)
-        return self.head(self.ln(x))
+        return self.ln(x)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.hidden(ids))

@@ -58,6 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr-spike-at", type=int, default=-1,
                    help="multiply the learning rate at this step")
     p.add_argument("--lr-spike-factor", type=float, default=1.0, help="by this factor")
+    p.add_argument("--loss-impl", choices=["fused", "unfused"], default="fused",
+                   help="fused: lossguard.linear_cross_entropy from the hidden states; unfused: "
+                        "the head's logits, then lossguard.causal_lm_loss")
     p.add_argument("--nan-at", type=int, default=-1, help="make the loss NaN at this step")
     p.add_argument("--detach-loss-at", type=int, default=-1,
                    help="from this step's backward no gradient reaches the model")
@@ -94,21 +97,39 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def micro_loss(args, ga_steps, window, i, logits, labels):
+def micro_loss(args, ga_steps, window, i, model, ids, labels):
     """What a trainer with each --loss pattern backpropagates, and its contribution to the loss it
-    reports, for micro-batch i."""
+    reports (a detached tensor: read once a step, not once a micro-batch), for micro-batch i.
+    --loss-impl fused computes it from the hidden states (lossguard.linear_cross_entropy: the
+    logits never exist), unfused from the head's logits."""
+    hidden = model.hidden(ids)
+    head = model.head
+    fused = args.loss_impl == "fused"
+    logits = None if fused else head(hidden)
     if args.loss == "correct":
-        loss = window.loss(i, logits)  # sum x world_size / global tokens
-        return loss, loss.item() / window.world_size
-    window.loss(i, logits.detach())  # the reference, computed alongside (no gradient)
-    mean = lossguard.causal_lm_loss(logits, labels)
+        loss = (window.linear_loss(i, hidden, head.weight, head.bias) if fused
+                else window.loss(i, logits))  # sum x world_size / global tokens
+        return loss, loss.detach() / window.world_size
+    # The reference, computed alongside (no gradient).
+    if fused:
+        window.linear_loss(i, hidden.detach(), head.weight.detach(), head.bias.detach())
+    else:
+        window.loss(i, logits.detach())
+
+    def token_loss(reduction):
+        if fused:
+            return lossguard.linear_cross_entropy(hidden, head.weight, labels, bias=head.bias,
+                                                  reduction=reduction)
+        return lossguard.causal_lm_loss(logits, labels, reduction=reduction)
+
+    mean = token_loss("mean")
     if args.loss == "sum-no-ga-div":  # Axolotl: GA x too large
-        return mean, mean.item()
+        return mean, mean.detach()
     if args.loss == "mean-of-means":  # transformers before its fix
-        return mean / ga_steps, mean.item() / ga_steps
+        return mean / ga_steps, mean.detach() / ga_steps
     # per-sequence: the token-loss sum divided by the number of sequences instead of tokens
-    per_sequence = lossguard.causal_lm_loss(logits, labels, reduction="sum") / labels.size(0) / ga_steps
-    return per_sequence, per_sequence.item()
+    per_sequence = token_loss("sum") / labels.size(0) / ga_steps
+    return per_sequence, per_sequence.detach()
 
 
 def train(args, rank: int = 0) -> dict:
@@ -153,15 +174,15 @@ def train(args, rank: int = 0) -> dict:
                 ids, labels = torch.where(has_text, noise, ids), torch.where(has_text, noise, labels)
             micro.append((ids, labels))
         window = lossguard.AccumulationWindow([labels for _, labels in micro])
-        reported = 0.0
+        reported_sum = torch.zeros(())
         for i, (ids, labels) in enumerate(micro):
-            backward, contribution = micro_loss(args, ga_steps, window, i, model(ids), labels)
+            backward, contribution = micro_loss(args, ga_steps, window, i, model, ids, labels)
             if step == args.nan_at:
                 backward = backward * math.nan
             if 0 <= args.detach_loss_at <= step:  # a kernel returning zero gradients
                 backward = backward.detach().requires_grad_(True)
             backward.backward()
-            reported += math.nan if step == args.nan_at else contribution
+            reported_sum += contribution
         if args.world_size > 1:  # what DDP does: average gradients over ranks
             skips = rank == args.skip_all_reduce_rank and step >= args.skip_all_reduce_from
             for p in model.parameters():
@@ -172,9 +193,14 @@ def train(args, rank: int = 0) -> dict:
                     continue
                 dist.all_reduce(p.grad)
                 p.grad /= args.world_size
-        # A correct trainer reports the step's token-normalised loss over all ranks (a collective).
-        if args.loss == "correct" and step != args.nan_at:
+        # A correct trainer reports the step's token-normalised loss over all ranks: the window's
+        # totals (a collective and one read, shared with the record). Others read their own sum.
+        if step == args.nan_at:
+            reported = math.nan
+        elif args.loss == "correct":
             reported = window.reference_loss()
+        else:
+            reported = reported_sum.item()
         if collector is None:
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip).item()
             optimizer.step()

@@ -20,7 +20,7 @@ these modules give it a Python interface.
 
 from lossguard.accumulation import AccumulationWindow, count_label_tokens
 from lossguard.collector import Collector
-from lossguard.loss import causal_lm_loss, grad_stats
+from lossguard.loss import causal_lm_loss, grad_stats, linear_cross_entropy
 
 __all__ = [
     "AccumulationWindow",
@@ -28,5 +28,6 @@ __all__ = [
     "causal_lm_loss",
     "count_label_tokens",
     "grad_stats",
+    "linear_cross_entropy",
 ]
 __version__ = "0.1.0"

@@ -96,9 +96,23 @@ class AccumulationWindow:
             raise TypeError(f"logits must be a torch.Tensor, but got {type(logits).__name__}")
         return self._window.loss(index, logits)
 
+    def linear_loss(self, index: int, hidden: torch.Tensor, weight: torch.Tensor,
+                    bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``loss(index, hidden @ weight.T + bias)`` through ``linear_cross_entropy``: the same
+        normalisation from the final hidden states [B, T, D] and the LM head's weight [V, D] (and
+        bias), without materialising the logits."""
+        for name, value in (("hidden", hidden), ("weight", weight)):
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, but got {type(value).__name__}")
+        if bias is not None and not isinstance(bias, torch.Tensor):
+            raise TypeError(f"bias must be a torch.Tensor, but got {type(bias).__name__}")
+        return self._window.linear_loss(index, hidden, weight, bias)
+
     def reference_loss(self) -> float:
         """Sum of token losses over every micro-batch and rank / global label tokens: the correctly
-        normalised loss of the step (a collective with ranks). Needs loss() for every micro-batch."""
+        normalised loss of the step. Needs a loss for every micro-batch. The first call (or
+        ``Collector.record_step(window=...)``) makes the window's second collective (the loss sum,
+        with ranks) and its one read from the device; later calls reuse them."""
         return self._window.reference_loss()
 
     @property

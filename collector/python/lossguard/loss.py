@@ -60,6 +60,45 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, *, ignore_index: 
                              _as_count(num_items, "num_items"))
 
 
+def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, *,
+                         bias: Optional[torch.Tensor] = None, ignore_index: int = -100,
+                         reduction: str = "mean",
+                         num_items: Union[int, torch.Tensor, None] = None,
+                         shift_labels: bool = True, chunk_tokens: int = 0,
+                         chunk_vocab: int = 0) -> torch.Tensor:
+    """``causal_lm_loss(hidden @ weight.T + bias, labels)`` without the logits: the output
+    projection and the cross entropy fused, computed chunk by chunk by lossguard's C++ collector.
+    The [N, V] logits never exist, in the forward or the backward pass; gradients reach ``hidden``,
+    ``weight`` and ``bias`` (those that require them) exactly as through ``F.linear`` +
+    ``F.cross_entropy``.
+
+    hidden: [B, T, D] with labels [B, T] (or [N, D] with labels [N]); weight: [V, D] (the LM
+    head's ``weight``); bias: [V] or None. float32, float64, bfloat16 or float16, one dtype for all
+    three; chunks are computed in float32 (float64 for float64). Position t predicts
+    ``labels[..., t+1]`` as in ``causal_lm_loss``; ``shift_labels=False`` for labels already
+    aligned with the positions. reduction, num_items and ignore_index as in ``causal_lm_loss``.
+    chunk_tokens / chunk_vocab: chunk sizes (0 chooses them from the shapes, about 16 MB of logits
+    per chunk).
+
+    Raises TypeError for non-tensors and wrong dtypes, ValueError for wrong shapes, devices,
+    labels or options; the message is the C++ collector's.
+    """
+    _require_tensor(hidden, "hidden")
+    _require_tensor(weight, "weight")
+    _require_tensor(labels, "labels")
+    if bias is not None:
+        _require_tensor(bias, "bias")
+    for name, value in (("ignore_index", ignore_index), ("chunk_tokens", chunk_tokens),
+                        ("chunk_vocab", chunk_vocab)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an int, but got {type(value).__name__}")
+    if not isinstance(reduction, str):
+        raise TypeError(f"reduction must be a str, but got {type(reduction).__name__}")
+    return _C.linear_cross_entropy(hidden, weight, labels, bias, int(ignore_index), reduction,
+                                   _as_count(num_items, "num_items"), bool(shift_labels),
+                                   int(chunk_tokens), int(chunk_vocab))
+
+
 def grad_stats(parameters: Iterable[torch.Tensor]) -> dict:
     """Gradient statistics before clipping: ``{"grad_norm": total L2 norm (NaN/Inf when a gradient
     holds one), "nonfinite_grads": number of NaN/Inf gradient elements}``, ready to pass to

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "lossguard/collector/collector.h"
+#include "lossguard/collector/linear_loss.h"
 #include "lossguard/collector/loss.h"
 #include "lossguard/wire/record_codec.h"
 #include "python_json.h"
@@ -31,6 +32,7 @@ using collector::CausalLmLossOptions;
 using collector::Collector;
 using collector::CollectorOptions;
 using collector::LabelCount;
+using collector::LinearCrossEntropyOptions;
 using collector::Reduction;
 
 Reduction ParseReduction(const std::string& name) {
@@ -287,6 +289,25 @@ PYBIND11_MODULE(_C, m) {
       "logits"_a, "labels"_a, "ignore_index"_a, "reduction"_a, "num_items"_a);
 
   m.def(
+      "linear_cross_entropy",
+      [](const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& labels,
+         std::optional<torch::Tensor> bias, std::int64_t ignore_index, const std::string& reduction,
+         std::optional<std::int64_t> num_items, bool shift_labels, std::int64_t chunk_tokens,
+         std::int64_t chunk_vocab) {
+        auto options = LinearCrossEntropyOptions()
+                           .ignore_index(ignore_index)
+                           .reduction(ParseReduction(reduction))
+                           .num_items(num_items)
+                           .shift_labels(shift_labels)
+                           .chunk_tokens(chunk_tokens)
+                           .chunk_vocab(chunk_vocab);
+        py::gil_scoped_release release;
+        return LinearCrossEntropy(hidden, weight, bias.value_or(torch::Tensor()), labels, options);
+      },
+      "hidden"_a, "weight"_a, "labels"_a, "bias"_a, "ignore_index"_a, "reduction"_a, "num_items"_a,
+      "shift_labels"_a, "chunk_tokens"_a, "chunk_vocab"_a);
+
+  m.def(
       "count_label_tokens",
       [](const torch::Tensor& labels, const std::string& label_count, std::int64_t ignore_index) {
         LabelCount convention = ParseLabelCount(label_count);
@@ -325,6 +346,13 @@ PYBIND11_MODULE(_C, m) {
            "gradients_averaged"_a)
       .def("loss", &AccumulationWindow::Loss, "index"_a, "logits"_a,
            py::call_guard<py::gil_scoped_release>())
+      .def(
+          "linear_loss",
+          [](AccumulationWindow& window, std::size_t index, const torch::Tensor& hidden,
+             const torch::Tensor& weight, std::optional<torch::Tensor> bias) {
+            return window.LinearLoss(index, hidden, weight, bias.value_or(torch::Tensor()));
+          },
+          "index"_a, "hidden"_a, "weight"_a, "bias"_a, py::call_guard<py::gil_scoped_release>())
       .def("reference_loss", &AccumulationWindow::ReferenceLoss,
            py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("ga_steps", &AccumulationWindow::ga_steps)

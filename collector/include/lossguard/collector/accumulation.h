@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <vector>
 
@@ -28,11 +29,19 @@ struct AccumulationOptions {
   TORCH_ARG(bool, gradients_averaged_across_ranks) = true;
 };
 
-// What one micro-batch contributed; values are read from the device when asked for.
+// What one micro-batch contributed.
 struct MicroBatchStats {
   double loss = 0;          // mean token loss of the micro-batch (0 when it has no label tokens)
   std::int64_t tokens = 0;  // label tokens under the window's LabelCount
   double loss_sum = 0;      // sum of its token losses
+};
+
+// Everything a step record needs from the window, read to the host at once.
+struct WindowTotals {
+  double ref_loss = 0;             // global loss sum / global label tokens; 0 without tokens
+  std::int64_t local_tokens = 0;   // this rank, all micro-batches
+  std::int64_t global_tokens = 0;  // all micro-batches and ranks
+  std::vector<MicroBatchStats> micro;
 };
 
 // One optimizer step's gradient accumulation, done right: the loss of the step is the sum of token
@@ -40,11 +49,23 @@ struct MicroBatchStats {
 // result does not depend on how the same tokens are split into micro-batches, GA steps and ranks.
 //
 //   AccumulationWindow window(labels_of_each_micro_batch, options);  // counts, all-reduces
-//   for (i...) window.Loss(i, model(inputs[i])).backward();
+//   for (i...) window.Loss(i, model(inputs[i])).backward();          // or LinearLoss(i, hidden, W)
 //   double ref_loss = window.ReferenceLoss();                        // for the step record
 //
-// Not thread-safe. With a process group, the constructor and ReferenceLoss() are collectives: every
-// rank must call them, in the same order.
+// What waits for the device, and the collectives (with ranks):
+//   - the constructor: one all-reduce (the label-token count, needed before the first backward);
+//     the count stays a device tensor, nothing is read to the host.
+//   - Loss / LinearLoss: neither (the normalisation divides by the count on the device).
+//   - Totals, ReferenceLoss, and Collector::RecordStep / Describe through them: the first call
+//     makes one all-reduce (the loss sum, which exists only after the last forward pass) and one
+//     device-to-host read of everything the record needs; later calls reuse it. Without ranks
+//     there is no all-reduce at all.
+//   - local_tokens(), global_tokens(), MicroBatches() before Totals(): one read each.
+// A trainer on a GPU should ask for the totals after optimizer.step() has been queued, so that
+// the read waits for work that is already done or about to be.
+//
+// Not thread-safe. With a process group, the constructor and Totals() (ReferenceLoss, Describe)
+// are collectives: every rank must call them, in the same order.
 class AccumulationWindow {
  public:
   // Counts label tokens of every micro-batch up front (before any forward pass) and all-reduces the
@@ -55,32 +76,45 @@ class AccumulationWindow {
 
   // The loss to backpropagate for micro-batch `index` given its logits [B, T, V]: its summed token
   // loss x (world_size if gradients are averaged) / global label tokens. Summed over the window and
-  // ranks, these give exactly the gradient of the token-level mean loss.
+  // ranks, these give exactly the gradient of the token-level mean loss. Micro-batches are taken
+  // in order, each once.
   torch::Tensor Loss(std::size_t index, const torch::Tensor& logits);
 
-  // Sum of token losses over every micro-batch and rank / global label tokens: the correctly
-  // normalised loss of the step (wire format's ref_loss). 0 when the window has no label tokens.
-  // Requires Loss() to have been called for every micro-batch.
-  double ReferenceLoss();
+  // The same from the final hidden states [B, T, D] and the output projection (weight [V, D],
+  // bias [V] or undefined), through LinearCrossEntropy: the [B, T, V] logits never exist.
+  torch::Tensor LinearLoss(std::size_t index, const torch::Tensor& hidden,
+                           const torch::Tensor& weight, const torch::Tensor& bias = {});
+
+  // What the step record needs (see above for what it waits for). Requires a loss for every
+  // micro-batch.
+  const WindowTotals& Totals();
+
+  // Totals().ref_loss: the correctly normalised loss of the step (wire format's ref_loss).
+  double ReferenceLoss() { return Totals().ref_loss; }
 
   std::size_t ga_steps() const { return labels_.size(); }
-  std::int64_t local_tokens() const { return local_tokens_; }
-  std::int64_t global_tokens() const { return global_tokens_; }
+  std::int64_t local_tokens() const;   // read from the device unless Totals() was read
+  std::int64_t global_tokens() const;  // likewise; num_items of the step
   int world_size() const { return world_size_; }
-  // Per micro-batch statistics, in order, for those whose Loss() has been computed.
+  // Per micro-batch statistics, in order, for those whose loss has been computed.
   std::vector<MicroBatchStats> MicroBatches() const;
 
  private:
   // Sums `value` over the ranks (a collective); unchanged without ranks.
   torch::Tensor AllReduceSum(torch::Tensor value) const;
+  // Checks that `index` is the next micro-batch.
+  void ExpectNext(std::size_t index) const;
+  // Records the micro-batch's summed loss and returns it normalised.
+  torch::Tensor Normalise(const torch::Tensor& loss_sum);
 
   std::vector<torch::Tensor> labels_;
   AccumulationOptions options_;
-  std::vector<std::int64_t> tokens_;
-  std::vector<torch::Tensor> loss_sums_;  // detached, one per Loss() call
-  std::int64_t local_tokens_ = 0;
-  std::int64_t global_tokens_ = 0;
+  std::vector<torch::Tensor> tokens_;     // 0-dim int64, one per micro-batch
+  std::vector<torch::Tensor> loss_sums_;  // detached 0-dim, one per loss computed
+  torch::Tensor local_tokens_;            // 0-dim int64
+  torch::Tensor global_tokens_;           // [1] int64, all-reduced
   int world_size_ = 1;
+  std::optional<WindowTotals> totals_;
 };
 
 }  // namespace lossguard::collector

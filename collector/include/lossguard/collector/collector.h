@@ -47,8 +47,10 @@ class Collector {
   explicit Collector(CollectorOptions options);
   ~Collector();
 
-  // With a process group in the window, a collective (it all-reduces the reference loss): every
-  // rank calls it for every step. Returns the record it handed over.
+  // With a process group in the window, a collective (it all-reduces the window's loss sum):
+  // every rank calls it for every step. Waits for the device once, in window.Totals() (unless the
+  // trainer read them already this step); call it after optimizer.step(). Returns the record it
+  // handed over.
   wire::StepRecord RecordStep(std::int64_t step, double reported_loss, AccumulationWindow& window,
                               const GradNormStats& grads, std::optional<double> lr = std::nullopt);
 
@@ -59,8 +61,8 @@ class Collector {
   // record is counted as dropped).
   bool Submit(wire::StepRecord record);
 
-  // Fills what `window` knows into `record`: world_size, ga_steps, ref_loss (a collective with a
-  // process group), tokens and the per-micro-batch losses.
+  // Fills what `window` knows into `record`: world_size, ga_steps, ref_loss, tokens and the
+  // per-micro-batch losses, all from window.Totals() (one collective with ranks, one read).
   static void Describe(AccumulationWindow& window, wire::StepRecord& record);
 
   // Waits for the stream to deliver everything so far; true when there is no stream.

@@ -16,14 +16,15 @@ struct GradNormStats {
 };
 
 // Gradient statistics before clipping. `groups` (optional) partitions parameters into, e.g., the
-// optimizer's parameter groups. Reads gradients only; never modifies them.
+// optimizer's parameter groups. Reads gradients only; never modifies them. Waits for the device
+// once: the norms and counts are computed as tensors and read to the host together.
 GradNormStats ComputeGradNorm(const std::vector<torch::Tensor>& parameters,
                               const std::vector<std::vector<torch::Tensor>>& groups = {});
 
 // Scales gradients so that their total L2 norm is at most `max_norm` and returns the norm before
-// clipping: the same arithmetic as torch::nn::utils::clip_grad_norm_ (coefficient
-// max_norm / (norm + 1e-6), applied only when below 1). Throws std::invalid_argument when
-// max_norm is not > 0.
-double ClipGradNorm(const std::vector<torch::Tensor>& parameters, double max_norm);
+// clipping as a 0-dim tensor: the same arithmetic as torch.nn.utils.clip_grad_norm_ (every
+// gradient times min(1, max_norm / (norm + 1e-6))). Nothing is read to the host. Throws
+// std::invalid_argument when max_norm is not > 0.
+torch::Tensor ClipGradNorm(const std::vector<torch::Tensor>& parameters, double max_norm);
 
 }  // namespace lossguard::collector

@@ -55,12 +55,18 @@ class DtypeError : public std::invalid_argument {
 //
 // Throws std::invalid_argument naming the offending value for bad shapes, labels outside [0, V)
 // that are not ignore_index, num_items < 0, or num_items with reduction kNone; DtypeError for
-// bad dtypes.
+// bad dtypes. Host synchronisation: the label range check reads the labels on the CPU; on another
+// device it is a device-side assertion and nothing waits for the device.
 torch::Tensor CausalLmCrossEntropy(const torch::Tensor& logits, const torch::Tensor& labels,
                                    const CausalLmLossOptions& options = {});
 
-// Number of label tokens in `labels` [B, T] under `convention`. Throws std::invalid_argument for
-// another shape, DtypeError for labels that are not integers.
+// Number of label tokens in `labels` [B, T] under `convention`, as a 0-dim int64 tensor on the
+// labels' device (no host synchronisation). Throws std::invalid_argument for another shape,
+// DtypeError for labels that are not integers.
+torch::Tensor LabelTokens(const torch::Tensor& labels, LabelCount convention,
+                          std::int64_t ignore_index = -100);
+
+// The same count read to the host (a synchronisation when the labels are on a device).
 std::int64_t CountLabelTokens(const torch::Tensor& labels, LabelCount convention,
                               std::int64_t ignore_index = -100);
 
