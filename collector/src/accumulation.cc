@@ -37,10 +37,15 @@ AccumulationWindow::AccumulationWindow(std::vector<torch::Tensor> micro_batch_la
   world_size_ = options_.process_group()    ? options_.process_group()->getSize()
                 : options_.all_reduce_sum() ? static_cast<int>(options_.world_size())
                                             : 1;
+  if (options_.defer_normalisation()) return;  // counted with the loss sum, by Reduce
   // The one collective before the forward passes: the count normalises every micro-batch's loss.
   // It stays on the device (Normalise divides by it there).
   global_tokens_ = local_tokens_.reshape({1}).clone();
-  if (world_size_ > 1 || options_.all_reduce_sum()) global_tokens_ = AllReduceSum(global_tokens_);
+  if (HasRanks()) global_tokens_ = AllReduceSum(global_tokens_);
+}
+
+bool AccumulationWindow::HasRanks() const {
+  return world_size_ > 1 || static_cast<bool>(options_.all_reduce_sum());
 }
 
 void AccumulationWindow::ExpectNext(std::size_t index) const {
@@ -58,6 +63,7 @@ void AccumulationWindow::ExpectNext(std::size_t index) const {
 torch::Tensor AccumulationWindow::Normalise(const torch::Tensor& loss_sum) {
   loss_sums_.push_back(loss_sum.detach());
   totals_.reset();
+  if (options_.defer_normalisation()) return loss_sum;
   const double ranks = options_.gradients_averaged_across_ranks() ? world_size_ : 1;
   // With no label tokens anywhere the sum is 0 with a zero gradient, and so is sum / 1: no NaN,
   // and no branch on a device value.
@@ -84,18 +90,52 @@ torch::Tensor AccumulationWindow::LinearLoss(std::size_t index, const torch::Ten
                                           .reduction(Reduction::kSum)));
 }
 
+void AccumulationWindow::Reduce(const char* caller) {
+  if (global_sum_.defined()) return;
+  if (loss_sums_.size() != labels_.size()) {
+    throw std::logic_error(std::string(caller) + " before Loss() or LinearLoss() for every " +
+                           "micro-batch: " + std::to_string(loss_sums_.size()) + " of " +
+                           std::to_string(labels_.size()));
+  }
+  // The record's collective: the loss sum exists only after the last forward pass. Deferred, the
+  // token count travels in the same tensor, so the step makes this collective and no other.
+  torch::Tensor local_sum = torch::stack(loss_sums_).sum().to(torch::kFloat64).reshape({1});
+  if (!options_.defer_normalisation()) {
+    global_sum_ = HasRanks() ? AllReduceSum(local_sum) : local_sum;
+    return;
+  }
+  torch::Tensor both = torch::cat(
+      {local_sum, local_tokens_.to(local_sum.device()).to(torch::kFloat64).reshape({1})});
+  if (HasRanks()) both = AllReduceSum(both);
+  global_sum_ = both.narrow(0, 0, 1);
+  global_tokens_ = both.narrow(0, 1, 1);
+}
+
+void AccumulationWindow::NormaliseGradients(const std::vector<torch::Tensor>& parameters) {
+  if (!options_.defer_normalisation()) {
+    throw std::logic_error(
+        "NormaliseGradients() is for a window with defer_normalisation(true); this window's "
+        "losses are normalised already");
+  }
+  if (gradients_normalised_)
+    throw std::logic_error("NormaliseGradients() called twice for one window");
+  Reduce("NormaliseGradients()");
+  torch::NoGradGuard no_grad;
+  const double ranks = options_.gradients_averaged_across_ranks() ? world_size_ : 1;
+  // On the device: no branch on the count (no tokens anywhere means zero gradients, and 0 / 1).
+  torch::Tensor coefficient = ranks / global_tokens_.reshape({}).clamp_min(1);
+  for (const torch::Tensor& p : parameters) {
+    if (!p.grad().defined()) continue;
+    torch::Tensor grad = p.grad();
+    grad.mul_(coefficient.to(grad.device()).to(grad.scalar_type()));
+  }
+  gradients_normalised_ = true;
+}
+
 const WindowTotals& AccumulationWindow::Totals() {
   if (totals_) return *totals_;
-  if (loss_sums_.size() != labels_.size()) {
-    throw std::logic_error(
-        "the window's totals (ReferenceLoss) before Loss() or LinearLoss() for "
-        "every micro-batch: " +
-        std::to_string(loss_sums_.size()) + " of " + std::to_string(labels_.size()));
-  }
-  // The record's one collective: the loss sum exists only after the last forward pass.
-  torch::Tensor global_sum = torch::stack(loss_sums_).sum().to(torch::kFloat64).reshape({1});
-  if (world_size_ > 1 || options_.all_reduce_sum()) global_sum = AllReduceSum(global_sum);
-  std::vector<torch::Tensor> values = {global_sum, global_tokens_, local_tokens_};
+  Reduce("the window's totals (ReferenceLoss)");
+  std::vector<torch::Tensor> values = {global_sum_, global_tokens_, local_tokens_};
   values.insert(values.end(), tokens_.begin(), tokens_.end());
   values.insert(values.end(), loss_sums_.begin(), loss_sums_.end());
   const std::vector<double> host = detail::ReadToHost(values);
@@ -121,6 +161,11 @@ std::int64_t AccumulationWindow::local_tokens() const {
 
 std::int64_t AccumulationWindow::global_tokens() const {
   if (totals_) return totals_->global_tokens;
+  if (!global_tokens_.defined()) {
+    throw std::logic_error(
+        "global_tokens() of a window with defer_normalisation before its collective "
+        "(NormaliseGradients or ReferenceLoss)");
+  }
   return static_cast<std::int64_t>(detail::ReadToHost({global_tokens_})[0]);
 }
 

@@ -18,8 +18,8 @@ using detail::Shape;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// A chunk of about 4M logits (16 MB of float32), and vocabulary chunks whose float32 copy of the
-// weight rows is no larger.
+// A chunk of about 4M logits (16 MB of float32); vocabulary chunks of at most 8,192 entries and
+// about as many weight elements.
 constexpr std::int64_t kChunkElements = std::int64_t{1} << 22;
 
 struct Tiling {
@@ -49,8 +49,38 @@ torch::ScalarType AccumulationType(const torch::Tensor& hidden) {
   return hidden.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
 }
 
-torch::Tensor ChunkLogits(const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& b) {
-  return b.defined() ? at::addmm(b, h, w.t()) : at::mm(h, w.t());
+// Whether products of `dtype` run in that dtype (LibTorch's CPU kernels have no float16 matrix
+// product: float16 chunks are widened to float32 first).
+bool MultipliesIn(torch::ScalarType dtype, const torch::Device& device) {
+  return dtype != torch::kHalf || !device.is_cpu();
+}
+
+// A chunk's logits h @ w^T (+ b) in the accumulation type. Low-precision inputs are multiplied in
+// their own dtype where the device can, as LibTorch's linear does (its kernels accumulate in
+// float32 and round the result; on this CPU oneDNN's bfloat16 product is ~100x faster than a
+// float32 one), and only the chunk of logits is widened to float32.
+torch::Tensor ChunkLogits(torch::Tensor h, torch::Tensor w, torch::Tensor b,
+                          torch::ScalarType acc) {
+  if (!MultipliesIn(h.scalar_type(), h.device())) {
+    h = h.to(acc);
+    w = w.to(acc);
+    if (b.defined()) b = b.to(acc);
+  }
+  torch::Tensor logits = b.defined() ? at::addmm(b, h, w.t()) : at::mm(h, w.t());
+  return logits.scalar_type() == acc ? logits : logits.to(acc);
+}
+
+// out (accumulation type) += a (accumulation type) @ b (input dtype): in the input dtype's
+// product for low-precision inputs (where the device has one), summed into `out` in its own
+// precision.
+void AddProduct(torch::Tensor& out, const torch::Tensor& a, const torch::Tensor& b) {
+  if (b.scalar_type() == out.scalar_type()) {
+    out.addmm_(a, b);
+  } else if (!MultipliesIn(b.scalar_type(), b.device())) {
+    out.addmm_(a, b.to(out.scalar_type()));
+  } else {
+    out.add_(at::mm(a.to(b.scalar_type()), b));
+  }
 }
 
 // The rows of a token chunk whose target falls in the vocabulary chunk [first, first + cols), and
@@ -80,7 +110,7 @@ class LinearTokenCrossEntropy : public torch::autograd::Function<LinearTokenCros
     torch::Tensor lse = torch::empty({tokens}, acc_options);
     for (std::int64_t t0 = 0; t0 < tokens; t0 += rows) {
       const std::int64_t n = std::min(rows, tokens - t0);
-      torch::Tensor h = hidden.narrow(0, t0, n).to(acc);
+      torch::Tensor h = hidden.narrow(0, t0, n);
       torch::Tensor chunk_targets = targets.narrow(0, t0, n);
       // A running logsumexp over the vocabulary chunks: max so far and the sum of exp(x - max).
       torch::Tensor max = torch::full({n}, -std::numeric_limits<double>::infinity(), acc_options);
@@ -88,8 +118,8 @@ class LinearTokenCrossEntropy : public torch::autograd::Function<LinearTokenCros
       torch::Tensor target_logit = torch::zeros({n}, acc_options);
       for (std::int64_t v0 = 0; v0 < vocab; v0 += cols) {
         const std::int64_t c = std::min(cols, vocab - v0);
-        torch::Tensor logits = ChunkLogits(h, weight.narrow(0, v0, c).to(acc),
-                                           bias.defined() ? bias.narrow(0, v0, c).to(acc) : bias);
+        torch::Tensor logits = ChunkLogits(h, weight.narrow(0, v0, c),
+                                           bias.defined() ? bias.narrow(0, v0, c) : bias, acc);
         InChunk in = TargetsIn(chunk_targets, v0, c);
         target_logit.add_(logits.gather(1, in.column).squeeze(1).masked_fill_(~in.mask, 0));
         torch::Tensor new_max = torch::maximum(max, std::get<0>(logits.max(1)));
@@ -134,8 +164,8 @@ class LinearTokenCrossEntropy : public torch::autograd::Function<LinearTokenCros
     const bool weight_in_acc = weight.scalar_type() == acc;
     for (std::int64_t v0 = 0; v0 < vocab; v0 += cols) {
       const std::int64_t c = std::min(cols, vocab - v0);
-      torch::Tensor w = weight.narrow(0, v0, c).to(acc);
-      torch::Tensor b = bias.defined() ? bias.narrow(0, v0, c).to(acc) : bias;
+      torch::Tensor w = weight.narrow(0, v0, c);
+      torch::Tensor b = bias.defined() ? bias.narrow(0, v0, c) : bias;
       torch::Tensor gw;
       if (need_weight) {
         gw = weight_in_acc ? grad_weight.narrow(0, v0, c).zero_()
@@ -144,15 +174,18 @@ class LinearTokenCrossEntropy : public torch::autograd::Function<LinearTokenCros
       torch::Tensor gb = need_bias ? torch::zeros({c}, acc_options) : torch::Tensor();
       for (std::int64_t t0 = 0; t0 < tokens; t0 += rows) {
         const std::int64_t n = std::min(rows, tokens - t0);
-        torch::Tensor h = hidden.narrow(0, t0, n).to(acc);
+        torch::Tensor h = hidden.narrow(0, t0, n);
         torch::Tensor chunk_scale = scale.narrow(0, t0, n);
-        torch::Tensor grad_logits = ChunkLogits(h, w, b);
+        torch::Tensor grad_logits = ChunkLogits(h, w, b, acc);
         grad_logits.sub_(lse.narrow(0, t0, n).unsqueeze(1)).exp_().mul_(chunk_scale.unsqueeze(1));
         InChunk in = TargetsIn(targets.narrow(0, t0, n), v0, c);
         grad_logits.scatter_add_(1, in.column,
                                  chunk_scale.neg().masked_fill_(~in.mask, 0).unsqueeze(1));
-        if (need_hidden) grad_hidden.narrow(0, t0, n).addmm_(grad_logits, w);
-        if (need_weight) gw.addmm_(grad_logits.t(), h);
+        if (need_hidden) {
+          torch::Tensor rows_of_grad = grad_hidden.narrow(0, t0, n);
+          AddProduct(rows_of_grad, grad_logits, w);
+        }
+        if (need_weight) AddProduct(gw, grad_logits.t(), h);
         if (need_bias) gb.add_(grad_logits.sum(0));
       }
       if (need_weight && !weight_in_acc) grad_weight.narrow(0, v0, c).copy_(gw);
@@ -160,6 +193,74 @@ class LinearTokenCrossEntropy : public torch::autograd::Function<LinearTokenCros
     }
     if (need_hidden) grad_hidden = grad_hidden.to(hidden.scalar_type());
     return {grad_hidden,     grad_weight,     grad_bias,      torch::Tensor(),
+            torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// sum_i weight_i x loss_i over tokens i, for float32 and float64 inputs when gradients are wanted
+// and the reduction gives one number: then d loss / d logits_i = weight_i x (softmax_i - onehot_i)
+// is known in the forward pass already, up to the scalar that backward brings. Each token chunk's
+// logits (all of the vocabulary: rows x V) are computed once and turned into their gradient in
+// place, so the pass makes the three matrix products of linear + cross_entropy and no fourth to
+// recompute them; backward only scales the gradients it kept. (Low-precision inputs take
+// LinearTokenCrossEntropy, whose vocabulary-outer backward accumulates grad_weight in float32 one
+// chunk at a time; here it is accumulated over token chunks in the weight's own dtype.)
+class LinearCrossEntropyWithGradients
+    : public torch::autograd::Function<LinearCrossEntropyWithGradients> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& hidden,
+                               const torch::Tensor& weight, const torch::Tensor& given_bias,
+                               const torch::Tensor& targets, const torch::Tensor& valid,
+                               const torch::Tensor& token_weights, std::int64_t rows) {
+    const torch::Tensor bias = given_bias.numel() > 0 ? given_bias : torch::Tensor();
+    const bool need_hidden = hidden.requires_grad(), need_weight = weight.requires_grad();
+    const bool need_bias = bias.defined() && bias.requires_grad();
+    const std::int64_t tokens = hidden.size(0), dim = hidden.size(1);
+    torch::Tensor loss = torch::zeros({}, hidden.options());
+    torch::Tensor grad_hidden = need_hidden ? torch::empty({tokens, dim}, hidden.options())
+                                            : torch::empty({0}, hidden.options());
+    torch::Tensor grad_weight =
+        need_weight ? torch::zeros_like(weight) : torch::empty({0}, hidden.options());
+    torch::Tensor grad_bias =
+        need_bias ? torch::zeros_like(bias) : torch::empty({0}, hidden.options());
+    for (std::int64_t t0 = 0; t0 < tokens; t0 += rows) {
+      const std::int64_t n = std::min(rows, tokens - t0);
+      torch::Tensor h = hidden.narrow(0, t0, n);
+      torch::Tensor target = targets.narrow(0, t0, n).unsqueeze(1);
+      torch::Tensor w = token_weights.narrow(0, t0, n).unsqueeze(1);
+      torch::Tensor logits = ChunkLogits(h, weight, bias, hidden.scalar_type());  // [n, V]
+      torch::Tensor target_logit = logits.gather(1, target).squeeze(1);
+      torch::Tensor max = std::get<0>(logits.max(1, /*keepdim=*/true));
+      torch::Tensor sum = logits.sub_(max).exp_().sum(1, /*keepdim=*/true);
+      torch::Tensor token_loss = (sum.log() + max).squeeze(1) - target_logit;
+      loss.add_(torch::where(valid.narrow(0, t0, n), token_loss, torch::zeros_like(token_loss))
+                    .mul_(w.squeeze(1))
+                    .sum());
+      // softmax x weight, minus weight at the target: the logits' gradient, in place.
+      torch::Tensor grad_logits = logits.mul_(w / sum);
+      grad_logits.scatter_add_(1, target, w.neg());
+      if (need_hidden) {
+        torch::Tensor rows_of_grad = grad_hidden.narrow(0, t0, n);
+        at::mm_out(rows_of_grad, grad_logits, weight);
+      }
+      if (need_weight) grad_weight.addmm_(grad_logits.t(), h);
+      if (need_bias) grad_bias.add_(grad_logits.sum(0));
+    }
+    ctx->save_for_backward({grad_hidden, grad_weight, grad_bias});
+    ctx->saved_data["need_hidden"] = need_hidden;
+    ctx->saved_data["need_weight"] = need_weight;
+    ctx->saved_data["need_bias"] = need_bias;
+    return loss;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const variable_list saved = ctx->get_saved_variables();
+    const bool need[] = {ctx->saved_data["need_hidden"].toBool(),
+                         ctx->saved_data["need_weight"].toBool(),
+                         ctx->saved_data["need_bias"].toBool()};
+    const torch::Tensor& scale = grad_outputs[0];
+    auto scaled = [&](std::size_t i) { return need[i] ? saved[i] * scale : torch::Tensor(); };
+    return {scaled(0),       scaled(1),       scaled(2),      torch::Tensor(),
             torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
@@ -238,10 +339,31 @@ torch::Tensor LinearCrossEntropy(const torch::Tensor& hidden, const torch::Tenso
   detail::Targets targets = detail::ShiftedTargets(labels.reshape({batch, time}), vocab,
                                                    options.ignore_index(), options.shift_labels());
   const Tiling tiling = ChooseTiling(batch * time, vocab, dim, options);
-  torch::Tensor per_token =
-      LinearTokenCrossEntropy::apply(hidden.reshape({batch * time, dim}), weight,
-                                     bias.defined() ? bias : torch::empty({0}, weight.options()),
-                                     targets.safe, targets.valid, tiling.rows, tiling.cols);
+  const torch::Tensor flat = hidden.reshape({batch * time, dim});
+  const torch::Tensor bias_or_empty = bias.defined() ? bias : torch::empty({0}, weight.options());
+  const bool wants_gradients =
+      torch::GradMode::is_enabled() && (hidden.requires_grad() || weight.requires_grad() ||
+                                        (bias.defined() && bias.requires_grad()));
+  if (wants_gradients && options.reduction() != Reduction::kNone &&
+      AccumulationType(hidden) == hidden.scalar_type()) {
+    // One number with gradients in float32/64: the gradients come out of the forward pass.
+    torch::Tensor token_weights = targets.valid.to(hidden.scalar_type());
+    if (options.num_items()) {
+      token_weights.div_(static_cast<double>(std::max<std::int64_t>(*options.num_items(), 1)));
+      if (*options.num_items() == 0) token_weights.zero_();
+    } else if (options.reduction() == Reduction::kMean) {
+      token_weights.div_(targets.valid.sum().clamp_min(1).to(hidden.scalar_type()));
+    }
+    // Full-vocabulary rows: about kChunkElements logits a chunk.
+    std::int64_t rows = options.chunk_tokens() > 0
+                            ? options.chunk_tokens()
+                            : std::max<std::int64_t>(1, kChunkElements / vocab);
+    rows = std::max<std::int64_t>(1, std::min(rows, batch * time));
+    return LinearCrossEntropyWithGradients::apply(flat, weight, bias_or_empty, targets.safe,
+                                                  targets.valid, token_weights, rows);
+  }
+  torch::Tensor per_token = LinearTokenCrossEntropy::apply(
+      flat, weight, bias_or_empty, targets.safe, targets.valid, tiling.rows, tiling.cols);
   torch::Tensor loss = detail::Reduce(per_token, targets.valid, batch, time, options.shift_labels(),
                                       options.reduction(), options.num_items());
   return sequences || options.reduction() != Reduction::kNone ? loss : loss.reshape({-1});

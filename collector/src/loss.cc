@@ -92,9 +92,11 @@ std::int64_t ChunkRows(std::int64_t vocab) {
   return std::max<std::int64_t>(1, (std::int64_t{1} << 22) / vocab);
 }
 
-// Per-row cross entropy of logits [N, V] against targets [N] (already masked: ignored rows carry
-// target 0 and weight 0). Saves the logsumexp per row instead of a [N, V] log-softmax; the
-// backward pass rebuilds softmax = exp(logits - lse) once, in place.
+// Per-row cross entropy of logits [N, V] (any floating dtype) against targets [N] (already masked:
+// ignored rows carry target 0 and weight 0), computed in float32 one chunk of rows at a time.
+// Saves the logits as given (no float32 copy) and a logsumexp per row instead of a [N, V]
+// log-softmax; the backward pass rebuilds softmax = exp(logits - lse) chunk by chunk into a
+// gradient of the logits' own dtype.
 class TokenCrossEntropy : public torch::autograd::Function<TokenCrossEntropy> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& logits,
@@ -102,11 +104,12 @@ class TokenCrossEntropy : public torch::autograd::Function<TokenCrossEntropy> {
     // LibTorch's log_softmax kernel is vectorised (its logsumexp is not); run it on row chunks so
     // the scratch stays small, and recover lse = logit[target] - log_softmax[target].
     const std::int64_t rows = logits.size(0), chunk = ChunkRows(logits.size(1));
-    torch::Tensor losses = torch::empty({rows}, logits.options());
-    torch::Tensor lse = torch::empty({rows}, logits.options());
+    const auto float32 = logits.options().dtype(torch::kFloat32);
+    torch::Tensor losses = torch::empty({rows}, float32);
+    torch::Tensor lse = torch::empty({rows}, float32);
     for (std::int64_t start = 0; start < rows; start += chunk) {
       const std::int64_t n = std::min(chunk, rows - start);
-      torch::Tensor x = logits.narrow(0, start, n);
+      torch::Tensor x = logits.narrow(0, start, n).to(torch::kFloat32);
       torch::Tensor target = targets.narrow(0, start, n).unsqueeze(1);
       torch::Tensor log_prob = x.log_softmax(1).gather(1, target).squeeze(1);
       losses.narrow(0, start, n).copy_(log_prob.neg());
@@ -122,10 +125,26 @@ class TokenCrossEntropy : public torch::autograd::Function<TokenCrossEntropy> {
     const torch::Tensor& targets = saved[1];
     const torch::Tensor& weights = saved[2];
     const torch::Tensor& lse = saved[3];
-    torch::Tensor row_grad =
-        (grad_outputs[0] * weights).unsqueeze(1);  // [N, 1]; 0 for ignored rows
-    torch::Tensor grad = logits.sub(lse.unsqueeze(1)).exp_().mul_(row_grad);
-    grad.scatter_add_(1, targets.unsqueeze(1), row_grad.neg());
+    torch::Tensor row_grad = grad_outputs[0] * weights;  // [N]; 0 for ignored rows
+    if (logits.scalar_type() == torch::kFloat32) {
+      // One pass over the whole gradient, which has to exist anyway: no chunk copies.
+      torch::Tensor grad = logits.sub(lse.unsqueeze(1)).exp_().mul_(row_grad.unsqueeze(1));
+      grad.scatter_add_(1, targets.unsqueeze(1), row_grad.neg().unsqueeze(1));
+      return {grad, torch::Tensor(), torch::Tensor()};
+    }
+    torch::Tensor grad = torch::empty_like(logits);
+    const std::int64_t rows = logits.size(0), chunk = ChunkRows(logits.size(1));
+    for (std::int64_t start = 0; start < rows; start += chunk) {
+      const std::int64_t n = std::min(chunk, rows - start);
+      torch::Tensor scale = row_grad.narrow(0, start, n).unsqueeze(1);
+      torch::Tensor g = logits.narrow(0, start, n)
+                            .to(torch::kFloat32)
+                            .sub_(lse.narrow(0, start, n).unsqueeze(1))
+                            .exp_()
+                            .mul_(scale);
+      g.scatter_add_(1, targets.narrow(0, start, n).unsqueeze(1), scale.neg());
+      grad.narrow(0, start, n).copy_(g);
+    }
     return {grad, torch::Tensor(), torch::Tensor()};
   }
 };
@@ -163,7 +182,7 @@ torch::Tensor CausalLmCrossEntropy(const torch::Tensor& logits, const torch::Ten
   const std::int64_t batch = logits.size(0), time = logits.size(1), vocab = logits.size(2);
   detail::Targets targets =
       detail::ShiftedTargets(labels, vocab, options.ignore_index(), /*shift=*/true);
-  torch::Tensor flat = logits.reshape({batch * time, vocab}).to(torch::kFloat32);
+  torch::Tensor flat = logits.reshape({batch * time, vocab});
   torch::Tensor per_token =
       TokenCrossEntropy::apply(flat, targets.safe, targets.valid.to(torch::kFloat32));
   return detail::Reduce(per_token, targets.valid, batch, time, /*shift=*/true, options.reduction(),

@@ -28,6 +28,7 @@ StepResult Step(TinyLm& model, const Data& data, std::int64_t first, std::int64_
   }
   AccumulationWindow window(labels, options);
   for (std::size_t i = 0; i < ids.size(); ++i) window.Loss(i, model->forward(ids[i])).backward();
+  if (options.defer_normalisation()) window.NormaliseGradients(model->parameters());
   StepResult result{0, {}, window.MicroBatches()};
   // Without the process group's gradient averaging (done by the caller), the reference loss is
   // still a collective: take it after backward, as a trainer would.
@@ -63,6 +64,39 @@ TEST(AccumulationWindow, HowTheBatchIsSplitDoesNotChangeLossOrGradients) {
   // And the reference loss is the plain token mean of the whole batch.
   auto full = CausalLmCrossEntropy(model->forward(data.ids), data.labels);
   EXPECT_NEAR(mb1_ga8.ref_loss, full.item<double>(), 1e-5);
+}
+
+TEST(AccumulationWindow, NormalisingAfterBackwardGivesTheSameLossAndGradients) {
+  Data data = MakeData();
+  TinyLm model = FreshModel();
+  auto deferred = AccumulationOptions().defer_normalisation(true);
+  StepResult before = Step(model, data, 0, 8, 8);
+  ExpectSameStep(before, Step(model, data, 0, 8, 1, deferred), "mb8/GA1 vs deferred mb1/GA8");
+  ExpectSameStep(before, Step(model, data, 0, 8, 2, deferred), "mb8/GA1 vs deferred mb2/GA4");
+}
+
+TEST(AccumulationWindow, NormaliseGradientsIsForDeferredWindowsOnceAfterEveryLoss) {
+  Data data = MakeData();
+  TinyLm model = FreshModel();
+  std::vector<torch::Tensor> labels = {data.labels.slice(0, 0, 4), data.labels.slice(0, 4, 8)};
+  using ::testing::ThrowsMessage;
+  AccumulationWindow normalised(labels);
+  normalised.Loss(0, model->forward(data.ids.slice(0, 0, 4)));
+  normalised.Loss(1, model->forward(data.ids.slice(0, 4, 8)));
+  EXPECT_THAT([&] { normalised.NormaliseGradients(model->parameters()); },
+              ThrowsMessage<std::logic_error>(HasSubstr("normalised already")));
+  AccumulationWindow deferred(labels, AccumulationOptions().defer_normalisation(true));
+  EXPECT_THAT([&] { deferred.global_tokens(); },
+              ThrowsMessage<std::logic_error>(HasSubstr("before its collective")));
+  deferred.Loss(0, model->forward(data.ids.slice(0, 0, 4))).backward();
+  EXPECT_THAT([&] { deferred.NormaliseGradients(model->parameters()); },
+              ThrowsMessage<std::logic_error>(HasSubstr("before Loss() or LinearLoss() for every "
+                                                        "micro-batch: 1 of 2")));
+  deferred.Loss(1, model->forward(data.ids.slice(0, 4, 8))).backward();
+  deferred.NormaliseGradients(model->parameters());
+  EXPECT_THAT([&] { deferred.NormaliseGradients(model->parameters()); },
+              ThrowsMessage<std::logic_error>(HasSubstr("called twice")));
+  EXPECT_EQ(deferred.global_tokens(), normalised.global_tokens());
 }
 
 TEST(AccumulationWindow, TheDataExposesTheKnownBugs) {
@@ -156,23 +190,31 @@ TEST(AccumulationWindow, TwoGlooRanksMatchTheSingleProcessFullBatch) {
   constexpr int kWorld = 2;
   // Models are built here, not in the rank threads (see RunGlooRanks).
   std::vector<TinyLm> models = {FreshModel(), FreshModel()};
-  std::vector<StepResult> results(kWorld);
+  std::vector<StepResult> results(2 * kWorld);
   RunGlooRanks(kWorld, [&](int rank, const c10::intrusive_ptr<c10d::ProcessGroup>& group) {
     TinyLm& model = models[rank];
-    // Rank r holds sequences [4r, 4r+4) as GA 2 micro-batches of 2.
-    StepResult local =
-        Step(model, data, rank * 4, 4, 2, AccumulationOptions().process_group(group));
-    // What DDP does: average gradients over ranks.
-    for (auto& grad : local.grads) {
-      std::vector<torch::Tensor> tensors = {grad};
-      group->allreduce(tensors)->wait();
-      grad.div_(kWorld);
+    // Rank r holds sequences [4r, 4r+4) as GA 2 micro-batches of 2; normalised before backward,
+    // then (the same model again: Step resets its gradients) after.
+    for (bool defer : {false, true}) {
+      StepResult local =
+          Step(model, data, rank * 4, 4, 2,
+               AccumulationOptions().process_group(group).defer_normalisation(defer));
+      // What DDP does: average gradients over ranks.
+      for (auto& grad : local.grads) {
+        std::vector<torch::Tensor> tensors = {grad};
+        group->allreduce(tensors)->wait();
+        grad.div_(kWorld);
+      }
+      results[2 * rank + (defer ? 1 : 0)] = local;
     }
-    results[rank] = local;
   });
   ASSERT_FALSE(HasFailure());
   for (int rank = 0; rank < kWorld; ++rank) {
-    ExpectSameStep(single, results[rank], "rank " + std::to_string(rank) + " vs single process");
+    for (int defer = 0; defer < 2; ++defer) {
+      ExpectSameStep(
+          single, results[2 * rank + defer],
+          "rank " + std::to_string(rank) + (defer ? " (deferred)" : "") + " vs single process");
+    }
   }
 }
 

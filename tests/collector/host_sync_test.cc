@@ -42,7 +42,9 @@ auto Counted(Call&& call) {
   return call();
 }
 
-TEST(HostSynchronisation, OneStepMakesTwoCollectivesAndTwoReadsAndNoOtherItemCalls) {
+// One optimizer step on two gloo ranks, counted: normalised before backward (defer false) or
+// after (defer true).
+void CountOneStep(bool defer, int expected_collectives) {
   constexpr int kWorld = 2, kSteps = 3;
   Data data = MakeData();
   std::vector<TinyLm> models = {FreshModel(), FreshModel()};
@@ -61,7 +63,8 @@ TEST(HostSynchronisation, OneStepMakesTwoCollectivesAndTwoReadsAndNoOtherItemCal
                            std::vector<torch::Tensor> tensors = {value};
                            group->allreduce(tensors)->wait();
                          })
-                         .world_size(kWorld);
+                         .world_size(kWorld)
+                         .defer_normalisation(defer);
       Collector collector(CollectorOptions().run("sync-count").rank(rank).micro_batch_size(2));
       TinyLm& model = models[rank];
       torch::optim::SGD optimizer(model->parameters(), 0.1);
@@ -84,6 +87,7 @@ TEST(HostSynchronisation, OneStepMakesTwoCollectivesAndTwoReadsAndNoOtherItemCal
           group->allreduce(grads)->wait();
           p.mutable_grad().div_(kWorld);
         }
+        if (defer) Counted([&] { return (window->NormaliseGradients(model->parameters()), 0); });
         GradNormStats grads = Counted([&] { return ComputeGradNorm(model->parameters()); });
         Counted([&] { return ClipGradNorm(model->parameters(), 1.0); });
         optimizer.step();
@@ -95,13 +99,16 @@ TEST(HostSynchronisation, OneStepMakesTwoCollectivesAndTwoReadsAndNoOtherItemCal
       at::removeCallback(handle);
     }
   });
-  ASSERT_FALSE(HasFailure());
+  ASSERT_FALSE(::testing::Test::HasFailure());
   for (int rank = 0; rank < kWorld; ++rank) {
     ASSERT_EQ(per_step[rank].size(), static_cast<std::size_t>(kSteps));
     for (int step = 0; step < kSteps; ++step) {
       const Counts& c = per_step[rank][step];
       const std::string where = "rank " + std::to_string(rank) + " step " + std::to_string(step);
-      EXPECT_EQ(c.collectives, 2) << where << ": the token count, then the record's loss sum";
+      EXPECT_EQ(c.collectives, expected_collectives)
+          << where
+          << (defer ? ": the count and the loss sum together"
+                    : ": the token count, then the record's loss sum");
       EXPECT_EQ(c.reads, 2) << where << ": the window's totals and the gradient statistics";
       // The one other read: the label range check of each micro-batch's loss, made only for labels
       // on the CPU (on a device it is an asynchronous device-side assertion).
@@ -110,6 +117,14 @@ TEST(HostSynchronisation, OneStepMakesTwoCollectivesAndTwoReadsAndNoOtherItemCal
   }
   EXPECT_EQ(ref_losses[0], ref_losses[1]) << "both ranks report the global loss";
   EXPECT_GT(ref_losses[0], 0);
+}
+
+TEST(HostSynchronisation, OneStepMakesTwoCollectivesAndTwoReadsAndNoOtherItemCalls) {
+  CountOneStep(/*defer=*/false, /*expected_collectives=*/2);
+}
+
+TEST(HostSynchronisation, NormalisingAfterBackwardMakesOneCollective) {
+  CountOneStep(/*defer=*/true, /*expected_collectives=*/1);
 }
 
 TEST(HostSynchronisation, ReadingTheTotalsTwiceMakesNoSecondCollective) {

@@ -78,15 +78,27 @@ class AccumulationWindow:
     torch.distributed is initialised, False keeps the window to this process.
     gradients_averaged_across_ranks: DDP averages gradients over ranks; each micro-batch loss is
     multiplied by the world size to cancel that. Set False when gradients are summed instead.
+    defer_normalisation: divide by the global token count after backward instead of before:
+    ``loss``/``linear_loss`` return each micro-batch's token-loss sum, and
+    ``normalise_gradients(model.parameters())`` (after the last backward, before clipping and the
+    optimizer step) divides the gradients. The step then makes one collective instead of two
+    (the count travels with the loss sum)::
+
+        window = lossguard.AccumulationWindow(labels, defer_normalisation=True)  # no collective
+        for i, mb in enumerate(micro_batches):
+            window.loss(i, model(mb["input_ids"])).backward()
+        window.normalise_gradients(model.parameters())  # the step's one collective
     """
 
     def __init__(self, micro_batch_labels: Sequence[torch.Tensor], *, group=None,
                  ignore_index: int = -100, label_count: str = "shifted",
-                 gradients_averaged_across_ranks: bool = True):
+                 gradients_averaged_across_ranks: bool = True,
+                 defer_normalisation: bool = False):
         labels = _labels_list(micro_batch_labels)
         all_reduce, world_size = _ranks(group)
         self._window = _C.AccumulationWindow(labels, int(ignore_index), label_count, all_reduce,
-                                             world_size, bool(gradients_averaged_across_ranks))
+                                             world_size, bool(gradients_averaged_across_ranks),
+                                             bool(defer_normalisation))
 
     def loss(self, index: int, logits: torch.Tensor) -> torch.Tensor:
         """The loss to backpropagate for micro-batch ``index`` (0, 1, ... in order) given its logits
@@ -107,6 +119,14 @@ class AccumulationWindow:
         if bias is not None and not isinstance(bias, torch.Tensor):
             raise TypeError(f"bias must be a torch.Tensor, but got {type(bias).__name__}")
         return self._window.linear_loss(index, hidden, weight, bias)
+
+    def normalise_gradients(self, parameters) -> None:
+        """With ``defer_normalisation=True``: multiplies every gradient by (world size, if
+        gradients are averaged) / the step's global label tokens, which makes them the gradients
+        of the token-level mean loss. A collective; call once, after the last backward."""
+        if isinstance(parameters, torch.Tensor):
+            parameters = [parameters]
+        self._window.normalise_gradients([p for p in parameters if p.grad is not None])
 
     def reference_loss(self) -> float:
         """Sum of token losses over every micro-batch and rank / global label tokens: the correctly

@@ -308,6 +308,15 @@ PYBIND11_MODULE(_C, m) {
       "shift_labels"_a, "chunk_tokens"_a, "chunk_vocab"_a);
 
   m.def(
+      "label_tokens",
+      [](const torch::Tensor& labels, const std::string& label_count, std::int64_t ignore_index) {
+        LabelCount convention = ParseLabelCount(label_count);
+        py::gil_scoped_release release;
+        return LabelTokens(labels, convention, ignore_index);
+      },
+      "labels"_a, "label_count"_a, "ignore_index"_a);
+
+  m.def(
       "count_label_tokens",
       [](const torch::Tensor& labels, const std::string& label_count, std::int64_t ignore_index) {
         LabelCount convention = ParseLabelCount(label_count);
@@ -331,11 +340,12 @@ PYBIND11_MODULE(_C, m) {
   py::class_<AccumulationWindow>(m, "AccumulationWindow")
       .def(py::init([](std::vector<torch::Tensor> labels, std::int64_t ignore_index,
                        const std::string& label_count, py::object all_reduce,
-                       std::int64_t world_size, bool gradients_averaged) {
+                       std::int64_t world_size, bool gradients_averaged, bool defer_normalisation) {
              auto options = AccumulationOptions()
                                 .ignore_index(ignore_index)
                                 .label_count(ParseLabelCount(label_count))
                                 .gradients_averaged_across_ranks(gradients_averaged)
+                                .defer_normalisation(defer_normalisation)
                                 .world_size(world_size);
              if (!all_reduce.is_none())
                options.all_reduce_sum(AllReduceFrom(std::move(all_reduce)));
@@ -343,7 +353,9 @@ PYBIND11_MODULE(_C, m) {
              return std::make_unique<AccumulationWindow>(std::move(labels), std::move(options));
            }),
            "labels"_a, "ignore_index"_a, "label_count"_a, "all_reduce"_a, "world_size"_a,
-           "gradients_averaged"_a)
+           "gradients_averaged"_a, "defer_normalisation"_a)
+      .def("normalise_gradients", &AccumulationWindow::NormaliseGradients, "parameters"_a,
+           py::call_guard<py::gil_scoped_release>())
       .def("loss", &AccumulationWindow::Loss, "index"_a, "logits"_a,
            py::call_guard<py::gil_scoped_release>())
       .def(

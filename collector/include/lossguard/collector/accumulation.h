@@ -27,6 +27,16 @@ struct AccumulationOptions {
   // default), each micro-batch loss is multiplied by world_size to cancel that average. Set false
   // when gradients are summed across ranks instead.
   TORCH_ARG(bool, gradients_averaged_across_ranks) = true;
+  // When to divide by the step's global label-token count:
+  //   false (the default): before backward. The constructor all-reduces the count and each
+  //     micro-batch's loss comes out normalised, so any trainer can backpropagate it as it is.
+  //     Two collectives a step with ranks: the count, and the record's loss sum.
+  //   true: after backward. Loss()/LinearLoss() return each micro-batch's token-loss sum, and
+  //     NormaliseGradients() divides the accumulated gradients once the last backward is done
+  //     (what Megatron-LM's per-token loss does). One collective a step carries the count and
+  //     the loss sum together. NormaliseGradients() must then be called before the gradient norm,
+  //     clipping and the optimizer step.
+  TORCH_ARG(bool, defer_normalisation) = false;
 };
 
 // What one micro-batch contributed.
@@ -53,12 +63,15 @@ struct WindowTotals {
 //   double ref_loss = window.ReferenceLoss();                        // for the step record
 //
 // What waits for the device, and the collectives (with ranks):
-//   - the constructor: one all-reduce (the label-token count, needed before the first backward);
-//     the count stays a device tensor, nothing is read to the host.
+//   - the constructor: one all-reduce (the label-token count, needed before the first backward),
+//     none with defer_normalisation; the count stays a device tensor, nothing is read.
 //   - Loss / LinearLoss: neither (the normalisation divides by the count on the device).
-//   - Totals, ReferenceLoss, and Collector::RecordStep / Describe through them: the first call
-//     makes one all-reduce (the loss sum, which exists only after the last forward pass) and one
-//     device-to-host read of everything the record needs; later calls reuse it. Without ranks
+//   - NormaliseGradients (defer_normalisation only): the step's one all-reduce (count and loss
+//     sum together) unless made already; scales the gradients on the device, reads nothing.
+//   - Totals, ReferenceLoss, and Collector::RecordStep / Describe through them: the record's
+//     all-reduce (the loss sum, which exists only after the last forward pass; with
+//     defer_normalisation the same one as NormaliseGradients') unless made already, and one
+//     device-to-host read of everything the record needs; later calls reuse both. Without ranks
 //     there is no all-reduce at all.
 //   - local_tokens(), global_tokens(), MicroBatches() before Totals(): one read each.
 // A trainer on a GPU should ask for the totals after optimizer.step() has been queued, so that
@@ -77,13 +90,20 @@ class AccumulationWindow {
   // The loss to backpropagate for micro-batch `index` given its logits [B, T, V]: its summed token
   // loss x (world_size if gradients are averaged) / global label tokens. Summed over the window and
   // ranks, these give exactly the gradient of the token-level mean loss. Micro-batches are taken
-  // in order, each once.
+  // in order, each once. With defer_normalisation: the summed token loss alone.
   torch::Tensor Loss(std::size_t index, const torch::Tensor& logits);
 
   // The same from the final hidden states [B, T, D] and the output projection (weight [V, D],
   // bias [V] or undefined), through LinearCrossEntropy: the [B, T, V] logits never exist.
   torch::Tensor LinearLoss(std::size_t index, const torch::Tensor& hidden,
                            const torch::Tensor& weight, const torch::Tensor& bias = {});
+
+  // With defer_normalisation, after the last backward (and DDP's gradient all-reduce): multiplies
+  // every gradient of `parameters` by (world_size if gradients are averaged) / global label tokens,
+  // which makes them exactly the gradients of the token-level mean loss. A collective. Throws
+  // std::logic_error without defer_normalisation, before a loss for every micro-batch, or when
+  // called a second time.
+  void NormaliseGradients(const std::vector<torch::Tensor>& parameters);
 
   // What the step record needs (see above for what it waits for). Requires a loss for every
   // micro-batch.
@@ -100,20 +120,26 @@ class AccumulationWindow {
   std::vector<MicroBatchStats> MicroBatches() const;
 
  private:
+  // Whether sums go through a collective (ranks, or an all_reduce_sum the caller gave).
+  bool HasRanks() const;
   // Sums `value` over the ranks (a collective); unchanged without ranks.
   torch::Tensor AllReduceSum(torch::Tensor value) const;
   // Checks that `index` is the next micro-batch.
   void ExpectNext(std::size_t index) const;
-  // Records the micro-batch's summed loss and returns it normalised.
+  // Records the micro-batch's summed loss and returns it normalised (or not, when deferred).
   torch::Tensor Normalise(const torch::Tensor& loss_sum);
+  // The record's collective, once: global_sum_, and global_tokens_ when deferred.
+  void Reduce(const char* caller);
 
   std::vector<torch::Tensor> labels_;
   AccumulationOptions options_;
   std::vector<torch::Tensor> tokens_;     // 0-dim int64, one per micro-batch
   std::vector<torch::Tensor> loss_sums_;  // detached 0-dim, one per loss computed
   torch::Tensor local_tokens_;            // 0-dim int64
-  torch::Tensor global_tokens_;           // [1] int64, all-reduced
+  torch::Tensor global_tokens_;           // [1], all-reduced (when deferred: by Reduce)
+  torch::Tensor global_sum_;              // [1] float64, all-reduced by Reduce
   int world_size_ = 1;
+  bool gradients_normalised_ = false;
   std::optional<WindowTotals> totals_;
 };
 

@@ -21,9 +21,9 @@ from typing import List, Optional
 
 import torch
 
-from lossguard.accumulation import count_label_tokens
+from lossguard import _C
 from lossguard.collector import Collector
-from lossguard.loss import _as_count, causal_lm_loss
+from lossguard.loss import causal_lm_loss
 
 # transformers.TrainerCallback's events (4.46-4.5x); each takes (args, state, control, **kwargs).
 _TRAINER_EVENTS = (
@@ -105,13 +105,24 @@ class LossguardCallback(_CallbackBase):
         """The loss of one micro-batch, for a custom ``compute_loss``: token losses summed and
         divided by ``num_items_in_batch`` (the label tokens of the whole optimizer step, as
         transformers >= 4.46 passes it) or, without it, by this micro-batch's label tokens. Also
-        notes the micro-batch's loss sum and tokens for the step's record."""
+        notes the micro-batch's loss sum and tokens for the step's record. Nothing here waits for
+        the device: counts stay tensors (a tensor ``num_items_in_batch`` too) until the step's
+        one read in ``on_step_end``."""
         loss_sum = causal_lm_loss(logits, labels, ignore_index=self.ignore_index, reduction="sum")
-        tokens = count_label_tokens([labels], group=False, ignore_index=self.ignore_index)
+        tokens = _C.label_tokens(labels, "shifted", self.ignore_index)
         if torch.is_grad_enabled() and loss_sum.requires_grad:  # training, not evaluation
             self._micro.append((loss_sum.detach(), tokens))
-        items = _as_count(num_items_in_batch, "num_items_in_batch")
-        divisor = tokens if items is None else items
+        divisor = tokens if num_items_in_batch is None else num_items_in_batch
+        if isinstance(divisor, torch.Tensor):
+            if divisor.numel() != 1 or divisor.is_floating_point() or divisor.is_complex():
+                raise TypeError("num_items_in_batch must be an int or a one-element integer "
+                                f"tensor, but got a {divisor.dtype} tensor of shape "
+                                f"{list(divisor.shape)}")
+            divisor = divisor.reshape(()).to(loss_sum.device)
+            # No tokens in the whole step: the sum is 0 with a zero gradient, and so is sum / 1.
+            return loss_sum / divisor.clamp_min(1)
+        if isinstance(divisor, bool) or not isinstance(divisor, int):
+            raise TypeError(f"num_items_in_batch must be an int, but got {type(divisor).__name__}")
         return loss_sum * 0.0 if divisor == 0 else loss_sum / divisor
 
     def loss_func(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
@@ -139,16 +150,20 @@ class LossguardCallback(_CallbackBase):
         ranks)."""
         if not self._micro:
             return control
-        sums = [s.item() for s, _ in self._micro]  # the step's only reads from the device
-        tokens = sum(t for _, t in self._micro)
-        micro = [{"loss": s / t if t else 0.0, "tokens": t, "loss_sum": s}
-                 for s, (_, t) in zip(sums, self._micro)]
-        total = torch.tensor([math.fsum(sums), float(tokens)], dtype=torch.float64)
+        n = len(self._micro)
+        sums = torch.stack([s.double() for s, _ in self._micro])
+        counts = torch.stack([t.to(sums.device).double() for _, t in self._micro])
+        total = torch.stack([sums.sum(), counts.sum()])  # on the device, for any backend
         if self.all_reduce_reference:
             import torch.distributed as dist
             if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-                dist.all_reduce(total)
-        global_sum, global_tokens = total.tolist()
+                dist.all_reduce(total)  # the step's one collective
+        values = torch.cat([total, sums, counts]).tolist()  # and its one read from the device
+        global_sum, global_tokens = values[0], values[1]
+        sums, counts = values[2:2 + n], [int(t) for t in values[2 + n:]]
+        tokens = sum(counts)
+        micro = [{"loss": s / t if t else 0.0, "tokens": t, "loss_sum": s}
+                 for s, t in zip(sums, counts)]
         self._steps.append({
             "step": state.global_step,
             "ref_loss": global_sum / global_tokens if global_tokens else 0.0,
