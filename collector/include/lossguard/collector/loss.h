@@ -47,8 +47,9 @@ class DtypeError : public std::invalid_argument {
 // Causal-LM cross entropy: logits [B, T, V] and labels [B, T] (integer; ignore_index marks
 // positions without a label). Position t of the logits predicts labels[:, t+1]. Any floating
 // dtype: computed in float32 one chunk of rows at a time, without a float32 copy of low-precision
-// logits; the loss is float32 and the gradient has the logits' dtype. Gradients are exact for every reduction, also when most or all labels are
-// ignored (those positions get zero gradient; zero tokens give a zero loss, never NaN).
+// logits; the loss is float32 and the gradient has the logits' dtype. Gradients are exact for every
+// reduction, also when most or all labels are ignored (those positions get zero gradient; zero
+// tokens give a zero loss, never NaN).
 //
 // It does not keep a [N, V] log-softmax for the backward pass (it recomputes the softmax from the
 // logits the caller already holds), which is why it is as fast as, or faster than,
