@@ -62,6 +62,28 @@ TEST(DemoTrainer, HowTheEffectiveBatchIsSplitDoesNotChangeTraining) {
       << "a causal LM starts near ln(vocab_size)";
 }
 
+TEST(DemoTrainer, TheFusedLossTrainsAsTheUnfusedOne) {
+  // --loss-impl fused (the default) takes the hidden states through LinearCrossEntropy, unfused
+  // the head's logits through CausalLmCrossEntropy: the same training up to float32 rounding, for
+  // a correct trainer and for a bug pattern.
+  TempDir dir;
+  for (const std::string loss : {"correct", "sum-no-ga-div"}) {
+    std::vector<std::string> args = {"--micro-batch-size", "2", "--ga-steps", "4", "--loss", loss};
+    auto fused = Train(dir, "fused-" + loss, args);
+    args.insert(args.end(), {"--loss-impl", "unfused"});
+    auto unfused = Train(dir, "unfused-" + loss, args);
+    ASSERT_EQ(fused.size(), 8u);
+    ASSERT_EQ(unfused.size(), 8u);
+    for (std::size_t s = 0; s < 8; ++s) {
+      for (const char* field : {"loss", "ref_loss", "grad_norm"}) {
+        EXPECT_NEAR(Number(fused[s][field]), Number(unfused[s][field]),
+                    1e-4 * Number(unfused[s][field]))
+            << loss << " step " << s << " " << field;
+      }
+    }
+  }
+}
+
 TEST(DemoTrainer, BugPatternsShowAsTheReportsDescribe) {
   TempDir dir;
   auto ratio = [](const json& r) { return Number(r["loss"]) / Number(r["ref_loss"]); };

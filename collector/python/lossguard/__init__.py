@@ -12,6 +12,8 @@ these modules give it a Python interface.
             window = lossguard.AccumulationWindow([mb["labels"] for mb in micro_batches])
             for i, mb in enumerate(micro_batches):
                 window.loss(i, model(mb["input_ids"])).backward()
+                # or fused, from the last hidden states (the logits never exist):
+                # window.linear_loss(i, hidden_states, model.lm_head.weight).backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step(); optimizer.zero_grad()
             collector.record_step(step, window.reference_loss(), window=window,
