@@ -105,7 +105,8 @@ void AccumulationWindow::Reduce(const char* caller) {
     return;
   }
   torch::Tensor both = torch::cat(
-      {local_sum, local_tokens_.to(local_sum.device()).to(torch::kFloat64).reshape({1})});
+      {local_sum,
+       local_tokens_.to(local_sum.device(), torch::kFloat64, /*non_blocking=*/true).reshape({1})});
   if (HasRanks()) both = AllReduceSum(both);
   global_sum_ = both.narrow(0, 0, 1);
   global_tokens_ = both.narrow(0, 1, 1);

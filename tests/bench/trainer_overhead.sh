@@ -1,27 +1,56 @@
 #!/usr/bin/env bash
-# Demo-trainer step time with the collector attached and the server down (records spooled to disk)
-# against no collector at all: alternating runs, median ms/step of each, and the ratio.
-#   tests/bench/trainer_overhead.sh [build-dir] [repeats] [steps]
+# Demo-trainer step time, alternating runs of two configurations, median ms/step of each and the
+# ratio:
+#   collector (the default): the collector attached with the server down (records spooled to disk)
+#     against no collector at all;
+#   loss-impl: the fused loss (LinearCrossEntropy from the hidden states) against the unfused one
+#     (the head's logits, then CausalLmCrossEntropy), each also with its peak allocated memory.
+#   tests/bench/trainer_overhead.sh [build-dir] [repeats] [steps] [collector|loss-impl]
 set -euo pipefail
 build=${1:-build}
 repeats=${2:-5}
 steps=${3:-120}
+mode=${4:-collector}
 trainer="$build/collector/demo_trainer"
 spool=$(mktemp -d)
 trap 'rm -rf "$spool"' EXIT
-ms() { "$trainer" --quiet --steps "$steps" "$@" | sed -n 's/.*: \([0-9.]*\) ms\/step$/\1/p'; }
-with=() without=()
+case "$mode" in
+  collector)
+    names=("no collector" "collector attached, server down")
+    # Port 1 on loopback: nothing listens, every delivery attempt fails, records go to the spool.
+    config() {
+      if [[ $1 == 0 ]]; then echo --run base --no-collector
+      else echo --run attached --server http://127.0.0.1:1 --spool "$spool/spool-$2.ndjson" --flush-timeout-s 0
+      fi
+    } ;;
+  loss-impl)
+    names=("unfused loss" "fused loss")
+    config() {
+      local impl=unfused
+      [[ $1 == 1 ]] && impl=fused
+      echo --run "$impl" --spool-dir none --report-memory --loss-impl "$impl"
+    } ;;
+  *) echo "trainer_overhead.sh: mode must be collector or loss-impl, not '$mode'" >&2; exit 2 ;;
+esac
+runs=("" "")
 for i in $(seq "$repeats"); do
-  without+=("$(ms --run base --no-collector)")
-  # Port 1 on loopback: nothing listens, every delivery attempt fails, records go to the spool.
-  with+=("$(ms --run attached --server http://127.0.0.1:1 --spool "$spool/spool-$i.ndjson" --flush-timeout-s 0)")
+  for side in 0 1; do
+    # shellcheck disable=SC2046 # config prints words meant to be split
+    out=$("$trainer" --quiet --steps "$steps" $(config "$side" "$i"))
+    ms=$(sed -n 's/.*: \([0-9.]*\) ms\/step$/\1/p' <<<"$out")
+    peak=$(sed -n 's/.*peak allocated during training.*: \([0-9.]*\) MB$/\1/p' <<<"$out")
+    runs[side]+="$ms/${peak:-0} "
+  done
 done
-python3 - "${without[*]}" "${with[*]}" <<'PY'
+python3 - "${names[0]}" "${runs[0]}" "${names[1]}" "${runs[1]}" <<'PY'
 import statistics, sys
-base = [float(x) for x in sys.argv[1].split()]
-attached = [float(x) for x in sys.argv[2].split()]
-b, a = statistics.median(base), statistics.median(attached)
-print(f"no collector:                          median {b:.3f} ms/step  {base}")
-print(f"collector attached, server down:       median {a:.3f} ms/step  {attached}")
-print(f"overhead: {100 * (a / b - 1):+.2f}%")
+sides = []
+for name, runs in ((sys.argv[1], sys.argv[2]), (sys.argv[3], sys.argv[4])):
+    pairs = [tuple(float(x) for x in run.split("/")) for run in runs.split()]
+    ms = [p[0] for p in pairs]
+    peak = max(p[1] for p in pairs)
+    sides.append(statistics.median(ms))
+    memory = f", peak allocated {peak:.2f} MB" if peak else ""
+    print(f"{name + ':':38} median {sides[-1]:.3f} ms/step{memory}  {ms}")
+print(f"{sys.argv[3]} vs {sys.argv[1]}: {100 * (sides[1] / sides[0] - 1):+.2f}%")
 PY

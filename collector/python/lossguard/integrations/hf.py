@@ -118,7 +118,7 @@ class LossguardCallback(_CallbackBase):
                 raise TypeError("num_items_in_batch must be an int or a one-element integer "
                                 f"tensor, but got a {divisor.dtype} tensor of shape "
                                 f"{list(divisor.shape)}")
-            divisor = divisor.reshape(()).to(loss_sum.device)
+            divisor = divisor.reshape(()).to(loss_sum.device, non_blocking=True)
             # No tokens in the whole step: the sum is 0 with a zero gradient, and so is sum / 1.
             return loss_sum / divisor.clamp_min(1)
         if isinstance(divisor, bool) or not isinstance(divisor, int):
@@ -152,7 +152,8 @@ class LossguardCallback(_CallbackBase):
             return control
         n = len(self._micro)
         sums = torch.stack([s.double() for s, _ in self._micro])
-        counts = torch.stack([t.to(sums.device).double() for _, t in self._micro])
+        counts = torch.stack([t.to(sums.device, torch.float64, non_blocking=True)
+                              for _, t in self._micro])
         total = torch.stack([sums.sum(), counts.sum()])  # on the device, for any backend
         if self.all_reduce_reference:
             import torch.distributed as dist
