@@ -246,22 +246,31 @@ class LinearCrossEntropyWithGradients
       if (need_weight) grad_weight.addmm_(grad_logits.t(), h);
       if (need_bias) grad_bias.add_(grad_logits.sum(0));
     }
-    ctx->save_for_backward({grad_hidden, grad_weight, grad_bias});
-    ctx->saved_data["need_hidden"] = need_hidden;
-    ctx->saved_data["need_weight"] = need_weight;
-    ctx->saved_data["need_bias"] = need_bias;
+    // Kept as plain data, not saved variables: backward scales them in place and lets them go, so
+    // that no second copy of grad_weight ([V, D]) ever exists.
+    if (need_hidden) ctx->saved_data["grad_hidden"] = grad_hidden;
+    if (need_weight) ctx->saved_data["grad_weight"] = grad_weight;
+    if (need_bias) ctx->saved_data["grad_bias"] = grad_bias;
     return loss;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    const variable_list saved = ctx->get_saved_variables();
-    const bool need[] = {ctx->saved_data["need_hidden"].toBool(),
-                         ctx->saved_data["need_weight"].toBool(),
-                         ctx->saved_data["need_bias"].toBool()};
     const torch::Tensor& scale = grad_outputs[0];
-    auto scaled = [&](std::size_t i) { return need[i] ? saved[i] * scale : torch::Tensor(); };
-    return {scaled(0),       scaled(1),       scaled(2),      torch::Tensor(),
-            torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    auto take = [&](const char* name) {
+      auto found = ctx->saved_data.find(name);
+      if (found == ctx->saved_data.end()) return torch::Tensor();
+      torch::Tensor grad = found->second.toTensor();
+      ctx->saved_data.erase(found);
+      return grad.mul_(scale);
+    };
+    if (ctx->saved_data.count("released") != 0) {
+      throw std::runtime_error(
+          "LinearCrossEntropy: backward through the same loss a second time (retain_graph): its "
+          "gradients were computed in the forward pass and handed over by the first backward");
+    }
+    ctx->saved_data["released"] = true;
+    return {take("grad_hidden"), take("grad_weight"), take("grad_bias"), torch::Tensor(),
+            torch::Tensor(),     torch::Tensor(),     torch::Tensor()};
   }
 };
 

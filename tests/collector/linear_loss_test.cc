@@ -230,6 +230,17 @@ TEST(LinearCrossEntropy, LowPrecisionInputsAccumulateInFloat32) {
   }
 }
 
+TEST(LinearCrossEntropy, ASecondBackwardThroughTheForwardGradientsIsRefused) {
+  // float32 with a reduced loss: the gradients come from the forward pass and the first backward
+  // hands them over, so a retained graph cannot give them twice.
+  Inputs in = MakeInputs(2, 8, 4, 10, 0.0, 10, torch::kFloat32);
+  torch::Tensor weight = in.weight.clone().requires_grad_(true);
+  torch::Tensor loss = LinearCrossEntropy(in.hidden, weight, torch::Tensor(), in.labels);
+  loss.backward({}, /*retain_graph=*/true);
+  EXPECT_THAT([&] { loss.backward(); },
+              ::testing::ThrowsMessage<std::exception>(HasSubstr("a second time (retain_graph)")));
+}
+
 TEST(LinearCrossEntropy, BadArgumentsAreRefusedWithTheValueNamed) {
   Inputs in = MakeInputs(2, 8, 4, 10, 0.0, 9, torch::kFloat32);
   auto call = [&](const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& b,
