@@ -8,6 +8,14 @@
 
 namespace lossguard::collector {
 
+namespace {
+// A micro-batch's statistics from its token count and loss sum as read to the host.
+MicroBatchStats MicroFrom(double tokens, double loss_sum) {
+  const auto count = static_cast<std::int64_t>(tokens);
+  return {count > 0 ? loss_sum / static_cast<double>(count) : 0.0, count, loss_sum};
+}
+}  // namespace
+
 torch::Tensor AccumulationWindow::AllReduceSum(torch::Tensor value) const {
   if (options_.all_reduce_sum()) {
     options_.all_reduce_sum()(value);
@@ -62,15 +70,17 @@ void AccumulationWindow::ExpectNext(std::size_t index) const {
 
 torch::Tensor AccumulationWindow::Normalise(const torch::Tensor& loss_sum) {
   loss_sums_.push_back(loss_sum.detach());
-  totals_.reset();
   if (options_.defer_normalisation()) return loss_sum;
-  const double ranks = options_.gradients_averaged_across_ranks() ? world_size_ : 1;
-  // With no label tokens anywhere the sum is 0 with a zero gradient, and so is sum / 1: no NaN,
-  // and no branch on a device value.
   // A count on the CPU next to a loss on a GPU is a CPU scalar there: nothing is copied or waited
   // for.
-  torch::Tensor count = global_tokens_.reshape({}).clamp_min(1).to(loss_sum.scalar_type());
-  return loss_sum * ranks / count;
+  return loss_sum * GradientScale().to(loss_sum.scalar_type());
+}
+
+torch::Tensor AccumulationWindow::GradientScale() const {
+  const double ranks = options_.gradients_averaged_across_ranks() ? world_size_ : 1;
+  // With no label tokens anywhere the sums are 0 with zero gradients, and so is 0 / 1: no NaN, and
+  // no branch on a device value.
+  return ranks / global_tokens_.reshape({}).to(torch::kFloat64).clamp_min(1);
 }
 
 torch::Tensor AccumulationWindow::Loss(std::size_t index, const torch::Tensor& logits) {
@@ -122,9 +132,7 @@ void AccumulationWindow::NormaliseGradients(const std::vector<torch::Tensor>& pa
     throw std::logic_error("NormaliseGradients() called twice for one window");
   Reduce("NormaliseGradients()");
   torch::NoGradGuard no_grad;
-  const double ranks = options_.gradients_averaged_across_ranks() ? world_size_ : 1;
-  // On the device: no branch on the count (no tokens anywhere means zero gradients, and 0 / 1).
-  torch::Tensor coefficient = ranks / global_tokens_.reshape({}).clamp_min(1);
+  const torch::Tensor coefficient = GradientScale();
   for (const torch::Tensor& p : parameters) {
     if (!p.grad().defined()) continue;
     torch::Tensor grad = p.grad();
@@ -146,11 +154,8 @@ const WindowTotals& AccumulationWindow::Totals() {
   totals.ref_loss =
       totals.global_tokens == 0 ? 0.0 : host[0] / static_cast<double>(totals.global_tokens);
   const std::size_t n = labels_.size();
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto tokens = static_cast<std::int64_t>(host[3 + i]);
-    const double sum = host[3 + n + i];
-    totals.micro.push_back({tokens > 0 ? sum / static_cast<double>(tokens) : 0.0, tokens, sum});
-  }
+  for (std::size_t i = 0; i < n; ++i)
+    totals.micro.push_back(MicroFrom(host[3 + i], host[3 + n + i]));
   totals_ = std::move(totals);
   return *totals_;
 }
@@ -177,11 +182,7 @@ std::vector<MicroBatchStats> AccumulationWindow::MicroBatches() const {
   const std::vector<double> host = detail::ReadToHost(values);
   std::vector<MicroBatchStats> out;
   const std::size_t n = loss_sums_.size();
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto tokens = static_cast<std::int64_t>(host[i]);
-    out.push_back(
-        {tokens > 0 ? host[n + i] / static_cast<double>(tokens) : 0.0, tokens, host[n + i]});
-  }
+  for (std::size_t i = 0; i < n; ++i) out.push_back(MicroFrom(host[i], host[n + i]));
   return out;
 }
 

@@ -217,12 +217,10 @@ class LinearCrossEntropyWithGradients
     const bool need_bias = bias.defined() && bias.requires_grad();
     const std::int64_t tokens = hidden.size(0), dim = hidden.size(1);
     torch::Tensor loss = torch::zeros({}, hidden.options());
-    torch::Tensor grad_hidden = need_hidden ? torch::empty({tokens, dim}, hidden.options())
-                                            : torch::empty({0}, hidden.options());
-    torch::Tensor grad_weight =
-        need_weight ? torch::zeros_like(weight) : torch::empty({0}, hidden.options());
-    torch::Tensor grad_bias =
-        need_bias ? torch::zeros_like(bias) : torch::empty({0}, hidden.options());
+    torch::Tensor grad_hidden =
+        need_hidden ? torch::empty({tokens, dim}, hidden.options()) : torch::Tensor();
+    torch::Tensor grad_weight = need_weight ? torch::zeros_like(weight) : torch::Tensor();
+    torch::Tensor grad_bias = need_bias ? torch::zeros_like(bias) : torch::Tensor();
     for (std::int64_t t0 = 0; t0 < tokens; t0 += rows) {
       const std::int64_t n = std::min(rows, tokens - t0);
       torch::Tensor h = hidden.narrow(0, t0, n);
@@ -347,7 +345,6 @@ torch::Tensor LinearCrossEntropy(const torch::Tensor& hidden, const torch::Tenso
   const std::int64_t time = sequences ? hidden.size(1) : hidden.size(0);
   detail::Targets targets = detail::ShiftedTargets(labels.reshape({batch, time}), vocab,
                                                    options.ignore_index(), options.shift_labels());
-  const Tiling tiling = ChooseTiling(batch * time, vocab, dim, options);
   const torch::Tensor flat = hidden.reshape({batch * time, dim});
   const torch::Tensor bias_or_empty = bias.defined() ? bias : torch::empty({0}, weight.options());
   const bool wants_gradients =
@@ -363,14 +360,13 @@ torch::Tensor LinearCrossEntropy(const torch::Tensor& hidden, const torch::Tenso
     } else if (options.reduction() == Reduction::kMean) {
       token_weights.div_(targets.valid.sum().clamp_min(1).to(hidden.scalar_type()));
     }
-    // Full-vocabulary rows: about kChunkElements logits a chunk.
-    std::int64_t rows = options.chunk_tokens() > 0
-                            ? options.chunk_tokens()
-                            : std::max<std::int64_t>(1, kChunkElements / vocab);
-    rows = std::max<std::int64_t>(1, std::min(rows, batch * time));
+    // Chunks of whole vocabulary rows.
+    const Tiling rows_only = ChooseTiling(batch * time, vocab, dim,
+                                          LinearCrossEntropyOptions(options).chunk_vocab(vocab));
     return LinearCrossEntropyWithGradients::apply(flat, weight, bias_or_empty, targets.safe,
-                                                  targets.valid, token_weights, rows);
+                                                  targets.valid, token_weights, rows_only.rows);
   }
+  const Tiling tiling = ChooseTiling(batch * time, vocab, dim, options);
   torch::Tensor per_token = LinearTokenCrossEntropy::apply(
       flat, weight, bias_or_empty, targets.safe, targets.valid, tiling.rows, tiling.cols);
   torch::Tensor loss = detail::Reduce(per_token, targets.valid, batch, time, options.shift_labels(),

@@ -5,8 +5,8 @@
 //   - CausalLmCrossEntropy(logits, labels) vs F::cross_entropy on the same logits.
 // Memory is what LibTorch's CPU allocator hands out during the call beyond the inputs (its memory
 // reporting, the hook torch.profiler uses), not RSS; the gradients of the inputs are included.
-//   build/tests/bench/linear_loss_bench                         # the README's table (~15 min)
-//   build/tests/bench/linear_loss_bench --vocab 32000 --dtype float32 --repeats 3
+//   build/tests/bench/linear_loss_bench            # the README's table (~70 min, float32 most of
+//   it) build/tests/bench/linear_loss_bench --vocab 32000 --dtype float32 --repeats 3
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>

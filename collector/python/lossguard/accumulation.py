@@ -49,12 +49,12 @@ def count_label_tokens(micro_batch_labels: Sequence[torch.Tensor], *, group=None
     counts ``num_items_in_batch``.
     """
     labels = _labels_list(micro_batch_labels)
-    local = sum(_C.count_label_tokens(t, label_count, int(ignore_index)) for t in labels)
+    counts = [_C.label_tokens(t, label_count, int(ignore_index)) for t in labels]
+    # Summed as tensors and read once (one wait for the device, not one per micro-batch).
+    total = torch.stack(counts).sum().reshape(1) if counts else torch.zeros(1, dtype=torch.long)
     all_reduce, world_size = _ranks(group)
-    if all_reduce is None or world_size == 1:
-        return local
-    total = torch.tensor([local], dtype=torch.long)
-    all_reduce(total)
+    if all_reduce is not None and world_size > 1:
+        all_reduce(total)
     return int(total.item())
 
 

@@ -317,15 +317,6 @@ PYBIND11_MODULE(_C, m) {
       "labels"_a, "label_count"_a, "ignore_index"_a);
 
   m.def(
-      "count_label_tokens",
-      [](const torch::Tensor& labels, const std::string& label_count, std::int64_t ignore_index) {
-        LabelCount convention = ParseLabelCount(label_count);
-        py::gil_scoped_release release;
-        return CountLabelTokens(labels, convention, ignore_index);
-      },
-      "labels"_a, "label_count"_a, "ignore_index"_a);
-
-  m.def(
       "grad_stats",
       [](const std::vector<torch::Tensor>& parameters) {
         GradNormStats stats;

@@ -128,6 +128,9 @@ class AccumulationWindow {
   void ExpectNext(std::size_t index) const;
   // Records the micro-batch's summed loss and returns it normalised (or not, when deferred).
   torch::Tensor Normalise(const torch::Tensor& loss_sum);
+  // (world_size if gradients are averaged) / global label tokens (1 without tokens), float64 on
+  // the count's device: what a loss sum, or its gradients, are multiplied by.
+  torch::Tensor GradientScale() const;
   // The record's collective, once: global_sum_, and global_tokens_ when deferred.
   void Reduce(const char* caller);
 

@@ -25,11 +25,9 @@ class AllocationPeak {
   AllocationPeak(const AllocationPeak&) = delete;
   AllocationPeak& operator=(const AllocationPeak&) = delete;
 
-  // Highest number of bytes live at once since construction (or the last ResetPeak), counting
-  // only allocations made meanwhile.
+  // Highest number of bytes live at once since construction, counting only allocations made
+  // meanwhile.
   std::int64_t peak_bytes() const { return reporter_->peak.load(); }
-  std::int64_t live_bytes() const { return reporter_->live.load(); }
-  void ResetPeak() { reporter_->peak.store(reporter_->live.load()); }
 
  private:
   struct Reporter : c10::MemoryReportingInfoBase {
