@@ -10,6 +10,7 @@ packages=(
   libboost-dev                 # Beast, Asio (header-only)
   nlohmann-json3-dev
   libsqlite3-dev sqlite3
+  libpq-dev postgresql          # the PostgreSQL backend; its tests start their own server
   prometheus-cpp-dev
   libcli11-dev                 # command-line parsing
   libspdlog-dev libfmt-dev     # logging

@@ -21,7 +21,8 @@ namespace {
 
 struct ServerFlags {
   std::string listen = "127.0.0.1:8080";
-  std::string db_path = "./lossguard.db";
+  std::string db = "./lossguard.db";
+  std::optional<std::string> db_password_file;
   std::optional<std::string> token_file;
   int threads = static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
   std::string sync = "full";
@@ -39,8 +40,13 @@ void AddFlags(CLI::App& app, ServerFlags& f) {
   app.add_option("--listen", f.listen,
                  "address to listen on, HOST:PORT (IPv6 as [::1]:PORT; port 0 picks one)")
       ->capture_default_str();
-  app.add_option("--db", f.db_path, "SQLite database file (created if missing)")
+  app.add_option("--db", f.db,
+                 "where to store: a SQLite file (PATH or sqlite:PATH, created if missing), or a "
+                 "PostgreSQL database several servers may share (postgresql://USER@HOST:PORT/DB; "
+                 "the password from --db-password-file, PGPASSWORD or ~/.pgpass, never in the URI)")
       ->capture_default_str();
+  app.add_option("--db-password-file", f.db_password_file,
+                 "file holding the PostgreSQL password (for a postgresql:// --db)");
   app.add_option(
       "--token-file", f.token_file,
       "file holding the bearer token that write endpoints require (else LOSSGUARD_TOKEN)");
@@ -98,9 +104,11 @@ void AddFlags(CLI::App& app, ServerFlags& f) {
                  "command line win");
 }
 
-// What the checks at start found: where to listen, and the write token if there is one.
+// What the checks at start found: where to listen, where to store, and the write token if there
+// is one.
 struct Startup {
   client::HostPort address;
+  store::StoreLocation location;
   std::optional<std::string> token;
 };
 
@@ -121,6 +129,23 @@ std::optional<Startup> CheckStartup(ServerFlags& f) {
     spdlog::critical("--listen: {}", address.error());
     return std::nullopt;
   }
+  auto location = store::ParseStoreLocation(f.db);
+  if (!location) {
+    spdlog::critical("{}", location.error());
+    return std::nullopt;
+  }
+  if (f.db_password_file) {
+    if (location.value().backend != store::Backend::kPostgres) {
+      spdlog::critical("--db-password-file is for a PostgreSQL --db (postgresql://...)");
+      return std::nullopt;
+    }
+    auto password = ReadSecretFile("--db-password-file", *f.db_password_file);
+    if (!password) {
+      spdlog::critical("{}", password.error());
+      return std::nullopt;
+    }
+    location.value().postgres.password = password.value().text;
+  }
   auto token = LoadToken(f.token_file, std::getenv("LOSSGUARD_TOKEN"));
   if (!token) {
     spdlog::critical("{}", token.error());
@@ -140,7 +165,7 @@ std::optional<Startup> CheckStartup(ServerFlags& f) {
         "for the database and logs); at the limit the server pauses accepting instead",
         f.max_connections, files.soft, http::kReservedDescriptors);
   }
-  return Startup{address.value(), token.value()};
+  return Startup{address.value(), location.value(), token.value()};
 }
 
 // Opens the database and serves until SIGINT/SIGTERM. Returns the exit code.
@@ -150,7 +175,7 @@ int Serve(const ServerFlags& f, const Startup& startup) {
     store_options.durability =
         f.sync == "full" ? store::Durability::kFull : store::Durability::kNormal;
     store_options.analysis = f.analysis;
-    store::Store store(f.db_path, store_options);
+    store::Store store(startup.location, store_options);
 
     metrics::ServerMetrics metrics;
     http::Router router(startup.token.value_or(""));
@@ -171,7 +196,8 @@ int Serve(const ServerFlags& f, const Startup& startup) {
     // The one line on stdout: scripts and tests read the bound address (port 0) from it.
     std::printf("lossguard-server listening on http://%s:%u\n", host.c_str(), endpoint.port());
     std::fflush(stdout);
-    spdlog::info("database {} ({} sync), {} threads, auth {}, analyzers {}", f.db_path, f.sync,
+    spdlog::info("database {} ({} sync), {} threads, auth {}, analyzers {}",
+                 startup.location.Describe(), f.sync,
                  f.threads, !startup.token ? "off (loopback only)" : "on for writes",
                  f.analyzers_switch);
     server.Run();

@@ -17,16 +17,22 @@ std::string Trim(std::string text) {
 }
 }  // namespace
 
+Result<Secret, std::string> ReadSecretFile(const std::string& flag, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::string(flag + " " + path + ": " + std::strerror(errno));
+  std::stringstream contents;
+  contents << in.rdbuf();
+  std::string secret = Trim(contents.str());
+  if (secret.empty()) return std::string(flag + " " + path + " is empty");
+  return Secret{secret};
+}
+
 Result<std::optional<std::string>, std::string> LoadToken(
     const std::optional<std::string>& token_file, const char* environment_value) {
   if (token_file) {
-    std::ifstream in(*token_file);
-    if (!in) return std::string("--token-file " + *token_file + ": " + std::strerror(errno));
-    std::stringstream contents;
-    contents << in.rdbuf();
-    std::string token = Trim(contents.str());
-    if (token.empty()) return std::string("--token-file " + *token_file + " is empty");
-    return std::optional<std::string>(token);
+    auto token = ReadSecretFile("--token-file", *token_file);
+    if (!token) return token.error();
+    return std::optional<std::string>(token.value().text);
   }
   if (environment_value != nullptr) {
     std::string token = Trim(environment_value);

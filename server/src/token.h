@@ -8,6 +8,13 @@
 
 namespace lossguard {
 
+// A secret kept in a file (a token, a database password): its contents without surrounding
+// whitespace. An error naming `flag` and the path when it cannot be read or is empty.
+struct Secret {
+  std::string text;
+};
+Result<Secret, std::string> ReadSecretFile(const std::string& flag, const std::string& path);
+
 // The bearer token from --token-file (preferred) or the LOSSGUARD_TOKEN environment value.
 // Returns nullopt when neither is given; an error when the file cannot be read or holds no token.
 // Surrounding whitespace (a trailing newline) is not part of the token.

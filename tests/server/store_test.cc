@@ -14,6 +14,9 @@
 #include <tuple>
 
 #include "server/store_fixtures.h"
+#include "store/migrations.h"
+#include "store/sqlite.h"
+#include "support/postgres_server.h"
 #include "support/records.h"
 #include "support/temp_dir.h"
 
@@ -21,8 +24,51 @@ namespace lossguard::store {
 namespace {
 
 using lossguard::testing::MakeRecord;
+using lossguard::testing::PostgresServer;
 using lossguard::testing::TempDir;
 using ::testing::HasSubstr;
+
+// The store's contract, on each engine: every test of this suite runs on SQLite and on a real
+// PostgreSQL server (a database of its own on the process's server).
+class StoreTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  // This test's database: a file in a temporary directory, or a new PostgreSQL database.
+  const StoreLocation& Location() {
+    if (!location_) {
+      if (GetParam() == Backend::kSqlite) {
+        location_ = StoreLocation::Sqlite(dir_.File("db"));
+      } else {
+        static int databases = 0;
+        StoreLocation location;
+        location.backend = Backend::kPostgres;
+        location.postgres.uri =
+            PostgresServer::Shared().CreateDatabase("store_" + std::to_string(++databases));
+        location_ = location;
+      }
+    }
+    return *location_;
+  }
+  // A store on this test's database; another call opens the same database again.
+  std::unique_ptr<Store> Open(StoreOptions options = {}) {
+    return std::make_unique<Store>(Location(), options);
+  }
+  // A connection of its own to the database, beside the store's.
+  std::unique_ptr<Database> Connect() {
+    if (GetParam() == Backend::kSqlite) {
+      return std::make_unique<SqliteDatabase>(Location().sqlite_path, false, /*create=*/true);
+    }
+    return std::make_unique<PostgresDatabase>(Location().postgres);
+  }
+
+  TempDir dir_;
+
+ private:
+  std::optional<StoreLocation> location_;
+};
+
+std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
+  return info.param == Backend::kSqlite ? "SQLite" : "PostgreSQL";
+}
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -42,9 +88,9 @@ std::vector<wire::StepRecord> Steps(const std::string& run, std::int64_t first,
   return out;
 }
 
-TEST(Store, IngestCountsNewDuplicateAndReplaced) {
-  TempDir dir;
-  Store store(dir.File("db"));
+TEST_P(StoreTest, IngestCountsNewDuplicateAndReplaced) {
+  auto opened = Open();
+  Store& store = *opened;
   IngestResult first = store.Ingest(Steps("r", 0, 100));
   EXPECT_EQ(first.accepted, 100);
   EXPECT_EQ(first.duplicates, 0);
@@ -71,9 +117,9 @@ TEST(Store, IngestCountsNewDuplicateAndReplaced) {
   EXPECT_EQ(nlohmann::json::parse(page->records[0])["loss"], 10.0 - 0.095 + 1);
 }
 
-TEST(Store, SameKeyTwiceInOneBatchIsAppliedInOrder) {
-  TempDir dir;
-  Store store(dir.File("db"));
+TEST_P(StoreTest, SameKeyTwiceInOneBatchIsAppliedInOrder) {
+  auto opened = Open();
+  Store& store = *opened;
   auto a = MakeRecord("r", 1, 1.0);
   auto b = MakeRecord("r", 1, 2.0);
   IngestResult result = store.Ingest({a, b, b});
@@ -85,9 +131,9 @@ TEST(Store, SameKeyTwiceInOneBatchIsAppliedInOrder) {
   EXPECT_EQ(nlohmann::json::parse(page->records[0])["loss"], 2.0);
 }
 
-TEST(Store, NonFiniteValuesAndUnknownFieldsSurviveStorage) {
-  TempDir dir;
-  Store store(dir.File("db"));
+TEST_P(StoreTest, NonFiniteValuesAndUnknownFieldsSurviveStorage) {
+  auto opened = Open();
+  Store& store = *opened;
   auto r = MakeRecord("r", 0, kNaN);
   r.grad_norm = kInf;
   r.ref_loss = -kInf;
@@ -111,23 +157,24 @@ TEST(Store, NonFiniteValuesAndUnknownFieldsSurviveStorage) {
   EXPECT_EQ(*bucket.ref_loss.min, -kInf);
 }
 
-TEST(Store, FailedBatchStoresNothingAndLeavesTheStoreUsable) {
-  TempDir dir;
-  {
-    Store store(dir.File("db"));  // creates the schema
-  }
-  {
-    // A real SQLite failure in the middle of a batch: a trigger that aborts on step 50.
-    Database raw(dir.File("db"), false, false);
-    raw.Exec(
+TEST_P(StoreTest, FailedBatchStoresNothingAndLeavesTheStoreUsable) {
+  Open();  // creates the schema
+  // A real failure of the database in the middle of a batch: a trigger that aborts on step 50.
+  if (GetParam() == Backend::kSqlite) {
+    Connect()->Exec(
         "CREATE TRIGGER fail_at_50 BEFORE INSERT ON steps WHEN NEW.step = 50 BEGIN SELECT "
-        "RAISE(ABORT, 'injected "
-        "failure'); END");
+        "RAISE(ABORT, 'injected failure'); END");
+  } else {
+    Connect()->Exec(
+        "CREATE FUNCTION fail_at_50() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.step = "
+        "50 THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$; CREATE TRIGGER "
+        "fail_at_50 BEFORE INSERT ON steps FOR EACH ROW EXECUTE FUNCTION fail_at_50()");
   }
-  Store store(dir.File("db"));
+  auto opened = Open();
+  Store& store = *opened;
   store.Ingest(Steps("kept", 0, 10));
   EXPECT_THAT([&] { store.Ingest(Steps("new-run", 0, 100)); },
-              ::testing::ThrowsMessage<SqliteError>(HasSubstr("injected failure")));
+              ::testing::ThrowsMessage<StorageError>(HasSubstr("injected failure")));
   EXPECT_FALSE(store.GetRun("new-run").has_value())
       << "the run created inside the failed batch must be rolled back";
   EXPECT_EQ(store.ListRuns({}).runs.size(), 1u);
@@ -140,9 +187,9 @@ TEST(Store, FailedBatchStoresNothingAndLeavesTheStoreUsable) {
   EXPECT_EQ(store.ReadSteps("new-run", StepQuery{})->records.size(), 50u);
 }
 
-TEST(Store, PagesThroughRanksWithAContinuation) {
-  TempDir dir;
-  Store store(dir.File("db"));
+TEST_P(StoreTest, PagesThroughRanksWithAContinuation) {
+  auto opened = Open();
+  Store& store = *opened;
   std::vector<wire::StepRecord> records;
   for (int step = 0; step < 5; ++step) {
     for (int rank = 0; rank < 3; ++rank) records.push_back(MakeRecord("ddp", step, 1.0, rank, 3));
@@ -172,11 +219,11 @@ TEST(Store, PagesThroughRanksWithAContinuation) {
   EXPECT_FALSE(store.ReadSteps("missing", StepQuery{}).has_value());
 }
 
-TEST(Store, RunSummaryAndAlerts) {
-  TempDir dir;
+TEST_P(StoreTest, RunSummaryAndAlerts) {
   StoreOptions manual_alerts;  // the alerts here are inserted by hand
   manual_alerts.analysis.enabled = false;
-  Store store(dir.File("db"), manual_alerts);
+  auto opened = Open(manual_alerts);
+  Store& store = *opened;
   auto first = MakeRecord("r", 7, 3.0);
   first.vocab_size = 32000;
   store.Ingest({first, MakeRecord("r", 9, 2.0, 1, 2), MakeRecord("r", 9, 2.5, 0, 2),
@@ -206,7 +253,7 @@ TEST(Store, RunSummaryAndAlerts) {
         alert.run = "no-such-run";
         store.InsertAlert(alert);
       }(),
-      SqliteError);
+      StorageError);
 
   EXPECT_EQ(store.GetRun("r")->open_alerts[analyzers::Severity::kCritical], 1);
   EXPECT_EQ(store.GetRun("r")->open_alerts[analyzers::Severity::kInfo], 0)
@@ -274,9 +321,9 @@ void ExpectBuckets(const std::vector<BlockStats>& buckets,
   }
 }
 
-TEST(Store, DownsamplingMatchesBruteForceIncludingSpikesNansAndReplacements) {
-  TempDir dir;
-  Store store(dir.File("db"), StoreOptions{Durability::kNormal, 2});
+TEST_P(StoreTest, DownsamplingMatchesBruteForceIncludingSpikesNansAndReplacements) {
+  auto opened = Open(StoreOptions{Durability::kNormal, 2});
+  Store& store = *opened;
   std::mt19937_64 rng(1234);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   std::map<std::int64_t, wire::StepRecord> truth;
@@ -336,10 +383,10 @@ TEST(Store, DownsamplingMatchesBruteForceIncludingSpikesNansAndReplacements) {
 
 // Rollups are written a step block behind the steps (migration 003): answers must be complete and
 // exact while blocks are pending, for one rank and for all, with lagging ranks and replacements.
-TEST(Store, DownsamplingOfManyRanksIsExactWhileRollupsArePendingAndAfter) {
-  TempDir dir;
-  Store store(dir.File("db"), StoreOptions{Durability::kNormal, 2});
-  Database peek(dir.File("db"), /*read_only=*/true, /*create=*/false);
+TEST_P(StoreTest, DownsamplingOfManyRanksIsExactWhileRollupsArePendingAndAfter) {
+  auto opened = Open(StoreOptions{Durability::kNormal, 2});
+  Store& store = *opened;
+  std::unique_ptr<Database> peek = Connect();
   std::mt19937_64 rng(99);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   constexpr std::int64_t kRanks = 8, kSteps = 2000;
@@ -381,7 +428,7 @@ TEST(Store, DownsamplingOfManyRanksIsExactWhileRollupsArePendingAndAfter) {
     }
   };
   auto pending = [&] {
-    Statement count(peek, "SELECT COUNT(*) FROM rollup_pending");
+    Statement count(*peek, "SELECT COUNT(*) FROM rollup_pending");
     count.Step();
     return count.Int(0);
   };
@@ -410,9 +457,9 @@ TEST(Store, DownsamplingOfManyRanksIsExactWhileRollupsArePendingAndAfter) {
 // Writers on several threads (the server's write pool) and readers on others (its HTTP threads) on
 // one Store: every batch is all-or-nothing to every reader, and nothing is lost. Run under
 // ThreadSanitizer in CI (scripts/sanitize.sh).
-TEST(Store, ConcurrentWritersAndReadersSeeWholeBatchesOnly) {
-  TempDir dir;
-  Store store(dir.File("db"), {.durability = Durability::kNormal});
+TEST_P(StoreTest, ConcurrentWritersAndReadersSeeWholeBatchesOnly) {
+  auto opened = Open({.durability = Durability::kNormal});
+  Store& store = *opened;
   constexpr int kWriters = 2, kBatches = 40, kBatchSize = 25;
   std::atomic<int> writers_done{0};
   std::atomic<int> torn{0}, reads{0};
@@ -451,7 +498,7 @@ TEST(Store, ConcurrentWritersAndReadersSeeWholeBatchesOnly) {
   }
 }
 
-TEST(Store, ReopenAfterUncleanExitKeepsCommittedBatches) {
+TEST(SqliteStore, ReopenAfterUncleanExitKeepsCommittedBatches) {
   TempDir dir;
   pid_t child = fork();
   ASSERT_GE(child, 0);
@@ -471,14 +518,21 @@ TEST(Store, ReopenAfterUncleanExitKeepsCommittedBatches) {
   EXPECT_EQ(store.Ingest(Steps("crash", 0, 500)).duplicates, 500);
 }
 
-TEST(Store, RefusesAFileThatIsNotALossguardDatabase) {
+TEST_P(StoreTest, RefusesADatabaseThatIsNotALossguardOne) {
+  Connect()->Exec("CREATE TABLE customers (id INTEGER)");
+  EXPECT_THAT([&] { Open(); },
+              ::testing::ThrowsMessage<StorageError>(HasSubstr("is not a lossguard database")));
+  EXPECT_EQ(Connect()->AnyTable(), "customers") << "and it is left as it was";
+}
+
+TEST(SqliteStore, RefusesAFileThatIsNotALossguardDatabase) {
   TempDir dir;
   {
-    Database other(dir.File("other.db"), false, true);
+    SqliteDatabase other(dir.File("other.db"), false, true);
     other.Exec("CREATE TABLE customers (id INTEGER)");
   }
   EXPECT_THAT([&] { Store store(dir.File("other.db")); },
-              ::testing::ThrowsMessage<SqliteError>(HasSubstr("is not a lossguard database")));
+              ::testing::ThrowsMessage<StorageError>(HasSubstr("is not a lossguard database")));
   {
     std::ofstream garbage(dir.File("garbage.db"));
     garbage << std::string(8192, 'x');
@@ -487,6 +541,104 @@ TEST(Store, RefusesAFileThatIsNotALossguardDatabase) {
   EXPECT_THAT([&] { Store store(dir.File("no/such/dir/db")); },
               ::testing::ThrowsMessage<SqliteError>(HasSubstr("no/such/dir/db")));
 }
+
+StoreLocation NewPostgresDatabase(const std::string& name) {
+  StoreLocation location;
+  location.backend = Backend::kPostgres;
+  location.postgres.uri = PostgresServer::Shared().CreateDatabase(name);
+  return location;
+}
+
+// The database going away in the middle of a batch: its server ends the store's connection while
+// it writes step 50 (once: a sequence is not rolled back). The batch fails as unavailable, nothing
+// of it is stored, and the next call reconnects and stores it.
+TEST(PostgresStore, ConnectionLostMidBatchStoresNothingAndTheNextCallReconnects) {
+  const StoreLocation location = NewPostgresDatabase("lost_mid_batch");
+  Store store(location);
+  store.Ingest(Steps("kept", 0, 10));
+  PostgresDatabase(location.postgres)
+      .Exec(
+          "CREATE SEQUENCE fail_once; CREATE FUNCTION end_connection() RETURNS trigger LANGUAGE "
+          "plpgsql AS $$ BEGIN IF NEW.step = 50 AND nextval('fail_once') = 1 THEN PERFORM "
+          "pg_terminate_backend(pg_backend_pid()); END IF; RETURN NEW; END $$; CREATE TRIGGER "
+          "end_connection BEFORE INSERT ON steps FOR EACH ROW EXECUTE FUNCTION "
+          "end_connection()");
+  try {
+    store.Ingest(Steps("cut", 0, 100));
+    ADD_FAILURE() << "the batch cannot have been stored";
+  } catch (const StorageError& e) {
+    EXPECT_TRUE(e.unavailable()) << e.what();
+  }
+  EXPECT_FALSE(store.GetRun("cut").has_value()) << "nothing of the failed batch is stored";
+  EXPECT_EQ(store.Ingest(Steps("cut", 0, 100)).accepted, 100);
+  EXPECT_EQ(store.GetRun("cut")->records, 100);
+  EXPECT_EQ(store.ReadSteps("cut", StepQuery{})->records.size(), 100u);
+  EXPECT_EQ(store.GetRun("kept")->records, 10);
+}
+
+// The PostgreSQL server stopped and started again under a store: calls fail as unavailable while
+// it is down (the HTTP API's 503), and succeed once it is back, reads and writes alike.
+TEST(PostgresStore, CallsFailWhileTheServerIsDownAndSucceedWhenItIsBack) {
+  const StoreLocation location = NewPostgresDatabase("restarted");
+  Store store(location, {.durability = Durability::kFull, .read_connections = 2});
+  store.Ingest(Steps("r", 0, 100));
+  EXPECT_EQ(store.GetRun("r")->records, 100);  // a read connection now idles in the pool
+
+  PostgresServer::Shared().Stop(SIGINT);
+  auto unavailable = [](auto call) {
+    try {
+      call();
+    } catch (const StorageError& e) {
+      return e.unavailable();
+    }
+    return false;
+  };
+  EXPECT_TRUE(unavailable([&] { store.Ingest(Steps("r", 100, 100)); }));
+  EXPECT_TRUE(unavailable([&] { store.GetRun("r"); }));
+  EXPECT_TRUE(unavailable([&] { store.ListAlerts({}); }));
+
+  PostgresServer::Shared().Start();
+  EXPECT_EQ(store.GetRun("r")->records, 100) << "the failed batch stored nothing";
+  EXPECT_EQ(store.Ingest(Steps("r", 100, 100)).accepted, 100);
+  EXPECT_EQ(store.GetRun("r")->records, 200);
+  EXPECT_EQ(store.SchemaVersion(), BuiltinMigrations(Backend::kPostgres).back().version);
+}
+
+// Two stores on one database, as two servers: a run created by both at once is one run, and
+// batches of one run from both are all counted once.
+TEST(PostgresStore, TwoStoresOnOneDatabaseShareRunsAndCounts) {
+  const StoreLocation location = NewPostgresDatabase("two_stores");
+  Store a(location), b(location);
+  constexpr int kBatches = 40, kBatchSize = 25;
+  std::vector<std::thread> writers;
+  for (Store* store : {&a, &b}) {
+    writers.emplace_back([store, first = store == &a ? 0 : 1] {
+      for (int batch = first; batch < kBatches; batch += 2) {
+        store->Ingest(Steps("shared", batch * kBatchSize, kBatchSize));
+      }
+    });
+  }
+  for (auto& writer : writers) writer.join();
+  EXPECT_EQ(a.ListRuns({}).runs.size(), 1u);
+  EXPECT_EQ(b.GetRun("shared")->records, kBatches * kBatchSize);
+  EXPECT_EQ(a.ReadSteps("shared", StepQuery{})->records.size(),
+            static_cast<std::size_t>(kBatches * kBatchSize));
+  EXPECT_EQ(b.Ingest(Steps("shared", 0, kBatchSize)).duplicates, kBatchSize);
+}
+
+TEST(PostgresStore, RefusesAUriWithAPassword) {
+  auto location = ParseStoreLocation("postgresql://lossguard:secret@127.0.0.1:5432/db");
+  ASSERT_FALSE(location);
+  EXPECT_THAT(location.error(), HasSubstr("holds a password"));
+  EXPECT_THAT(location.error(), ::testing::Not(HasSubstr("secret")));
+  EXPECT_FALSE(ParseStoreLocation("postgresql://u@h/db?password=hunter2"));
+  EXPECT_EQ(ParseStoreLocation("sqlite:/tmp/x.db").value().sqlite_path, "/tmp/x.db");
+  EXPECT_EQ(ParseStoreLocation("x.db").value().backend, Backend::kSqlite);
+  EXPECT_EQ(ParseStoreLocation("postgres://u@h:1/db").value().backend, Backend::kPostgres);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, StoreTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres), BackendName);
 
 }  // namespace
 }  // namespace lossguard::store

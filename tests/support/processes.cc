@@ -41,12 +41,7 @@ std::pair<pid_t, int> Spawn(const std::vector<std::string>& argv,
       rlimit limit{file_limit, file_limit};
       setrlimit(RLIMIT_NOFILE, &limit);
     }
-    std::vector<char*> args;
-    for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
-    _exit(127);
+    ExecOrExit(argv);
   }
   close(pipe_fds[1]);
   if (stdout_to_file) {
@@ -81,6 +76,15 @@ std::filesystem::path TempPath(const std::string& stem) {
 }
 
 }  // namespace
+
+void ExecOrExit(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  execv(args[0], args.data());
+  std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
+  _exit(127);
+}
 
 ServerProcess::ServerProcess(Options options)
     : stderr_path_(options.stderr_log.empty()

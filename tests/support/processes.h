@@ -58,6 +58,9 @@ class BackgroundProcess {
   std::filesystem::path log_path_;
 };
 
+// In a forked child: replaces it with argv[0] (a path), or reports why not on stderr and exits 127.
+[[noreturn]] void ExecOrExit(const std::vector<std::string>& argv);
+
 struct CommandResult {
   int exit_code = -1;
   std::string out;

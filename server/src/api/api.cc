@@ -2,6 +2,8 @@
 // the shapes are documented in README.md.
 #include "api/api.h"
 
+#include <spdlog/spdlog.h>
+
 #include <charconv>
 #include <map>
 
@@ -195,28 +197,48 @@ Response AckAlert(store::Store& store, const Request& request) {
   return JsonResponse(status::ok, {{"alert", AlertToJson(*alert)}});
 }
 
+// The database could not be reached (a PostgreSQL restart, a network failure): nothing of the
+// request was stored, and the same request can succeed in a moment.
+template <typename Handler>
+auto Guarded(Handler handler) {
+  return [handler](const Request& request) -> Response {
+    try {
+      return handler(request);
+    } catch (const store::StorageError& e) {
+      if (!e.unavailable()) throw;  // the router's 500, logged
+      spdlog::warn("{} {}: {}", std::string(request.raw.method_string()), request.path, e.what());
+      Response response = ErrorResponse(status::service_unavailable, "storage_unavailable",
+                                        std::string(e.what()) +
+                                            " (nothing of this request was stored; retry)");
+      response.set(bhttp::field::retry_after, "1");
+      return response;
+    }
+  };
+}
+
 }  // namespace
 
 void RegisterApi(http::Router& router, store::Store& store, metrics::ServerMetrics* metrics,
                  const metrics::MetricsOptions& metrics_options) {
   using bhttp::verb;
   auto bind = [&store](Response (*handler)(store::Store&, const Request&)) {
-    return [&store, handler](const Request& request) { return handler(store, request); };
+    return Guarded([&store, handler](const Request& request) { return handler(store, request); });
   };
-  router.Add(verb::get, "/healthz", [&store](const Request&) {
-    return JsonResponse(status::ok, {{"status", "ok"}, {"schema_version", store.SchemaVersion()}});
-  });
-  router.Add(
-      verb::post, "/api/v1/steps",
-      [&store, metrics](const Request& request) { return IngestSteps(store, metrics, request); },
-      /*requires_token=*/true);
+  router.Add(verb::get, "/healthz", Guarded([&store](const Request&) {
+               return JsonResponse(status::ok,
+                                   {{"status", "ok"}, {"schema_version", store.SchemaVersion()}});
+             }));
+  router.Add(verb::post, "/api/v1/steps", Guarded([&store, metrics](const Request& request) {
+               return IngestSteps(store, metrics, request);
+             }),
+             /*requires_token=*/true);
   router.Add(verb::get, "/api/v1/runs", bind(ListRuns));
   router.Add(verb::get, "/api/v1/runs/{run}", bind(GetRun));
   router.Add(verb::get, "/api/v1/runs/{run}/steps", bind(GetSteps));
   router.Add(verb::get, "/api/v1/alerts", bind(ListAlerts));
   router.Add(verb::post, "/api/v1/alerts/{id}/ack", bind(AckAlert), /*requires_token=*/true);
   if (metrics) {
-    router.Add(verb::get, "/metrics", [&store, metrics, metrics_options](const Request& request) {
+    router.Add(verb::get, "/metrics", Guarded([&store, metrics, metrics_options](const Request& request) {
       if (Status known = QueryParams(request).RejectUnknown({}); !known)
         return BadQuery(known.error());
       Response response{status::ok, 11};
@@ -224,7 +246,7 @@ void RegisterApi(http::Router& router, store::Store& store, metrics::ServerMetri
       response.body() = metrics->Render(store, metrics_options, store::UnixSeconds());
       response.prepare_payload();
       return response;
-    });
+    }));
   }
 }
 

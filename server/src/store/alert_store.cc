@@ -44,67 +44,74 @@ std::optional<Alert> AlertById(Database& db, std::int64_t id) {
 }  // namespace
 
 std::vector<Alert> Store::ListAlerts(const AlertFilter& filter) {
-  ReadLease db = Read();
-  Statement rows(*db, std::string(kAlertColumns) +
-                          " WHERE (?1 IS NULL OR r.name = ?1) AND (?2 IS NULL OR a.kind = ?2) AND "
-                          "(?3 IS NULL OR a.severity = ?3) AND (?4 IS NULL OR a.state = ?4) ORDER "
-                          "BY a.id LIMIT ?5");
-  auto bind_optional = [&](int index, const std::optional<std::string_view>& value) {
-    if (value) {
-      rows.Bind(index, *value);
-    } else {
-      rows.BindNull(index);
-    }
-  };
-  bind_optional(1, filter.run);
-  bind_optional(2, filter.kind ? std::optional(analyzers::KindName(*filter.kind)) : std::nullopt);
-  bind_optional(
-      3, filter.severity ? std::optional(analyzers::SeverityName(*filter.severity)) : std::nullopt);
-  bind_optional(4, filter.state);
-  rows.Bind(5, filter.limit);
-  std::vector<Alert> out;
-  while (rows.Step()) out.push_back(ReadAlert(rows));
-  return out;
+  return Reading([&](Database& db) -> std::vector<Alert> {
+    Statement rows(db, std::string(kAlertColumns) +
+                            " WHERE (CAST(?1 AS TEXT) IS NULL OR r.name = ?1) AND (CAST(?2 AS TEXT) "
+                            "IS NULL OR a.kind = ?2) AND (CAST(?3 AS TEXT) IS NULL OR a.severity = "
+                            "?3) AND (CAST(?4 AS TEXT) IS NULL OR a.state = ?4) ORDER BY a.id LIMIT "
+                            "?5");
+    auto bind_optional = [&](int index, const std::optional<std::string_view>& value) {
+      if (value) {
+        rows.Bind(index, *value);
+      } else {
+        rows.BindNull(index);
+      }
+    };
+    bind_optional(1, filter.run);
+    bind_optional(2, filter.kind ? std::optional(analyzers::KindName(*filter.kind)) : std::nullopt);
+    bind_optional(
+        3, filter.severity ? std::optional(analyzers::SeverityName(*filter.severity)) : std::nullopt);
+    bind_optional(4, filter.state);
+    rows.Bind(5, filter.limit);
+    std::vector<Alert> out;
+    while (rows.Step()) out.push_back(ReadAlert(rows));
+    return out;
+  });
 }
 
 std::int64_t Store::InsertAlert(const Alert& alert) {
   std::lock_guard lock(write_mutex_);
-  Database& db = writer_->db();
-  Statement insert(db,
-                   "INSERT INTO alerts (run_id, kind, severity, state, rank, first_step, "
-                   "last_step, message, evidence, "
-                   "opened_at, updated_at, resolved_at, acked_at) "
-                   "SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 FROM runs WHERE "
-                   "name = ?1 RETURNING id");
-  insert.Bind(1, alert.run)
-      .Bind(2, analyzers::KindName(alert.kind))
-      .Bind(3, analyzers::SeverityName(alert.severity))
-      .Bind(4, alert.state)
-      .Bind(5, alert.rank);
-  insert.Bind(6, alert.first_step)
-      .Bind(7, alert.last_step)
-      .Bind(8, alert.message)
-      .Bind(9, alert.evidence.dump());
-  insert.BindNumber(10, alert.opened_at)
-      .BindNumber(11, alert.updated_at)
-      .BindNumber(12, alert.resolved_at);
-  insert.BindNumber(13, alert.acked_at);
-  if (!insert.Step())
-    throw SqliteError("cannot insert an alert for unknown run \"" + alert.run + "\"");
-  std::int64_t id = insert.Int(0);
-  while (insert.Step()) {
-  }
-  return id;
+  return Write([&](Writer& writer) {
+    Database& db = writer.db();
+    Transaction transaction(db);
+    Statement run(db, "SELECT id FROM runs WHERE name = ?");
+    if (!run.Bind(1, alert.run).Step())
+      throw StorageError("cannot insert an alert for unknown run \"" + alert.run + "\"");
+    Statement insert(db,
+                     "INSERT INTO alerts (run_id, kind, severity, state, rank, first_step, "
+                     "last_step, message, evidence, opened_at, updated_at, resolved_at, acked_at) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id");
+    insert.Bind(1, run.Int(0))
+        .Bind(2, analyzers::KindName(alert.kind))
+        .Bind(3, analyzers::SeverityName(alert.severity))
+        .Bind(4, alert.state)
+        .Bind(5, alert.rank);
+    insert.Bind(6, alert.first_step)
+        .Bind(7, alert.last_step)
+        .Bind(8, alert.message)
+        .Bind(9, alert.evidence.dump());
+    insert.BindNumber(10, alert.opened_at)
+        .BindNumber(11, alert.updated_at)
+        .BindNumber(12, alert.resolved_at);
+    insert.BindNumber(13, alert.acked_at);
+    insert.Step();
+    const std::int64_t id = insert.Int(0);
+    insert.Reset();
+    transaction.Commit();
+    return id;
+  });
 }
 
 std::optional<Alert> Store::AckAlert(std::int64_t id) {
   std::lock_guard lock(write_mutex_);
-  Database& db = writer_->db();
-  Statement ack(db, "UPDATE alerts SET acked_at = COALESCE(acked_at, ?) WHERE id = ?");
-  ack.BindNumber(1, UnixSeconds()).Bind(2, id);
-  ack.Step();
-  if (db.Changes() == 0) return std::nullopt;
-  return AlertById(db, id);
+  return Write([&](Writer& writer) -> std::optional<Alert> {
+    Database& db = writer.db();
+    Statement ack(db, "UPDATE alerts SET acked_at = COALESCE(acked_at, ?) WHERE id = ?");
+    ack.BindNumber(1, UnixSeconds()).Bind(2, id);
+    ack.Step();
+    if (db.Changes() == 0) return std::nullopt;
+    return AlertById(db, id);
+  });
 }
 
 }  // namespace lossguard::store

@@ -11,14 +11,14 @@ namespace {
 constexpr const char* kWarmupSteps = R"sql(
 SELECT record FROM steps WHERE run_id = ?1 AND step <= ?2 AND step >= (
   SELECT MIN(step) FROM (SELECT DISTINCT step FROM steps WHERE run_id = ?1 AND step <= ?2
-                         ORDER BY step DESC LIMIT ?3))
+                         ORDER BY step DESC LIMIT ?3) AS recent)
 ORDER BY step, rank)sql";
 
 constexpr const char* kUpsertAlert = R"sql(
 INSERT INTO alerts (run_id, kind, severity, state, rank, first_step, last_step, message, evidence,
                     opened_at, updated_at, resolved_at, attempt)
 VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)
-ON CONFLICT (run_id, kind, ifnull(rank, -1), first_step, attempt) DO UPDATE SET
+ON CONFLICT (run_id, kind, coalesce(rank, -1), first_step, attempt) DO UPDATE SET
   severity = excluded.severity, state = excluded.state, last_step = excluded.last_step,
   message = excluded.message, evidence = excluded.evidence, updated_at = excluded.updated_at,
   resolved_at = excluded.resolved_at)sql";
@@ -26,6 +26,7 @@ ON CONFLICT (run_id, kind, ifnull(rank, -1), first_step, attempt) DO UPDATE SET
 
 Analysis::Analysis(Database& db, AnalysisOptions options)
     : options_(std::move(options)),
+      revision_(db, "SELECT revision FROM runs WHERE id = ?"),
       judged_through_(db, "SELECT judged_through, attempt FROM runs WHERE id = ?"),
       first_step_(db, "SELECT step FROM steps WHERE run_id = ? ORDER BY step LIMIT 1"),
       open_alerts_(db,
@@ -46,7 +47,7 @@ std::vector<wire::StepRecord> Analysis::ReadRecords(Statement& query) {
   while (query.Step()) {
     auto record = wire::ParseRecordText(query.Text(0), 0);
     if (!record) {  // only this server writes the column; a failure here is a bug or corruption
-      throw SqliteError("stored record does not parse: " + record.error().message);
+      throw StorageError("stored record does not parse: " + record.error().message);
     }
     records.push_back(std::move(record).value());
   }
@@ -149,7 +150,21 @@ Analysis::RunState& Analysis::Load(std::int64_t run_id) {
 void Analysis::Prepare(std::int64_t run_id) {
   // Once per run and batch: a batch's records are mostly of one run.
   if (!options_.enabled || !touched_.insert(run_id).second) return;
-  Load(run_id);
+  revision_.Reset();
+  revision_.Bind(1, run_id);
+  const std::int64_t stored = revision_.Step() ? revision_.Int(0) : 0;
+  revision_.Reset();
+  if (auto it = runs_.find(run_id); it != runs_.end() && it->second.revision != stored) {
+    // Another server stored batches of this run since this one's last: the judgement is in the
+    // store (judged_through, episodes, waiting steps), and this state is behind it.
+    lru_.erase(it->second.lru);
+    runs_.erase(it);
+  }
+  Load(run_id).revision = stored;
+}
+
+void Analysis::Revised(std::int64_t run_id, std::int64_t revision) {
+  if (auto it = runs_.find(run_id); it != runs_.end()) it->second.revision = revision;
 }
 
 void Analysis::Feed(std::int64_t run_id, const wire::StepRecord& record, Stored how) {

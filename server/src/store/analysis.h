@@ -8,7 +8,7 @@
 #include "lossguard/analyzers/episode_log.h"
 #include "lossguard/analyzers/run_analyzer.h"
 #include "lossguard/wire/step_record.h"
-#include "store/sqlite.h"
+#include "store/database.h"
 
 namespace lossguard::store {
 
@@ -27,14 +27,21 @@ struct AnalysisOptions {
 // run's judged_through, before the caller commits. So an alert is visible exactly when the records
 // that raised it are, and a restart neither loses nor duplicates one.
 //
-// Not thread-safe: used under the store's write lock. Throws SqliteError.
+// Several servers may judge one run, a batch each (a shared PostgreSQL database): each batch holds
+// the run's lock, and a server whose in-memory state of the run is older than the stored run (its
+// revision moved on) resumes it from the store first, so alerts come out as from one server.
+//
+// Not thread-safe: used under the store's write lock. Throws StorageError.
 class Analysis {
  public:
   Analysis(Database& db, AnalysisOptions options);
 
   bool enabled() const { return options_.enabled; }
-  // Before the batch's records of this run are written: loads the run's analyzer if needed.
+  // Before the batch's records of this run are written, with the run locked: loads the run's
+  // analyzer if it is not in memory or another server has judged the run since.
   void Prepare(std::int64_t run_id);
+  // The run's revision this batch leaves (runs.revision): what the next Prepare expects to find.
+  void Revised(std::int64_t run_id, std::int64_t revision);
   // How the batch stored a record.
   enum class Stored { kNew, kReplaced, kDuplicate };
   // A record of the batch, of a run Prepare()d. A replaced record of a step already judged rewinds
@@ -50,6 +57,7 @@ class Analysis {
   struct RunState {
     analyzers::RunAnalyzer analyzer;
     std::list<std::int64_t>::iterator lru;
+    std::int64_t revision = 0;  // the stored run's revision this state reflects
   };
   // The run's analyzer, from memory or rebuilt from the store (see Resume).
   RunState& Load(std::int64_t run_id);
@@ -79,7 +87,7 @@ class Analysis {
   // This batch: touched runs, and the latest state of each episode it changed (by run id).
   std::unordered_set<std::int64_t> touched_;
   analyzers::EpisodeLog<std::int64_t> episodes_;
-  Statement judged_through_, first_step_, open_alerts_, warmup_steps_, pending_steps_,
+  Statement revision_, judged_through_, first_step_, open_alerts_, warmup_steps_, pending_steps_,
       upsert_alert_, cause_id_, set_attempt_, set_judged_through_;
 };
 

@@ -6,46 +6,53 @@
 
 namespace lossguard::store {
 
+// Generated from schema/migrations/ENGINE by cmake/EmbedMigrations.cmake.
+const std::vector<Migration>& sqlite_migrations();
+const std::vector<Migration>& postgresql_migrations();
+
+const std::vector<Migration>& BuiltinMigrations(Backend backend) {
+  return backend == Backend::kSqlite ? sqlite_migrations() : postgresql_migrations();
+}
+
 int SchemaVersion(Database& db) {
-  Statement exists(db,
-                   "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'");
-  if (!exists.Step()) return 0;
+  if (!db.HasTable("schema_version")) return 0;
   Statement max(db, "SELECT COALESCE(MAX(version), 0) FROM schema_version");
   max.Step();
   return static_cast<int>(max.Int(0));
 }
 
 int ApplyMigrations(Database& db, const std::vector<Migration>& migrations) {
-  int latest = migrations.empty() ? 0 : migrations.back().version;
-  int current = SchemaVersion(db);
-  if (current > latest) {
-    throw SqliteError(db.path().string() + " has schema version " + std::to_string(current) +
-                      ", newer than this lossguard build understands (" + std::to_string(latest) +
-                      "); refusing to open it. Use a newer lossguard-server.");
-  }
-  for (const Migration& migration : migrations) {
-    if (migration.version <= current) continue;
+  const int latest = migrations.empty() ? 0 : migrations.back().version;
+  while (true) {
     Transaction transaction(db);
+    db.LockSchema();
+    // Read under the lock: another server may have migrated while this one waited.
+    const int current = SchemaVersion(db);
+    if (current > latest) {
+      throw StorageError(db.name() + " has schema version " + std::to_string(current) +
+                         ", newer than this lossguard build understands (" +
+                         std::to_string(latest) +
+                         "); refusing to open it. Use a newer lossguard-server.");
+    }
+    auto next = std::find_if(migrations.begin(), migrations.end(),
+                             [&](const Migration& m) { return m.version > current; });
+    if (next == migrations.end()) return current;
     db.Exec(
         "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name TEXT NOT "
-        "NULL, "
-        "applied_at REAL NOT NULL)");
+        "NULL, applied_at DOUBLE PRECISION NOT NULL)");
     try {
-      db.Exec(migration.sql);
-    } catch (const SqliteError& e) {
-      throw SqliteError("migration " + std::to_string(migration.version) + "_" + migration.name +
-                        " failed: " + e.what());
+      db.Exec(next->sql);
+    } catch (const StorageError& e) {
+      throw StorageError("migration " + std::to_string(next->version) + "_" + next->name +
+                             " failed: " + e.what(),
+                         e.unavailable());
     }
     Statement record(db, "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)");
-    double now = UnixSeconds();
-    record.Bind(1, std::int64_t{migration.version}).Bind(2, migration.name).BindNumber(3, now);
+    record.Bind(1, std::int64_t{next->version}).Bind(2, next->name).BindNumber(3, UnixSeconds());
     record.Step();
     transaction.Commit();
-    spdlog::info("{}: applied migration {}_{}", db.path().string(), migration.version,
-                 migration.name);
-    current = migration.version;
+    spdlog::info("{}: applied migration {}_{}", db.name(), next->version, next->name);
   }
-  return current;
 }
 
 }  // namespace lossguard::store

@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "store/sqlite.h"
+#include "store/database.h"
 
 namespace lossguard::store {
 
@@ -13,12 +13,14 @@ struct Migration {
   std::string sql;
 };
 
-// The migrations in schema/migrations, embedded at build time.
-const std::vector<Migration>& BuiltinMigrations();
+// One engine's migrations (schema/migrations/sqlite or .../postgresql), embedded at build time.
+// Both engines have the same versions: a version means the same schema on either.
+const std::vector<Migration>& BuiltinMigrations(Backend backend);
 
 // Brings `db` to the last of `migrations`: each pending migration runs in its own transaction and
-// is recorded in schema_version. A database whose version is newer than the last migration is
-// refused (SqliteError saying both versions) and left untouched. Returns the version the database
+// is recorded in schema_version. Servers that start together on one database apply each migration
+// once (Database::LockSchema). A database whose version is newer than the last migration is
+// refused (StorageError saying both versions) and left untouched. Returns the version the database
 // is at.
 int ApplyMigrations(Database& db, const std::vector<Migration>& migrations);
 

@@ -1,7 +1,7 @@
 #pragma once
 
 #include "store/rollup.h"
-#include "store/sqlite.h"
+#include "store/database.h"
 
 namespace lossguard::store {
 

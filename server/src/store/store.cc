@@ -5,44 +5,65 @@
 #include "store/clock.h"
 #include "store/migrations.h"
 #include "store/read_lease.h"
+#include "store/sqlite.h"
 #include "store/writer.h"
 
 namespace lossguard::store {
 
 namespace {
-Database OpenWriter(const std::filesystem::path& path, const StoreOptions& options) {
-  Database db(path, /*read_only=*/false, /*create=*/true);
-  db.Exec("PRAGMA journal_mode = WAL");
-  db.Exec(options.durability == Durability::kFull ? "PRAGMA synchronous = FULL"
-                                                  : "PRAGMA synchronous = NORMAL");
-  db.Exec("PRAGMA cache_size = -65536");
-  if (SchemaVersion(db) == 0) {
-    Statement tables(db, "SELECT name FROM sqlite_master WHERE type = 'table' LIMIT 1");
-    if (tables.Step()) {
-      throw SqliteError(path.string() + " is not a lossguard database (it has tables, e.g. \"" +
-                        std::string(tables.Text(0)) +
-                        "\", but no schema_version); refusing to modify it");
+std::unique_ptr<Database> Connect(const StoreLocation& location, const StoreOptions& options,
+                                  bool writer) {
+  if (location.backend == Backend::kSqlite) {
+    return std::make_unique<SqliteDatabase>(location.sqlite_path, /*read_only=*/!writer,
+                                            /*create=*/writer);
+  }
+  PostgresOptions postgres = location.postgres;
+  postgres.synchronous_commit = options.durability == Durability::kFull;
+  return std::make_unique<PostgresDatabase>(postgres);
+}
+
+std::unique_ptr<Database> OpenWriter(const StoreLocation& location, const StoreOptions& options) {
+  std::unique_ptr<Database> db = Connect(location, options, /*writer=*/true);
+  if (location.backend == Backend::kSqlite) {
+    db->Exec("PRAGMA journal_mode = WAL");
+    db->Exec(options.durability == Durability::kFull ? "PRAGMA synchronous = FULL"
+                                                     : "PRAGMA synchronous = NORMAL");
+    db->Exec("PRAGMA cache_size = -65536");
+  }
+  if (SchemaVersion(*db) == 0) {
+    if (std::optional<std::string> table = db->AnyTable()) {
+      throw StorageError(db->name() + " is not a lossguard database (it has tables, e.g. \"" +
+                         *table + "\", but no schema_version); refusing to modify it");
     }
   }
-  ApplyMigrations(db, BuiltinMigrations());
+  ApplyMigrations(*db, BuiltinMigrations(location.backend));
   return db;
 }
 }  // namespace
 
-Store::Store(const std::filesystem::path& path, StoreOptions options)
-    : path_(path),
-      options_(options),
-      writer_(std::make_unique<Writer>(OpenWriter(path, options), options.analysis)) {}
+Store::Store(const StoreLocation& location, StoreOptions options)
+    : location_(location),
+      options_(std::move(options)),
+      writer_(std::make_unique<Writer>(OpenWriter(location_, options_), options_.analysis)) {}
 
 Store::~Store() {
   std::lock_guard lock(write_mutex_);
   idle_readers_.clear();
+  if (!writer_ || location_.backend != Backend::kSqlite) return;
   try {
     // Fold the WAL back into the database so that a cleanly stopped server leaves one file.
     writer_->db().Exec("PRAGMA wal_checkpoint(TRUNCATE)");
-  } catch (const SqliteError& e) {
+  } catch (const StorageError& e) {
     spdlog::warn("checkpoint on close: {}", e.what());
   }
+}
+
+Store::Writer& Store::LiveWriter() {
+  if (!writer_) {
+    writer_ = std::make_unique<Writer>(OpenWriter(location_, options_), options_.analysis);
+    spdlog::info("reconnected to {}", location_.Describe());
+  }
+  return *writer_;
 }
 
 Store::ReadLease Store::Read() {
@@ -54,8 +75,7 @@ Store::ReadLease Store::Read() {
       return ReadLease(*this, std::move(db));
     }
   }
-  auto db = std::make_unique<Database>(path_, /*read_only=*/true, /*create=*/false);
-  return ReadLease(*this, std::move(db));
+  return ReadLease(*this, Connect(location_, options_, /*writer=*/false));
 }
 
 IngestResult Store::Ingest(const std::vector<wire::StepRecord>& records) {
@@ -64,7 +84,7 @@ IngestResult Store::Ingest(const std::vector<wire::StepRecord>& records) {
   for (const wire::StepRecord& record : records) canonical.push_back(wire::CanonicalJson(record));
   double now = UnixSeconds();
   std::lock_guard lock(write_mutex_);
-  return writer_->Ingest(records, canonical, now);
+  return Write([&](Writer& writer) { return writer.Ingest(records, canonical, now); });
 }
 
 }  // namespace lossguard::store

@@ -9,14 +9,19 @@
 
 #include "lossguard/wire/step_record.h"
 #include "store/analysis.h"
-#include "store/sqlite.h"
+#include "store/database.h"
+#include "store/location.h"
 #include "store/types.h"
 
 namespace lossguard::store {
 
 enum class Durability {
-  kFull,    // fsync the WAL at every commit: an acknowledged batch survives power loss
-  kNormal,  // fsync at checkpoints only: survives a crash or kill -9 of the server, not power loss
+  // SQLite: fsync the WAL at every commit. PostgreSQL: synchronous_commit on. An acknowledged batch
+  // survives power loss.
+  kFull,
+  // SQLite: fsync at checkpoints only. PostgreSQL: synchronous_commit off. Survives a crash or
+  // kill -9 of lossguard-server, not power loss (nor, on PostgreSQL, a crash of its server).
+  kNormal,
 };
 
 struct StoreOptions {
@@ -25,14 +30,21 @@ struct StoreOptions {
   AnalysisOptions analysis;  // the analyzers run in the ingest transaction
 };
 
-// lossguard's SQLite storage: one write connection (writes are serialised) and a small pool of
-// read connections (WAL lets reads run beside a write). Thread-safe: any method may be called from
-// any thread. Every method throws SqliteError, with context, when SQLite fails.
+// lossguard's storage, on SQLite or PostgreSQL (the same SQL, schema versions and guarantees): one
+// write connection (this process's writes are serialised) and a small pool of read connections
+// (reads run beside a write). Several servers may share one PostgreSQL database: writers of one run
+// take its lock in the database, and a server whose analyzer state of a run is older than the
+// stored run rebuilds it. Thread-safe: any method may be called from any thread. Every method
+// throws StorageError, with context, when the database fails; unavailable() ones (a PostgreSQL
+// server restarting) stored nothing, and the store reconnects on the next call.
 class Store {
  public:
-  // Opens or creates the database at `path` and applies pending migrations. Throws SqliteError if
-  // the file cannot be opened, is not a lossguard database, or is newer than this build.
-  Store(const std::filesystem::path& path, StoreOptions options = {});
+  // Opens or creates the database and applies pending migrations. Throws StorageError if it
+  // cannot be opened or reached, is not a lossguard database, or is newer than this build.
+  Store(const StoreLocation& location, StoreOptions options = {});
+  // A SQLite file.
+  Store(const std::filesystem::path& path, StoreOptions options = {})
+      : Store(StoreLocation::Sqlite(path), std::move(options)) {}
   ~Store();
   Store(const Store&) = delete;
 
@@ -45,6 +57,7 @@ class Store {
 
   // The schema version, read from the database (a real round trip: /healthz uses it).
   int SchemaVersion();
+  Backend backend() const { return location_.backend; }
 
   // One page of runs (see RunListQuery); its cost grows with the page, not with the number of runs.
   RunPage ListRuns(const RunListQuery& query);
@@ -76,10 +89,20 @@ class Store {
   class ReadLease;
   class Writer;
   ReadLease Read();
+  // Runs `read` on a pooled read connection. A connection lost while idle in the pool (the
+  // database restarted) fails its first statement: the pool is emptied and `read` runs once more
+  // on a new connection. Reads change nothing, so running one twice is harmless.
+  template <typename Fn>
+  auto Reading(Fn&& read);
+  // The write connection, reopened if the last one was lost. Call with write_mutex_ held.
+  Writer& LiveWriter();
+  // Runs `write` on the writer; a lost connection is dropped (reopened by the next call).
+  template <typename Fn>
+  auto Write(Fn&& write);
 
-  std::filesystem::path path_;
+  StoreLocation location_;
   StoreOptions options_;
-  std::unique_ptr<Writer> writer_;  // guarded by write_mutex_
+  std::unique_ptr<Writer> writer_;  // guarded by write_mutex_; null after a lost connection
   std::mutex write_mutex_;
   std::mutex read_mutex_;
   std::vector<std::unique_ptr<Database>> idle_readers_;  // guarded by read_mutex_

@@ -90,7 +90,7 @@ std::map<std::int64_t, std::vector<BlockStats>> ReadRawRange(Database& db, std::
                                                              std::optional<std::int64_t> rank) {
   Statement rows(db, std::string("SELECT ") + kRawBlockColumns +
                          ", rank FROM steps WHERE run_id = ?1 AND step BETWEEN ?2 AND ?3 AND "
-                         "(?4 IS NULL OR rank = ?4) ORDER BY step, rank");
+                         "(CAST(?4 AS BIGINT) IS NULL OR rank = ?4) ORDER BY step, rank");
   rows.Bind(1, run_id).Bind(2, range.first_bucket).Bind(3, range.last_bucket).Bind(4, rank);
   std::map<std::int64_t, std::vector<BlockStats>> out;
   while (rows.Step()) out[rows.Int(5)].push_back(RawRowToBlock(rows));
@@ -153,144 +153,151 @@ std::vector<std::int64_t> RanksOf(Database& db, std::int64_t run_id) {
 }  // namespace
 
 int Store::SchemaVersion() {
-  ReadLease db = Read();
-  return store::SchemaVersion(*db);
+  return Reading([&](Database& db) -> int {
+    return store::SchemaVersion(db);
+  });
 }
 
 RunPage Store::ListRuns(const RunListQuery& query) {
-  ReadLease db = Read();
-  // Run names are printable ASCII (wire format v1), so every name with the prefix sorts below the
-  // prefix followed by DEL: a range on the name index instead of a scan.
-  Statement runs(*db, std::string(kRunColumns) +
-                          " WHERE name > ?1 AND name >= ?2 AND name < ?3 AND last_seen >= ?4 "
-                          "ORDER BY name LIMIT ?5");
-  runs.Bind(1, query.after.value_or(""))
-      .Bind(2, query.prefix)
-      .Bind(3, query.prefix + "\x7f")
-      .BindNumber(4, query.active_since.value_or(-1e300))
-      .Bind(5, query.limit + 1);
-  RunPage page;
-  while (runs.Step()) {
-    if (static_cast<std::int64_t>(page.runs.size()) == query.limit) {
-      page.next = page.runs.back().name;
-      break;
+  return Reading([&](Database& db) -> RunPage {
+    // Run names are printable ASCII (wire format v1), so every name with the prefix sorts below the
+    // prefix followed by DEL: a range on the name index instead of a scan.
+    Statement runs(db, std::string(kRunColumns) +
+                            " WHERE name > ?1 AND name >= ?2 AND name < ?3 AND last_seen >= ?4 "
+                            "ORDER BY name LIMIT ?5");
+    runs.Bind(1, query.after.value_or(""))
+        .Bind(2, query.prefix)
+        .Bind(3, query.prefix + "\x7f")
+        .BindNumber(4, query.active_since.value_or(-1e300))
+        .Bind(5, query.limit + 1);
+    RunPage page;
+    while (runs.Step()) {
+      if (static_cast<std::int64_t>(page.runs.size()) == query.limit) {
+        page.next = page.runs.back().name;
+        break;
+      }
+      page.runs.push_back(Summarise(db, runs));
     }
-    page.runs.push_back(Summarise(*db, runs));
-  }
-  return page;
+    return page;
+  });
 }
 
 ActiveRuns Store::ListActiveRuns(double since, std::size_t limit) {
-  ReadLease db = Read();
-  ActiveRuns out;
-  Statement count(*db, "SELECT COUNT(*) FROM runs WHERE last_seen >= ?");
-  count.BindNumber(1, since);
-  count.Step();
-  out.active = static_cast<std::size_t>(count.Int(0));
-  Statement runs(*db, std::string(kRunColumns) +
-                          " WHERE last_seen >= ? ORDER BY last_seen DESC, name LIMIT ?");
-  runs.BindNumber(1, since).Bind(2, static_cast<std::int64_t>(limit));
-  while (runs.Step()) out.runs.push_back(Summarise(*db, runs));
-  return out;
+  return Reading([&](Database& db) -> ActiveRuns {
+    ActiveRuns out;
+    Statement count(db, "SELECT COUNT(*) FROM runs WHERE last_seen >= ?");
+    count.BindNumber(1, since);
+    count.Step();
+    out.active = static_cast<std::size_t>(count.Int(0));
+    Statement runs(db, std::string(kRunColumns) +
+                            " WHERE last_seen >= ? ORDER BY last_seen DESC, name LIMIT ?");
+    runs.BindNumber(1, since).Bind(2, static_cast<std::int64_t>(limit));
+    while (runs.Step()) out.runs.push_back(Summarise(db, runs));
+    return out;
+  });
 }
 
 std::vector<OpenAlertGroup> Store::ListOpenAlertGroups() {
-  ReadLease db = Read();
-  Statement groups(*db,
-                   "SELECT r.name, a.kind, a.severity, a.acked_at IS NOT NULL AS acked, COUNT(*) "
-                   "FROM alerts a JOIN runs r ON r.id = a.run_id WHERE a.state = 'open' "
-                   "GROUP BY r.name, a.kind, a.severity, acked");
-  std::vector<OpenAlertGroup> out;
-  while (groups.Step()) {
-    out.push_back({std::string(groups.Text(0)), ParseStoredKind(groups.Text(1)),
-                   ParseStoredSeverity(groups.Text(2)), groups.Int(3) != 0, groups.Int(4)});
-  }
-  return out;
+  return Reading([&](Database& db) -> std::vector<OpenAlertGroup> {
+    Statement groups(db,
+                     "SELECT r.name, a.kind, a.severity, CASE WHEN a.acked_at IS NULL THEN 0 ELSE 1 "
+                     "END, COUNT(*) FROM alerts a JOIN runs r ON r.id = a.run_id WHERE a.state = "
+                     "'open' GROUP BY 1, 2, 3, 4");
+    std::vector<OpenAlertGroup> out;
+    while (groups.Step()) {
+      out.push_back({std::string(groups.Text(0)), ParseStoredKind(groups.Text(1)),
+                     ParseStoredSeverity(groups.Text(2)), groups.Int(3) != 0, groups.Int(4)});
+    }
+    return out;
+  });
 }
 
 std::optional<RunSummary> Store::GetRun(std::string_view run) {
-  ReadLease db = Read();
-  Statement row(*db, std::string(kRunColumns) + " WHERE name = ?");
-  row.Bind(1, run);
-  if (!row.Step()) return std::nullopt;
-  return Summarise(*db, row);
+  return Reading([&](Database& db) -> std::optional<RunSummary> {
+    Statement row(db, std::string(kRunColumns) + " WHERE name = ?");
+    row.Bind(1, run);
+    if (!row.Step()) return std::nullopt;
+    return Summarise(db, row);
+  });
 }
 
 std::optional<StepPage> Store::ReadSteps(std::string_view run, const StepQuery& query) {
-  ReadLease db = Read();
-  std::optional<std::int64_t> run_id = FindRunId(*db, run);
-  if (!run_id) return std::nullopt;
-  Statement rows(
-      *db,
-      "SELECT step, rank, record FROM steps WHERE run_id = ?1 AND step BETWEEN ?2 AND ?3 "
-      "AND (step > ?2 OR rank >= ?4) AND (?5 IS NULL OR rank = ?5) ORDER BY step, rank LIMIT ?6");
-  rows.Bind(1, *run_id)
-      .Bind(2, query.from)
-      .Bind(3, query.to)
-      .Bind(4, query.from_rank)
-      .Bind(5, query.rank);
-  rows.Bind(6, query.limit + 1);
-  StepPage page;
-  while (rows.Step()) {
-    if (static_cast<std::int64_t>(page.records.size()) == query.limit) {
-      page.next = StepPage::Continuation{rows.Int(0), rows.Int(1)};
-      break;
+  return Reading([&](Database& db) -> std::optional<StepPage> {
+    std::optional<std::int64_t> run_id = FindRunId(db, run);
+    if (!run_id) return std::nullopt;
+    Statement rows(
+        db,
+        "SELECT step, rank, record FROM steps WHERE run_id = ?1 AND step BETWEEN ?2 AND ?3 "
+        "AND (step > ?2 OR rank >= ?4) AND (CAST(?5 AS BIGINT) IS NULL OR rank = ?5) ORDER BY step, rank LIMIT ?6");
+    rows.Bind(1, *run_id)
+        .Bind(2, query.from)
+        .Bind(3, query.to)
+        .Bind(4, query.from_rank)
+        .Bind(5, query.rank);
+    rows.Bind(6, query.limit + 1);
+    StepPage page;
+    while (rows.Step()) {
+      if (static_cast<std::int64_t>(page.records.size()) == query.limit) {
+        page.next = StepPage::Continuation{rows.Int(0), rows.Int(1)};
+        break;
+      }
+      page.records.emplace_back(rows.Text(2));
     }
-    page.records.emplace_back(rows.Text(2));
-  }
-  return page;
+    return page;
+  });
 }
 
 std::optional<DownsampledSeries> Store::ReadDownsampled(std::string_view run, std::int64_t from,
                                                         std::int64_t to,
                                                         std::optional<std::int64_t> rank,
                                                         std::int64_t max_buckets) {
-  ReadLease db = Read();
-  ReadTransaction snapshot(*db);  // the pending marks and the rollups of one moment
-  std::optional<std::int64_t> run_id = FindRunId(*db, run);
-  if (!run_id) return std::nullopt;
-  DownsampledSeries out;
-  auto bounds = StepBounds(*db, *run_id);
-  if (!bounds) return out;
-  out.from = std::max(from, bounds->first);
-  out.to = std::min(to, bounds->second);
-  if (out.from > out.to) return out;
+  return Reading([&](Database& db) -> std::optional<DownsampledSeries> {
+    ReadTransaction snapshot(db);  // the pending marks and the rollups of one moment
+    std::optional<std::int64_t> run_id = FindRunId(db, run);
+    if (!run_id) return std::nullopt;
+    DownsampledSeries out;
+    auto bounds = StepBounds(db, *run_id);
+    if (!bounds) return out;
+    out.from = std::max(from, bounds->first);
+    out.to = std::min(to, bounds->second);
+    if (out.from > out.to) return out;
 
-  Resolution resolution = ChooseResolution(out.from, out.to, max_buckets);
-  out.bucket_width = resolution.bucket_width;
-  const std::set<std::int64_t> pending = PendingBlocks(*db, *run_id, out.from, out.to);
-  std::vector<BlockRange> plan;
-  for (const BlockRange& range : PlanCover(out.from, out.to, resolution.level))
-    AvoidPending(range, pending, plan);
+    Resolution resolution = ChooseResolution(out.from, out.to, max_buckets);
+    out.bucket_width = resolution.bucket_width;
+    const std::set<std::int64_t> pending = PendingBlocks(db, *run_id, out.from, out.to);
+    std::vector<BlockRange> plan;
+    for (const BlockRange& range : PlanCover(out.from, out.to, resolution.level))
+      AvoidPending(range, pending, plan);
 
-  // Steps read directly: one scan per range for all ranks (per rank, a range of steps would be
-  // read once for every rank).
-  std::map<std::size_t, std::map<std::int64_t, std::vector<BlockStats>>> raw;
-  std::set<std::int64_t> ranks;
-  if (rank) ranks.insert(*rank);
-  for (std::size_t i = 0; i < plan.size(); ++i) {
-    if (plan[i].level != 0) continue;
-    raw[i] = ReadRawRange(*db, *run_id, plan[i], rank);
-    if (!rank)
-      for (const auto& [r, rows] : raw[i]) ranks.insert(r);
-  }
-  if (!rank)
-    for (std::int64_t r : RanksOf(*db, *run_id)) ranks.insert(r);
-
-  for (std::int64_t r : ranks) {
-    DownsampledSeries::Rank series{r, {}};
+    // Steps read directly: one scan per range for all ranks (per rank, a range of steps would be
+    // read once for every rank).
+    std::map<std::size_t, std::map<std::int64_t, std::vector<BlockStats>>> raw;
+    std::set<std::int64_t> ranks;
+    if (rank) ranks.insert(*rank);
     for (std::size_t i = 0; i < plan.size(); ++i) {
-      if (plan[i].level != 0) {
-        CollectRollups(*db, *run_id, r, plan[i], out.bucket_width, series.buckets);
-        continue;
-      }
-      auto rows = raw[i].find(r);
-      if (rows == raw[i].end()) continue;
-      for (const BlockStats& row : rows->second) MergeInto(series.buckets, row, out.bucket_width);
+      if (plan[i].level != 0) continue;
+      raw[i] = ReadRawRange(db, *run_id, plan[i], rank);
+      if (!rank)
+        for (const auto& [r, rows] : raw[i]) ranks.insert(r);
     }
-    if (!series.buckets.empty()) out.ranks.push_back(std::move(series));
-  }
-  return out;
+    if (!rank)
+      for (std::int64_t r : RanksOf(db, *run_id)) ranks.insert(r);
+
+    for (std::int64_t r : ranks) {
+      DownsampledSeries::Rank series{r, {}};
+      for (std::size_t i = 0; i < plan.size(); ++i) {
+        if (plan[i].level != 0) {
+          CollectRollups(db, *run_id, r, plan[i], out.bucket_width, series.buckets);
+          continue;
+        }
+        auto rows = raw[i].find(r);
+        if (rows == raw[i].end()) continue;
+        for (const BlockStats& row : rows->second) MergeInto(series.buckets, row, out.bucket_width);
+      }
+      if (!series.buckets.empty()) out.ranks.push_back(std::move(series));
+    }
+    return out;
+  });
 }
 
 }  // namespace lossguard::store

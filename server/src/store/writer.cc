@@ -8,14 +8,14 @@ namespace lossguard::store {
 
 namespace {
 // New keys (the common case) cost one statement; an existing key is then updated only if the record
-// differs, so sqlite3_changes() tells new, replaced and duplicate apart without RETURNING.
+// differs, so the changed-row count tells new, replaced and duplicate apart without RETURNING.
 constexpr const char* kInsertStep = R"sql(
-INSERT OR IGNORE INTO steps (run_id, step, rank, loss, grad_norm, ref_loss, tokens, record, received_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9))sql";
+INSERT INTO steps (run_id, step, rank, loss, grad_norm, ref_loss, tokens, record, received_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING)sql";
 constexpr const char* kReplaceStep = R"sql(
 UPDATE steps SET loss = ?4, grad_norm = ?5, ref_loss = ?6, tokens = ?7, record = ?8, received_at = ?9,
                  version = version + 1
-WHERE run_id = ?1 AND step = ?2 AND rank = ?3 AND record IS NOT ?8)sql";
+WHERE run_id = ?1 AND step = ?2 AND rank = ?3 AND record <> ?8)sql";
 
 // A pending block older than this is refreshed even if its run has not moved on.
 constexpr double kStaleSeconds = 5;
@@ -35,56 +35,99 @@ std::string Sql(const std::string& head, const char* columns, const std::string&
   return head + columns + tail;
 }
 
+// "a = excluded.a, b = excluded.b, ..." for the comma-separated `columns`.
+std::string ExcludedAssignments(std::string_view columns) {
+  std::string out;
+  while (!columns.empty()) {
+    std::size_t comma = columns.find(',');
+    std::string_view column = columns.substr(0, comma);
+    while (!column.empty() && column.front() == ' ') column.remove_prefix(1);
+    if (!out.empty()) out += ", ";
+    out += std::string(column) + " = excluded." + std::string(column);
+    columns = comma == std::string_view::npos ? std::string_view() : columns.substr(comma + 1);
+  }
+  return out;
+}
+
 }  // namespace
 
-Store::Writer::Writer(Database db, AnalysisOptions analysis)
+Store::Writer::Writer(std::unique_ptr<Database> db, AnalysisOptions analysis)
     : db_(std::move(db)),
-      analysis_(db_, std::move(analysis)),
-      find_run_(db_, "SELECT id FROM runs WHERE name = ?"),
-      insert_run_(db_,
-                  "INSERT INTO runs (name, first_seen, last_seen) VALUES (?, ?, ?) RETURNING id"),
-      touch_run_(db_,
-                 "UPDATE runs SET last_seen = ?, record_count = record_count + ? WHERE id = ?"),
-      insert_step_(db_, kInsertStep),
-      replace_step_(db_, kReplaceStep),
+      analysis_(*db_, std::move(analysis)),
+      find_run_(*db_, "SELECT id FROM runs WHERE name = ?"),
+      // Another server may create the same run at the same moment: its row then wins (this
+      // statement waits for its commit) and find_run_ reads it.
+      insert_run_(*db_,
+                  "INSERT INTO runs (name, first_seen, last_seen) VALUES (?, ?, ?) ON CONFLICT "
+                  "(name) DO NOTHING RETURNING id"),
+      touch_run_(*db_,
+                 "UPDATE runs SET last_seen = ?, record_count = record_count + ?, revision = "
+                 "revision + 1 WHERE id = ? RETURNING revision"),
+      insert_step_(*db_, kInsertStep),
+      replace_step_(*db_, kReplaceStep),
       // In key order (step, rank): one sequential read of the block, all ranks at once.
-      block_rows_(db_, Sql("SELECT ", kRawBlockColumns,
-                           ", rank FROM steps WHERE run_id = ? AND step BETWEEN ? AND ?")),
-      child_blocks_(db_, Sql("SELECT ", kRollupColumns,
-                             " FROM step_rollups WHERE run_id = ? AND rank = ? AND width = ? AND "
-                             "bucket BETWEEN ? AND ?")),
-      upsert_rollup_(
-          db_,
-          Sql("INSERT OR REPLACE INTO step_rollups (run_id, rank, width, bucket, ", kRollupColumns,
-              ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")),
-      mark_pending_(
-          db_, "INSERT OR IGNORE INTO rollup_pending (run_id, bucket, since) VALUES (?, ?, ?)"),
-      pending_behind_(db_, "SELECT bucket FROM rollup_pending WHERE run_id = ? AND bucket < ?"),
-      pending_stale_(db_,
+      block_rows_(*db_, Sql("SELECT ", kRawBlockColumns,
+                            ", rank FROM steps WHERE run_id = ? AND step BETWEEN ? AND ?")),
+      child_blocks_(*db_, Sql("SELECT ", kRollupColumns,
+                              " FROM step_rollups WHERE run_id = ? AND rank = ? AND width = ? AND "
+                              "bucket BETWEEN ? AND ?")),
+      upsert_rollup_(*db_, Sql("INSERT INTO step_rollups (run_id, rank, width, bucket, ",
+                               kRollupColumns,
+                               ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                               "ON CONFLICT (run_id, rank, width, bucket) DO UPDATE SET " +
+                                   ExcludedAssignments(kRollupColumns))),
+      mark_pending_(*db_,
+                    "INSERT INTO rollup_pending (run_id, bucket, since) VALUES (?, ?, ?) ON "
+                    "CONFLICT DO NOTHING"),
+      pending_behind_(*db_, "SELECT bucket FROM rollup_pending WHERE run_id = ? AND bucket < ?"),
+      pending_stale_(*db_,
                      "SELECT run_id, bucket FROM rollup_pending WHERE since < ? ORDER BY since "
                      "LIMIT ?"),
-      clear_pending_(db_, "DELETE FROM rollup_pending WHERE run_id = ? AND bucket = ?") {}
+      clear_pending_(*db_, "DELETE FROM rollup_pending WHERE run_id = ? AND bucket = ?") {}
 
 std::int64_t Store::Writer::RunId(const std::string& name, double now,
                                   std::unordered_map<std::string, std::int64_t>& created) {
   if (auto it = run_ids_.find(name); it != run_ids_.end()) return it->second;
   if (auto it = created.find(name); it != created.end()) return it->second;
-  find_run_.Reset();
-  find_run_.Bind(1, name);
-  std::int64_t id;
-  if (find_run_.Step()) {
-    id = find_run_.Int(0);
-    run_ids_.emplace(name, id);  // committed before this transaction
-  } else {
-    insert_run_.Reset();
-    insert_run_.Bind(1, name).BindNumber(2, now).BindNumber(3, now);
-    insert_run_.Step();
-    id = insert_run_.Int(0);
-    created.emplace(name, id);  // only cached once the transaction commits
+  auto find = [&]() -> std::optional<std::int64_t> {
+    find_run_.Reset();
+    find_run_.Bind(1, name);
+    std::optional<std::int64_t> found;
+    if (find_run_.Step()) found = find_run_.Int(0);
+    find_run_.Reset();
+    return found;
+  };
+  if (std::optional<std::int64_t> id = find()) {
+    run_ids_.emplace(name, *id);  // committed before this transaction
+    return *id;
   }
-  find_run_.Reset();
   insert_run_.Reset();
-  return id;
+  insert_run_.Bind(1, name).BindNumber(2, now).BindNumber(3, now);
+  std::optional<std::int64_t> id;
+  if (insert_run_.Step()) id = insert_run_.Int(0);
+  insert_run_.Reset();
+  if (!id) {  // another server created it since find()
+    id = find();
+    if (!id) throw StorageError("run \"" + name + "\" was neither found nor created");
+    run_ids_.emplace(name, *id);
+    return *id;
+  }
+  created.emplace(name, *id);  // only cached once the transaction commits
+  return *id;
+}
+
+std::vector<std::int64_t> Store::Writer::LockRuns(
+    const std::vector<wire::StepRecord>& records, double now,
+    std::unordered_map<std::string, std::int64_t>& created) {
+  std::vector<std::int64_t> ids;
+  ids.reserve(records.size());
+  for (const wire::StepRecord& r : records) ids.push_back(RunId(r.run, now, created));
+  std::set<std::int64_t> runs(ids.begin(), ids.end());
+  for (std::int64_t run_id : runs) {  // ascending: two servers never wait on each other in a cycle
+    db_->LockRun(run_id);
+    analysis_.Prepare(run_id);  // under the lock, before this batch's steps of the run are written
+  }
+  return ids;
 }
 
 IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
@@ -94,23 +137,23 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
   std::unordered_map<std::int64_t, std::int64_t> new_records_per_run;
   std::set<StepBlock> changed;
   std::map<std::int64_t, std::int64_t> newest_step;
-  Transaction transaction(db_);
+  Transaction transaction(*db_);
   try {
+    const std::vector<std::int64_t> run_of = LockRuns(records, now, created_runs);
     for (std::size_t i = 0; i < records.size(); ++i) {
       const wire::StepRecord& r = records[i];
-      std::int64_t run_id = RunId(r.run, now, created_runs);
-      analysis_.Prepare(run_id);  // before this batch's steps of the run are written
+      const std::int64_t run_id = run_of[i];
       new_records_per_run.try_emplace(run_id, 0);
       ++result.accepted;
       BindStep(insert_step_, run_id, r, canonical[i], now);
       insert_step_.Step();
-      const bool new_record = db_.Changes() == 1;
+      const bool new_record = db_->Changes() == 1;
       if (new_record) {
         ++new_records_per_run[run_id];
       } else {
         BindStep(replace_step_, run_id, r, canonical[i], now);
         replace_step_.Step();
-        if (db_.Changes() == 0) {
+        if (db_->Changes() == 0) {
           ++result.duplicates;
           analysis_.Feed(run_id, r, Analysis::Stored::kDuplicate);
           continue;
@@ -128,7 +171,9 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
       touch_run_.Reset();
       touch_run_.BindNumber(1, now).Bind(2, added).Bind(3, run_id);
       touch_run_.Step();
+      analysis_.Revised(run_id, touch_run_.Int(0));
     }
+    touch_run_.Reset();
     UpdateRollups(changed, newest_step, now);
     analysis_.Finish(now);
     transaction.Commit();
@@ -157,8 +202,14 @@ void Store::Writer::UpdateRollups(const std::set<StepBlock>& changed,
   pending_behind_.Reset();
   pending_stale_.Reset();
   pending_stale_.BindNumber(1, now - kStaleSeconds).Bind(2, std::int64_t{kStaleRefreshes});
-  while (pending_stale_.Step()) marked.insert({pending_stale_.Int(0), pending_stale_.Int(1)});
+  std::set<StepBlock> stale;
+  while (pending_stale_.Step()) stale.insert({pending_stale_.Int(0), pending_stale_.Int(1)});
   pending_stale_.Reset();
+  // Another run's stale block only if no other server is writing that run now (its lock is free);
+  // a run of this batch is locked by this transaction already.
+  for (const StepBlock& block : stale) {
+    if (db_->TryLockRun(block.run_id)) marked.insert(block);
+  }
   due = marked;
   // A changed block that is already due (a batch of many steps) is refreshed without ever being
   // marked; the others wait, marked, in the same transaction as their steps.

@@ -10,7 +10,7 @@
 
 #include "lossguard/wire/step_record.h"
 #include "store/analysis.h"
-#include "store/sqlite.h"
+#include "store/database.h"
 #include "store/store.h"
 #include "store/types.h"
 
@@ -19,9 +19,9 @@ namespace lossguard::store {
 // The write connection and its prepared statements. Not thread-safe: Store serialises calls.
 class Store::Writer {
  public:
-  Writer(Database db, AnalysisOptions analysis);
+  Writer(std::unique_ptr<Database> db, AnalysisOptions analysis);
 
-  Database& db() { return db_; }
+  Database& db() { return *db_; }
 
   // `canonical[i]` is CanonicalJson(records[i]), computed by the caller outside the write lock.
   IngestResult Ingest(const std::vector<wire::StepRecord>& records,
@@ -40,6 +40,10 @@ class Store::Writer {
 
   std::int64_t RunId(const std::string& name, double now,
                      std::unordered_map<std::string, std::int64_t>& created);
+  // The run ids of the batch's records (creating new runs), each run locked (Database::LockRun)
+  // and its analyzer prepared before any of its records is written.
+  std::vector<std::int64_t> LockRuns(const std::vector<wire::StepRecord>& records, double now,
+                                     std::unordered_map<std::string, std::int64_t>& created);
   // Records the blocks the batch changed as pending, then refreshes the pending blocks that are
   // due: a run's blocks at least one whole block behind its newest step in this batch (late ranks
   // have had a block's time to report), and up to kStaleRefreshes blocks pending for longer than
@@ -53,11 +57,22 @@ class Store::Writer {
   BlockStats Aggregate(int level, const BlockKey& key);
   void WriteBlock(int level, const BlockKey& key, const BlockStats& stats);
 
-  Database db_;
+  std::unique_ptr<Database> db_;
   Analysis analysis_;
   std::unordered_map<std::string, std::int64_t> run_ids_;  // committed runs only
   Statement find_run_, insert_run_, touch_run_, insert_step_, replace_step_, block_rows_,
       child_blocks_, upsert_rollup_, mark_pending_, pending_behind_, pending_stale_, clear_pending_;
 };
+
+template <typename Fn>
+auto Store::Write(Fn&& write) {
+  Writer& writer = LiveWriter();
+  try {
+    return write(writer);
+  } catch (const StorageError&) {
+    if (writer.db().Broken()) writer_.reset();  // its transaction is gone with it
+    throw;
+  }
+}
 
 }  // namespace lossguard::store

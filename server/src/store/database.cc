@@ -1,0 +1,42 @@
+#include "store/database.h"
+
+#include <spdlog/spdlog.h>
+
+namespace lossguard::store {
+
+std::string SqlFirstLine(std::string_view sql) {
+  std::size_t start = sql.find_first_not_of(" \n\t");
+  if (start == std::string_view::npos) return "";
+  std::string_view rest = sql.substr(start);
+  return std::string(rest.substr(0, std::min(rest.find('\n'), std::size_t{120})));
+}
+
+Transaction::Transaction(Database& db) : db_(db) { db_.BeginWrite(); }
+
+Transaction::~Transaction() {
+  if (done_) return;
+  try {
+    db_.Exec("ROLLBACK");
+  } catch (const StorageError& e) {
+    // A failed statement (or a lost connection) may already have ended the transaction; rolled back
+    // is the outcome we want either way.
+    spdlog::warn("rollback: {}", e.what());
+  }
+}
+
+void Transaction::Commit() {
+  db_.Exec("COMMIT");
+  done_ = true;
+}
+
+ReadTransaction::ReadTransaction(Database& db) : db_(db) { db_.BeginSnapshot(); }
+
+ReadTransaction::~ReadTransaction() {
+  try {
+    db_.Exec("ROLLBACK");  // nothing was written: ending it is all there is to do
+  } catch (const StorageError& e) {
+    spdlog::warn("ending a read transaction: {}", e.what());
+  }
+}
+
+}  // namespace lossguard::store

@@ -1,0 +1,165 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace lossguard::store {
+
+// The two engines behind the store. The SQL the store runs is written once, in the dialect both
+// accept (numbered parameters ?N, ON CONFLICT upserts, RETURNING); what differs lives in the
+// Database implementations (sqlite.h, postgres.h) and in the per-engine migrations.
+enum class Backend { kSqlite, kPostgres };
+
+// Any storage failure, with the statement, file or server it concerns and the engine's message.
+// unavailable(): the database could not be reached or dropped the connection (a restart, a network
+// failure, too many connections, a deadlock it broke): nothing of the failed call was stored, and
+// the same call can succeed later. The HTTP API answers those with 503.
+class StorageError : public std::runtime_error {
+ public:
+  explicit StorageError(const std::string& message, bool unavailable = false)
+      : std::runtime_error(message), unavailable_(unavailable) {}
+  bool unavailable() const { return unavailable_; }
+
+ private:
+  bool unavailable_;
+};
+
+// One prepared statement of an engine. Parameters are 1-based, columns 0-based.
+class StatementImpl {
+ public:
+  virtual ~StatementImpl() = default;
+  virtual void BindInt(int index, std::int64_t value) = 0;
+  virtual void BindText(int index, std::string_view text) = 0;
+  virtual void BindNull(int index) = 0;
+  // Any double, NaN and +-Inf included: each engine stores them so that Number() reads them back.
+  virtual void BindDouble(int index, double value) = 0;
+  virtual bool Step() = 0;
+  virtual void Reset() = 0;
+  virtual bool IsNull(int column) const = 0;
+  virtual std::int64_t Int(int column) const = 0;
+  virtual std::optional<double> Number(int column) const = 0;
+  virtual std::string_view Text(int column) const = 0;
+};
+
+// One connection to the database. Used by one thread at a time (callers serialise access).
+class Database {
+ public:
+  virtual ~Database() = default;
+
+  virtual Backend backend() const = 0;
+  // The file, or the server and database (never a password): what messages name.
+  virtual const std::string& name() const = 0;
+
+  // Runs one or more statements without parameters or results; throws StorageError.
+  virtual void Exec(std::string_view sql) = 0;
+  virtual std::unique_ptr<StatementImpl> Prepare(std::string_view sql) = 0;
+  // Rows changed by the last statement that ran on this connection.
+  virtual std::int64_t Changes() const = 0;
+  // The connection is lost: the caller discards it and opens a new one.
+  virtual bool Broken() const = 0;
+
+  // Starts a write transaction: SQLite takes the database's write lock at once, PostgreSQL starts
+  // a READ COMMITTED transaction (writers of one run serialise on LockRun instead).
+  virtual void BeginWrite() = 0;
+  // Starts a read-only transaction that sees one snapshot for all its statements.
+  virtual void BeginSnapshot() = 0;
+  // Holds the run's lock until the transaction ends: writers of one run on several servers go one
+  // after another. Lock runs in ascending id order (deadlock-free). SQLite: a no-op, its write
+  // transaction excludes every other writer already.
+  virtual void LockRun(std::int64_t run_id) = 0;
+  // LockRun without waiting: false when another transaction holds it.
+  virtual bool TryLockRun(std::int64_t run_id) = 0;
+  // Serialises schema migrations of servers that start together (until the transaction ends).
+  virtual void LockSchema() = 0;
+
+  virtual bool HasTable(std::string_view table) = 0;
+  // The name of some table in the database, if it has any (telling a foreign database apart).
+  virtual std::optional<std::string> AnyTable() = 0;
+};
+
+// The SQL's first line (at most 120 characters), for error messages.
+std::string SqlFirstLine(std::string_view sql);
+
+// A prepared statement with chained binds: the one statement type the store's code uses, whatever
+// the engine.
+class Statement {
+ public:
+  Statement(Database& db, std::string_view sql) : impl_(db.Prepare(sql)) {}
+
+  Statement& Bind(int index, std::int64_t value) {
+    impl_->BindInt(index, value);
+    return *this;
+  }
+  Statement& Bind(int index, std::string_view text) {
+    impl_->BindText(index, text);
+    return *this;
+  }
+  Statement& Bind(int index, const char* text) { return Bind(index, std::string_view(text)); }
+  Statement& Bind(int index, const std::string& text) { return Bind(index, std::string_view(text)); }
+  Statement& BindNull(int index) {
+    impl_->BindNull(index);
+    return *this;
+  }
+  Statement& BindNumber(int index, double value) {
+    impl_->BindDouble(index, value);
+    return *this;
+  }
+  Statement& BindNumber(int index, std::optional<double> value) {
+    return value ? BindNumber(index, *value) : BindNull(index);
+  }
+  Statement& Bind(int index, std::optional<std::int64_t> value) {
+    return value ? Bind(index, *value) : BindNull(index);
+  }
+  Statement& Bind(int index, std::optional<std::string_view> value) {
+    return value ? Bind(index, *value) : BindNull(index);
+  }
+
+  // Advances; true when a row is available. Throws StorageError on failure.
+  bool Step() { return impl_->Step(); }
+  // Resets for re-execution and clears bindings.
+  void Reset() { impl_->Reset(); }
+
+  bool IsNull(int column) const { return impl_->IsNull(column); }
+  std::int64_t Int(int column) const { return impl_->Int(column); }
+  std::optional<std::int64_t> OptionalInt(int column) const {
+    if (IsNull(column)) return std::nullopt;
+    return Int(column);
+  }
+  // A number written by BindNumber (NaN and +-Inf included); NULL -> nullopt.
+  std::optional<double> Number(int column) const { return impl_->Number(column); }
+  std::string_view Text(int column) const { return impl_->Text(column); }
+
+ private:
+  std::unique_ptr<StatementImpl> impl_;
+};
+
+// A write transaction (Database::BeginWrite); rolls back on destruction unless Commit() succeeded.
+class Transaction {
+ public:
+  explicit Transaction(Database& db);
+  ~Transaction();
+  Transaction(const Transaction&) = delete;
+  void Commit();
+
+ private:
+  Database& db_;
+  bool done_ = false;
+};
+
+// A read transaction: every statement between construction and destruction sees one snapshot of
+// the database (writers go on beside it). Ends on destruction.
+class ReadTransaction {
+ public:
+  explicit ReadTransaction(Database& db);
+  ~ReadTransaction();
+  ReadTransaction(const ReadTransaction&) = delete;
+
+ private:
+  Database& db_;
+};
+
+}  // namespace lossguard::store
