@@ -32,17 +32,19 @@ inline void CheckOk(const client::HttpResponse& response) {
 }
 
 // POSTs every body as NDJSON to /api/v1/steps from `clients` keep-alive connections, each taking
-// the next body not yet sent; returns the wall-clock seconds. Throws if any request fails.
-inline double PostConcurrently(const std::string& url, const std::vector<std::string>& bodies,
-                               int clients) {
+// the next body not yet sent; client c talks to urls[c % urls.size()] (several servers on one
+// database). Returns the wall-clock seconds. Throws if any request fails.
+inline double PostConcurrently(const std::vector<std::string>& urls,
+                               const std::vector<std::string>& bodies, int clients) {
   std::atomic<std::size_t> next = 0;
   std::atomic<bool> failed = false;
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::thread> threads;
   for (int c = 0; c < clients; ++c) {
-    threads.emplace_back([&] {
+    threads.emplace_back([&, c] {
       try {
-        client::HttpClient client(url, {.timeout = std::chrono::seconds(120)});
+        client::HttpClient client(urls[static_cast<std::size_t>(c) % urls.size()],
+                                  {.timeout = std::chrono::seconds(120)});
         for (std::size_t b = next++; b < bodies.size(); b = next++)
           CheckOk(client.Post("/api/v1/steps", bodies[b], "application/x-ndjson"));
       } catch (const std::exception& e) {
@@ -54,6 +56,11 @@ inline double PostConcurrently(const std::string& url, const std::vector<std::st
   for (auto& thread : threads) thread.join();
   if (failed) throw std::runtime_error("a client failed");
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+inline double PostConcurrently(const std::string& url, const std::vector<std::string>& bodies,
+                               int clients) {
+  return PostConcurrently(std::vector<std::string>{url}, bodies, clients);
 }
 
 }  // namespace lossguard::bench

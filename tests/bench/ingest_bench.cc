@@ -4,6 +4,9 @@
 //    full) into one run until `records` are stored; records/s over the whole run.
 // 2. Latency: one client posts `latency-batches` batches of 100 records; p50/p99 per request.
 // 3. Query: GET /steps?max_points=2000 over the whole run (1,000,000 steps by default); p50/p99.
+// --backend postgresql runs the servers on a PostgreSQL server the benchmark starts (fsync on, as
+// SQLite's --sync full), --servers N puts N lossguard servers on that one database (clients spread
+// over them). The CPU time each side spent per record in the throughput phase is printed too.
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -15,6 +18,8 @@
 
 #include "bench_http.h"
 #include "lossguard/client/http_client.h"
+#include "process_cpu.h"
+#include "support/postgres_server.h"
 #include "support/processes.h"
 
 namespace {
@@ -54,21 +59,55 @@ int main(int argc, char** argv) {
   std::string analyzers = "on";
   app.add_option("--analyzers", analyzers, "server --analyzers")
       ->check(CLI::IsMember({"on", "off"}));
+  std::string backend = "sqlite";
+  app.add_option("--backend", backend, "storage engine")
+      ->check(CLI::IsMember({"sqlite", "postgresql"}));
+  int server_count = 1;
+  app.add_option("--servers", server_count, "lossguard servers on one database (postgresql)")
+      ->check(CLI::Range(1, 8));
   CLI11_PARSE(app, argc, argv);
+  if (server_count > 1 && backend != "postgresql") {
+    std::fprintf(stderr, "ingest_bench: --servers > 1 needs --backend postgresql\n");
+    return 2;
+  }
 
   try {
     std::string pattern =
         (std::filesystem::temp_directory_path() / "lossguard-bench-XXXXXX").string();
     if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
     std::filesystem::path dir = pattern;
-    ServerProcess server(
-        {.db = dir / "bench.db", .extra_args = {"--sync", sync, "--analyzers", analyzers}});
+    std::unique_ptr<lossguard::testing::PostgresServer> postgres;
+    std::string db = (dir / "bench.db").string();
+    if (backend == "postgresql") {
+      postgres = std::make_unique<lossguard::testing::PostgresServer>(
+          lossguard::testing::PostgresServer::Options{.fsync = true});
+      db = postgres->CreateDatabase("bench");
+    }
+    std::vector<std::unique_ptr<ServerProcess>> servers;
+    std::vector<std::string> urls;
+    for (int i = 0; i < server_count; ++i) {
+      servers.push_back(std::make_unique<ServerProcess>(ServerProcess::Options{
+          .db = db,
+          .extra_args = {"--sync", sync, "--analyzers", analyzers},
+          .stderr_log = dir / ("server-" + std::to_string(i) + ".stderr.log")}));
+      urls.push_back(servers.back()->url());
+    }
+    ServerProcess& server = *servers.front();
+    auto cpu = [&] {
+      double lossguard_seconds = 0;
+      for (const auto& s : servers) lossguard_seconds += lossguard::bench::ProcessTreeCpuSeconds(s->pid());
+      const double database_seconds =
+          postgres ? lossguard::bench::ProcessTreeCpuSeconds(postgres->pid()) : 0.0;
+      return std::make_pair(lossguard_seconds, database_seconds);
+    };
 
     // Bodies are built before the clock starts: the benchmark measures the server, not sprintf.
     std::int64_t batches = records / batch;
     std::vector<std::string> bodies;
     for (std::int64_t b = 0; b < batches; ++b) bodies.push_back(Body("bench", b * batch, batch));
-    double seconds = lossguard::bench::PostConcurrently(server.url(), bodies, clients);
+    const auto cpu_before = cpu();
+    double seconds = lossguard::bench::PostConcurrently(urls, bodies, clients);
+    const auto cpu_after = cpu();
     bodies.clear();
 
     lossguard::client::HttpClient client(server.url());
@@ -89,15 +128,22 @@ int main(int argc, char** argv) {
       CheckOk(response);
       response_bytes = response.body.size();
     }
-    server.Stop(SIGTERM, std::chrono::seconds(30));
+    for (auto& s : servers) s->Stop(SIGTERM, std::chrono::seconds(30));
+    postgres.reset();
     std::filesystem::remove_all(dir);
 
+    const double stored = static_cast<double>(batches * batch);
     std::printf(
-        "ingest throughput: %lld records in %.2f s = %.0f records/s (batches of %lld, %d clients, "
-        "--sync %s, --analyzers %s)\n",
-        static_cast<long long>(batches * batch), seconds,
-        static_cast<double>(batches * batch) / seconds, static_cast<long long>(batch), clients,
-        sync.c_str(), analyzers.c_str());
+        "ingest throughput: %lld records in %.2f s = %.0f records/s (%s, %d server(s), batches of "
+        "%lld, %d clients, --sync %s, --analyzers %s)\n",
+        static_cast<long long>(batches * batch), seconds, stored / seconds, backend.c_str(),
+        server_count, static_cast<long long>(batch), clients, sync.c_str(), analyzers.c_str());
+    const double server_us = 1e6 * (cpu_after.first - cpu_before.first) / stored;
+    const double database_us = 1e6 * (cpu_after.second - cpu_before.second) / stored;
+    std::printf(
+        "CPU per record: lossguard-server %.2f us, database server %.2f us (one core sustains "
+        "%.0f records/s of server work, %.0f of database work)\n",
+        server_us, database_us, 1e6 / server_us, database_us > 0 ? 1e6 / database_us : 0.0);
     std::printf("ingest latency, 100-record batches: p50 %.2f ms, p99 %.2f ms (%zu requests)\n",
                 Percentile(ingest_ms, 0.5), Percentile(ingest_ms, 0.99), ingest_ms.size());
     std::printf(

@@ -102,7 +102,8 @@ std::string Conninfo(int port, const std::string& database) {
 
 }  // namespace
 
-PostgresServer::PostgresServer() : bin_(FindBinaries()), port_(FreeLoopbackPort()) {
+PostgresServer::PostgresServer(Options options)
+    : bin_(FindBinaries()), options_(options), port_(FreeLoopbackPort()) {
   char pattern[] = "/tmp/lossguard-pg-XXXXXX";
   if (mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
   dir_ = pattern;
@@ -136,7 +137,8 @@ PostgresServer& PostgresServer::Shared() {
 
 void PostgresServer::Start() {
   pid_ = Spawn({(bin_ / "postgres").string(), "-D", (dir_ / "data").string(), "-p",
-                std::to_string(port_), "-h", "127.0.0.1", "-k", dir_.string(), "-c", "fsync=off",
+                std::to_string(port_), "-h", "127.0.0.1", "-k", dir_.string(), "-c",
+                std::string("fsync=") + (options_.fsync ? "on" : "off"),
                 "-c", "max_connections=200", "-c", "log_min_messages=warning"},
                dir_ / "server.log");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);

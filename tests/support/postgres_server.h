@@ -12,11 +12,16 @@ namespace lossguard::testing {
 // directory, listening on a free port of 127.0.0.1 (and a Unix socket in its directory), trust
 // authentication for the user `lossguard`. PostgreSQL refuses to run as root, so under root (CI)
 // initdb and the server run as the unprivileged user `nobody`. Durability settings are the
-// defaults except fsync (off: the tests kill servers, never the machine). Throws
-// std::runtime_error, with the server's log, when it cannot be set up.
+// defaults except fsync, off unless asked for (the tests kill servers, never the machine; the
+// benchmarks turn it on). Throws std::runtime_error, with the server's log, when it cannot be set
+// up.
 class PostgresServer {
  public:
-  PostgresServer();
+  struct Options {
+    bool fsync = false;
+  };
+  PostgresServer() : PostgresServer(Options{}) {}
+  explicit PostgresServer(Options options);
   ~PostgresServer();
   PostgresServer(const PostgresServer&) = delete;
 
@@ -35,11 +40,13 @@ class PostgresServer {
   // Starts it again on the same port and data; returns once it accepts connections.
   void Start();
   bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }  // the postmaster; its children are the connections
   std::string LogText() const;
 
  private:
   std::filesystem::path bin_;
   std::filesystem::path dir_;
+  Options options_;
   int port_ = 0;
   pid_t pid_ = -1;
 };

@@ -37,6 +37,9 @@ class StatementImpl {
   virtual void BindNull(int index) = 0;
   // Any double, NaN and +-Inf included: each engine stores them so that Number() reads them back.
   virtual void BindDouble(int index, double value) = 0;
+  // Bytes in the engine's binary form: a BLOB for SQLite, a binary-format parameter (e.g. an
+  // array in PostgreSQL's send/receive format) for PostgreSQL.
+  virtual void BindBinary(int index, std::string bytes) = 0;
   virtual bool Step() = 0;
   virtual void Reset() = 0;
   virtual bool IsNull(int column) const = 0;
@@ -102,6 +105,10 @@ class Statement {
   Statement& Bind(int index, const std::string& text) { return Bind(index, std::string_view(text)); }
   Statement& BindNull(int index) {
     impl_->BindNull(index);
+    return *this;
+  }
+  Statement& BindBinary(int index, std::string bytes) {
+    impl_->BindBinary(index, std::move(bytes));
     return *this;
   }
   Statement& BindNumber(int index, double value) {

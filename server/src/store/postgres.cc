@@ -62,14 +62,6 @@ std::pair<std::string, int> NumberedParameters(std::string_view sql) {
   return {out, largest};
 }
 
-std::string FormatDouble(double value) {
-  if (std::isnan(value)) return "NaN";
-  if (std::isinf(value)) return value > 0 ? "Infinity" : "-Infinity";
-  char buffer[32];
-  auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value);  // shortest round trip
-  return std::string(buffer, end);
-}
-
 class PostgresStatement final : public StatementImpl {
  public:
   PostgresStatement(PostgresDatabase& db, std::string statement, int parameters,
@@ -78,7 +70,9 @@ class PostgresStatement final : public StatementImpl {
         statement_(std::move(statement)),
         first_line_(std::move(first_line)),
         values_(static_cast<std::size_t>(parameters)),
-        bound_(static_cast<std::size_t>(parameters), false) {}
+        bound_(static_cast<std::size_t>(parameters), false),
+        lengths_(static_cast<std::size_t>(parameters), 0),
+        formats_(static_cast<std::size_t>(parameters), 0) {}
   ~PostgresStatement() override { PQclear(result_); }
   PostgresStatement(const PostgresStatement&) = delete;
 
@@ -88,16 +82,21 @@ class PostgresStatement final : public StatementImpl {
     Slot(index);
     bound_[static_cast<std::size_t>(index - 1)] = false;
   }
-  void BindDouble(int index, double value) override { Set(index, FormatDouble(value)); }
+  void BindDouble(int index, double value) override { Set(index, PostgresNumberText(value)); }
+  void BindBinary(int index, std::string bytes) override {
+    Set(index, std::move(bytes));
+    formats_[static_cast<std::size_t>(index - 1)] = 1;
+  }
 
   bool Step() override {
     if (result_ == nullptr) {
       std::vector<const char*> pointers(values_.size(), nullptr);
       for (std::size_t i = 0; i < values_.size(); ++i) {
-        if (bound_[i]) pointers[i] = values_[i].c_str();
+        if (bound_[i]) pointers[i] = values_[i].data();
+        lengths_[i] = static_cast<int>(values_[i].size());  // read for binary ones only
       }
       result_ = db_.ExecutePrepared(statement_, first_line_, static_cast<int>(pointers.size()),
-                                    pointers.data());
+                                    pointers.data(), lengths_.data(), formats_.data());
       rows_ = PQntuples(result_);
       row_ = 0;
     } else if (row_ < rows_) {
@@ -109,6 +108,7 @@ class PostgresStatement final : public StatementImpl {
     PQclear(result_);
     result_ = nullptr;
     std::fill(bound_.begin(), bound_.end(), false);
+    std::fill(formats_.begin(), formats_.end(), 0);
   }
 
   bool IsNull(int column) const override { return PQgetisnull(result_, row_, column) != 0; }
@@ -152,6 +152,7 @@ class PostgresStatement final : public StatementImpl {
   void Set(int index, std::string value) {
     Slot(index) = std::move(value);
     bound_[static_cast<std::size_t>(index - 1)] = true;
+    formats_[static_cast<std::size_t>(index - 1)] = 0;
   }
 
   PostgresDatabase& db_;
@@ -159,12 +160,22 @@ class PostgresStatement final : public StatementImpl {
   std::string first_line_;
   std::vector<std::string> values_;
   std::vector<bool> bound_;  // unbound parameters are NULL, as in SQLite
+  std::vector<int> lengths_;
+  std::vector<int> formats_;  // 0 text, 1 binary
   PGresult* result_ = nullptr;
   int rows_ = 0;
   int row_ = 0;
 };
 
 }  // namespace
+
+std::string PostgresNumberText(double value) {
+  if (std::isnan(value)) return "NaN";
+  if (std::isinf(value)) return value > 0 ? "Infinity" : "-Infinity";
+  char buffer[32];
+  auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value);  // shortest round trip
+  return std::string(buffer, end);
+}
 
 std::string RedactPostgresUri(std::string_view uri) {
   // postgresql://user:secret@host/db -> postgresql://user:***@host/db; also ?password=...
@@ -251,9 +262,10 @@ std::unique_ptr<StatementImpl> PostgresDatabase::Prepare(std::string_view sql) {
 
 PGresult* PostgresDatabase::ExecutePrepared(const std::string& statement,
                                             const std::string& sql_first_line, int count,
-                                            const char* const* values) {
-  PGresult* result =
-      PQexecPrepared(conn_, statement.c_str(), count, values, nullptr, nullptr, /*text=*/0);
+                                            const char* const* values, const int* lengths,
+                                            const int* formats) {
+  PGresult* result = PQexecPrepared(conn_, statement.c_str(), count, values, lengths, formats,
+                                    /*text results=*/0);
   Check(result, sql_first_line);
   changes_ = std::atoll(PQcmdTuples(result));
   return result;

@@ -28,6 +28,10 @@ struct PostgresOptions {
   bool synchronous_commit = true;
 };
 
+// A double as PostgreSQL's float8 input reads it back exactly: shortest round-trip digits, NaN,
+// Infinity, -Infinity.
+std::string PostgresNumberText(double value);
+
 // The URI with any password masked: what logs and errors may show.
 std::string RedactPostgresUri(std::string_view uri);
 
@@ -55,10 +59,12 @@ class PostgresDatabase final : public Database {
   bool HasTable(std::string_view table) override;
   std::optional<std::string> AnyTable() override;
 
-  // For PostgresStatement: runs the prepared statement `statement` with text parameters (nullptr
-  // for NULL); returns its result (the caller PQclear()s it) or throws PostgresError.
+  // For PostgresStatement: runs the prepared statement `statement` with parameters (nullptr for
+  // NULL; formats[i] 0 for text, 1 for binary of lengths[i] bytes); returns its result (the caller
+  // PQclear()s it) or throws PostgresError.
   pg_result* ExecutePrepared(const std::string& statement, const std::string& sql_first_line,
-                             int count, const char* const* values);
+                             int count, const char* const* values, const int* lengths,
+                             const int* formats);
 
  private:
   struct Prepared {

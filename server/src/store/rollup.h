@@ -12,6 +12,11 @@ namespace lossguard::store {
 // step_rollups table). Every width divides the next, so blocks of any level nest.
 inline constexpr std::array<std::int64_t, 5> kRollupWidths = {1, 16, 256, 4096, 65536};
 inline constexpr int kLevels = static_cast<int>(kRollupWidths.size());
+// Every level's width is this many times the one below.
+inline constexpr std::int64_t kFanOut = 16;
+static_assert(kRollupWidths[1] == kFanOut && kRollupWidths[2] == kFanOut * kRollupWidths[1] &&
+              kRollupWidths[3] == kFanOut * kRollupWidths[2] &&
+              kRollupWidths[4] == kFanOut * kRollupWidths[3]);
 
 // Min and max over the non-NaN values of one series (+-Inf included), and the number of NaNs, so
 // that spikes and NaNs both survive any amount of downsampling. Absent values are not counted.

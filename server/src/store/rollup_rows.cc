@@ -1,5 +1,8 @@
 #include "store/rollup_rows.h"
 
+#include <string_view>
+#include <vector>
+
 namespace lossguard::store {
 
 BlockStats RawRowToBlock(const Statement& row) {
@@ -23,6 +26,45 @@ void BindSeries(Statement& statement, int first, const SeriesStats& series) {
       .Bind(first + 2, series.nan);
 }
 }  // namespace
+
+namespace {
+std::vector<std::string> RollupColumnNames() {
+  std::vector<std::string> out;
+  std::string_view columns = kRollupColumns;
+  while (!columns.empty()) {
+    const std::size_t comma = columns.find(',');
+    std::string_view column = columns.substr(0, comma);
+    while (!column.empty() && column.front() == ' ') column.remove_prefix(1);
+    out.emplace_back(column);
+    columns = comma == std::string_view::npos ? std::string_view() : columns.substr(comma + 1);
+  }
+  return out;
+}
+
+bool EndsWith(const std::string& text, std::string_view suffix) {
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(),
+                                                      suffix) == 0;
+}
+}  // namespace
+
+std::string RollupMergeExpressions() {
+  std::string out;
+  for (const std::string& column : RollupColumnNames()) {
+    const char* merge = column == "first_step" || EndsWith(column, "_min")  ? "MIN"
+                        : column == "last_step" || EndsWith(column, "_max") ? "MAX"
+                                                                            : "SUM";  // n, *_nan
+    out += (out.empty() ? "" : ", ") + std::string(merge) + "(" + column + ")";
+  }
+  return out;
+}
+
+std::string RollupExcludedAssignments() {
+  std::string out;
+  for (const std::string& column : RollupColumnNames()) {
+    out += (out.empty() ? "" : ", ") + column + " = excluded." + column;
+  }
+  return out;
+}
 
 BlockStats RollupRowToBlock(const Statement& row) {
   BlockStats block;

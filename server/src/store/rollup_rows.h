@@ -1,6 +1,8 @@
 #pragma once
 
 #include "store/rollup.h"
+#include <string>
+
 #include "store/database.h"
 
 namespace lossguard::store {
@@ -17,6 +19,14 @@ inline constexpr const char* kRollupColumns =
     "ref_loss_nan, "
     "grad_norm_min, grad_norm_max, grad_norm_nan, tokens_min, tokens_max, tokens_nan";
 BlockStats RollupRowToBlock(const Statement& row);
+
+// The kRollupColumns of a block merged from stored blocks, as SQL aggregates in kRollupColumns order
+// (MIN of the minima and first steps, MAX of the maxima and last steps, SUM of the counts): what
+// BlockStats::Merge computes, for INSERT ... SELECT ... GROUP BY.
+std::string RollupMergeExpressions();
+
+// "c = excluded.c, ..." over kRollupColumns: an upsert's update of a stored block.
+std::string RollupExcludedAssignments();
 
 // Binds `stats` to parameters first..first+14 in kRollupColumns order.
 void BindRollup(Statement& statement, int first, const BlockStats& stats);

@@ -46,6 +46,9 @@ class SqliteStatement final : public StatementImpl {
           "bind");
   }
   void BindNull(int index) override { Check(sqlite3_bind_null(stmt_, index), "bind"); }
+  void BindBinary(int index, std::string bytes) override {
+    Check(sqlite3_bind_blob64(stmt_, index, bytes.data(), bytes.size(), SQLITE_TRANSIENT), "bind");
+  }
   void BindDouble(int index, double value) override {
     if (std::isnan(value)) {
       Check(sqlite3_bind_text(stmt_, index, "NaN", 3, SQLITE_STATIC), "bind");

@@ -3,50 +3,19 @@
 #include <algorithm>
 
 #include "store/rollup_rows.h"
+#include "store/step_writes.h"
 
 namespace lossguard::store {
 
 namespace {
-// New keys (the common case) cost one statement; an existing key is then updated only if the record
-// differs, so the changed-row count tells new, replaced and duplicate apart without RETURNING.
-constexpr const char* kInsertStep = R"sql(
-INSERT INTO steps (run_id, step, rank, loss, grad_norm, ref_loss, tokens, record, received_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING)sql";
-constexpr const char* kReplaceStep = R"sql(
-UPDATE steps SET loss = ?4, grad_norm = ?5, ref_loss = ?6, tokens = ?7, record = ?8, received_at = ?9,
-                 version = version + 1
-WHERE run_id = ?1 AND step = ?2 AND rank = ?3 AND record <> ?8)sql";
-
 // A pending block older than this is refreshed even if its run has not moved on.
 constexpr double kStaleSeconds = 5;
 // Stale blocks refreshed per transaction at most, so that a burst of stopped runs does not stall
 // one batch.
 constexpr int kStaleRefreshes = 8;
 
-void BindStep(Statement& statement, std::int64_t run_id, const wire::StepRecord& r,
-              const std::string& canonical, double now) {
-  statement.Reset();
-  statement.Bind(1, run_id).Bind(2, r.step).Bind(3, r.rank).BindNumber(4, r.loss).BindNumber(
-      5, r.grad_norm);
-  statement.BindNumber(6, r.ref_loss).Bind(7, r.tokens).Bind(8, canonical).BindNumber(9, now);
-}
-
 std::string Sql(const std::string& head, const char* columns, const std::string& tail) {
   return head + columns + tail;
-}
-
-// "a = excluded.a, b = excluded.b, ..." for the comma-separated `columns`.
-std::string ExcludedAssignments(std::string_view columns) {
-  std::string out;
-  while (!columns.empty()) {
-    std::size_t comma = columns.find(',');
-    std::string_view column = columns.substr(0, comma);
-    while (!column.empty() && column.front() == ' ') column.remove_prefix(1);
-    if (!out.empty()) out += ", ";
-    out += std::string(column) + " = excluded." + std::string(column);
-    columns = comma == std::string_view::npos ? std::string_view() : columns.substr(comma + 1);
-  }
-  return out;
 }
 
 }  // namespace
@@ -63,19 +32,9 @@ Store::Writer::Writer(std::unique_ptr<Database> db, AnalysisOptions analysis)
       touch_run_(*db_,
                  "UPDATE runs SET last_seen = ?, record_count = record_count + ?, revision = "
                  "revision + 1 WHERE id = ? RETURNING revision"),
-      insert_step_(*db_, kInsertStep),
-      replace_step_(*db_, kReplaceStep),
       // In key order (step, rank): one sequential read of the block, all ranks at once.
       block_rows_(*db_, Sql("SELECT ", kRawBlockColumns,
                             ", rank FROM steps WHERE run_id = ? AND step BETWEEN ? AND ?")),
-      child_blocks_(*db_, Sql("SELECT ", kRollupColumns,
-                              " FROM step_rollups WHERE run_id = ? AND rank = ? AND width = ? AND "
-                              "bucket BETWEEN ? AND ?")),
-      upsert_rollup_(*db_, Sql("INSERT INTO step_rollups (run_id, rank, width, bucket, ",
-                               kRollupColumns,
-                               ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                               "ON CONFLICT (run_id, rank, width, bucket) DO UPDATE SET " +
-                                   ExcludedAssignments(kRollupColumns))),
       mark_pending_(*db_,
                     "INSERT INTO rollup_pending (run_id, bucket, since) VALUES (?, ?, ?) ON "
                     "CONFLICT DO NOTHING"),
@@ -83,7 +42,22 @@ Store::Writer::Writer(std::unique_ptr<Database> db, AnalysisOptions analysis)
       pending_stale_(*db_,
                      "SELECT run_id, bucket FROM rollup_pending WHERE since < ? ORDER BY since "
                      "LIMIT ?"),
-      clear_pending_(*db_, "DELETE FROM rollup_pending WHERE run_id = ? AND bucket = ?") {}
+      clear_pending_(*db_,
+                     "DELETE FROM rollup_pending WHERE run_id = ? AND bucket BETWEEN ? AND ?"),
+      steps_(MakeStepWrites(*db_)) {
+  for (int level = 2; level < kLevels; ++level) {
+    // A block of `level` is the merge of its kFanOut children one level down, every rank at once.
+    const std::string parent = "bucket / " + std::to_string(kFanOut);
+    merge_children_.emplace_back(
+        *db_, "INSERT INTO step_rollups (run_id, rank, width, bucket, " + std::string(kRollupColumns) +
+                  ") SELECT run_id, rank, " + std::to_string(kRollupWidths[level]) + ", " + parent +
+                  ", " + RollupMergeExpressions() + " FROM step_rollups WHERE run_id = ? AND width = " +
+                  std::to_string(kRollupWidths[level - 1]) +
+                  " AND bucket BETWEEN ? AND ? GROUP BY run_id, rank, " + parent +
+                  " ON CONFLICT (run_id, rank, width, bucket) DO UPDATE SET " +
+                  RollupExcludedAssignments());
+  }
+}
 
 std::int64_t Store::Writer::RunId(const std::string& name, double now,
                                   std::unordered_map<std::string, std::int64_t>& created) {
@@ -140,33 +114,26 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
   Transaction transaction(*db_);
   try {
     const std::vector<std::int64_t> run_of = LockRuns(records, now, created_runs);
+    const std::vector<Analysis::Stored> stored = steps_->Write(run_of, records, canonical, now);
     for (std::size_t i = 0; i < records.size(); ++i) {
       const wire::StepRecord& r = records[i];
       const std::int64_t run_id = run_of[i];
       new_records_per_run.try_emplace(run_id, 0);
       ++result.accepted;
-      BindStep(insert_step_, run_id, r, canonical[i], now);
-      insert_step_.Step();
-      const bool new_record = db_->Changes() == 1;
-      if (new_record) {
+      analysis_.Feed(run_id, r, stored[i]);
+      if (stored[i] == Analysis::Stored::kDuplicate) {
+        ++result.duplicates;
+        continue;
+      }
+      if (stored[i] == Analysis::Stored::kNew) {
         ++new_records_per_run[run_id];
       } else {
-        BindStep(replace_step_, run_id, r, canonical[i], now);
-        replace_step_.Step();
-        if (db_->Changes() == 0) {
-          ++result.duplicates;
-          analysis_.Feed(run_id, r, Analysis::Stored::kDuplicate);
-          continue;
-        }
         ++result.replaced;
       }
-      analysis_.Feed(run_id, r, new_record ? Analysis::Stored::kNew : Analysis::Stored::kReplaced);
       changed.insert({run_id, r.step / kRollupWidths[1]});
       auto [newest, inserted] = newest_step.try_emplace(run_id, r.step);
       if (!inserted) newest->second = std::max(newest->second, r.step);
     }
-    insert_step_.Reset();
-    replace_step_.Reset();
     for (const auto& [run_id, added] : new_records_per_run) {
       touch_run_.Reset();
       touch_run_.BindNumber(1, now).Bind(2, added).Bind(3, run_id);
@@ -226,61 +193,98 @@ void Store::Writer::UpdateRollups(const std::set<StepBlock>& changed,
   RefreshBlocks(due, marked);
 }
 
+namespace {
+// The ranges of consecutive buckets in a sorted set of one run's buckets.
+template <typename Buckets, typename Fn>
+void ForEachRange(const Buckets& buckets, Fn&& range) {
+  for (auto it = buckets.begin(); it != buckets.end();) {
+    const std::int64_t first = *it;
+    std::int64_t last = first;
+    for (++it; it != buckets.end() && *it == last + 1; ++it) last = *it;
+    range(first, last);
+  }
+}
+}  // namespace
+
 void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks,
                                   const std::set<StepBlock>& marked) {
   const std::int64_t width = kRollupWidths[1];
-  std::set<BlockKey> parents;  // every rank's level-2 blocks above the refreshed blocks
-  for (const StepBlock& block : blocks) {
-    std::map<std::int64_t, BlockStats> ranks;
-    block_rows_.Reset();
-    block_rows_.Bind(1, block.run_id)
-        .Bind(2, block.bucket * width)
-        .Bind(3, block.bucket * width + width - 1);
-    while (block_rows_.Step()) ranks[block_rows_.Int(5)].Merge(RawRowToBlock(block_rows_));
-    block_rows_.Reset();
-    for (const auto& [rank, stats] : ranks) {
-      WriteBlock(1, {block.run_id, rank, block.bucket}, stats);
-      parents.insert({block.run_id, rank, block.bucket / (kRollupWidths[2] / width)});
-    }
-    if (!marked.count(block)) continue;
-    clear_pending_.Reset();
-    clear_pending_.Bind(1, block.run_id).Bind(2, block.bucket);
-    clear_pending_.Step();
+  std::map<std::int64_t, std::set<std::int64_t>> due, cleared, parents;  // by run: buckets
+  for (const StepBlock& block : blocks) due[block.run_id].insert(block.bucket);
+  for (const StepBlock& block : marked) cleared[block.run_id].insert(block.bucket);
+  // Level 1: each range of consecutive due blocks read in one scan (in key order, all ranks), and
+  // their rows written in a few multi-row upserts.
+  std::vector<std::pair<BlockKey, BlockStats>> rows;
+  for (const auto& [run_id, buckets] : due) {
+    ForEachRange(buckets, [&](std::int64_t first, std::int64_t last) {
+      std::map<std::pair<std::int64_t, std::int64_t>, BlockStats> stats;  // (bucket, rank)
+      block_rows_.Reset();
+      block_rows_.Bind(1, run_id).Bind(2, first * width).Bind(3, last * width + width - 1);
+      while (block_rows_.Step()) {
+        stats[{block_rows_.Int(0) / width, block_rows_.Int(5)}].Merge(RawRowToBlock(block_rows_));
+      }
+      block_rows_.Reset();
+      for (const auto& [at, block] : stats) rows.push_back({{run_id, at.second, at.first}, block});
+      for (std::int64_t p = first / kFanOut; p <= last / kFanOut; ++p) parents[run_id].insert(p);
+    });
+  }
+  WriteLevelOne(rows);
+  for (const auto& [run_id, buckets] : cleared) {
+    ForEachRange(buckets, [&](std::int64_t first, std::int64_t last) {
+      clear_pending_.Reset();
+      clear_pending_.Bind(1, run_id).Bind(2, first).Bind(3, last);
+      clear_pending_.Step();
+    });
   }
   clear_pending_.Reset();
-  // Coarser levels once per block for the whole set, not once per refreshed child.
+  // Coarser levels: each range of consecutive parents merged from its children in one statement.
   for (int level = 2; level < kLevels && !parents.empty(); ++level) {
-    std::set<BlockKey> next;
-    const std::int64_t fan_out =
-        level + 1 < kLevels ? kRollupWidths[level + 1] / kRollupWidths[level] : 1;
-    for (const BlockKey& key : parents) {
-      WriteBlock(level, key, Aggregate(level, key));
-      if (level + 1 < kLevels) next.insert({key.run_id, key.rank, key.bucket / fan_out});
+    Statement& merge = merge_children_[static_cast<std::size_t>(level - 2)];
+    std::map<std::int64_t, std::set<std::int64_t>> next;
+    for (const auto& [run_id, buckets] : parents) {
+      ForEachRange(buckets, [&](std::int64_t first, std::int64_t last) {
+        merge.Reset();
+        merge.Bind(1, run_id).Bind(2, first * kFanOut).Bind(3, last * kFanOut + kFanOut - 1);
+        merge.Step();
+        for (std::int64_t p = first / kFanOut; p <= last / kFanOut; ++p) next[run_id].insert(p);
+      });
     }
+    merge.Reset();
     parents = std::move(next);
   }
 }
 
-// A block of `level` >= 2 from its children one level down (a minimum cannot be "un-merged", so
-// a changed child means recomputing its parent).
-BlockStats Store::Writer::Aggregate(int level, const BlockKey& key) {
-  BlockStats stats;
-  const std::int64_t fan_out = kRollupWidths[level] / kRollupWidths[level - 1];
-  child_blocks_.Reset();
-  child_blocks_.Bind(1, key.run_id).Bind(2, key.rank).Bind(3, kRollupWidths[level - 1]);
-  child_blocks_.Bind(4, key.bucket * fan_out).Bind(5, key.bucket * fan_out + fan_out - 1);
-  while (child_blocks_.Step()) stats.Merge(RollupRowToBlock(child_blocks_));
-  child_blocks_.Reset();
-  return stats;
-}
-
-void Store::Writer::WriteBlock(int level, const BlockKey& key, const BlockStats& stats) {
-  upsert_rollup_.Reset();
-  upsert_rollup_.Bind(1, key.run_id).Bind(2, key.rank).Bind(3, kRollupWidths[level]);
-  upsert_rollup_.Bind(4, key.bucket);
-  BindRollup(upsert_rollup_, 5, stats);
-  upsert_rollup_.Step();
-  upsert_rollup_.Reset();
+void Store::Writer::WriteLevelOne(const std::vector<std::pair<BlockKey, BlockStats>>& rows) {
+  constexpr std::size_t kBindsPerRow = 19;  // run_id, rank, width, bucket + kRollupColumns
+  std::size_t done = 0;
+  for (std::size_t size : {std::size_t{64}, std::size_t{8}, std::size_t{1}}) {
+    auto [it, created] = upsert_rows_.try_emplace(size, std::nullopt);
+    if (created) {
+      std::string values;
+      for (std::size_t row = 0; row < size; ++row) {
+        values += row == 0 ? "(" : ", (";
+        for (std::size_t bind = 0; bind < kBindsPerRow; ++bind) values += bind == 0 ? "?" : ", ?";
+        values += ")";
+      }
+      it->second.emplace(*db_, "INSERT INTO step_rollups (run_id, rank, width, bucket, " +
+                                   std::string(kRollupColumns) + ") VALUES " + values +
+                                   " ON CONFLICT (run_id, rank, width, bucket) DO UPDATE SET " +
+                                   RollupExcludedAssignments());
+    }
+    Statement& upsert = *it->second;
+    for (; rows.size() - done >= size; done += size) {
+      upsert.Reset();
+      for (std::size_t row = 0; row < size; ++row) {
+        const auto& [key, stats] = rows[done + row];
+        const int first = static_cast<int>(row * kBindsPerRow) + 1;
+        upsert.Bind(first, key.run_id).Bind(first + 1, key.rank).Bind(first + 2, kRollupWidths[1]);
+        upsert.Bind(first + 3, key.bucket);
+        BindRollup(upsert, first + 4, stats);
+      }
+      upsert.Step();
+    }
+    upsert.Reset();
+  }
 }
 
 }  // namespace lossguard::store

@@ -11,6 +11,7 @@
 #include "lossguard/wire/step_record.h"
 #include "store/analysis.h"
 #include "store/database.h"
+#include "store/step_writes.h"
 #include "store/store.h"
 #include "store/types.h"
 
@@ -50,18 +51,21 @@ class Store::Writer {
   // kStaleSeconds (a run that stopped or slowed down).
   void UpdateRollups(const std::set<StepBlock>& changed,
                      const std::map<std::int64_t, std::int64_t>& newest_step, double now);
-  // Rewrites each block's level-1 rows, every rank's from one scan of the block's steps, then the
-  // coarser rows above them from the level below (once each), and clears the pending marks of
-  // those in `marked`.
+  // Rewrites each block's level-1 rows, every rank's, from one scan of each range of consecutive
+  // blocks, then the coarser rows above them from the level below (a statement per range of
+  // consecutive parents), and clears the pending marks of those in `marked`. A handful of
+  // statements per batch, whatever its ranks: on PostgreSQL each is a round trip.
   void RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<StepBlock>& marked);
-  BlockStats Aggregate(int level, const BlockKey& key);
-  void WriteBlock(int level, const BlockKey& key, const BlockStats& stats);
+  void WriteLevelOne(const std::vector<std::pair<BlockKey, BlockStats>>& rows);
 
   std::unique_ptr<Database> db_;
   Analysis analysis_;
   std::unordered_map<std::string, std::int64_t> run_ids_;  // committed runs only
-  Statement find_run_, insert_run_, touch_run_, insert_step_, replace_step_, block_rows_,
-      child_blocks_, upsert_rollup_, mark_pending_, pending_behind_, pending_stale_, clear_pending_;
+  Statement find_run_, insert_run_, touch_run_, block_rows_, mark_pending_, pending_behind_,
+      pending_stale_, clear_pending_;
+  std::unique_ptr<StepWrites> steps_;
+  std::vector<Statement> merge_children_;  // by level - 2
+  std::map<std::size_t, std::optional<Statement>> upsert_rows_;  // multi-row upserts, by rows
 };
 
 template <typename Fn>

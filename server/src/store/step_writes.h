@@ -1,0 +1,33 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lossguard/wire/step_record.h"
+#include "store/analysis.h"
+#include "store/database.h"
+
+namespace lossguard::store {
+
+// The one write whose cost grows with the batch: its step rows. Each engine writes them its own
+// fastest way (SQLite: a prepared statement per row, in process; PostgreSQL: a few statements per
+// batch over arrays, since every statement is a round trip), with one outcome.
+class StepWrites {
+ public:
+  virtual ~StepWrites() = default;
+  // Stores records[i] as a row of run run_ids[i] (canonical[i] its canonical JSON), received at
+  // `now`, as if one after another in order: a new key is inserted; a key already stored with a
+  // different record is replaced (its version counted up); an identical one is a duplicate and
+  // left untouched. Returns how each record was stored. Runs inside the caller's transaction.
+  virtual std::vector<Analysis::Stored> Write(const std::vector<std::int64_t>& run_ids,
+                                              const std::vector<wire::StepRecord>& records,
+                                              const std::vector<std::string>& canonical,
+                                              double now) = 0;
+};
+
+// The engine's StepWrites on `db` (which must outlive it).
+std::unique_ptr<StepWrites> MakeStepWrites(Database& db);
+
+}  // namespace lossguard::store
