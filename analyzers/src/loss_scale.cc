@@ -31,6 +31,22 @@ void LossScaleDetector::ConfigChanged(const RunConfig& before, const RunConfig& 
   above_bound_steps_ = 0;
 }
 
+void LossScaleDetector::Resume(const Finding& held) {
+  const std::string method = held.evidence.value("reference_method", "");
+  if (method == "ln_vocab_size_at_init") {
+    init_verdict_ = held;
+  } else if (method == "ln_vocab_size_bound") {
+    bound_verdict_ = held;
+    above_bound_since_ = held.evidence.value("since_step", std::int64_t{0});
+  } else if (method == "level_before_config_change") {
+    Shift shift{held.evidence.value("level_before", 0.0), {}, {},
+                held.evidence.value("changed_at", std::int64_t{0}), RobustWindow(1)};
+    shift.judged = true;
+    shift.verdict = held;
+    shift_ = std::move(shift);
+  }
+}
+
 std::optional<Finding> LossScaleDetector::JudgeBound(const wire::StepRecord& r,
                                                      std::int64_t covers) {
   if (!r.vocab_size || *r.vocab_size < 2) return std::nullopt;

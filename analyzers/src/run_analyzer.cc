@@ -41,6 +41,20 @@ constexpr std::array<CauseRule, 8> kCauseRules = {{
     {Kind::kNonFinite, Kind::kLossSpike, true},
 }};
 
+// What a step's message says when several ranks fired.
+std::string RanksSuffix(const nlohmann::json& ranks) { return " [ranks " + ranks.dump() + "]"; }
+
+// The message a detector reported for an episode: without the ranks that JudgeReady added.
+std::string DetectorMessage(const AlertEvent& episode) {
+  std::string message = episode.message;
+  const std::string suffix = RanksSuffix(episode.evidence.value("ranks", nlohmann::json::array()));
+  if (message.size() > suffix.size() &&
+      message.compare(message.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    message.resize(message.size() - suffix.size());
+  }
+  return message;
+}
+
 nlohmann::json CauseToJson(const std::pair<Kind, std::int64_t>& cause) {
   return {{"kind", KindName(cause.first)}, {"first_step", cause.second}};
 }
@@ -140,7 +154,7 @@ std::vector<AlertEvent> RunAnalyzer::JudgeReady(bool flush) {
         }
         combined->evidence["ranks"] = ranks;
         SpellNonFinite(combined->evidence);
-        if (firing.size() > 1) combined->message += " [ranks " + ranks.dump() + "]";
+        if (firing.size() > 1) combined->message += RanksSuffix(ranks);
         LinkToCause(kind, step, *combined);
         if (attempt_ > 0) combined->evidence["attempt"] = attempt_;
       }
@@ -216,6 +230,17 @@ void RunAnalyzer::Resume(std::int64_t first_step, std::int64_t judged_through,
                          const std::vector<wire::StepRecord>& judged,
                          const std::vector<AlertEvent>& open) {
   first_step_ = first_step;
+  // Verdicts the loss-scale detector holds beyond its windows, back in the ranks that reported
+  // them, before the history replays through them.
+  for (const AlertEvent& episode : open) {
+    if (episode.kind != Kind::kLossScaleMismatch) continue;
+    Finding held{Severity::kCritical, DetectorMessage(episode), episode.evidence};
+    held.evidence.erase("ranks");  // added when judged, as is the attempt
+    held.evidence.erase("attempt");
+    for (const nlohmann::json& rank : episode.evidence.value("ranks", nlohmann::json::array())) {
+      if (rank.is_number_integer()) DetectorsOf(rank.get<std::int64_t>()).loss_scale.Resume(held);
+    }
+  }
   for (auto begin = judged.begin(); begin != judged.end();) {
     auto end = std::find_if(begin, judged.end(),
                             [&](const wire::StepRecord& r) { return r.step != begin->step; });

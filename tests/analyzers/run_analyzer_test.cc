@@ -189,6 +189,21 @@ std::vector<AlertEvent> Feed(RunAnalyzer& analyzer, const std::vector<wire::Step
   return events;
 }
 
+// The episodes that `events` leave open, each in its latest state: what the store holds.
+std::vector<AlertEvent> OpenEpisodes(const std::vector<AlertEvent>& events) {
+  std::map<Kind, AlertEvent> open;
+  for (const auto& e : events) {
+    if (e.action == Action::kResolve) {
+      open.erase(e.kind);
+    } else {
+      open[e.kind] = e;
+    }
+  }
+  std::vector<AlertEvent> out;
+  for (auto& [kind, e] : open) out.push_back(e);
+  return out;
+}
+
 std::string Describe(const AlertEvent& e) {
   return std::string(KindName(e.kind)) + " " + std::to_string(static_cast<int>(e.action)) + " " +
          std::to_string(e.first_step) + "-" + std::to_string(e.last_step) + " " + e.message;
@@ -210,16 +225,7 @@ TEST(RunAnalyzer, ResumeContinuesExactlyWhereAnUninterruptedAnalyzerIs) {
     const std::vector<wire::StepRecord> first(run.begin(), run.begin() + split);
     auto events = Feed(before, first);
     // What the store holds at the restart: the judged records and the open episodes.
-    std::map<Kind, AlertEvent> open;
-    for (const auto& e : events) {
-      if (e.action == Action::kResolve) {
-        open.erase(e.kind);
-      } else {
-        open[e.kind] = e;
-      }
-    }
-    std::vector<AlertEvent> open_list;
-    for (auto& [kind, e] : open) open_list.push_back(e);
+    const std::vector<AlertEvent> open_list = OpenEpisodes(events);
     const std::int64_t judged = before.judged_through().value_or(-1);
     std::vector<wire::StepRecord> judged_records, pending;
     for (const auto& r : first) (r.step <= judged ? judged_records : pending).push_back(r);
@@ -228,6 +234,44 @@ TEST(RunAnalyzer, ResumeContinuesExactlyWhereAnUninterruptedAnalyzerIs) {
     resumed.Resume(0, judged, judged_records, open_list);
     for (auto& e : Feed(resumed, pending)) events.push_back(e);
     for (auto& e : Feed(resumed, {run.begin() + split, run.end()})) events.push_back(e);
+    ASSERT_EQ(events.size(), all_events.size());
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      EXPECT_EQ(Describe(events[i]), Describe(all_events[i])) << "event " << i;
+    }
+  }
+}
+
+// What the store gives a resuming analyzer: only the last WarmupSteps() judged steps. A verdict the
+// loss-scale detector found in the first steps (a GA-summed loss against ln(vocab_size), no
+// reference data) lies before them: the open episode brings it back, message and all.
+TEST(RunAnalyzer, ResumeFromTheLastStepsOnlyKeepsAVerdictFoundInTheFirstSteps) {
+  const AnalyzerOptions options;
+  std::vector<wire::StepRecord> run;
+  for (int s = 0; s < 3000; ++s) {
+    // A small model's token loss (ln 96 = 4.56 at first, falling to 1.2), summed over ga_steps=4.
+    auto r = Step(s, 4 * (1.2 + 3.36 * std::exp(-s / 300.0)), 4, 1, 0);
+    r.vocab_size = 96;
+    r.grad_norm = 1.0;
+    r.tokens = 300;
+    run.push_back(r);
+  }
+  RunAnalyzer uninterrupted(options);
+  const auto all_events = Feed(uninterrupted, run);
+  ASSERT_FALSE(OfKind(all_events, "loss_scale_mismatch").empty());
+  EXPECT_THAT(OfKind(all_events, "loss_scale_mismatch").back().message,
+              ::testing::HasSubstr("at initialisation"));
+
+  for (std::size_t split : {900u, 1500u, 2400u}) {
+    SCOPED_TRACE("resumed after record " + std::to_string(split));
+    RunAnalyzer before(options);
+    auto events = Feed(before, {run.begin(), run.begin() + split});
+    const std::vector<AlertEvent> open_list = OpenEpisodes(events);
+    const std::int64_t judged = *before.judged_through();
+    const auto history_begin =
+        run.begin() + std::max<std::int64_t>(0, judged + 1 - options.WarmupSteps());
+    RunAnalyzer resumed(options);
+    resumed.Resume(0, judged, {history_begin, run.begin() + judged + 1}, open_list);
+    for (auto& e : Feed(resumed, {run.begin() + judged + 1, run.end()})) events.push_back(e);
     ASSERT_EQ(events.size(), all_events.size());
     for (std::size_t i = 0; i < events.size(); ++i) {
       EXPECT_EQ(Describe(events[i]), Describe(all_events[i])) << "event " << i;

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "lossguard/client/http_client.h"
+#include "e2e/corpus.h"
 #include "support/processes.h"
 #include "support/records.h"
 #include "support/temp_dir.h"
@@ -21,8 +22,6 @@ namespace lossguard::testing {
 namespace {
 
 using nlohmann::json;
-const std::filesystem::path kCorpus =
-    std::filesystem::path(LOSSGUARD_SOURCE_DIR) / "tests/scenarios";
 
 struct Expected {
   std::string kind;
@@ -79,32 +78,8 @@ std::vector<Scenario> LoadScenarios() {
   return out;
 }
 
-std::vector<std::string> Lines(const std::string& run) {
-  std::ifstream in(kCorpus / (run + ".ndjson"));
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) lines.push_back(line);
-  }
-  if (lines.empty()) throw std::runtime_error("no records in " + run + ".ndjson");
-  return lines;
-}
 
-// Posts lines [begin, end) in batches of `batch` (a trainer's sender thread batches similarly).
-void Send(client::HttpClient& client, const std::vector<std::string>& lines, std::size_t begin,
-          std::size_t end, std::size_t batch = 50) {
-  for (std::size_t i = begin; i < end; i += batch) {
-    std::string body;
-    for (std::size_t j = i; j < std::min(end, i + batch); ++j) body += lines[j] + "\n";
-    auto response = client.Post("/api/v1/steps", body, "application/x-ndjson");
-    ASSERT_EQ(response.status, 200) << response.body;
-  }
-}
 
-json Alerts(client::HttpClient& client, const std::string& run) {
-  auto response = client.Get("/api/v1/alerts?run=" + run + "&limit=10000");
-  EXPECT_EQ(response.status, 200) << response.body;
-  return json::parse(response.body).at("alerts");
-}
 
 struct KindScore {
   int expected = 0, found = 0, false_alarms = 0;
@@ -215,32 +190,13 @@ TEST(Scenarios, EveryFaultIsFoundInTimeAndHealthyRunsAreQuiet) {
   std::cout << table.str() << "\n\n" << detail.str();
 }
 
-// What the server shows for a run: the alerts without ids and wall-clock times.
-std::vector<std::string> Comparable(const json& alerts) {
-  std::vector<std::string> out;
-  for (const json& a : alerts) {
-    out.push_back(a["kind"].get<std::string>() + " " + a["severity"].get<std::string>() + " " +
-                  a["state"].get<std::string>() + " " + a["first_step"].dump() + "-" +
-                  a["last_step"].dump() + " " + a["message"].get<std::string>());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 const std::vector<std::string> kRestartRuns = {
     "bug-lr-spike",      "bug-ga-change.minimal", "bug-nan", "healthy-mb2-ga2-ws2", "bug-zero-grad",
     "bug-mean-of-means", "bug-sum-no-ga-div-ws2"};
 
 std::map<std::string, std::vector<std::string>> Uninterrupted(const TempDir& dir) {
-  ServerProcess server({.db = dir.File("uninterrupted.db")});
-  client::HttpClient client(server.url());
-  std::map<std::string, std::vector<std::string>> out;
-  for (const std::string& run : kRestartRuns) {
-    auto lines = Lines(run);
-    Send(client, lines, 0, lines.size());
-    out[run] = Comparable(Alerts(client, run));
-  }
-  return out;
+  return AlertsOfOneServer(dir.File("uninterrupted.db"), kRestartRuns);
 }
 
 TEST(Scenarios, ARestartMidRunNeitherLosesNorDuplicatesAlerts) {

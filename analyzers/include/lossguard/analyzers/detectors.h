@@ -78,6 +78,13 @@ class LossScaleDetector {
   void SetFirstStep(std::int64_t step) { first_step_ = step; }
   // The configuration changed at `step`: judge the loss level across the change.
   void ConfigChanged(const RunConfig& before, const RunConfig& after, std::int64_t step);
+  // Resuming (a restart, or another server judged the run meanwhile): `held` is the finding of
+  // the open loss_scale_mismatch episode, as this detector reported it. A verdict this detector
+  // holds beyond what any window of records shows again (one found against ln(vocab_size) in the
+  // first steps, above the plausibility bound, or across a configuration change) is held again,
+  // so that the episode goes on as if judged without interruption. Call before the history is
+  // replayed.
+  void Resume(const Finding& held);
 
  private:
   struct Reference {
