@@ -87,4 +87,17 @@ struct AnalyzeOptions {
 // open, as a table or as JSON in the server's alert format. Returns the exit code.
 int Analyze(const AnalyzeOptions& options, std::ostream& out, std::ostream& err);
 
+struct CopyOptions {
+  std::string from;  // --db spellings: PATH, sqlite:PATH or postgresql://...
+  std::string to;
+  std::optional<std::string> from_password_file;
+  std::optional<std::string> to_password_file;
+  std::int64_t chunk_rows = 5000;
+};
+
+// Copies a lossguard database to another location (e.g. SQLite to PostgreSQL), verified by row
+// counts and resumable (see store::CopyDatabase). Progress and the per-table counts go to `out`.
+// Returns the exit code.
+int Copy(const CopyOptions& options, std::ostream& out, std::ostream& err);
+
 }  // namespace lossguard::cli

@@ -136,6 +136,27 @@ void AddAnalyze(CLI::App& app) {
   });
 }
 
+void AddCopy(CLI::App& app) {
+  auto options = std::make_shared<CopyOptions>();
+  CLI::App* command = app.add_subcommand(
+      "copy",
+      "copy a lossguard database to another location, e.g. SQLite to PostgreSQL (stop the servers "
+      "first; verified by row counts; run again to resume after a failure)");
+  command->add_option("--from", options->from, "source: PATH, sqlite:PATH or postgresql://...")
+      ->required();
+  command->add_option("--to", options->to, "destination, created if new (empty, or a copy that "
+                                           "was interrupted)")
+      ->required();
+  command->add_option("--from-password-file", options->from_password_file,
+                      "PostgreSQL password of the source (else PGPASSWORD or ~/.pgpass)");
+  command->add_option("--to-password-file", options->to_password_file,
+                      "PostgreSQL password of the destination");
+  command->add_option("--chunk-rows", options->chunk_rows, "rows per destination transaction")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  command->callback([options] { exit_code = Copy(*options, std::cout, std::cerr); });
+}
+
 }  // namespace
 }  // namespace lossguard::cli
 
@@ -147,6 +168,7 @@ int main(int argc, char** argv) {
   lossguard::cli::AddAlerts(app);
   lossguard::cli::AddImport(app);
   lossguard::cli::AddAnalyze(app);
+  lossguard::cli::AddCopy(app);
   try {
     CLI11_PARSE(app, argc, argv);      // runs the subcommand's callback
   } catch (const std::exception& e) {  // e.g. a malformed --server URL

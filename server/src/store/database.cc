@@ -11,6 +11,16 @@ std::string SqlFirstLine(std::string_view sql) {
   return std::string(rest.substr(0, std::min(rest.find('\n'), std::size_t{120})));
 }
 
+std::string SqlValuesRows(std::size_t rows, std::size_t columns) {
+  std::string values;
+  for (std::size_t row = 0; row < rows; ++row) {
+    values += row == 0 ? "(" : ", (";
+    for (std::size_t column = 0; column < columns; ++column) values += column == 0 ? "?" : ", ?";
+    values += ")";
+  }
+  return values;
+}
+
 Transaction::Transaction(Database& db) : db_(db) { db_.BeginWrite(); }
 
 Transaction::~Transaction() {

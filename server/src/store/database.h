@@ -87,6 +87,9 @@ class Database {
 // The SQL's first line (at most 120 characters), for error messages.
 std::string SqlFirstLine(std::string_view sql);
 
+// "(?, ?), (?, ?)" for `rows` rows of `columns` parameters: a multi-row VALUES list.
+std::string SqlValuesRows(std::size_t rows, std::size_t columns);
+
 // A prepared statement with chained binds: the one statement type the store's code uses, whatever
 // the engine.
 class Statement {

@@ -260,14 +260,9 @@ void Store::Writer::WriteLevelOne(const std::vector<std::pair<BlockKey, BlockSta
   for (std::size_t size : {std::size_t{64}, std::size_t{8}, std::size_t{1}}) {
     auto [it, created] = upsert_rows_.try_emplace(size, std::nullopt);
     if (created) {
-      std::string values;
-      for (std::size_t row = 0; row < size; ++row) {
-        values += row == 0 ? "(" : ", (";
-        for (std::size_t bind = 0; bind < kBindsPerRow; ++bind) values += bind == 0 ? "?" : ", ?";
-        values += ")";
-      }
       it->second.emplace(*db_, "INSERT INTO step_rollups (run_id, rank, width, bucket, " +
-                                   std::string(kRollupColumns) + ") VALUES " + values +
+                                   std::string(kRollupColumns) + ") VALUES " +
+                                   SqlValuesRows(size, kBindsPerRow) +
                                    " ON CONFLICT (run_id, rank, width, bucket) DO UPDATE SET " +
                                    RollupExcludedAssignments());
     }
