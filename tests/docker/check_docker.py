@@ -98,6 +98,75 @@ for path in (docker / "grafana/dashboards").glob("*.json"):
     walk(dashboard)
     check(dashboard.get("uid"), f"{path.name} has no uid")
 
+# docker-compose.postgres.yml: servers on one PostgreSQL database behind nginx.
+shared = yaml.safe_load((docker / "docker-compose.postgres.yml").read_text())
+services = shared["services"]
+postgres = services["postgres"]
+pg_env = postgres["environment"]
+pg_password_secret = pg_env["POSTGRES_PASSWORD_FILE"].removeprefix("/run/secrets/")
+check(pg_password_secret in postgres.get("secrets", []), "postgres does not get its password secret")
+servers = {name: svc for name, svc in services.items() if name.startswith("lossguard-")}
+check(len(servers) >= 2, f"docker-compose.postgres.yml runs {len(servers)} lossguard servers, not 2+")
+server_ports = set()
+for name, svc in servers.items():
+    check((docker / svc["build"]["context"]).resolve() == root.resolve(), f"{name} builds elsewhere")
+    check((docker / svc["build"]["context"] / svc["build"]["dockerfile"]).exists(),
+          f"{name}: its Dockerfile is missing")
+    args = svc["entrypoint"]
+    flag = lambda f: args[args.index(f) + 1] if f in args else None
+    db = flag("--db") or ""
+    m = re.fullmatch(r"postgresql://([^@:/]+)@([^:/]+):(\d+)/(\w+)", db)
+    check(m is not None, f"{name}: --db {db!r} is not postgresql://USER@HOST:PORT/DB without a password")
+    if m:
+        check(m.group(1) == pg_env["POSTGRES_USER"], f"{name}: user {m.group(1)} is not POSTGRES_USER")
+        check(m.group(2) == "postgres", f"{name}: --db host {m.group(2)} is not the postgres service")
+        check(m.group(3) == "5432", f"{name}: --db port {m.group(3)} is not PostgreSQL's 5432")
+        check(m.group(4) == pg_env["POSTGRES_DB"], f"{name}: database {m.group(4)} is not POSTGRES_DB")
+    check(flag("--db-password-file") == "/run/secrets/" + pg_password_secret,
+          f"{name}: --db-password-file is not postgres's password secret")
+    for secret_flag in ("--db-password-file", "--token-file"):
+        secret = (flag(secret_flag) or "").removeprefix("/run/secrets/")
+        check(secret in svc.get("secrets", []) and secret in shared.get("secrets", {}),
+              f"{name}: {secret_flag} {secret} is not a compose secret it gets")
+    listen = flag("--listen") or ""
+    server_ports.add(listen.rsplit(":", 1)[-1])
+    check(listen.startswith("0.0.0.0:"), f"{name}: --listen {listen} is not reachable from nginx")
+    check(svc.get("depends_on", {}).get("postgres", {}).get("condition") == "service_healthy",
+          f"{name} does not wait for a healthy postgres")
+check(len(server_ports) == 1, f"the servers listen on different ports {server_ports}")
+server_port_shared = server_ports.pop() if server_ports else None
+for f in (s["file"] for s in shared.get("secrets", {}).values()):
+    check(("docker/" + pathlib.Path(f).name) in gitignore, f"secret {f} is not in .gitignore")
+
+balancer = services["loadbalancer"]
+nginx_conf = None
+for volume in balancer["volumes"]:
+    host, container = volume.split(":")[:2]
+    check((docker / host).exists(), f"loadbalancer mounts {host}, which does not exist")
+    nginx_conf = (docker / host).read_text() if (docker / host).exists() else None
+upstreams = re.findall(r"^\s*server\s+([\w.-]+):(\d+)\s*;", nginx_conf or "", re.M)
+check(sorted(h for h, _ in upstreams) == sorted(servers), f"nginx balances {upstreams}, not {sorted(servers)}")
+check(all(p == server_port_shared for _, p in upstreams), "nginx's upstream ports are not the servers'")
+nginx_listen = re.search(r"^\s*listen\s+(\d+)\s*;", nginx_conf or "", re.M)
+check(nginx_listen and any(p.split(":")[-1] == nginx_listen.group(1) for p in balancer.get("ports", [])),
+      "compose does not map nginx's listen port")
+check("non_idempotent" in (nginx_conf or ""), "nginx must retry POSTs on the next server")
+
+shared_prometheus = services["prometheus"]
+shared_prom_config = None
+for volume in shared_prometheus["volumes"]:
+    host, container = volume.split(":")[:2]
+    check((docker / host).exists(), f"prometheus mounts {host}, which does not exist")
+    if container.endswith("prometheus.yml"):
+        shared_prom_config = yaml.safe_load((docker / host).read_text())
+shared_targets = sorted(t for job in shared_prom_config["scrape_configs"]
+                        for c in job["static_configs"] for t in c["targets"])
+check(shared_targets == sorted(f"{n}:{server_port_shared}" for n in servers),
+      f"prometheus scrapes {shared_targets}, not every server")
+shared_mounted = [v.split(":")[1] for v in shared_prometheus["volumes"]]
+for rule_file in shared_prom_config.get("rule_files", []):
+    check(rule_file in shared_mounted, f"rule file {rule_file} is not mounted into prometheus")
+
 if problems:
     print("\n".join(problems))
     sys.exit(1)
