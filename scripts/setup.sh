@@ -11,6 +11,7 @@ packages=(
   nlohmann-json3-dev
   libsqlite3-dev sqlite3
   libpq-dev postgresql          # the PostgreSQL backend; its tests start their own server
+  nginx                        # the load balancer docker/ ships, run by a test in front of two servers
   prometheus-cpp-dev
   libcli11-dev                 # command-line parsing
   libspdlog-dev libfmt-dev     # logging

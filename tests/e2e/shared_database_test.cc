@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <fstream>
 #include <map>
 #include <thread>
 
@@ -218,6 +219,78 @@ TEST(SharedDatabase, PostgresRestartMidRunLosesAndDuplicatesNothing) {
   ExpectAllStored(balancer, lines, expected, 1);
   EXPECT_EQ(balancer[0].Get("/api/v1/runs/while-down").status, 404u)
       << "the batches answered 503 stored nothing";
+}
+
+// docker/nginx/lossguard.conf, the load balancer docker-compose.postgres.yml ships, run by Debian's
+// nginx on loopback: its upstreams are the test's servers, its listen port a free one.
+class Nginx {
+ public:
+  Nginx(const TempDir& dir, Servers& servers) : port_(FreeLoopbackPort()) {
+    std::ifstream in(std::filesystem::path(LOSSGUARD_SOURCE_DIR) / "docker/nginx/lossguard.conf");
+    std::string conf((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (std::size_t i = 0; i < servers.size(); ++i) {
+      const std::string name = "lossguard-" + std::to_string(i + 1) + ":8080";
+      const std::string url = servers[i].url();  // http://127.0.0.1:PORT
+      const std::size_t at = conf.find(name);
+      if (at == std::string::npos) throw std::runtime_error("lossguard.conf has no " + name);
+      conf.replace(at, name.size(), url.substr(url.find("//") + 2));
+    }
+    const std::size_t listen = conf.find("listen 8080;");
+    if (listen == std::string::npos) throw std::runtime_error("lossguard.conf: no listen 8080");
+    conf.replace(listen, 12, "listen 127.0.0.1:" + std::to_string(port_) + ";");
+    const std::filesystem::path prefix = dir.File("nginx");
+    std::filesystem::create_directories(prefix / "logs");
+    std::ofstream(prefix / "nginx.conf")
+        << "daemon off;\nmaster_process off;\nerror_log " << (prefix / "logs/error.log").string()
+        << ";\npid " << (prefix / "nginx.pid").string() << ";\nevents {}\nhttp {\naccess_log off;\n"
+        << "client_body_temp_path " << prefix.string() << ";\n" << conf << "}\n";
+    process_ = std::make_unique<BackgroundProcess>(std::vector<std::string>{
+        "/usr/sbin/nginx", "-p", prefix.string(), "-c", (prefix / "nginx.conf").string()});
+    const auto deadline = Clock::now() + std::chrono::seconds(20);
+    while (true) {
+      try {
+        if (client::HttpClient(url()).Get("/healthz").status == 200) break;
+      } catch (const client::HttpError&) {
+      }
+      if (Clock::now() > deadline || !process_->Running())
+        throw std::runtime_error("nginx did not come up: " + process_->LogText());
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int port_;
+  std::unique_ptr<BackgroundProcess> process_;
+};
+
+// The shipped nginx configuration in front of two servers, one of which dies (kill -9) mid-run:
+// every batch the trainers send through nginx is answered 200 all the same (nginx sends a batch
+// the dead server did not take to the other), and the alerts are those of one server.
+TEST(SharedDatabase, TheShippedNginxConfigurationRoutesAroundADeadServer) {
+  TempDir dir;
+  const auto expected = AlertsOfOneServer(dir.File("single.db"), kRuns);
+  std::map<std::string, std::vector<std::string>> lines;
+  for (const std::string& run : kRuns) lines[run] = Lines(run);
+
+  PostgresServer postgres;
+  Servers servers(dir, postgres.CreateDatabase("balanced"), 2);
+  Nginx nginx(dir, servers);
+  client::HttpClient trainer(nginx.url());
+  constexpr std::size_t kSmallBatch = 10;
+  std::size_t batches = 0, sent = 0;
+  for (const auto& [run, l] : lines) batches += (l.size() + kSmallBatch - 1) / kSmallBatch;
+  for (const auto& [run, l] : lines) {
+    for (std::size_t b = 0; b * kSmallBatch < l.size(); ++b) {
+      if (++sent == batches / 3) servers[0].Stop(SIGKILL, std::chrono::seconds(10));
+      auto response = trainer.Post(
+          "/api/v1/steps", Body(l, b * kSmallBatch, (b + 1) * kSmallBatch), "application/x-ndjson");
+      ASSERT_EQ(response.status, 200) << run << " batch " << b << ": " << response.body;
+    }
+  }
+  ASSERT_GT(batches, 60u);
+  Balancer survivor(servers);
+  ExpectAllStored(survivor, lines, expected, 1);
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include "support/processes.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -76,6 +78,21 @@ std::filesystem::path TempPath(const std::string& stem) {
 }
 
 }  // namespace
+
+int FreeLoopbackPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    close(fd);
+    throw std::runtime_error(std::string("no free loopback port: ") + std::strerror(errno));
+  }
+  close(fd);
+  return ntohs(address.sin_port);
+}
 
 void ExecOrExit(const std::vector<std::string>& argv) {
   std::vector<char*> args;

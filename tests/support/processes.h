@@ -58,6 +58,10 @@ class BackgroundProcess {
   std::filesystem::path log_path_;
 };
 
+// A TCP port of 127.0.0.1 that was free a moment ago (bound, read and closed), for a program that
+// must be told its port.
+int FreeLoopbackPort();
+
 // In a forked child: replaces it with argv[0] (a path), or reports why not on stderr and exits 127.
 [[noreturn]] void ExecOrExit(const std::vector<std::string>& argv);
 
