@@ -62,6 +62,11 @@ int main(int argc, char** argv) {
   std::string backend = "sqlite";
   app.add_option("--backend", backend, "storage engine")
       ->check(CLI::IsMember({"sqlite", "postgresql"}));
+  int run_count = 1;
+  app.add_option("--runs", run_count,
+                 "runs the throughput batches are spread over (batch b to run b % runs); the query "
+                 "reads the first")
+      ->check(CLI::Range(1, 1000));
   int server_count = 1;
   app.add_option("--servers", server_count, "lossguard servers on one database (postgresql)")
       ->check(CLI::Range(1, 8));
@@ -104,7 +109,11 @@ int main(int argc, char** argv) {
     // Bodies are built before the clock starts: the benchmark measures the server, not sprintf.
     std::int64_t batches = records / batch;
     std::vector<std::string> bodies;
-    for (std::int64_t b = 0; b < batches; ++b) bodies.push_back(Body("bench", b * batch, batch));
+    const auto run_of = [&](std::int64_t b) {
+      return run_count == 1 ? std::string("bench") : "bench-" + std::to_string(b % run_count);
+    };
+    for (std::int64_t b = 0; b < batches; ++b)
+      bodies.push_back(Body(run_of(b), b / run_count * batch, batch));
     const auto cpu_before = cpu();
     double seconds = lossguard::bench::PostConcurrently(urls, bodies, clients);
     const auto cpu_after = cpu();
@@ -123,7 +132,7 @@ int main(int argc, char** argv) {
     std::size_t response_bytes = 0;
     for (std::int64_t i = 0; i < query_repeats; ++i) {
       auto t0 = Clock::now();
-      auto response = client.Get("/api/v1/runs/bench/steps?max_points=2000");
+      auto response = client.Get("/api/v1/runs/" + run_of(0) + "/steps?max_points=2000");
       query_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
       CheckOk(response);
       response_bytes = response.body.size();
@@ -134,10 +143,11 @@ int main(int argc, char** argv) {
 
     const double stored = static_cast<double>(batches * batch);
     std::printf(
-        "ingest throughput: %lld records in %.2f s = %.0f records/s (%s, %d server(s), batches of "
-        "%lld, %d clients, --sync %s, --analyzers %s)\n",
+        "ingest throughput: %lld records in %.2f s = %.0f records/s (%s, %d server(s), %d run(s), "
+        "batches of %lld, %d clients, --sync %s, --analyzers %s)\n",
         static_cast<long long>(batches * batch), seconds, stored / seconds, backend.c_str(),
-        server_count, static_cast<long long>(batch), clients, sync.c_str(), analyzers.c_str());
+        server_count, run_count, static_cast<long long>(batch), clients, sync.c_str(),
+        analyzers.c_str());
     const double server_us = 1e6 * (cpu_after.first - cpu_before.first) / stored;
     const double database_us = 1e6 * (cpu_after.second - cpu_before.second) / stored;
     std::printf(
@@ -149,7 +159,7 @@ int main(int argc, char** argv) {
     std::printf(
         "query steps?max_points=2000 over %lld steps: p50 %.2f ms, p99 %.2f ms (%zu requests, %zu "
         "bytes)\n",
-        static_cast<long long>(batches * batch), Percentile(query_ms, 0.5),
+        static_cast<long long>(batches / run_count * batch), Percentile(query_ms, 0.5),
         Percentile(query_ms, 0.99), query_ms.size(), response_bytes);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ingest_bench: %s\n", e.what());

@@ -44,19 +44,27 @@ Store::Writer::Writer(std::unique_ptr<Database> db, AnalysisOptions analysis)
                      "LIMIT ?"),
       clear_pending_(*db_,
                      "DELETE FROM rollup_pending WHERE run_id = ? AND bucket BETWEEN ? AND ?"),
-      steps_(MakeStepWrites(*db_)) {
-  for (int level = 2; level < kLevels; ++level) {
-    // A block of `level` is the merge of its kFanOut children one level down, every rank at once.
+      steps_(MakeStepWrites(*db_)) {}
+
+Statement& Store::Writer::MergeChildren(int level, std::size_t ranks) {
+  auto [it, created] = merge_children_.try_emplace({level, ranks}, std::nullopt);
+  if (created) {
+    // The ranks are listed so that both engines seek the primary key (run_id, rank, width, bucket)
+    // once per rank; without them the scan would cover every rollup row of the run.
+    std::string list = "?";
+    for (std::size_t i = 1; i < ranks; ++i) list += ", ?";
     const std::string parent = "bucket / " + std::to_string(kFanOut);
-    merge_children_.emplace_back(
-        *db_, "INSERT INTO step_rollups (run_id, rank, width, bucket, " + std::string(kRollupColumns) +
-                  ") SELECT run_id, rank, " + std::to_string(kRollupWidths[level]) + ", " + parent +
-                  ", " + RollupMergeExpressions() + " FROM step_rollups WHERE run_id = ? AND width = " +
-                  std::to_string(kRollupWidths[level - 1]) +
+    it->second.emplace(
+        *db_, "INSERT INTO step_rollups (run_id, rank, width, bucket, " +
+                  std::string(kRollupColumns) + ") SELECT run_id, rank, " +
+                  std::to_string(kRollupWidths[level]) + ", " + parent + ", " +
+                  RollupMergeExpressions() + " FROM step_rollups WHERE run_id = ? AND rank IN (" +
+                  list + ") AND width = " + std::to_string(kRollupWidths[level - 1]) +
                   " AND bucket BETWEEN ? AND ? GROUP BY run_id, rank, " + parent +
                   " ON CONFLICT (run_id, rank, width, bucket) DO UPDATE SET " +
                   RollupExcludedAssignments());
   }
+  return *it->second;
 }
 
 std::int64_t Store::Writer::RunId(const std::string& name, double now,
@@ -210,6 +218,7 @@ void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks,
                                   const std::set<StepBlock>& marked) {
   const std::int64_t width = kRollupWidths[1];
   std::map<std::int64_t, std::set<std::int64_t>> due, cleared, parents;  // by run: buckets
+  std::map<std::int64_t, std::set<std::int64_t>> ranks;                   // by run: refreshed
   for (const StepBlock& block : blocks) due[block.run_id].insert(block.bucket);
   for (const StepBlock& block : marked) cleared[block.run_id].insert(block.bucket);
   // Level 1: each range of consecutive due blocks read in one scan (in key order, all ranks), and
@@ -224,7 +233,10 @@ void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks,
         stats[{block_rows_.Int(0) / width, block_rows_.Int(5)}].Merge(RawRowToBlock(block_rows_));
       }
       block_rows_.Reset();
-      for (const auto& [at, block] : stats) rows.push_back({{run_id, at.second, at.first}, block});
+      for (const auto& [at, block] : stats) {
+        rows.push_back({{run_id, at.second, at.first}, block});
+        ranks[run_id].insert(at.second);
+      }
       for (std::int64_t p = first / kFanOut; p <= last / kFanOut; ++p) parents[run_id].insert(p);
     });
   }
@@ -237,19 +249,32 @@ void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks,
     });
   }
   clear_pending_.Reset();
-  // Coarser levels: each range of consecutive parents merged from its children in one statement.
+  // Coarser levels: each range of consecutive parents merged from its children, the refreshed
+  // ranks in a few statements (the list padded to a power of two with its last rank, so that a
+  // handful of prepared statements serve every world size).
+  constexpr std::size_t kMaxRanksPerMerge = 512;
   for (int level = 2; level < kLevels && !parents.empty(); ++level) {
-    Statement& merge = merge_children_[static_cast<std::size_t>(level - 2)];
     std::map<std::int64_t, std::set<std::int64_t>> next;
     for (const auto& [run_id, buckets] : parents) {
+      const std::vector<std::int64_t> listed(ranks[run_id].begin(), ranks[run_id].end());
       ForEachRange(buckets, [&](std::int64_t first, std::int64_t last) {
-        merge.Reset();
-        merge.Bind(1, run_id).Bind(2, first * kFanOut).Bind(3, last * kFanOut + kFanOut - 1);
-        merge.Step();
+        for (std::size_t begin = 0; begin < listed.size(); begin += kMaxRanksPerMerge) {
+          const std::size_t count = std::min(kMaxRanksPerMerge, listed.size() - begin);
+          std::size_t padded = 1;
+          while (padded < count) padded *= 2;
+          Statement& merge = MergeChildren(level, padded);
+          merge.Reset();
+          merge.Bind(1, run_id);
+          for (std::size_t i = 0; i < padded; ++i)
+            merge.Bind(static_cast<int>(i) + 2, listed[begin + std::min(i, count - 1)]);
+          const int after = static_cast<int>(padded) + 2;
+          merge.Bind(after, first * kFanOut).Bind(after + 1, last * kFanOut + kFanOut - 1);
+          merge.Step();
+          merge.Reset();
+        }
         for (std::int64_t p = first / kFanOut; p <= last / kFanOut; ++p) next[run_id].insert(p);
       });
     }
-    merge.Reset();
     parents = std::move(next);
   }
 }

@@ -57,6 +57,8 @@ class Store::Writer {
   // statements per batch, whatever its ranks: on PostgreSQL each is a round trip.
   void RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<StepBlock>& marked);
   void WriteLevelOne(const std::vector<std::pair<BlockKey, BlockStats>>& rows);
+  // INSERT ... SELECT merging `level` blocks of `ranks` listed ranks from their children.
+  Statement& MergeChildren(int level, std::size_t ranks);
 
   std::unique_ptr<Database> db_;
   Analysis analysis_;
@@ -64,7 +66,7 @@ class Store::Writer {
   Statement find_run_, insert_run_, touch_run_, block_rows_, mark_pending_, pending_behind_,
       pending_stale_, clear_pending_;
   std::unique_ptr<StepWrites> steps_;
-  std::vector<Statement> merge_children_;  // by level - 2
+  std::map<std::pair<int, std::size_t>, std::optional<Statement>> merge_children_;
   std::map<std::size_t, std::optional<Statement>> upsert_rows_;  // multi-row upserts, by rows
 };
 
