@@ -39,8 +39,11 @@ void LossScaleDetector::Resume(const Finding& held) {
     bound_verdict_ = held;
     above_bound_since_ = held.evidence.value("since_step", std::int64_t{0});
   } else if (method == "level_before_config_change") {
-    Shift shift{held.evidence.value("level_before", 0.0), {}, {},
-                held.evidence.value("changed_at", std::int64_t{0}), RobustWindow(1)};
+    Shift shift{held.evidence.value("level_before", 0.0),
+                {},
+                {},
+                held.evidence.value("changed_at", std::int64_t{0}),
+                RobustWindow(1)};
     shift.judged = true;
     shift.verdict = held;
     shift_ = std::move(shift);

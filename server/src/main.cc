@@ -197,9 +197,8 @@ int Serve(const ServerFlags& f, const Startup& startup) {
     std::printf("lossguard-server listening on http://%s:%u\n", host.c_str(), endpoint.port());
     std::fflush(stdout);
     spdlog::info("database {} ({} sync), {} threads, auth {}, analyzers {}",
-                 startup.location.Describe(), f.sync,
-                 f.threads, !startup.token ? "off (loopback only)" : "on for writes",
-                 f.analyzers_switch);
+                 startup.location.Describe(), f.sync, f.threads,
+                 !startup.token ? "off (loopback only)" : "on for writes", f.analyzers_switch);
     server.Run();
     spdlog::info("stopped; closing the database");
   } catch (const std::exception& e) {

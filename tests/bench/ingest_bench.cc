@@ -100,7 +100,8 @@ int main(int argc, char** argv) {
     ServerProcess& server = *servers.front();
     auto cpu = [&] {
       double lossguard_seconds = 0;
-      for (const auto& s : servers) lossguard_seconds += lossguard::bench::ProcessTreeCpuSeconds(s->pid());
+      for (const auto& s : servers)
+        lossguard_seconds += lossguard::bench::ProcessTreeCpuSeconds(s->pid());
       const double database_seconds =
           postgres ? lossguard::bench::ProcessTreeCpuSeconds(postgres->pid()) : 0.0;
       return std::make_pair(lossguard_seconds, database_seconds);

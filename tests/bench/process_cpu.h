@@ -32,7 +32,7 @@ inline double ProcessTreeCpuSeconds(pid_t root) {
     for (std::string field; fields >> field;) f.push_back(field);
     if (f.size() < 13) continue;
     const pid_t pid = std::stoi(name);
-    parent[pid] = std::stoi(f[1]);                           // field 4: ppid
+    parent[pid] = std::stoi(f[1]);                             // field 4: ppid
     cpu[pid] = (std::stod(f[11]) + std::stod(f[12])) / ticks;  // fields 14, 15: utime, stime
   }
   double total = 0;

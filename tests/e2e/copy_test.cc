@@ -75,7 +75,8 @@ TEST(Copy, SqliteToPostgresAndBackKeepsEveryRecordAlertAndAnswer) {
                                       std::size_t n = 0;
                                       for (const auto& run : kRuns) n += Lines(run).size();
                                       return n;
-                                    }()) + " rows, as in the source"));
+                                    }()) +
+                                    " rows, as in the source"));
 
   ServerProcess on_postgres({.db = uri, .stderr_log = dir.File("pg-server.log")});
   EXPECT_EQ(Answers(on_postgres.url(), kRuns), before);
@@ -113,8 +114,8 @@ TEST(Copy, KilledMidwayAndRunAgainLosesNothing) {
       std::vector<wire::StepRecord> batch;
       for (std::int64_t step = first; step < first + 5000; ++step) {
         for (std::int64_t rank = 0; rank < kRanks; ++rank)
-          batch.push_back(MakeRecord("big", step, 2.0 + 1.0 / static_cast<double>(step + 1),
-                                     rank, kRanks));
+          batch.push_back(
+              MakeRecord("big", step, 2.0 + 1.0 / static_cast<double>(step + 1), rank, kRanks));
       }
       store.Ingest(batch);
     }
@@ -150,8 +151,8 @@ TEST(Copy, KilledMidwayAndRunAgainLosesNothing) {
   ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
   EXPECT_THAT(again.out, HasSubstr("were there from an earlier run"));
 
-  store::Store source(sqlite), destination(store::StoreLocation{
-                                   store::Backend::kPostgres, {}, peek_options});
+  store::Store source(sqlite),
+      destination(store::StoreLocation{store::Backend::kPostgres, {}, peek_options});
   store::StepQuery all;
   all.limit = kSteps * kRanks + 1;
   EXPECT_EQ(destination.ReadSteps("big", all)->records, source.ReadSteps("big", all)->records);

@@ -33,8 +33,8 @@ inline std::vector<std::string> Lines(const std::string& run) {
 }
 
 // Posts lines [begin, end) in batches of `batch` (a trainer's sender thread batches similarly).
-inline void Send(client::HttpClient& client, const std::vector<std::string>& lines, std::size_t begin,
-          std::size_t end, std::size_t batch = 50) {
+inline void Send(client::HttpClient& client, const std::vector<std::string>& lines,
+                 std::size_t begin, std::size_t end, std::size_t batch = 50) {
   for (std::size_t i = begin; i < end; i += batch) {
     std::string body;
     for (std::size_t j = i; j < std::min(end, i + batch); ++j) body += lines[j] + "\n";

@@ -12,8 +12,8 @@
 #include <set>
 #include <sstream>
 
-#include "lossguard/client/http_client.h"
 #include "e2e/corpus.h"
+#include "lossguard/client/http_client.h"
 #include "support/processes.h"
 #include "support/records.h"
 #include "support/temp_dir.h"
@@ -77,9 +77,6 @@ std::vector<Scenario> LoadScenarios() {
   }
   return out;
 }
-
-
-
 
 struct KindScore {
   int expected = 0, found = 0, false_alarms = 0;
@@ -189,7 +186,6 @@ TEST(Scenarios, EveryFaultIsFoundInTimeAndHealthyRunsAreQuiet) {
   }
   std::cout << table.str() << "\n\n" << detail.str();
 }
-
 
 const std::vector<std::string> kRestartRuns = {
     "bug-lr-spike",      "bug-ga-change.minimal", "bug-nan", "healthy-mb2-ga2-ws2", "bug-zero-grad",

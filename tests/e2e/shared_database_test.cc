@@ -37,7 +37,6 @@ std::string Body(const std::vector<std::string>& lines, std::size_t begin, std::
   return body;
 }
 
-
 // lossguard servers on one database.
 class Servers {
  public:
@@ -112,9 +111,8 @@ TEST(SharedDatabase, TwoServersTakingAlternateBatchesRaiseTheAlertsOfOneSqliteSe
       for (std::size_t r = t; r < runs.size(); r += 2) {
         const auto lines = Lines(runs[r]);
         for (std::size_t b = 0; b * kBatch < lines.size(); ++b) {
-          auto response = balancer[b].Post("/api/v1/steps",
-                                           Body(lines, b * kBatch, (b + 1) * kBatch),
-                                           "application/x-ndjson");
+          auto response = balancer[b].Post(
+              "/api/v1/steps", Body(lines, b * kBatch, (b + 1) * kBatch), "application/x-ndjson");
           ASSERT_EQ(response.status, 200) << response.body;
         }
       }
@@ -130,13 +128,14 @@ TEST(SharedDatabase, TwoServersTakingAlternateBatchesRaiseTheAlertsOfOneSqliteSe
   }
 }
 
-const std::vector<std::string> kRuns = {"bug-lr-spike", "bug-ga-change.minimal", "bug-nan",
-                                        "healthy-mb2-ga2-ws2", "bug-zero-grad",
-                                        "bug-sum-no-ga-div-ws2"};
+const std::vector<std::string> kRuns = {"bug-lr-spike",  "bug-ga-change.minimal",
+                                        "bug-nan",       "healthy-mb2-ga2-ws2",
+                                        "bug-zero-grad", "bug-sum-no-ga-div-ws2"};
 
 // Sends batches [from, to) of every run of kRuns through `balancer`, alternating servers.
-void SendAlternating(Balancer& balancer, const std::map<std::string, std::vector<std::string>>& lines,
-                     std::size_t from, std::size_t to) {
+void SendAlternating(Balancer& balancer,
+                     const std::map<std::string, std::vector<std::string>>& lines, std::size_t from,
+                     std::size_t to) {
   for (const auto& [run, l] : lines) {
     for (std::size_t b = from; b < to && b * kBatch < l.size(); ++b) {
       balancer.PostUntilStored(b, Body(l, b * kBatch, (b + 1) * kBatch));
@@ -144,7 +143,8 @@ void SendAlternating(Balancer& balancer, const std::map<std::string, std::vector
   }
 }
 
-void ExpectAllStored(Balancer& balancer, const std::map<std::string, std::vector<std::string>>& lines,
+void ExpectAllStored(Balancer& balancer,
+                     const std::map<std::string, std::vector<std::string>>& lines,
                      const std::map<std::string, std::vector<std::string>>& expected,
                      std::size_t server) {
   for (const auto& [run, l] : lines) {
@@ -243,7 +243,8 @@ class Nginx {
     std::ofstream(prefix / "nginx.conf")
         << "daemon off;\nmaster_process off;\nerror_log " << (prefix / "logs/error.log").string()
         << ";\npid " << (prefix / "nginx.pid").string() << ";\nevents {}\nhttp {\naccess_log off;\n"
-        << "client_body_temp_path " << prefix.string() << ";\n" << conf << "}\n";
+        << "client_body_temp_path " << prefix.string() << ";\n"
+        << conf << "}\n";
     process_ = std::make_unique<BackgroundProcess>(std::vector<std::string>{
         "/usr/sbin/nginx", "-p", prefix.string(), "-c", (prefix / "nginx.conf").string()});
     const auto deadline = Clock::now() + std::chrono::seconds(20);
@@ -283,8 +284,8 @@ TEST(SharedDatabase, TheShippedNginxConfigurationRoutesAroundADeadServer) {
   for (const auto& [run, l] : lines) {
     for (std::size_t b = 0; b * kSmallBatch < l.size(); ++b) {
       if (++sent == batches / 3) servers[0].Stop(SIGKILL, std::chrono::seconds(10));
-      auto response = trainer.Post(
-          "/api/v1/steps", Body(l, b * kSmallBatch, (b + 1) * kSmallBatch), "application/x-ndjson");
+      auto response = trainer.Post("/api/v1/steps", Body(l, b * kSmallBatch, (b + 1) * kSmallBatch),
+                                   "application/x-ndjson");
       ASSERT_EQ(response.status, 200) << run << " batch " << b << ": " << response.body;
     }
   }

@@ -53,7 +53,8 @@ TEST(Migrations, OlderDatabaseIsUpgradedAndKeepsItsData) {
 // step with an old one.
 TEST(Migrations, AlertsOfAVersion3DatabaseBecomeAttemptZero) {
   TempDir dir;
-  std::vector<Migration> v3(BuiltinMigrations(Backend::kSqlite).begin(), BuiltinMigrations(Backend::kSqlite).begin() + 3);
+  std::vector<Migration> v3(BuiltinMigrations(Backend::kSqlite).begin(),
+                            BuiltinMigrations(Backend::kSqlite).begin() + 3);
   ASSERT_EQ(v3.back().version, 3);
   {
     SqliteDatabase db(dir.File("db"), false, true);

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -624,6 +625,32 @@ TEST(PostgresStore, TwoStoresOnOneDatabaseShareRunsAndCounts) {
   EXPECT_EQ(a.ReadSteps("shared", StepQuery{})->records.size(),
             static_cast<std::size_t>(kBatches * kBatchSize));
   EXPECT_EQ(b.Ingest(Steps("shared", 0, kBatchSize)).duplicates, kBatchSize);
+}
+
+// A run whose lock another server's transaction holds (a server stopped mid-batch): the batch waits
+// lock_timeout, then fails as unavailable (the client retries), and goes through once it is free.
+TEST(PostgresStore, ABatchWaitingTooLongForItsRunsLockFailsAsUnavailable) {
+  StoreLocation location = NewPostgresDatabase("held_lock");
+  location.postgres.lock_timeout_ms = 500;
+  Store store(location);
+  store.Ingest(Steps("held", 0, 10));
+  PostgresDatabase other_server(location.postgres);
+  other_server.BeginWrite();
+  Statement id(other_server, "SELECT id FROM runs WHERE name = 'held'");
+  ASSERT_TRUE(id.Step());
+  other_server.LockRun(id.Int(0));
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    store.Ingest(Steps("held", 10, 10));
+    ADD_FAILURE() << "the run was locked";
+  } catch (const StorageError& e) {
+    EXPECT_TRUE(e.unavailable()) << e.what();
+  }
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(400));
+  EXPECT_EQ(store.Ingest(Steps("other-run", 0, 10)).accepted, 10) << "other runs are not held up";
+  other_server.Exec("ROLLBACK");
+  EXPECT_EQ(store.Ingest(Steps("held", 10, 10)).accepted, 10);
+  EXPECT_EQ(store.GetRun("held")->records, 20);
 }
 
 TEST(PostgresStore, RefusesAUriWithAPassword) {

@@ -1,7 +1,5 @@
 #include "support/postgres_server.h"
 
-#include "support/processes.h"
-
 #include <fcntl.h>
 #include <grp.h>
 #include <libpq-fe.h>
@@ -20,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "support/processes.h"
+
 namespace lossguard::testing {
 
 namespace {
@@ -31,7 +31,8 @@ std::filesystem::path FindBinaries() {
   std::vector<std::filesystem::path> found;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator("/usr/lib/postgresql", ec)) {
-    if (std::filesystem::exists(entry.path() / "bin/postgres")) found.push_back(entry.path() / "bin");
+    if (std::filesystem::exists(entry.path() / "bin/postgres"))
+      found.push_back(entry.path() / "bin");
   }
   if (found.empty()) {
     throw std::runtime_error(
@@ -44,7 +45,6 @@ std::filesystem::path FindBinaries() {
   });
   return found.back();
 }
-
 
 // The unprivileged user PostgreSQL runs as when the tests run as root.
 const passwd* Nobody() {
@@ -96,10 +96,10 @@ PostgresServer::PostgresServer(Options options)
   if (geteuid() == 0 && chown(dir_.c_str(), Nobody()->pw_uid, Nobody()->pw_gid) != 0) {
     throw std::runtime_error("chown " + dir_.string() + ": " + std::strerror(errno));
   }
-  const int initdb = Wait(Spawn({(bin_ / "initdb").string(), "-D", (dir_ / "data").string(), "-U",
-                                 "lossguard", "-A", "trust", "-E", "UTF8", "--locale=C",
-                                 "--no-sync", "--no-instructions"},
-                                dir_ / "initdb.log"));
+  const int initdb =
+      Wait(Spawn({(bin_ / "initdb").string(), "-D", (dir_ / "data").string(), "-U", "lossguard",
+                  "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"},
+                 dir_ / "initdb.log"));
   if (initdb != 0) {
     throw std::runtime_error("initdb exited with " + std::to_string(initdb) + ":\n" + LogText());
   }
@@ -124,8 +124,8 @@ PostgresServer& PostgresServer::Shared() {
 void PostgresServer::Start() {
   pid_ = Spawn({(bin_ / "postgres").string(), "-D", (dir_ / "data").string(), "-p",
                 std::to_string(port_), "-h", "127.0.0.1", "-k", dir_.string(), "-c",
-                std::string("fsync=") + (options_.fsync ? "on" : "off"),
-                "-c", "max_connections=200", "-c", "log_min_messages=warning"},
+                std::string("fsync=") + (options_.fsync ? "on" : "off"), "-c",
+                "max_connections=200", "-c", "log_min_messages=warning"},
                dir_ / "server.log");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (PQping(Conninfo(port_, "postgres").c_str()) != PQPING_OK) {

@@ -207,9 +207,9 @@ auto Guarded(Handler handler) {
     } catch (const store::StorageError& e) {
       if (!e.unavailable()) throw;  // the router's 500, logged
       spdlog::warn("{} {}: {}", std::string(request.raw.method_string()), request.path, e.what());
-      Response response = ErrorResponse(status::service_unavailable, "storage_unavailable",
-                                        std::string(e.what()) +
-                                            " (nothing of this request was stored; retry)");
+      Response response =
+          ErrorResponse(status::service_unavailable, "storage_unavailable",
+                        std::string(e.what()) + " (nothing of this request was stored; retry)");
       response.set(bhttp::field::retry_after, "1");
       return response;
     }
@@ -238,15 +238,16 @@ void RegisterApi(http::Router& router, store::Store& store, metrics::ServerMetri
   router.Add(verb::get, "/api/v1/alerts", bind(ListAlerts));
   router.Add(verb::post, "/api/v1/alerts/{id}/ack", bind(AckAlert), /*requires_token=*/true);
   if (metrics) {
-    router.Add(verb::get, "/metrics", Guarded([&store, metrics, metrics_options](const Request& request) {
-      if (Status known = QueryParams(request).RejectUnknown({}); !known)
-        return BadQuery(known.error());
-      Response response{status::ok, 11};
-      response.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-      response.body() = metrics->Render(store, metrics_options, store::UnixSeconds());
-      response.prepare_payload();
-      return response;
-    }));
+    router.Add(
+        verb::get, "/metrics", Guarded([&store, metrics, metrics_options](const Request& request) {
+          if (Status known = QueryParams(request).RejectUnknown({}); !known)
+            return BadQuery(known.error());
+          Response response{status::ok, 11};
+          response.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+          response.body() = metrics->Render(store, metrics_options, store::UnixSeconds());
+          response.prepare_payload();
+          return response;
+        }));
   }
 }
 

@@ -144,8 +144,10 @@ void AddCopy(CLI::App& app) {
       "first; verified by row counts; run again to resume after a failure)");
   command->add_option("--from", options->from, "source: PATH, sqlite:PATH or postgresql://...")
       ->required();
-  command->add_option("--to", options->to, "destination, created if new (empty, or a copy that "
-                                           "was interrupted)")
+  command
+      ->add_option("--to", options->to,
+                   "destination, created if new (empty, or a copy that "
+                   "was interrupted)")
       ->required();
   command->add_option("--from-password-file", options->from_password_file,
                       "PostgreSQL password of the source (else PGPASSWORD or ~/.pgpass)");

@@ -46,10 +46,10 @@ std::optional<Alert> AlertById(Database& db, std::int64_t id) {
 std::vector<Alert> Store::ListAlerts(const AlertFilter& filter) {
   return Reading([&](Database& db) -> std::vector<Alert> {
     Statement rows(db, std::string(kAlertColumns) +
-                            " WHERE (CAST(?1 AS TEXT) IS NULL OR r.name = ?1) AND (CAST(?2 AS TEXT) "
-                            "IS NULL OR a.kind = ?2) AND (CAST(?3 AS TEXT) IS NULL OR a.severity = "
-                            "?3) AND (CAST(?4 AS TEXT) IS NULL OR a.state = ?4) ORDER BY a.id LIMIT "
-                            "?5");
+                           " WHERE (CAST(?1 AS TEXT) IS NULL OR r.name = ?1) AND (CAST(?2 AS TEXT) "
+                           "IS NULL OR a.kind = ?2) AND (CAST(?3 AS TEXT) IS NULL OR a.severity = "
+                           "?3) AND (CAST(?4 AS TEXT) IS NULL OR a.state = ?4) ORDER BY a.id LIMIT "
+                           "?5");
     auto bind_optional = [&](int index, const std::optional<std::string_view>& value) {
       if (value) {
         rows.Bind(index, *value);
@@ -59,8 +59,8 @@ std::vector<Alert> Store::ListAlerts(const AlertFilter& filter) {
     };
     bind_optional(1, filter.run);
     bind_optional(2, filter.kind ? std::optional(analyzers::KindName(*filter.kind)) : std::nullopt);
-    bind_optional(
-        3, filter.severity ? std::optional(analyzers::SeverityName(*filter.severity)) : std::nullopt);
+    bind_optional(3, filter.severity ? std::optional(analyzers::SeverityName(*filter.severity))
+                                     : std::nullopt);
     bind_optional(4, filter.state);
     rows.Bind(5, filter.limit);
     std::vector<Alert> out;

@@ -34,8 +34,8 @@ Column T(const char* name) { return {name, Type::kText}; }
 const std::vector<Table>& Tables() {
   static const std::vector<Table> tables = {
       {"runs",
-       {I("id"), T("name"), N("first_seen"), N("last_seen"), I("record_count"),
-        I("judged_through"), I("attempt"), I("revision")},
+       {I("id"), T("name"), N("first_seen"), N("last_seen"), I("record_count"), I("judged_through"),
+        I("attempt"), I("revision")},
        1,
        true},
       {"steps",
@@ -62,7 +62,8 @@ constexpr int kCopiedSchemaVersion = 5;
 
 std::string ColumnList(const Table& table, std::size_t count) {
   std::string out;
-  for (std::size_t i = 0; i < count; ++i) out += (i ? ", " : "") + std::string(table.columns[i].name);
+  for (std::size_t i = 0; i < count; ++i)
+    out += (i ? ", " : "") + std::string(table.columns[i].name);
   return out;
 }
 
@@ -145,8 +146,7 @@ class TableCopier {
     auto [it, created] = inserts_.try_emplace(rows, std::nullopt);
     if (created) {
       it->second.emplace(destination_, "INSERT INTO " + std::string(table_.name) + " (" +
-                                           ColumnList(table_, table_.columns.size()) +
-                                           ") VALUES " +
+                                           ColumnList(table_, table_.columns.size()) + ") VALUES " +
                                            SqlValuesRows(rows, table_.columns.size()) +
                                            " ON CONFLICT DO NOTHING");
     }
@@ -223,8 +223,8 @@ void CheckDestinationRuns(Database& source, Database& destination, const std::st
     ours.Reset();
     ours.Bind(1, theirs.Int(0));
     if (!ours.Step() || ours.Text(0) != theirs.Text(1)) {
-      throw StorageError(where + " already holds run \"" + std::string(theirs.Text(1)) +
-                         "\" (id " + std::to_string(theirs.Int(0)) +
+      throw StorageError(where + " already holds run \"" + std::string(theirs.Text(1)) + "\" (id " +
+                         std::to_string(theirs.Int(0)) +
                          "), which the source does not: copy into an empty database");
     }
   }
@@ -240,7 +240,8 @@ std::vector<TableCopy> CopyDatabase(const StoreLocation& from, const StoreLocati
   std::unique_ptr<Database> source = Connect(from, /*read_only=*/true);
   const int version = SchemaVersion(*source);
   if (version == 0) throw StorageError(from.Describe() + " is not a lossguard database");
-  if (version != kCopiedSchemaVersion || BuiltinMigrations(from.backend).back().version != version) {
+  if (version != kCopiedSchemaVersion ||
+      BuiltinMigrations(from.backend).back().version != version) {
     throw StorageError(from.Describe() + " is at schema version " + std::to_string(version) +
                        ", this copy writes version " + std::to_string(kCopiedSchemaVersion) +
                        ": open it once with this build's lossguard-server to migrate it");

@@ -43,9 +43,9 @@ int ApplyMigrations(Database& db, const std::vector<Migration>& migrations) {
     try {
       db.Exec(next->sql);
     } catch (const StorageError& e) {
-      throw StorageError("migration " + std::to_string(next->version) + "_" + next->name +
-                             " failed: " + e.what(),
-                         e.unavailable());
+      throw StorageError(
+          "migration " + std::to_string(next->version) + "_" + next->name + " failed: " + e.what(),
+          e.unavailable());
     }
     Statement record(db, "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)");
     record.Bind(1, std::int64_t{next->version}).Bind(2, next->name).BindNumber(3, UnixSeconds());

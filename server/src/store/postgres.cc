@@ -221,12 +221,16 @@ PostgresDatabase::PostgresDatabase(const PostgresOptions& options)
                         /*unavailable=*/true);
   }
   Exec(std::string("SET synchronous_commit = ") + (options.synchronous_commit ? "on" : "off") +
-       "; SET client_min_messages = warning; SET extra_float_digits = 1");
+       "; SET client_min_messages = warning; SET extra_float_digits = 1; SET lock_timeout = " +
+       std::to_string(options.lock_timeout_ms) + "; SET idle_in_transaction_session_timeout = " +
+       std::to_string(options.idle_in_transaction_timeout_ms));
 }
 
 PostgresDatabase::~PostgresDatabase() { PQfinish(conn_); }
 
-bool PostgresDatabase::Broken() const { return conn_ == nullptr || PQstatus(conn_) == CONNECTION_BAD; }
+bool PostgresDatabase::Broken() const {
+  return conn_ == nullptr || PQstatus(conn_) == CONNECTION_BAD;
+}
 
 void PostgresDatabase::Check(PGresult* result, std::string_view what) {
   const ExecStatusType status = result ? PQresultStatus(result) : PGRES_FATAL_ERROR;

@@ -26,6 +26,12 @@ struct PostgresOptions {
   // off: a commit returns before its WAL reaches the disk (lossguard's --sync normal): a crash of
   // the database server or machine may lose the last moments of acknowledged batches.
   bool synchronous_commit = true;
+  // A batch waiting this long for its run's lock (another server's transaction holds it) fails as
+  // unavailable (503, retried by the client) instead of hanging its request.
+  int lock_timeout_ms = 30'000;
+  // A transaction of ours left idle this long (a server stopped mid-batch with SIGSTOP, a hung
+  // host) is ended by PostgreSQL, releasing the run locks it held.
+  int idle_in_transaction_timeout_ms = 60'000;
 };
 
 // A double as PostgreSQL's float8 input reads it back exactly: shortest round-trip digits, NaN,

@@ -3,7 +3,6 @@
 #include <cstring>
 #include <unordered_map>
 
-
 namespace lossguard::store {
 
 namespace {
@@ -19,7 +18,8 @@ std::string InsertSql() {
 INSERT INTO steps (run_id, step, rank, loss, grad_norm, ref_loss, tokens, record, received_at)
 SELECT v_run, v_step, v_rank, v_loss, v_grad_norm, v_ref_loss, v_tokens, v_record,
        CAST(?9 AS DOUBLE PRECISION)
-FROM )sql") + kArrays + R"sql(
+FROM )sql") +
+         kArrays + R"sql(
 ON CONFLICT DO NOTHING RETURNING run_id, step, rank)sql";
 }
 
@@ -28,7 +28,8 @@ std::string ReplaceSql() {
 UPDATE steps SET loss = v_loss, grad_norm = v_grad_norm, ref_loss = v_ref_loss, tokens = v_tokens,
                  record = v_record, received_at = CAST(?9 AS DOUBLE PRECISION),
                  version = steps.version + 1
-FROM )sql") + kArrays + R"sql(
+FROM )sql") +
+         kArrays + R"sql(
 WHERE steps.run_id = v_run AND steps.step = v_step AND steps.rank = v_rank AND steps.record <> v_record
 RETURNING steps.run_id, steps.step, steps.rank)sql";
 }
@@ -74,11 +75,11 @@ class BinaryArray {
     auto big32 = [&](std::uint32_t v) {
       for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((v >> shift) & 0xff);
     };
-    big32(1);                // dimensions
+    big32(1);  // dimensions
     big32(has_null_ ? 1 : 0);
     big32(element_type_);
-    big32(count_);           // length of the dimension
-    big32(1);                // its lower bound
+    big32(count_);  // length of the dimension
+    big32(1);       // its lower bound
     return out + body_;
   }
 
@@ -158,8 +159,8 @@ class ArrayStepWrites final : public StepWrites {
                                       const std::vector<std::size_t>& indexes,
                                       const std::unordered_map<Key, std::size_t, KeyHash>& chunk) {
     BinaryArray run(BinaryArray::kInt8), step(BinaryArray::kInt8), rank(BinaryArray::kInt8),
-        loss(BinaryArray::kFloat8), grad_norm(BinaryArray::kFloat8),
-        ref_loss(BinaryArray::kFloat8), tokens(BinaryArray::kInt8), record(BinaryArray::kText);
+        loss(BinaryArray::kFloat8), grad_norm(BinaryArray::kFloat8), ref_loss(BinaryArray::kFloat8),
+        tokens(BinaryArray::kInt8), record(BinaryArray::kText);
     for (std::size_t i : indexes) {
       const wire::StepRecord& r = records[i];
       run.Add(run_ids[i]);

@@ -1,9 +1,9 @@
 #pragma once
 
-#include "store/rollup.h"
 #include <string>
 
 #include "store/database.h"
+#include "store/rollup.h"
 
 namespace lossguard::store {
 
@@ -20,9 +20,9 @@ inline constexpr const char* kRollupColumns =
     "grad_norm_min, grad_norm_max, grad_norm_nan, tokens_min, tokens_max, tokens_nan";
 BlockStats RollupRowToBlock(const Statement& row);
 
-// The kRollupColumns of a block merged from stored blocks, as SQL aggregates in kRollupColumns order
-// (MIN of the minima and first steps, MAX of the maxima and last steps, SUM of the counts): what
-// BlockStats::Merge computes, for INSERT ... SELECT ... GROUP BY.
+// The kRollupColumns of a block merged from stored blocks, as SQL aggregates in kRollupColumns
+// order (MIN of the minima and first steps, MAX of the maxima and last steps, SUM of the counts):
+// what BlockStats::Merge computes, for INSERT ... SELECT ... GROUP BY.
 std::string RollupMergeExpressions();
 
 // "c = excluded.c, ..." over kRollupColumns: an upsert's update of a stored block.

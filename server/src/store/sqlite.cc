@@ -41,9 +41,9 @@ class SqliteStatement final : public StatementImpl {
     Check(sqlite3_bind_int64(stmt_, index, value), "bind");
   }
   void BindText(int index, std::string_view text) override {
-    Check(sqlite3_bind_text64(stmt_, index, text.data(), text.size(), SQLITE_TRANSIENT,
-                              SQLITE_UTF8),
-          "bind");
+    Check(
+        sqlite3_bind_text64(stmt_, index, text.data(), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8),
+        "bind");
   }
   void BindNull(int index) override { Check(sqlite3_bind_null(stmt_, index), "bind"); }
   void BindBinary(int index, std::string bytes) override {

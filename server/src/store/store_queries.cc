@@ -153,9 +153,7 @@ std::vector<std::int64_t> RanksOf(Database& db, std::int64_t run_id) {
 }  // namespace
 
 int Store::SchemaVersion() {
-  return Reading([&](Database& db) -> int {
-    return store::SchemaVersion(db);
-  });
+  return Reading([&](Database& db) -> int { return store::SchemaVersion(db); });
 }
 
 RunPage Store::ListRuns(const RunListQuery& query) {
@@ -163,8 +161,8 @@ RunPage Store::ListRuns(const RunListQuery& query) {
     // Run names are printable ASCII (wire format v1), so every name with the prefix sorts below the
     // prefix followed by DEL: a range on the name index instead of a scan.
     Statement runs(db, std::string(kRunColumns) +
-                            " WHERE name > ?1 AND name >= ?2 AND name < ?3 AND last_seen >= ?4 "
-                            "ORDER BY name LIMIT ?5");
+                           " WHERE name > ?1 AND name >= ?2 AND name < ?3 AND last_seen >= ?4 "
+                           "ORDER BY name LIMIT ?5");
     runs.Bind(1, query.after.value_or(""))
         .Bind(2, query.prefix)
         .Bind(3, query.prefix + "\x7f")
@@ -190,7 +188,7 @@ ActiveRuns Store::ListActiveRuns(double since, std::size_t limit) {
     count.Step();
     out.active = static_cast<std::size_t>(count.Int(0));
     Statement runs(db, std::string(kRunColumns) +
-                            " WHERE last_seen >= ? ORDER BY last_seen DESC, name LIMIT ?");
+                           " WHERE last_seen >= ? ORDER BY last_seen DESC, name LIMIT ?");
     runs.BindNumber(1, since).Bind(2, static_cast<std::int64_t>(limit));
     while (runs.Step()) out.runs.push_back(Summarise(db, runs));
     return out;
@@ -199,10 +197,11 @@ ActiveRuns Store::ListActiveRuns(double since, std::size_t limit) {
 
 std::vector<OpenAlertGroup> Store::ListOpenAlertGroups() {
   return Reading([&](Database& db) -> std::vector<OpenAlertGroup> {
-    Statement groups(db,
-                     "SELECT r.name, a.kind, a.severity, CASE WHEN a.acked_at IS NULL THEN 0 ELSE 1 "
-                     "END, COUNT(*) FROM alerts a JOIN runs r ON r.id = a.run_id WHERE a.state = "
-                     "'open' GROUP BY 1, 2, 3, 4");
+    Statement groups(
+        db,
+        "SELECT r.name, a.kind, a.severity, CASE WHEN a.acked_at IS NULL THEN 0 ELSE 1 "
+        "END, COUNT(*) FROM alerts a JOIN runs r ON r.id = a.run_id WHERE a.state = "
+        "'open' GROUP BY 1, 2, 3, 4");
     std::vector<OpenAlertGroup> out;
     while (groups.Step()) {
       out.push_back({std::string(groups.Text(0)), ParseStoredKind(groups.Text(1)),
@@ -228,7 +227,8 @@ std::optional<StepPage> Store::ReadSteps(std::string_view run, const StepQuery& 
     Statement rows(
         db,
         "SELECT step, rank, record FROM steps WHERE run_id = ?1 AND step BETWEEN ?2 AND ?3 "
-        "AND (step > ?2 OR rank >= ?4) AND (CAST(?5 AS BIGINT) IS NULL OR rank = ?5) ORDER BY step, rank LIMIT ?6");
+        "AND (step > ?2 OR rank >= ?4) AND (CAST(?5 AS BIGINT) IS NULL OR rank = ?5) ORDER BY "
+        "step, rank LIMIT ?6");
     rows.Bind(1, *run_id)
         .Bind(2, query.from)
         .Bind(3, query.to)

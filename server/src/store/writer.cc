@@ -54,15 +54,15 @@ Statement& Store::Writer::MergeChildren(int level, std::size_t ranks) {
     std::string list = "?";
     for (std::size_t i = 1; i < ranks; ++i) list += ", ?";
     const std::string parent = "bucket / " + std::to_string(kFanOut);
-    it->second.emplace(
-        *db_, "INSERT INTO step_rollups (run_id, rank, width, bucket, " +
-                  std::string(kRollupColumns) + ") SELECT run_id, rank, " +
-                  std::to_string(kRollupWidths[level]) + ", " + parent + ", " +
-                  RollupMergeExpressions() + " FROM step_rollups WHERE run_id = ? AND rank IN (" +
-                  list + ") AND width = " + std::to_string(kRollupWidths[level - 1]) +
-                  " AND bucket BETWEEN ? AND ? GROUP BY run_id, rank, " + parent +
-                  " ON CONFLICT (run_id, rank, width, bucket) DO UPDATE SET " +
-                  RollupExcludedAssignments());
+    it->second.emplace(*db_, "INSERT INTO step_rollups (run_id, rank, width, bucket, " +
+                                 std::string(kRollupColumns) + ") SELECT run_id, rank, " +
+                                 std::to_string(kRollupWidths[level]) + ", " + parent + ", " +
+                                 RollupMergeExpressions() +
+                                 " FROM step_rollups WHERE run_id = ? AND rank IN (" + list +
+                                 ") AND width = " + std::to_string(kRollupWidths[level - 1]) +
+                                 " AND bucket BETWEEN ? AND ? GROUP BY run_id, rank, " + parent +
+                                 " ON CONFLICT (run_id, rank, width, bucket) DO UPDATE SET " +
+                                 RollupExcludedAssignments());
   }
   return *it->second;
 }
@@ -218,7 +218,7 @@ void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks,
                                   const std::set<StepBlock>& marked) {
   const std::int64_t width = kRollupWidths[1];
   std::map<std::int64_t, std::set<std::int64_t>> due, cleared, parents;  // by run: buckets
-  std::map<std::int64_t, std::set<std::int64_t>> ranks;                   // by run: refreshed
+  std::map<std::int64_t, std::set<std::int64_t>> ranks;                  // by run: refreshed
   for (const StepBlock& block : blocks) due[block.run_id].insert(block.bucket);
   for (const StepBlock& block : marked) cleared[block.run_id].insert(block.bucket);
   // Level 1: each range of consecutive due blocks read in one scan (in key order, all ranks), and
