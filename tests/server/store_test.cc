@@ -22,6 +22,12 @@
 #include "support/temp_dir.h"
 
 namespace lossguard::store {
+
+// How gtest names the engine in a parameterised test's description.
+void PrintTo(Backend backend, std::ostream* out) {
+  *out << (backend == Backend::kSqlite ? "SQLite" : "PostgreSQL");
+}
+
 namespace {
 
 using lossguard::testing::MakeRecord;
