@@ -224,7 +224,10 @@ void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks,
   // Level 1: each range of consecutive due blocks read in one scan (in key order, all ranks), and
   // their rows written in a few multi-row upserts.
   std::vector<std::pair<BlockKey, BlockStats>> rows;
-  for (const auto& [run_id, buckets] : due) {
+  for (const auto& entry : due) {
+    // Named, not bound: clang 14 cannot capture structured bindings in a lambda.
+    const std::int64_t run_id = entry.first;
+    const std::set<std::int64_t>& buckets = entry.second;
     ForEachRange(buckets, [&](std::int64_t first, std::int64_t last) {
       std::map<std::pair<std::int64_t, std::int64_t>, BlockStats> stats;  // (bucket, rank)
       block_rows_.Reset();
@@ -241,7 +244,9 @@ void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks,
     });
   }
   WriteLevelOne(rows);
-  for (const auto& [run_id, buckets] : cleared) {
+  for (const auto& entry : cleared) {
+    const std::int64_t run_id = entry.first;
+    const std::set<std::int64_t>& buckets = entry.second;
     ForEachRange(buckets, [&](std::int64_t first, std::int64_t last) {
       clear_pending_.Reset();
       clear_pending_.Bind(1, run_id).Bind(2, first).Bind(3, last);
@@ -255,7 +260,9 @@ void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks,
   constexpr std::size_t kMaxRanksPerMerge = 512;
   for (int level = 2; level < kLevels && !parents.empty(); ++level) {
     std::map<std::int64_t, std::set<std::int64_t>> next;
-    for (const auto& [run_id, buckets] : parents) {
+    for (const auto& entry : parents) {
+      const std::int64_t run_id = entry.first;
+      const std::set<std::int64_t>& buckets = entry.second;
       const std::vector<std::int64_t> listed(ranks[run_id].begin(), ranks[run_id].end());
       ForEachRange(buckets, [&](std::int64_t first, std::int64_t last) {
         for (std::size_t begin = 0; begin < listed.size(); begin += kMaxRanksPerMerge) {
