@@ -5,6 +5,7 @@
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -70,6 +71,9 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::filesystem::path& l
       std::fprintf(stderr, "cannot become nobody: %s\n", std::strerror(errno));
       _exit(126);
     }
+    // A test process that dies without its destructors (a ctest timeout, a kill) takes its
+    // PostgreSQL down with it (SIGQUIT: immediate shutdown). Set after setuid, which clears it.
+    prctl(PR_SET_PDEATHSIG, SIGQUIT);
     ExecOrExit(argv);
   }
   return pid;
