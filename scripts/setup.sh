@@ -8,6 +8,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git ca-certificates
   libboost-dev                 # Beast, Asio (header-only)
+  libssl-dev openssl           # https in the client, TLS in the server; the tests' throwaway CA
   nlohmann-json3-dev
   libsqlite3-dev sqlite3
   libpq-dev postgresql          # the PostgreSQL backend; its tests start their own server

@@ -40,24 +40,31 @@ Result<HostPort, std::string> ParseHostPort(std::string_view text) {
 }
 
 Result<HttpUrl, std::string> ParseHttpUrl(std::string_view url) {
-  constexpr std::string_view kScheme = "http://";
-  if (url.substr(0, kScheme.size()) != kScheme) {
-    return std::string("URL must start with http:// (https is not supported), but got \"" +
-                       std::string(url) + "\"");
+  constexpr std::string_view kHttp = "http://";
+  constexpr std::string_view kHttps = "https://";
+  const bool tls = url.substr(0, kHttps.size()) == kHttps;
+  if (!tls && url.substr(0, kHttp.size()) != kHttp) {
+    return std::string("URL must start with http:// or https://, but got \"" + std::string(url) +
+                       "\"");
   }
-  std::string_view rest = url.substr(kScheme.size());
+  std::string_view rest = url.substr(tls ? kHttps.size() : kHttp.size());
   std::size_t slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
   std::string base_path = slash == std::string_view::npos ? "" : std::string(rest.substr(slash));
   while (!base_path.empty() && base_path.back() == '/') base_path.pop_back();
+  if (authority.find('@') != std::string_view::npos) {
+    return std::string("bad URL \"" + std::string(url) +
+                       "\": credentials in a URL are not supported (use a token file)");
+  }
 
   bool has_port = !authority.empty() &&
                   (authority.front() == '[' ? authority.find("]:") != std::string_view::npos
                                             : authority.find(':') != std::string_view::npos);
-  std::string with_port = has_port ? std::string(authority) : std::string(authority) + ":80";
+  std::string with_port =
+      has_port ? std::string(authority) : std::string(authority) + (tls ? ":443" : ":80");
   auto endpoint = ParseHostPort(with_port);
   if (!endpoint) return std::string("bad URL \"" + std::string(url) + "\": " + endpoint.error());
-  return HttpUrl{endpoint.value(), base_path};
+  return HttpUrl{endpoint.value(), base_path, tls};
 }
 
 }  // namespace lossguard::client

@@ -2,10 +2,12 @@
 // flags, CheckStartup() refuses what cannot work before anything is opened, Serve() runs.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <thread>
 
 #include "analyzer_flags.h"
@@ -13,6 +15,7 @@
 #include "api/static_files.h"
 #include "http/exposure.h"
 #include "http/http_server.h"
+#include "notify/dispatcher.h"
 #include "store/store.h"
 #include "token.h"
 
@@ -34,6 +37,12 @@ struct ServerFlags {
   metrics::MetricsOptions metrics_options;
   store::AnalysisOptions analysis;
   std::string analyzers_switch = "on";
+  std::vector<std::string> notify_webhooks;
+  std::optional<std::string> notify_webhooks_file;
+  std::string notify_min_severity = "warning";
+  std::int64_t notify_outbox_max = 10000;
+  std::string notify_ca_file;
+  double notify_retry_max_seconds = 300;
 };
 
 void AddFlags(CLI::App& app, ServerFlags& f) {
@@ -98,6 +107,37 @@ void AddFlags(CLI::App& app, ServerFlags& f) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   AddAnalyzerFlags(app, f.analysis.analyzers);
+
+  app.add_option("--notify-webhook", f.notify_webhooks,
+                 "post alert notifications (an episode opens, escalates, resolves) to this URL: "
+                 "[json:|slack:]http[s]://HOST[:PORT]/PATH, json (lossguard's body) by default; "
+                 "repeatable. The URL shows in the process list: put secret ones in "
+                 "--notify-webhooks-file")
+      ->group("Notifications");
+  app.add_option("--notify-webhooks-file", f.notify_webhooks_file,
+                 "file of webhook URLs as --notify-webhook takes them, one per line (# comments)")
+      ->group("Notifications");
+  app.add_option("--notify-min-severity", f.notify_min_severity,
+                 "notify of episodes from this severity on")
+      ->group("Notifications")
+      ->check(CLI::IsMember({"info", "warning", "critical"}))
+      ->capture_default_str();
+  app.add_option("--notify-outbox-max", f.notify_outbox_max,
+                 "undelivered notifications kept per webhook; beyond it the oldest are dropped "
+                 "(logged, and the next delivered notification says how many)")
+      ->group("Notifications")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{10'000'000}))
+      ->capture_default_str();
+  app.add_option("--notify-ca-file", f.notify_ca_file,
+                 "PEM certificate authorities to verify https webhooks with (default: the "
+                 "system's)")
+      ->group("Notifications")
+      ->check(CLI::ExistingFile);
+  app.add_option("--notify-retry-max-seconds", f.notify_retry_max_seconds,
+                 "longest wait between retries of a failing webhook (backoff doubles up to it)")
+      ->group("Notifications")
+      ->check(CLI::Range(1.0, 86400.0))
+      ->capture_default_str();
   app.allow_config_extras(CLI::config_extras_mode::error);
   app.set_config("--config", "",
                  "TOML file of flags (name = value, names without the leading --); flags on the "
@@ -110,7 +150,35 @@ struct Startup {
   client::HostPort address;
   store::StoreLocation location;
   std::optional<std::string> token;
+  std::vector<notify::Webhook> webhooks;
 };
+
+// The --notify-webhook flags and the lines of --notify-webhooks-file, parsed; an error names the
+// bad one. The same URL twice is one target.
+Result<std::vector<notify::Webhook>, std::string> LoadWebhooks(const ServerFlags& f) {
+  std::vector<std::string> specs = f.notify_webhooks;
+  if (f.notify_webhooks_file) {
+    std::ifstream in(*f.notify_webhooks_file);
+    if (!in) return "--notify-webhooks-file: cannot read " + *f.notify_webhooks_file;
+    std::string line;
+    while (std::getline(in, line)) {
+      const std::size_t begin = line.find_first_not_of(" \t\r");
+      if (begin == std::string::npos || line[begin] == '#') continue;
+      const std::size_t end = line.find_last_not_of(" \t\r");
+      specs.push_back(line.substr(begin, end - begin + 1));
+    }
+  }
+  std::vector<notify::Webhook> hooks;
+  for (const std::string& spec : specs) {
+    auto hook = notify::ParseWebhook(spec);
+    if (!hook) return hook.error();
+    const bool seen = std::any_of(hooks.begin(), hooks.end(), [&](const notify::Webhook& h) {
+      return h.target.id == hook.value().target.id;
+    });
+    if (!seen) hooks.push_back(hook.value());
+  }
+  return hooks;
+}
 
 // Everything refused before the database is opened (bad address, unreadable token, an
 // unauthenticated non-loopback listener, detector windows that could never judge), with the reason
@@ -165,7 +233,23 @@ std::optional<Startup> CheckStartup(ServerFlags& f) {
         "for the database and logs); at the limit the server pauses accepting instead",
         f.max_connections, files.soft, http::kReservedDescriptors);
   }
-  return Startup{address.value(), location.value(), token.value()};
+  auto webhooks = LoadWebhooks(f);
+  if (!webhooks) {
+    spdlog::critical("{}", webhooks.error());
+    return std::nullopt;
+  }
+  for (const notify::Webhook& hook : webhooks.value()) {
+    f.analysis.notify.targets.push_back(hook.target);
+  }
+  f.analysis.notify.min_severity = *analyzers::ParseSeverity(f.notify_min_severity);
+  f.analysis.notify.max_pending = f.notify_outbox_max;
+  return Startup{address.value(), location.value(), token.value(), webhooks.value()};
+}
+
+std::string HostName() {
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0) return "localhost";
+  return name;
 }
 
 // Opens the database and serves until SIGINT/SIGTERM. Returns the exit code.
@@ -194,12 +278,25 @@ int Serve(const ServerFlags& f, const Startup& startup) {
     std::string host = endpoint.address().is_v6() ? "[" + endpoint.address().to_string() + "]"
                                                   : endpoint.address().to_string();
     // The one line on stdout: scripts and tests read the bound address (port 0) from it.
+    notify::DispatcherOptions notify_options;
+    notify_options.webhooks = startup.webhooks;
+    notify_options.ca_file = f.notify_ca_file;
+    notify_options.retry_max_seconds = f.notify_retry_max_seconds;
+    notify_options.owner = HostName() + "/" + host + ":" + std::to_string(endpoint.port());
+    notify::Dispatcher dispatcher(store, notify_options, &metrics);
+    dispatcher.Start();
     std::printf("lossguard-server listening on http://%s:%u\n", host.c_str(), endpoint.port());
     std::fflush(stdout);
-    spdlog::info("database {} ({} sync), {} threads, auth {}, analyzers {}",
+    spdlog::info("database {} ({} sync), {} threads, auth {}, analyzers {}, {} webhooks",
                  startup.location.Describe(), f.sync, f.threads,
-                 !startup.token ? "off (loopback only)" : "on for writes", f.analyzers_switch);
+                 !startup.token ? "off (loopback only)" : "on for writes", f.analyzers_switch,
+                 startup.webhooks.size());
+    for (const notify::Webhook& hook : startup.webhooks) {
+      spdlog::info("notifying {} of {} episodes and above", hook.target.label,
+                   f.notify_min_severity);
+    }
     server.Run();
+    dispatcher.Stop();
     spdlog::info("stopped; closing the database");
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());

@@ -38,7 +38,14 @@ TEST(ParseHttpUrl, PortDefaultAndPrefix) {
   ASSERT_TRUE(v6.ok());
   EXPECT_EQ(v6.value().endpoint.host, "::1");
   EXPECT_EQ(v6.value().endpoint.port, 9000);
-  EXPECT_THAT(ParseHttpUrl("https://x:1").error(), HasSubstr("https is not supported"));
+  auto https = ParseHttpUrl("https://hooks.example.test/services/T1/B2?x=1");
+  ASSERT_TRUE(https.ok());
+  EXPECT_TRUE(https.value().tls);
+  EXPECT_EQ(https.value().endpoint.port, 443);
+  EXPECT_EQ(https.value().base_path, "/services/T1/B2?x=1");
+  EXPECT_FALSE(url.value().tls);
+  EXPECT_THAT(ParseHttpUrl("ftp://x:1").error(), HasSubstr("must start with http:// or https://"));
+  EXPECT_THAT(ParseHttpUrl("https://user:pw@x:1").error(), HasSubstr("credentials"));
   EXPECT_THAT(ParseHttpUrl("http://x:port").error(), HasSubstr("bad URL"));
 }
 

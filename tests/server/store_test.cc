@@ -23,11 +23,6 @@
 
 namespace lossguard::store {
 
-// How gtest names the engine in a parameterised test's description.
-void PrintTo(Backend backend, std::ostream* out) {
-  *out << (backend == Backend::kSqlite ? "SQLite" : "PostgreSQL");
-}
-
 namespace {
 
 using lossguard::testing::MakeRecord;
@@ -36,46 +31,8 @@ using lossguard::testing::TempDir;
 using ::testing::HasSubstr;
 
 // The store's contract, on each engine: every test of this suite runs on SQLite and on a real
-// PostgreSQL server (a database of its own on the process's server).
-class StoreTest : public ::testing::TestWithParam<Backend> {
- protected:
-  // This test's database: a file in a temporary directory, or a new PostgreSQL database.
-  const StoreLocation& Location() {
-    if (!location_) {
-      if (GetParam() == Backend::kSqlite) {
-        location_ = StoreLocation::Sqlite(dir_.File("db"));
-      } else {
-        static int databases = 0;
-        StoreLocation location;
-        location.backend = Backend::kPostgres;
-        location.postgres.uri =
-            PostgresServer::Shared().CreateDatabase("store_" + std::to_string(++databases));
-        location_ = location;
-      }
-    }
-    return *location_;
-  }
-  // A store on this test's database; another call opens the same database again.
-  std::unique_ptr<Store> Open(StoreOptions options = {}) {
-    return std::make_unique<Store>(Location(), options);
-  }
-  // A connection of its own to the database, beside the store's.
-  std::unique_ptr<Database> Connect() {
-    if (GetParam() == Backend::kSqlite) {
-      return std::make_unique<SqliteDatabase>(Location().sqlite_path, false, /*create=*/true);
-    }
-    return std::make_unique<PostgresDatabase>(Location().postgres);
-  }
-
-  TempDir dir_;
-
- private:
-  std::optional<StoreLocation> location_;
-};
-
-std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
-  return info.param == Backend::kSqlite ? "SQLite" : "PostgreSQL";
-}
+// PostgreSQL server.
+class StoreTest : public lossguard::testing::EngineTest {};
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -671,7 +628,8 @@ TEST(PostgresStore, RefusesAUriWithAPassword) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, StoreTest,
-                         ::testing::Values(Backend::kSqlite, Backend::kPostgres), BackendName);
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         lossguard::testing::BackendName);
 
 }  // namespace
 }  // namespace lossguard::store

@@ -37,7 +37,17 @@ ServerMetrics::ServerMetrics()
       latency_(prometheus::BuildHistogram()
                    .Name("lossguard_http_request_duration_seconds")
                    .Help("HTTP request handling time by route pattern, method and status code")
-                   .Register(*registry_)) {}
+                   .Register(*registry_)),
+      notifications_(prometheus::BuildCounter()
+                         .Name("lossguard_notifications_total")
+                         .Help("Webhook notification posts by target and outcome: delivered, "
+                               "rejected (a 4xx answer: dropped), retried (kept in the outbox)")
+                         .Register(*registry_)),
+      notifications_dropped_(prometheus::BuildCounter()
+                                 .Name("lossguard_notifications_dropped_total")
+                                 .Help("Notifications dropped from a full outbox, by target, "
+                                       "counted when the target is told of them")
+                                 .Register(*registry_)) {}
 
 void ServerMetrics::ObserveRequest(std::string_view route, std::string_view method, unsigned status,
                                    double seconds) {
@@ -58,6 +68,16 @@ void ServerMetrics::CountIngest(const store::IngestResult& r) {
 
 void ServerMetrics::CountRejectedBatch(std::string_view reason) {
   rejected_.Add({{"reason", std::string(reason)}}).Increment();
+}
+
+void ServerMetrics::CountNotification(std::string_view target, std::string_view outcome) {
+  notifications_.Add({{"target", std::string(target)}, {"outcome", std::string(outcome)}})
+      .Increment();
+}
+
+void ServerMetrics::CountDroppedNotifications(std::string_view target, std::int64_t dropped) {
+  notifications_dropped_.Add({{"target", std::string(target)}})
+      .Increment(static_cast<double>(dropped));
 }
 
 std::string ServerMetrics::Render(store::Store& store, const MetricsOptions& options, double now) {
@@ -128,6 +148,23 @@ std::string ServerMetrics::Render(store::Store& store, const MetricsOptions& opt
   for (analyzers::Severity severity : analyzers::kAllSeverities) {
     open_total.Add({{"severity", std::string(analyzers::SeverityName(severity))}})
         .Set(static_cast<double>(by_severity[severity]));
+  }
+
+  std::vector<store::Store::NotifyTargetStatus> targets = store.NotifyStatus();
+  if (!targets.empty()) {
+    auto& pending = gauge("lossguard_notifications_pending",
+                          "Notifications waiting in the outbox for the webhook target");
+    auto& failures = gauge("lossguard_notification_target_failures",
+                           "Consecutive failed posts to the webhook target (0: it is healthy)");
+    auto& unreported = gauge("lossguard_notifications_dropped_unreported",
+                             "Notifications dropped from the target's full outbox that it has "
+                             "not been told of yet");
+    for (const store::Store::NotifyTargetStatus& target : targets) {
+      const prometheus::Labels labels = {{"target", target.label}};
+      pending.Add(labels).Set(static_cast<double>(target.pending));
+      failures.Add(labels).Set(static_cast<double>(target.failures));
+      unreported.Add(labels).Set(static_cast<double>(target.dropped));
+    }
   }
 
   std::vector<prometheus::MetricFamily> families = registry_->Collect();

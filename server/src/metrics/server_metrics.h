@@ -34,6 +34,11 @@ class ServerMetrics {
                       double seconds);
   void CountIngest(const store::IngestResult& result);
   void CountRejectedBatch(std::string_view reason);
+  // A notification post to the webhook `target` (its label): delivered, rejected (a 4xx: dropped)
+  // or retried (the receiver failed; it stays in the outbox).
+  void CountNotification(std::string_view target, std::string_view outcome);
+  // Notifications dropped from a full outbox, counted when the receiver is told of them.
+  void CountDroppedNotifications(std::string_view target, std::int64_t dropped);
 
   // The Prometheus text exposition (format 0.0.4) of everything, with runs active at `now`.
   std::string Render(store::Store& store, const MetricsOptions& options, double now);
@@ -43,6 +48,8 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>& records_;
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Family<prometheus::Histogram>& latency_;
+  prometheus::Family<prometheus::Counter>& notifications_;
+  prometheus::Family<prometheus::Counter>& notifications_dropped_;
 };
 
 }  // namespace lossguard::metrics

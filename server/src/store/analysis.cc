@@ -21,11 +21,13 @@ VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)
 ON CONFLICT (run_id, kind, coalesce(rank, -1), first_step, attempt) DO UPDATE SET
   severity = excluded.severity, state = excluded.state, last_step = excluded.last_step,
   message = excluded.message, evidence = excluded.evidence, updated_at = excluded.updated_at,
-  resolved_at = excluded.resolved_at)sql";
+  resolved_at = excluded.resolved_at
+RETURNING id)sql";
 }  // namespace
 
 Analysis::Analysis(Database& db, AnalysisOptions options)
     : options_(std::move(options)),
+      notifications_(db, options_.notify),
       revision_(db, "SELECT revision FROM runs WHERE id = ?"),
       judged_through_(db, "SELECT judged_through, attempt FROM runs WHERE id = ?"),
       first_step_(db, "SELECT step FROM steps WHERE run_id = ? ORDER BY step LIMIT 1"),
@@ -36,9 +38,10 @@ Analysis::Analysis(Database& db, AnalysisOptions options)
       pending_steps_(db,
                      "SELECT record FROM steps WHERE run_id = ? AND step > ? ORDER BY step, rank"),
       upsert_alert_(db, kUpsertAlert),
-      cause_id_(db,
-                "SELECT id FROM alerts WHERE run_id = ? AND kind = ? AND rank IS NULL AND "
-                "first_step = ? AND attempt = ?"),
+      episode_row_(db,
+                   "SELECT id, severity, state FROM alerts WHERE run_id = ? AND kind = ? AND rank "
+                   "IS NULL AND "
+                   "first_step = ? AND attempt = ?"),
       set_attempt_(db, "UPDATE runs SET attempt = ? WHERE id = ?"),
       set_judged_through_(db, "UPDATE runs SET judged_through = ? WHERE id = ?") {}
 
@@ -192,8 +195,25 @@ void Analysis::Rewind(std::int64_t run_id, std::int64_t step) {
   old = std::move(fresh);
 }
 
+std::optional<StoredEpisode> Analysis::StoredEpisodeOf(std::int64_t run_id, analyzers::Kind kind,
+                                                       std::int64_t first_step,
+                                                       std::int64_t attempt) {
+  episode_row_.Reset();
+  episode_row_.Bind(1, run_id).Bind(2, analyzers::KindName(kind)).Bind(3, first_step);
+  episode_row_.Bind(4, attempt);
+  std::optional<StoredEpisode> stored;
+  if (episode_row_.Step()) {
+    stored = StoredEpisode{episode_row_.Int(0), ParseStoredSeverity(episode_row_.Text(1)),
+                           episode_row_.Text(2) == "open"};
+  }
+  episode_row_.Reset();
+  return stored;
+}
+
 void Analysis::Upsert(std::int64_t run_id, const analyzers::AlertEvent& e, double now) {
   const bool resolved = e.action == analyzers::AlertEvent::Action::kResolve;
+  std::optional<StoredEpisode> before;
+  if (notifications_.enabled()) before = StoredEpisodeOf(run_id, e.kind, e.first_step, e.attempt);
   upsert_alert_.Reset();
   upsert_alert_.Bind(1, run_id)
       .Bind(2, analyzers::KindName(e.kind))
@@ -204,17 +224,18 @@ void Analysis::Upsert(std::int64_t run_id, const analyzers::AlertEvent& e, doubl
   upsert_alert_.BindNumber(10, resolved ? std::optional<double>(now) : std::nullopt);
   upsert_alert_.Bind(11, e.attempt);
   upsert_alert_.Step();
+  const std::int64_t alert_id = upsert_alert_.Int(0);
   upsert_alert_.Reset();
+  notifications_.Record(alert_id, before, e, now);
 }
 
 void Analysis::ResolveCause(std::int64_t run_id, std::int64_t attempt, nlohmann::json& caused_by) {
-  cause_id_.Reset();
-  cause_id_.Bind(1, run_id)
-      .Bind(2, caused_by.value("kind", std::string()))
-      .Bind(3, caused_by.value("first_step", std::int64_t{0}))
-      .Bind(4, attempt);
-  if (cause_id_.Step()) caused_by["id"] = cause_id_.Int(0);
-  cause_id_.Reset();
+  const std::optional<analyzers::Kind> kind =
+      analyzers::ParseKind(caused_by.value("kind", std::string()));
+  if (!kind) return;
+  if (std::optional<StoredEpisode> cause =
+          StoredEpisodeOf(run_id, *kind, caused_by.value("first_step", std::int64_t{0}), attempt))
+    caused_by["id"] = cause->id;
 }
 
 void Analysis::Finish(double now) {
@@ -241,6 +262,7 @@ void Analysis::Finish(double now) {
     set_judged_through_.Step();
   }
   set_judged_through_.Reset();
+  notifications_.Finish();
   touched_.clear();
   episodes_.Clear();
 }

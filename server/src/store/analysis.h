@@ -9,6 +9,8 @@
 #include "lossguard/analyzers/run_analyzer.h"
 #include "lossguard/wire/step_record.h"
 #include "store/database.h"
+#include "store/notification_writer.h"
+#include "store/types.h"
 
 namespace lossguard::store {
 
@@ -18,6 +20,8 @@ struct AnalysisOptions {
   // Runs whose analyzer state is kept in memory; the least recently fed beyond this is dropped
   // and rebuilt from the stored steps when its run is fed again (as after a restart).
   std::size_t max_runs = 1000;
+  // Notifications of the episodes the analyzers open, escalate and resolve (the outbox).
+  NotifyOptions notify;
 };
 
 // The analyzers inside the ingest transaction: the write connection's view of them. Each run's
@@ -76,8 +80,11 @@ class Analysis {
   std::vector<wire::StepRecord> ReadRecords(Statement& query);
   // The last WarmupSteps() stored steps at or before `through`, in (step, rank) order.
   std::vector<wire::StepRecord> WarmupRecords(std::int64_t run_id, std::int64_t through);
-  // Stores an episode's latest state (upsert on its key).
+  // Stores an episode's latest state (upsert on its key), and the notifications its change makes.
   void Upsert(std::int64_t run_id, const analyzers::AlertEvent& latest, double now);
+  // The episode as stored (before this batch's upsert), if it is.
+  std::optional<StoredEpisode> StoredEpisodeOf(std::int64_t run_id, analyzers::Kind kind,
+                                               std::int64_t first_step, std::int64_t attempt);
   // Adds the stored id of the episode `caused_by` names ({"kind", "first_step"}), when stored.
   void ResolveCause(std::int64_t run_id, std::int64_t attempt, nlohmann::json& caused_by);
 
@@ -87,8 +94,9 @@ class Analysis {
   // This batch: touched runs, and the latest state of each episode it changed (by run id).
   std::unordered_set<std::int64_t> touched_;
   analyzers::EpisodeLog<std::int64_t> episodes_;
+  NotificationWriter notifications_;
   Statement revision_, judged_through_, first_step_, open_alerts_, warmup_steps_, pending_steps_,
-      upsert_alert_, cause_id_, set_attempt_, set_judged_through_;
+      upsert_alert_, episode_row_, set_attempt_, set_judged_through_;
 };
 
 }  // namespace lossguard::store

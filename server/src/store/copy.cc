@@ -30,7 +30,9 @@ Column I(const char* name) { return {name, Type::kInt}; }
 Column N(const char* name) { return {name, Type::kNumber}; }
 Column T(const char* name) { return {name, Type::kText}; }
 
-// Every table of schema version 5 (see schema/migrations), parents first.
+// Every table of schema version 6 (see schema/migrations), parents first, except the notification
+// outbox: its deliveries are addressed to the source server's webhooks, and copying is done with
+// the source stopped, once its outbox has drained (lossguard_notifications_pending at 0).
 const std::vector<Table>& Tables() {
   static const std::vector<Table> tables = {
       {"runs",
@@ -58,7 +60,7 @@ const std::vector<Table>& Tables() {
   };
   return tables;
 }
-constexpr int kCopiedSchemaVersion = 5;
+constexpr int kCopiedSchemaVersion = 6;
 
 std::string ColumnList(const Table& table, std::size_t count) {
   std::string out;

@@ -85,6 +85,37 @@ class Store {
   // Marks an alert acknowledged (the first acknowledgement time is kept); nullopt if no such alert.
   std::optional<Alert> AckAlert(std::int64_t id);
 
+  // The notification outbox, the dispatcher's side (the analyzers fill it: NotifyOptions).
+  // The configured targets, seen now. A target no server has served for kNotifyTargetExpiry
+  // seconds (it left every server's configuration) is removed with its undelivered notifications.
+  static constexpr double kNotifyTargetExpiry = 3600;
+  void RegisterNotifyTargets(double now);
+  // Whether the target has notifications waiting (a read: no write while there is nothing to do).
+  bool NotifyPending(std::string_view target);
+  // Takes the target for `owner` until now + lease_seconds, when no other owner holds it and its
+  // retry is due; returns its oldest `limit` notifications, or nullopt when it is not free.
+  std::optional<OutboxClaim> ClaimNotifyTarget(std::string_view target, std::string_view owner,
+                                               double now, double lease_seconds,
+                                               std::int64_t limit);
+  // The receiver took (or for good refused) a notification: it leaves the outbox, the target's
+  // failures are cleared, `dropped_reported` of its dropped count was told, and the lease is
+  // extended to `lease_until`.
+  void NotifyDelivered(std::string_view target, std::string_view owner,
+                       std::int64_t notification_id, std::int64_t dropped_reported,
+                       double lease_until);
+  // The receiver could not be reached or asked to retry: one more failure; the target is released
+  // and waits until next_attempt_at.
+  void NotifyFailed(std::string_view target, std::string_view owner, std::string_view error,
+                    double next_attempt_at);
+  void ReleaseNotifyTarget(std::string_view target, std::string_view owner);
+  struct NotifyTargetStatus {
+    std::string id, label;
+    std::int64_t pending = 0, failures = 0, dropped = 0;
+    double next_attempt_at = 0;
+    std::optional<std::string> last_error;
+  };
+  std::vector<NotifyTargetStatus> NotifyStatus();
+
  private:
   class ReadLease;
   class Writer;

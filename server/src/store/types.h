@@ -132,4 +132,38 @@ struct AlertFilter {
   std::int64_t limit = 1000;
 };
 
+// A webhook the server posts notifications to, as the store knows it: `id` is the SHA-256 of its
+// configuration (the URL may hold a secret), `label` what logs and metrics show (no secret).
+struct NotifyTarget {
+  std::string id;
+  std::string label;
+};
+
+// What makes notifications: which targets get each one, from which severity on, and how many
+// undelivered ones a target keeps before the oldest are dropped.
+struct NotifyOptions {
+  std::vector<NotifyTarget> targets;  // none: no notification is recorded
+  analyzers::Severity min_severity = analyzers::Severity::kWarning;
+  std::int64_t max_pending = 10000;
+};
+
+// A notification waiting in the outbox for one target. `alert` is the alert as it was when the
+// event happened (severity, state, last_step, message, evidence; updated_at is the event's time),
+// with the parts that never change (id, run, kind, rank, first_step, opened_at) and its current
+// acknowledgement.
+struct OutboxNotification {
+  std::int64_t id = 0;
+  std::string event;  // opened | escalated | resolved
+  Alert alert;
+  std::int64_t attempt = 0;
+  std::string idempotency_key;  // the same for every delivery attempt of this notification
+};
+
+// A target taken by one dispatcher: its due notifications, oldest first.
+struct OutboxClaim {
+  std::int64_t failures = 0;  // consecutive failed attempts so far
+  std::int64_t dropped = 0;   // dropped since the last delivery: the next one delivered says so
+  std::vector<OutboxNotification> due;
+};
+
 }  // namespace lossguard::store

@@ -18,10 +18,13 @@ struct HostPort {
 // what is wrong with the text.
 Result<HostPort, std::string> ParseHostPort(std::string_view text);
 
-// An http:// URL: "http://127.0.0.1:8080" or "http://host:8080/prefix". https is not supported.
+// An http:// or https:// URL: "http://127.0.0.1:8080", "https://host/prefix". The path may hold a
+// query (webhook URLs do); user:password@ is refused (secrets go in files, not URLs on a command
+// line).
 struct HttpUrl {
-  HostPort endpoint;      // port defaults to 80
+  HostPort endpoint;      // port defaults to 80, or 443 for https
   std::string base_path;  // "" or "/prefix" without a trailing slash
+  bool tls = false;       // https://
 };
 
 Result<HttpUrl, std::string> ParseHttpUrl(std::string_view url);

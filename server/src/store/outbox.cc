@@ -1,0 +1,194 @@
+// Store's notification outbox, the dispatcher's side: targets, leases, delivery and failure. The
+// ingest side (notifications and their deliveries) is NotificationWriter, inside Analysis.
+#include <spdlog/spdlog.h>
+
+#include "store/read_lease.h"
+#include "store/store.h"
+#include "store/stored_names.h"
+#include "store/writer.h"
+
+namespace lossguard::store {
+
+namespace {
+constexpr const char* kDueNotifications = R"sql(
+SELECT n.id, n.event, n.severity, n.state, n.last_step, n.message, n.evidence, n.created_at,
+       a.id, r.name, a.kind, a.rank, a.first_step, a.opened_at, a.acked_at, a.attempt, i.id
+FROM notification_deliveries d
+JOIN notifications n ON n.id = d.notification_id
+JOIN alerts a ON a.id = n.alert_id
+JOIN runs r ON r.id = a.run_id
+CROSS JOIN instance i
+WHERE d.target = ? ORDER BY d.notification_id LIMIT ?)sql";
+
+OutboxNotification ReadDue(const Statement& row) {
+  OutboxNotification n;
+  n.id = row.Int(0);
+  n.event = std::string(row.Text(1));
+  Alert& alert = n.alert;
+  alert.severity = ParseStoredSeverity(row.Text(2));
+  alert.state = std::string(row.Text(3));
+  alert.last_step = row.Int(4);
+  alert.message = std::string(row.Text(5));
+  alert.evidence = nlohmann::json::parse(row.Text(6));
+  alert.updated_at = row.Number(7).value_or(0);
+  if (alert.state == "resolved") alert.resolved_at = alert.updated_at;
+  alert.id = row.Int(8);
+  alert.run = std::string(row.Text(9));
+  alert.kind = ParseStoredKind(row.Text(10));
+  alert.rank = row.OptionalInt(11);
+  alert.first_step = row.Int(12);
+  alert.opened_at = row.Number(13).value_or(0);
+  alert.acked_at = row.Number(14);
+  n.attempt = row.Int(15);
+  n.idempotency_key = "lossguard-" + std::string(row.Text(16)) + "-" + std::to_string(n.id);
+  return n;
+}
+}  // namespace
+
+void Store::RegisterNotifyTargets(double now) {
+  const std::vector<NotifyTarget>& targets = options_.analysis.notify.targets;
+  std::lock_guard lock(write_mutex_);
+  Write([&](Writer& writer) {
+    Database& db = writer.db();
+    Transaction transaction(db);
+    Statement upsert(db,
+                     "INSERT INTO notification_targets (target, label, seen_at) VALUES (?, ?, ?) "
+                     "ON CONFLICT (target) DO UPDATE SET label = excluded.label, seen_at = "
+                     "excluded.seen_at");
+    for (const NotifyTarget& target : targets) {
+      upsert.Reset();
+      upsert.Bind(1, target.id).Bind(2, target.label).BindNumber(3, now);
+      upsert.Step();
+    }
+    Statement expired(db, "SELECT target, label FROM notification_targets WHERE seen_at < ?");
+    expired.BindNumber(1, now - kNotifyTargetExpiry);
+    std::vector<std::pair<std::string, std::string>> gone;
+    while (expired.Step()) gone.emplace_back(expired.Text(0), expired.Text(1));
+    expired.Reset();
+    Statement deliveries(db, "DELETE FROM notification_deliveries WHERE target = ?");
+    Statement target_row(db, "DELETE FROM notification_targets WHERE target = ?");
+    for (const auto& [target, label] : gone) {
+      deliveries.Reset();
+      deliveries.Bind(1, target).Step();
+      const std::int64_t dropped = db.Changes();
+      target_row.Reset();
+      target_row.Bind(1, target).Step();
+      spdlog::warn(
+          "notification target {} has not been served by any server for {:.0f} s: removed, with "
+          "{} undelivered notifications",
+          label, kNotifyTargetExpiry, dropped);
+    }
+    if (!gone.empty()) {
+      db.Exec(
+          "DELETE FROM notifications WHERE NOT EXISTS (SELECT 1 FROM notification_deliveries d "
+          "WHERE d.notification_id = notifications.id)");
+    }
+    transaction.Commit();
+  });
+}
+
+bool Store::NotifyPending(std::string_view target) {
+  return Reading([&](Database& db) {
+    Statement any(db, "SELECT 1 FROM notification_deliveries WHERE target = ? LIMIT 1");
+    any.Bind(1, target);
+    return any.Step();
+  });
+}
+
+std::optional<OutboxClaim> Store::ClaimNotifyTarget(std::string_view target, std::string_view owner,
+                                                    double now, double lease_seconds,
+                                                    std::int64_t limit) {
+  std::lock_guard lock(write_mutex_);
+  return Write([&](Writer& writer) -> std::optional<OutboxClaim> {
+    Database& db = writer.db();
+    Transaction transaction(db);
+    Statement claim(db,
+                    "UPDATE notification_targets SET lease_owner = ?1, lease_until = ?2, seen_at "
+                    "= ?3 WHERE target = ?4 AND next_attempt_at <= ?3 AND (lease_owner IS NULL OR "
+                    "lease_owner = ?1 OR lease_until < ?3) RETURNING failures, dropped");
+    claim.Bind(1, owner).BindNumber(2, now + lease_seconds).BindNumber(3, now).Bind(4, target);
+    if (!claim.Step()) return std::nullopt;
+    OutboxClaim out;
+    out.failures = claim.Int(0);
+    out.dropped = claim.Int(1);
+    claim.Reset();
+    Statement due(db, kDueNotifications);
+    due.Bind(1, target).Bind(2, limit);
+    while (due.Step()) out.due.push_back(ReadDue(due));
+    due.Reset();
+    transaction.Commit();
+    return out;
+  });
+}
+
+void Store::NotifyDelivered(std::string_view target, std::string_view owner,
+                            std::int64_t notification_id, std::int64_t dropped_reported,
+                            double lease_until) {
+  std::lock_guard lock(write_mutex_);
+  Write([&](Writer& writer) {
+    Database& db = writer.db();
+    Transaction transaction(db);
+    Statement delivery(db,
+                       "DELETE FROM notification_deliveries WHERE target = ? AND notification_id "
+                       "= ?");
+    delivery.Bind(1, target).Bind(2, notification_id).Step();
+    Statement orphan(db,
+                     "DELETE FROM notifications WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM "
+                     "notification_deliveries d WHERE d.notification_id = ?1)");
+    orphan.Bind(1, notification_id).Step();
+    Statement state(db,
+                    "UPDATE notification_targets SET failures = 0, last_error = NULL, "
+                    "next_attempt_at = 0, dropped = dropped - ?, lease_until = ? WHERE target = ? "
+                    "AND lease_owner = ?");
+    state.Bind(1, dropped_reported).BindNumber(2, lease_until).Bind(3, target).Bind(4, owner);
+    state.Step();
+    transaction.Commit();
+  });
+}
+
+void Store::NotifyFailed(std::string_view target, std::string_view owner, std::string_view error,
+                         double next_attempt_at) {
+  std::lock_guard lock(write_mutex_);
+  Write([&](Writer& writer) {
+    Statement failed(writer.db(),
+                     "UPDATE notification_targets SET failures = failures + 1, last_error = ?, "
+                     "next_attempt_at = ?, lease_owner = NULL, lease_until = NULL WHERE target = "
+                     "? AND lease_owner = ?");
+    failed.Bind(1, error).BindNumber(2, next_attempt_at).Bind(3, target).Bind(4, owner);
+    failed.Step();
+  });
+}
+
+void Store::ReleaseNotifyTarget(std::string_view target, std::string_view owner) {
+  std::lock_guard lock(write_mutex_);
+  Write([&](Writer& writer) {
+    Statement release(writer.db(),
+                      "UPDATE notification_targets SET lease_owner = NULL, lease_until = NULL "
+                      "WHERE target = ? AND lease_owner = ?");
+    release.Bind(1, target).Bind(2, owner).Step();
+  });
+}
+
+std::vector<Store::NotifyTargetStatus> Store::NotifyStatus() {
+  return Reading([&](Database& db) {
+    Statement rows(db,
+                   "SELECT t.target, t.label, (SELECT COUNT(*) FROM notification_deliveries d "
+                   "WHERE d.target = t.target), t.failures, t.dropped, t.next_attempt_at, "
+                   "t.last_error FROM notification_targets t ORDER BY t.label");
+    std::vector<NotifyTargetStatus> out;
+    while (rows.Step()) {
+      NotifyTargetStatus status;
+      status.id = std::string(rows.Text(0));
+      status.label = std::string(rows.Text(1));
+      status.pending = rows.Int(2);
+      status.failures = rows.Int(3);
+      status.dropped = rows.Int(4);
+      status.next_attempt_at = rows.Number(5).value_or(0);
+      if (!rows.IsNull(6)) status.last_error = std::string(rows.Text(6));
+      out.push_back(std::move(status));
+    }
+    return out;
+  });
+}
+
+}  // namespace lossguard::store
