@@ -23,6 +23,7 @@ packages=(
   python3 python3-jsonschema   # schema conformance test
   python3-yaml                 # docker/ consistency test
   prometheus                   # the real Prometheus server and promtool, for end-to-end tests
+  prometheus-alertmanager      # the real Alertmanager and amtool, for end-to-end tests
 )
 packages+=(chromium)           # browser test of the web dashboard (driven by playwright-core)
 # Node.js and npm build the web dashboard; a machine that already has them (e.g. from NodeSource)

@@ -167,6 +167,32 @@ shared_mounted = [v.split(":")[1] for v in shared_prometheus["volumes"]]
 for rule_file in shared_prom_config.get("rule_files", []):
     check(rule_file in shared_mounted, f"rule file {rule_file} is not mounted into prometheus")
 
+# Alertmanager: both compose files run it with the shipped configuration, and both Prometheus
+# configurations send to it.
+for compose_name, spec, prom in (("docker-compose.yml", compose, prom_config),
+                                 ("docker-compose.postgres.yml", shared, shared_prom_config)):
+    manager = spec["services"].get("alertmanager")
+    check(manager is not None, f"{compose_name} runs no alertmanager")
+    if manager is None:
+        continue
+    for volume in manager.get("volumes", []):
+        check((docker / volume.split(":")[0]).exists(), f"{compose_name}: alertmanager mounts {volume}, missing")
+    config_flag = [a for a in manager.get("command", []) if a.startswith("--config.file=")]
+    mounted_config = [v.split(":")[1] for v in manager.get("volumes", [])]
+    check(config_flag and config_flag[0].split("=", 1)[1] in mounted_config,
+          f"{compose_name}: alertmanager's --config.file is not mounted")
+    manager_port = "9093"
+    check(any(p.split(":")[-1] == manager_port for p in manager.get("ports", [])),
+          f"{compose_name}: alertmanager's port {manager_port} is not mapped")
+    managers = [t for a in (prom or {}).get("alerting", {}).get("alertmanagers", [])
+                for c in a.get("static_configs", []) for t in c.get("targets", [])]
+    check(managers == [f"alertmanager:{manager_port}"],
+          f"{compose_name}: prometheus sends alerts to {managers}, not alertmanager:{manager_port}")
+am_config = yaml.safe_load((docker / "alertmanager/alertmanager.yml").read_text())
+check("run" in am_config["route"].get("group_by", []), "alertmanager does not group by run")
+receivers = {r["name"] for r in am_config.get("receivers", [])}
+check(am_config["route"]["receiver"] in receivers, "alertmanager's default receiver is not defined")
+
 if problems:
     print("\n".join(problems))
     sys.exit(1)
