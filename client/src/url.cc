@@ -1,5 +1,6 @@
 #include "lossguard/client/url.h"
 
+#include <cctype>
 #include <charconv>
 
 namespace lossguard::client {
@@ -65,6 +66,21 @@ Result<HttpUrl, std::string> ParseHttpUrl(std::string_view url) {
   auto endpoint = ParseHostPort(with_port);
   if (!endpoint) return std::string("bad URL \"" + std::string(url) + "\": " + endpoint.error());
   return HttpUrl{endpoint.value(), base_path, tls};
+}
+
+std::string PercentEncode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '.' || c == '_' || c == '-' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
 }
 
 }  // namespace lossguard::client

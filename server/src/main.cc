@@ -15,6 +15,7 @@
 #include "api/static_files.h"
 #include "http/exposure.h"
 #include "http/http_server.h"
+#include "lifecycle/run_lifecycle.h"
 #include "notify/dispatcher.h"
 #include "store/store.h"
 #include "token.h"
@@ -43,6 +44,7 @@ struct ServerFlags {
   std::int64_t notify_outbox_max = 10000;
   std::string notify_ca_file;
   double notify_retry_max_seconds = 300;
+  std::optional<double> retention_days;
 };
 
 void AddFlags(CLI::App& app, ServerFlags& f) {
@@ -107,6 +109,12 @@ void AddFlags(CLI::App& app, ServerFlags& f) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   AddAnalyzerFlags(app, f.analysis.analyzers);
+
+  app.add_option("--retention-days", f.retention_days,
+                 "delete runs that sent no record for this many days (fractions allowed); their "
+                 "rows are removed in small transactions beside ingest. Default: keep every run")
+      ->group("Storage")
+      ->check(CLI::Range(0.00001, 36500.0));
 
   app.add_option("--notify-webhook", f.notify_webhooks,
                  "post alert notifications (an episode opens, escalates, resolves) to this URL: "
@@ -266,7 +274,11 @@ int Serve(const ServerFlags& f, const Startup& startup) {
     router.SetObserver(
         [&metrics](std::string_view route, std::string_view method, unsigned status,
                    double seconds) { metrics.ObserveRequest(route, method, status, seconds); });
-    api::RegisterApi(router, store, &metrics, f.metrics_options);
+    lifecycle::LifecycleOptions lifecycle_options;
+    lifecycle_options.retention_days = f.retention_days;
+    lifecycle::RunLifecycle lifecycle(store, lifecycle_options);
+    api::RegisterApi(router, store, &metrics, f.metrics_options,
+                     [&lifecycle] { lifecycle.Kick(); });
     api::RegisterStaticFiles(router, f.web_root);
 
     http::HttpServerOptions options;
@@ -285,18 +297,23 @@ int Serve(const ServerFlags& f, const Startup& startup) {
     notify_options.owner = HostName() + "/" + host + ":" + std::to_string(endpoint.port());
     notify::Dispatcher dispatcher(store, notify_options, &metrics);
     dispatcher.Start();
+    lifecycle.Start();
     std::printf("lossguard-server listening on http://%s:%u\n", host.c_str(), endpoint.port());
     std::fflush(stdout);
     spdlog::info("database {} ({} sync), {} threads, auth {}, analyzers {}, {} webhooks",
                  startup.location.Describe(), f.sync, f.threads,
                  !startup.token ? "off (loopback only)" : "on for writes", f.analyzers_switch,
                  startup.webhooks.size());
+    if (f.retention_days) {
+      spdlog::info("retention: runs inactive for over {} days are deleted", *f.retention_days);
+    }
     for (const notify::Webhook& hook : startup.webhooks) {
       spdlog::info("notifying {} of {} episodes and above", hook.target.label,
                    f.notify_min_severity);
     }
     server.Run();
     dispatcher.Stop();
+    lifecycle.Stop();
     spdlog::info("stopped; closing the database");
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());

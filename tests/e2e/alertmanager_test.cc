@@ -77,8 +77,8 @@ TEST(Alertmanager, AGaBugRunPagesThroughPrometheusAndAlertmanagerAndTheAckResolv
       << "scrape_configs:\n  - job_name: lossguard\n    static_configs:\n      - targets: ['"
       << target << "']\n";
   std::string manager = ReadText(docker / "alertmanager/alertmanager.yml");
-  manager = Replaced(manager, R"(http://alert-receiver:9000/lossguard)",
-                     receiver.Url("/lossguard"));
+  manager =
+      Replaced(manager, R"(http://alert-receiver:9000/lossguard)", receiver.Url("/lossguard"));
   manager = Replaced(manager, R"(group_wait: \d+[sm])", "group_wait: 1s");
   manager = Replaced(manager, R"(group_interval: \d+[sm])", "group_interval: 1s");
   std::ofstream(dir.File("alertmanager.yml")) << manager;
@@ -88,11 +88,10 @@ TEST(Alertmanager, AGaBugRunPagesThroughPrometheusAndAlertmanagerAndTheAckResolv
        "--storage.path=" + dir.File("am").string(),
        "--web.listen-address=127.0.0.1:" + std::to_string(alertmanager_port),
        "--cluster.listen-address="});  // no gossip port: one Alertmanager, loopback only
-  BackgroundProcess prometheus({"/usr/bin/prometheus",
-                                "--config.file=" + dir.File("prometheus.yml").string(),
-                                "--storage.tsdb.path=" + dir.File("tsdb").string(),
-                                "--web.listen-address=127.0.0.1:" +
-                                    std::to_string(prometheus_port)});
+  BackgroundProcess prometheus(
+      {"/usr/bin/prometheus", "--config.file=" + dir.File("prometheus.yml").string(),
+       "--storage.tsdb.path=" + dir.File("tsdb").string(),
+       "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port)});
 
   client::HttpClient api(server.url());
   auto lines = Lines("bug-sum-no-ga-div");

@@ -95,6 +95,17 @@ Response GetRun(store::Store& store, const Request& request) {
   return JsonResponse(status::ok, {{"run", RunToJson(*run)}});
 }
 
+Response DeleteRun(store::Store& store, const std::function<void()>& deleted,
+                   const Request& request) {
+  if (Status known = QueryParams(request).RejectUnknown({}); !known) return BadQuery(known.error());
+  const std::string& name = request.params.at("run");
+  std::optional<std::int64_t> records = store.DeleteRun(name);
+  if (!records) return NoSuchRun(name);
+  spdlog::info("deleted run {} ({} records) on request", name, *records);
+  if (deleted) deleted();
+  return JsonResponse(status::ok, {{"run", name}, {"deleted", true}, {"records", *records}});
+}
+
 Response GetSteps(store::Store& store, const Request& request) {
   QueryParams query(request);
   if (Status known =
@@ -219,7 +230,8 @@ auto Guarded(Handler handler) {
 }  // namespace
 
 void RegisterApi(http::Router& router, store::Store& store, metrics::ServerMetrics* metrics,
-                 const metrics::MetricsOptions& metrics_options) {
+                 const metrics::MetricsOptions& metrics_options,
+                 std::function<void()> run_deleted) {
   using bhttp::verb;
   auto bind = [&store](Response (*handler)(store::Store&, const Request&)) {
     return Guarded([&store, handler](const Request& request) { return handler(store, request); });
@@ -234,6 +246,11 @@ void RegisterApi(http::Router& router, store::Store& store, metrics::ServerMetri
              /*requires_token=*/true);
   router.Add(verb::get, "/api/v1/runs", bind(ListRuns));
   router.Add(verb::get, "/api/v1/runs/{run}", bind(GetRun));
+  router.Add(verb::delete_, "/api/v1/runs/{run}",
+             Guarded([&store, run_deleted](const Request& request) {
+               return DeleteRun(store, run_deleted, request);
+             }),
+             /*requires_token=*/true);
   router.Add(verb::get, "/api/v1/runs/{run}/steps", bind(GetSteps));
   router.Add(verb::get, "/api/v1/alerts", bind(ListAlerts));
   router.Add(verb::post, "/api/v1/alerts/{id}/ack", bind(AckAlert), /*requires_token=*/true);

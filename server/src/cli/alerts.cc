@@ -3,31 +3,14 @@
 #include "cli/alert_table.h"
 #include "cli/commands.h"
 #include "lossguard/client/http_client.h"
+#include "lossguard/client/url.h"
 #include "lossguard/wire/json_numbers.h"
 
 namespace lossguard::cli {
 
-namespace {
-std::string QueryValue(const std::string& value) {
-  std::string out;
-  for (unsigned char c : value) {
-    if (std::isalnum(c) || c == '.' || c == '_' || c == '-' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      static const char* kHex = "0123456789ABCDEF";
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
 int Alerts(const AlertsOptions& options, std::ostream& out, std::ostream& err) {
-  std::string target = "/api/v1/alerts?state=" + QueryValue(options.state);
-  if (options.run) target += "&run=" + QueryValue(*options.run);
+  std::string target = "/api/v1/alerts?state=" + client::PercentEncode(options.state);
+  if (options.run) target += "&run=" + client::PercentEncode(*options.run);
   client::HttpClient client(
       options.server_url);  // a malformed URL throws: a usage error for main()
   client::HttpResponse response;

@@ -100,4 +100,29 @@ struct CopyOptions {
 // Returns the exit code.
 int Copy(const CopyOptions& options, std::ostream& out, std::ostream& err);
 
+struct DeleteOptions {
+  std::string run;
+  std::string server_url;
+  std::string token;
+  std::string ca_file;
+};
+
+// Deletes a run on the server (DELETE /api/v1/runs/{run}): its records, alerts and notifications.
+// Returns the exit code (1 when there is no such run).
+int DeleteRun(const DeleteOptions& options, std::ostream& out, std::ostream& err);
+
+struct ExportOptions {
+  std::string run;
+  std::string server_url;
+  std::string token;
+  std::string ca_file;
+  std::optional<std::string> out;  // else stdout
+  std::string format = "ndjson";   // the only one so far
+};
+
+// Writes every record of a run, in (step, rank) order, as NDJSON in wire format v1, exactly as the
+// server stored them (unknown fields included): `lossguard replay` sends the file back. Returns
+// the exit code.
+int ExportRun(const ExportOptions& options, std::ostream& out, std::ostream& err);
+
 }  // namespace lossguard::cli

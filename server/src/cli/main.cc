@@ -136,6 +136,34 @@ void AddAnalyze(CLI::App& app) {
   });
 }
 
+void AddDelete(CLI::App& app) {
+  auto options = std::make_shared<DeleteOptions>();
+  auto flags = std::make_shared<ServerFlags>();
+  CLI::App* command = app.add_subcommand(
+      "delete", "delete a run on the server: its records, alerts and notifications, for good");
+  command->add_option("run", options->run, "run name")->required();
+  flags->Add(*command, options->server_url, /*writes=*/true);
+  command->callback([options, flags] {
+    if (flags->Load("delete", options->token))
+      exit_code = DeleteRun(*options, std::cout, std::cerr);
+  });
+}
+
+void AddExport(CLI::App& app) {
+  auto options = std::make_shared<ExportOptions>();
+  auto flags = std::make_shared<ServerFlags>();
+  CLI::App* command = app.add_subcommand(
+      "export",
+      "write a run's records as NDJSON (wire format v1; `lossguard replay` sends it back)");
+  command->add_option("run", options->run, "run name")->required();
+  command->add_option("--format", options->format, "output format")
+      ->check(CLI::IsMember({"ndjson"}))
+      ->capture_default_str();
+  command->add_option("--out,-o", options->out, "file to write (default: stdout)");
+  flags->Add(*command, options->server_url, /*writes=*/false);
+  command->callback([options] { exit_code = ExportRun(*options, std::cout, std::cerr); });
+}
+
 void AddCopy(CLI::App& app) {
   auto options = std::make_shared<CopyOptions>();
   CLI::App* command = app.add_subcommand(
@@ -171,6 +199,8 @@ int main(int argc, char** argv) {
   lossguard::cli::AddImport(app);
   lossguard::cli::AddAnalyze(app);
   lossguard::cli::AddCopy(app);
+  lossguard::cli::AddDelete(app);
+  lossguard::cli::AddExport(app);
   try {
     CLI11_PARSE(app, argc, argv);      // runs the subcommand's callback
   } catch (const std::exception& e) {  // e.g. a malformed --server URL

@@ -267,6 +267,13 @@ void Analysis::Finish(double now) {
   episodes_.Clear();
 }
 
+void Analysis::Forget(std::int64_t run_id) {
+  if (auto it = runs_.find(run_id); it != runs_.end()) {
+    lru_.erase(it->second.lru);
+    runs_.erase(it);
+  }
+}
+
 void Analysis::Abandon() {
   for (std::int64_t run_id : touched_) {
     if (auto it = runs_.find(run_id); it != runs_.end()) {

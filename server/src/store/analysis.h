@@ -56,6 +56,8 @@ class Analysis {
   void Finish(double now);
   // The transaction failed: forget what this batch did (its runs are reloaded from the store).
   void Abandon();
+  // The run was deleted: its state goes.
+  void Forget(std::int64_t run_id);
 
  private:
   struct RunState {

@@ -25,6 +25,9 @@ std::unique_ptr<Database> Connect(const StoreLocation& location, const StoreOpti
 std::unique_ptr<Database> OpenWriter(const StoreLocation& location, const StoreOptions& options) {
   std::unique_ptr<Database> db = Connect(location, options, /*writer=*/true);
   if (location.backend == Backend::kSqlite) {
+    // Only possible while the file has no table yet: a new database gives the pages of deleted
+    // runs back to the file system (PurgeDeletedRuns), so that retention keeps the file's size.
+    if (!db->AnyTable()) db->Exec("PRAGMA auto_vacuum = INCREMENTAL");
     db->Exec("PRAGMA journal_mode = WAL");
     db->Exec(options.durability == Durability::kFull ? "PRAGMA synchronous = FULL"
                                                      : "PRAGMA synchronous = NORMAL");

@@ -85,6 +85,19 @@ class Store {
   // Marks an alert acknowledged (the first acknowledgement time is kept); nullopt if no such alert.
   std::optional<Alert> AckAlert(std::int64_t id);
 
+  // Deletes a run: at once it is gone from every query and its name is free for a new run (a
+  // trainer sending again starts afresh); its alerts and notifications go in the same transaction,
+  // its steps and rollups later, in bounded chunks (PurgeDeletedRuns). Returns the run's record
+  // count, nullopt if there is no such run.
+  std::optional<std::int64_t> DeleteRun(std::string_view run);
+  // Runs whose last record arrived before `before` (unix seconds, server clock), least recent
+  // first, at most `limit`.
+  std::vector<std::string> RunsInactiveSince(double before, std::size_t limit);
+  // Removes up to about `chunk_rows` rows of deleted runs in one transaction (the write lock is
+  // released between calls, so ingest goes on beside a large deletion), and on SQLite returns the
+  // freed pages to the file system. Returns how many rows it removed: 0 once nothing is left.
+  std::int64_t PurgeDeletedRuns(std::int64_t chunk_rows);
+
   // The notification outbox, the dispatcher's side (the analyzers fill it: NotifyOptions).
   // The configured targets, seen now. A target no server has served for kNotifyTargetExpiry
   // seconds (it left every server's configuration) is removed with its undelivered notifications.

@@ -3,6 +3,7 @@
 #include <map>
 #include <set>
 
+#include "store/deleted_runs.h"
 #include "store/migrations.h"
 #include "store/read_lease.h"
 #include "store/rollup_rows.h"
@@ -14,6 +15,7 @@ namespace lossguard::store {
 namespace {
 
 std::optional<std::int64_t> FindRunId(Database& db, std::string_view run) {
+  if (IsDeletedRunName(run)) return std::nullopt;
   Statement find(db, "SELECT id FROM runs WHERE name = ?");
   find.Bind(1, run);
   if (!find.Step()) return std::nullopt;
@@ -183,13 +185,15 @@ RunPage Store::ListRuns(const RunListQuery& query) {
 ActiveRuns Store::ListActiveRuns(double since, std::size_t limit) {
   return Reading([&](Database& db) -> ActiveRuns {
     ActiveRuns out;
-    Statement count(db, "SELECT COUNT(*) FROM runs WHERE last_seen >= ?");
-    count.BindNumber(1, since);
+    const std::string deleted(1, kDeletedRunMark);  // tombstones sort after every real name
+    Statement count(db, "SELECT COUNT(*) FROM runs WHERE last_seen >= ? AND name < ?");
+    count.BindNumber(1, since).Bind(2, deleted);
     count.Step();
     out.active = static_cast<std::size_t>(count.Int(0));
-    Statement runs(db, std::string(kRunColumns) +
-                           " WHERE last_seen >= ? ORDER BY last_seen DESC, name LIMIT ?");
-    runs.BindNumber(1, since).Bind(2, static_cast<std::int64_t>(limit));
+    Statement runs(db,
+                   std::string(kRunColumns) +
+                       " WHERE last_seen >= ? AND name < ? ORDER BY last_seen DESC, name LIMIT ?");
+    runs.BindNumber(1, since).Bind(2, deleted).Bind(3, static_cast<std::int64_t>(limit));
     while (runs.Step()) out.runs.push_back(Summarise(db, runs));
     return out;
   });
@@ -213,6 +217,7 @@ std::vector<OpenAlertGroup> Store::ListOpenAlertGroups() {
 
 std::optional<RunSummary> Store::GetRun(std::string_view run) {
   return Reading([&](Database& db) -> std::optional<RunSummary> {
+    if (IsDeletedRunName(run)) return std::nullopt;
     Statement row(db, std::string(kRunColumns) + " WHERE name = ?");
     row.Bind(1, run);
     if (!row.Step()) return std::nullopt;

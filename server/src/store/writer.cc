@@ -23,6 +23,7 @@ std::string Sql(const std::string& head, const char* columns, const std::string&
 Store::Writer::Writer(std::unique_ptr<Database> db, AnalysisOptions analysis)
     : db_(std::move(db)),
       analysis_(*db_, std::move(analysis)),
+      run_name_(*db_, "SELECT name FROM runs WHERE id = ?"),
       find_run_(*db_, "SELECT id FROM runs WHERE name = ?"),
       // Another server may create the same run at the same moment: its row then wins (this
       // statement waits for its commit) and find_run_ reads it.
@@ -104,12 +105,69 @@ std::vector<std::int64_t> Store::Writer::LockRuns(
   std::vector<std::int64_t> ids;
   ids.reserve(records.size());
   for (const wire::StepRecord& r : records) ids.push_back(RunId(r.run, now, created));
-  std::set<std::int64_t> runs(ids.begin(), ids.end());
-  for (std::int64_t run_id : runs) {  // ascending: two servers never wait on each other in a cycle
+  std::map<std::int64_t, const std::string*> runs;  // ascending: two servers never wait in a cycle
+  for (std::size_t i = 0; i < records.size(); ++i) runs.emplace(ids[i], &records[i].run);
+  std::set<std::string> deleted;
+  for (const auto& [run_id, name] : runs) {
     db_->LockRun(run_id);
+    // A cached id whose run was deleted since (by this server or another one sharing the
+    // database): the name now belongs to a new run, created below.
+    run_name_.Reset();
+    run_name_.Bind(1, run_id);
+    const bool live = run_name_.Step() && run_name_.Text(0) == *name;
+    run_name_.Reset();
+    if (!live) {
+      deleted.insert(*name);
+      continue;
+    }
     analysis_.Prepare(run_id);  // under the lock, before this batch's steps of the run are written
   }
+  if (deleted.empty()) return ids;
+  for (const std::string& name : deleted) run_ids_.erase(name);
+  std::set<std::int64_t> fresh;
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    if (!deleted.count(records[i].run)) continue;
+    analysis_.Forget(ids[i]);
+    ids[i] = RunId(records[i].run, now, created);
+    fresh.insert(ids[i]);
+  }
+  for (std::int64_t run_id : fresh) {
+    db_->LockRun(run_id);
+    analysis_.Prepare(run_id);
+  }
   return ids;
+}
+
+std::optional<std::int64_t> Store::Writer::DeleteRun(std::string_view name) {
+  Transaction transaction(*db_);
+  find_run_.Reset();
+  find_run_.Bind(1, name);
+  std::optional<std::int64_t> found;
+  if (find_run_.Step()) found = find_run_.Int(0);
+  find_run_.Reset();
+  if (!found || IsDeletedRunName(name)) return std::nullopt;
+  const std::int64_t run_id = *found;
+  db_->LockRun(run_id);  // not beside another server's batch of the run
+  Statement rename(*db_,
+                   "UPDATE runs SET name = ?, last_seen = 0 WHERE id = ? RETURNING record_count");
+  rename.Bind(1, DeletedRunName(run_id)).Bind(2, run_id);
+  if (!rename.Step())
+    throw StorageError("run \"" + std::string(name) + "\" vanished under its lock");
+  const std::int64_t records = rename.Int(0);
+  rename.Reset();
+  for (const char* sql : {
+           "DELETE FROM notification_deliveries WHERE notification_id IN (SELECT n.id FROM "
+           "notifications n JOIN alerts a ON a.id = n.alert_id WHERE a.run_id = ?)",
+           "DELETE FROM notifications WHERE alert_id IN (SELECT id FROM alerts WHERE run_id = ?)",
+           "DELETE FROM alerts WHERE run_id = ?",
+           "DELETE FROM rollup_pending WHERE run_id = ?",
+       }) {
+    Statement(*db_, sql).Bind(1, run_id).Step();
+  }
+  transaction.Commit();
+  run_ids_.erase(std::string(name));
+  analysis_.Forget(run_id);
+  return records;
 }
 
 IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,

@@ -11,6 +11,7 @@
 #include "lossguard/wire/step_record.h"
 #include "store/analysis.h"
 #include "store/database.h"
+#include "store/deleted_runs.h"
 #include "store/step_writes.h"
 #include "store/store.h"
 #include "store/types.h"
@@ -27,6 +28,10 @@ class Store::Writer {
   // `canonical[i]` is CanonicalJson(records[i]), computed by the caller outside the write lock.
   IngestResult Ingest(const std::vector<wire::StepRecord>& records,
                       const std::vector<std::string>& canonical, double now);
+
+  // Store::DeleteRun's transaction: the run renamed to its tombstone (DeletedRunName), its alerts,
+  // notifications and pending rollups deleted. Returns its record count, nullopt if no such run.
+  std::optional<std::int64_t> DeleteRun(std::string_view name);
 
  private:
   struct BlockKey {
@@ -63,8 +68,8 @@ class Store::Writer {
   std::unique_ptr<Database> db_;
   Analysis analysis_;
   std::unordered_map<std::string, std::int64_t> run_ids_;  // committed runs only
-  Statement find_run_, insert_run_, touch_run_, block_rows_, mark_pending_, pending_behind_,
-      pending_stale_, clear_pending_;
+  Statement run_name_, find_run_, insert_run_, touch_run_, block_rows_, mark_pending_,
+      pending_behind_, pending_stale_, clear_pending_;
   std::unique_ptr<StepWrites> steps_;
   std::map<std::pair<int, std::size_t>, std::optional<Statement>> merge_children_;
   std::map<std::size_t, std::optional<Statement>> upsert_rows_;  // multi-row upserts, by rows

@@ -29,4 +29,8 @@ struct HttpUrl {
 
 Result<HttpUrl, std::string> ParseHttpUrl(std::string_view url);
 
+// `text` with every byte but RFC 3986's unreserved ones (letters, digits, - . _ ~) as %XX: safe in
+// a path segment or a query value.
+std::string PercentEncode(std::string_view text);
+
 }  // namespace lossguard::client

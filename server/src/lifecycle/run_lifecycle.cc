@@ -1,0 +1,83 @@
+#include "lifecycle/run_lifecycle.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "store/clock.h"
+
+namespace lossguard::lifecycle {
+
+namespace {
+// Runs deleted by retention per round: a backlog (retention switched on over years of runs) is
+// worked off round by round, not in one burst.
+constexpr std::size_t kRetentionRunsPerRound = 100;
+}  // namespace
+
+RunLifecycle::RunLifecycle(store::Store& store, LifecycleOptions options)
+    : store_(store), options_(options) {}
+
+RunLifecycle::~RunLifecycle() { Stop(); }
+
+double RunLifecycle::RoundSeconds(const LifecycleOptions& options) {
+  if (!options.retention_days) return 600;
+  return std::clamp(*options.retention_days * 86400 / 10, 1.0, 600.0);
+}
+
+void RunLifecycle::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void RunLifecycle::Stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void RunLifecycle::Kick() {
+  {
+    std::lock_guard lock(mutex_);
+    kicked_ = true;
+  }
+  wake_.notify_all();
+}
+
+bool RunLifecycle::Stopping() {
+  std::lock_guard lock(mutex_);
+  return stopping_;
+}
+
+void RunLifecycle::Loop() {
+  while (!Stopping()) {
+    try {
+      if (options_.retention_days) {
+        const double before = store::UnixSeconds() - *options_.retention_days * 86400;
+        for (const std::string& run : store_.RunsInactiveSince(before, kRetentionRunsPerRound)) {
+          if (std::optional<std::int64_t> records = store_.DeleteRun(run)) {
+            spdlog::info("retention: deleted run {} ({} records, inactive for over {} days)", run,
+                         *records, *options_.retention_days);
+          }
+        }
+      }
+      std::int64_t purged = 0;
+      while (!Stopping()) {
+        const std::int64_t removed = store_.PurgeDeletedRuns(options_.chunk_rows);
+        if (removed == 0) break;
+        purged += removed;
+      }
+      if (purged > 0) spdlog::debug("purged {} rows of deleted runs", purged);
+    } catch (const std::exception& e) {
+      // The database is unreachable or failed: the tombstones stay, the next round goes on.
+      spdlog::warn("run lifecycle: {}", e.what());
+    }
+    std::unique_lock lock(mutex_);
+    wake_.wait_for(lock, std::chrono::duration<double>(RoundSeconds(options_)),
+                   [this] { return stopping_ || kicked_; });
+    kicked_ = false;
+  }
+}
+
+}  // namespace lossguard::lifecycle

@@ -1,0 +1,94 @@
+// Store's run deletion: the tombstone (Writer::DeleteRun), runs past retention, and the bounded
+// purge of a deleted run's rows.
+#include <spdlog/spdlog.h>
+
+#include "store/deleted_runs.h"
+#include "store/read_lease.h"
+#include "store/store.h"
+#include "store/writer.h"
+
+namespace lossguard::store {
+
+namespace {
+// Removes rows of `table` of `run_id` in key order, about `chunk_rows` of them: up to the key of
+// the chunk_rows-th row (a whole step of every rank, for steps), or all that are left. Returns how
+// many it removed.
+std::int64_t PurgeChunk(Database& db, const char* table, const char* key, std::int64_t run_id,
+                        std::int64_t chunk_rows) {
+  const std::string from = std::string(" FROM ") + table + " WHERE run_id = ?";
+  Statement boundary(
+      db, std::string("SELECT ") + key + from + " ORDER BY " + key + " LIMIT 1 OFFSET ?");
+  boundary.Bind(1, run_id).Bind(2, chunk_rows - 1);
+  if (!boundary.Step()) {
+    Statement all(db, "DELETE" + from);
+    all.Bind(1, run_id).Step();
+    return db.Changes();
+  }
+  const std::string key_text(key);
+  const int key_columns = static_cast<int>(std::count(key_text.begin(), key_text.end(), ',')) + 1;
+  std::string placeholders = "?";
+  for (int i = 1; i < key_columns; ++i) placeholders += ", ?";
+  Statement some(db, "DELETE" + from + " AND (" + key_text + ") <= (" + placeholders + ")");
+  some.Bind(1, run_id);
+  for (int i = 0; i < key_columns; ++i) some.Bind(i + 2, boundary.Int(i));
+  boundary.Reset();
+  some.Step();
+  return db.Changes();
+}
+}  // namespace
+
+std::optional<std::int64_t> Store::DeleteRun(std::string_view run) {
+  std::lock_guard lock(write_mutex_);
+  return Write([&](Writer& writer) { return writer.DeleteRun(run); });
+}
+
+std::vector<std::string> Store::RunsInactiveSince(double before, std::size_t limit) {
+  return Reading([&](Database& db) {
+    Statement runs(db,
+                   "SELECT name FROM runs WHERE last_seen < ? AND name < ? ORDER BY last_seen "
+                   "LIMIT ?");
+    runs.BindNumber(1, before)
+        .Bind(2, std::string(1, kDeletedRunMark))
+        .Bind(3, static_cast<std::int64_t>(limit));
+    std::vector<std::string> out;
+    while (runs.Step()) out.emplace_back(runs.Text(0));
+    return out;
+  });
+}
+
+std::int64_t Store::PurgeDeletedRuns(std::int64_t chunk_rows) {
+  std::lock_guard lock(write_mutex_);
+  return Write([&](Writer& writer) -> std::int64_t {
+    Database& db = writer.db();
+    std::int64_t removed = 0;
+    {
+      Transaction transaction(db);
+      Statement deleted(db, "SELECT id, name FROM runs WHERE name >= ? ORDER BY id LIMIT 1");
+      deleted.Bind(1, std::string(1, kDeletedRunMark));
+      if (!deleted.Step()) return 0;
+      const std::int64_t run_id = deleted.Int(0);
+      deleted.Reset();
+      db.LockRun(run_id);
+      removed = PurgeChunk(db, "steps", "step", run_id, chunk_rows);
+      if (removed < chunk_rows) {
+        removed +=
+            PurgeChunk(db, "step_rollups", "rank, width, bucket", run_id, chunk_rows - removed);
+      }
+      if (removed < chunk_rows) {  // nothing of it is left
+        Statement row(db, "DELETE FROM runs WHERE id = ?");
+        row.Bind(1, run_id).Step();
+        ++removed;
+        spdlog::info("the rows of deleted run #{} are purged", run_id);
+      }
+      transaction.Commit();
+    }
+    if (location_.backend == Backend::kSqlite) {
+      // Databases created with auto_vacuum = INCREMENTAL give the freed pages back to the file
+      // system; on older ones this does nothing, and the free pages are reused by new records.
+      db.Exec("PRAGMA incremental_vacuum");
+    }
+    return removed;
+  });
+}
+
+}  // namespace lossguard::store
