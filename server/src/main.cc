@@ -28,6 +28,7 @@ struct ServerFlags {
   std::string db = "./lossguard.db";
   std::optional<std::string> db_password_file;
   std::optional<std::string> token_file;
+  std::optional<std::string> read_token_file;
   int threads = static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
   std::string sync = "full";
   std::uint64_t max_body_mb = 64;
@@ -61,6 +62,10 @@ void AddFlags(CLI::App& app, ServerFlags& f) {
   app.add_option(
       "--token-file", f.token_file,
       "file holding the bearer token that write endpoints require (else LOSSGUARD_TOKEN)");
+  app.add_option("--read-token-file", f.read_token_file,
+                 "file holding a second bearer token that every read endpoint, /metrics and the "
+                 "dashboard's data then require (else LOSSGUARD_READ_TOKEN; the write token reads "
+                 "too). Default: reads are open");
   app.add_option("--threads", f.threads, "I/O threads")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
@@ -158,6 +163,7 @@ struct Startup {
   client::HostPort address;
   store::StoreLocation location;
   std::optional<std::string> token;
+  std::optional<std::string> read_token;
   std::vector<notify::Webhook> webhooks;
 };
 
@@ -234,6 +240,20 @@ std::optional<Startup> CheckStartup(ServerFlags& f) {
   if (token.value()) {
     if (auto weak = WeakTokenWarning(*token.value())) spdlog::warn("{}", *weak);
   }
+  auto read_token = LoadToken(f.read_token_file, std::getenv("LOSSGUARD_READ_TOKEN"));
+  if (!read_token) {
+    spdlog::critical("{}", read_token.error());
+    return std::nullopt;
+  }
+  if (read_token.value()) {
+    if (read_token.value() == token.value()) {
+      spdlog::critical(
+          "the read token is the write token: give readers a token of their own (anyone holding "
+          "the write token can also read)");
+      return std::nullopt;
+    }
+    if (auto weak = WeakTokenWarning(*read_token.value())) spdlog::warn("read token: {}", *weak);
+  }
   const http::FileLimit files = http::RaiseFileLimit();
   if (files.soft < f.max_connections + http::kReservedDescriptors) {
     spdlog::warn(
@@ -251,7 +271,15 @@ std::optional<Startup> CheckStartup(ServerFlags& f) {
   }
   f.analysis.notify.min_severity = *analyzers::ParseSeverity(f.notify_min_severity);
   f.analysis.notify.max_pending = f.notify_outbox_max;
-  return Startup{address.value(), location.value(), token.value(), webhooks.value()};
+  return Startup{address.value(), location.value(), token.value(), read_token.value(),
+                 webhooks.value()};
+}
+
+std::string AuthSummary(const Startup& startup) {
+  if (startup.token && startup.read_token) return "on for writes and reads";
+  if (startup.token) return "on for writes, reads open";
+  if (startup.read_token) return "on for reads, writes open (loopback only)";
+  return "off (loopback only)";
 }
 
 std::string HostName() {
@@ -270,7 +298,7 @@ int Serve(const ServerFlags& f, const Startup& startup) {
     store::Store store(startup.location, store_options);
 
     metrics::ServerMetrics metrics;
-    http::Router router(startup.token.value_or(""));
+    http::Router router(startup.token.value_or(""), startup.read_token.value_or(""));
     router.SetObserver(
         [&metrics](std::string_view route, std::string_view method, unsigned status,
                    double seconds) { metrics.ObserveRequest(route, method, status, seconds); });
@@ -301,9 +329,8 @@ int Serve(const ServerFlags& f, const Startup& startup) {
     std::printf("lossguard-server listening on http://%s:%u\n", host.c_str(), endpoint.port());
     std::fflush(stdout);
     spdlog::info("database {} ({} sync), {} threads, auth {}, analyzers {}, {} webhooks",
-                 startup.location.Describe(), f.sync, f.threads,
-                 !startup.token ? "off (loopback only)" : "on for writes", f.analyzers_switch,
-                 startup.webhooks.size());
+                 startup.location.Describe(), f.sync, f.threads, AuthSummary(startup),
+                 f.analyzers_switch, startup.webhooks.size());
     if (f.retention_days) {
       spdlog::info("retention: runs inactive for over {} days are deleted", *f.retention_days);
     }

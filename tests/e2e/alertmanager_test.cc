@@ -1,8 +1,10 @@
 // Alerts reach people through the Prometheus stack: the real Prometheus scrapes the real server
 // with the shipped rules (docker/prometheus/lossguard-rules.yml) and sends what fires to the real
 // Alertmanager with the shipped configuration (docker/alertmanager/alertmanager.yml), whose webhook
-// receiver is a loopback sink run by the test. Only waiting times are shortened (the rules' `for`,
-// Alertmanager's group_wait and group_interval), so that a page arrives in seconds, not minutes.
+// receiver is a loopback sink run by the test. The server requires a read token, which Prometheus
+// sends as a bearer token (the scrape configuration the README shows). Only waiting times are
+// shortened (the rules' `for`, Alertmanager's group_wait and group_interval), so that a page
+// arrives in seconds, not minutes.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -60,7 +62,11 @@ bool Posted(const Requests& requests, const std::string& alertname, const std::s
 TEST(Alertmanager, AGaBugRunPagesThroughPrometheusAndAlertmanagerAndTheAckResolvesIt) {
   TempDir dir;
   WebhookSink receiver;
-  ServerProcess server({.db = dir.File("db")});
+  // With a read token, as a shared server runs: Prometheus scrapes with it as a bearer token.
+  const auto read_token = dir.File("read-token");
+  std::ofstream(read_token) << "prometheus-read-token-0123456789\n";
+  ServerProcess server(
+      {.db = dir.File("db"), .extra_args = {"--read-token-file", read_token.string()}});
   const std::string target = server.url().substr(std::string("http://").size());
   const int prometheus_port = FreeLoopbackPort();
   const int alertmanager_port = FreeLoopbackPort();
@@ -74,8 +80,9 @@ TEST(Alertmanager, AGaBugRunPagesThroughPrometheusAndAlertmanagerAndTheAckResolv
       << "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:"
       << alertmanager_port << "']\n"
       << "rule_files: ['" << dir.File("rules.yml").string() << "']\n"
-      << "scrape_configs:\n  - job_name: lossguard\n    static_configs:\n      - targets: ['"
-      << target << "']\n";
+      << "scrape_configs:\n  - job_name: lossguard\n"
+      << "    authorization:\n      credentials_file: " << read_token.string() << "\n"
+      << "    static_configs:\n      - targets: ['" << target << "']\n";
   std::string manager = ReadText(docker / "alertmanager/alertmanager.yml");
   manager =
       Replaced(manager, R"(http://alert-receiver:9000/lossguard)", receiver.Url("/lossguard"));
@@ -93,7 +100,9 @@ TEST(Alertmanager, AGaBugRunPagesThroughPrometheusAndAlertmanagerAndTheAckResolv
        "--storage.tsdb.path=" + dir.File("tsdb").string(),
        "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port)});
 
-  client::HttpClient api(server.url());
+  client::HttpClientOptions reader;
+  reader.token = "prometheus-read-token-0123456789";
+  client::HttpClient api(server.url(), reader);
   auto lines = Lines("bug-sum-no-ga-div");
   Send(api, lines, 0, lines.size());
   const std::string run = "bug-sum-no-ga-div";

@@ -20,8 +20,14 @@ RawRequest Make(bhttp::verb method, std::string target, std::string authorizatio
 
 nlohmann::json Body(const Response& response) { return nlohmann::json::parse(response.body()); }
 
-Router MakeRouter(std::string token = "") {
-  Router router(std::move(token));
+Router MakeRouter(std::string token = "", std::string read_token = "") {
+  Router router(std::move(token), std::move(read_token));
+  router.Add(
+      bhttp::verb::get, "/healthz",
+      [](const Request&) {
+        return JsonResponse(bhttp::status::ok, {{"ok", true}});
+      },
+      Access::kOpen);
   router.Add(bhttp::verb::get, "/things/{id}/parts", [](const Request& request) {
     return JsonResponse(bhttp::status::ok,
                         {{"id", request.params.at("id")}, {"query", request.query}});
@@ -31,7 +37,7 @@ Router MakeRouter(std::string token = "") {
       [](const Request&) {
         return JsonResponse(bhttp::status::ok, {{"ok", true}});
       },
-      /*requires_token=*/true);
+      Access::kWrite);
   router.Add(bhttp::verb::get, "/boom",
              [](const Request&) -> Response { throw std::runtime_error("disk is full"); });
   return router;
@@ -80,6 +86,38 @@ TEST(Router, TokenGuardsWriteRoutesOnly) {
   EXPECT_EQ(router.Handle(Make(bhttp::verb::get, "/things/1/parts")).result(), bhttp::status::ok);
   EXPECT_EQ(MakeRouter().Handle(Make(bhttp::verb::post, "/things")).result(), bhttp::status::ok)
       << "without a configured token, writes are open (the server only listens on loopback then)";
+}
+
+TEST(Router, AReadTokenGuardsReadsAndTheWriteTokenReadsToo) {
+  Router router = MakeRouter("writer-token", "reader-token");
+  auto get = [&](const std::string& authorization) {
+    return router.Handle(Make(bhttp::verb::get, "/things/1/parts", authorization)).result();
+  };
+  EXPECT_EQ(get(""), bhttp::status::unauthorized);
+  EXPECT_EQ(get("Bearer wrong"), bhttp::status::unauthorized);
+  EXPECT_EQ(get("Bearer reader-toke"), bhttp::status::unauthorized);
+  EXPECT_EQ(get("Bearer reader-token"), bhttp::status::ok);
+  EXPECT_EQ(get("Bearer writer-token"), bhttp::status::ok);
+  EXPECT_THAT(Body(router.Handle(Make(bhttp::verb::get, "/things/1/parts")))["error"]["message"]
+                  .get<std::string>(),
+              HasSubstr("needs a read token"));
+  EXPECT_EQ(router.Handle(Make(bhttp::verb::head, "/things/1/parts")).result(),
+            bhttp::status::unauthorized)
+      << "HEAD is a read";
+  EXPECT_EQ(router.Handle(Make(bhttp::verb::post, "/things", "Bearer reader-token")).result(),
+            bhttp::status::unauthorized)
+      << "the read token does not write";
+  EXPECT_EQ(router.Handle(Make(bhttp::verb::post, "/things", "Bearer writer-token")).result(),
+            bhttp::status::ok);
+  EXPECT_EQ(router.Handle(Make(bhttp::verb::get, "/healthz")).result(), bhttp::status::ok)
+      << "open routes stay open";
+  // A read token alone: writes as before (open only on loopback, which the server enforces).
+  Router read_only = MakeRouter("", "reader-token");
+  EXPECT_EQ(read_only.Handle(Make(bhttp::verb::get, "/things/1/parts")).result(),
+            bhttp::status::unauthorized);
+  EXPECT_EQ(
+      read_only.Handle(Make(bhttp::verb::get, "/things/1/parts", "Bearer reader-token")).result(),
+      bhttp::status::ok);
 }
 
 TEST(Router, MalformedEscapesAre400) {

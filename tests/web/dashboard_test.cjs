@@ -13,9 +13,9 @@ const assert = require("assert/strict");
 const [serverBinary, cliBinary, webRoot, sourceDir, outDir] = process.argv.slice(2);
 const scenarios = path.join(sourceDir, "tests/scenarios");
 
-function startServer(db) {
+function startServer(db, extraArgs = []) {
   return new Promise((resolve, reject) => {
-    const child = spawn(serverBinary, ["--listen", "127.0.0.1:0", "--db", db, "--web-root", webRoot],
+    const child = spawn(serverBinary, ["--listen", "127.0.0.1:0", "--db", db, "--web-root", webRoot, ...extraArgs],
                         { stdio: ["ignore", "pipe", "pipe"] });
     let out = "", err = "";
     const timer = setTimeout(() => reject(new Error("server did not start: " + err)), 20000);
@@ -181,6 +181,43 @@ async function main() {
     await page.waitForFunction(() => window.lossguardDashboard.latestStep === 10, null, { timeout: 15000 });
     await page.waitForSelector(".alert[data-kind='nonfinite']", { timeout: 15000 });
     assert.deepEqual(pageErrors, [], "no errors in the page");
+
+    // A server with a read token: the page asks for it once and keeps it for the browser session.
+    const tokenFile = path.join(dir, "read-token");
+    const readToken = "dashboard-read-token-0123456789";
+    fs.writeFileSync(tokenFile, readToken + "\n", { mode: 0o600 });
+    const guarded = await startServer(path.join(dir, "guarded.db"), ["--read-token-file", tokenFile]);
+    try {
+      replay(guarded.url, "bug-ga-change.ndjson");  // no write token: writes are open on loopback
+      const tokenPage = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+      const tokenReady = () => tokenPage.waitForFunction(() => window.lossguardDashboard && window.lossguardDashboard.ready, null, { timeout: 15000 });
+      await tokenPage.goto(guarded.url + "/");
+      await tokenPage.waitForSelector("#token-form", { timeout: 15000 });
+      assert.equal(await tokenPage.$$eval("tr[data-run]", (trs) => trs.length), 0, "no data without the token");
+      await tokenPage.screenshot({ path: path.join(outDir, "token.png"), fullPage: true });
+      await tokenPage.fill("#token-input", "not-the-token");
+      await tokenPage.click("#token-form button");
+      await tokenPage.waitForSelector("#token-form p.error", { timeout: 15000 });
+      await tokenPage.fill("#token-input", readToken);
+      await tokenPage.click("#token-form button");
+      await tokenReady();
+      assert.deepEqual(await tokenPage.$$eval("tr[data-run]", (trs) => trs.map((tr) => tr.dataset.run)), ["bug-ga-change"]);
+      await tokenPage.click("a[href='#/run/bug-ga-change']");
+      await tokenReady();
+      assert.equal(await tokenPage.evaluate(() => window.lossguardDashboard.charts.length), 3, "the run page loads with the token");
+      await tokenPage.reload();
+      await tokenReady();
+      assert.equal(await tokenPage.$("#token-form"), null, "kept for the session: not asked again");
+      // Another browser session asks again.
+      const otherSession = await browser.newContext();
+      const otherPage = await otherSession.newPage();
+      await otherPage.goto(guarded.url + "/");
+      await otherPage.waitForSelector("#token-form", { timeout: 15000 });
+      await otherSession.close();
+    } finally {
+      guarded.child.kill("SIGTERM");
+      await new Promise((resolve) => guarded.child.on("exit", resolve));
+    }
     console.log(`dashboard test passed; screenshots in ${outDir}`);
   } finally {
     await browser.close();

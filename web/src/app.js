@@ -15,9 +15,42 @@ window.lossguardDashboard = { view: null, ready: false, charts: [], bandsDrawn: 
 // and its own state object, and checks `view.live` after every await).
 let currentView = null;
 
+// A server started with --read-token-file answers 401 until the page sends its read token. The
+// page asks for it once and keeps it for the browser session (sessionStorage: gone when the tab's
+// session ends, never written to disk as a cookie would be, never sent to another origin).
+const TOKEN_KEY = "lossguard.readToken";
+
+class TokenNeeded extends Error {}
+
+function askForToken(rejected) {
+  if (document.getElementById("token-form")) return;
+  const input = el("input", { type: "password", id: "token-input", autocomplete: "current-password", placeholder: "read token" });
+  const form = el("form", { id: "token-form", class: "token-form" },
+    el("h1", {}, "This lossguard server needs a read token"),
+    el("p", { class: rejected ? "error" : "muted" }, rejected
+      ? "The token was not accepted. Ask whoever runs the server for the read token."
+      : "Ask whoever runs the server for the read token (--read-token-file). It is kept for this browser session only."),
+    input, el("button", { type: "submit" }, "Open the dashboard"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+    form.remove();
+    route();
+  });
+  document.body.append(form);
+  input.focus();
+}
+
 async function getJson(path, signal) {
-  const response = await fetch(path, { signal });
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  const response = await fetch(path, { signal, headers });
   const body = await response.json().catch(() => null);
+  if (response.status === 401) {
+    if (token) sessionStorage.removeItem(TOKEN_KEY);
+    askForToken(Boolean(token));
+    throw new TokenNeeded("a read token is needed");
+  }
   if (!response.ok) {
     throw new Error((body && body.error && body.error.message) || `${path}: HTTP ${response.status}`);
   }
@@ -395,6 +428,11 @@ async function route() {
     // A view left while it loaded ends in an AbortError, or an error nobody is looking at any more:
     // the next view is already on screen.
     if (!view.live) return;
+    if (e instanceof TokenNeeded) {
+      setStatus("read token needed");
+      view.state.needsToken = true;
+      return;
+    }
     app.append(el("p", { class: "error" }, e.message));
     setStatus("error");
     view.state.error = e.message;

@@ -236,24 +236,27 @@ void RegisterApi(http::Router& router, store::Store& store, metrics::ServerMetri
   auto bind = [&store](Response (*handler)(store::Store&, const Request&)) {
     return Guarded([&store, handler](const Request& request) { return handler(store, request); });
   };
+  // Open even with a read token: load balancers and orchestrators probe it without credentials, and
+  // it tells nothing about the runs.
   router.Add(verb::get, "/healthz", Guarded([&store](const Request&) {
                return JsonResponse(status::ok,
                                    {{"status", "ok"}, {"schema_version", store.SchemaVersion()}});
-             }));
+             }),
+             http::Access::kOpen);
   router.Add(verb::post, "/api/v1/steps", Guarded([&store, metrics](const Request& request) {
                return IngestSteps(store, metrics, request);
              }),
-             /*requires_token=*/true);
+             http::Access::kWrite);
   router.Add(verb::get, "/api/v1/runs", bind(ListRuns));
   router.Add(verb::get, "/api/v1/runs/{run}", bind(GetRun));
   router.Add(verb::delete_, "/api/v1/runs/{run}",
              Guarded([&store, run_deleted](const Request& request) {
                return DeleteRun(store, run_deleted, request);
              }),
-             /*requires_token=*/true);
+             http::Access::kWrite);
   router.Add(verb::get, "/api/v1/runs/{run}/steps", bind(GetSteps));
   router.Add(verb::get, "/api/v1/alerts", bind(ListAlerts));
-  router.Add(verb::post, "/api/v1/alerts/{id}/ack", bind(AckAlert), /*requires_token=*/true);
+  router.Add(verb::post, "/api/v1/alerts/{id}/ack", bind(AckAlert), http::Access::kWrite);
   if (metrics) {
     router.Add(
         verb::get, "/metrics", Guarded([&store, metrics, metrics_options](const Request& request) {

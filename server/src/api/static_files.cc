@@ -43,22 +43,30 @@ Response ServeFile(const std::filesystem::path& path, unsigned version) {
 }  // namespace
 
 void RegisterStaticFiles(http::Router& router, const std::filesystem::path& web_root) {
-  router.Add(bhttp::verb::get, "/", [web_root](const http::Request& request) {
-    if (!std::filesystem::exists(web_root / "index.html")) {
-      return http::ErrorResponse(
-          bhttp::status::not_found, "no_dashboard",
-          "the web dashboard is not in " + web_root.string() +
-              " (build the lossguard_web target, or point --web-root at its output)");
-    }
-    return ServeFile(web_root / "index.html", request.raw.version());
-  });
-  router.Add(bhttp::verb::get, "/assets/{file}", [web_root](const http::Request& request) {
-    const std::string& file = request.params.at("file");
-    if (file.empty() || file.front() == '.' || file.find('/') != std::string::npos) {
-      return http::ErrorResponse(bhttp::status::not_found, "not_found", "no such file");
-    }
-    return ServeFile(web_root / file, request.raw.version());
-  });
+  // The page and its scripts are open (they hold no data): with a read token, the dashboard asks
+  // for it and sends it with its API requests.
+  router.Add(
+      bhttp::verb::get, "/",
+      [web_root](const http::Request& request) {
+        if (!std::filesystem::exists(web_root / "index.html")) {
+          return http::ErrorResponse(
+              bhttp::status::not_found, "no_dashboard",
+              "the web dashboard is not in " + web_root.string() +
+                  " (build the lossguard_web target, or point --web-root at its output)");
+        }
+        return ServeFile(web_root / "index.html", request.raw.version());
+      },
+      http::Access::kOpen);
+  router.Add(
+      bhttp::verb::get, "/assets/{file}",
+      [web_root](const http::Request& request) {
+        const std::string& file = request.params.at("file");
+        if (file.empty() || file.front() == '.' || file.find('/') != std::string::npos) {
+          return http::ErrorResponse(bhttp::status::not_found, "not_found", "no such file");
+        }
+        return ServeFile(web_root / file, request.raw.version());
+      },
+      http::Access::kOpen);
 }
 
 }  // namespace lossguard::api

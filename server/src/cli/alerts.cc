@@ -11,8 +11,10 @@ namespace lossguard::cli {
 int Alerts(const AlertsOptions& options, std::ostream& out, std::ostream& err) {
   std::string target = "/api/v1/alerts?state=" + client::PercentEncode(options.state);
   if (options.run) target += "&run=" + client::PercentEncode(*options.run);
-  client::HttpClient client(
-      options.server_url);  // a malformed URL throws: a usage error for main()
+  client::HttpClientOptions http;
+  http.token = options.token;
+  client::HttpClient client(options.server_url,
+                            http);  // a malformed URL throws: a usage error for main()
   client::HttpResponse response;
   try {
     response = client.Get(target);

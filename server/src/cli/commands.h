@@ -41,6 +41,7 @@ int Flush(const FlushOptions& options, std::ostream& out, std::ostream& err);
 
 struct AlertsOptions {
   std::string server_url;
+  std::string token;  // the read token, when the server requires one
   std::optional<std::string> run;
   std::string state = "all";
   bool json = false;

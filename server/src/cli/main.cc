@@ -18,16 +18,20 @@ constexpr const char* kDefaultServer = "http://127.0.0.1:8080";
 // The exit code of the subcommand that ran.
 int exit_code = 0;
 
-// --server and, for commands that write, --token-file (else $LOSSGUARD_TOKEN), read into `token`
-// once the command line is parsed. False, after saying why, when the token cannot be read.
+// --server and --token-file (else $LOSSGUARD_TOKEN), read into `token` once the command line is
+// parsed: the write token for commands that write, the read token (or the write token) for those
+// that read from a server started with --read-token-file. False, after saying why, when the token
+// cannot be read.
 struct ServerFlags {
   std::optional<std::string> token_file;
   void Add(CLI::App& command, std::string& server_url, bool writes) {
     server_url = kDefaultServer;
     command.add_option("--server", server_url, "server URL")->capture_default_str();
-    if (writes) {
-      command.add_option("--token-file", token_file, "bearer token file (else LOSSGUARD_TOKEN)");
-    }
+    command.add_option("--token-file", token_file,
+                       writes
+                           ? "bearer token file: the server's write token (else LOSSGUARD_TOKEN)"
+                           : "bearer token file, when the server requires a read token: the read "
+                             "token or the write token (else LOSSGUARD_TOKEN)");
   }
   bool Load(const char* command, std::string& token) const {
     auto loaded = LoadToken(token_file, std::getenv("LOSSGUARD_TOKEN"));
@@ -85,7 +89,9 @@ void AddAlerts(CLI::App& app) {
       ->check(CLI::IsMember({"open", "resolved", "all"}))
       ->capture_default_str();
   command->add_flag("--json", options->json, "print the server's JSON");
-  command->callback([options] { exit_code = Alerts(*options, std::cout, std::cerr); });
+  command->callback([options, flags] {
+    if (flags->Load("alerts", options->token)) exit_code = Alerts(*options, std::cout, std::cerr);
+  });
 }
 
 void AddImport(CLI::App& app) {
@@ -161,7 +167,10 @@ void AddExport(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--out,-o", options->out, "file to write (default: stdout)");
   flags->Add(*command, options->server_url, /*writes=*/false);
-  command->callback([options] { exit_code = ExportRun(*options, std::cout, std::cerr); });
+  command->callback([options, flags] {
+    if (flags->Load("export", options->token))
+      exit_code = ExportRun(*options, std::cout, std::cerr);
+  });
 }
 
 void AddCopy(CLI::App& app) {

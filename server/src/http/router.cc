@@ -76,19 +76,23 @@ std::optional<std::string> PercentDecode(std::string_view text) {
   return out;
 }
 
-void Router::Add(bhttp::verb method, std::string_view pattern, Handler handler,
-                 bool requires_token) {
+void Router::Add(bhttp::verb method, std::string_view pattern, Handler handler, Access access) {
   routes_.push_back(
-      Route{std::string(pattern), method, SplitPath(pattern), std::move(handler), requires_token});
+      Route{std::string(pattern), method, SplitPath(pattern), std::move(handler), access});
 }
 
-bool Router::Authorized(const RawRequest& request) const {
-  if (token_.empty()) return true;
+bool Router::Authorized(const RawRequest& request, Access access) const {
+  if (access == Access::kOpen) return true;
+  if (access == Access::kWrite ? write_token_.empty() : read_token_.empty()) return true;
   auto header = request[bhttp::field::authorization];
   std::string_view value(header.data(), header.size());
   constexpr std::string_view kBearer = "Bearer ";
   if (value.substr(0, kBearer.size()) != kBearer) return false;
-  return SameSecret(value.substr(kBearer.size()), token_);
+  const std::string_view presented = value.substr(kBearer.size());
+  // Both comparisons always run: the timing does not say which token was close.
+  const bool writer = !write_token_.empty() && SameSecret(presented, write_token_);
+  const bool reader = access == Access::kRead && SameSecret(presented, read_token_);
+  return writer || reader;
 }
 
 Response Router::Handle(const RawRequest& raw) const {
@@ -165,11 +169,14 @@ Response Router::Dispatch(const RawRequest& raw, std::string_view& route_pattern
       continue;
     }
     route_pattern = route.pattern;
-    if (route.requires_token && !Authorized(raw)) {
-      Response response =
-          ErrorResponse(bhttp::status::unauthorized, "unauthorized",
-                        "this endpoint needs the header \"Authorization: Bearer <token>\" with the "
-                        "server's token");
+    if (!Authorized(raw, route.access)) {
+      Response response = ErrorResponse(
+          bhttp::status::unauthorized, "unauthorized",
+          route.access == Access::kWrite
+              ? "this endpoint needs the header \"Authorization: Bearer <token>\" with the "
+                "server's write token"
+              : "this server needs a read token: send \"Authorization: Bearer <token>\" with the "
+                "read token (or the write token)");
       response.set(bhttp::field::www_authenticate, "Bearer");
       return response;
     }

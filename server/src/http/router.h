@@ -28,11 +28,19 @@ struct Request {
   std::string_view header(bhttp::field field) const;
 };
 
+// Who may call a route.
+enum class Access {
+  kOpen,   // anyone: /healthz (load balancers' probes), the dashboard's static files
+  kRead,   // with the read token when there is one (the write token reads too)
+  kWrite,  // with the write token when there is one
+};
+
 // Maps (method, path pattern) to handlers. Patterns are literal segments and {name} captures, e.g.
 // "/api/v1/runs/{run}/steps". Handle() answers 404 for unknown paths, 405 (with Allow) for known
-// paths with another method, 401 for write routes without the bearer token, and 400 for a
-// malformed query string — all as JSON errors. A HEAD request is handled by the GET route of its
-// path (the caller sends the headers only). Handlers never see sockets. Thread-safe once built.
+// paths with another method, 401 for a route whose Access the request's bearer token does not
+// give, and 400 for a malformed query string — all as JSON errors. A HEAD request is handled by the
+// GET route of its path (the caller sends the headers only). Handlers never see sockets.
+// Thread-safe once built.
 class Router {
  public:
   using Handler = std::function<Response(const Request&)>;
@@ -41,11 +49,13 @@ class Router {
   using Observer = std::function<void(std::string_view route, std::string_view method,
                                       unsigned status, double seconds)>;
 
-  // `token`: when not empty, routes added with requires_token demand "Authorization: Bearer token".
-  explicit Router(std::string token = "") : token_(std::move(token)) {}
+  // `write_token`: when not empty, kWrite routes demand "Authorization: Bearer <write_token>".
+  // `read_token`: when not empty, kRead routes demand it or the write token.
+  explicit Router(std::string write_token = "", std::string read_token = "")
+      : write_token_(std::move(write_token)), read_token_(std::move(read_token)) {}
 
   void Add(bhttp::verb method, std::string_view pattern, Handler handler,
-           bool requires_token = false);
+           Access access = Access::kRead);
 
   Response Handle(const RawRequest& request) const;
 
@@ -58,12 +68,12 @@ class Router {
     bhttp::verb method;
     std::vector<std::string> segments;
     Handler handler;
-    bool requires_token;
+    Access access;
   };
-  bool Authorized(const RawRequest& request) const;
+  bool Authorized(const RawRequest& request, Access access) const;
   Response Dispatch(const RawRequest& request, std::string_view& route) const;
 
-  std::string token_;
+  std::string write_token_, read_token_;
   std::vector<Route> routes_;
   Observer observer_;
 };
