@@ -33,7 +33,8 @@ class RecordStream::Sender {
       : stream_(stream),
         client_(
             stream.options_.server_url(),
-            client::HttpClientOptions{stream.options_.token(), stream.options_.request_timeout()}),
+            client::HttpClientOptions{stream.options_.token(), stream.options_.request_timeout(),
+                                      stream.options_.ca_file()}),
         backoff_(stream.options_.initial_backoff()),
         rng_(std::random_device{}()) {
     if (!stream.options_.spool_path().empty())

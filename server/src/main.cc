@@ -29,6 +29,8 @@ struct ServerFlags {
   std::optional<std::string> db_password_file;
   std::optional<std::string> token_file;
   std::optional<std::string> read_token_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
   int threads = static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
   std::string sync = "full";
   std::uint64_t max_body_mb = 64;
@@ -66,6 +68,14 @@ void AddFlags(CLI::App& app, ServerFlags& f) {
                  "file holding a second bearer token that every read endpoint, /metrics and the "
                  "dashboard's data then require (else LOSSGUARD_READ_TOKEN; the write token reads "
                  "too). Default: reads are open");
+  app.add_option("--tls-cert-file", f.tls_cert_file,
+                 "serve HTTPS with this PEM certificate chain (the server's certificate first); "
+                 "with --tls-key-file")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key-file", f.tls_key_file,
+                 "the certificate's private key (PEM, unencrypted; keep it readable by the server "
+                 "only)")
+      ->check(CLI::ExistingFile);
   app.add_option("--threads", f.threads, "I/O threads")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
@@ -254,6 +264,13 @@ std::optional<Startup> CheckStartup(ServerFlags& f) {
     }
     if (auto weak = WeakTokenWarning(*read_token.value())) spdlog::warn("read token: {}", *weak);
   }
+  if (f.tls_cert_file.empty() != f.tls_key_file.empty()) {
+    spdlog::critical("--tls-cert-file and --tls-key-file go together: give both, or neither");
+    return std::nullopt;
+  }
+  if (auto warning = http::PlaintextWarning(address.value(), !f.tls_cert_file.empty())) {
+    spdlog::warn("{}", *warning);
+  }
   const http::FileLimit files = http::RaiseFileLimit();
   if (files.soft < f.max_connections + http::kReservedDescriptors) {
     spdlog::warn(
@@ -313,6 +330,8 @@ int Serve(const ServerFlags& f, const Startup& startup) {
     options.threads = f.threads;
     options.limits.body_limit = f.max_body_mb << 20;
     options.max_connections = f.max_connections;
+    options.tls_certificate_file = f.tls_cert_file;
+    options.tls_key_file = f.tls_key_file;
     http::HttpServer server(router, options);
     auto endpoint = server.Listen(startup.address);
     std::string host = endpoint.address().is_v6() ? "[" + endpoint.address().to_string() + "]"
@@ -326,7 +345,8 @@ int Serve(const ServerFlags& f, const Startup& startup) {
     notify::Dispatcher dispatcher(store, notify_options, &metrics);
     dispatcher.Start();
     lifecycle.Start();
-    std::printf("lossguard-server listening on http://%s:%u\n", host.c_str(), endpoint.port());
+    std::printf("lossguard-server listening on %s://%s:%u\n",
+                f.tls_cert_file.empty() ? "http" : "https", host.c_str(), endpoint.port());
     std::fflush(stdout);
     spdlog::info("database {} ({} sync), {} threads, auth {}, analyzers {}, {} webhooks",
                  startup.location.Describe(), f.sync, f.threads, AuthSummary(startup),

@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include "lossguard/client/http_client.h"
+#include "lossguard/collector/record_stream.h"
+#include "support/processes.h"
+#include "support/records.h"
 #include "support/temp_dir.h"
 #include "support/test_ca.h"
 #include "support/webhook_sink.h"
@@ -90,6 +93,37 @@ TEST_F(HttpsTest, AMissingCaFileIsAnErrorNamingIt) {
   } catch (const std::invalid_argument& e) {
     EXPECT_THAT(e.what(), HasSubstr("no-such-ca.pem"));
   }
+}
+
+TEST_F(HttpsTest, ATrainersRecordStreamDeliversToAnHttpsServer) {
+  TestCa::Issued server_cert = ca_.Issue("server", {"IP:127.0.0.1"});
+  lossguard::testing::ServerProcess server(
+      {.db = dir_.File("db"),
+       .extra_args = {"--tls-cert-file", server_cert.certificate.string(), "--tls-key-file",
+                      server_cert.key.string()}});
+  ASSERT_EQ(server.url().rfind("https://", 0), 0u);
+  {
+    collector::RecordStream stream(collector::RecordStreamOptions()
+                                       .server_url(server.url())
+                                       .ca_file(ca_.certificate().string())
+                                       .spool_path(dir_.File("spool.ndjson").string()));
+    for (int step = 0; step < 50; ++step) {
+      ASSERT_TRUE(stream.Submit(lossguard::testing::MakeRecord("tls-run", step)));
+    }
+    ASSERT_TRUE(stream.Flush(std::chrono::seconds(20)));
+    EXPECT_EQ(stream.stats().delivered, 50u);
+  }
+  HttpClient reader(server.url(), Trusting(ca_.certificate()));
+  EXPECT_THAT(reader.Get("/api/v1/runs/tls-run").body, HasSubstr("\"records\":50"));
+
+  // Without the CA the stream cannot deliver: the records wait in its spool, nothing is lost.
+  collector::RecordStream untrusting(collector::RecordStreamOptions()
+                                         .server_url(server.url())
+                                         .spool_path(dir_.File("spool-2.ndjson").string())
+                                         .drain_timeout(std::chrono::milliseconds(200)));
+  ASSERT_TRUE(untrusting.Submit(lossguard::testing::MakeRecord("tls-run", 50)));
+  EXPECT_FALSE(untrusting.Flush(std::chrono::seconds(2)));
+  EXPECT_EQ(untrusting.stats().delivered, 0u);
 }
 
 TEST(PlainHttp, StillWorksAndAnswersCarryTheirStatus) {

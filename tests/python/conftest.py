@@ -4,6 +4,7 @@ package)."""
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -20,20 +21,22 @@ class Server:
     """lossguard-server as a child process. start() on port 0 picks a free port; a restart keeps
     the port and the database."""
 
-    def __init__(self, binary: str, db: str):
+    def __init__(self, binary: str, db: str, extra_args=(), ca_file=None):
         self.binary, self.db = binary, db
+        self.extra_args = list(extra_args)
+        self.ca_file = ca_file  # set: the server speaks https, verified against this CA
         self.port = 0
         self.process = None
         self.log_path = db + ".log"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ca_file else 'http'}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> None:
         log = open(self.log_path, "a")
         self.process = subprocess.Popen(
-            [self.binary, "--listen", f"127.0.0.1:{self.port}", "--db", self.db],
+            [self.binary, "--listen", f"127.0.0.1:{self.port}", "--db", self.db] + self.extra_args,
             stdout=subprocess.PIPE, stderr=log, text=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -55,7 +58,8 @@ class Server:
 
     def get(self, path: str, **params):
         query = ("?" + urllib.parse.urlencode(params)) if params else ""
-        with urllib.request.urlopen(self.url + path + query, timeout=10) as response:
+        context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
+        with urllib.request.urlopen(self.url + path + query, timeout=10, context=context) as response:
             return json.load(response)
 
     def steps(self, run: str):
@@ -72,6 +76,41 @@ def server(tmp_path):
     if not binary:
         pytest.fail("LOSSGUARD_SERVER_BIN is not set (ctest sets it to the built lossguard-server)")
     s = Server(binary, str(tmp_path / "lossguard.db"))
+    s.start()
+    yield s
+    s.stop()
+
+
+def make_test_ca(directory):
+    """A throwaway CA and a certificate it signs for 127.0.0.1, made with the openssl command.
+    Returns (ca_certificate, server_certificate, server_key) paths."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+    ca_key, ca_cert = str(directory / "ca.key"), str(directory / "ca.pem")
+    key, csr, cert = str(directory / "server.key"), str(directory / "server.csr"), str(directory / "server.pem")
+    ext = directory / "server.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", ca_key, "-out", ca_cert, "-days", "1",
+            "-subj", "/CN=lossguard-python-test-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign")
+    openssl("req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
+    openssl("x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key, "-CAcreateserial",
+            "-out", cert, "-days", "1", "-extfile", str(ext))
+    return ca_cert, cert, key
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """lossguard-server over https with a certificate from a throwaway CA (server.ca_file)."""
+    binary = os.environ.get("LOSSGUARD_SERVER_BIN")
+    if not binary:
+        pytest.fail("LOSSGUARD_SERVER_BIN is not set (ctest sets it to the built lossguard-server)")
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    ca_cert, cert, key = make_test_ca(pki)
+    s = Server(binary, str(tmp_path / "lossguard.db"),
+               extra_args=["--tls-cert-file", cert, "--tls-key-file", key], ca_file=ca_cert)
     s.start()
     yield s
     s.stop()

@@ -35,6 +35,30 @@ def test_records_reach_the_server_with_every_field(server, tmp_path):
     assert c.stats()["delivered"] == 2 and c.closed
 
 
+def test_records_reach_an_https_server_verified_against_its_ca(tls_server, tmp_path, monkeypatch):
+    assert tls_server.url.startswith("https://")
+    with lossguard.Collector(tls_server.url, "py-tls", spool_dir=str(tmp_path / "a"),
+                             ca_file=tls_server.ca_file) as c:
+        for step in range(20):
+            c.record_step(step, 2.0 - step / 100)
+        assert c.flush(20.0)
+    assert len(tls_server.steps("py-tls")) == 20
+    # The CA from the environment, as a launcher would set it for every rank.
+    monkeypatch.setenv("LOSSGUARD_CA_FILE", tls_server.ca_file)
+    with lossguard.Collector(tls_server.url, "py-tls-env", spool_dir=str(tmp_path / "b")) as c:
+        c.record_step(0, 2.0)
+        assert c.flush(20.0)
+    assert len(tls_server.steps("py-tls-env")) == 1
+    # Without it the server is not trusted: nothing is delivered, the record waits in the spool.
+    monkeypatch.delenv("LOSSGUARD_CA_FILE")
+    c = lossguard.Collector(tls_server.url, "py-tls-untrusted", spool_dir=str(tmp_path / "c"),
+                            drain_timeout=0.2)
+    c.record_step(0, 2.0)
+    assert not c.flush(2.0)
+    assert c.stats()["delivered"] == 0
+    c.close()
+
+
 def test_a_window_fills_in_the_reference_data(server, tmp_path):
     import tiny_lm
     ids, labels = tiny_lm.sequences()

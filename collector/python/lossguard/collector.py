@@ -33,9 +33,12 @@ class Collector:
     the thread that calls record_step, flush or close). Only a record the server would refuse
     raises, at the call (ValueError, naming the field).
 
-    server: "http://HOST:PORT"; None or "" records nothing remotely (local checks only).
+    server: "http://HOST:PORT" or "https://HOST:PORT" (the certificate is verified); None or ""
+        records nothing remotely (local checks only).
     run: the run's name, [A-Za-z0-9._:-], 1-128 characters.
     token: the server's write token (default: $LOSSGUARD_TOKEN).
+    ca_file: for https, a PEM file of the certificate authorities to trust instead of the system's
+        (default: $LOSSGUARD_CA_FILE).
     spool_dir: where records wait during an outage, as <spool_dir>/<run>/rank-<rank>.ndjson.
         None: $LOSSGUARD_SPOOL_DIR, else ~/.local/state/lossguard/spool (streaming goes on from
         memory if it cannot be used); "": no spool (an outage longer than the queue loses records).
@@ -51,7 +54,7 @@ class Collector:
     """
 
     def __init__(self, server: Optional[str], run: str, *, token: Optional[str] = None,
-                 spool_dir: Optional[str] = None, rank: Optional[int] = None,
+                 ca_file: Optional[str] = None, spool_dir: Optional[str] = None, rank: Optional[int] = None,
                  world_size: Optional[int] = None, micro_batch_size: int = 1,
                  ga_steps: int = 1, vocab_size: Optional[int] = None,
                  queue_capacity: int = 16384, batch_size: int = 512,
@@ -69,7 +72,9 @@ class Collector:
         self._log = logger or _log
         if token is None:
             token = os.environ.get("LOSSGUARD_TOKEN", "")
-        self._c = _C.Collector(server or "", run, token, spool_dir, rank,
+        if ca_file is None:
+            ca_file = os.environ.get("LOSSGUARD_CA_FILE", "")
+        self._c = _C.Collector(server or "", run, token, ca_file, spool_dir, rank,
                                default_world_size if world_size is None else world_size,
                                micro_batch_size, ga_steps, vocab_size, queue_capacity, batch_size,
                                flush_interval, request_timeout, drain_timeout,

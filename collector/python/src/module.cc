@@ -203,11 +203,11 @@ class PyCollector {
 
 std::unique_ptr<PyCollector> MakeCollector(
     const std::string& server, const std::string& run, const std::string& token,
-    std::optional<std::string> spool_dir, std::int64_t rank, std::int64_t world_size,
-    std::int64_t micro_batch_size, std::int64_t ga_steps, std::optional<std::int64_t> vocab_size,
-    std::size_t queue_capacity, std::size_t batch_size, double flush_interval_s,
-    double request_timeout_s, double drain_timeout_s, double spool_retry_interval_s,
-    py::object warning_sink) {
+    const std::string& ca_file, std::optional<std::string> spool_dir, std::int64_t rank,
+    std::int64_t world_size, std::int64_t micro_batch_size, std::int64_t ga_steps,
+    std::optional<std::int64_t> vocab_size, std::size_t queue_capacity, std::size_t batch_size,
+    double flush_interval_s, double request_timeout_s, double drain_timeout_s,
+    double spool_retry_interval_s, py::object warning_sink) {
   nlohmann::json defaults = {{"run", run},
                              {"rank", rank},
                              {"world_size", world_size},
@@ -230,6 +230,7 @@ std::unique_ptr<PyCollector> MakeCollector(
   options.stream()
       .server_url(server)
       .token(token)
+      .ca_file(ca_file)
       .queue_capacity(queue_capacity)
       .batch_size(batch_size)
       .flush_interval(PyCollector::Millis(flush_interval_s, "flush_interval"))
@@ -371,10 +372,10 @@ PYBIND11_MODULE(_C, m) {
       });
 
   py::class_<PyCollector>(m, "Collector")
-      .def(py::init(&MakeCollector), "server"_a, "run"_a, "token"_a, "spool_dir"_a, "rank"_a,
-           "world_size"_a, "micro_batch_size"_a, "ga_steps"_a, "vocab_size"_a, "queue_capacity"_a,
-           "batch_size"_a, "flush_interval_s"_a, "request_timeout_s"_a, "drain_timeout_s"_a,
-           "spool_retry_interval_s"_a, "warning_sink"_a)
+      .def(py::init(&MakeCollector), "server"_a, "run"_a, "token"_a, "ca_file"_a, "spool_dir"_a,
+           "rank"_a, "world_size"_a, "micro_batch_size"_a, "ga_steps"_a, "vocab_size"_a,
+           "queue_capacity"_a, "batch_size"_a, "flush_interval_s"_a, "request_timeout_s"_a,
+           "drain_timeout_s"_a, "spool_retry_interval_s"_a, "warning_sink"_a)
       .def("record_step", &PyCollector::RecordStep, "step"_a, "loss"_a)
       .def("flush", &PyCollector::Flush, "timeout_s"_a)
       .def("close", &PyCollector::Close)

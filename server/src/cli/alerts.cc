@@ -13,6 +13,7 @@ int Alerts(const AlertsOptions& options, std::ostream& out, std::ostream& err) {
   if (options.run) target += "&run=" + client::PercentEncode(*options.run);
   client::HttpClientOptions http;
   http.token = options.token;
+  http.ca_file = options.ca_file;
   client::HttpClient client(options.server_url,
                             http);  // a malformed URL throws: a usage error for main()
   client::HttpResponse response;

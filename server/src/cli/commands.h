@@ -16,6 +16,7 @@ struct ReplayOptions {
   std::string file;
   std::string server_url;
   std::string token;
+  std::string ca_file;  // https: the CAs to verify the server with (else the system's)
   std::size_t batch_size = 1000;
   int retries = 5;  // per batch, on transport failure only (server restarting); 4xx is final
 };
@@ -29,6 +30,7 @@ struct FlushOptions {
   std::string dir;  // a spool directory (the default one, or a trainer's --spool-dir)
   std::string server_url;
   std::string token;
+  std::string ca_file;  // https: the CAs to verify the server with (else the system's)
   std::size_t batch_size = 1000;
   int retries = 5;
 };
@@ -42,6 +44,7 @@ int Flush(const FlushOptions& options, std::ostream& out, std::ostream& err);
 struct AlertsOptions {
   std::string server_url;
   std::string token;  // the read token, when the server requires one
+  std::string ca_file;
   std::optional<std::string> run;
   std::string state = "all";
   bool json = false;
@@ -59,6 +62,7 @@ struct ImportOptions {
   std::int64_t world_size = 1;
   std::string server_url;
   std::string token;
+  std::string ca_file;             // https: the CAs to verify the server with (else the system's)
   std::optional<std::string> out;  // write NDJSON here instead of sending
   std::size_t batch_size = 1000;
   int retries = 5;

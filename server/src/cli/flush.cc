@@ -41,8 +41,9 @@ int Flush(const FlushOptions& options, std::ostream& out, std::ostream& err) {
     err << "lossguard flush: cannot read " << options.dir << ": " << e.what() << "\n";
     return 1;
   }
-  client::IngestClient client(options.server_url,
-                              client::HttpClientOptions{options.token, std::chrono::seconds(60)});
+  client::IngestClient client(
+      options.server_url,
+      client::HttpClientOptions{options.token, std::chrono::seconds(60), options.ca_file});
   int failed = 0;
   SendTotals all;
   for (const std::filesystem::path& path : spools) {

@@ -24,16 +24,28 @@ int exit_code = 0;
 // cannot be read.
 struct ServerFlags {
   std::optional<std::string> token_file;
+  std::string ca_file;
   void Add(CLI::App& command, std::string& server_url, bool writes) {
     server_url = kDefaultServer;
-    command.add_option("--server", server_url, "server URL")->capture_default_str();
+    command.add_option("--server", server_url, "server URL (http:// or https://)")
+        ->capture_default_str();
+    command
+        .add_option("--ca-file", ca_file,
+                    "https: PEM certificate authorities to verify the server with (else "
+                    "LOSSGUARD_CA_FILE, else the system's)")
+        ->check(CLI::ExistingFile);
     command.add_option("--token-file", token_file,
                        writes
                            ? "bearer token file: the server's write token (else LOSSGUARD_TOKEN)"
                            : "bearer token file, when the server requires a read token: the read "
                              "token or the write token (else LOSSGUARD_TOKEN)");
   }
-  bool Load(const char* command, std::string& token) const {
+  bool Load(const char* command, std::string& token, std::string& ca) const {
+    ca = ca_file;
+    if (const char* from_environment = std::getenv("LOSSGUARD_CA_FILE");
+        ca.empty() && from_environment != nullptr) {
+      ca = from_environment;
+    }
     auto loaded = LoadToken(token_file, std::getenv("LOSSGUARD_TOKEN"));
     if (!loaded) {
       std::cerr << "lossguard " << command << ": " << loaded.error() << "\n";
@@ -56,7 +68,8 @@ void AddReplay(CLI::App& app) {
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
   command->callback([options, flags] {
-    if (flags->Load("replay", options->token)) exit_code = Replay(*options, std::cout, std::cerr);
+    if (flags->Load("replay", options->token, options->ca_file))
+      exit_code = Replay(*options, std::cout, std::cerr);
   });
 }
 
@@ -75,7 +88,8 @@ void AddFlush(CLI::App& app) {
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
   command->callback([options, flags] {
-    if (flags->Load("flush", options->token)) exit_code = Flush(*options, std::cout, std::cerr);
+    if (flags->Load("flush", options->token, options->ca_file))
+      exit_code = Flush(*options, std::cout, std::cerr);
   });
 }
 
@@ -90,7 +104,8 @@ void AddAlerts(CLI::App& app) {
       ->capture_default_str();
   command->add_flag("--json", options->json, "print the server's JSON");
   command->callback([options, flags] {
-    if (flags->Load("alerts", options->token)) exit_code = Alerts(*options, std::cout, std::cerr);
+    if (flags->Load("alerts", options->token, options->ca_file))
+      exit_code = Alerts(*options, std::cout, std::cerr);
   });
 }
 
@@ -121,7 +136,8 @@ void AddImport(CLI::App& app) {
   flags->Add(*command, options->server_url, /*writes=*/true);
   command->add_option("--out", options->out, "write the records as NDJSON here instead of sending");
   command->callback([options, flags] {
-    if (flags->Load("import", options->token)) exit_code = Import(*options, std::cout, std::cerr);
+    if (flags->Load("import", options->token, options->ca_file))
+      exit_code = Import(*options, std::cout, std::cerr);
   });
 }
 
@@ -150,7 +166,7 @@ void AddDelete(CLI::App& app) {
   command->add_option("run", options->run, "run name")->required();
   flags->Add(*command, options->server_url, /*writes=*/true);
   command->callback([options, flags] {
-    if (flags->Load("delete", options->token))
+    if (flags->Load("delete", options->token, options->ca_file))
       exit_code = DeleteRun(*options, std::cout, std::cerr);
   });
 }
@@ -168,7 +184,7 @@ void AddExport(CLI::App& app) {
   command->add_option("--out,-o", options->out, "file to write (default: stdout)");
   flags->Add(*command, options->server_url, /*writes=*/false);
   command->callback([options, flags] {
-    if (flags->Load("export", options->token))
+    if (flags->Load("export", options->token, options->ca_file))
       exit_code = ExportRun(*options, std::cout, std::cerr);
   });
 }

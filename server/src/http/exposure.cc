@@ -6,6 +6,14 @@
 
 namespace lossguard::http {
 
+std::optional<std::string> PlaintextWarning(const client::HostPort& listen, bool tls) {
+  if (tls || IsLoopback(listen.host)) return std::nullopt;
+  return "listening on " + listen.host + ":" + std::to_string(listen.port) +
+         " without TLS: the bearer tokens and every record travel in clear text, so anyone on the "
+         "network path can read them, and with the write token store or delete runs. Serve HTTPS "
+         "(--tls-cert-file, --tls-key-file) or put a TLS proxy in front";
+}
+
 Status CheckExposure(const client::HostPort& listen, const std::string& token) {
   boost::system::error_code ec;
   boost::asio::ip::make_address(listen.host, ec);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 
 #include "lossguard/client/url.h"
@@ -11,6 +12,10 @@ namespace lossguard::http {
 // Refuses to expose an unauthenticated server: without a token, only loopback addresses
 // (127.0.0.0/8, ::1) may be listened on. The error says how to fix it.
 Status CheckExposure(const client::HostPort& listen, const std::string& token);
+
+// A warning for a server listening beyond loopback in plain HTTP: the bearer tokens and the
+// records cross the network in clear text. nullopt on loopback or with TLS.
+std::optional<std::string> PlaintextWarning(const client::HostPort& listen, bool tls);
 
 // Whether an address is loopback, IPv4-mapped IPv6 loopback (::ffff:127.0.0.1) included.
 bool IsLoopback(const std::string& host);

@@ -1,5 +1,8 @@
 #include "http/http_server.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -7,6 +10,7 @@
 #include <atomic>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
@@ -113,8 +117,10 @@ class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
       last_refusal_warning_ = now;
       refused_since_warning_ = 0;
     }
-    if (refusals_in_flight_->load() >= kMaxRefusalsInFlight) {
-      boost::system::error_code ignored;  // a flood of connections: no courtesy for each of them
+    if (refusals_in_flight_->load() >= kMaxRefusalsInFlight || context_.tls != nullptr) {
+      // A flood of connections: no courtesy for each of them. Under TLS the 503 would need a
+      // handshake first, which is what a server at its limit should not spend: just close.
+      boost::system::error_code ignored;
       socket.close(ignored);
       return;
     }
@@ -165,12 +171,49 @@ class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
   std::shared_ptr<std::atomic<int>> refusals_in_flight_ = std::make_shared<std::atomic<int>>(0);
 };
 
+namespace {
+// A TLS 1.2+ server context with the certificate chain and key; errors name the file.
+net::ssl::context LoadTlsContext(const HttpServerOptions& options) {
+  net::ssl::context context(net::ssl::context::tls_server);
+  context.set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                      net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                      net::ssl::context::no_tlsv1_1 | net::ssl::context::single_dh_use);
+  boost::system::error_code ec;
+  context.use_certificate_chain_file(options.tls_certificate_file, ec);
+  if (ec) {
+    throw std::runtime_error("--tls-cert-file " + options.tls_certificate_file +
+                             ": cannot load the certificate chain: " + ec.message());
+  }
+  context.use_private_key_file(options.tls_key_file, net::ssl::context::pem, ec);
+  if (ec && ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == X509_R_KEY_VALUES_MISMATCH) {
+    throw std::runtime_error("--tls-key-file " + options.tls_key_file +
+                             " is not the key of the certificate in " +
+                             options.tls_certificate_file);
+  }
+  if (ec) {
+    throw std::runtime_error("--tls-key-file " + options.tls_key_file +
+                             ": cannot load the private key (PEM, unencrypted): " + ec.message());
+  }
+  if (SSL_CTX_check_private_key(context.native_handle()) != 1) {
+    throw std::runtime_error("--tls-key-file " + options.tls_key_file +
+                             " is not the key of the certificate in " +
+                             options.tls_certificate_file);
+  }
+  return context;
+}
+}  // namespace
+
 HttpServer::HttpServer(const Router& router, HttpServerOptions options)
     : router_(router),
       options_(options),
       ioc_(options.threads),
       write_pool_(static_cast<std::size_t>(std::max(1, options.write_threads))),
-      context_{router_, registry_, options_.limits, &write_pool_} {}
+      context_{router_, registry_, options_.limits, &write_pool_} {
+  if (!options_.tls_certificate_file.empty() || !options_.tls_key_file.empty()) {
+    tls_.emplace(LoadTlsContext(options_));
+    context_.tls = &*tls_;
+  }
+}
 
 HttpServer::~HttpServer() = default;
 

@@ -27,6 +27,10 @@ struct HttpServerOptions {
   SessionLimits limits;
   // How long shutdown waits for in-flight requests before it stops the I/O threads regardless.
   std::chrono::seconds shutdown_grace{10};
+  // HTTPS: the PEM certificate chain (the server's certificate first) and its private key. Both
+  // empty: plain HTTP.
+  std::string tls_certificate_file;
+  std::string tls_key_file;
 };
 
 // The asynchronous Beast server: an acceptor, a session per connection on its own strand, and
@@ -36,6 +40,8 @@ struct HttpServerOptions {
 // requests in progress finish, close idle connections, return from Run().
 class HttpServer {
  public:
+  // Throws std::runtime_error naming the file when a TLS certificate or key cannot be loaded (or
+  // the key is not the certificate's).
   HttpServer(const Router& router, HttpServerOptions options);
   ~HttpServer();
 
@@ -57,6 +63,7 @@ class HttpServer {
   HttpServerOptions options_;
   boost::asio::io_context ioc_;
   boost::asio::thread_pool write_pool_;
+  std::optional<boost::asio::ssl::context> tls_;
   SessionRegistry registry_;
   SessionContext context_;
   std::shared_ptr<Listener> listener_;

@@ -5,6 +5,8 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/beast/ssl.hpp>
 #include <string>
 
 #include "http/responses.h"
@@ -57,18 +59,44 @@ bool Writes(bhttp::verb method) {
 
 }  // namespace
 
+namespace {
+std::variant<beast::tcp_stream, beast::ssl_stream<beast::tcp_stream>> MakeStream(
+    net::ip::tcp::socket socket, const SessionContext& context) {
+  if (context.tls == nullptr) return beast::tcp_stream(std::move(socket));
+  return beast::ssl_stream<beast::tcp_stream>(beast::tcp_stream(std::move(socket)), *context.tls);
+}
+}  // namespace
+
 Session::Session(net::ip::tcp::socket socket, const SessionContext& context)
-    : stream_(std::move(socket)), context_(context) {}
+    : stream_(MakeStream(std::move(socket), context)), context_(context) {}
 
 Session::~Session() { context_.registry.Remove(this); }
 
+beast::tcp_stream& Session::tcp() {
+  return std::visit(
+      [](auto& stream) -> beast::tcp_stream& { return beast::get_lowest_layer(stream); }, stream_);
+}
+
 void Session::Start() {
   context_.registry.Add(shared_from_this());
-  net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->DoRead(); });
+  net::dispatch(tcp().get_executor(), [self = shared_from_this()] {
+    auto* tls = std::get_if<TlsStream>(&self->stream_);
+    if (tls == nullptr) return self->DoRead();
+    self->tcp().expires_after(self->context_.limits.request_timeout);
+    tls->async_handshake(net::ssl::stream_base::server, [self](beast::error_code ec) {
+      if (ec) {
+        // A plain-HTTP client, a client that does not trust the certificate, a scanner: nothing
+        // to answer in TLS, and nothing the server did wrong.
+        spdlog::debug("TLS handshake failed: {}", ec.message());
+        return self->Close();
+      }
+      self->DoRead();
+    });
+  });
 }
 
 void Session::Shutdown() {
-  net::post(stream_.get_executor(), [self = shared_from_this()] {
+  net::post(tcp().get_executor(), [self = shared_from_this()] {
     self->closing_ = true;
     // Idle (no byte of a next request yet): close now. Mid-request, handling or writing: OnRead,
     // Respond and OnWrite close once the response is out.
@@ -80,10 +108,14 @@ void Session::Shutdown() {
 void Session::DoRead() {
   parser_.emplace();
   parser_->body_limit(context_.limits.body_limit);
-  stream_.expires_after(context_.limits.idle_timeout);
-  bhttp::async_read_header(
-      stream_, buffer_, *parser_,
-      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnHeader(ec); });
+  tcp().expires_after(context_.limits.idle_timeout);
+  std::visit(
+      [this](auto& stream) {
+        bhttp::async_read_header(
+            stream, buffer_, *parser_,
+            [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnHeader(ec); });
+      },
+      stream_);
 }
 
 // The header is in and the body is not: refuse here what would make the body unreadable or
@@ -108,17 +140,22 @@ void Session::OnHeader(beast::error_code ec) {
                   "Content-Encoding \"" + Lower(content_encoding->value()) +
                       "\" is not supported; send the body uncompressed");
   }
-  stream_.expires_after(context_.limits.request_timeout);
-  bhttp::async_read(stream_, buffer_, *parser_,
-                    [self = shared_from_this()](beast::error_code read_ec, std::size_t) {
-                      self->OnRead(read_ec);
-                    });
+  tcp().expires_after(context_.limits.request_timeout);
+  std::visit(
+      [this](auto& stream) {
+        bhttp::async_read(stream, buffer_, *parser_,
+                          [self = shared_from_this()](beast::error_code read_ec, std::size_t) {
+                            self->OnRead(read_ec);
+                          });
+      },
+      stream_);
 }
 
 void Session::OnRead(beast::error_code ec) {
   if (ec == bhttp::error::end_of_stream || ec == net::error::operation_aborted ||
       ec == beast::error::timeout || ec == net::error::connection_reset ||
-      ec == net::error::bad_descriptor) {
+      ec == net::error::bad_descriptor || ec == net::ssl::error::stream_truncated ||
+      ec == net::error::eof) {
     return Close();
   }
   if (ec == bhttp::error::body_limit) {
@@ -145,9 +182,9 @@ void Session::Handle(std::shared_ptr<RawRequest> request) {
   // The guard keeps the I/O context running (Run() returns when it runs out of work) while the
   // handler is away on the pool.
   net::post(*context_.write_pool, [self = shared_from_this(), request,
-                                   guard = net::make_work_guard(stream_.get_executor())]() mutable {
+                                   guard = net::make_work_guard(tcp().get_executor())]() mutable {
     Response response = self->context_.router.Handle(*request);
-    net::post(self->stream_.get_executor(),
+    net::post(self->tcp().get_executor(),
               [self, request, response = std::move(response), guard = std::move(guard)]() mutable {
                 self->handling_ = false;
                 self->Respond(*request, std::move(response));
@@ -178,11 +215,15 @@ void Session::Write(Response response, bool head) {
   if (closing_) response_->keep_alive(false);
   bool close = !response_->keep_alive();
   writing_ = true;
-  stream_.expires_after(context_.limits.request_timeout);
-  bhttp::async_write(stream_, *response_,
-                     [self = shared_from_this(), close](beast::error_code ec, std::size_t) {
-                       self->OnWrite(ec, close);
-                     });
+  tcp().expires_after(context_.limits.request_timeout);
+  std::visit(
+      [this, close](auto& stream) {
+        bhttp::async_write(stream, *response_,
+                           [self = shared_from_this(), close](beast::error_code ec, std::size_t) {
+                             self->OnWrite(ec, close);
+                           });
+      },
+      stream_);
 }
 
 void Session::OnWrite(beast::error_code ec, bool close) {
@@ -202,20 +243,24 @@ void Session::OnWrite(beast::error_code ec, bool close) {
 // half-close, discard what still arrives (bounded in time), then close.
 void Session::DrainThenClose() {
   beast::error_code ignored;
-  stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
-  stream_.expires_after(std::chrono::seconds(5));
+  tcp().socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+  tcp().expires_after(std::chrono::seconds(5));
   drain_buffer_.resize(64 * 1024);
-  stream_.async_read_some(net::buffer(drain_buffer_),
-                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                            if (ec) return self->Close();
-                            self->DrainThenClose();
-                          });
+  std::visit(
+      [this](auto& stream) {
+        stream.async_read_some(net::buffer(drain_buffer_),
+                               [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                 if (ec) return self->Close();
+                                 self->DrainThenClose();
+                               });
+      },
+      stream_);
 }
 
 void Session::Close() {
   beast::error_code ignored;  // the peer may already be gone; nothing to report then
-  stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
-  stream_.socket().close(ignored);
+  tcp().socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+  tcp().socket().close(ignored);
 }
 
 }  // namespace lossguard::http

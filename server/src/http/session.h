@@ -1,14 +1,17 @@
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <variant>
 #include <vector>
 
 #include "http/router.h"
@@ -30,13 +33,16 @@ struct SessionContext {
   SessionRegistry& registry;
   SessionLimits limits;
   boost::asio::thread_pool* write_pool = nullptr;
+  // When set, every connection is TLS: the handshake (under request_timeout) comes first.
+  boost::asio::ssl::context* tls = nullptr;
 };
 
-// One HTTP/1.1 connection: reads a request, asks the router, writes the response, repeats while
-// keep-alive holds. Requests on a connection are handled one at a time, in order, on its strand.
-// Refused before the body is read: a Transfer-Encoding other than chunked (501: the body's length
-// would be unknown), a Content-Encoding other than identity (415), more than one Host header (400).
-// HEAD is answered for every GET route, with the GET response's headers and no body.
+// One HTTP/1.1 connection, plain or over TLS: reads a request, asks the router, writes the
+// response, repeats while keep-alive holds. Requests on a connection are handled one at a time, in
+// order, on its strand. Refused before the body is read: a Transfer-Encoding other than chunked
+// (501: the body's length would be unknown), a Content-Encoding other than identity (415), more
+// than one Host header (400). HEAD is answered for every GET route, with the GET response's headers
+// and no body.
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(boost::asio::ip::tcp::socket socket, const SessionContext& context);
@@ -59,8 +65,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnWrite(boost::beast::error_code ec, bool close);
   void Close();
   void DrainThenClose();
+  // The TCP layer under either kind of stream: timeouts, the socket.
+  boost::beast::tcp_stream& tcp();
 
-  boost::beast::tcp_stream stream_;
+  using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+  std::variant<boost::beast::tcp_stream, TlsStream> stream_;
   boost::beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::optional<Response> response_;

@@ -19,8 +19,10 @@ namespace lossguard::collector {
 class RecordRing;
 
 struct RecordStreamOptions {
-  LOSSGUARD_ARG(std::string, server_url);  // "http://127.0.0.1:8080"; required
+  LOSSGUARD_ARG(std::string, server_url);  // "http://127.0.0.1:8080" or "https://..."; required
   LOSSGUARD_ARG(std::string, token);       // the server's write token, if it has one
+  // https:// only: PEM certificate authorities to verify the server with instead of the system's.
+  LOSSGUARD_ARG(std::string, ca_file);
   // Records held in memory before hand-off starts dropping (rounded up to a power of two; the
   // slots are allocated once, up front).
   LOSSGUARD_ARG(std::size_t, queue_capacity) = 16'384;
