@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -23,6 +24,22 @@
 namespace lossguard {
 namespace {
 
+// The dashboard installed beside this binary (PREFIX/share/lossguard/web for PREFIX/bin), else the
+// one the build tree lays out (web/CMakeLists.txt).
+std::string DefaultWebRoot() {
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    std::filesystem::path prefix = self.parent_path();
+    for (const auto& part : std::filesystem::path(LOSSGUARD_INSTALL_BINDIR)) {
+      if (!part.empty()) prefix = prefix.parent_path();
+    }
+    const std::filesystem::path installed = prefix / LOSSGUARD_INSTALL_WEB_DIR;
+    if (std::filesystem::exists(installed / "index.html", ec)) return installed.string();
+  }
+  return LOSSGUARD_DEFAULT_WEB_ROOT;
+}
+
 struct ServerFlags {
   std::string listen = "127.0.0.1:8080";
   std::string db = "./lossguard.db";
@@ -36,8 +53,7 @@ struct ServerFlags {
   std::uint64_t max_body_mb = 64;
   std::size_t max_connections = 4096;
   std::string log_level = "info";
-  // The dashboard the build lays out (web/CMakeLists.txt); installs and containers pass --web-root.
-  std::string web_root = LOSSGUARD_DEFAULT_WEB_ROOT;
+  std::string web_root = DefaultWebRoot();
   metrics::MetricsOptions metrics_options;
   store::AnalysisOptions analysis;
   std::string analyzers_switch = "on";
@@ -97,7 +113,8 @@ void AddFlags(CLI::App& app, ServerFlags& f) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
   app.add_option("--web-root", f.web_root,
-                 "directory of the built web dashboard (served at /); the build's web/ output")
+                 "directory of the built web dashboard (served at /); default: the one installed "
+                 "beside the server, else the build's web/ output")
       ->capture_default_str();
 
   app.add_option("--metrics-run-window", f.metrics_options.run_window_seconds,
@@ -354,6 +371,7 @@ int Serve(const ServerFlags& f, const Startup& startup) {
     if (f.retention_days) {
       spdlog::info("retention: runs inactive for over {} days are deleted", *f.retention_days);
     }
+    spdlog::info("dashboard from {}", f.web_root);
     for (const notify::Webhook& hook : startup.webhooks) {
       spdlog::info("notifying {} of {} episodes and above", hook.target.label,
                    f.notify_min_severity);
