@@ -15,6 +15,7 @@
 
 #include "e2e/corpus.h"
 #include "lossguard/client/http_client.h"
+#include "support/postgres_server.h"
 #include "support/processes.h"
 #include "support/temp_dir.h"
 #include "support/test_ca.h"
@@ -243,6 +244,42 @@ TEST(Notifications, AReceiversRefusalDropsThatNotificationInsteadOfRetryingForev
   EXPECT_TRUE(EventuallySample(api, "lossguard_notifications_pending", "json:", 0));
   EXPECT_GE(Sample(api, "lossguard_notifications_total", "outcome=\"rejected\"").value_or(0),
             static_cast<double>(made));
+}
+
+TEST(Notifications, TwoServersOnOneDatabasePostEachNotificationOnce) {
+  TempDir dir;
+  PostgresServer postgres;
+  const std::string database = postgres.CreateDatabase("notify");
+  WebhookSink sink;
+  // A slow receiver: each post takes long enough that both servers' dispatchers (polling every
+  // second) find the same notifications due while one of them is posting.
+  sink.Delay(std::chrono::milliseconds(400));
+  std::vector<std::unique_ptr<ServerProcess>> servers;
+  for (int i = 0; i < 2; ++i) {
+    servers.push_back(std::make_unique<ServerProcess>(ServerProcess::Options{
+        .db = database,
+        .extra_args = {"--notify-webhook", sink.Url(), "--notify-retry-max-seconds", "1"},
+        .stderr_log = dir.File("server-" + std::to_string(i) + ".log")}));
+  }
+  std::vector<std::unique_ptr<client::HttpClient>> apis;
+  for (const auto& server : servers)
+    apis.push_back(std::make_unique<client::HttpClient>(server->url()));
+  // Each run's batches alternate between the servers, as behind a load balancer.
+  for (const std::string run : {"bug-sum-no-ga-div", "bug-lr-spike", "bug-nan"}) {
+    const auto lines = Lines(run);
+    for (std::size_t b = 0; b * 25 < lines.size(); ++b) {
+      Send(*apis[b % 2], lines, b * 25, std::min(lines.size(), (b + 1) * 25));
+    }
+  }
+  const std::set<std::string> expected = ExpectedEvents(*apis[0]);
+  ASSERT_GE(expected.size(), 4u);
+  ASSERT_TRUE(TookAll(sink, expected)) << servers[0]->StderrText() << servers[1]->StderrText();
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // time for a second post, were there one
+  const Requests requests = sink.Requests();
+  std::multiset<std::string> keys;
+  for (const WebhookSink::Request& r : requests) keys.insert(r.idempotency_key);
+  for (const std::string& key : keys) EXPECT_EQ(keys.count(key), 1u) << key << " posted twice";
+  EXPECT_EQ(EventsOf(Delivered(requests)), expected);
 }
 
 TEST(Notifications, HttpsWebhooksAreVerifiedAgainstTheGivenCa) {

@@ -3,6 +3,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -64,6 +65,16 @@ class WebhookSink::Impl {
     status_ = status;
   }
 
+  void Delay(std::chrono::milliseconds delay) {
+    std::lock_guard lock(mutex_);
+    delay_ = delay;
+  }
+
+  std::chrono::milliseconds delay() const {
+    std::lock_guard lock(mutex_);
+    return delay_;
+  }
+
   std::vector<Request> Requests() const {
     std::lock_guard lock(mutex_);
     return requests_;
@@ -81,7 +92,10 @@ class WebhookSink::Impl {
   // One connection: reads requests and answers each until the peer closes or the sink goes down.
   template <typename Stream>
   struct Session : std::enable_shared_from_this<Session<Stream>> {
-    Session(Impl& sink, Stream stream) : sink(sink), stream(std::move(stream)) {}
+    Session(Impl& sink, Stream stream)
+        : sink(sink),
+          stream(std::move(stream)),
+          timer(beast::get_lowest_layer(this->stream).get_executor()) {}
     void Read() {
       request = {};
       http::async_read(stream, buffer, request,
@@ -98,11 +112,14 @@ class WebhookSink::Impl {
       response.body() = R"({"ok":true})";
       response.keep_alive(request.keep_alive());
       response.prepare_payload();
-      http::async_write(stream, response,
-                        [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-                          if (ec || !self->response.keep_alive()) return;
-                          self->Read();
-                        });
+      timer.expires_after(sink.delay());
+      timer.async_wait([self = this->shared_from_this()](beast::error_code wait_ec) {
+        if (wait_ec) return;
+        http::async_write(self->stream, self->response, [self](beast::error_code ec, std::size_t) {
+          if (ec || !self->response.keep_alive()) return;
+          self->Read();
+        });
+      });
     }
     void Close() {
       beast::error_code ignored;
@@ -111,6 +128,7 @@ class WebhookSink::Impl {
     }
     Impl& sink;
     Stream stream;
+    net::steady_timer timer;
     beast::flat_buffer buffer;
     http::request<http::string_body> request;
     http::response<http::string_body> response;
@@ -192,8 +210,9 @@ class WebhookSink::Impl {
 
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;
-  unsigned status_ = 200;          // guarded by mutex_
-  std::vector<Request> requests_;  // guarded by mutex_
+  unsigned status_ = 200;               // guarded by mutex_
+  std::chrono::milliseconds delay_{0};  // guarded by mutex_
+  std::vector<Request> requests_;       // guarded by mutex_
 };
 
 WebhookSink::WebhookSink(std::optional<Tls> tls) : impl_(std::make_unique<Impl>(std::move(tls))) {
@@ -208,6 +227,7 @@ std::string WebhookSink::Url(const std::string& path) const {
 }
 
 void WebhookSink::Answer(unsigned status) { impl_->Answer(status); }
+void WebhookSink::Delay(std::chrono::milliseconds delay) { impl_->Delay(delay); }
 void WebhookSink::GoDown() { impl_->Stop(); }
 void WebhookSink::ComeBack() { impl_->Start(port_); }
 std::vector<WebhookSink::Request> WebhookSink::Requests() const { return impl_->Requests(); }

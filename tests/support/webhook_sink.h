@@ -38,6 +38,8 @@ class WebhookSink {
 
   // The status every request gets from now on (200 by default; e.g. 503 to refuse).
   void Answer(unsigned status);
+  // How long each answer takes from now on (a slow receiver).
+  void Delay(std::chrono::milliseconds delay);
   // Stops listening and drops open connections: a client sees the connection refused.
   void GoDown();
   // Listens again, on the same port.
