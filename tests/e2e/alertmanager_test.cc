@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "e2e/corpus.h"
+#include "e2e/e2e_util.h"
 #include "lossguard/client/http_client.h"
 #include "support/processes.h"
 #include "support/temp_dir.h"
@@ -24,14 +25,6 @@ namespace {
 
 using nlohmann::json;
 using Requests = std::vector<WebhookSink::Request>;
-
-std::string ReadText(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (text.str().empty()) throw std::runtime_error("cannot read " + path.string());
-  return text.str();
-}
 
 // `text` with every match of `pattern` replaced; fails the test if there is none (the shipped file
 // changed and the test would silently test something else).
@@ -72,7 +65,7 @@ TEST(Alertmanager, AGaBugRunPagesThroughPrometheusAndAlertmanagerAndTheAckResolv
   const int alertmanager_port = FreeLoopbackPort();
   const std::filesystem::path docker = std::filesystem::path(LOSSGUARD_SOURCE_DIR) / "docker";
 
-  std::string rules = ReadText(docker / "prometheus/lossguard-rules.yml");
+  std::string rules = ReadFile(docker / "prometheus/lossguard-rules.yml");
   rules = Replaced(rules, R"(for: \d+m)", "for: 2s");
   std::ofstream(dir.File("rules.yml")) << rules;
   std::ofstream(dir.File("prometheus.yml"))
@@ -83,7 +76,7 @@ TEST(Alertmanager, AGaBugRunPagesThroughPrometheusAndAlertmanagerAndTheAckResolv
       << "scrape_configs:\n  - job_name: lossguard\n"
       << "    authorization:\n      credentials_file: " << read_token.string() << "\n"
       << "    static_configs:\n      - targets: ['" << target << "']\n";
-  std::string manager = ReadText(docker / "alertmanager/alertmanager.yml");
+  std::string manager = ReadFile(docker / "alertmanager/alertmanager.yml");
   manager =
       Replaced(manager, R"(http://alert-receiver:9000/lossguard)", receiver.Url("/lossguard"));
   manager = Replaced(manager, R"(group_wait: \d+[sm])", "group_wait: 1s");

@@ -1,6 +1,10 @@
 #pragma once
 
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 
 namespace lossguard::testing {
@@ -19,6 +23,15 @@ inline std::string NdjsonSteps(const std::string& run, std::int64_t first, std::
     out += '\n';
   }
   return out;
+}
+
+// The whole file; throws if it cannot be opened.
+inline std::string ReadFile(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path.string());
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 }  // namespace lossguard::testing

@@ -29,13 +29,6 @@ CommandResult Cli(std::vector<std::string> args,
   return RunCommand(args, std::chrono::minutes(2), env);
 }
 
-std::string ReadFile(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 client::HttpClient Writer(const ServerProcess& server) {
   client::HttpClientOptions options;
   options.token = kToken;
