@@ -38,9 +38,7 @@ NotificationWriter::NotificationWriter(Database& db, NotifyOptions options)
               "notification_id LIMIT 1 OFFSET ?"),
       drop_(db, "DELETE FROM notification_deliveries WHERE target = ? AND notification_id < ?"),
       count_dropped_(db, "UPDATE notification_targets SET dropped = dropped + ? WHERE target = ?"),
-      orphans_(db,
-               "DELETE FROM notifications WHERE id < ? AND NOT EXISTS (SELECT 1 FROM "
-               "notification_deliveries d WHERE d.notification_id = notifications.id)") {}
+      orphans_(db, std::string(kDeleteUnwantedNotifications) + " AND id < ?") {}
 
 void NotificationWriter::Record(std::int64_t alert_id, const std::optional<StoredEpisode>& before,
                                 const analyzers::AlertEvent& after, double now) {

@@ -12,6 +12,12 @@
 
 namespace lossguard::store {
 
+// Deletes the notifications that no target waits for any more (every delivery done, dropped or
+// expired); append " AND id ..." to limit it to some.
+inline constexpr const char* kDeleteUnwantedNotifications =
+    "DELETE FROM notifications WHERE NOT EXISTS (SELECT 1 FROM notification_deliveries d WHERE "
+    "d.notification_id = notifications.id)";
+
 // An episode as stored before this batch changed it.
 struct StoredEpisode {
   std::int64_t id = 0;

@@ -2,6 +2,7 @@
 // ingest side (notifications and their deliveries) is NotificationWriter, inside Analysis.
 #include <spdlog/spdlog.h>
 
+#include "store/notification_writer.h"
 #include "store/read_lease.h"
 #include "store/store.h"
 #include "store/stored_names.h"
@@ -79,9 +80,7 @@ void Store::RegisterNotifyTargets(double now) {
           label, kNotifyTargetExpiry, dropped);
     }
     if (!gone.empty()) {
-      db.Exec(
-          "DELETE FROM notifications WHERE NOT EXISTS (SELECT 1 FROM notification_deliveries d "
-          "WHERE d.notification_id = notifications.id)");
+      db.Exec(kDeleteUnwantedNotifications);
     }
     transaction.Commit();
   });
@@ -132,9 +131,7 @@ void Store::NotifyDelivered(std::string_view target, std::string_view owner,
                        "DELETE FROM notification_deliveries WHERE target = ? AND notification_id "
                        "= ?");
     delivery.Bind(1, target).Bind(2, notification_id).Step();
-    Statement orphan(db,
-                     "DELETE FROM notifications WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM "
-                     "notification_deliveries d WHERE d.notification_id = ?1)");
+    Statement orphan(db, std::string(kDeleteUnwantedNotifications) + " AND id = ?");
     orphan.Bind(1, notification_id).Step();
     Statement state(db,
                     "UPDATE notification_targets SET failures = 0, last_error = NULL, "
