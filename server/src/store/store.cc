@@ -34,7 +34,9 @@ std::unique_ptr<Database> OpenWriter(const StoreLocation& location, const StoreO
     db->Exec("PRAGMA cache_size = -65536");
   }
   if (SchemaVersion(*db) == 0) {
-    if (std::optional<std::string> table = db->AnyTable()) {
+    std::optional<std::string> table = db->AnyTable();
+    // Another server may have committed the schema between the two reads: read the version again.
+    if (table && SchemaVersion(*db) == 0) {
       throw StorageError(db->name() + " is not a lossguard database (it has tables, e.g. \"" +
                          *table + "\", but no schema_version); refusing to modify it");
     }
