@@ -75,8 +75,12 @@ def test_bfloat16_is_within_one_rounding_and_no_less_accurate_than_torch_bfloat1
     torch_bf16 = values_and_grads(reference, hidden, weight, bias, labels)
     exact = values_and_grads(reference, hidden.double(), weight.double(), bias.double(), labels)
     assert abs(ours[0] - exact[0]) <= 1e-4 * exact[0]
-    for a, b in zip(ours[1:], exact[1:]):  # one rounding to bfloat16 (8-bit mantissa)
-        assert (a - b).abs().max() <= b.abs().max() / 128
+    # A gradient is a bfloat16 matrix product of bfloat16-rounded inputs, so it is a few roundings
+    # (8-bit mantissa) from float64; how many depends on the CPU's kernels: torch's own bfloat16
+    # gradients are within 1/128 of the largest on one machine and 1/43 on another (AVX2, no
+    # AVX512-BF16; seeds 3-6). The bound that matters is the next one: no worse than torch.
+    for a, b in zip(ours[1:], exact[1:]):
+        assert (a - b).abs().max() <= b.abs().max() / 32
     for a, t, b in zip(ours, torch_bf16, exact):
         assert (a - b).abs().max() <= (t - b).abs().max()
 
