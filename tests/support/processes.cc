@@ -149,9 +149,10 @@ int ServerProcess::Stop(int signal, std::chrono::milliseconds timeout) {
   if (pid_ <= 0) throw std::logic_error("server already stopped");
   kill(pid_, signal);
   std::optional<int> code = WaitUntil(pid_, Clock::now() + timeout);
-  if (!code)
+  if (!code) {
     throw std::runtime_error("lossguard-server did not exit within the timeout after signal " +
-                             std::to_string(signal));
+                             std::to_string(signal) + "; its stderr: " + StderrText());
+  }
   pid_ = -1;
   return *code;
 }

@@ -219,7 +219,16 @@ HttpServer::~HttpServer() = default;
 
 tcp::endpoint HttpServer::Listen(const client::HostPort& address) {
   listener_ = std::make_shared<Listener>(ioc_, context_, options_.max_connections);
-  return listener_->Open(address);
+  tcp::endpoint endpoint = listener_->Open(address);
+  // Before the caller announces the address: from then on a SIGTERM finishes requests in progress
+  // rather than killing the process. A signal before Run() waits in the io_context until it runs.
+  signals_.emplace(ioc_, SIGINT, SIGTERM);
+  signals_->async_wait([this](const boost::system::error_code& ec, int signal) {
+    if (ec) return;
+    spdlog::info("signal {}: finishing requests in progress, then stopping", signal);
+    BeginShutdown();
+  });
+  return endpoint;
 }
 
 void HttpServer::Shutdown() {
@@ -248,12 +257,6 @@ void HttpServer::BeginShutdown() {
 
 void HttpServer::Run() {
   if (!listener_) throw std::logic_error("HttpServer::Run before Listen");
-  signals_.emplace(ioc_, SIGINT, SIGTERM);
-  signals_->async_wait([this](const boost::system::error_code& ec, int signal) {
-    if (ec) return;
-    spdlog::info("signal {}: finishing requests in progress, then stopping", signal);
-    BeginShutdown();
-  });
   listener_->Start();
 
   std::vector<std::thread> threads;

@@ -45,8 +45,9 @@ class HttpServer {
   HttpServer(const Router& router, HttpServerOptions options);
   ~HttpServer();
 
-  // Binds and listens; throws std::runtime_error naming the address and the OS error. Returns the
-  // bound endpoint (the actual port when `address.port` is 0).
+  // Binds and listens, and takes SIGINT/SIGTERM from here on (a signal before Run() stops the
+  // server as soon as it runs); throws std::runtime_error naming the address and the OS error.
+  // Returns the bound endpoint (the actual port when `address.port` is 0).
   boost::asio::ip::tcp::endpoint Listen(const client::HostPort& address);
 
   // Serves until shutdown; returns once every session has finished or the grace period ran out.
