@@ -11,7 +11,10 @@ cd "$(dirname "$0")/.."
 
 build_dir=${LOSSGUARD_SANITIZE_BUILD_DIR:-build-sanitize}
 fuzz_seconds=${LOSSGUARD_FUZZ_SECONDS:-60}
-CC=clang CXX=clang++ cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+# -O1 with line tables only: what the sanitizers' reports need (file:line in every frame), and
+# about a third less compile time than -O2 with full debug info on the Beast/Asio translation units.
+sanitizer_flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only -DNDEBUG")
+CC=clang CXX=clang++ cmake -S . -B "$build_dir" "${sanitizer_flags[@]}" \
   -DLOSSGUARD_SANITIZE=address -DLOSSGUARD_FUZZ=ON -DLOSSGUARD_BUILD_COLLECTOR=OFF \
   -DLOSSGUARD_BUILD_WEB=OFF -DLOSSGUARD_BUILD_BENCHMARKS=OFF >/dev/null
 cmake --build "$build_dir" -j "$(nproc)"
@@ -38,7 +41,7 @@ for target in fuzz_record_codec fuzz_http_request fuzz_config fuzz_hf_import; do
 done
 tsan_dir=${LOSSGUARD_TSAN_BUILD_DIR:-build-tsan}
 echo "== ThreadSanitizer build ($(date -u +%H:%M:%S))"
-CC=clang CXX=clang++ cmake -S . -B "$tsan_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+CC=clang CXX=clang++ cmake -S . -B "$tsan_dir" "${sanitizer_flags[@]}" \
   -DLOSSGUARD_SANITIZE=thread -DLOSSGUARD_BUILD_COLLECTOR=OFF -DLOSSGUARD_BUILD_WEB=OFF \
   -DLOSSGUARD_BUILD_BENCHMARKS=OFF >/dev/null
 cmake --build "$tsan_dir" -j "$(nproc)" --target lossguard-server stream_test server_test server_e2e_test
