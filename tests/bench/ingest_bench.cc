@@ -7,6 +7,7 @@
 // --backend postgresql runs the servers on a PostgreSQL server the benchmark starts (fsync on, as
 // SQLite's --sync full), --servers N puts N lossguard servers on that one database (clients spread
 // over them). The CPU time each side spent per record in the throughput phase is printed too.
+#include <libpq-fe.h>
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -29,17 +30,94 @@ using lossguard::bench::CheckOk;
 using lossguard::bench::Percentile;
 using lossguard::testing::ServerProcess;
 
-std::string Body(const std::string& run, std::int64_t first, std::int64_t count) {
+// The records' shape (--shape): "minimal", the seven fields a trainer must or usually sends;
+// "small", ten (the default, the figures in README.md); "micro", thirteen, with eight micro-batches
+// of {loss, tokens, loss_sum} (float32 values) on one rank of eight.
+std::string Body(const std::string& shape, const std::string& run, std::int64_t first,
+                 std::int64_t count) {
   std::string out;
-  out.reserve(static_cast<std::size_t>(count) * 200);
+  out.reserve(static_cast<std::size_t>(count) * (shape == "micro" ? 900 : 200));
   for (std::int64_t step = first; step < first + count; ++step) {
-    double loss = 2.0 + 8.0 / static_cast<double>(step / 100 + 1);
-    out += R"({"run":")" + run + R"(","step":)" + std::to_string(step) +
-           R"(,"ga_steps":8,"micro_batch_size":4,"loss":)" + std::to_string(loss) +
+    const double loss = 2.0 + 8.0 / static_cast<double>(step / 100 + 1);
+    out += R"({"run":")" + run + R"(","step":)" + std::to_string(step);
+    if (shape == "minimal") {
+      out += R"(,"ga_steps":8,"micro_batch_size":4,"loss":)" + std::to_string(loss) +
+             R"(,"grad_norm":1.25,"tokens":16384})" + "\n";
+      continue;
+    }
+    out += R"(,"ga_steps":8,"micro_batch_size":4,"loss":)" + std::to_string(loss) +
            R"(,"ref_loss":)" + std::to_string(loss) +
-           R"(,"grad_norm":1.25,"tokens":16384,"vocab_size":32000,"lr":0.0003})" + "\n";
+           R"(,"grad_norm":1.25,"tokens":16384,"vocab_size":32000,"lr":0.0003)";
+    if (shape == "micro") {
+      // Micro-batch values as a trainer sends them: float32 tensors' values (`loss.item()`),
+      // written in full (17 digits, as Python's json writes a float).
+      const auto float32_text = [](double value) {
+        char text[32];
+        std::snprintf(text, sizeof text, "%.17g", static_cast<double>(static_cast<float>(value)));
+        return std::string(text);
+      };
+      out += R"(,"rank":3,"world_size":8,"micro":[)";
+      for (int m = 0; m < 8; ++m) {
+        const std::int64_t tokens = 2000 + 37 * ((step + m) % 11);
+        const double micro_loss = loss * (1 + 0.01 * m);
+        out += std::string(m == 0 ? "" : ",") + R"({"loss":)" + float32_text(micro_loss) +
+               R"(,"tokens":)" + std::to_string(tokens) + R"(,"loss_sum":)" +
+               float32_text(micro_loss * static_cast<double>(tokens)) + "}";
+      }
+      out += "]";
+    }
+    out += "}\n";
   }
   return out;
+}
+
+// Bytes the database takes on disk, with each table's share (indexes included) where the engine
+// tells: SQLite's file once a clean stop has folded the WAL into it (dbstat, through Debian's
+// sqlite3 shell); PostgreSQL's database directory (pg_database_size) before it stops.
+struct DiskUse {
+  double total = 0;
+  std::string tables;
+};
+
+DiskUse SqliteDiskUse(const std::filesystem::path& file) {
+  DiskUse use;
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(file.string() + suffix, ec);
+    if (!ec) use.total += static_cast<double>(size);
+  }
+  const std::string command = "sqlite3 -readonly '" + file.string() +
+                              "' \"SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 "
+                              "DESC LIMIT 4\" 2>/dev/null";
+  if (FILE* pipe = popen(command.c_str(), "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, pipe) != nullptr) {
+      std::string text(line);
+      if (!text.empty() && text.back() == '\n') text.pop_back();
+      use.tables += (use.tables.empty() ? "" : ", ") + text;
+    }
+    pclose(pipe);
+  }
+  return use;
+}
+
+DiskUse PostgresDiskUse(const std::string& uri) {
+  DiskUse use;
+  PGconn* connection = PQconnectdb(uri.c_str());
+  PGresult* result = PQexec(connection,
+                            "SELECT pg_database_size(current_database()), "
+                            "pg_total_relation_size('steps'), "
+                            "pg_total_relation_size('step_rollups')");
+  if (PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) == 1) {
+    use.total = std::strtod(PQgetvalue(result, 0, 0), nullptr);
+    use.tables = std::string("steps|") + PQgetvalue(result, 0, 1) + ", step_rollups|" +
+                 PQgetvalue(result, 0, 2);
+  } else {
+    std::fprintf(stderr, "ingest_bench: database size: %s", PQerrorMessage(connection));
+  }
+  PQclear(result);
+  PQfinish(connection);
+  return use;
 }
 
 }  // namespace
@@ -56,6 +134,10 @@ int main(int argc, char** argv) {
   app.add_option("--latency-batches", latency_batches, "100-record requests in the latency phase");
   app.add_option("--query-repeats", query_repeats, "downsampled queries timed");
   app.add_option("--sync", sync, "server --sync mode")->check(CLI::IsMember({"full", "normal"}));
+  std::string shape = "small";
+  app.add_option("--shape", shape,
+                 "records: minimal (7 fields), small (10), micro (13, 8 micro-batches)")
+      ->check(CLI::IsMember({"minimal", "small", "micro"}));
   std::string analyzers = "on";
   app.add_option("--analyzers", analyzers, "server --analyzers")
       ->check(CLI::IsMember({"on", "off"}));
@@ -114,7 +196,7 @@ int main(int argc, char** argv) {
       return run_count == 1 ? std::string("bench") : "bench-" + std::to_string(b % run_count);
     };
     for (std::int64_t b = 0; b < batches; ++b)
-      bodies.push_back(Body(run_of(b), b / run_count * batch, batch));
+      bodies.push_back(Body(shape, run_of(b), b / run_count * batch, batch));
     const auto cpu_before = cpu();
     double seconds = lossguard::bench::PostConcurrently(urls, bodies, clients);
     const auto cpu_after = cpu();
@@ -123,7 +205,7 @@ int main(int argc, char** argv) {
     lossguard::client::HttpClient client(server.url());
     std::vector<double> ingest_ms;
     for (std::int64_t i = 0; i < latency_batches; ++i) {
-      std::string body = Body("latency", i * 100, 100);
+      std::string body = Body(shape, "latency", i * 100, 100);
       auto t0 = Clock::now();
       CheckOk(client.Post("/api/v1/steps", body, "application/x-ndjson"));
       ingest_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
@@ -138,7 +220,9 @@ int main(int argc, char** argv) {
       CheckOk(response);
       response_bytes = response.body.size();
     }
+    const DiskUse disk = postgres ? PostgresDiskUse(db) : DiskUse{};
     for (auto& s : servers) s->Stop(SIGTERM, std::chrono::seconds(30));
+    const DiskUse on_disk = postgres ? disk : SqliteDiskUse(db);
     postgres.reset();
     std::filesystem::remove_all(dir);
 
@@ -162,6 +246,11 @@ int main(int argc, char** argv) {
         "bytes)\n",
         static_cast<long long>(batches / run_count * batch), Percentile(query_ms, 0.5),
         Percentile(query_ms, 0.99), query_ms.size(), response_bytes);
+    const double all_records = stored + static_cast<double>(latency_batches * 100);
+    std::printf(
+        "on disk: %.1f MB for %.0f %s records = %.1f bytes/record = %.1f MB per million (%s)\n",
+        on_disk.total / 1e6, all_records, shape.c_str(), on_disk.total / all_records,
+        on_disk.total / all_records, on_disk.tables.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ingest_bench: %s\n", e.what());
     return 1;

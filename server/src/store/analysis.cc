@@ -2,14 +2,21 @@
 
 #include <spdlog/spdlog.h>
 
-#include "lossguard/wire/record_codec.h"
+#include "store/step_row.h"
 #include "store/stored_names.h"
 
 namespace lossguard::store {
 
 namespace {
+// A query of run ?1's records, in the columns ReadRecords reads: the run's name (one lookup, not
+// one a row), the key, the values.
+std::string RecordQuery(std::string_view from_where) {
+  return std::string("SELECT (SELECT name FROM runs WHERE id = ?1), step, rank, ") +
+         kStepValueColumns + " " + std::string(from_where);
+}
+
 constexpr const char* kWarmupSteps = R"sql(
-SELECT record FROM steps WHERE run_id = ?1 AND step <= ?2 AND step >= (
+FROM steps WHERE run_id = ?1 AND step <= ?2 AND step >= (
   SELECT MIN(step) FROM (SELECT DISTINCT step FROM steps WHERE run_id = ?1 AND step <= ?2
                          ORDER BY step DESC LIMIT ?3) AS recent)
 ORDER BY step, rank)sql";
@@ -34,9 +41,9 @@ Analysis::Analysis(Database& db, AnalysisOptions options)
       open_alerts_(db,
                    "SELECT kind, severity, first_step, last_step, message, evidence FROM alerts "
                    "WHERE run_id = ? AND attempt = ? AND state = 'open' AND rank IS NULL"),
-      warmup_steps_(db, kWarmupSteps),
+      warmup_steps_(db, RecordQuery(kWarmupSteps)),
       pending_steps_(db,
-                     "SELECT record FROM steps WHERE run_id = ? AND step > ? ORDER BY step, rank"),
+                     RecordQuery("FROM steps WHERE run_id = ?1 AND step > ?2 ORDER BY step, rank")),
       upsert_alert_(db, kUpsertAlert),
       episode_row_(db,
                    "SELECT id, severity, state FROM alerts WHERE run_id = ? AND kind = ? AND rank "
@@ -48,11 +55,8 @@ Analysis::Analysis(Database& db, AnalysisOptions options)
 std::vector<wire::StepRecord> Analysis::ReadRecords(Statement& query) {
   std::vector<wire::StepRecord> records;
   while (query.Step()) {
-    auto record = wire::ParseRecordText(query.Text(0), 0);
-    if (!record) {  // only this server writes the column; a failure here is a bug or corruption
-      throw StorageError("stored record does not parse: " + record.error().message);
-    }
-    records.push_back(std::move(record).value());
+    records.push_back(
+        ReadStepValues(query, 3, std::string(query.Text(0)), query.Int(1), query.Int(2)));
   }
   query.Reset();
   return records;

@@ -14,7 +14,7 @@ namespace lossguard::store {
 
 namespace {
 
-enum class Type { kInt, kNumber, kText };
+enum class Type { kInt, kNumber, kText, kBlob };
 struct Column {
   const char* name;
   Type type;
@@ -29,8 +29,9 @@ struct Table {
 Column I(const char* name) { return {name, Type::kInt}; }
 Column N(const char* name) { return {name, Type::kNumber}; }
 Column T(const char* name) { return {name, Type::kText}; }
+Column B(const char* name) { return {name, Type::kBlob}; }
 
-// Every table of schema version 6 (see schema/migrations), parents first, except the notification
+// Every table of schema version 7 (see schema/migrations), parents first, except the notification
 // outbox: its deliveries are addressed to the source server's webhooks, and copying is done with
 // the source stopped, once its outbox has drained (lossguard_notifications_pending at 0).
 const std::vector<Table>& Tables() {
@@ -42,7 +43,8 @@ const std::vector<Table>& Tables() {
        true},
       {"steps",
        {I("run_id"), I("step"), I("rank"), N("loss"), N("grad_norm"), N("ref_loss"), I("tokens"),
-        T("record"), I("version"), N("received_at")},
+        I("world_size"), I("ga_steps"), I("micro_batch_size"), I("vocab_size"), N("lr"),
+        I("nonfinite_grads"), N("time"), B("micro"), T("rest"), I("version"), N("received_at")},
        3},
       {"step_rollups",
        {I("run_id"), I("rank"), I("width"), I("bucket"), I("first_step"), I("last_step"), I("n"),
@@ -60,7 +62,7 @@ const std::vector<Table>& Tables() {
   };
   return tables;
 }
-constexpr int kCopiedSchemaVersion = 6;
+constexpr int kCopiedSchemaVersion = 7;
 
 std::string ColumnList(const Table& table, std::size_t count) {
   std::string out;
@@ -155,7 +157,10 @@ class TableCopier {
     return *it->second;
   }
 
-  using Value = std::variant<std::monostate, std::int64_t, double, std::string>;
+  struct Bytes {
+    std::string bytes;
+  };
+  using Value = std::variant<std::monostate, std::int64_t, double, std::string, Bytes>;
 
   // Buffers a row; a full buffer goes as one multi-row insert.
   void Insert(const Statement& row) {
@@ -168,6 +173,8 @@ class TableCopier {
         kept.emplace_back(row.Int(column));
       } else if (table_.columns[c].type == Type::kNumber) {
         kept.emplace_back(*row.Number(column));
+      } else if (table_.columns[c].type == Type::kBlob) {
+        kept.emplace_back(Bytes{row.Blob(column)});
       } else {
         kept.emplace_back(std::string(row.Text(column)));
       }
@@ -196,6 +203,8 @@ class TableCopier {
                 insert.BindNull(index);
               } else if constexpr (std::is_same_v<V, double>) {
                 insert.BindNumber(index, v);
+              } else if constexpr (std::is_same_v<V, Bytes>) {
+                insert.BindBinary(index, v.bytes);
               } else {
                 insert.Bind(index, v);
               }

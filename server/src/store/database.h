@@ -46,6 +46,8 @@ class StatementImpl {
   virtual std::int64_t Int(int column) const = 0;
   virtual std::optional<double> Number(int column) const = 0;
   virtual std::string_view Text(int column) const = 0;
+  // The bytes of a column bound with BindBinary (a BLOB, a bytea).
+  virtual std::string Blob(int column) const = 0;
 };
 
 // One connection to the database. Used by one thread at a time (callers serialise access).
@@ -144,6 +146,7 @@ class Statement {
   // A number written by BindNumber (NaN and +-Inf included); NULL -> nullopt.
   std::optional<double> Number(int column) const { return impl_->Number(column); }
   std::string_view Text(int column) const { return impl_->Text(column); }
+  std::string Blob(int column) const { return impl_->Blob(column); }
 
  private:
   std::unique_ptr<StatementImpl> impl_;

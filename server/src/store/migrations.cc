@@ -10,8 +10,22 @@ namespace lossguard::store {
 const std::vector<Migration>& sqlite_migrations();
 const std::vector<Migration>& postgresql_migrations();
 
+// migrations_data.cc: the data steps of the built-in migrations.
+void RewriteStepRowsV7(Database& db);
+
+namespace {
+std::vector<Migration> WithDataSteps(std::vector<Migration> migrations) {
+  for (Migration& migration : migrations) {
+    if (migration.version == 7) migration.data = RewriteStepRowsV7;
+  }
+  return migrations;
+}
+}  // namespace
+
 const std::vector<Migration>& BuiltinMigrations(Backend backend) {
-  return backend == Backend::kSqlite ? sqlite_migrations() : postgresql_migrations();
+  static const std::vector<Migration> sqlite = WithDataSteps(sqlite_migrations());
+  static const std::vector<Migration> postgresql = WithDataSteps(postgresql_migrations());
+  return backend == Backend::kSqlite ? sqlite : postgresql;
 }
 
 int SchemaVersion(Database& db) {
@@ -42,6 +56,7 @@ int ApplyMigrations(Database& db, const std::vector<Migration>& migrations) {
         "NULL, applied_at DOUBLE PRECISION NOT NULL)");
     try {
       db.Exec(next->sql);
+      if (next->data) next->data(db);
     } catch (const StorageError& e) {
       throw StorageError(
           "migration " + std::to_string(next->version) + "_" + next->name + " failed: " + e.what(),

@@ -11,6 +11,9 @@ struct Migration {
   int version;  // from the file name, NNN_name.sql; strictly increasing
   std::string name;
   std::string sql;
+  // Runs after `sql`, in the same transaction: a conversion SQL alone cannot write (v7 decodes each
+  // step row's JSON with the ingest code). nullptr for most.
+  void (*data)(Database& db) = nullptr;
 };
 
 // One engine's migrations (schema/migrations/sqlite or .../postgresql), embedded at build time.

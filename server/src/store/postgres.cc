@@ -140,6 +140,27 @@ class PostgresStatement final : public StatementImpl {
     return {PQgetvalue(result_, row_, column),
             static_cast<std::size_t>(PQgetlength(result_, row_, column))};
   }
+  // Results come in text format, where bytea is backslash, x and two hex digits a byte
+  // (bytea_output = hex, PostgreSQL's default since 9.0).
+  std::string Blob(int column) const override {
+    std::string_view text = Text(column);
+    if (text.substr(0, 2) != "\\x" || text.size() % 2 != 0) {
+      throw PostgresError("\"" + first_line_ + "\": column " + std::to_string(column) +
+                          " is not bytea in hex form");
+    }
+    const auto nibble = [&](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      throw PostgresError("\"" + first_line_ + "\": column " + std::to_string(column) +
+                          " has a non-hex digit in its bytea");
+    };
+    std::string out;
+    out.reserve(text.size() / 2 - 1);
+    for (std::size_t i = 2; i < text.size(); i += 2)
+      out += static_cast<char>(nibble(text[i]) << 4 | nibble(text[i + 1]));
+    return out;
+  }
 
  private:
   std::string& Slot(int index) {
@@ -221,7 +242,8 @@ PostgresDatabase::PostgresDatabase(const PostgresOptions& options)
                         /*unavailable=*/true);
   }
   Exec(std::string("SET synchronous_commit = ") + (options.synchronous_commit ? "on" : "off") +
-       "; SET client_min_messages = warning; SET extra_float_digits = 1; SET lock_timeout = " +
+       "; SET client_min_messages = warning; SET extra_float_digits = 1; SET bytea_output = hex; "
+       "SET lock_timeout = " +
        std::to_string(options.lock_timeout_ms) + "; SET idle_in_transaction_session_timeout = " +
        std::to_string(options.idle_in_transaction_timeout_ms));
 }

@@ -7,31 +7,43 @@ namespace lossguard::store {
 
 namespace {
 
+// The batch's rows as arrays, one per column, in the order of BinaryArray columns below.
 constexpr const char* kArrays = R"sql(
 unnest(CAST(?1 AS BIGINT[]), CAST(?2 AS BIGINT[]), CAST(?3 AS BIGINT[]),
        CAST(?4 AS DOUBLE PRECISION[]), CAST(?5 AS DOUBLE PRECISION[]),
-       CAST(?6 AS DOUBLE PRECISION[]), CAST(?7 AS BIGINT[]), CAST(?8 AS TEXT[]))
-  AS v(v_run, v_step, v_rank, v_loss, v_grad_norm, v_ref_loss, v_tokens, v_record))sql";
+       CAST(?6 AS DOUBLE PRECISION[]), CAST(?7 AS BIGINT[]), CAST(?8 AS BIGINT[]),
+       CAST(?9 AS BIGINT[]), CAST(?10 AS BIGINT[]), CAST(?11 AS BIGINT[]),
+       CAST(?12 AS DOUBLE PRECISION[]), CAST(?13 AS BIGINT[]), CAST(?14 AS DOUBLE PRECISION[]),
+       CAST(?15 AS BYTEA[]), CAST(?16 AS TEXT[]))
+  AS v(v_run, v_step, v_rank, v_loss, v_grad_norm, v_ref_loss, v_tokens, v_world_size,
+       v_ga_steps, v_micro_batch_size, v_vocab_size, v_lr, v_nonfinite_grads, v_time, v_micro,
+       v_rest))sql";
 
 std::string InsertSql() {
-  return std::string(R"sql(
-INSERT INTO steps (run_id, step, rank, loss, grad_norm, ref_loss, tokens, record, received_at)
-SELECT v_run, v_step, v_rank, v_loss, v_grad_norm, v_ref_loss, v_tokens, v_record,
-       CAST(?9 AS DOUBLE PRECISION)
-FROM )sql") +
-         kArrays + R"sql(
-ON CONFLICT DO NOTHING RETURNING run_id, step, rank)sql";
+  return std::string("INSERT INTO steps (run_id, step, rank, ") + kStepValueColumns +
+         ", received_at) SELECT v.*, CAST(?17 AS DOUBLE PRECISION) FROM " + kArrays +
+         " ON CONFLICT DO NOTHING RETURNING run_id, step, rank";
+}
+
+// The stored rows of keys the insert found taken, to compare with the batch's records.
+std::string StoredSql() {
+  return std::string("SELECT run_id, step, rank, ") + kStepValueColumns +
+         " FROM steps JOIN unnest(CAST(?1 AS BIGINT[]), CAST(?2 AS BIGINT[]), CAST(?3 AS "
+         "BIGINT[])) AS k(k_run, k_step, k_rank) ON run_id = k_run AND step = k_step AND rank = "
+         "k_rank";
 }
 
 std::string ReplaceSql() {
   return std::string(R"sql(
 UPDATE steps SET loss = v_loss, grad_norm = v_grad_norm, ref_loss = v_ref_loss, tokens = v_tokens,
-                 record = v_record, received_at = CAST(?9 AS DOUBLE PRECISION),
+                 world_size = v_world_size, ga_steps = v_ga_steps,
+                 micro_batch_size = v_micro_batch_size, vocab_size = v_vocab_size, lr = v_lr,
+                 nonfinite_grads = v_nonfinite_grads, time = v_time, micro = v_micro,
+                 rest = v_rest, received_at = CAST(?17 AS DOUBLE PRECISION),
                  version = steps.version + 1
 FROM )sql") +
          kArrays + R"sql(
-WHERE steps.run_id = v_run AND steps.step = v_step AND steps.rank = v_rank AND steps.record <> v_record
-RETURNING steps.run_id, steps.step, steps.rank)sql";
+WHERE steps.run_id = v_run AND steps.step = v_step AND steps.rank = v_rank)sql";
 }
 
 struct Key {
@@ -50,7 +62,7 @@ struct KeyHash {
 // text to escape on this side nor to parse on the server's. Element type OIDs from pg_type.h.
 class BinaryArray {
  public:
-  static constexpr std::uint32_t kInt8 = 20, kFloat8 = 701, kText = 25;
+  static constexpr std::uint32_t kInt8 = 20, kFloat8 = 701, kText = 25, kBytea = 17;
   explicit BinaryArray(std::uint32_t element_type) : element_type_(element_type) {}
 
   void Add(std::int64_t value) {
@@ -65,9 +77,12 @@ class BinaryArray {
     Big64(bits);
   }
   void Add(std::optional<double> value) { value ? Add(*value) : Null(); }
-  void Add(std::string_view text) {
-    Length(static_cast<std::int32_t>(text.size()));
-    body_.append(text);
+  void Add(std::string_view bytes) {  // text, or bytea (whose binary form is its bytes)
+    Length(static_cast<std::int32_t>(bytes.size()));
+    body_.append(bytes);
+  }
+  void Add(const std::optional<std::string>& bytes) {
+    bytes ? Add(std::string_view(*bytes)) : Null();
   }
   std::string Finish() const {
     std::string out;
@@ -105,11 +120,12 @@ class BinaryArray {
 
 class ArrayStepWrites final : public StepWrites {
  public:
-  explicit ArrayStepWrites(Database& db) : insert_(db, InsertSql()), replace_(db, ReplaceSql()) {}
+  explicit ArrayStepWrites(Database& db)
+      : insert_(db, InsertSql()), stored_(db, StoredSql()), replace_(db, ReplaceSql()) {}
 
   std::vector<Analysis::Stored> Write(const std::vector<std::int64_t>& run_ids,
                                       const std::vector<wire::StepRecord>& records,
-                                      const std::vector<std::string>& canonical,
+                                      const std::vector<EncodedStepValues>& encoded,
                                       double now) override {
     std::vector<Analysis::Stored> out(records.size(), Analysis::Stored::kDuplicate);
     std::unordered_map<Key, std::size_t, KeyHash> chunk;  // key -> index in records
@@ -121,7 +137,7 @@ class ArrayStepWrites final : public StepWrites {
           chunk.emplace(Key{run_ids[i], records[i].step, records[i].rank}, i).second) {
         continue;
       }
-      WriteChunk(run_ids, records, canonical, now, begin, i, chunk, out);
+      WriteChunk(Batch{run_ids, records, encoded, now}, begin, i, chunk, out);
       chunk.clear();
       begin = i;
       if (i < records.size()) chunk.emplace(Key{run_ids[i], records[i].step, records[i].rank}, i);
@@ -130,63 +146,92 @@ class ArrayStepWrites final : public StepWrites {
   }
 
  private:
-  void WriteChunk(const std::vector<std::int64_t>& run_ids,
-                  const std::vector<wire::StepRecord>& records,
-                  const std::vector<std::string>& canonical, double now, std::size_t begin,
-                  std::size_t end, const std::unordered_map<Key, std::size_t, KeyHash>& chunk,
+  struct Batch {
+    const std::vector<std::int64_t>& run_ids;
+    const std::vector<wire::StepRecord>& records;
+    const std::vector<EncodedStepValues>& encoded;
+    double now;
+  };
+
+  // Inserts the chunk's rows; the keys already taken are read back, and those holding another
+  // record are rewritten: one statement for a chunk of new keys, three when some were stored.
+  void WriteChunk(const Batch& batch, std::size_t begin, std::size_t end,
+                  const std::unordered_map<Key, std::size_t, KeyHash>& chunk,
                   std::vector<Analysis::Stored>& out) {
     if (begin == end) return;
     std::vector<std::size_t> all(end - begin);
     for (std::size_t i = begin; i < end; ++i) all[i - begin] = i;
-    for (std::size_t i : Run(insert_, run_ids, records, canonical, now, all, chunk)) {
-      out[i] = Analysis::Stored::kNew;
+    BindRows(insert_, batch, all);
+    while (insert_.Step()) {
+      out[chunk.at(Key{insert_.Int(0), insert_.Int(1), insert_.Int(2)})] = Analysis::Stored::kNew;
     }
-    std::vector<std::size_t> existing;
+    insert_.Reset();
+    BinaryArray run(BinaryArray::kInt8), step(BinaryArray::kInt8), rank(BinaryArray::kInt8);
+    std::size_t taken = 0;
     for (std::size_t i = begin; i < end; ++i) {
-      if (out[i] != Analysis::Stored::kNew) existing.push_back(i);
+      if (out[i] == Analysis::Stored::kNew) continue;
+      run.Add(batch.run_ids[i]);
+      step.Add(batch.records[i].step);
+      rank.Add(batch.records[i].rank);
+      ++taken;
     }
-    if (existing.empty()) return;
-    for (std::size_t i : Run(replace_, run_ids, records, canonical, now, existing, chunk)) {
-      out[i] = Analysis::Stored::kReplaced;
+    if (taken == 0) return;
+    stored_.Reset();
+    stored_.BindBinary(1, run.Finish()).BindBinary(2, step.Finish()).BindBinary(3, rank.Finish());
+    std::vector<std::size_t> changed;
+    while (stored_.Step()) {
+      const std::size_t i = chunk.at(Key{stored_.Int(0), stored_.Int(1), stored_.Int(2)});
+      if (!StoredRowHolds(stored_, 3, batch.records[i])) changed.push_back(i);
     }
+    stored_.Reset();
+    if (changed.empty()) return;
+    BindRows(replace_, batch, changed);
+    while (replace_.Step()) {
+    }
+    replace_.Reset();
+    for (std::size_t i : changed) out[i] = Analysis::Stored::kReplaced;
   }
 
-  // Runs `statement` over the records at `indexes`; returns the indexes of the rows it returned.
-  static std::vector<std::size_t> Run(Statement& statement,
-                                      const std::vector<std::int64_t>& run_ids,
-                                      const std::vector<wire::StepRecord>& records,
-                                      const std::vector<std::string>& canonical, double now,
-                                      const std::vector<std::size_t>& indexes,
-                                      const std::unordered_map<Key, std::size_t, KeyHash>& chunk) {
+  // Binds the records at `indexes` as the statement's column arrays (?1-?16) and `now` (?17).
+  static void BindRows(Statement& statement, const Batch& batch,
+                       const std::vector<std::size_t>& indexes) {
     BinaryArray run(BinaryArray::kInt8), step(BinaryArray::kInt8), rank(BinaryArray::kInt8),
         loss(BinaryArray::kFloat8), grad_norm(BinaryArray::kFloat8), ref_loss(BinaryArray::kFloat8),
-        tokens(BinaryArray::kInt8), record(BinaryArray::kText);
+        tokens(BinaryArray::kInt8), world_size(BinaryArray::kInt8), ga_steps(BinaryArray::kInt8),
+        micro_batch_size(BinaryArray::kInt8), vocab_size(BinaryArray::kInt8),
+        lr(BinaryArray::kFloat8), nonfinite_grads(BinaryArray::kInt8), time(BinaryArray::kFloat8),
+        micro(BinaryArray::kBytea), rest(BinaryArray::kText);
+    // ColumnNumber: the same rows as on SQLite (a -0.0 as 0, its exact value in `rest`).
     for (std::size_t i : indexes) {
-      const wire::StepRecord& r = records[i];
-      run.Add(run_ids[i]);
+      const wire::StepRecord& r = batch.records[i];
+      run.Add(batch.run_ids[i]);
       step.Add(r.step);
       rank.Add(r.rank);
-      loss.Add(r.loss);
-      grad_norm.Add(r.grad_norm);
-      ref_loss.Add(r.ref_loss);
+      loss.Add(ColumnNumber(r.loss));
+      grad_norm.Add(ColumnNumber(r.grad_norm));
+      ref_loss.Add(ColumnNumber(r.ref_loss));
       tokens.Add(r.tokens);
-      record.Add(std::string_view(canonical[i]));
+      world_size.Add(r.world_size);
+      ga_steps.Add(r.ga_steps);
+      micro_batch_size.Add(r.micro_batch_size);
+      vocab_size.Add(r.vocab_size);
+      lr.Add(ColumnNumber(r.lr));
+      nonfinite_grads.Add(r.nonfinite_grads);
+      time.Add(ColumnNumber(r.time));
+      micro.Add(batch.encoded[i].micro);
+      rest.Add(batch.encoded[i].rest);
     }
     statement.Reset();
-    statement.BindBinary(1, run.Finish()).BindBinary(2, step.Finish());
-    statement.BindBinary(3, rank.Finish()).BindBinary(4, loss.Finish());
-    statement.BindBinary(5, grad_norm.Finish()).BindBinary(6, ref_loss.Finish());
-    statement.BindBinary(7, tokens.Finish()).BindBinary(8, record.Finish());
-    statement.BindNumber(9, now);
-    std::vector<std::size_t> returned;
-    while (statement.Step()) {
-      returned.push_back(chunk.at(Key{statement.Int(0), statement.Int(1), statement.Int(2)}));
+    int parameter = 1;
+    for (BinaryArray* array :
+         {&run, &step, &rank, &loss, &grad_norm, &ref_loss, &tokens, &world_size, &ga_steps,
+          &micro_batch_size, &vocab_size, &lr, &nonfinite_grads, &time, &micro, &rest}) {
+      statement.BindBinary(parameter++, array->Finish());
     }
-    statement.Reset();
-    return returned;
+    statement.BindNumber(parameter, batch.now);
   }
 
-  Statement insert_, replace_;
+  Statement insert_, stored_, replace_;
 };
 
 }  // namespace

@@ -89,6 +89,11 @@ class SqliteStatement final : public StatementImpl {
     if (text == nullptr) return {};
     return {text, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, column))};
   }
+  std::string Blob(int column) const override {
+    const auto* bytes = static_cast<const char*>(sqlite3_column_blob(stmt_, column));
+    if (bytes == nullptr) return {};
+    return {bytes, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, column))};
+  }
 
  private:
   void Check(int rc, const char* what) const {

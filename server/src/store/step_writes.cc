@@ -6,39 +6,52 @@ namespace lossguard::store {
 
 namespace {
 
-// New keys (the common case) cost one statement; an existing key is then updated only if the record
-// differs, so the changed-row count tells new, replaced and duplicate apart.
-constexpr const char* kInsertStep = R"sql(
-INSERT INTO steps (run_id, step, rank, loss, grad_norm, ref_loss, tokens, record, received_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING)sql";
-constexpr const char* kReplaceStep = R"sql(
-UPDATE steps SET loss = ?4, grad_norm = ?5, ref_loss = ?6, tokens = ?7, record = ?8, received_at = ?9,
-                 version = version + 1
-WHERE run_id = ?1 AND step = ?2 AND rank = ?3 AND record <> ?8)sql";
+std::string InsertStepSql() {
+  return std::string("INSERT INTO steps (run_id, step, rank, ") + kStepValueColumns +
+         ", received_at) VALUES " + SqlValuesRows(1, 3 + kStepValueColumnCount + 1) +
+         " ON CONFLICT DO NOTHING";
+}
 
-// A statement per row: in process, SQLite's statements cost microseconds.
+// New keys (the common case) cost one statement; an existing key is read back and rewritten only
+// if it holds another record.
 class RowByRowStepWrites final : public StepWrites {
  public:
   explicit RowByRowStepWrites(Database& db)
-      : db_(db), insert_(db, kInsertStep), replace_(db, kReplaceStep) {}
+      : db_(db),
+        insert_(db, InsertStepSql()),
+        stored_(db, std::string("SELECT ") + kStepValueColumns +
+                        " FROM steps WHERE run_id = ?1 AND step = ?2 AND rank = ?3"),
+        replace_(db,
+                 "UPDATE steps SET loss = ?4, grad_norm = ?5, ref_loss = ?6, tokens = ?7, "
+                 "world_size = ?8, ga_steps = ?9, micro_batch_size = ?10, vocab_size = ?11, "
+                 "lr = ?12, nonfinite_grads = ?13, time = ?14, micro = ?15, rest = ?16, "
+                 "received_at = ?17, version = version + 1 "
+                 "WHERE run_id = ?1 AND step = ?2 AND rank = ?3") {}
 
   std::vector<Analysis::Stored> Write(const std::vector<std::int64_t>& run_ids,
                                       const std::vector<wire::StepRecord>& records,
-                                      const std::vector<std::string>& canonical,
+                                      const std::vector<EncodedStepValues>& encoded,
                                       double now) override {
     std::vector<Analysis::Stored> out;
     out.reserve(records.size());
     for (std::size_t i = 0; i < records.size(); ++i) {
-      Bind(insert_, run_ids[i], records[i], canonical[i], now);
+      Bind(insert_, run_ids[i], records[i], encoded[i], now);
       insert_.Step();
       if (db_.Changes() == 1) {
         out.push_back(Analysis::Stored::kNew);
         continue;
       }
-      Bind(replace_, run_ids[i], records[i], canonical[i], now);
+      stored_.Reset();
+      stored_.Bind(1, run_ids[i]).Bind(2, records[i].step).Bind(3, records[i].rank);
+      const bool same = stored_.Step() && StoredRowHolds(stored_, 0, records[i]);
+      stored_.Reset();
+      if (same) {
+        out.push_back(Analysis::Stored::kDuplicate);
+        continue;
+      }
+      Bind(replace_, run_ids[i], records[i], encoded[i], now);
       replace_.Step();
-      out.push_back(db_.Changes() == 0 ? Analysis::Stored::kDuplicate
-                                       : Analysis::Stored::kReplaced);
+      out.push_back(Analysis::Stored::kReplaced);
     }
     insert_.Reset();
     replace_.Reset();
@@ -47,18 +60,24 @@ class RowByRowStepWrites final : public StepWrites {
 
  private:
   static void Bind(Statement& statement, std::int64_t run_id, const wire::StepRecord& r,
-                   const std::string& canonical, double now) {
+                   const EncodedStepValues& encoded, double now) {
     statement.Reset();
-    statement.Bind(1, run_id).Bind(2, r.step).Bind(3, r.rank).BindNumber(4, r.loss);
-    statement.BindNumber(5, r.grad_norm).BindNumber(6, r.ref_loss).Bind(7, r.tokens);
-    statement.Bind(8, canonical).BindNumber(9, now);
+    statement.Bind(1, run_id).Bind(2, r.step).Bind(3, r.rank);
+    BindStepValues(statement, 4, r, encoded);
+    statement.BindNumber(4 + kStepValueColumnCount, now);
   }
 
   Database& db_;
-  Statement insert_, replace_;
+  Statement insert_, stored_, replace_;
 };
 
 }  // namespace
+
+bool StoredRowHolds(const Statement& row, int first, const wire::StepRecord& record) {
+  // Two records are the same record exactly when their canonical JSON texts are equal.
+  return wire::CanonicalJson(ReadStepValues(row, first, record.run, record.step, record.rank)) ==
+         wire::CanonicalJson(record);
+}
 
 std::unique_ptr<StepWrites> MakeStepWrites(Database& db) {
   if (db.backend() == Backend::kPostgres) return MakePostgresStepWrites(db);

@@ -8,6 +8,7 @@
 #include "lossguard/wire/step_record.h"
 #include "store/analysis.h"
 #include "store/database.h"
+#include "store/step_row.h"
 
 namespace lossguard::store {
 
@@ -17,15 +18,19 @@ namespace lossguard::store {
 class StepWrites {
  public:
   virtual ~StepWrites() = default;
-  // Stores records[i] as a row of run run_ids[i] (canonical[i] its canonical JSON), received at
-  // `now`, as if one after another in order: a new key is inserted; a key already stored with a
-  // different record is replaced (its version counted up); an identical one is a duplicate and
-  // left untouched. Returns how each record was stored. Runs inside the caller's transaction.
+  // Stores records[i] as a row of run run_ids[i] (encoded[i] = EncodeStepValues(records[i])),
+  // received at `now`, as if one after another in order: a new key is inserted; a key already
+  // stored with a different record (another canonical JSON) is replaced (its version counted up);
+  // an identical one is a duplicate and left untouched. Returns how each record was stored. Runs
+  // inside the caller's transaction.
   virtual std::vector<Analysis::Stored> Write(const std::vector<std::int64_t>& run_ids,
                                               const std::vector<wire::StepRecord>& records,
-                                              const std::vector<std::string>& canonical,
+                                              const std::vector<EncodedStepValues>& encoded,
                                               double now) = 0;
 };
+
+// Whether the stored row `row` (its value columns from column `first`) holds `record` exactly.
+bool StoredRowHolds(const Statement& row, int first, const wire::StepRecord& record);
 
 // The engine's StepWrites on `db` (which must outlive it).
 std::unique_ptr<StepWrites> MakeStepWrites(Database& db);

@@ -84,12 +84,12 @@ Store::ReadLease Store::Read() {
 }
 
 IngestResult Store::Ingest(const std::vector<wire::StepRecord>& records) {
-  std::vector<std::string> canonical;
-  canonical.reserve(records.size());
-  for (const wire::StepRecord& record : records) canonical.push_back(wire::CanonicalJson(record));
+  std::vector<EncodedStepValues> encoded;
+  encoded.reserve(records.size());
+  for (const wire::StepRecord& record : records) encoded.push_back(EncodeStepValues(record));
   double now = UnixSeconds();
   std::lock_guard lock(write_mutex_);
-  return Write([&](Writer& writer) { return writer.Ingest(records, canonical, now); });
+  return Write([&](Writer& writer) { return writer.Ingest(records, encoded, now); });
 }
 
 }  // namespace lossguard::store

@@ -7,6 +7,7 @@
 #include "store/migrations.h"
 #include "store/read_lease.h"
 #include "store/rollup_rows.h"
+#include "store/step_row.h"
 #include "store/store.h"
 #include "store/stored_names.h"
 
@@ -44,10 +45,12 @@ RunSummary Summarise(Database& db, const Statement& run_row) {
 
   if (auto bounds = StepBounds(db, id)) {
     run.first_step = bounds->first;
-    Statement latest(
-        db, "SELECT record FROM steps WHERE run_id = ? AND step = ? ORDER BY rank LIMIT 1");
+    Statement latest(db, std::string("SELECT rank, ") + kStepValueColumns +
+                             " FROM steps WHERE run_id = ? AND step = ? ORDER BY rank LIMIT 1");
     latest.Bind(1, id).Bind(2, bounds->second);
-    if (latest.Step()) run.latest = nlohmann::json::parse(latest.Text(0));
+    if (latest.Step()) {
+      run.latest = wire::ToJson(ReadStepValues(latest, 1, run.name, bounds->second, latest.Int(0)));
+    }
   }
 
   Statement alerts(db,
@@ -231,9 +234,9 @@ std::optional<StepPage> Store::ReadSteps(std::string_view run, const StepQuery& 
     if (!run_id) return std::nullopt;
     Statement rows(
         db,
-        "SELECT step, rank, record FROM steps WHERE run_id = ?1 AND step BETWEEN ?2 AND ?3 "
-        "AND (step > ?2 OR rank >= ?4) AND (CAST(?5 AS BIGINT) IS NULL OR rank = ?5) ORDER BY "
-        "step, rank LIMIT ?6");
+        std::string("SELECT step, rank, ") + kStepValueColumns +
+            " FROM steps WHERE run_id = ?1 AND step BETWEEN ?2 AND ?3 AND (step > ?2 OR rank >= "
+            "?4) AND (CAST(?5 AS BIGINT) IS NULL OR rank = ?5) ORDER BY step, rank LIMIT ?6");
     rows.Bind(1, *run_id)
         .Bind(2, query.from)
         .Bind(3, query.to)
@@ -246,7 +249,8 @@ std::optional<StepPage> Store::ReadSteps(std::string_view run, const StepQuery& 
         page.next = StepPage::Continuation{rows.Int(0), rows.Int(1)};
         break;
       }
-      page.records.emplace_back(rows.Text(2));
+      page.records.push_back(
+          wire::CanonicalJson(ReadStepValues(rows, 2, std::string(run), rows.Int(0), rows.Int(1))));
     }
     return page;
   });

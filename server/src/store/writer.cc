@@ -171,7 +171,7 @@ std::optional<std::int64_t> Store::Writer::DeleteRun(std::string_view name) {
 }
 
 IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
-                                   const std::vector<std::string>& canonical, double now) {
+                                   const std::vector<EncodedStepValues>& encoded, double now) {
   IngestResult result;
   std::unordered_map<std::string, std::int64_t> created_runs;
   std::unordered_map<std::int64_t, std::int64_t> new_records_per_run;
@@ -180,7 +180,7 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
   Transaction transaction(*db_);
   try {
     const std::vector<std::int64_t> run_of = LockRuns(records, now, created_runs);
-    const std::vector<Analysis::Stored> stored = steps_->Write(run_of, records, canonical, now);
+    const std::vector<Analysis::Stored> stored = steps_->Write(run_of, records, encoded, now);
     for (std::size_t i = 0; i < records.size(); ++i) {
       const wire::StepRecord& r = records[i];
       const std::int64_t run_id = run_of[i];

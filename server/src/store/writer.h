@@ -12,6 +12,7 @@
 #include "store/analysis.h"
 #include "store/database.h"
 #include "store/deleted_runs.h"
+#include "store/step_row.h"
 #include "store/step_writes.h"
 #include "store/store.h"
 #include "store/types.h"
@@ -25,9 +26,9 @@ class Store::Writer {
 
   Database& db() { return *db_; }
 
-  // `canonical[i]` is CanonicalJson(records[i]), computed by the caller outside the write lock.
+  // `encoded[i]` is EncodeStepValues(records[i]), computed by the caller outside the write lock.
   IngestResult Ingest(const std::vector<wire::StepRecord>& records,
-                      const std::vector<std::string>& canonical, double now);
+                      const std::vector<EncodedStepValues>& encoded, double now);
 
   // Store::DeleteRun's transaction: the run renamed to its tombstone (DeletedRunName), its alerts,
   // notifications and pending rollups deleted. Returns its record count, nullopt if no such run.
