@@ -19,18 +19,14 @@ using ::testing::HasSubstr;
 const std::string kSample =
     std::string(LOSSGUARD_SOURCE_DIR) + "/schema/examples/sample-run.ndjson";
 
-CommandResult Cli(std::vector<std::string> args) {
-  args.insert(args.begin(), LOSSGUARD_CLI_BINARY);
-  return RunCommand(args, std::chrono::seconds(60));
-}
-
 TEST(Cli, ReplaysTheSampleRunAndReplayIsIdempotent) {
   TempDir dir;
   ServerProcess server({.db = dir.File("db")});
-  CommandResult first = Cli({"replay", kSample, "--server", server.url(), "--batch-size", "128"});
+  CommandResult first =
+      RunCli({"replay", kSample, "--server", server.url(), "--batch-size", "128"});
   ASSERT_EQ(first.exit_code, 0) << first.err;
   EXPECT_THAT(first.out, HasSubstr("600 records in 5 batches (0 duplicates, 0 replaced)"));
-  CommandResult second = Cli({"replay", kSample, "--server", server.url()});
+  CommandResult second = RunCli({"replay", kSample, "--server", server.url()});
   ASSERT_EQ(second.exit_code, 0) << second.err;
   EXPECT_THAT(second.out, HasSubstr("600 records in 1 batches (600 duplicates, 0 replaced)"));
 
@@ -52,7 +48,7 @@ TEST(Cli, ReplayStopsAtTheFirstBadLineAndSaysWhere) {
         << "\n"
         << NdjsonSteps("bad", 3, 1);
   }
-  CommandResult result = Cli({"replay", file, "--server", server.url(), "--batch-size", "1"});
+  CommandResult result = RunCli({"replay", file, "--server", server.url(), "--batch-size", "1"});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_THAT(result.err, HasSubstr("bad.ndjson:4: ga_steps: ga_steps must be >= 1, but got 0"));
   EXPECT_THAT(result.err, HasSubstr("2 records before this line were stored"));
@@ -61,11 +57,11 @@ TEST(Cli, ReplayStopsAtTheFirstBadLineAndSaysWhere) {
 TEST(Cli, ReplayNeedsTheTokenWhenTheServerHasOne) {
   TempDir dir;
   ServerProcess server({.db = dir.File("db"), .env = {{"LOSSGUARD_TOKEN", "abc"}}});
-  CommandResult denied = Cli({"replay", kSample, "--server", server.url()});
+  CommandResult denied = RunCli({"replay", kSample, "--server", server.url()});
   EXPECT_EQ(denied.exit_code, 1);
   EXPECT_THAT(denied.err, HasSubstr("server answered 401"));
   std::ofstream(dir.File("token")) << "abc\n";
-  CommandResult allowed = Cli(
+  CommandResult allowed = RunCli(
       {"replay", kSample, "--server", server.url(), "--token-file", dir.File("token").string()});
   EXPECT_EQ(allowed.exit_code, 0) << allowed.err;
 }
@@ -82,30 +78,30 @@ TEST(Cli, AlertsTableAndJson) {
     store.InsertAlert(alert);
   }
   ServerProcess server({.db = dir.File("db")});
-  CommandResult table = Cli({"alerts", "--server", server.url()});
+  CommandResult table = RunCli({"alerts", "--server", server.url()});
   ASSERT_EQ(table.exit_code, 0) << table.err;
   EXPECT_THAT(table.out, HasSubstr("KIND"));
   EXPECT_THAT(table.out, HasSubstr("loss_scale_mismatch"));
   EXPECT_THAT(table.out, HasSubstr("0-12"));
   EXPECT_THAT(table.out, HasSubstr("loss is 8.0x the token-normalised loss"));
-  CommandResult json = Cli({"alerts", "--server", server.url(), "--run", "r1", "--json"});
+  CommandResult json = RunCli({"alerts", "--server", server.url(), "--run", "r1", "--json"});
   ASSERT_EQ(json.exit_code, 0);
   EXPECT_EQ(nlohmann::json::parse(json.out)["alerts"][0]["kind"], "loss_scale_mismatch");
-  CommandResult none = Cli({"alerts", "--server", server.url(), "--run", "other"});
+  CommandResult none = RunCli({"alerts", "--server", server.url(), "--run", "other"});
   EXPECT_THAT(none.out, HasSubstr("no alerts for run other"));
 }
 
 TEST(Cli, ClearErrorsForBadInput) {
-  CommandResult dead = Cli({"alerts", "--server", "http://127.0.0.1:1"});
+  CommandResult dead = RunCli({"alerts", "--server", "http://127.0.0.1:1"});
   EXPECT_EQ(dead.exit_code, 1);
   EXPECT_THAT(dead.err, HasSubstr("127.0.0.1:1"));
-  CommandResult bad_url = Cli({"alerts", "--server", "ftp://x"});
+  CommandResult bad_url = RunCli({"alerts", "--server", "ftp://x"});
   EXPECT_EQ(bad_url.exit_code, 2);
   EXPECT_THAT(bad_url.err, HasSubstr("must start with http://"));
-  CommandResult missing = Cli({"replay", "/no/such/file.ndjson"});
+  CommandResult missing = RunCli({"replay", "/no/such/file.ndjson"});
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_THAT(missing.err, HasSubstr("/no/such/file.ndjson"));
-  EXPECT_NE(Cli({}).exit_code, 0);
+  EXPECT_NE(RunCli({}).exit_code, 0);
 }
 
 }  // namespace

@@ -24,7 +24,6 @@ CommandResult RunBinary(const std::string& binary, std::vector<std::string> args
   args.insert(args.begin(), binary);
   return RunCommand(args, std::chrono::seconds(60));
 }
-CommandResult Cli(std::vector<std::string> args) { return RunBinary(LOSSGUARD_CLI_BINARY, args); }
 
 json Get(const std::string& url, const std::string& target) {
   client::HttpClient client(url);
@@ -36,8 +35,8 @@ json Get(const std::string& url, const std::string& target) {
 TEST(Import, HuggingFaceTrainerStateBecomesARunAndItsBugIsFound) {
   TempDir dir;
   ServerProcess server({.db = dir.File("db")});
-  CommandResult result = Cli({"import", kTrainerState, "--run", "hf-job", "--ga-steps", "8",
-                              "--vocab-size", "32000", "--server", server.url()});
+  CommandResult result = RunCli({"import", kTrainerState, "--run", "hf-job", "--ga-steps", "8",
+                                 "--vocab-size", "32000", "--server", server.url()});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   EXPECT_THAT(result.out, HasSubstr("imported 30 records as run hf-job (skipped 3 log entries"));
 
@@ -59,8 +58,8 @@ TEST(Import, HuggingFaceTrainerStateBecomesARunAndItsBugIsFound) {
   EXPECT_EQ(alerts[1]["first_step"], 26);
 
   // Importing again changes nothing: the records are keyed by (run, step, rank).
-  CommandResult again = Cli({"import", kTrainerState, "--run", "hf-job", "--ga-steps", "8",
-                             "--vocab-size", "32000", "--server", server.url()});
+  CommandResult again = RunCli({"import", kTrainerState, "--run", "hf-job", "--ga-steps", "8",
+                                "--vocab-size", "32000", "--server", server.url()});
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_THAT(again.out, HasSubstr("30 duplicates"));
   EXPECT_EQ(Get(server.url(), "/api/v1/alerts?run=hf-job")["alerts"].size(), 2u);
@@ -105,7 +104,7 @@ TEST(Import, BadFilesAreRefusedWithTheirReasonAndNothingIsSent) {
     if (std::find(c.extra.begin(), c.extra.end(), "--run") == c.extra.end()) {
       args.insert(args.end(), {"--run", "x"});
     }
-    CommandResult result = Cli(args);
+    CommandResult result = RunCli(args);
     EXPECT_EQ(result.exit_code, 1) << result.out << result.err;
     EXPECT_THAT(result.err, HasSubstr(c.message));
     EXPECT_THAT(result.err, HasSubstr("nothing was sent"));
@@ -119,9 +118,10 @@ TEST(Analyze, OfflineAnalysisAgreesWithTheServer) {
   for (const std::string run : {"bug-ga-change.minimal", "bug-lr-spike", "healthy-mb2-ga2-ws2"}) {
     SCOPED_TRACE(run);
     const std::string file = kSource + "/tests/scenarios/" + run + ".ndjson";
-    CommandResult offline = Cli({"analyze", file, "--json"});
+    CommandResult offline = RunCli({"analyze", file, "--json"});
     ASSERT_EQ(offline.exit_code, 0) << offline.err;
-    ASSERT_EQ(Cli({"replay", file, "--server", server.url(), "--batch-size", "10"}).exit_code, 0);
+    ASSERT_EQ(RunCli({"replay", file, "--server", server.url(), "--batch-size", "10"}).exit_code,
+              0);
     json online = Get(server.url(), "/api/v1/alerts?run=" + run)["alerts"];
     json local = json::parse(offline.out)["alerts"];
     ASSERT_EQ(local.size(), online.size());
@@ -132,14 +132,14 @@ TEST(Analyze, OfflineAnalysisAgreesWithTheServer) {
       }
     }
   }
-  CommandResult table = Cli({"analyze", kSource + "/tests/scenarios/bug-nan.ndjson"});
+  CommandResult table = RunCli({"analyze", kSource + "/tests/scenarios/bug-nan.ndjson"});
   EXPECT_THAT(table.out, HasSubstr("nonfinite"));
   EXPECT_THAT(table.out, HasSubstr("60-99"));
 }
 
 TEST(AnalyzerFlags, ThresholdsComeFromFlagsOrAConfigFileAndBadOnesAreRefused) {
   TempDir dir;
-  CommandResult never = Cli(
+  CommandResult never = RunCli(
       {"analyze", kSource + "/tests/scenarios/bug-nan.ndjson", "--loss-spike-min-history", "500"});
   EXPECT_EQ(never.exit_code, 2);
   EXPECT_THAT(never.err, HasSubstr("--loss-spike-min-history 500 exceeds --loss-spike-window 128"));
@@ -168,8 +168,8 @@ TEST(AnalyzerFlags, ThresholdsComeFromFlagsOrAConfigFileAndBadOnesAreRefused) {
   const std::string nan_run = kSource + "/tests/scenarios/bug-nan.ndjson";
   const std::string spike_run = kSource + "/tests/scenarios/bug-bad-data.minimal.ndjson";
   for (ServerProcess* s : {&off, &strict}) {
-    ASSERT_EQ(Cli({"replay", nan_run, "--server", s->url()}).exit_code, 0);
-    ASSERT_EQ(Cli({"replay", spike_run, "--server", s->url()}).exit_code, 0);
+    ASSERT_EQ(RunCli({"replay", nan_run, "--server", s->url()}).exit_code, 0);
+    ASSERT_EQ(RunCli({"replay", spike_run, "--server", s->url()}).exit_code, 0);
   }
   EXPECT_TRUE(Get(off.url(), "/api/v1/alerts")["alerts"].empty());
   json strict_alerts = Get(strict.url(), "/api/v1/alerts")["alerts"];

@@ -23,12 +23,6 @@ namespace {
 using ::testing::HasSubstr;
 constexpr const char* kToken = "lifecycle-test-token-0123456789";
 
-CommandResult Cli(std::vector<std::string> args,
-                  const std::map<std::string, std::string>& env = {}) {
-  args.insert(args.begin(), LOSSGUARD_CLI_BINARY);
-  return RunCommand(args, std::chrono::minutes(2), env);
-}
-
 client::HttpClient Writer(const ServerProcess& server) {
   client::HttpClientOptions options;
   options.token = kToken;
@@ -58,15 +52,15 @@ TEST(RunLifecycle, DeleteNeedsTheWriteTokenAndRemovesTheRunAndItsAlerts) {
 
   // The CLI, with the token from the environment.
   Send(writer, lines, 0, 10);
-  CommandResult cli =
-      Cli({"delete", "bug-sum-no-ga-div", "--server", server.url()}, {{"LOSSGUARD_TOKEN", kToken}});
+  CommandResult cli = RunCli({"delete", "bug-sum-no-ga-div", "--server", server.url()},
+                             {{"LOSSGUARD_TOKEN", kToken}});
   EXPECT_EQ(cli.exit_code, 0) << cli.err;
   EXPECT_THAT(cli.out, HasSubstr("deleted run bug-sum-no-ga-div (10 records)"));
-  CommandResult again =
-      Cli({"delete", "bug-sum-no-ga-div", "--server", server.url()}, {{"LOSSGUARD_TOKEN", kToken}});
+  CommandResult again = RunCli({"delete", "bug-sum-no-ga-div", "--server", server.url()},
+                               {{"LOSSGUARD_TOKEN", kToken}});
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_THAT(again.err, HasSubstr("no run named \"bug-sum-no-ga-div\""));
-  CommandResult no_token = Cli({"delete", "anything", "--server", server.url()});
+  CommandResult no_token = RunCli({"delete", "anything", "--server", server.url()});
   EXPECT_EQ(no_token.exit_code, 1);
   EXPECT_THAT(no_token.err, HasSubstr("401"));
 }
@@ -90,7 +84,8 @@ TEST(RunLifecycle, ExportWritesWhatReplaySendsBackIdentically) {
       200u);
 
   const auto exported = dir.File("bug-nan.ndjson");
-  CommandResult out = Cli({"export", "bug-nan", "--server", first.url(), "-o", exported.string()});
+  CommandResult out =
+      RunCli({"export", "bug-nan", "--server", first.url(), "-o", exported.string()});
   ASSERT_EQ(out.exit_code, 0) << out.err;
   EXPECT_THAT(out.err, HasSubstr(std::to_string(lines.size() + 2) + " records"));
   const std::string text = ReadFile(exported);
@@ -100,19 +95,20 @@ TEST(RunLifecycle, ExportWritesWhatReplaySendsBackIdentically) {
   EXPECT_THAT(text, HasSubstr("\"my_trainer_field\":{\"lr_schedule\":\"cosine\""));
 
   ServerProcess second({.db = dir.File("second.db")});
-  CommandResult replay = Cli({"replay", exported.string(), "--server", second.url()});
+  CommandResult replay = RunCli({"replay", exported.string(), "--server", second.url()});
   ASSERT_EQ(replay.exit_code, 0) << replay.err;
-  CommandResult back = Cli({"export", "bug-nan", "--server", second.url()});
+  CommandResult back = RunCli({"export", "bug-nan", "--server", second.url()});
   ASSERT_EQ(back.exit_code, 0) << back.err;
   EXPECT_EQ(back.out, text) << "the round trip changes nothing";
   // And the second server judges it the same way.
   client::HttpClient api2(second.url());
   EXPECT_EQ(Comparable(Alerts(api2, "bug-nan")), Comparable(Alerts(api, "bug-nan")));
 
-  CommandResult missing = Cli({"export", "no-such-run", "--server", first.url()});
+  CommandResult missing = RunCli({"export", "no-such-run", "--server", first.url()});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.err, HasSubstr("no run named \"no-such-run\""));
-  CommandResult bad_format = Cli({"export", "bug-nan", "--format", "csv", "--server", first.url()});
+  CommandResult bad_format =
+      RunCli({"export", "bug-nan", "--format", "csv", "--server", first.url()});
   EXPECT_NE(bad_format.exit_code, 0);
 }
 

@@ -104,6 +104,16 @@ TEST_P(StepRowTest, EveryShapeOfRecordComesBackAsItsCanonicalJson) {
   EXPECT_EQ(page->records[3], wire::CanonicalJson(changed[0]));
   EXPECT_EQ(page->records[4], wire::CanonicalJson(changed[1]));
 
+  // A replacement without the optional fields the stored row has (a batch that sends none of them)
+  // leaves none of them behind.
+  wire::StepRecord bare = MakeRecord("shapes", 2, 1.0);
+  EXPECT_EQ(store->Ingest({bare}).replaced, 1);
+  EXPECT_EQ(store->ReadSteps("shapes", StepQuery{})->records[2], wire::CanonicalJson(bare));
+  wire::StepRecord bare_full = MakeRecord("shapes", 1, 1.0, 3, 8);
+  EXPECT_EQ(store->Ingest({bare_full}).replaced, 1);
+  EXPECT_EQ(store->ReadSteps("shapes", StepQuery{})->records[1], wire::CanonicalJson(bare_full));
+  EXPECT_EQ(store->Ingest({changed[3]}).replaced, 1);
+
   // A store opened again (a restart) reads the rows the same way, the analyzers' reads included.
   store.reset();
   store = Open();

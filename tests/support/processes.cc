@@ -210,4 +210,9 @@ CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::mill
   return result;
 }
 
+CommandResult RunCli(std::vector<std::string> args, const std::map<std::string, std::string>& env) {
+  args.insert(args.begin(), LOSSGUARD_CLI_BINARY);
+  return RunCommand(args, std::chrono::minutes(2), env);
+}
+
 }  // namespace lossguard::testing

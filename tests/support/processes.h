@@ -75,4 +75,8 @@ struct CommandResult {
 CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
                          const std::map<std::string, std::string>& env = {});
 
+// The lossguard CLI built with the tests, run with `args` (as RunCommand, 2 minutes at most).
+CommandResult RunCli(std::vector<std::string> args,
+                     const std::map<std::string, std::string>& env = {});
+
 }  // namespace lossguard::testing

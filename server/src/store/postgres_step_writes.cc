@@ -1,28 +1,77 @@
 #include "store/postgres_step_writes.h"
 
+#include <array>
 #include <cstring>
+#include <map>
 #include <unordered_map>
 
 namespace lossguard::store {
 
 namespace {
 
-// The batch's rows as arrays, one per column, in the order of BinaryArray columns below.
-constexpr const char* kArrays = R"sql(
-unnest(CAST(?1 AS BIGINT[]), CAST(?2 AS BIGINT[]), CAST(?3 AS BIGINT[]),
-       CAST(?4 AS DOUBLE PRECISION[]), CAST(?5 AS DOUBLE PRECISION[]),
-       CAST(?6 AS DOUBLE PRECISION[]), CAST(?7 AS BIGINT[]), CAST(?8 AS BIGINT[]),
-       CAST(?9 AS BIGINT[]), CAST(?10 AS BIGINT[]), CAST(?11 AS BIGINT[]),
-       CAST(?12 AS DOUBLE PRECISION[]), CAST(?13 AS BIGINT[]), CAST(?14 AS DOUBLE PRECISION[]),
-       CAST(?15 AS BYTEA[]), CAST(?16 AS TEXT[]))
-  AS v(v_run, v_step, v_rank, v_loss, v_grad_norm, v_ref_loss, v_tokens, v_world_size,
-       v_ga_steps, v_micro_batch_size, v_vocab_size, v_lr, v_nonfinite_grads, v_time, v_micro,
-       v_rest))sql";
+// The columns of a step row as the writer sends them: one array each. A chunk's all-NULL optional
+// columns (fields no record of it sent: commonly micro, rest, time, nonfinite_grads) are left out
+// of its statements, which then write NULL: each array is a column of unnest for the database.
+struct ArrayColumn {
+  const char* name;
+  const char* type;
+  bool optional;
+};
+constexpr std::array<ArrayColumn, 16> kColumns = {{{"run_id", "BIGINT", false},
+                                                   {"step", "BIGINT", false},
+                                                   {"rank", "BIGINT", false},
+                                                   {"loss", "DOUBLE PRECISION", false},
+                                                   {"grad_norm", "DOUBLE PRECISION", true},
+                                                   {"ref_loss", "DOUBLE PRECISION", true},
+                                                   {"tokens", "BIGINT", true},
+                                                   {"world_size", "BIGINT", false},
+                                                   {"ga_steps", "BIGINT", false},
+                                                   {"micro_batch_size", "BIGINT", false},
+                                                   {"vocab_size", "BIGINT", true},
+                                                   {"lr", "DOUBLE PRECISION", true},
+                                                   {"nonfinite_grads", "BIGINT", true},
+                                                   {"time", "DOUBLE PRECISION", true},
+                                                   {"micro", "BYTEA", true},
+                                                   {"rest", "TEXT", true}}};
+using ColumnSet = std::uint32_t;  // bit i: kColumns[i] is sent
 
-std::string InsertSql() {
-  return std::string("INSERT INTO steps (run_id, step, rank, ") + kStepValueColumns +
-         ", received_at) SELECT v.*, CAST(?17 AS DOUBLE PRECISION) FROM " + kArrays +
+// unnest(CAST(?1 AS T[]), ...) AS v(v_name, ...) over the columns in `sent`; returns the number
+// of parameters used.
+std::string Arrays(ColumnSet sent, int& parameters) {
+  std::string arrays, names;
+  parameters = 0;
+  for (std::size_t c = 0; c < kColumns.size(); ++c) {
+    if (!(sent >> c & 1)) continue;
+    if (parameters++ > 0) arrays += ", ";
+    arrays += "CAST(?" + std::to_string(parameters) + " AS " + kColumns[c].type + "[])";
+    names += std::string(names.empty() ? "" : ", ") + "v_" + kColumns[c].name;
+  }
+  return "unnest(" + arrays + ") AS v(" + names + ")";
+}
+
+std::string InsertSql(ColumnSet sent) {
+  int parameters = 0;
+  const std::string arrays = Arrays(sent, parameters);
+  std::string columns;
+  for (std::size_t c = 0; c < kColumns.size(); ++c) {
+    if (sent >> c & 1) columns += std::string(kColumns[c].name) + ", ";
+  }
+  return "INSERT INTO steps (" + columns + "received_at) SELECT v.*, CAST(?" +
+         std::to_string(parameters + 1) + " AS DOUBLE PRECISION) FROM " + arrays +
          " ON CONFLICT DO NOTHING RETURNING run_id, step, rank";
+}
+
+std::string ReplaceSql(ColumnSet sent) {
+  int parameters = 0;
+  const std::string arrays = Arrays(sent, parameters);
+  std::string set;
+  for (std::size_t c = 3; c < kColumns.size(); ++c) {
+    const std::string name = kColumns[c].name;
+    set += name + " = " + (sent >> c & 1 ? "v_" + name : std::string("NULL")) + ", ";
+  }
+  return "UPDATE steps SET " + set + "received_at = CAST(?" + std::to_string(parameters + 1) +
+         " AS DOUBLE PRECISION), version = steps.version + 1 FROM " + arrays +
+         " WHERE steps.run_id = v_run_id AND steps.step = v_step AND steps.rank = v_rank";
 }
 
 // The stored rows of keys the insert found taken, to compare with the batch's records.
@@ -31,19 +80,6 @@ std::string StoredSql() {
          " FROM steps JOIN unnest(CAST(?1 AS BIGINT[]), CAST(?2 AS BIGINT[]), CAST(?3 AS "
          "BIGINT[])) AS k(k_run, k_step, k_rank) ON run_id = k_run AND step = k_step AND rank = "
          "k_rank";
-}
-
-std::string ReplaceSql() {
-  return std::string(R"sql(
-UPDATE steps SET loss = v_loss, grad_norm = v_grad_norm, ref_loss = v_ref_loss, tokens = v_tokens,
-                 world_size = v_world_size, ga_steps = v_ga_steps,
-                 micro_batch_size = v_micro_batch_size, vocab_size = v_vocab_size, lr = v_lr,
-                 nonfinite_grads = v_nonfinite_grads, time = v_time, micro = v_micro,
-                 rest = v_rest, received_at = CAST(?17 AS DOUBLE PRECISION),
-                 version = steps.version + 1
-FROM )sql") +
-         kArrays + R"sql(
-WHERE steps.run_id = v_run AND steps.step = v_step AND steps.rank = v_rank)sql";
 }
 
 struct Key {
@@ -84,6 +120,7 @@ class BinaryArray {
   void Add(const std::optional<std::string>& bytes) {
     bytes ? Add(std::string_view(*bytes)) : Null();
   }
+  bool AllNull() const { return nulls_ == count_; }
   std::string Finish() const {
     std::string out;
     out.reserve(20 + body_.size());
@@ -102,6 +139,7 @@ class BinaryArray {
   void Null() {
     Length(-1);
     has_null_ = true;
+    ++nulls_;
   }
   void Length(std::int32_t length) {
     ++count_;
@@ -114,14 +152,14 @@ class BinaryArray {
 
   std::uint32_t element_type_;
   std::uint32_t count_ = 0;
+  std::uint32_t nulls_ = 0;
   bool has_null_ = false;
   std::string body_;
 };
 
 class ArrayStepWrites final : public StepWrites {
  public:
-  explicit ArrayStepWrites(Database& db)
-      : insert_(db, InsertSql()), stored_(db, StoredSql()), replace_(db, ReplaceSql()) {}
+  explicit ArrayStepWrites(Database& db) : db_(db), stored_(db, StoredSql()) {}
 
   std::vector<Analysis::Stored> Write(const std::vector<std::int64_t>& run_ids,
                                       const std::vector<wire::StepRecord>& records,
@@ -161,11 +199,11 @@ class ArrayStepWrites final : public StepWrites {
     if (begin == end) return;
     std::vector<std::size_t> all(end - begin);
     for (std::size_t i = begin; i < end; ++i) all[i - begin] = i;
-    BindRows(insert_, batch, all);
-    while (insert_.Step()) {
-      out[chunk.at(Key{insert_.Int(0), insert_.Int(1), insert_.Int(2)})] = Analysis::Stored::kNew;
+    Statement& insert = BindRows(inserts_, InsertSql, batch, all);
+    while (insert.Step()) {
+      out[chunk.at(Key{insert.Int(0), insert.Int(1), insert.Int(2)})] = Analysis::Stored::kNew;
     }
-    insert_.Reset();
+    insert.Reset();
     BinaryArray run(BinaryArray::kInt8), step(BinaryArray::kInt8), rank(BinaryArray::kInt8);
     std::size_t taken = 0;
     for (std::size_t i = begin; i < end; ++i) {
@@ -185,53 +223,65 @@ class ArrayStepWrites final : public StepWrites {
     }
     stored_.Reset();
     if (changed.empty()) return;
-    BindRows(replace_, batch, changed);
-    while (replace_.Step()) {
+    Statement& replace = BindRows(replaces_, ReplaceSql, batch, changed);
+    while (replace.Step()) {
     }
-    replace_.Reset();
+    replace.Reset();
     for (std::size_t i : changed) out[i] = Analysis::Stored::kReplaced;
   }
 
-  // Binds the records at `indexes` as the statement's column arrays (?1-?16) and `now` (?17).
-  static void BindRows(Statement& statement, const Batch& batch,
-                       const std::vector<std::size_t>& indexes) {
-    BinaryArray run(BinaryArray::kInt8), step(BinaryArray::kInt8), rank(BinaryArray::kInt8),
-        loss(BinaryArray::kFloat8), grad_norm(BinaryArray::kFloat8), ref_loss(BinaryArray::kFloat8),
-        tokens(BinaryArray::kInt8), world_size(BinaryArray::kInt8), ga_steps(BinaryArray::kInt8),
-        micro_batch_size(BinaryArray::kInt8), vocab_size(BinaryArray::kInt8),
-        lr(BinaryArray::kFloat8), nonfinite_grads(BinaryArray::kInt8), time(BinaryArray::kFloat8),
-        micro(BinaryArray::kBytea), rest(BinaryArray::kText);
-    // ColumnNumber: the same rows as on SQLite (a -0.0 as 0, its exact value in `rest`).
+  // The statement (from `statements`, made by `sql` on first use) for the columns the records at
+  // `indexes` send, bound to their arrays and to `now`.
+  Statement& BindRows(std::map<ColumnSet, Statement>& statements, std::string (*sql)(ColumnSet),
+                      const Batch& batch, const std::vector<std::size_t>& indexes) {
+    std::array<BinaryArray, kColumns.size()> arrays = {
+        BinaryArray(BinaryArray::kInt8),   BinaryArray(BinaryArray::kInt8),
+        BinaryArray(BinaryArray::kInt8),   BinaryArray(BinaryArray::kFloat8),
+        BinaryArray(BinaryArray::kFloat8), BinaryArray(BinaryArray::kFloat8),
+        BinaryArray(BinaryArray::kInt8),   BinaryArray(BinaryArray::kInt8),
+        BinaryArray(BinaryArray::kInt8),   BinaryArray(BinaryArray::kInt8),
+        BinaryArray(BinaryArray::kInt8),   BinaryArray(BinaryArray::kFloat8),
+        BinaryArray(BinaryArray::kInt8),   BinaryArray(BinaryArray::kFloat8),
+        BinaryArray(BinaryArray::kBytea),  BinaryArray(BinaryArray::kText)};
     for (std::size_t i : indexes) {
       const wire::StepRecord& r = batch.records[i];
-      run.Add(batch.run_ids[i]);
-      step.Add(r.step);
-      rank.Add(r.rank);
-      loss.Add(ColumnNumber(r.loss));
-      grad_norm.Add(ColumnNumber(r.grad_norm));
-      ref_loss.Add(ColumnNumber(r.ref_loss));
-      tokens.Add(r.tokens);
-      world_size.Add(r.world_size);
-      ga_steps.Add(r.ga_steps);
-      micro_batch_size.Add(r.micro_batch_size);
-      vocab_size.Add(r.vocab_size);
-      lr.Add(ColumnNumber(r.lr));
-      nonfinite_grads.Add(r.nonfinite_grads);
-      time.Add(ColumnNumber(r.time));
-      micro.Add(batch.encoded[i].micro);
-      rest.Add(batch.encoded[i].rest);
+      // ColumnNumber: the same rows as on SQLite (a -0.0 as 0, its exact value in `rest`).
+      arrays[0].Add(batch.run_ids[i]);
+      arrays[1].Add(r.step);
+      arrays[2].Add(r.rank);
+      arrays[3].Add(ColumnNumber(r.loss));
+      arrays[4].Add(ColumnNumber(r.grad_norm));
+      arrays[5].Add(ColumnNumber(r.ref_loss));
+      arrays[6].Add(r.tokens);
+      arrays[7].Add(r.world_size);
+      arrays[8].Add(r.ga_steps);
+      arrays[9].Add(r.micro_batch_size);
+      arrays[10].Add(r.vocab_size);
+      arrays[11].Add(ColumnNumber(r.lr));
+      arrays[12].Add(r.nonfinite_grads);
+      arrays[13].Add(ColumnNumber(r.time));
+      arrays[14].Add(batch.encoded[i].micro);
+      arrays[15].Add(batch.encoded[i].rest);
     }
+    ColumnSet sent = 0;
+    for (std::size_t c = 0; c < kColumns.size(); ++c) {
+      if (!kColumns[c].optional || !arrays[c].AllNull()) sent |= ColumnSet{1} << c;
+    }
+    auto it = statements.find(sent);
+    if (it == statements.end()) it = statements.emplace(sent, Statement(db_, sql(sent))).first;
+    Statement& statement = it->second;
     statement.Reset();
     int parameter = 1;
-    for (BinaryArray* array :
-         {&run, &step, &rank, &loss, &grad_norm, &ref_loss, &tokens, &world_size, &ga_steps,
-          &micro_batch_size, &vocab_size, &lr, &nonfinite_grads, &time, &micro, &rest}) {
-      statement.BindBinary(parameter++, array->Finish());
+    for (std::size_t c = 0; c < kColumns.size(); ++c) {
+      if (sent >> c & 1) statement.BindBinary(parameter++, arrays[c].Finish());
     }
     statement.BindNumber(parameter, batch.now);
+    return statement;
   }
 
-  Statement insert_, stored_, replace_;
+  Database& db_;
+  Statement stored_;
+  std::map<ColumnSet, Statement> inserts_, replaces_;  // by the columns sent
 };
 
 }  // namespace

@@ -47,8 +47,8 @@ wire::StepRecord ReadStepValues(const Statement& row, int first, std::string run
 // Micro-batches as bytes: a format byte (1), then per micro-batch a flags byte (bit 0: a loss_sum
 // follows; bits 1 and 2: the loss, the loss_sum is a float32 value and takes 4 bytes), the loss (4
 // or 8 bytes, IEEE 754, little-endian: NaN, infinities and -0.0 kept), the tokens as an unsigned
-// LEB128 varint, and the loss_sum (4 or 8 bytes) when present. A float32 trainer's micro-batch takes
-// 11 bytes against ~50 as JSON.
+// LEB128 varint, and the loss_sum (4 or 8 bytes) when present. A float32 trainer's micro-batch
+// takes 11 bytes against ~50 as JSON.
 std::string EncodeMicroBatches(const std::vector<wire::MicroBatch>& micro);
 // nullopt when `bytes` is not such an encoding.
 std::optional<std::vector<wire::MicroBatch>> DecodeMicroBatches(std::string_view bytes);
