@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -16,6 +17,7 @@
 #include "api/static_files.h"
 #include "http/exposure.h"
 #include "http/http_server.h"
+#include "http/signal_waiter.h"
 #include "lifecycle/run_lifecycle.h"
 #include "notify/dispatcher.h"
 #include "store/store.h"
@@ -324,6 +326,18 @@ std::string HostName() {
 
 // Opens the database and serves until SIGINT/SIGTERM. Returns the exit code.
 int Serve(const ServerFlags& f, const Startup& startup) {
+  // Until the server listens there is nothing to finish: a signal ends the process, as it would
+  // unhandled (an open transaction, a migration's included, is rolled back by the database).
+  std::atomic<http::HttpServer*> serving{nullptr};
+  http::SignalWaiter signals([&serving](int signal) {
+    http::HttpServer* server = serving.load();
+    if (server == nullptr) {
+      spdlog::warn("signal {} while starting: stopping now", signal);
+      std::_Exit(128 + signal);
+    }
+    spdlog::info("signal {}: finishing requests in progress, then stopping", signal);
+    server->Shutdown();
+  });
   try {
     store::StoreOptions store_options;
     store_options.durability =
@@ -350,7 +364,13 @@ int Serve(const ServerFlags& f, const Startup& startup) {
     options.tls_certificate_file = f.tls_cert_file;
     options.tls_key_file = f.tls_key_file;
     http::HttpServer server(router, options);
+    // However this scope ends, the signal thread ends before `server` is destroyed.
+    struct StopSignalsFirst {
+      http::SignalWaiter& signals;
+      ~StopSignalsFirst() { signals.Stop(); }
+    } stop_signals_first{signals};
     auto endpoint = server.Listen(startup.address);
+    serving.store(&server);
     std::string host = endpoint.address().is_v6() ? "[" + endpoint.address().to_string() + "]"
                                                   : endpoint.address().to_string();
     // The one line on stdout: scripts and tests read the bound address (port 0) from it.
@@ -394,6 +414,9 @@ int main(int argc, char** argv) {
   CLI::App app{
       "lossguard-server: stores per-step training records, answers REST queries for runs and "
       "alerts."};
+  // First, before any thread exists: every thread inherits the mask, and only the SignalWaiter
+  // takes SIGINT/SIGTERM.
+  lossguard::http::BlockTerminationSignals();
   lossguard::ServerFlags flags;
   lossguard::AddFlags(app, flags);
   CLI11_PARSE(app, argc, argv);

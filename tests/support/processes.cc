@@ -150,8 +150,23 @@ int ServerProcess::Stop(int signal, std::chrono::milliseconds timeout) {
   kill(pid_, signal);
   std::optional<int> code = WaitUntil(pid_, Clock::now() + timeout);
   if (!code) {
+    // Its signal state says whether the signal is pending (blocked, or never handled) or was taken.
+    std::string signals;
+    std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("Sig", 0) == 0 || line.rfind("ShdPnd", 0) == 0) signals += line + "; ";
+    }
+    std::error_code ec;
+    for (const auto& task :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(pid_) + "/task", ec)) {
+      std::ifstream wchan(task.path() / "wchan");
+      std::string waiting;
+      std::getline(wchan, waiting);
+      signals += "thread " + task.path().filename().string() + " waits in " + waiting + "; ";
+    }
     throw std::runtime_error("lossguard-server did not exit within the timeout after signal " +
-                             std::to_string(signal) + "; its stderr: " + StderrText());
+                             std::to_string(signal) + " (" + signals +
+                             "); its stderr: " + StderrText());
   }
   pid_ = -1;
   return *code;

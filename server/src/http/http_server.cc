@@ -9,7 +9,6 @@
 #include <array>
 #include <atomic>
 #include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -219,31 +218,20 @@ HttpServer::~HttpServer() = default;
 
 tcp::endpoint HttpServer::Listen(const client::HostPort& address) {
   listener_ = std::make_shared<Listener>(ioc_, context_, options_.max_connections);
-  tcp::endpoint endpoint = listener_->Open(address);
-  // Before the caller announces the address: from then on a SIGTERM finishes requests in progress
-  // rather than killing the process. A signal before Run() waits in the io_context until it runs.
-  signals_.emplace(ioc_, SIGINT, SIGTERM);
-  signals_->async_wait([this](const boost::system::error_code& ec, int signal) {
-    if (ec) return;
-    spdlog::info("signal {}: finishing requests in progress, then stopping", signal);
-    BeginShutdown();
-  });
-  return endpoint;
+  return listener_->Open(address);
 }
 
 void HttpServer::Shutdown() {
   net::post(ioc_, [this] { BeginShutdown(); });
 }
 
-// Runs on an I/O thread. Stops accepting, drops the signal wait (the only other pending work), asks
-// every session to finish, and arms a hard deadline on its own thread: a timer inside ioc_ would
-// itself keep Run() alive for the whole grace period.
+// Runs on an I/O thread. Stops accepting, asks every session to finish, and arms a hard deadline on
+// its own thread: a timer inside ioc_ would itself keep Run() alive for the whole grace period.
 void HttpServer::BeginShutdown() {
   std::lock_guard lock(shutdown_mutex_);
   if (shutting_down_) return;
   shutting_down_ = true;
   if (listener_) listener_->Stop();
-  if (signals_) signals_->cancel();
   registry_.ForEach([](const std::shared_ptr<Session>& session) { session->Shutdown(); });
   watchdog_ = std::thread([this] {
     std::unique_lock wait_lock(shutdown_mutex_);
@@ -261,7 +249,7 @@ void HttpServer::Run() {
 
   std::vector<std::thread> threads;
   for (int i = 1; i < options_.threads; ++i) threads.emplace_back([this] { ioc_.run(); });
-  ioc_.run();  // returns once the acceptor, the signal wait and every session are gone
+  ioc_.run();  // returns once the acceptor and every session are gone
   for (std::thread& thread : threads) thread.join();
   write_pool_.join();  // idle by now: every session, and so every handler, has finished
   {
@@ -270,7 +258,6 @@ void HttpServer::Run() {
   }
   stopped_.notify_all();
   if (watchdog_.joinable()) watchdog_.join();
-  signals_.reset();
 }
 
 }  // namespace lossguard::http

@@ -2,7 +2,6 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <condition_variable>
@@ -36,8 +35,9 @@ struct HttpServerOptions {
 // The asynchronous Beast server: an acceptor, a session per connection on its own strand, and
 // `threads` I/O threads. Out of file descriptors (EMFILE/ENFILE), it stops accepting for a while
 // (backing off to a second) and says so in the log at most every 10 s, instead of spinning.
-// Graceful shutdown on SIGINT/SIGTERM or Shutdown(): stop accepting, let
-// requests in progress finish, close idle connections, return from Run().
+// Graceful shutdown on Shutdown() (the server's main() calls it on SIGINT/SIGTERM, see
+// signal_waiter.h): stop accepting, let requests in progress finish, close idle connections,
+// return from Run().
 class HttpServer {
  public:
   // Throws std::runtime_error naming the file when a TLS certificate or key cannot be loaded (or
@@ -45,9 +45,8 @@ class HttpServer {
   HttpServer(const Router& router, HttpServerOptions options);
   ~HttpServer();
 
-  // Binds and listens, and takes SIGINT/SIGTERM from here on (a signal before Run() stops the
-  // server as soon as it runs); throws std::runtime_error naming the address and the OS error.
-  // Returns the bound endpoint (the actual port when `address.port` is 0).
+  // Binds and listens; throws std::runtime_error naming the address and the OS error. Returns the
+  // bound endpoint (the actual port when `address.port` is 0).
   boost::asio::ip::tcp::endpoint Listen(const client::HostPort& address);
 
   // Serves until shutdown; returns once every session has finished or the grace period ran out.
@@ -68,7 +67,6 @@ class HttpServer {
   SessionRegistry registry_;
   SessionContext context_;
   std::shared_ptr<Listener> listener_;
-  std::optional<boost::asio::signal_set> signals_;
   std::mutex shutdown_mutex_;
   std::condition_variable stopped_;
   bool shutting_down_ = false;  // guarded by shutdown_mutex_

@@ -13,24 +13,26 @@ namespace {
 // Removes rows of `table` of `run_id` in key order, about `chunk_rows` of them: up to the key of
 // the chunk_rows-th row (a whole step of every rank, for steps), or all that are left. Returns how
 // many it removed.
-std::int64_t PurgeChunk(Database& db, const char* table, const char* key, std::int64_t run_id,
-                        std::int64_t chunk_rows) {
+std::int64_t PurgeChunk(Database& db, const char* table, const std::vector<const char*>& key,
+                        std::int64_t run_id, std::int64_t chunk_rows) {
+  std::string columns, placeholders;
+  for (const char* column : key) {
+    columns += std::string(columns.empty() ? "" : ", ") + column;
+    placeholders += placeholders.empty() ? "?" : ", ?";
+  }
   const std::string from = std::string(" FROM ") + table + " WHERE run_id = ?";
-  Statement boundary(
-      db, std::string("SELECT ") + key + from + " ORDER BY " + key + " LIMIT 1 OFFSET ?");
+  Statement boundary(db, "SELECT " + columns + from + " ORDER BY " + columns + " LIMIT 1 OFFSET ?");
   boundary.Bind(1, run_id).Bind(2, chunk_rows - 1);
   if (!boundary.Step()) {
     Statement all(db, "DELETE" + from);
     all.Bind(1, run_id).Step();
     return db.Changes();
   }
-  const std::string key_text(key);
-  const int key_columns = static_cast<int>(std::count(key_text.begin(), key_text.end(), ',')) + 1;
-  std::string placeholders = "?";
-  for (int i = 1; i < key_columns; ++i) placeholders += ", ?";
-  Statement some(db, "DELETE" + from + " AND (" + key_text + ") <= (" + placeholders + ")");
+  Statement some(db, "DELETE" + from + " AND (" + columns + ") <= (" + placeholders + ")");
   some.Bind(1, run_id);
-  for (int i = 0; i < key_columns; ++i) some.Bind(i + 2, boundary.Int(i));
+  for (std::size_t i = 0; i < key.size(); ++i) {
+    some.Bind(static_cast<int>(i) + 2, boundary.Int(static_cast<int>(i)));
+  }
   boundary.Reset();
   some.Step();
   return db.Changes();
@@ -69,10 +71,10 @@ std::int64_t Store::PurgeDeletedRuns(std::int64_t chunk_rows) {
       const std::int64_t run_id = deleted.Int(0);
       deleted.Reset();
       db.LockRun(run_id);
-      removed = PurgeChunk(db, "steps", "step", run_id, chunk_rows);
+      removed = PurgeChunk(db, "steps", {"step"}, run_id, chunk_rows);
       if (removed < chunk_rows) {
-        removed +=
-            PurgeChunk(db, "step_rollups", "rank, width, bucket", run_id, chunk_rows - removed);
+        removed += PurgeChunk(db, "step_rollups", {"rank", "width", "bucket"}, run_id,
+                              chunk_rows - removed);
       }
       if (removed < chunk_rows) {  // nothing of it is left
         Statement row(db, "DELETE FROM runs WHERE id = ?");
