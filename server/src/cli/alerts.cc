@@ -11,11 +11,8 @@ namespace lossguard::cli {
 int Alerts(const AlertsOptions& options, std::ostream& out, std::ostream& err) {
   std::string target = "/api/v1/alerts?state=" + client::PercentEncode(options.state);
   if (options.run) target += "&run=" + client::PercentEncode(*options.run);
-  client::HttpClientOptions http;
-  http.token = options.token;
-  http.ca_file = options.ca_file;
-  client::HttpClient client(options.server_url,
-                            http);  // a malformed URL throws: a usage error for main()
+  // A malformed URL throws: a usage error for main().
+  client::HttpClient client(options.server.url, options.server.ClientOptions(kReadTimeout));
   client::HttpResponse response;
   try {
     response = client.Get(target);

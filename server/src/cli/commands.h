@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -9,14 +10,26 @@
 #include <vector>
 
 #include "lossguard/analyzers/analyzer_options.h"
+#include "lossguard/client/http_client.h"
 
 namespace lossguard::cli {
 
+// The server a command talks to (--server, --token-file, --ca-file).
+struct ServerConnection {
+  std::string url;
+  std::string token;    // the write token, or the read token for commands that only read
+  std::string ca_file;  // https: the CAs to verify the server with (else the system's)
+  // The HTTP client options for it, each request given `timeout`.
+  client::HttpClientOptions ClientOptions(std::chrono::seconds timeout) const {
+    return client::HttpClientOptions{token, timeout, ca_file};
+  }
+};
+// Per request: a query or a delete; a batch of records (the server may be busy storing others).
+inline constexpr std::chrono::seconds kReadTimeout{30}, kSendTimeout{60};
+
 struct ReplayOptions {
   std::string file;
-  std::string server_url;
-  std::string token;
-  std::string ca_file;  // https: the CAs to verify the server with (else the system's)
+  ServerConnection server;
   std::size_t batch_size = 1000;
   int retries = 5;  // per batch, on transport failure only (server restarting); 4xx is final
 };
@@ -28,9 +41,7 @@ int Replay(const ReplayOptions& options, std::ostream& out, std::ostream& err);
 
 struct FlushOptions {
   std::string dir;  // a spool directory (the default one, or a trainer's --spool-dir)
-  std::string server_url;
-  std::string token;
-  std::string ca_file;  // https: the CAs to verify the server with (else the system's)
+  ServerConnection server;
   std::size_t batch_size = 1000;
   int retries = 5;
 };
@@ -42,9 +53,7 @@ struct FlushOptions {
 int Flush(const FlushOptions& options, std::ostream& out, std::ostream& err);
 
 struct AlertsOptions {
-  std::string server_url;
-  std::string token;  // the read token, when the server requires one
-  std::string ca_file;
+  ServerConnection server;  // its token: the read token, when the server requires one
   std::optional<std::string> run;
   std::string state = "all";
   bool json = false;
@@ -60,9 +69,7 @@ struct ImportOptions {
   std::optional<std::int64_t> micro_batch_size;  // else the file's train_batch_size
   std::optional<std::int64_t> vocab_size;
   std::int64_t world_size = 1;
-  std::string server_url;
-  std::string token;
-  std::string ca_file;             // https: the CAs to verify the server with (else the system's)
+  ServerConnection server;
   std::optional<std::string> out;  // write NDJSON here instead of sending
   std::size_t batch_size = 1000;
   int retries = 5;
@@ -107,9 +114,7 @@ int Copy(const CopyOptions& options, std::ostream& out, std::ostream& err);
 
 struct DeleteOptions {
   std::string run;
-  std::string server_url;
-  std::string token;
-  std::string ca_file;
+  ServerConnection server;
 };
 
 // Deletes a run on the server (DELETE /api/v1/runs/{run}): its records, alerts and notifications.
@@ -118,9 +123,7 @@ int DeleteRun(const DeleteOptions& options, std::ostream& out, std::ostream& err
 
 struct ExportOptions {
   std::string run;
-  std::string server_url;
-  std::string token;
-  std::string ca_file;
+  ServerConnection server;
   std::optional<std::string> out;  // else stdout
   std::string format = "ndjson";   // the only one so far
 };

@@ -41,9 +41,7 @@ int Flush(const FlushOptions& options, std::ostream& out, std::ostream& err) {
     err << "lossguard flush: cannot read " << options.dir << ": " << e.what() << "\n";
     return 1;
   }
-  client::IngestClient client(
-      options.server_url,
-      client::HttpClientOptions{options.token, std::chrono::seconds(60), options.ca_file});
+  client::IngestClient client(options.server.url, options.server.ClientOptions(kSendTimeout));
   int failed = 0;
   SendTotals all;
   for (const std::filesystem::path& path : spools) {

@@ -120,8 +120,7 @@ int Import(const ImportOptions& o, std::ostream& out, std::ostream& err) {
     out << "wrote " << summary << " to " << *o.out << "\n";
     return 0;
   }
-  client::IngestClient client(
-      o.server_url, client::HttpClientOptions{o.token, std::chrono::seconds(60), o.ca_file});
+  client::IngestClient client(o.server.url, o.server.ClientOptions(kSendTimeout));
   SendTotals totals;
   for (std::size_t i = 0; i < c.lines.size(); i += o.batch_size) {
     const std::vector<std::string> batch(

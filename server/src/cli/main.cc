@@ -18,16 +18,16 @@ constexpr const char* kDefaultServer = "http://127.0.0.1:8080";
 // The exit code of the subcommand that ran.
 int exit_code = 0;
 
-// --server and --token-file (else $LOSSGUARD_TOKEN), read into `token` once the command line is
-// parsed: the write token for commands that write, the read token (or the write token) for those
-// that read from a server started with --read-token-file. False, after saying why, when the token
-// cannot be read.
+// --server, --ca-file (else $LOSSGUARD_CA_FILE) and --token-file (else $LOSSGUARD_TOKEN), read
+// into a ServerConnection once the command line is parsed; the token is the write token for
+// commands that write, the read token (or the write token) for those that read from a server
+// started with --read-token-file. False, after saying why, when the token cannot be read.
 struct ServerFlags {
   std::optional<std::string> token_file;
   std::string ca_file;
-  void Add(CLI::App& command, std::string& server_url, bool writes) {
-    server_url = kDefaultServer;
-    command.add_option("--server", server_url, "server URL (http:// or https://)")
+  void Add(CLI::App& command, ServerConnection& server, bool writes) {
+    server.url = kDefaultServer;
+    command.add_option("--server", server.url, "server URL (http:// or https://)")
         ->capture_default_str();
     command
         .add_option("--ca-file", ca_file,
@@ -40,11 +40,11 @@ struct ServerFlags {
                            : "bearer token file, when the server requires a read token: the read "
                              "token or the write token (else LOSSGUARD_TOKEN)");
   }
-  bool Load(const char* command, std::string& token, std::string& ca) const {
-    ca = ca_file;
+  bool Load(const char* command, ServerConnection& server) const {
+    server.ca_file = ca_file;
     if (const char* from_environment = std::getenv("LOSSGUARD_CA_FILE");
-        ca.empty() && from_environment != nullptr) {
-      ca = from_environment;
+        server.ca_file.empty() && from_environment != nullptr) {
+      server.ca_file = from_environment;
     }
     auto loaded = LoadToken(token_file, std::getenv("LOSSGUARD_TOKEN"));
     if (!loaded) {
@@ -52,7 +52,7 @@ struct ServerFlags {
       exit_code = 2;
       return false;
     }
-    token = loaded.value().value_or("");
+    server.token = loaded.value().value_or("");
     return true;
   }
 };
@@ -63,13 +63,12 @@ void AddReplay(CLI::App& app) {
   CLI::App* command =
       app.add_subcommand("replay", "send the records of an NDJSON file (one v1 record per line)");
   command->add_option("file", options->file, "NDJSON file")->required()->check(CLI::ExistingFile);
-  flags->Add(*command, options->server_url, /*writes=*/true);
+  flags->Add(*command, options->server, /*writes=*/true);
   command->add_option("--batch-size", options->batch_size, "records per request")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
   command->callback([options, flags] {
-    if (flags->Load("replay", options->token, options->ca_file))
-      exit_code = Replay(*options, std::cout, std::cerr);
+    if (flags->Load("replay", options->server)) exit_code = Replay(*options, std::cout, std::cerr);
   });
 }
 
@@ -83,13 +82,12 @@ void AddFlush(CLI::App& app) {
       ->add_option("dir", options->dir,
                    "spool directory ($LOSSGUARD_SPOOL_DIR, else ~/.local/state/lossguard/spool)")
       ->capture_default_str();
-  flags->Add(*command, options->server_url, /*writes=*/true);
+  flags->Add(*command, options->server, /*writes=*/true);
   command->add_option("--batch-size", options->batch_size, "records per request")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
   command->callback([options, flags] {
-    if (flags->Load("flush", options->token, options->ca_file))
-      exit_code = Flush(*options, std::cout, std::cerr);
+    if (flags->Load("flush", options->server)) exit_code = Flush(*options, std::cout, std::cerr);
   });
 }
 
@@ -97,15 +95,14 @@ void AddAlerts(CLI::App& app) {
   auto options = std::make_shared<AlertsOptions>();
   auto flags = std::make_shared<ServerFlags>();
   CLI::App* command = app.add_subcommand("alerts", "list alerts");
-  flags->Add(*command, options->server_url, /*writes=*/false);
+  flags->Add(*command, options->server, /*writes=*/false);
   command->add_option("--run", options->run, "only this run");
   command->add_option("--state", options->state, "open, resolved or all")
       ->check(CLI::IsMember({"open", "resolved", "all"}))
       ->capture_default_str();
   command->add_flag("--json", options->json, "print the server's JSON");
   command->callback([options, flags] {
-    if (flags->Load("alerts", options->token, options->ca_file))
-      exit_code = Alerts(*options, std::cout, std::cerr);
+    if (flags->Load("alerts", options->server)) exit_code = Alerts(*options, std::cout, std::cerr);
   });
 }
 
@@ -133,11 +130,10 @@ void AddImport(CLI::App& app) {
   command->add_option("--world-size", options->world_size, "data-parallel processes")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
-  flags->Add(*command, options->server_url, /*writes=*/true);
+  flags->Add(*command, options->server, /*writes=*/true);
   command->add_option("--out", options->out, "write the records as NDJSON here instead of sending");
   command->callback([options, flags] {
-    if (flags->Load("import", options->token, options->ca_file))
-      exit_code = Import(*options, std::cout, std::cerr);
+    if (flags->Load("import", options->server)) exit_code = Import(*options, std::cout, std::cerr);
   });
 }
 
@@ -164,9 +160,9 @@ void AddDelete(CLI::App& app) {
   CLI::App* command = app.add_subcommand(
       "delete", "delete a run on the server: its records, alerts and notifications, for good");
   command->add_option("run", options->run, "run name")->required();
-  flags->Add(*command, options->server_url, /*writes=*/true);
+  flags->Add(*command, options->server, /*writes=*/true);
   command->callback([options, flags] {
-    if (flags->Load("delete", options->token, options->ca_file))
+    if (flags->Load("delete", options->server))
       exit_code = DeleteRun(*options, std::cout, std::cerr);
   });
 }
@@ -182,9 +178,9 @@ void AddExport(CLI::App& app) {
       ->check(CLI::IsMember({"ndjson"}))
       ->capture_default_str();
   command->add_option("--out,-o", options->out, "file to write (default: stdout)");
-  flags->Add(*command, options->server_url, /*writes=*/false);
+  flags->Add(*command, options->server, /*writes=*/false);
   command->callback([options, flags] {
-    if (flags->Load("export", options->token, options->ca_file))
+    if (flags->Load("export", options->server))
       exit_code = ExportRun(*options, std::cout, std::cerr);
   });
 }

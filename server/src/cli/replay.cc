@@ -14,9 +14,7 @@ int Replay(const ReplayOptions& options, std::ostream& out, std::ostream& err) {
     err << "lossguard replay: cannot open " << options.file << "\n";
     return 1;
   }
-  client::IngestClient client(
-      options.server_url,
-      client::HttpClientOptions{options.token, std::chrono::seconds(60), options.ca_file});
+  client::IngestClient client(options.server.url, options.server.ClientOptions(kSendTimeout));
   SendTotals totals;
   std::vector<std::string> batch;
   std::size_t line_number = 0;

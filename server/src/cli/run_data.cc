@@ -29,10 +29,7 @@ bool Refused(const char* command, const client::HttpResponse& response, const st
 }  // namespace
 
 int DeleteRun(const DeleteOptions& options, std::ostream& out, std::ostream& err) {
-  client::HttpClientOptions http;
-  http.token = options.token;
-  http.ca_file = options.ca_file;
-  client::HttpClient client(options.server_url, http);
+  client::HttpClient client(options.server.url, options.server.ClientOptions(kReadTimeout));
   client::HttpResponse response;
   try {
     response =
@@ -41,7 +38,7 @@ int DeleteRun(const DeleteOptions& options, std::ostream& out, std::ostream& err
     err << "lossguard delete: " << e.what() << "\n";
     return 1;
   }
-  if (Refused("delete", response, options.run, options.server_url, err)) return 1;
+  if (Refused("delete", response, options.run, options.server.url, err)) return 1;
   std::int64_t records = 0;
   try {
     records = wire::ParseJsonText(response.body).at("records").get<std::int64_t>();
@@ -54,10 +51,7 @@ int DeleteRun(const DeleteOptions& options, std::ostream& out, std::ostream& err
 }
 
 int ExportRun(const ExportOptions& options, std::ostream& out, std::ostream& err) {
-  client::HttpClientOptions http;
-  http.ca_file = options.ca_file;
-  http.token = options.token;
-  client::HttpClient client(options.server_url, http);
+  client::HttpClient client(options.server.url, options.server.ClientOptions(kReadTimeout));
   std::ofstream file;
   if (options.out) {
     file.open(*options.out, std::ios::binary | std::ios::trunc);
@@ -79,7 +73,7 @@ int ExportRun(const ExportOptions& options, std::ostream& out, std::ostream& err
       err << "lossguard export: " << e.what() << " (after " << records << " records)\n";
       return 1;
     }
-    if (Refused("export", response, options.run, options.server_url, err)) return 1;
+    if (Refused("export", response, options.run, options.server.url, err)) return 1;
     nlohmann::json page;
     try {
       page = wire::ParseJsonText(response.body);
