@@ -10,5 +10,6 @@ trap 'rm -rf "$work"' EXIT
 cmake --install "$build" --prefix "$work/prefix" >/dev/null
 cmake -S "$source/cmake/project-import-cmake" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
 cmake --build "$work/consumer" >/dev/null
-"$work/consumer/consumer" | grep -q '"run":"consumer"'
+output=$("$work/consumer/consumer")  # whole, then searched (no `| grep -q` under pipefail)
+grep -q '"run":"consumer"' <<<"$output" || { echo "consumer printed: $output"; exit 1; }
 echo "package consumer: built and ran against $work/prefix"

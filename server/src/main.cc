@@ -373,7 +373,6 @@ int Serve(const ServerFlags& f, const Startup& startup) {
     serving.store(&server);
     std::string host = endpoint.address().is_v6() ? "[" + endpoint.address().to_string() + "]"
                                                   : endpoint.address().to_string();
-    // The one line on stdout: scripts and tests read the bound address (port 0) from it.
     notify::DispatcherOptions notify_options;
     notify_options.webhooks = startup.webhooks;
     notify_options.ca_file = f.notify_ca_file;
@@ -382,9 +381,6 @@ int Serve(const ServerFlags& f, const Startup& startup) {
     notify::Dispatcher dispatcher(store, notify_options, &metrics);
     dispatcher.Start();
     lifecycle.Start();
-    std::printf("lossguard-server listening on %s://%s:%u\n",
-                f.tls_cert_file.empty() ? "http" : "https", host.c_str(), endpoint.port());
-    std::fflush(stdout);
     spdlog::info("database {} ({} sync), {} threads, auth {}, analyzers {}, {} webhooks",
                  startup.location.Describe(), f.sync, f.threads, AuthSummary(startup),
                  f.analyzers_switch, startup.webhooks.size());
@@ -396,6 +392,11 @@ int Serve(const ServerFlags& f, const Startup& startup) {
       spdlog::info("notifying {} of {} episodes and above", hook.target.label,
                    f.notify_min_severity);
     }
+    // The one line on stdout: scripts and tests read the bound address (port 0) from it. Last, so
+    // that whoever reads it finds the start-up log complete.
+    std::printf("lossguard-server listening on %s://%s:%u\n",
+                f.tls_cert_file.empty() ? "http" : "https", host.c_str(), endpoint.port());
+    std::fflush(stdout);
     server.Run();
     dispatcher.Stop();
     lifecycle.Stop();

@@ -17,10 +17,15 @@ done
 url=$(grep -o 'http://[^ ]*' "$work/server.out") || { cat "$work/server.err"; exit 1; }
 grep -q "dashboard from $prefix/share/lossguard/web" "$work/server.err" ||
   { echo "the server did not serve the installed dashboard:"; cat "$work/server.err"; exit 1; }
-curl -sf "$url/" | grep -q '<title>lossguard</title>'
-curl -sf "$url/assets/app.js" | grep -q 'lossguardDashboard'
-curl -sf "$url/healthz" | grep -q '"status":"ok"'
-"$prefix/bin/lossguard" --help | grep -q 'replay'
+# Each answer read whole before it is searched: `curl ... | grep -q` under pipefail fails whenever
+# grep has found its text and exited before curl wrote the rest (app.js, the CLI's help).
+expect() {  # expect WHAT TEXT PATTERN
+  grep -q -- "$3" <<<"$2" || { echo "$1 does not contain $3"; exit 1; }
+}
+expect "GET /" "$(curl -sf "$url/")" '<title>lossguard</title>'
+expect "GET /assets/app.js" "$(curl -sf "$url/assets/app.js")" 'lossguardDashboard'
+expect "GET /healthz" "$(curl -sf "$url/healthz")" '"status":"ok"'
+expect "lossguard --help" "$("$prefix/bin/lossguard" --help)" 'replay'
 kill "$server"
 wait "$server" || true
 trap - EXIT
