@@ -12,27 +12,31 @@ namespace {
 // The columns of a step row as the writer sends them: one array each. A chunk's all-NULL optional
 // columns (fields no record of it sent: commonly micro, rest, time, nonfinite_grads) are left out
 // of its statements, which then write NULL: each array is a column of unnest for the database.
+// Element type OIDs (pg_type.h) of the arrays sent in binary form.
+constexpr std::uint32_t kInt8 = 20, kFloat8 = 701, kText = 25, kBytea = 17;
+
 struct ArrayColumn {
   const char* name;
-  const char* type;
+  const char* type;       // its SQL type
+  std::uint32_t element;  // the OID of that type
   bool optional;
 };
-constexpr std::array<ArrayColumn, 16> kColumns = {{{"run_id", "BIGINT", false},
-                                                   {"step", "BIGINT", false},
-                                                   {"rank", "BIGINT", false},
-                                                   {"loss", "DOUBLE PRECISION", false},
-                                                   {"grad_norm", "DOUBLE PRECISION", true},
-                                                   {"ref_loss", "DOUBLE PRECISION", true},
-                                                   {"tokens", "BIGINT", true},
-                                                   {"world_size", "BIGINT", false},
-                                                   {"ga_steps", "BIGINT", false},
-                                                   {"micro_batch_size", "BIGINT", false},
-                                                   {"vocab_size", "BIGINT", true},
-                                                   {"lr", "DOUBLE PRECISION", true},
-                                                   {"nonfinite_grads", "BIGINT", true},
-                                                   {"time", "DOUBLE PRECISION", true},
-                                                   {"micro", "BYTEA", true},
-                                                   {"rest", "TEXT", true}}};
+constexpr std::array<ArrayColumn, 16> kColumns = {{{"run_id", "BIGINT", kInt8, false},
+                                                   {"step", "BIGINT", kInt8, false},
+                                                   {"rank", "BIGINT", kInt8, false},
+                                                   {"loss", "DOUBLE PRECISION", kFloat8, false},
+                                                   {"grad_norm", "DOUBLE PRECISION", kFloat8, true},
+                                                   {"ref_loss", "DOUBLE PRECISION", kFloat8, true},
+                                                   {"tokens", "BIGINT", kInt8, true},
+                                                   {"world_size", "BIGINT", kInt8, false},
+                                                   {"ga_steps", "BIGINT", kInt8, false},
+                                                   {"micro_batch_size", "BIGINT", kInt8, false},
+                                                   {"vocab_size", "BIGINT", kInt8, true},
+                                                   {"lr", "DOUBLE PRECISION", kFloat8, true},
+                                                   {"nonfinite_grads", "BIGINT", kInt8, true},
+                                                   {"time", "DOUBLE PRECISION", kFloat8, true},
+                                                   {"micro", "BYTEA", kBytea, true},
+                                                   {"rest", "TEXT", kText, true}}};
 using ColumnSet = std::uint32_t;  // bit i: kColumns[i] is sent
 
 // unnest(CAST(?1 AS T[]), ...) AS v(v_name, ...) over the columns in `sent`; returns the number
@@ -95,10 +99,9 @@ struct KeyHash {
 };
 
 // A one-dimensional array in PostgreSQL's binary (send/receive) format, one column of a chunk: no
-// text to escape on this side nor to parse on the server's. Element type OIDs from pg_type.h.
+// text to escape on this side nor to parse on the server's.
 class BinaryArray {
  public:
-  static constexpr std::uint32_t kInt8 = 20, kFloat8 = 701, kText = 25, kBytea = 17;
   explicit BinaryArray(std::uint32_t element_type) : element_type_(element_type) {}
 
   void Add(std::int64_t value) {
@@ -204,7 +207,7 @@ class ArrayStepWrites final : public StepWrites {
       out[chunk.at(Key{insert.Int(0), insert.Int(1), insert.Int(2)})] = Analysis::Stored::kNew;
     }
     insert.Reset();
-    BinaryArray run(BinaryArray::kInt8), step(BinaryArray::kInt8), rank(BinaryArray::kInt8);
+    BinaryArray run(kInt8), step(kInt8), rank(kInt8);
     std::size_t taken = 0;
     for (std::size_t i = begin; i < end; ++i) {
       if (out[i] == Analysis::Stored::kNew) continue;
@@ -234,15 +237,9 @@ class ArrayStepWrites final : public StepWrites {
   // `indexes` send, bound to their arrays and to `now`.
   Statement& BindRows(std::map<ColumnSet, Statement>& statements, std::string (*sql)(ColumnSet),
                       const Batch& batch, const std::vector<std::size_t>& indexes) {
-    std::array<BinaryArray, kColumns.size()> arrays = {
-        BinaryArray(BinaryArray::kInt8),   BinaryArray(BinaryArray::kInt8),
-        BinaryArray(BinaryArray::kInt8),   BinaryArray(BinaryArray::kFloat8),
-        BinaryArray(BinaryArray::kFloat8), BinaryArray(BinaryArray::kFloat8),
-        BinaryArray(BinaryArray::kInt8),   BinaryArray(BinaryArray::kInt8),
-        BinaryArray(BinaryArray::kInt8),   BinaryArray(BinaryArray::kInt8),
-        BinaryArray(BinaryArray::kInt8),   BinaryArray(BinaryArray::kFloat8),
-        BinaryArray(BinaryArray::kInt8),   BinaryArray(BinaryArray::kFloat8),
-        BinaryArray(BinaryArray::kBytea),  BinaryArray(BinaryArray::kText)};
+    std::vector<BinaryArray> arrays;
+    arrays.reserve(kColumns.size());
+    for (const ArrayColumn& column : kColumns) arrays.emplace_back(column.element);
     for (std::size_t i : indexes) {
       const wire::StepRecord& r = batch.records[i];
       // ColumnNumber: the same rows as on SQLite (a -0.0 as 0, its exact value in `rest`).
