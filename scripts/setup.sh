@@ -33,19 +33,24 @@ if [[ "${LOSSGUARD_NO_TORCH:-0}" != 1 ]]; then
   packages+=(libtorch-dev libgloo-dev)
   # The Python package (collector/python): a torch extension built against Debian's python3-torch,
   # which shares its libtorch with libtorch-dev; tests run under Debian's pytest.
-  packages+=(python3-dev python3-torch pybind11-dev python3-pybind11 python3-pytest)
+  packages+=(python3-dev python3-torch pybind11-dev python3-pybind11 python3-pytest
+             python3-venv)
 fi
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=()
+  [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "setup: done"
+fi
 
-echo "setup: installing ${missing[*]}"
-sudo_cmd=()
-[[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
-export DEBIAN_FRONTEND=noninteractive
-"${sudo_cmd[@]}" apt-get update -qq
-"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "setup: done"
+# The project's Python environment (torch from PyPI, transformers, TRL: .venv), made with the Debian
+# packages above.
+bash "$(dirname "$0")/setup_python.sh"

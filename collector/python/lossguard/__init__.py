@@ -20,9 +20,30 @@ these modules give it a Python interface.
                                   grad_norm=grad_norm, lr=scheduler.get_last_lr()[0])
 """
 
-from lossguard.accumulation import AccumulationWindow, count_label_tokens
-from lossguard.collector import Collector
-from lossguard.loss import causal_lm_loss, grad_stats, linear_cross_entropy
+
+def _check_torch() -> None:
+    """Refuses, with what to do, an interpreter whose torch is not the one the extension was
+    compiled against: loading it there fails with undefined symbols at best."""
+    try:
+        import torch
+    except ImportError as error:
+        raise ImportError(
+            "lossguard needs PyTorch, and this interpreter cannot import torch "
+            f"({error}). Install torch first (pip install torch), then lossguard.") from error
+    from lossguard import _build_info
+
+    if torch.__version__ != _build_info.TORCH_VERSION:
+        raise ImportError(
+            f"lossguard's extension was built for torch {_build_info.TORCH_VERSION}, but this "
+            f"interpreter has torch {torch.__version__}. Rebuild lossguard against it: "
+            f"pip install --no-build-isolation --no-deps --force-reinstall {_build_info.SOURCE_DIR}")
+
+
+_check_torch()
+
+from lossguard.accumulation import AccumulationWindow, count_label_tokens  # noqa: E402
+from lossguard.collector import Collector  # noqa: E402
+from lossguard.loss import causal_lm_loss, grad_stats, linear_cross_entropy  # noqa: E402
 
 __all__ = [
     "AccumulationWindow",
