@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds everything with warnings as errors, checks formatting, and runs
+# Installs what is missing (Debian packages, and the Python environment .venv), builds everything
+# with warnings as errors and pip-installs the Python package into .venv, checks formatting, and runs
 # every test (unit, end-to-end, schema, benchmark smoke runs) with ctest; then the sanitizer stage
 # (scripts/sanitize.sh: clang ASan+UBSan build of the server, its unit and e2e tests, and each fuzz
 # target for a bounded time; then a TSan build running the concurrency tests).
@@ -17,6 +18,8 @@ stage() { echo "== $1 ($(date -u +%H:%M:%S))"; }
 stage "build"
 cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOSSGUARD_WERROR=ON >/dev/null
 cmake --build "$build_dir" -j "$(nproc)"
+stage "python package (pip install into .venv)"
+LOSSGUARD_BUILD_DIR=$build_dir bash scripts/build_python.sh
 stage "ctest"
 ctest --test-dir "$build_dir" --output-on-failure --timeout 600 -j 2 "$@"
 if [[ $# -eq 0 ]]; then

@@ -63,14 +63,15 @@ def test_log_history_of_a_trainer_state_becomes_one_record_per_logged_step(serve
 def run_trainer_loop(cb, args, steps, buggy=False):
     """The Trainer's loop over a tiny model, with the loss through the callback's loss_func (as
     compute_loss_func): per micro-batch, the loss with num_items_in_batch (the step's label
-    tokens, unshifted as transformers counts them) and tr_loss accumulated as the Trainer does.
+    tokens, unshifted as transformers 4.46-4.5x count them) and tr_loss accumulated as the Trainer
+    does.
     buggy: the pre-4.46 behaviour a custom compute_loss can bring back: the micro-batch mean,
     not divided by gradient_accumulation_steps."""
     ids, labels = tiny_lm.sequences(n=steps * args.gradient_accumulation_steps * 2)
     net = tiny_lm.model()
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
     state, control = SimpleNamespace(global_step=0), SimpleNamespace()
-    expected = []  # the correct token-mean loss of each step
+    expected = []  # each step's loss summed over its tokens / num_items, as a correct Trainer
     cb.on_train_begin(args, state, control)
     tr_loss, logged_from = 0.0, 0
     micro = list(zip(ids.split(args.per_device_train_batch_size),
@@ -82,7 +83,8 @@ def run_trainer_loop(cb, args, steps, buggy=False):
         with torch.no_grad():
             all_ids = torch.cat([x for x, _ in window])
             all_labels = torch.cat([y for _, y in window])
-            expected.append(lossguard.causal_lm_loss(net(all_ids), all_labels).item())
+            total = lossguard.causal_lm_loss(net(all_ids), all_labels, reduction="sum")
+            expected.append(total.item() / int(num_items))
         for i, (x, y) in enumerate(window):
             outputs = {"logits": net(x)}
             if buggy:
@@ -115,9 +117,10 @@ def test_loss_func_gives_records_the_reference_loss_and_micro_batches(server, tm
     for record, correct in zip(records, expected):
         assert record["ref_loss"] == pytest.approx(correct, rel=1e-5)
         assert len(record["micro"]) == 4
+        # Counted as this Trainer counts num_items (every label, before the shift), so that its
+        # correct loss (logged to 4 decimals) is the reference.
         assert record["tokens"] == sum(m["tokens"] for m in record["micro"])
-        # This Trainer's loss (num_items counts unshifted labels) is close to, not exactly, ref.
-        assert record["loss"] == pytest.approx(record["ref_loss"], rel=0.2)
+        assert record["loss"] == pytest.approx(record["ref_loss"], abs=1e-4)
 
 
 def test_sparse_logging_pairs_the_averaged_loss_with_the_mean_reference(server, tmp_path):

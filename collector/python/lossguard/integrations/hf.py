@@ -66,36 +66,60 @@ class LossguardCallback(_CallbackBase):
     Each ``on_log`` entry with a ``loss`` becomes the record of ``state.global_step``: ``loss``,
     ``grad_norm``, ``learning_rate`` (as ``lr``), and from the arguments
     ``gradient_accumulation_steps``, ``per_device_train_batch_size``, the world size and this
-    process's rank. Every process sends its own record.
+    process's rank; ``vocab_size`` from the model's config. Every process sends its own record.
 
-    When the Trainer's loss goes through ``loss_func`` (or ``loss`` in a custom ``compute_loss``),
-    the records also carry ``ref_loss`` (the token-normalised loss, summed over micro-batches and
-    ranks) and, for steps logged one at a time (``logging_steps=1``), ``tokens`` and the
-    per-micro-batch losses: what lossguard needs to say which normalisation a wrong loss came from.
-    A logged loss averaged over several steps is paired with the mean of those steps' reference
-    losses, which is what a correct trainer logs.
+    The reference: the callback watches the model's forward passes in training (a forward hook,
+    nothing replaced): from each micro-batch's logits and the ``labels`` the model was given it
+    sums the token losses (one cross entropy without gradient, in lossguard's C++ collector) and
+    counts the label tokens. At the end of the optimizer step these give ``ref_loss``, the
+    token-normalised loss over micro-batches and ranks, and, for steps logged one at a time
+    (``logging_steps=1``), ``tokens`` and the per-micro-batch losses: what lossguard needs to say
+    which normalisation a wrong loss came from. When the loss goes through ``loss_func`` (or
+    ``loss``) the callback takes the sums from there instead and makes no second pass. A loss
+    computed from inputs the model never saw (labels popped before the forward pass) gets no
+    reference: lossguard then judges it against ln(vocab_size) and the configuration.
 
-    server, run, token, spool_dir, vocab_size: as for ``lossguard.Collector`` (run defaults to
-    ``args.run_name``, else the name of ``args.output_dir``). Or pass a ready ``collector``.
-    all_reduce_reference: sum the reference loss over ranks at each step (a collective in
+    Token counts follow the Trainer's own convention: the divisor it passes as
+    ``num_items_in_batch`` counts every label (transformers 4.46-4.5x) or only the labels after the
+    causal shift (5.x); the callback finds which by comparing that divisor with both of its counts,
+    so a correct Trainer's loss equals ``ref_loss`` exactly and a wrong one is off by its bug's
+    factor. Without ``num_items_in_batch`` (a Trainer dividing per micro-batch) the shifted count,
+    the one a causal LM's mean is taken over, is used. A logged loss averaged over several steps is
+    paired with the mean of those steps' reference losses, which is what a correct trainer logs.
+
+    server, run, token, ca_file, spool_dir, vocab_size: as for ``lossguard.Collector`` (run
+    defaults to ``args.run_name``, else the name of ``args.output_dir``; vocab_size to the
+    model's ``config.vocab_size``). Or pass a ready ``collector``.
+    watch_model: attach the forward hook (needs torch >= 2.0); False sends what the Trainer logs
+    and what ``loss_func`` sees only.
+    all_reduce_reference: sum the reference over ranks at each step (a collective in
     ``on_step_end``, which every rank runs) when torch.distributed is initialised.
     """
 
     def __init__(self, server: Optional[str] = None, run: Optional[str] = None, *,
-                 token: Optional[str] = None, spool_dir: Optional[str] = None,
-                 vocab_size: Optional[int] = None, collector: Optional[Collector] = None,
-                 ignore_index: int = -100, all_reduce_reference: bool = True):
+                 token: Optional[str] = None, ca_file: Optional[str] = None,
+                 spool_dir: Optional[str] = None, vocab_size: Optional[int] = None,
+                 collector: Optional[Collector] = None, ignore_index: int = -100,
+                 watch_model: bool = True, all_reduce_reference: bool = True):
         self.server = server if server is not None else os.environ.get("LOSSGUARD_SERVER")
         self.run = run
         self.token = token
+        self.ca_file = ca_file
         self.spool_dir = spool_dir
         self.vocab_size = vocab_size
         self.collector = collector
         self.ignore_index = ignore_index
+        self.watch_model = watch_model
         self.all_reduce_reference = all_reduce_reference
         self._owns_collector = collector is None
-        self._micro: List[tuple] = []       # (loss_sum tensor, tokens) of the step in progress
-        self._steps: List[dict] = []        # reference data of steps since the last log
+        self._hook = None
+        # Per micro-batch of the step in progress: (loss_sum, shifted count, unshifted count), as
+        # tensors on the device; from loss() when it is in the loss path, else from the hook.
+        self._loss_micro: List[tuple] = []
+        self._hook_micro: List[tuple] = []
+        self._loss_in_use = False
+        self._num_items = None             # the step's num_items_in_batch, as the Trainer gave it
+        self._steps: List[dict] = []       # reference data of steps since the last log
         self._last_logged_step = 0
 
     # ---- the loss ----------------------------------------------------------------------------
@@ -111,67 +135,137 @@ class LossguardCallback(_CallbackBase):
         loss_sum = causal_lm_loss(logits, labels, ignore_index=self.ignore_index, reduction="sum")
         tokens = _C.label_tokens(labels, "shifted", self.ignore_index)
         if torch.is_grad_enabled() and loss_sum.requires_grad:  # training, not evaluation
-            self._micro.append((loss_sum.detach(), tokens))
+            self._loss_in_use = True
+            self._note_micro(self._loss_micro, loss_sum, labels, tokens)
+            if num_items_in_batch is not None:
+                self._num_items = num_items_in_batch
         divisor = tokens if num_items_in_batch is None else num_items_in_batch
         if isinstance(divisor, torch.Tensor):
-            if divisor.numel() != 1 or divisor.is_floating_point() or divisor.is_complex():
-                raise TypeError("num_items_in_batch must be an int or a one-element integer "
-                                f"tensor, but got a {divisor.dtype} tensor of shape "
+            # transformers 5.x passes a float tensor (the count divided by its parallel sizes).
+            if divisor.numel() != 1 or divisor.is_complex() or divisor.dtype == torch.bool:
+                raise TypeError("num_items_in_batch must be a number or a one-element tensor, "
+                                f"but got a {divisor.dtype} tensor of shape "
                                 f"{list(divisor.shape)}")
             divisor = divisor.reshape(()).to(loss_sum.device, non_blocking=True)
             # No tokens in the whole step: the sum is 0 with a zero gradient, and so is sum / 1.
             return loss_sum / divisor.clamp_min(1)
-        if isinstance(divisor, bool) or not isinstance(divisor, int):
-            raise TypeError(f"num_items_in_batch must be an int, but got {type(divisor).__name__}")
+        if isinstance(divisor, bool) or not isinstance(divisor, (int, float)):
+            raise TypeError("num_items_in_batch must be a number, but got "
+                            f"{type(divisor).__name__}")
         return loss_sum * 0.0 if divisor == 0 else loss_sum / divisor
 
     def loss_func(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
         """``Trainer(compute_loss_func=...)``: ``loss`` on the outputs' logits."""
         return self.loss(_logits_of(outputs), labels, num_items_in_batch)
 
+    def _note_micro(self, into: list, loss_sum: torch.Tensor, labels: torch.Tensor,
+                    shifted: Optional[torch.Tensor] = None) -> None:
+        if shifted is None:
+            shifted = _C.label_tokens(labels, "shifted", self.ignore_index)
+        unshifted = _C.label_tokens(labels, "unshifted", self.ignore_index)
+        into.append((loss_sum.detach(), shifted, unshifted))
+
+    def _on_model_forward(self, module, args, kwargs, output) -> None:
+        """The forward hook: a training forward pass's num_items_in_batch and, unless loss() is in
+        the loss path, its reference sums."""
+        if not module.training or not torch.is_grad_enabled():
+            return
+        if kwargs.get("num_items_in_batch") is not None:
+            self._num_items = kwargs["num_items_in_batch"]
+        labels = kwargs.get("labels")
+        if self._loss_in_use or not isinstance(labels, torch.Tensor):
+            return
+        # TRL's fused LM head returns the label tokens' log-probabilities (0 where ignored) and
+        # their mask instead of logits: the token losses are already there.
+        log_probs = getattr(output, "log_probs", None)
+        label_mask = getattr(output, "label_mask", None)
+        if isinstance(log_probs, torch.Tensor) and isinstance(label_mask, torch.Tensor):
+            loss_sum = -(log_probs.detach().double() * label_mask).sum()
+            self._note_micro(self._hook_micro, loss_sum, labels, label_mask.sum())
+            return
+        try:
+            logits = _logits_of(output)
+        except (TypeError, KeyError, AttributeError):
+            return  # a model output without logits (a fused loss): no reference from here
+        if not isinstance(logits, torch.Tensor) or logits.dim() != labels.dim() + 1:
+            return
+        with torch.no_grad():
+            loss_sum = causal_lm_loss(logits.detach(), labels, ignore_index=self.ignore_index,
+                                      reduction="sum")
+        self._note_micro(self._hook_micro, loss_sum, labels)
+
     # ---- TrainerCallback events --------------------------------------------------------------
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.vocab_size is None:
+            self.vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)
         if self.collector is None:
             run = self.run or getattr(args, "run_name", None) or os.path.basename(
                 os.path.normpath(getattr(args, "output_dir", "") or "hf-run"))
             self.collector = Collector(
-                self.server, run, token=self.token, spool_dir=self.spool_dir,
-                rank=getattr(args, "process_index", 0), world_size=getattr(args, "world_size", 1),
+                self.server, run, token=self.token, ca_file=self.ca_file,
+                spool_dir=self.spool_dir, rank=getattr(args, "process_index", 0),
+                world_size=getattr(args, "world_size", 1),
                 micro_batch_size=args.per_device_train_batch_size,
                 ga_steps=args.gradient_accumulation_steps, vocab_size=self.vocab_size)
+        if self.watch_model and self._hook is None and isinstance(model, torch.nn.Module):
+            try:
+                self._hook = model.register_forward_hook(self._on_model_forward, with_kwargs=True)
+            except TypeError:  # torch < 2.0: hooks do not see keyword arguments
+                self._hook = None
         self._last_logged_step = state.global_step
-        self._micro.clear()
+        self._clear_step()
         self._steps.clear()
         return control
 
+    def _clear_step(self) -> None:
+        self._loss_micro.clear()
+        self._hook_micro.clear()
+        self._num_items = None
+
     def on_step_end(self, args, state, control, **kwargs):
         """Closes the step's accumulation window: its reference loss over micro-batches (and
-        ranks)."""
-        if not self._micro:
+        ranks), in the Trainer's token-count convention."""
+        micro = self._loss_micro or self._hook_micro
+        if not micro:
+            self._clear_step()
             return control
-        n = len(self._micro)
-        sums = torch.stack([s.double() for s, _ in self._micro])
-        counts = torch.stack([t.to(sums.device, torch.float64, non_blocking=True)
-                              for _, t in self._micro])
-        total = torch.stack([sums.sum(), counts.sum()])  # on the device, for any backend
+        n = len(micro)
+        sums = torch.stack([s.double().reshape(()) for s, _, _ in micro])
+        device = sums.device
+        shifted = torch.stack([t.to(device, torch.float64, non_blocking=True) for _, t, _ in micro])
+        unshifted = torch.stack([t.to(device, torch.float64, non_blocking=True)
+                                 for _, _, t in micro])
+        local = torch.stack([sums.sum(), shifted.sum(), unshifted.sum()])
+        total = local.clone()
         if self.all_reduce_reference:
             import torch.distributed as dist
             if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
                 dist.all_reduce(total)  # the step's one collective
-        values = torch.cat([total, sums, counts]).tolist()  # and its one read from the device
-        global_sum, global_tokens = values[0], values[1]
-        sums, counts = values[2:2 + n], [int(t) for t in values[2 + n:]]
-        tokens = sum(counts)
-        micro = [{"loss": s / t if t else 0.0, "tokens": t, "loss_sum": s}
-                 for s, t in zip(sums, counts)]
+        num_items = self._num_items
+        if isinstance(num_items, torch.Tensor):
+            num_items = num_items.detach().reshape(-1)[:1].to(device, torch.float64,
+                                                               non_blocking=True)
+        else:
+            num_items = torch.tensor([math.nan if num_items is None else float(num_items)],
+                                     dtype=torch.float64, device=device)
+        # The step's one read from the device.
+        values = torch.cat([local, total, num_items, sums, shifted, unshifted]).tolist()
+        local, total, trainer_count = values[0:3], values[3:6], values[6]
+        sums = values[7:7 + n]
+        counts = {"shifted": values[7 + n:7 + 2 * n], "unshifted": values[7 + 2 * n:7 + 3 * n]}
+        convention = _trainer_count_convention(trainer_count, local, total)
+        column = 1 if convention == "shifted" else 2
+        tokens = [int(t) for t in counts[convention]]
+        micro_fields = [{"loss": s / t if t else 0.0, "tokens": t, "loss_sum": s}
+                        for s, t in zip(sums, tokens)]
         self._steps.append({
             "step": state.global_step,
-            "ref_loss": global_sum / global_tokens if global_tokens else 0.0,
-            "tokens": tokens,
-            "micro": micro,
+            "ref_loss": total[0] / total[column] if total[column] else 0.0,
+            "tokens": sum(tokens),
+            "micro": micro_fields,
         })
-        self._micro.clear()
+        self._clear_step()
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -200,7 +294,11 @@ class LossguardCallback(_CallbackBase):
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
-        """Flushes; a collector this callback made is closed (what is undelivered stays spooled)."""
+        """Flushes; a collector this callback made is closed (what is undelivered stays spooled).
+        The forward hook is removed."""
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
         if self.collector is not None:
             if self._owns_collector:
                 self.collector.close()
@@ -208,3 +306,15 @@ class LossguardCallback(_CallbackBase):
             else:
                 self.collector.flush()
         return control
+
+
+def _trainer_count_convention(trainer_count: float, local: list, total: list) -> str:
+    """Which label count the Trainer divided by: "unshifted" when its num_items_in_batch equals
+    this step's count of every label (this rank's or all ranks'), else "shifted" (the count after
+    the causal shift, also when the Trainer passed none or another number)."""
+    if math.isnan(trainer_count):
+        return "shifted"
+    for convention, column in (("shifted", 1), ("unshifted", 2)):
+        if any(abs(trainer_count - counts[column]) < 0.5 for counts in (local, total)):
+            return convention
+    return "shifted"
