@@ -43,6 +43,11 @@ Collector::Collector(CollectorOptions options) : options_(std::move(options)) {
   // The wire format's own validation, so that a bad option fails here and not at the server.
   auto valid = wire::ParseRecord(wire::ToJson(probe), 0);
   if (!valid) throw std::invalid_argument("lossguard collector: " + valid.error().message);
+  if (options_.local_check_clear_steps() < 1) {
+    throw std::invalid_argument(
+        "lossguard collector: local_check_clear_steps must be >= 1, but got " +
+        std::to_string(options_.local_check_clear_steps()));
+  }
   if (!options_.stream().server_url().empty()) {
     if (!options_.stream().warn()) options_.stream().warn(options_.warn());
     const bool default_spool = options_.stream().spool_path().empty() && options_.spool_dir() != "";
@@ -122,13 +127,36 @@ void Collector::LocalCheck(const wire::StepRecord& r) {
     return;
   double ratio = r.loss / *r.ref_loss;
   bool mismatch = std::abs(ratio - 1) > options_.local_check_tolerance();
-  if (mismatch && !mismatch_reported_) {
+  const auto now = std::chrono::steady_clock::now();
+  if (!mismatch_) {
+    if (!mismatch) return;
+    mismatch_ = MismatchEpisode{.first_step = r.step, .last_line = now};
     options_.warn()("lossguard: step " + std::to_string(r.step) + ": the reported loss " +
                     Format(r.loss) + " is " + Format(ratio) + "x the token-normalised loss " +
                     Format(*r.ref_loss) + " (ga_steps=" + std::to_string(r.ga_steps) +
                     ", world_size=" + std::to_string(r.world_size) + "); " + Explain(ratio, r));
+    return;
   }
-  mismatch_reported_ = mismatch;
+  // A ratio that hovers around the tolerance (a mean of micro-batch means) is one episode, not a
+  // line each time it crosses.
+  MismatchEpisode& episode = *mismatch_;
+  ++episode.checked_steps;
+  episode.mismatched_steps += mismatch;
+  episode.clear_run = mismatch ? 0 : episode.clear_run + 1;
+  if (episode.clear_run >= options_.local_check_clear_steps()) {
+    mismatch_.reset();
+    return;
+  }
+  if (mismatch && now - episode.last_line >= options_.local_check_summary_interval()) {
+    options_.warn()(
+        "lossguard: step " + std::to_string(r.step) +
+        ": the reported loss is still off the token-normalised loss (" + Format(ratio) + "x now; " +
+        std::to_string(episode.mismatched_steps) + " of " + std::to_string(episode.checked_steps) +
+        " steps since the last message, since step " + std::to_string(episode.first_step) + ")");
+    episode.last_line = now;
+    episode.mismatched_steps = 0;
+    episode.checked_steps = 0;
+  }
 }
 
 bool Collector::Flush(std::chrono::milliseconds timeout) {

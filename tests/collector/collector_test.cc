@@ -107,6 +107,55 @@ TEST(Collector, ACorrectLossRaisesNothingAndNaNIsReportedOnce) {
   EXPECT_THAT(warnings.All(), HasSubstr("step 1: non-finite values (loss nan"));
 }
 
+// A mean of micro-batch means sits near the local check's tolerance and crosses it back and
+// forth: one line for the episode, not one per crossing; a new line only after it has been clear
+// for local_check_clear_steps steps.
+TEST(Collector, TheLocalCheckSaysOncePerEpisodeWhenTheRatioHoversAroundItsTolerance) {
+  Captured warnings;
+  Collector collector(
+      CollectorOptions().run("hovering").local_check_clear_steps(20).warn(warnings.Sink()));
+  auto submit = [&](std::int64_t step, double ratio) {
+    wire::StepRecord record;
+    record.run = "hovering";
+    record.step = step;
+    record.loss = 2.0 * ratio;
+    record.ref_loss = 2.0;
+    collector.Submit(record);
+  };
+  for (int step = 0; step < 200; ++step) submit(step, step % 3 == 0 ? 1.02 : 1.005);
+  ASSERT_EQ(warnings.lines.size(), 1u) << warnings.All();
+  EXPECT_THAT(warnings.lines[0], HasSubstr("step 0: the reported loss 2.04 is 1.02x"));
+  for (int step = 200; step < 219; ++step) submit(step, 1.0);
+  submit(219, 1.5);  // 19 clear steps: still the same episode
+  EXPECT_EQ(warnings.lines.size(), 1u) << warnings.All();
+  for (int step = 220; step < 240; ++step) submit(step, 1.0);
+  submit(240, 1.5);  // after 20 clear steps: a new episode
+  ASSERT_EQ(warnings.lines.size(), 2u) << warnings.All();
+  EXPECT_THAT(warnings.lines[1], HasSubstr("step 240: the reported loss 3 is 1.5x"));
+}
+
+TEST(Collector, TheLocalCheckSummarisesALastingEpisodeAtItsInterval) {
+  Captured warnings;
+  Collector collector(CollectorOptions()
+                          .run("lasting")
+                          .local_check_summary_interval(std::chrono::seconds(0))
+                          .warn(warnings.Sink()));
+  for (int step = 0; step < 3; ++step) {
+    wire::StepRecord record;
+    record.run = "lasting";
+    record.step = step;
+    record.loss = 16.0;
+    record.ref_loss = 2.0;
+    collector.Submit(record);
+  }
+  ASSERT_EQ(warnings.lines.size(), 3u) << warnings.All();
+  EXPECT_THAT(warnings.lines[2], HasSubstr("step 2: the reported loss is still off the "
+                                           "token-normalised loss (8x now; 1 of 1 steps since "
+                                           "the last message, since step 0)"));
+  EXPECT_THROW(Collector(CollectorOptions().run("x").local_check_clear_steps(0)),
+               std::invalid_argument);
+}
+
 TEST(Collector, StreamsRecordsToTheServer) {
   lossguard::testing::TempDir dir;
   lossguard::testing::ServerProcess server({.db = dir.File("db")});

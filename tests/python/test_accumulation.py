@@ -69,7 +69,7 @@ def test_bad_windows_raise_clear_errors():
     window = lossguard.AccumulationWindow([labels, labels])
     with pytest.raises(ValueError, match="in order"):
         window.loss(1, tiny_lm.model()(ids))
-    with pytest.raises(RuntimeError, match="before Loss"):
+    with pytest.raises(ValueError, match=r"before loss\(\) or linear_loss\(\)"):
         window.reference_loss()
 
 

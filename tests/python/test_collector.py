@@ -162,3 +162,67 @@ def test_bad_collector_options_raise_before_training_starts(args, kwargs, error,
     with pytest.raises(error) as raised:
         lossguard.Collector(*args, spool_dir="", **kwargs)
     assert message in str(raised.value)
+
+
+def test_hugging_face_log_names_are_taken_and_unknown_fields_are_warned_about_once(
+        server, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="lossguard")
+    with lossguard.Collector(server.url, "py-field-names", spool_dir=str(tmp_path)) as collector:
+        for step in range(3):
+            collector.record_step(step, 2.0, gradnorm=0.5, learning_rate=1e-3, epoch=0.1 * step,
+                                  grad_norm=0.25)
+        with pytest.raises(ValueError, match="'learning_rate' and 'lr' are the same field"):
+            collector.record_step(3, 2.0, learning_rate=1e-3, lr=1e-3)
+        assert collector.flush(10)
+    records = server.steps("py-field-names")
+    assert [r["lr"] for r in records] == [1e-3] * 3
+    assert all("learning_rate" not in r and r["gradnorm"] == 0.5 for r in records)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == ["lossguard: 'gradnorm' is not a wire-format field: the server keeps it as "
+                        "given, and no detector reads it (did you mean 'grad_norm'?)"]
+
+
+def test_the_local_check_says_once_per_episode_not_per_step(tmp_path, caplog):
+    # A mean of micro-batch means a little off the token mean, crossing the 1% tolerance back and
+    # forth for 200 steps: one line.
+    caplog.set_level(logging.WARNING, logger="lossguard")
+    with lossguard.Collector(None, "py-local-check", spool_dir="") as collector:
+        for step in range(200):
+            ratio = 1.02 if step % 3 == 0 else 1.005
+            collector.record_step(step, 2.0 * ratio, ref_loss=2.0, ga_steps=4)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("lossguard: step 0: the reported loss 2.04 is 1.02x")
+
+
+def test_a_loop_that_keeps_its_own_loss_is_monitored_through_observe(server, tmp_path):
+    # The loop's own loss is the GA bug (micro-batch means summed over 4 micro-batches); the window
+    # only observes the logits the loop already has. The server finds the bug from that.
+    import torch
+    import tiny_lm
+
+    ids, labels = tiny_lm.sequences(n=4 * 12, t=12)
+    net = tiny_lm.model()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    with lossguard.Collector(server.url, "py-observed-ga-bug", spool_dir=str(tmp_path),
+                             micro_batch_size=1, vocab_size=23) as collector:
+        for step in range(12):
+            micro = list(zip(ids[4 * step:4 * step + 4].split(1), labels[4 * step:4 * step + 4].split(1)))
+            window = lossguard.AccumulationWindow([y for _, y in micro])
+            reported = 0.0
+            for i, (x, y) in enumerate(micro):
+                logits = net(x)
+                loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 23),
+                                                         y[:, 1:].reshape(-1))
+                window.observe(i, logits)
+                loss.backward()
+                reported += loss.item()
+            optimizer.step()
+            optimizer.zero_grad()
+            collector.record_step(step, reported, window=window)
+        assert collector.flush(10)
+    records = server.steps("py-observed-ga-bug")
+    assert all(r["ref_loss"] * 3 < r["loss"] for r in records)
+    [alert] = [a for a in server.alerts("py-observed-ga-bug") if a["severity"] == "critical"]
+    assert alert["kind"] == "loss_scale_mismatch"
+    assert alert["evidence"]["explained_by"] == "ga_steps"

@@ -3,6 +3,10 @@ environment has 5.x; ctest runs this file again with 4.57 in front): the tiny Ll
 trained on CPU against the real lossguard server, whose alerts are asserted."""
 
 import math
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -103,3 +107,40 @@ def test_the_callbacks_own_loss_with_short_answers_matches_the_trainers_count(se
     for r in server.steps(run):
         assert float(r["loss"]) == pytest.approx(float(r["ref_loss"]), rel=1e-5, abs=1e-4)
         assert math.isfinite(float(r["grad_norm"]))
+
+
+def test_a_two_rank_gloo_trainer_sends_both_ranks_with_the_all_reduced_reference(server,
+                                                                               tmp_path):
+    run = "tf-ddp-2-ranks"
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hf_ddp_train.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(script),
+                                                        os.environ.get("PYTHONPATH")])))
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_addr", "127.0.0.1", "--master_port", str(free_port()), script, server.url,
+         run, str(tmp_path / run), str(tmp_path / "spool")],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert serious_alerts(server, run) == []
+    records = server.steps(run)
+    assert sorted({r["rank"] for r in records}) == [0, 1]
+    by_step = {}
+    for r in records:
+        assert r["world_size"] == 2 and r["ga_steps"] == 2 and r["micro_batch_size"] == 4
+        by_step.setdefault(r["step"], {})[r["rank"]] = r
+    assert sorted(by_step) == list(range(1, 9))
+    for ranks in by_step.values():
+        zero, one = ranks[0], ranks[1]
+        # Every rank logs the loss gathered over ranks, and the reference is summed over ranks
+        # (each rank's tokens are its own).
+        assert float(zero["ref_loss"]) == pytest.approx(float(one["ref_loss"]), rel=1e-9)
+        assert float(zero["loss"]) == pytest.approx(float(zero["ref_loss"]), rel=1e-5, abs=1e-4)
+        assert zero["tokens"] != one["tokens"] or zero["micro"] != one["micro"]
+        assert float(zero["grad_norm"]) == pytest.approx(float(one["grad_norm"]), rel=1e-6)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

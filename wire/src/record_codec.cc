@@ -296,6 +296,8 @@ Result<StepRecord, RecordError> ParseRecord(const json& object, std::size_t inde
   return record;
 }
 
+std::span<const std::string_view> KnownFieldNames() { return kKnownFields; }
+
 Result<StepRecord, RecordError> ParseRecordText(std::string_view text, std::size_t index) {
   if (std::optional<JsonTextProblem> problem = CheckJsonText(text)) {
     return RecordError{index, "", problem->message};

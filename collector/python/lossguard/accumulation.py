@@ -108,6 +108,17 @@ class AccumulationWindow:
             raise TypeError(f"logits must be a torch.Tensor, but got {type(logits).__name__}")
         return self._window.loss(index, logits)
 
+    def observe(self, index: int, logits: torch.Tensor) -> None:
+        """For a loop that keeps its own loss: notes micro-batch ``index``'s summed token loss and
+        label tokens for ``reference_loss()`` and the record, from logits it already has, without
+        taking part in what the loop backpropagates (one cross entropy forward over the detached
+        logits; no gradient, no second backward). Then pass the loop's own loss as the record's
+        ``loss``: lossguard compares the two."""
+        if not isinstance(logits, torch.Tensor):
+            raise TypeError(f"logits must be a torch.Tensor, but got {type(logits).__name__}")
+        with torch.no_grad():
+            self._window.loss(index, logits.detach())
+
     def linear_loss(self, index: int, hidden: torch.Tensor, weight: torch.Tensor,
                     bias: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``loss(index, hidden @ weight.T + bias)`` through ``linear_cross_entropy``: the same

@@ -6,10 +6,12 @@
 #include <pybind11/stl.h>
 #include <torch/csrc/utils/pybind.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -40,6 +42,24 @@ Reduction ParseReduction(const std::string& name) {
   if (name == "sum") return Reduction::kSum;
   if (name == "none") return Reduction::kNone;
   throw py::value_error("reduction must be 'mean', 'sum' or 'none', but got '" + name + "'");
+}
+
+// The C++ collector's messages name its C++ methods; a Python user calls them by their Python
+// names.
+std::string PythonNames(std::string message) {
+  static constexpr std::pair<std::string_view, std::string_view> kNames[] = {
+      {"LinearLoss()", "linear_loss()"},          {"Loss()", "loss()"},
+      {"ReferenceLoss", "reference_loss()"},      {"NormaliseGradients()", "normalise_gradients()"},
+      {"global_tokens()", "num_items"},           {"LinearCrossEntropy", "linear_cross_entropy"},
+      {"CausalLmCrossEntropy", "causal_lm_loss"},
+  };
+  for (const auto& [cpp, python] : kNames) {
+    for (std::size_t at = message.find(cpp); at != std::string::npos;
+         at = message.find(cpp, at + python.size())) {
+      message.replace(at, cpp.size(), python);
+    }
+  }
+  return message;
 }
 
 LabelCount ParseLabelCount(const std::string& name) {
@@ -122,9 +142,11 @@ class PyCollector {
     }
     nlohmann::json object = defaults_;
     AddFields(fields, object);
+    TakeHuggingFaceNames(object);
     object["step"] = ToJson(step, "step");
     object["loss"] = ToJson(loss, "loss");
     wire::StepRecord record = ParseOrRaise(object, "invalid record");
+    if (!record.extra.empty()) WarnOnceAboutUnknownFields(record);
     bool accepted;
     {
       // The hand-off (and the window's collective, if any) without the GIL: other Python
@@ -135,6 +157,56 @@ class PyCollector {
     }
     LogWarnings();
     return accepted;
+  }
+
+  // The Hugging Face Trainer's log names for wire fields, so that its logs can be passed as they
+  // are ("grad_norm" is already the wire name).
+  static void TakeHuggingFaceNames(nlohmann::json& object) {
+    static constexpr std::pair<const char*, const char*> kAliases[] = {{"learning_rate", "lr"}};
+    for (const auto& [alias, field] : kAliases) {
+      auto given = object.find(alias);
+      if (given == object.end()) continue;
+      if (object.contains(field)) {
+        throw py::value_error(std::string("'") + alias + "' and '" + field +
+                              "' are the same field; give one of them");
+      }
+      nlohmann::json value = std::move(*given);
+      object.erase(alias);
+      object[field] = std::move(value);
+    }
+  }
+
+  // Unknown fields are kept by the server as they are (forward compatibility), but a misspelt
+  // field is then silently missing from every detector: say so once per name. "epoch", which the
+  // Trainer logs and no wire field means, is expected.
+  void WarnOnceAboutUnknownFields(const wire::StepRecord& record) {
+    for (const auto& [name, value] : record.extra.items()) {
+      if (name == "epoch" || !warned_unknown_.insert(name).second) continue;
+      std::string message = "lossguard: '" + name +
+                            "' is not a wire-format field: the server keeps it as given, and no "
+                            "detector reads it";
+      if (std::optional<std::string_view> meant = SimilarFieldName(name)) {
+        message += " (did you mean '" + std::string(*meant) + "'?)";
+      }
+      warnings_->Push(message);
+    }
+  }
+
+  // A wire field whose name differs from `name` only in case and underscores.
+  static std::optional<std::string_view> SimilarFieldName(std::string_view name) {
+    auto folded = [](std::string_view text) {
+      std::string out;
+      for (char c : text) {
+        if (c != '_' && c != '-')
+          out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      }
+      return out;
+    };
+    const std::string target = folded(name);
+    for (std::string_view field : wire::KnownFieldNames()) {
+      if (folded(field) == target) return field;
+    }
+    return std::nullopt;
   }
 
   void LogWarnings() {
@@ -195,6 +267,7 @@ class PyCollector {
   }
 
   std::shared_ptr<WarningQueue> warnings_;
+  std::set<std::string> warned_unknown_;  // unknown field names already warned about
   const nlohmann::json defaults_;
   const py::object warning_sink_;
   std::unique_ptr<Collector> collector_;
@@ -272,7 +345,11 @@ PYBIND11_MODULE(_C, m) {
     try {
       if (error) std::rethrow_exception(error);
     } catch (const DtypeError& e) {
-      PyErr_SetString(PyExc_TypeError, e.what());
+      PyErr_SetString(PyExc_TypeError, PythonNames(e.what()).c_str());
+    } catch (const std::out_of_range& e) {
+      PyErr_SetString(PyExc_IndexError, PythonNames(e.what()).c_str());
+    } catch (const std::logic_error& e) {  // invalid arguments, and calls out of order
+      PyErr_SetString(PyExc_ValueError, PythonNames(e.what()).c_str());
     }
   });
 

@@ -28,8 +28,12 @@ struct CollectorOptions {
   // A restarted trainer replays its spool; `lossguard flush DIR` delivers one nobody restarts.
   LOSSGUARD_ARG(std::optional<std::string>, spool_dir);
   // Compare the reported loss with the normalised one and warn in the trainer's log when they
-  // disagree by more than this fraction (at the first such step, and again if it ends and returns).
+  // disagree by more than this fraction: one line when a mismatch starts (an episode, as the
+  // server's alerts: it ends after local_check_clear_steps steps without one), then while it
+  // lasts a summary at most every local_check_summary_interval.
   LOSSGUARD_ARG(double, local_check_tolerance) = 0.01;
+  LOSSGUARD_ARG(std::int64_t, local_check_clear_steps) = 20;
+  LOSSGUARD_ARG(std::chrono::seconds, local_check_summary_interval) = std::chrono::minutes(10);
   LOSSGUARD_ARG(std::function<void(std::string_view)>, warn);  // default: stderr
 };
 
@@ -75,7 +79,15 @@ class Collector {
 
   CollectorOptions options_;
   std::unique_ptr<RecordStream> stream_;
-  bool mismatch_reported_ = false;
+  // The local check's open mismatch episode, if any.
+  struct MismatchEpisode {
+    std::int64_t first_step = 0;
+    std::int64_t mismatched_steps = 0;  // since the last line about it
+    std::int64_t checked_steps = 0;     // since the last line about it
+    std::int64_t clear_run = 0;         // consecutive steps without a mismatch
+    std::chrono::steady_clock::time_point last_line;
+  };
+  std::optional<MismatchEpisode> mismatch_;
   bool nonfinite_reported_ = false;
 };
 

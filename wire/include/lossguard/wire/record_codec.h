@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +33,10 @@ enum class BodyFormat {
 // Maps a Content-Type header value (parameters such as charset allowed) to a body format.
 // nullopt for media types wire format v1 does not accept.
 std::optional<BodyFormat> BodyFormatFromContentType(std::string_view content_type);
+
+// The field names of wire format v1. A record's other names are unknown fields, kept as given
+// (StepRecord::extra).
+std::span<const std::string_view> KnownFieldNames();
 
 // Validates one record object against wire format v1. Never throws on bad input; the error names
 // the field and the value. `index` is copied into the error.
