@@ -8,8 +8,11 @@ with the server in $LOSSGUARD_SERVER (and $LOSSGUARD_TOKEN if it has one). The r
 $LOSSGUARD_RUN, else the config's wandb_name, else the name of its output_dir.
 
 Follows Axolotl's plugin interface (``axolotl.integrations.base.BasePlugin``: instantiated without
-arguments, ``add_callbacks_post_trainer(cfg, trainer)`` returns callbacks). Not run against Axolotl
-itself (it is not installable here); without Axolotl it has the same method names.
+arguments by its PluginManager, ``add_callbacks_post_trainer(cfg, trainer)`` returns callbacks that
+Axolotl adds to the trainer it built). The callback takes vocab_size from the model's config and
+the reference loss from the model's forward passes, so Axolotl's gradient-accumulation bug (micro-
+batch means summed without dividing) is found from the first steps. Tested with Axolotl 0.19's
+PluginManager and a real Trainer; without Axolotl the plugin has the same method names.
 """
 
 import os
