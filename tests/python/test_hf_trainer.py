@@ -144,3 +144,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class InflatedLossLlama(transformers.LlamaForCausalLM):
+    """A model whose own loss is not its token losses' mean (1.5x): the callback must not take its
+    reference from it."""
+
+    def forward(self, *args, **kwargs):
+        outputs = super().forward(*args, **kwargs)
+        outputs.loss = outputs.loss * 1.5
+        return outputs
+
+
+def test_a_model_whose_own_loss_is_wrong_is_not_trusted_for_the_reference(server, tmp_path,
+                                                                        tokenizer, caplog):
+    examples = hf_tiny.lm_examples(hf_tiny.sequences(tokenizer, 2 * 8, 8, 48, seed=4))
+    run = "tf-inflated-model-loss"
+    cb = LossguardCallback(server.url, run, spool_dir=str(tmp_path / "spool"))
+    model = InflatedLossLlama(hf_tiny.llama(seed=0).config)
+    trainer = Trainer(model=model, args=hf_tiny.training_args(tmp_path / run, batch=2, ga=1,
+                                                              steps=8),
+                      train_dataset=examples,
+                      data_collator=hf_tiny.PadCollator(tokenizer.pad_token_id), callbacks=[cb])
+    with caplog.at_level("WARNING", logger="lossguard"):
+        trainer.train()
+    assert any("the model's own loss is not its token losses' mean" in r.getMessage()
+               for r in caplog.records)
+    for r in server.steps(run):
+        assert float(r["loss"]) / float(r["ref_loss"]) == pytest.approx(1.5, rel=1e-4)

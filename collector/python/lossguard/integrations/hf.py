@@ -15,6 +15,7 @@ custom ``compute_loss``). transformers is not needed to import this module: with
 has the same method names and signatures, so it can be driven by hand (and is tested that way).
 """
 
+import logging
 import math
 import os
 from typing import List, Optional
@@ -24,6 +25,13 @@ import torch
 from lossguard import _C
 from lossguard.collector import Collector
 from lossguard.loss import causal_lm_loss
+
+_log = logging.getLogger("lossguard")
+
+# Micro-batches on which the model's own loss must match a cross entropy of its logits before the
+# reference is taken from it, and how often it is checked again after that.
+_MODEL_LOSS_CHECKS = 4
+_MODEL_LOSS_RECHECK_EVERY = 64
 
 # transformers.TrainerCallback's events (4.46-4.5x); each takes (args, state, control, **kwargs).
 _TRAINER_EVENTS = (
@@ -71,7 +79,10 @@ class LossguardCallback(_CallbackBase):
     The reference: the callback watches the model's forward passes in training (a forward hook,
     nothing replaced): from each micro-batch's logits and the ``labels`` the model was given it
     sums the token losses (one cross entropy without gradient, in lossguard's C++ collector) and
-    counts the label tokens. At the end of the optimizer step these give ``ref_loss``, the
+    counts the label tokens. A model that computes its own loss from those labels saves that pass:
+    once its loss times its divisor has matched the sum on 4 micro-batches, the sum is taken from
+    it (checked again every 64 micro-batches; a model whose loss does not match is never trusted
+    again, and the log says so). At the end of the optimizer step these give ``ref_loss``, the
     token-normalised loss over micro-batches and ranks, and, for steps logged one at a time
     (``logging_steps=1``), ``tokens`` and the per-micro-batch losses: what lossguard needs to say
     which normalisation a wrong loss came from. When the loss goes through ``loss_func`` (or
@@ -119,6 +130,10 @@ class LossguardCallback(_CallbackBase):
         self._hook_micro: List[tuple] = []
         self._loss_in_use = False
         self._num_items = None             # the step's num_items_in_batch, as the Trainer gave it
+        self._trust_model_loss = None      # False once the model's own loss failed a check
+        self._model_loss_checks = 0        # micro-batches whose model loss matched the logits
+        self._forward_passes = 0
+        self._pending_checks: List[tuple] = []
         self._steps: List[dict] = []       # reference data of steps since the last log
         self._last_logged_step = 0
 
@@ -183,6 +198,25 @@ class LossguardCallback(_CallbackBase):
             loss_sum = -(log_probs.detach().double() * label_mask).sum()
             self._note_micro(self._hook_micro, loss_sum, labels, label_mask.sum())
             return
+        shifted = _C.label_tokens(labels, "shifted", self.ignore_index)
+        # The model's own loss, when it took the labels, is its token losses' sum over a count the
+        # forward pass knows (num_items_in_batch, else this micro-batch's shifted labels): once
+        # that is checked against a cross entropy of the logits on a few micro-batches (and again
+        # now and then), the sum comes from it and the second pass is saved.
+        model_loss = _model_loss_of(output)
+        count = kwargs.get("num_items_in_batch")
+        derived = None
+        if model_loss is not None and self._trust_model_loss is not False:
+            divisor = shifted if count is None else count
+            if isinstance(divisor, torch.Tensor):
+                divisor = divisor.detach().reshape(()).to(model_loss.device, torch.float64,
+                                                          non_blocking=True)
+            derived = model_loss.detach().double() * divisor
+            self._forward_passes += 1
+            if (self._model_loss_checks >= _MODEL_LOSS_CHECKS
+                    and self._forward_passes % _MODEL_LOSS_RECHECK_EVERY):
+                self._note_micro(self._hook_micro, derived, labels, shifted)
+                return
         try:
             logits = _logits_of(output)
         except (TypeError, KeyError, AttributeError):
@@ -192,7 +226,22 @@ class LossguardCallback(_CallbackBase):
         with torch.no_grad():
             loss_sum = causal_lm_loss(logits.detach(), labels, ignore_index=self.ignore_index,
                                       reduction="sum")
-        self._note_micro(self._hook_micro, loss_sum, labels)
+        self._note_micro(self._hook_micro, loss_sum, labels, shifted)
+        if derived is not None:
+            self._pending_checks.append((derived.reshape(()), loss_sum.detach().double()))
+
+    def _settle_model_loss_checks(self, values: List[float]) -> None:
+        """Judges the step's checks of the model's own loss (pairs of derived and computed sums,
+        read with the step's values)."""
+        for derived, computed in zip(values[0::2], values[1::2]):
+            if abs(derived - computed) <= 1e-4 * abs(computed) + 1e-6:
+                self._model_loss_checks += 1
+            elif self._trust_model_loss is not False:
+                self._trust_model_loss = False
+                _log.warning("lossguard: the model's own loss is not its token losses' mean "
+                             "(%.6g from it against %.6g from its logits): the reference comes "
+                             "from a cross entropy of the logits at every step", derived, computed)
+        self._pending_checks.clear()
 
     # ---- TrainerCallback events --------------------------------------------------------------
 
@@ -221,6 +270,7 @@ class LossguardCallback(_CallbackBase):
     def _clear_step(self) -> None:
         self._loss_micro.clear()
         self._hook_micro.clear()
+        self._pending_checks.clear()
         self._num_items = None
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -249,8 +299,11 @@ class LossguardCallback(_CallbackBase):
         else:
             num_items = torch.tensor([math.nan if num_items is None else float(num_items)],
                                      dtype=torch.float64, device=device)
+        checks = [t.to(device) for pair in self._pending_checks for t in pair]
         # The step's one read from the device.
-        values = torch.cat([local, total, num_items, sums, shifted, unshifted]).tolist()
+        values = torch.cat([local, total, num_items, sums, shifted, unshifted,
+                            torch.stack(checks) if checks else sums[:0]]).tolist()
+        self._settle_model_loss_checks(values[7 + 3 * n:])
         local, total, trainer_count = values[0:3], values[3:6], values[6]
         sums = values[7:7 + n]
         counts = {"shifted": values[7 + n:7 + 2 * n], "unshifted": values[7 + 2 * n:7 + 3 * n]}
@@ -306,6 +359,14 @@ class LossguardCallback(_CallbackBase):
             else:
                 self.collector.flush()
         return control
+
+
+def _model_loss_of(output) -> Optional[torch.Tensor]:
+    """The 0-d loss a model output carries (a ModelOutput or dict with "loss"), else None."""
+    loss = output.get("loss") if hasattr(output, "get") else getattr(output, "loss", None)
+    if isinstance(loss, torch.Tensor) and loss.dim() == 0 and loss.is_floating_point():
+        return loss
+    return None
 
 
 def _trainer_count_convention(trainer_count: float, local: list, total: list) -> str:

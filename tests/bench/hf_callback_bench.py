@@ -1,0 +1,107 @@
+"""What LossguardCallback costs a Hugging Face Trainer: the tiny Llama of tests/python/hf_tiny.py
+trained with and without the callback in alternating runs (the same seed, data and steps), with
+the callback streaming to a real lossguard server; prints each pair and the median ratio of the
+mean step time. Also times `import lossguard` in a fresh interpreter.
+
+    .venv/bin/python tests/bench/hf_callback_bench.py --server-bin build/server/lossguard-server \\
+        [--pairs 5] [--steps 60] [--batch 8] [--ga 1] [--seq 128]
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+
+import hf_tiny  # noqa: E402
+from transformers import Trainer, TrainerCallback  # noqa: E402
+
+from lossguard.integrations.hf import LossguardCallback  # noqa: E402
+
+
+class StepTimer(TrainerCallback):
+    """Wall time of each optimizer step, from on_step_begin to on_step_end."""
+
+    def __init__(self):
+        self.times, self._start = [], None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.times.append(time.perf_counter() - self._start)
+
+
+def start_server(binary: str, db: str):
+    process = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--db", db],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in process.stdout:
+        if "listening on" in line:
+            return process, "http://127.0.0.1:" + line.rsplit(":", 1)[1].strip()
+    raise RuntimeError("lossguard-server did not start")
+
+
+def mean_step_seconds(args, tokenizer, examples, out_dir, callback) -> float:
+    timer = StepTimer()
+    callbacks = [callback, timer] if callback else [timer]
+    trainer = Trainer(model=hf_tiny.llama(seed=0),
+                      args=hf_tiny.training_args(out_dir, batch=args.batch, ga=args.ga,
+                                                 steps=args.steps),
+                      train_dataset=examples, callbacks=callbacks,
+                      data_collator=hf_tiny.PadCollator(tokenizer.pad_token_id))
+    trainer.train()
+    return statistics.mean(timer.times[5:])  # past the first steps' warm-up
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--server-bin", required=True)
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--ga", type=int, default=1)
+    parser.add_argument("--seq", type=int, default=128)
+    args = parser.parse_args()
+
+    imports = []
+    for _ in range(5):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch"], check=True)
+        torch_only = time.perf_counter() - started
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch, lossguard"], check=True)
+        imports.append((time.perf_counter() - started - torch_only, torch_only))
+    print(f"import lossguard after torch: median {statistics.median(i[0] for i in imports):.3f} s "
+          f"(import torch alone: {statistics.median(i[1] for i in imports):.3f} s)")
+
+    tokenizer = hf_tiny.make_tokenizer()
+    count = args.steps * args.batch * args.ga
+    examples = hf_tiny.lm_examples(hf_tiny.sequences(tokenizer, count, args.seq // 2, args.seq,
+                                                     seed=0))
+    with tempfile.TemporaryDirectory() as tmp:
+        server, url = start_server(args.server_bin, os.path.join(tmp, "bench.db"))
+        try:
+            ratios = []
+            for pair in range(args.pairs):
+                plain = mean_step_seconds(args, tokenizer, examples, os.path.join(tmp, "plain"),
+                                          None)
+                callback = LossguardCallback(url, f"bench-{pair}", spool_dir="")
+                watched = mean_step_seconds(args, tokenizer, examples,
+                                            os.path.join(tmp, "watched"), callback)
+                ratios.append(watched / plain)
+                print(f"pair {pair}: without {plain * 1e3:.2f} ms/step, with the callback "
+                      f"{watched * 1e3:.2f} ms/step, ratio {watched / plain:.4f}")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    print(f"median ratio over {args.pairs} pairs (batch {args.batch}, GA {args.ga}, sequences of "
+          f"{args.seq // 2}-{args.seq} tokens, vocab {hf_tiny.VOCAB_SIZE}): "
+          f"{statistics.median(ratios):.4f}")
+
+
+if __name__ == "__main__":
+    main()
