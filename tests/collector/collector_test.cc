@@ -123,15 +123,16 @@ TEST(Collector, TheLocalCheckSaysOncePerEpisodeWhenTheRatioHoversAroundItsTolera
     collector.Submit(record);
   };
   for (int step = 0; step < 200; ++step) submit(step, step % 3 == 0 ? 1.02 : 1.005);
+  submit(200, 1.02);
   ASSERT_EQ(warnings.lines.size(), 1u) << warnings.All();
   EXPECT_THAT(warnings.lines[0], HasSubstr("step 0: the reported loss 2.04 is 1.02x"));
-  for (int step = 200; step < 219; ++step) submit(step, 1.0);
-  submit(219, 1.5);  // 19 clear steps: still the same episode
+  for (int step = 201; step < 220; ++step) submit(step, 1.0);
+  submit(220, 1.5);  // 19 clear steps: still the same episode
   EXPECT_EQ(warnings.lines.size(), 1u) << warnings.All();
-  for (int step = 220; step < 240; ++step) submit(step, 1.0);
-  submit(240, 1.5);  // after 20 clear steps: a new episode
+  for (int step = 221; step < 241; ++step) submit(step, 1.0);
+  submit(241, 1.5);  // after 20 clear steps: a new episode
   ASSERT_EQ(warnings.lines.size(), 2u) << warnings.All();
-  EXPECT_THAT(warnings.lines[1], HasSubstr("step 240: the reported loss 3 is 1.5x"));
+  EXPECT_THAT(warnings.lines[1], HasSubstr("step 241: the reported loss 3 is 1.5x"));
 }
 
 TEST(Collector, TheLocalCheckSummarisesALastingEpisodeAtItsInterval) {

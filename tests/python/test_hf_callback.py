@@ -1,6 +1,7 @@
-"""lossguard.integrations.hf driven as the Hugging Face Trainer drives a callback (transformers is
-not installable here): the event order of Trainer._inner_training_loop in transformers 4.46-4.5x,
-and the log_history entries of a trainer_state.json."""
+"""lossguard.integrations.hf driven by hand as the Hugging Face Trainer drives a callback, without
+transformers (Debian's python3 has none; the real Trainer is test_hf_trainer*.py's): the event order
+of Trainer._inner_training_loop in transformers 4.46-4.5x, and the log_history entries of a
+trainer_state.json."""
 
 import json
 import os

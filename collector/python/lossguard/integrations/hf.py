@@ -1,18 +1,18 @@
 """The Hugging Face Trainer integration: a TrainerCallback that streams the Trainer's logged steps
-to lossguard, and a loss function for the Trainer that also gives those records the correctly
-normalised reference loss and per-micro-batch data.
+to lossguard with the correctly normalised reference loss and per-micro-batch data, taken from the
+forward passes the Trainer already makes (the loss the Trainer uses stays as it is).
 
     from lossguard.integrations.hf import LossguardCallback
 
-    lossguard_cb = LossguardCallback(server="http://127.0.0.1:8080", vocab_size=32000)
-    trainer = Trainer(model=model, args=args, train_dataset=data,
-                      callbacks=[lossguard_cb],
-                      compute_loss_func=lossguard_cb.loss_func)   # optional: full records
+    lossguard_cb = LossguardCallback(server="http://127.0.0.1:8080")
+    trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[lossguard_cb])
+    # optional: compute_loss_func=lossguard_cb.loss_func puts lossguard's own loss in the loss path
 
-Follows the interfaces of transformers 4.46 to 4.5x (``TrainerCallback`` events and their
-arguments, ``compute_loss_func(outputs, labels, num_items_in_batch)``, ``num_items_in_batch`` in a
-custom ``compute_loss``). transformers is not needed to import this module: without it the callback
-has the same method names and signatures, so it can be driven by hand (and is tested that way).
+Tested inside transformers 4.45.2, 4.46.0, 4.57.6 and 5.25.0, TRL 1.16's SFTTrainer and a gloo DDP
+Trainer (``TrainerCallback`` events and their arguments, ``compute_loss_func(outputs, labels,
+num_items_in_batch)``, ``num_items_in_batch`` in a custom ``compute_loss``). transformers is not
+needed to import this module: without it the callback has the same method names and signatures,
+so it can be driven by hand.
 """
 
 import logging
@@ -33,7 +33,7 @@ _log = logging.getLogger("lossguard")
 _MODEL_LOSS_CHECKS = 4
 _MODEL_LOSS_RECHECK_EVERY = 64
 
-# transformers.TrainerCallback's events (4.46-4.5x); each takes (args, state, control, **kwargs).
+# transformers.TrainerCallback's events (4.45-5.x); each takes (args, state, control, **kwargs).
 _TRAINER_EVENTS = (
     "on_init_end", "on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
     "on_step_begin", "on_pre_optimizer_step", "on_optimizer_step", "on_substep_end", "on_step_end",
