@@ -1,17 +1,17 @@
-# lossguard_torch_from_python(PYTHON): the imported target `torch` made from the torch package that
-# PYTHON imports (a pip-installed torch 2.x, or Debian's python3-torch), the way torch's own
-# cpp_extension builds extensions: its include paths, libtorch, libtorch_cpu and libc10 from its
-# lib/ directory, and its C++ ABI. Not find_package(Torch): the TorchConfig.cmake of a CUDA wheel
-# from PyPI insists on a CUDA toolkit, which a CPU machine does not have and the collector does not
-# use.
-#
-# Sets, in the caller's scope:
+# lossguard_probe_torch(PYTHON): what the torch package that PYTHON imports is, the way torch's own
+# cpp_extension builds extensions against it. Sets, in the caller's scope:
 #   LOSSGUARD_TORCH_VERSION   torch.__version__ (written into the package: see _build_info.py.in)
 #   LOSSGUARD_TORCH_LIB_DIR   torch's lib/ directory (libtorch_python lives there too)
+#   LOSSGUARD_TORCH_INCLUDES  its include paths
 #   LOSSGUARD_TORCH_CXX11_ABI 0 or 1: every translation unit that shares std::string with LibTorch
 #                             must be compiled with the same _GLIBCXX_USE_CXX11_ABI (pip wheels
 #                             before torch 2.7 use 0), so the caller applies it to the whole build.
-function(lossguard_torch_from_python python)
+#
+# lossguard_torch_from_python(PYTHON): the probe, and the imported target `torch` made from it:
+# those include paths, libtorch, libtorch_cpu and libc10 from that lib/ directory. Not
+# find_package(Torch): the TorchConfig.cmake of a CUDA wheel from PyPI insists on a CUDA toolkit,
+# which a CPU machine does not have and the collector does not use.
+function(lossguard_probe_torch python)
   set(probe [=[
 import os, torch
 from torch.utils import cpp_extension
@@ -39,16 +39,24 @@ print(torch.__version__)
   list(GET lines 2 cxx11_abi)
   list(GET lines 3 version)
 
+  set(LOSSGUARD_TORCH_VERSION ${version} PARENT_SCOPE)
+  set(LOSSGUARD_TORCH_LIB_DIR ${lib_dir} PARENT_SCOPE)
+  set(LOSSGUARD_TORCH_INCLUDES ${includes} PARENT_SCOPE)
+  set(LOSSGUARD_TORCH_CXX11_ABI ${cxx11_abi} PARENT_SCOPE)
+endfunction()
+
+function(lossguard_torch_from_python python)
+  lossguard_probe_torch(${python})
   set(libraries "")
   foreach(name torch torch_cpu c10)
-    find_library(lossguard_torch_${name}_library ${name} PATHS ${lib_dir} NO_DEFAULT_PATH REQUIRED)
+    find_library(lossguard_torch_${name}_library ${name} PATHS ${LOSSGUARD_TORCH_LIB_DIR}
+                 NO_DEFAULT_PATH REQUIRED)
     list(APPEND libraries ${lossguard_torch_${name}_library})
   endforeach()
   add_library(torch INTERFACE IMPORTED GLOBAL)
-  target_include_directories(torch SYSTEM INTERFACE ${includes})
+  target_include_directories(torch SYSTEM INTERFACE ${LOSSGUARD_TORCH_INCLUDES})
   target_link_libraries(torch INTERFACE ${libraries})
-
-  set(LOSSGUARD_TORCH_VERSION ${version} PARENT_SCOPE)
-  set(LOSSGUARD_TORCH_LIB_DIR ${lib_dir} PARENT_SCOPE)
-  set(LOSSGUARD_TORCH_CXX11_ABI ${cxx11_abi} PARENT_SCOPE)
+  foreach(name VERSION LIB_DIR INCLUDES CXX11_ABI)
+    set(LOSSGUARD_TORCH_${name} ${LOSSGUARD_TORCH_${name}} PARENT_SCOPE)
+  endforeach()
 endfunction()

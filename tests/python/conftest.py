@@ -66,6 +66,11 @@ class Server:
         """Every stored record of `run`, in (step, rank) order."""
         return self.get(f"/api/v1/runs/{run}/steps", limit=100000)["steps"]
 
+    def serious_alerts(self, run: str):
+        """(kind, severity) of the run's alerts at warning or critical."""
+        return [(a["kind"], a["severity"]) for a in self.alerts(run)
+                if a["severity"] in ("warning", "critical")]
+
     def alerts(self, run: str):
         """The run's alerts; each is also appended to $LOSSGUARD_ALERTS_LOG when it is set (a TSV
         line: run, kind, severity, first step, message), which is how the README's table of what
@@ -89,6 +94,14 @@ def server(tmp_path):
     s.start()
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """hf_tiny's tokenizer, trained once per test module (transformers is imported only by the
+    tests that ask for it)."""
+    import hf_tiny
+    return hf_tiny.make_tokenizer()
 
 
 def make_test_ca(directory):

@@ -25,11 +25,6 @@ class SummedMicroBatchMeans(Trainer):
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    return hf_tiny.make_tokenizer()
-
-
 def train_with_plugin(server, tmp_path, monkeypatch, tokenizer, run, trainer_cls):
     monkeypatch.setenv("LOSSGUARD_SERVER", server.url)
     monkeypatch.setenv("LOSSGUARD_SPOOL_DIR", str(tmp_path / "spool"))
@@ -67,4 +62,4 @@ def test_a_correct_run_through_the_plugin_raises_nothing(server, tmp_path, monke
     run = "axolotl-correct-mb1-ga8"
     train_with_plugin(server, tmp_path, monkeypatch, tokenizer, run, Trainer)
     assert len(server.steps(run)) == 8
-    assert [a for a in server.alerts(run) if a["severity"] in ("warning", "critical")] == []
+    assert server.serious_alerts(run) == []

@@ -16,14 +16,6 @@ from transformers import Trainer
 import hf_tiny
 from lossguard.integrations.hf import LossguardCallback
 
-SERIOUS = ("warning", "critical")
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return hf_tiny.make_tokenizer()
-
-
 def train(server, tmp_path, tokenizer, run, *, batch, ga, steps, examples, trainer_cls=Trainer,
           use_loss_func=False, **callback_options):
     cb = LossguardCallback(server.url, run, spool_dir=str(tmp_path / "spool"), **callback_options)
@@ -36,10 +28,6 @@ def train(server, tmp_path, tokenizer, run, *, batch, ga, steps, examples, train
     return trainer
 
 
-def serious_alerts(server, run):
-    return [a for a in server.alerts(run) if a["severity"] in SERIOUS]
-
-
 def test_a_correct_trainer_at_ga_1_and_ga_8_trains_alike_and_raises_nothing(server, tmp_path,
                                                                            tokenizer):
     examples = hf_tiny.lm_examples(hf_tiny.sequences(tokenizer, 8 * 12, 8, 48, seed=1))
@@ -48,7 +36,7 @@ def test_a_correct_trainer_at_ga_1_and_ga_8_trains_alike_and_raises_nothing(serv
         run = f"tf-correct-mb{batch}-ga{ga}"
         runs[run] = train(server, tmp_path, tokenizer, run, batch=batch, ga=ga, steps=12,
                           examples=examples)
-        assert serious_alerts(server, run) == []
+        assert server.serious_alerts(run) == []
         records = server.steps(run)
         assert len(records) == 12
         assert all(r["vocab_size"] == hf_tiny.VOCAB_SIZE and "ref_loss" in r for r in records)
@@ -103,7 +91,7 @@ def test_the_callbacks_own_loss_with_short_answers_matches_the_trainers_count(se
     run = "tf-loss-func-short-answers"
     train(server, tmp_path, tokenizer, run, batch=2, ga=4, steps=10, examples=examples,
           use_loss_func=True)
-    assert serious_alerts(server, run) == []
+    assert server.serious_alerts(run) == []
     for r in server.steps(run):
         assert float(r["loss"]) == pytest.approx(float(r["ref_loss"]), rel=1e-5, abs=1e-4)
         assert math.isfinite(float(r["grad_norm"]))
@@ -122,7 +110,7 @@ def test_a_two_rank_gloo_trainer_sends_both_ranks_with_the_all_reduced_reference
          run, str(tmp_path / run), str(tmp_path / "spool")],
         env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert serious_alerts(server, run) == []
+    assert server.serious_alerts(run) == []
     records = server.steps(run)
     assert sorted({r["rank"] for r in records}) == [0, 1]
     by_step = {}

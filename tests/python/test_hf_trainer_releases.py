@@ -19,11 +19,6 @@ VERSION = tuple(int(part) for part in transformers.__version__.split(".")[:2])
 PATCH = transformers.__version__
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    return hf_tiny.make_tokenizer()
-
-
 def train(server, tmp_path, tokenizer, run, model, *, batch, ga, steps, examples, lr=1e-3):
     cb = LossguardCallback(server.url, run, spool_dir=str(tmp_path / "spool"))
     trainer = Trainer(model=model, args=hf_tiny.training_args(tmp_path / run, batch=batch, ga=ga,
@@ -34,11 +29,6 @@ def train(server, tmp_path, tokenizer, run, model, *, batch, ga, steps, examples
     return trainer
 
 
-def serious(server, run):
-    return [(a["kind"], a["severity"]) for a in server.alerts(run)
-            if a["severity"] in ("warning", "critical")]
-
-
 @pytest.mark.skipif(VERSION != (4, 45), reason=f"the mean-of-means Trainer is 4.45, not {PATCH}")
 def test_before_the_fix_micro_batch_1_ga_8_is_a_token_weighting_bias_and_batch_8_ga_1_is_clean(
         server, tmp_path, tokenizer):
@@ -47,10 +37,10 @@ def test_before_the_fix_micro_batch_1_ga_8_is_a_token_weighting_bias_and_batch_8
     train(server, tmp_path, tokenizer, "tf445-mb1-ga8", hf_tiny.llama(), batch=1, ga=8, steps=24,
           examples=examples, lr=3e-3)
     alerts = server.alerts("tf445-mb1-ga8")
-    assert serious(server, "tf445-mb1-ga8") == [("token_weighting_bias", "warning")], alerts
+    assert server.serious_alerts("tf445-mb1-ga8") == [("token_weighting_bias", "warning")], alerts
     train(server, tmp_path, tokenizer, "tf445-mb8-ga1", hf_tiny.llama(), batch=8, ga=1, steps=24,
           examples=examples, lr=3e-3)
-    assert serious(server, "tf445-mb8-ga1") == []
+    assert server.serious_alerts("tf445-mb8-ga1") == []
 
 
 @pytest.mark.skipif(PATCH != "4.46.0", reason=f"the loss x GA regression is 4.46.0, not {PATCH}")
@@ -66,4 +56,4 @@ def test_the_4_46_0_regression_is_a_critical_loss_scale_mismatch_of_ga_steps(ser
     # Llama takes the loss kwargs in 4.46.0: the same Trainer normalises it correctly.
     train(server, tmp_path, tokenizer, "tf4460-llama-ga8", hf_tiny.llama(), batch=1, ga=8,
           steps=10, examples=examples)
-    assert serious(server, "tf4460-llama-ga8") == []
+    assert server.serious_alerts("tf4460-llama-ga8") == []

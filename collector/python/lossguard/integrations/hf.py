@@ -207,10 +207,7 @@ class LossguardCallback(_CallbackBase):
         count = kwargs.get("num_items_in_batch")
         derived = None
         if model_loss is not None and self._trust_model_loss is not False:
-            divisor = shifted if count is None else count
-            if isinstance(divisor, torch.Tensor):
-                divisor = divisor.detach().reshape(()).to(model_loss.device, torch.float64,
-                                                          non_blocking=True)
+            divisor = _count_on(model_loss.device, shifted if count is None else count)
             derived = model_loss.detach().double() * divisor
             self._forward_passes += 1
             if (self._model_loss_checks >= _MODEL_LOSS_CHECKS
@@ -292,16 +289,10 @@ class LossguardCallback(_CallbackBase):
             import torch.distributed as dist
             if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
                 dist.all_reduce(total)  # the step's one collective
-        num_items = self._num_items
-        if isinstance(num_items, torch.Tensor):
-            num_items = num_items.detach().reshape(-1)[:1].to(device, torch.float64,
-                                                               non_blocking=True)
-        else:
-            num_items = torch.tensor([math.nan if num_items is None else float(num_items)],
-                                     dtype=torch.float64, device=device)
+        num_items = _count_on(device, math.nan if self._num_items is None else self._num_items)
         checks = [t.to(device) for pair in self._pending_checks for t in pair]
         # The step's one read from the device.
-        values = torch.cat([local, total, num_items, sums, shifted, unshifted,
+        values = torch.cat([local, total, num_items.reshape(1), sums, shifted, unshifted,
                             torch.stack(checks) if checks else sums[:0]]).tolist()
         self._settle_model_loss_checks(values[7 + 3 * n:])
         local, total, trainer_count = values[0:3], values[3:6], values[6]
@@ -359,6 +350,15 @@ class LossguardCallback(_CallbackBase):
             else:
                 self.collector.flush()
         return control
+
+
+def _count_on(device, count) -> torch.Tensor:
+    """A count (a number, or the tensor the Trainer passes as num_items_in_batch: one element, or
+    the same one repeated per GPU under DataParallel) as a 0-d float64 tensor on `device`, without
+    waiting for the device."""
+    if isinstance(count, torch.Tensor):
+        return count.detach().reshape(-1)[0].to(device, torch.float64, non_blocking=True)
+    return torch.tensor(float(count), dtype=torch.float64, device=device)
 
 
 def _model_loss_of(output) -> Optional[torch.Tensor]:
