@@ -23,6 +23,35 @@ IngestRefusal ReadRefusal(const HttpResponse& response) {
   }
   return refusal;
 }
+// The acknowledgement's "verdicts": {run: {"through_step": n, "open": [episode...]}}. A server that
+// does not send them, or sends them malformed, gives nullopt: the batch is stored either way.
+std::optional<std::map<std::string, RunVerdicts>> ReadVerdicts(const nlohmann::json& answer) {
+  auto found = answer.find("verdicts");
+  if (found == answer.end() || !found->is_object()) return std::nullopt;
+  std::map<std::string, RunVerdicts> out;
+  try {
+    for (const auto& [run, value] : found->items()) {
+      RunVerdicts verdicts{.through_step = value.at("through_step").get<std::int64_t>(),
+                           .open = {}};
+      for (const nlohmann::json& episode : value.at("open")) {
+        const nlohmann::json& rank = episode.at("rank");
+        verdicts.open.push_back(OpenEpisode{
+            .id = episode.at("id").get<std::int64_t>(),
+            .kind = episode.at("kind").get<std::string>(),
+            .severity = episode.at("severity").get<std::string>(),
+            .rank = rank.is_null() ? std::nullopt : std::optional(rank.get<std::int64_t>()),
+            .first_step = episode.at("first_step").get<std::int64_t>(),
+            .last_step = episode.at("last_step").get<std::int64_t>(),
+            .acked = episode.value("acked", false),
+            .message = episode.value("message", std::string())});
+      }
+      out.emplace(run, std::move(verdicts));
+    }
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;
+  }
+  return out;
+}
 }  // namespace
 
 std::string IngestRefusal::Describe() const {
@@ -44,7 +73,8 @@ Result<IngestAck, IngestRefusal> IngestClient::Post(std::string ndjson_body) {
     const nlohmann::json answer = wire::ParseJsonText(response.body);
     return IngestAck{.accepted = answer.at("accepted").get<std::int64_t>(),
                      .duplicates = answer.at("duplicates").get<std::int64_t>(),
-                     .replaced = answer.at("replaced").get<std::int64_t>()};
+                     .replaced = answer.at("replaced").get<std::int64_t>(),
+                     .verdicts = ReadVerdicts(answer)};
   } catch (const nlohmann::json::exception& e) {
     // A 200 without the server's answer: not a lossguard server (or a proxy in the way). The
     // batch may or may not be stored; sending it again is safe (resends are duplicates).

@@ -48,6 +48,10 @@ Collector::Collector(CollectorOptions options) : options_(std::move(options)) {
         "lossguard collector: local_check_clear_steps must be >= 1, but got " +
         std::to_string(options_.local_check_clear_steps()));
   }
+  if (options_.guard()) {
+    guard_.emplace(GuardOptions().policy(*options_.guard()).warn(options_.warn()));
+    options_.stream().send_promptly(true);
+  }
   if (!options_.stream().server_url().empty()) {
     if (!options_.stream().warn()) options_.stream().warn(options_.warn());
     const bool default_spool = options_.stream().spool_path().empty() && options_.spool_dir() != "";
@@ -89,6 +93,7 @@ wire::StepRecord Collector::RecordStep(std::int64_t step, double reported_loss,
   record.vocab_size = options_.vocab_size();
   record.lr = lr;
   record.time = Now();
+  AttachGuardAction(record);  // in the record returned too
   Submit(record);
   return record;
 }
@@ -104,8 +109,43 @@ void Collector::Describe(AccumulationWindow& window, wire::StepRecord& record) {
     record.micro.push_back({mb.loss, mb.tokens, mb.loss_sum});
 }
 
+GuardDecision Collector::GuardStep(std::int64_t step, double reported_loss,
+                                   AccumulationWindow& window, const GradNormStats& grads) {
+  if (guard_ && window.world_size() > 1 && guard_->policy().Acts()) {
+    throw std::logic_error(
+        "lossguard guard: a policy that acts (" + guard_->policy().ToString() +
+        ") needs every rank to take the same action, which is not supported with world_size " +
+        std::to_string(window.world_size()) + " yet; use warn-only policies with several ranks");
+  }
+  return GuardStep(step, StepSignals{.loss = reported_loss,
+                                     .ref_loss = window.Totals().ref_loss,
+                                     .grad_norm = grads.total_norm,
+                                     .nonfinite_grads = grads.nonfinite});
+}
+
+GuardDecision Collector::GuardStep(std::int64_t step, const StepSignals& signals) {
+  if (!guard_) throw std::logic_error("lossguard collector: GuardStep without a guard policy");
+  if (stream_ && stream_->verdict_generation() != verdict_generation_) {
+    verdict_generation_ = stream_->verdict_generation();
+    verdicts_ = stream_->Verdicts(options_.run());
+  }
+  GuardDecision decision = guard_->Check(step, signals, verdicts_ ? &*verdicts_ : nullptr);
+  pending_action_ = decision.action;
+  pending_action_step_ = step;
+  return decision;
+}
+
+void Collector::AttachGuardAction(wire::StepRecord& record) {
+  // A trainer that records every few steps (a Trainer logging every N) carries it in the next one.
+  if (pending_action_ && record.step >= pending_action_step_) {
+    record.extra["guard"] = wire::ToJson(*pending_action_);
+    pending_action_.reset();
+  }
+}
+
 bool Collector::Submit(wire::StepRecord record) {
   if (!record.time) record.time = Now();
+  AttachGuardAction(record);
   LocalCheck(record);
   return stream_ ? stream_->Submit(std::move(record)) : true;
 }

@@ -70,7 +70,9 @@ class RecordStream::Sender {
         // A flush wakes the sender only when it may try the server now; otherwise the wait ends
         // at the end of the backoff anyway (no spinning while the server is down).
         stream_.wake_sender_.wait_until(lock, wait_until, [&] {
-          return stream_.stopping_ || stream_.ring_->size() >= stream_.options_.batch_size() ||
+          const std::size_t queued = stream_.ring_->size();
+          return stream_.stopping_ || queued >= stream_.options_.batch_size() ||
+                 (stream_.options_.send_promptly() && queued > 0 && Available()) ||
                  (stream_.flush_requested_ && Available());
         });
         stopping = stream_.stopping_;
@@ -198,6 +200,7 @@ class RecordStream::Sender {
       auto sent = client_.Post(lines);
       if (sent.ok()) {
         Count(&Counters::delivered, lines.size());
+        if (sent.value().verdicts) stream_.KeepVerdicts(std::move(*sent.value().verdicts));
         backoff_ = stream_.options_.initial_backoff();
         warned_unreachable_ = false;
         return Outcome::kDelivered;
@@ -328,8 +331,23 @@ bool RecordStream::Submit(wire::StepRecord record) {
   accepted_.fetch_add(1, std::memory_order_release);
   // Wake the sender when a batch is ready. notify_one costs a syscall only when it sleeps; a
   // wake-up lost to a race is made up for by flush_interval.
-  if (ring_->size() == options_.batch_size()) wake_sender_.notify_one();
+  if (options_.send_promptly() || ring_->size() == options_.batch_size()) wake_sender_.notify_one();
   return true;
+}
+
+void RecordStream::KeepVerdicts(std::map<std::string, client::RunVerdicts> verdicts) {
+  {
+    std::lock_guard lock(verdict_mutex_);
+    for (auto& [run, run_verdicts] : verdicts) verdicts_[run] = std::move(run_verdicts);
+  }
+  verdict_generation_.fetch_add(1, std::memory_order_release);
+}
+
+std::optional<client::RunVerdicts> RecordStream::Verdicts(const std::string& run) const {
+  std::lock_guard lock(verdict_mutex_);
+  auto found = verdicts_.find(run);
+  if (found == verdicts_.end()) return std::nullopt;
+  return found->second;
 }
 
 bool RecordStream::Flush(std::chrono::milliseconds timeout) {

@@ -132,6 +132,24 @@ class FieldReader {
     return true;
   }
 
+  // A string of 1 (0 if allow_empty) to max_length characters.
+  bool String(std::string_view field, bool required, std::size_t max_length, std::string& out,
+              bool allow_empty = false) {
+    const json* value = Find(field);
+    if (value == nullptr) {
+      if (required) return Fail(field, Name(field) + " is required (a string)");
+      return true;
+    }
+    if (!value->is_string())
+      return Fail(field, Name(field) + " must be a string, but got " + Show(*value));
+    out = value->get<std::string>();
+    if ((out.empty() && !allow_empty) || out.size() > max_length) {
+      return Fail(field, Name(field) + " must be 1-" + std::to_string(max_length) +
+                             " characters long, but got " + std::to_string(out.size()));
+    }
+    return true;
+  }
+
   bool FiniteNumber(std::string_view field, std::optional<double>& out) {
     const json* value = Find(field);
     if (value == nullptr) return true;
@@ -288,6 +306,9 @@ Result<StepRecord, RecordError> ParseRecord(const json& object, std::size_t inde
     RecordError error;
     if (!ReadMicro(*micro, index, record.micro, error)) return error;
   }
+  if (const json* guard = reader.Find("guard")) {
+    if (auto parsed = ParseGuardAction(*guard, index); !parsed) return parsed.error();
+  }
   for (const auto& [key, value] : object.items()) {
     bool known = false;
     for (std::string_view field : kKnownFields) known = known || key == field;
@@ -297,6 +318,56 @@ Result<StepRecord, RecordError> ParseRecord(const json& object, std::size_t inde
 }
 
 std::span<const std::string_view> KnownFieldNames() { return kKnownFields; }
+
+Result<GuardAction, RecordError> ParseGuardAction(const json& value, std::size_t index) {
+  if (!value.is_object()) {
+    return RecordError{index, "guard",
+                       "guard must be an object {action, kind, severity, source, first_step, "
+                       "...}, but got " +
+                           Show(value)};
+  }
+  FieldReader reader(value, index, "guard.");
+  GuardAction out;
+  std::optional<std::int64_t> first_step;
+  std::optional<double> lr_factor;
+  if (!reader.String("action", true, 16, out.action) ||
+      !reader.String("kind", true, 64, out.kind) ||
+      !reader.String("severity", true, 16, out.severity) ||
+      !reader.String("source", true, 16, out.source) ||
+      !reader.Int("first_step", true, 0, kMaxCount, first_step) ||
+      !reader.Int("episode", false, 1, kMaxCount, out.episode) ||
+      !reader.Int("seen_through", false, 0, kMaxCount, out.seen_through) ||
+      !reader.Int("rollback_to", false, 0, kMaxCount, out.rollback_to) ||
+      !reader.FiniteNumber("lr_factor", lr_factor) ||
+      !reader.String("message", false, 1000, out.message, /*allow_empty=*/true)) {
+    return reader.error();
+  }
+  out.first_step = *first_step;
+  out.lr_factor = lr_factor;
+  bool known_action = false;
+  for (std::string_view name : kGuardActionNames) known_action = known_action || out.action == name;
+  if (!known_action) {
+    return RecordError{index, "guard.action",
+                       "guard.action must be one of warn, lower_lr, skip_step, rollback, stop, "
+                       "but got \"" +
+                           out.action + "\""};
+  }
+  if (out.severity != "warning" && out.severity != "critical") {
+    return RecordError{
+        index, "guard.severity",
+        "guard.severity must be \"warning\" or \"critical\", but got \"" + out.severity + "\""};
+  }
+  if (out.source != "local" && out.source != "server") {
+    return RecordError{
+        index, "guard.source",
+        "guard.source must be \"local\" or \"server\", but got \"" + out.source + "\""};
+  }
+  if (lr_factor && (*lr_factor <= 0 || *lr_factor > 1)) {
+    return RecordError{index, "guard.lr_factor",
+                       "guard.lr_factor must be in (0, 1], but got " + Show(value["lr_factor"])};
+  }
+  return out;
+}
 
 Result<StepRecord, RecordError> ParseRecordText(std::string_view text, std::size_t index) {
   if (std::optional<JsonTextProblem> problem = CheckJsonText(text)) {

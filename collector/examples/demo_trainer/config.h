@@ -17,7 +17,11 @@ struct Config {
   std::uint64_t seed = 0;
   std::int64_t micro_batch_size = 8, ga_steps = 1, steps = 150, world_size = 1, rank = 0;
   double lr = 3e-3, lr_spike_factor = 1.0, clip = 1.0;
-  std::int64_t lr_spike_at = -1, nan_at = -1, detach_loss_at = -1;
+  std::int64_t lr_spike_at = -1, lr_spike_steps = 1, nan_at = -1, detach_loss_at = -1;
+  // The guard (GuardPolicy::Parse's format; empty: none) and its checkpoints: the model and the
+  // optimizer after every checkpoint_every steps, the last keep_checkpoints of them kept.
+  std::string guard, checkpoint_dir;
+  std::int64_t checkpoint_every = 25, keep_checkpoints = 4;
   std::int64_t bad_data_at = -1;  // three steps of random tokens from here (a corrupt shard)
   std::int64_t warmup_steps = 0;  // linear learning-rate warm-up
   std::int64_t ga_change_at = -1, ga_change_to = 1;  // switch ga_steps mid-run

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <thread>
@@ -34,6 +35,75 @@ namespace lossguard::demo {
 namespace {
 
 using namespace lossguard::collector;
+
+void SetLearningRate(torch::optim::AdamW& optimizer, double lr) {
+  for (auto& group_options : optimizer.param_groups())
+    static_cast<torch::optim::AdamWOptions&>(group_options.options()).lr(lr);
+}
+
+// The demo's own checkpoints, what the guard rolls back to: the model and the optimizer after a
+// step, in DIR/step-N.model.pt and DIR/step-N.optimizer.pt (step -1: the initial state), the last
+// `keep` of them kept. Without a directory nothing is saved (a rollback policy then stops).
+class Checkpoints {
+ public:
+  Checkpoints(std::string dir, std::int64_t keep) : dir_(std::move(dir)), keep_(keep) {
+    if (!dir_.empty()) std::filesystem::create_directories(dir_);
+  }
+
+  void Save(std::int64_t step, Gpt& model, torch::optim::AdamW& optimizer, Guard& guard) {
+    if (dir_.empty()) return;
+    torch::save(model, Path(step, "model"));
+    torch::save(optimizer, Path(step, "optimizer"));
+    guard.Checkpointed(step);
+    saved_.push_back(step);
+    while (static_cast<std::int64_t>(saved_.size()) > keep_) {
+      std::filesystem::remove(Path(saved_.front(), "model"));
+      std::filesystem::remove(Path(saved_.front(), "optimizer"));
+      guard.CheckpointRemoved(saved_.front());
+      saved_.erase(saved_.begin());
+    }
+  }
+
+  void Restore(std::int64_t step, Gpt& model, torch::optim::AdamW& optimizer) {
+    torch::load(model, Path(step, "model"));
+    torch::load(optimizer, Path(step, "optimizer"));
+    // Later checkpoints belong to the abandoned trajectory (the guard forgot them too).
+    while (!saved_.empty() && saved_.back() > step) {
+      std::filesystem::remove(Path(saved_.back(), "model"));
+      std::filesystem::remove(Path(saved_.back(), "optimizer"));
+      saved_.pop_back();
+    }
+  }
+
+  std::string Path(std::int64_t step, const char* what) const {
+    return dir_ + "/step-" + std::to_string(step) + "." + what + ".pt";
+  }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+  std::int64_t keep_;
+  std::vector<std::int64_t> saved_;
+};
+
+// The guard said stop (the step's record is handed over): the state is saved, the collector is
+// flushed, and the trainer exits with kGuardStopExitCode.
+int StopForGuard(const Config& c, std::int64_t step, Gpt& model, torch::optim::AdamW& optimizer,
+                 Collector& collector) {
+  std::string saved = "no checkpoint saved (no --checkpoint-dir)";
+  if (!c.checkpoint_dir.empty()) {
+    const std::string base = c.checkpoint_dir + "/stopped-at-step-" + std::to_string(step);
+    torch::save(model, base + ".model.pt");
+    torch::save(optimizer, base + ".optimizer.pt");
+    saved = "the state before this step's update is in " + base + ".{model,optimizer}.pt";
+  }
+  const bool flushed = collector.Flush(std::chrono::seconds(c.flush_timeout_s));
+  std::fprintf(stderr,
+               "[%s] stopped by lossguard's guard at step %lld (see the line above); %s; %s\n",
+               c.run.c_str(), static_cast<long long>(step), saved.c_str(),
+               flushed ? "every record reached the server" : "records wait in the spool");
+  return kGuardStopExitCode;
+}
 
 int Train(const Config& c) {
   torch::manual_seed(c.seed);
@@ -85,8 +155,12 @@ int Train(const Config& c) {
   options.stream().spool_path(c.spool);
   if (c.spool_dir) options.spool_dir(*c.spool_dir == "none" ? "" : *c.spool_dir);
   options.stream().drain_timeout(std::chrono::seconds(c.flush_timeout_s));
+  if (!c.guard.empty()) options.guard(GuardPolicy::Parse(c.guard));
   std::optional<Collector> collector;
   if (!c.no_collector) collector.emplace(options);
+  Checkpoints checkpoints(c.checkpoint_dir, c.keep_checkpoints);
+  if (collector && collector->guard()) checkpoints.Save(-1, model, optimizer, *collector->guard());
+  std::int64_t guard_skips = 0, guard_rollbacks = 0;
   std::ofstream out;
   if (!c.out.empty()) out.open(c.out + (c.world_size > 1 ? ".rank" + std::to_string(c.rank) : ""));
 
@@ -109,10 +183,11 @@ int Train(const Config& c) {
           static_cast<double>(std::max<std::int64_t>(1, c.steps - c.warmup_steps));
       decay = 0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * progress));
     }
-    double lr = c.lr * warmup * decay * (step == c.lr_spike_at ? c.lr_spike_factor : 1.0);
-    for (auto& group_options : optimizer.param_groups()) {
-      static_cast<torch::optim::AdamWOptions&>(group_options.options()).lr(lr);
-    }
+    const bool spiking =
+        c.lr_spike_at >= 0 && step >= c.lr_spike_at && step < c.lr_spike_at + c.lr_spike_steps;
+    double lr = c.lr * warmup * decay * (spiking ? c.lr_spike_factor : 1.0) *
+                (collector && collector->guard() ? collector->guard()->lr_scale() : 1.0);
+    SetLearningRate(optimizer, lr);
     optimizer.zero_grad();
     std::vector<Batch> micro;
     std::vector<torch::Tensor> labels;
@@ -169,10 +244,39 @@ int Train(const Config& c) {
       continue;
     }
     GradNormStats grads = ComputeGradNorm(model->parameters());
-    ClipGradNorm(model->parameters(), c.clip);
-    optimizer.step();
-    lossguard::wire::StepRecord record =
-        collector->RecordStep(step, reported_loss(), window, grads, lr);
+    const double reported = reported_loss();
+    if (collector->guard()) {
+      // Judged before optimizer.step(): a step the guard refuses never reaches the weights.
+      GuardDecision decision = collector->GuardStep(step, reported, window, grads);
+      if (decision.lr_factor != 1) {
+        lr *= decision.lr_factor;
+        SetLearningRate(optimizer, lr);
+      }
+      if (decision.stop()) {  // this step's record (with the action) goes out first
+        lossguard::wire::StepRecord record =
+            collector->RecordStep(step, reported, window, grads, lr);
+        if (out.is_open()) out << lossguard::wire::CanonicalJson(record) << std::endl;
+        return StopForGuard(c, step, model, optimizer, *collector);
+      }
+      if (decision.rollback()) {
+        checkpoints.Restore(*decision.rollback_to, model, optimizer);
+        ++guard_rollbacks;
+      }
+      if (!decision.step_optimizer()) {
+        optimizer.zero_grad();
+        if (!decision.rollback()) ++guard_skips;
+      }
+      if (decision.step_optimizer()) {
+        ClipGradNorm(model->parameters(), c.clip);
+        optimizer.step();
+      }
+    } else {
+      ClipGradNorm(model->parameters(), c.clip);
+      optimizer.step();
+    }
+    lossguard::wire::StepRecord record = collector->RecordStep(step, reported, window, grads, lr);
+    if (collector->guard() && (step + 1) % c.checkpoint_every == 0)
+      checkpoints.Save(step, model, optimizer, *collector->guard());
     if (out.is_open()) out << lossguard::wire::CanonicalJson(record) << "\n";
     if (!c.quiet && c.rank == 0 && (step % 10 == 0 || step + 1 == c.steps)) {
       double seconds =
@@ -195,6 +299,11 @@ int Train(const Config& c) {
     std::printf("[%s] trained %lld steps in %.2f s: %.3f ms/step\n", c.run.c_str(),
                 static_cast<long long>(c.steps), seconds,
                 1000 * seconds / static_cast<double>(c.steps));
+    if (collector && collector->guard()) {
+      std::printf("[%s] guard: %lld steps skipped, %lld rollbacks, learning rate x%g\n",
+                  c.run.c_str(), static_cast<long long>(guard_skips),
+                  static_cast<long long>(guard_rollbacks), collector->guard()->lr_scale());
+    }
   }
   if (collector && !c.server_url.empty() &&
       !collector->Flush(std::chrono::seconds(c.flush_timeout_s))) {
@@ -247,6 +356,20 @@ int main(int argc, char** argv) {
                "print the peak bytes LibTorch's CPU allocator handed out during training");
   app.add_option("--lr-spike-at", c.lr_spike_at, "multiply the learning rate at this step");
   app.add_option("--lr-spike-factor", c.lr_spike_factor, "by this factor")->capture_default_str();
+  app.add_option("--lr-spike-steps", c.lr_spike_steps, "for this many steps")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--guard", c.guard,
+                 "act on verdicts: KIND[:SEVERITY]=warn|lower_lr[:F]|skip_step|rollback|stop,... "
+                 "(e.g. loss_scale_mismatch=stop,nonfinite=skip_step,grad_explosion=rollback)");
+  app.add_option("--checkpoint-dir", c.checkpoint_dir,
+                 "with --guard: checkpoints for rollback, and the state saved at a stop");
+  app.add_option("--checkpoint-every", c.checkpoint_every, "steps between checkpoints")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--keep-checkpoints", c.keep_checkpoints, "checkpoints kept")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_option("--nan-at", c.nan_at, "make the loss NaN at this step");
   app.add_option("--detach-loss-at", c.detach_loss_at,
                  "from this step's backward no gradient reaches the model");
@@ -287,6 +410,14 @@ int main(int argc, char** argv) {
   try {
     if (c.world_size > 1 && !rank) return lossguard::demo::LaunchRanks(argc, argv, c.world_size);
     c.rank = rank.value_or(0);
+    if (!c.guard.empty()) {
+      try {
+        lossguard::collector::GuardPolicy::Parse(c.guard);
+      } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "demo_trainer: --guard: %s\n", e.what());
+        return 2;
+      }
+    }
     return lossguard::demo::Train(c);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "demo_trainer: %s\n", e.what());

@@ -58,6 +58,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr-spike-at", type=int, default=-1,
                    help="multiply the learning rate at this step")
     p.add_argument("--lr-spike-factor", type=float, default=1.0, help="by this factor")
+    p.add_argument("--lr-spike-steps", type=positive_int, default=1, help="for this many steps")
+    p.add_argument("--guard", default=None,
+                   help="act on verdicts: KIND[:SEVERITY]=warn|lower_lr[:F]|skip_step|rollback|"
+                        "stop,... (e.g. loss_scale_mismatch=stop,nonfinite=skip_step)")
+    p.add_argument("--checkpoint-dir", default="",
+                   help="with --guard: checkpoints for rollback, and the state saved at a stop")
+    p.add_argument("--checkpoint-every", type=positive_int, default=25)
+    p.add_argument("--keep-checkpoints", type=positive_int, default=4)
     p.add_argument("--loss-impl", choices=["fused", "unfused"], default="fused",
                    help="fused: lossguard.linear_cross_entropy from the hidden states; unfused: "
                         "the head's logits, then lossguard.causal_lm_loss")
@@ -149,7 +157,10 @@ def train(args, rank: int = 0) -> dict:
                                         world_size=args.world_size,
                                         micro_batch_size=args.micro_batch_size,
                                         vocab_size=demo_data.VOCAB, spool_dir=spool_dir,
-                                        drain_timeout=args.flush_timeout_s)
+                                        drain_timeout=args.flush_timeout_s, guard=args.guard)
+    checkpoints = Checkpoints(args.checkpoint_dir, args.keep_checkpoints, collector)
+    if collector is not None and collector.guarded:
+        checkpoints.save(-1, model, optimizer)
     started = time.perf_counter()
     for step in range(args.steps):
         ga_steps = args.ga_change_to if 0 <= args.ga_change_at <= step else args.ga_steps
@@ -159,7 +170,10 @@ def train(args, rank: int = 0) -> dict:
         if args.cosine and step >= args.warmup_steps:
             progress = (step - args.warmup_steps) / max(1, args.steps - args.warmup_steps)
             decay = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-        lr = args.lr * warmup * decay * (args.lr_spike_factor if step == args.lr_spike_at else 1.0)
+        spiking = 0 <= args.lr_spike_at <= step < args.lr_spike_at + args.lr_spike_steps
+        lr = args.lr * warmup * decay * (args.lr_spike_factor if spiking else 1.0)
+        if collector is not None:
+            lr *= collector.lr_scale
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad()
@@ -206,9 +220,26 @@ def train(args, rank: int = 0) -> dict:
             optimizer.step()
         else:
             grads = lossguard.grad_stats(model.parameters())
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-            optimizer.step()
+            decision = None
+            if collector.guarded:  # judged before optimizer.step()
+                decision = collector.guard_step(step, reported, ref_loss=window.reference_loss(),
+                                                grad_norm=grads["grad_norm"],
+                                                nonfinite_grads=grads["nonfinite_grads"])
+                if decision.lr_factor != 1.0:
+                    lr *= decision.lr_factor
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                if decision.stop:
+                    collector.record_step(step, reported, window=window, lr=lr, **grads)
+                    return stop_for_guard(args, step, model, optimizer, collector)
+                if decision.rollback:
+                    checkpoints.restore(decision.rollback_to, model, optimizer)
+            if decision is None or decision.step_optimizer:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+                optimizer.step()
             collector.record_step(step, reported, window=window, lr=lr, **grads)
+            if collector.guarded and (step + 1) % args.checkpoint_every == 0:
+                checkpoints.save(step, model, optimizer)
             norm = grads["grad_norm"]
         if not args.quiet and rank == 0 and (step % 10 == 0 or step + 1 == args.steps):
             elapsed = time.perf_counter() - started
@@ -227,6 +258,54 @@ def train(args, rank: int = 0) -> dict:
     return result
 
 
+class Checkpoints:
+    """The demo's checkpoints, what the guard rolls back to: model and optimizer state after a
+    step (-1: the initial state) in DIR/step-N.pt, the last `keep` kept. Without a directory
+    nothing is saved (a rollback then stops)."""
+
+    def __init__(self, directory: str, keep: int, collector):
+        self.directory, self.keep, self.collector, self.saved = directory, keep, collector, []
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+
+    def path(self, step: int) -> str:
+        return os.path.join(self.directory, f"step-{step}.pt")
+
+    def save(self, step: int, model, optimizer) -> None:
+        if not self.directory:
+            return
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()},
+                   self.path(step))
+        self.collector.guard_checkpointed(step)
+        self.saved.append(step)
+        while len(self.saved) > self.keep:
+            os.remove(self.path(self.saved[0]))
+            self.collector.guard_checkpoint_removed(self.saved.pop(0))
+
+    def restore(self, step: int, model, optimizer) -> None:
+        state = torch.load(self.path(step))
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        while self.saved and self.saved[-1] > step:  # the abandoned trajectory's
+            os.remove(self.path(self.saved.pop()))
+
+
+def stop_for_guard(args, step: int, model, optimizer, collector) -> dict:
+    """The guard said stop: the state is saved, the collector flushed, the run ends with
+    lossguard.STOP_EXIT_CODE (main's return)."""
+    saved = "no checkpoint saved (no --checkpoint-dir)"
+    if args.checkpoint_dir:
+        path = os.path.join(args.checkpoint_dir, f"stopped-at-step-{step}.pt")
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, path)
+        saved = f"the state before this step's update is in {path}"
+    delivered = collector.close(timeout=args.flush_timeout_s) if args.server else True
+    print(f"[{args.run}] stopped by lossguard's guard at step {step} (see the line above); "
+          f"{saved}; {'every record reached the server' if delivered else 'records wait in the spool'}",
+          file=sys.stderr, flush=True)
+    return {"ms_per_step": 0.0, "stats": collector.stats(), "delivered": delivered,
+            "stopped": True}
+
+
 def _rank_main(rank: int, args, init_file: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
                             world_size=args.world_size)
@@ -239,7 +318,16 @@ def _rank_main(rank: int, args, init_file: str) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.world_size == 1:
-        return 0 if train(args)["delivered"] or args.spool_dir != "none" else 1
+        try:
+            result = train(args)
+        except ValueError as error:
+            if not str(error).startswith("guard policy entry"):
+                raise
+            print(f"demo_trainer.py: --guard: {error}", file=sys.stderr)  # before training
+            return 2
+        if result.get("stopped"):
+            return lossguard.STOP_EXIT_CODE
+        return 0 if result["delivered"] or args.spool_dir != "none" else 1
     import torch.multiprocessing as mp
     with tempfile.TemporaryDirectory(prefix="lossguard-demo-") as tmp:
         mp.spawn(_rank_main, args=(args, os.path.join(tmp, "rendezvous")),

@@ -43,14 +43,20 @@ _check_torch()
 
 from lossguard.accumulation import AccumulationWindow, count_label_tokens  # noqa: E402
 from lossguard.collector import Collector  # noqa: E402
+from lossguard.guard import (GuardDecision, GuardStopped, STOP_EXIT_CODE,  # noqa: E402
+                             policy_from_toml)
 from lossguard.loss import causal_lm_loss, grad_stats, linear_cross_entropy  # noqa: E402
 
 __all__ = [
     "AccumulationWindow",
     "Collector",
+    "GuardDecision",
+    "GuardStopped",
+    "STOP_EXIT_CODE",
     "causal_lm_loss",
     "count_label_tokens",
     "grad_stats",
     "linear_cross_entropy",
+    "policy_from_toml",
 ]
 __version__ = "0.1.0"

@@ -8,6 +8,7 @@ import weakref
 from typing import Optional
 
 from lossguard import _C
+from lossguard.guard import GuardDecision, Policy, policy_spec
 
 _log = logging.getLogger("lossguard")
 
@@ -48,6 +49,10 @@ class Collector:
     drain_timeout: how long close() (also at interpreter exit) waits for delivery before leaving
         the rest in the spool.
     The trainer's log warns when a reported loss and its ref_loss disagree (the C++ local check).
+    guard: a policy (lossguard.guard: a str, or a mapping such as {"loss_scale_mismatch": "stop",
+        "nonfinite": "skip_step"}) to act on verdicts: call guard_step before each optimizer step.
+        Records are then sent as they come, so that the server's verdicts return within a step
+        or two.
 
     Not thread-safe: call record_step from the training loop. A context manager: leaving it flushes
     and closes, as close() does; collectors still open at interpreter exit are closed then.
@@ -60,7 +65,7 @@ class Collector:
                  queue_capacity: int = 16384, batch_size: int = 512,
                  flush_interval: float = 0.5, request_timeout: float = 10.0,
                  drain_timeout: float = 10.0, spool_retry_interval: float = 10.0,
-                 logger: Optional[logging.Logger] = None):
+                 logger: Optional[logging.Logger] = None, guard: Optional[Policy] = None):
         if not isinstance(run, str):
             raise TypeError(f"run must be a str, but got {type(run).__name__}")
         for name, value in [("queue_capacity", queue_capacity), ("batch_size", batch_size),
@@ -78,7 +83,9 @@ class Collector:
                                default_world_size if world_size is None else world_size,
                                micro_batch_size, ga_steps, vocab_size, queue_capacity, batch_size,
                                flush_interval, request_timeout, drain_timeout,
-                               spool_retry_interval, functools.partial(_log_messages, self._log))
+                               spool_retry_interval, functools.partial(_log_messages, self._log),
+                               None if guard is None else policy_spec(guard))
+        self.guarded = guard is not None
         # The hot path straight to C++: no Python frame per optimizer step.
         self.record_step = self._c.record_step
         self.run = run
@@ -106,6 +113,30 @@ class Collector:
         documents it and serves a subclass that calls super().)
         """
         return self._c.record_step(step, loss, window=window, **fields)
+
+    def guard_step(self, step: int, loss, *, ref_loss=None, grad_norm=None,
+                   nonfinite_grads: Optional[int] = None) -> GuardDecision:
+        """Before optimizer.step(): the guard's decision for ``step`` from the step's own signals
+        (a non-finite loss or grad_norm; loss against ref_loss) and the run's latest server
+        verdicts. Its action goes into the record of the same step (record_step). Numbers may be
+        0-d tensors (read once each). ValueError without a guard policy."""
+        if not self.guarded:
+            raise ValueError("lossguard: this collector has no guard policy (Collector(guard=...))")
+        decision = self._c.guard_step(step, _number(loss), _optional_number(ref_loss),
+                                      _optional_number(grad_norm), nonfinite_grads)
+        return GuardDecision(**decision)
+
+    def guard_checkpointed(self, step: int) -> None:
+        """A checkpoint of the state after ``step`` exists: a rollback target."""
+        self._c.guard_checkpointed(step)
+
+    def guard_checkpoint_removed(self, step: int) -> None:
+        self._c.guard_checkpoint_removed(step)
+
+    @property
+    def lr_scale(self) -> float:
+        """The product of the guard's learning-rate factors so far (1.0 without a guard)."""
+        return self._c.guard_lr_scale if self.guarded else 1.0
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Waits up to ``timeout`` seconds until every record handed over so far is delivered (or
@@ -151,6 +182,14 @@ class Collector:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
+
+
+def _number(value) -> float:
+    return float(value.item()) if hasattr(value, "item") else float(value)
+
+
+def _optional_number(value) -> Optional[float]:
+    return None if value is None else _number(value)
 
 
 def _log_messages(logger: logging.Logger, messages) -> None:

@@ -240,6 +240,34 @@ class PyCollector {
                     "failed_requests"_a = s.failed_requests, "spool_errors"_a = s.spool_errors);
   }
 
+  // Collector.guard_step: the guard's decision for the step, before optimizer.step().
+  py::dict GuardStep(std::int64_t step, double loss, std::optional<double> ref_loss,
+                     std::optional<double> grad_norm, std::optional<std::int64_t> nonfinite_grads) {
+    Collector& collector = Open();
+    collector::GuardDecision decision =
+        collector.GuardStep(step, collector::StepSignals{.loss = loss,
+                                                         .ref_loss = ref_loss,
+                                                         .grad_norm = grad_norm,
+                                                         .nonfinite_grads = nonfinite_grads});
+    LogWarnings();
+    py::object action = py::none();
+    // Rare (a verdict acted on): through Python's json rather than a converter of our own.
+    if (decision.action)
+      action = py::module_::import("json").attr("loads")(wire::ToJson(*decision.action).dump());
+    py::object rollback_to = py::none();
+    if (decision.rollback_to) rollback_to = py::int_(*decision.rollback_to);
+    return py::dict("response"_a = std::string(collector::GuardResponseName(decision.response)),
+                    "action"_a = action, "lr_factor"_a = decision.lr_factor,
+                    "rollback_to"_a = rollback_to, "step_optimizer"_a = decision.step_optimizer(),
+                    "stop"_a = decision.stop(), "rollback"_a = decision.rollback());
+  }
+
+  collector::Guard& GuardOf() {
+    collector::Guard* guard = Open().guard();
+    if (guard == nullptr) throw py::value_error("lossguard: this collector has no guard policy");
+    return *guard;
+  }
+
   std::string SpoolPath() const {
     return collector_ && collector_->stream() ? collector_->stream()->spool_path() : "";
   }
@@ -280,7 +308,7 @@ std::unique_ptr<PyCollector> MakeCollector(
     std::int64_t world_size, std::int64_t micro_batch_size, std::int64_t ga_steps,
     std::optional<std::int64_t> vocab_size, std::size_t queue_capacity, std::size_t batch_size,
     double flush_interval_s, double request_timeout_s, double drain_timeout_s,
-    double spool_retry_interval_s, py::object warning_sink) {
+    double spool_retry_interval_s, py::object warning_sink, std::optional<std::string> guard) {
   nlohmann::json defaults = {{"run", run},
                              {"rank", rank},
                              {"world_size", world_size},
@@ -310,6 +338,7 @@ std::unique_ptr<PyCollector> MakeCollector(
       .request_timeout(PyCollector::Millis(request_timeout_s, "request_timeout"))
       .drain_timeout(PyCollector::Millis(drain_timeout_s, "drain_timeout"))
       .spool_retry_interval(PyCollector::Millis(spool_retry_interval_s, "spool_retry_interval"));
+  if (guard) options.guard(collector::GuardPolicy::Parse(*guard));  // ValueError naming the entry
   std::unique_ptr<Collector> collector;
   {
     py::gil_scoped_release release;  // opening the spool touches the disk
@@ -448,12 +477,23 @@ PYBIND11_MODULE(_C, m) {
         return out;
       });
 
+  m.attr("GUARD_STOP_EXIT_CODE") = lossguard::collector::kGuardStopExitCode;
   py::class_<PyCollector>(m, "Collector")
       .def(py::init(&MakeCollector), "server"_a, "run"_a, "token"_a, "ca_file"_a, "spool_dir"_a,
            "rank"_a, "world_size"_a, "micro_batch_size"_a, "ga_steps"_a, "vocab_size"_a,
            "queue_capacity"_a, "batch_size"_a, "flush_interval_s"_a, "request_timeout_s"_a,
-           "drain_timeout_s"_a, "spool_retry_interval_s"_a, "warning_sink"_a)
+           "drain_timeout_s"_a, "spool_retry_interval_s"_a, "warning_sink"_a, "guard"_a)
       .def("record_step", &PyCollector::RecordStep, "step"_a, "loss"_a)
+      .def("guard_step", &PyCollector::GuardStep, "step"_a, "loss"_a, "ref_loss"_a, "grad_norm"_a,
+           "nonfinite_grads"_a)
+      .def("guard_checkpointed",
+           [](PyCollector& c, std::int64_t step) { c.GuardOf().Checkpointed(step); })
+      .def("guard_checkpoint_removed",
+           [](PyCollector& c, std::int64_t step) { c.GuardOf().CheckpointRemoved(step); })
+      .def_property_readonly("guard_lr_scale",
+                             [](PyCollector& c) { return c.GuardOf().lr_scale(); })
+      .def_property_readonly("guard_policy",
+                             [](PyCollector& c) { return c.GuardOf().policy().ToString(); })
       .def("flush", &PyCollector::Flush, "timeout_s"_a)
       .def("close", &PyCollector::Close)
       .def("stats", &PyCollector::Stats)

@@ -65,7 +65,22 @@ Response IngestSteps(store::Store& store, metrics::ServerMetrics* metrics, const
   if (metrics) metrics->CountIngest(result);
   return JsonResponse(status::ok, {{"accepted", result.accepted},
                                    {"duplicates", result.duplicates},
-                                   {"replaced", result.replaced}});
+                                   {"replaced", result.replaced},
+                                   {"verdicts", VerdictsToJson(result.verdicts)}});
+}
+
+Response ListGuardActions(store::Store& store, const Request& request) {
+  QueryParams query(request);
+  if (Status known = query.RejectUnknown({"limit"}); !known) return BadQuery(known.error());
+  auto limit = query.Int("limit", 1, kMaxPageSize);
+  if (!limit) return BadQuery(limit.error());
+  const std::string& name = request.params.at("run");
+  if (!store.GetRun(name)) return NoSuchRun(name);
+  nlohmann::json actions = nlohmann::json::array();
+  for (const store::GuardActionRow& row :
+       store.ListGuardActions(name, limit.value().value_or(1000)))
+    actions.push_back(GuardActionToJson(row));
+  return JsonResponse(status::ok, {{"run", name}, {"actions", std::move(actions)}});
 }
 
 Response ListRuns(store::Store& store, const Request& request) {
@@ -255,6 +270,7 @@ void RegisterApi(http::Router& router, store::Store& store, metrics::ServerMetri
              }),
              http::Access::kWrite);
   router.Add(verb::get, "/api/v1/runs/{run}/steps", bind(GetSteps));
+  router.Add(verb::get, "/api/v1/runs/{run}/guard-actions", bind(ListGuardActions));
   router.Add(verb::get, "/api/v1/alerts", bind(ListAlerts));
   router.Add(verb::post, "/api/v1/alerts/{id}/ack", bind(AckAlert), http::Access::kWrite);
   if (metrics) {

@@ -83,6 +83,38 @@ nlohmann::json AlertToJson(const store::Alert& alert) {
   out["resolved_at"] = OptionalNumber(alert.resolved_at);
   out["acked"] = alert.acked_at.has_value();
   out["acked_at"] = OptionalNumber(alert.acked_at);
+  out["actions"] = nlohmann::json::array();
+  for (const store::GuardActionRow& action : alert.actions)
+    out["actions"].push_back(GuardActionToJson(action));
+  return out;
+}
+
+nlohmann::json GuardActionToJson(const store::GuardActionRow& row) {
+  nlohmann::json out = wire::ToJson(row.action);
+  out["run"] = row.run;
+  out["step"] = row.step;
+  out["rank"] = row.rank;
+  out["received_at"] = row.received_at;
+  return out;
+}
+
+nlohmann::json VerdictsToJson(
+    const std::map<std::string, store::IngestResult::RunVerdicts>& verdicts) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [run, run_verdicts] : verdicts) {
+    nlohmann::json open = nlohmann::json::array();
+    for (const store::Alert& alert : run_verdicts.open) {
+      open.push_back({{"id", alert.id},
+                      {"kind", analyzers::KindName(alert.kind)},
+                      {"severity", analyzers::SeverityName(alert.severity)},
+                      {"rank", alert.rank ? nlohmann::json(*alert.rank) : nlohmann::json()},
+                      {"first_step", alert.first_step},
+                      {"last_step", alert.last_step},
+                      {"acked", alert.acked_at.has_value()},
+                      {"message", alert.message}});
+    }
+    out[run] = {{"through_step", run_verdicts.through_step}, {"open", std::move(open)}};
+  }
   return out;
 }
 

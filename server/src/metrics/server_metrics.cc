@@ -30,6 +30,11 @@ ServerMetrics::ServerMetrics()
                    .Help("Records received in acknowledged batches, by outcome: new, duplicate "
                          "(identical to the stored one), replaced (same key, different record)")
                    .Register(*registry_)),
+      guard_actions_(prometheus::BuildCounter()
+                         .Name("lossguard_guard_actions_total")
+                         .Help("Actions trainers' guards reported (a record's guard field), by "
+                               "action: warn, lower_lr, skip_step, rollback, stop")
+                         .Register(*registry_)),
       rejected_(prometheus::BuildCounter()
                     .Name("lossguard_ingest_rejected_batches_total")
                     .Help("Ingest requests refused, by reason (nothing of them was stored)")
@@ -64,6 +69,8 @@ void ServerMetrics::CountIngest(const store::IngestResult& r) {
       .Increment(static_cast<double>(r.accepted - r.duplicates - r.replaced));
   records_.Add({{"outcome", "duplicate"}}).Increment(static_cast<double>(r.duplicates));
   records_.Add({{"outcome", "replaced"}}).Increment(static_cast<double>(r.replaced));
+  for (const auto& [action, count] : r.guard_actions)
+    guard_actions_.Add({{"action", action}}).Increment(static_cast<double>(count));
 }
 
 void ServerMetrics::CountRejectedBatch(std::string_view reason) {

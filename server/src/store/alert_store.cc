@@ -1,6 +1,9 @@
 // Store's alert table: queries, acknowledgement, and a direct insert (the analyzers write through
 // Analysis, inside the ingest transaction).
 
+#include <map>
+
+#include "store/alert_rows.h"
 #include "store/clock.h"
 #include "store/read_lease.h"
 #include "store/store.h"
@@ -10,29 +13,25 @@
 namespace lossguard::store {
 
 namespace {
-constexpr const char* kAlertColumns =
-    "SELECT a.id, r.name, a.kind, a.severity, a.state, a.rank, a.first_step, a.last_step, "
-    "a.message, a.evidence, "
-    "a.opened_at, a.updated_at, a.resolved_at, a.acked_at FROM alerts a JOIN runs r ON r.id = "
-    "a.run_id";
+// Guard actions are few (one per verdict acted on, bounded by the policies): each run's are read
+// once, up to kActionsPerRun, and matched to its alerts in memory.
+constexpr std::int64_t kActionsPerRun = 1000;
 
-Alert ReadAlert(const Statement& row) {
-  Alert alert;
-  alert.id = row.Int(0);
-  alert.run = std::string(row.Text(1));
-  alert.kind = ParseStoredKind(row.Text(2));
-  alert.severity = ParseStoredSeverity(row.Text(3));
-  alert.state = std::string(row.Text(4));
-  alert.rank = row.OptionalInt(5);
-  alert.first_step = row.Int(6);
-  alert.last_step = row.Int(7);
-  alert.message = std::string(row.Text(8));
-  alert.evidence = nlohmann::json::parse(row.Text(9));
-  alert.opened_at = row.Number(10).value_or(0);
-  alert.updated_at = row.Number(11).value_or(0);
-  alert.resolved_at = row.Number(12);
-  alert.acked_at = row.Number(13);
-  return alert;
+void AttachGuardActions(Database& db, std::vector<Alert>& alerts) {
+  std::map<std::string, std::vector<GuardActionRow>> by_run;
+  for (const Alert& alert : alerts) by_run.try_emplace(alert.run);
+  if (by_run.empty()) return;
+  Statement rows(
+      db, std::string(kGuardActionColumns) + " WHERE r.name = ? ORDER BY g.step, g.rank LIMIT ?");
+  for (auto& [run, actions] : by_run) {
+    rows.Reset();
+    rows.Bind(1, run).Bind(2, kActionsPerRun);
+    while (rows.Step()) actions.push_back(ReadGuardAction(rows));
+  }
+  for (Alert& alert : alerts) {
+    for (const GuardActionRow& action : by_run.at(alert.run))
+      if (ConcernsAlert(action, alert)) alert.actions.push_back(action);
+  }
 }
 
 std::optional<Alert> AlertById(Database& db, std::int64_t id) {
@@ -65,6 +64,19 @@ std::vector<Alert> Store::ListAlerts(const AlertFilter& filter) {
     rows.Bind(5, filter.limit);
     std::vector<Alert> out;
     while (rows.Step()) out.push_back(ReadAlert(rows));
+    rows.Reset();
+    AttachGuardActions(db, out);
+    return out;
+  });
+}
+
+std::vector<GuardActionRow> Store::ListGuardActions(std::string_view run, std::int64_t limit) {
+  return Reading([&](Database& db) {
+    Statement rows(
+        db, std::string(kGuardActionColumns) + " WHERE r.name = ? ORDER BY g.step, g.rank LIMIT ?");
+    rows.Bind(1, run).Bind(2, limit);
+    std::vector<GuardActionRow> out;
+    while (rows.Step()) out.push_back(ReadGuardAction(rows));
     return out;
   });
 }

@@ -31,7 +31,7 @@ Column N(const char* name) { return {name, Type::kNumber}; }
 Column T(const char* name) { return {name, Type::kText}; }
 Column B(const char* name) { return {name, Type::kBlob}; }
 
-// Every table of schema version 7 (see schema/migrations), parents first, except the notification
+// Every table of schema version 8 (see schema/migrations), parents first, except the notification
 // outbox: its deliveries are addressed to the source server's webhooks, and copying is done with
 // the source stopped, once its outbox has drained (lossguard_notifications_pending at 0).
 const std::vector<Table>& Tables() {
@@ -59,10 +59,14 @@ const std::vector<Table>& Tables() {
         N("resolved_at"), N("acked_at"), I("attempt")},
        1,
        true},
+      {"guard_actions",
+       {I("run_id"), I("step"), I("rank"), T("action"), T("kind"), I("episode_id"), T("detail"),
+        N("received_at")},
+       3},
   };
   return tables;
 }
-constexpr int kCopiedSchemaVersion = 7;
+constexpr int kCopiedSchemaVersion = 8;
 
 std::string ColumnList(const Table& table, std::size_t count) {
   std::string out;

@@ -77,7 +77,10 @@ class Store {
                                                    std::optional<std::int64_t> rank,
                                                    std::int64_t max_buckets);
 
+  // Alerts in id order, each with the guard actions that concern it (ConcernsAlert).
   std::vector<Alert> ListAlerts(const AlertFilter& filter);
+  // What trainers' guards did in a run, in (step, rank) order, at most `limit`.
+  std::vector<GuardActionRow> ListGuardActions(std::string_view run, std::int64_t limit);
   // Inserts an alert as given (fixtures, tools that copy alerts); returns its id. The run must
   // exist. The analyzers do not write through here: Analysis upserts their episodes inside the
   // ingest transaction.

@@ -2,23 +2,17 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "lossguard/analyzers/alert_kind.h"
+#include "lossguard/wire/guard_action.h"
 #include "store/rollup.h"
 
 namespace lossguard::store {
-
-// Outcome of one ingested batch. Every record of the batch is durable once this is returned;
-// duplicates (identical to what was stored) and replaced (same key, different record) are subsets.
-struct IngestResult {
-  std::int64_t accepted = 0;
-  std::int64_t duplicates = 0;
-  std::int64_t replaced = 0;
-};
 
 // Open alert episodes of a run, by severity.
 class OpenAlertCounts {
@@ -107,6 +101,15 @@ struct DownsampledSeries {
   std::vector<Rank> ranks;
 };
 
+// What a trainer's guard did, from a stored record's "guard" field.
+struct GuardActionRow {
+  std::string run;
+  std::int64_t step = 0;
+  std::int64_t rank = 0;
+  wire::GuardAction action;
+  double received_at = 0;
+};
+
 struct Alert {
   std::int64_t id = 0;
   std::string run;
@@ -122,6 +125,9 @@ struct Alert {
   double updated_at = 0;
   std::optional<double> resolved_at;
   std::optional<double> acked_at;
+  // What trainers' guards did about this episode: actions naming it, and actions judged by the
+  // collector on a step of the same kind within the episode (ListAlerts fills it).
+  std::vector<GuardActionRow> actions;
 };
 
 struct AlertFilter {
@@ -164,6 +170,23 @@ struct OutboxClaim {
   std::int64_t failures = 0;  // consecutive failed attempts so far
   std::int64_t dropped = 0;   // dropped since the last delivery: the next one delivered says so
   std::vector<OutboxNotification> due;
+};
+
+// Outcome of one ingested batch. Every record of the batch is durable once this is returned;
+// duplicates (identical to what was stored) and replaced (same key, different record) are subsets.
+struct IngestResult {
+  std::int64_t accepted = 0;
+  std::int64_t duplicates = 0;
+  std::int64_t replaced = 0;
+  // Per run of the batch, what the acknowledgement tells its trainer: the batch's highest step of
+  // the run and the run's open episodes at warning or critical once the batch was judged.
+  struct RunVerdicts {
+    std::int64_t through_step = 0;
+    std::vector<Alert> open;
+  };
+  std::map<std::string, RunVerdicts> verdicts;
+  // Guard actions the batch's new and replaced records carried, by action name.
+  std::map<std::string, std::int64_t> guard_actions;
 };
 
 }  // namespace lossguard::store

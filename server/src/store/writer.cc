@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "store/alert_rows.h"
 #include "store/rollup_rows.h"
 #include "store/step_writes.h"
 
@@ -13,6 +14,9 @@ constexpr double kStaleSeconds = 5;
 // Stale blocks refreshed per transaction at most, so that a burst of stopped runs does not stall
 // one batch.
 constexpr int kStaleRefreshes = 8;
+// Open episodes an acknowledgement lists per run at most (a run has a handful: one per kind and
+// rank at a time).
+constexpr int kMaxVerdictsPerRun = 64;
 
 std::string Sql(const std::string& head, const char* columns, const std::string& tail) {
   return head + columns + tail;
@@ -45,6 +49,18 @@ Store::Writer::Writer(std::unique_ptr<Database> db, AnalysisOptions analysis)
                      "LIMIT ?"),
       clear_pending_(*db_,
                      "DELETE FROM rollup_pending WHERE run_id = ? AND bucket BETWEEN ? AND ?"),
+      upsert_guard_action_(*db_,
+                           "INSERT INTO guard_actions (run_id, step, rank, action, kind, "
+                           "episode_id, detail, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON "
+                           "CONFLICT (run_id, step, rank) DO UPDATE SET action = excluded.action, "
+                           "kind = excluded.kind, episode_id = excluded.episode_id, detail = "
+                           "excluded.detail, received_at = excluded.received_at"),
+      delete_guard_action_(*db_,
+                           "DELETE FROM guard_actions WHERE run_id = ? AND step = ? AND rank = ?"),
+      open_verdicts_(*db_, std::string(kAlertColumns) +
+                               " WHERE a.run_id = ? AND a.state = 'open' AND a.severity <> 'info' "
+                               "ORDER BY a.id LIMIT " +
+                               std::to_string(kMaxVerdictsPerRun)),
       steps_(MakeStepWrites(*db_)) {}
 
 Statement& Store::Writer::MergeChildren(int level, std::size_t ranks) {
@@ -160,6 +176,7 @@ std::optional<std::int64_t> Store::Writer::DeleteRun(std::string_view name) {
            "notifications n JOIN alerts a ON a.id = n.alert_id WHERE a.run_id = ?)",
            "DELETE FROM notifications WHERE alert_id IN (SELECT id FROM alerts WHERE run_id = ?)",
            "DELETE FROM alerts WHERE run_id = ?",
+           "DELETE FROM guard_actions WHERE run_id = ?",
            "DELETE FROM rollup_pending WHERE run_id = ?",
        }) {
     Statement(*db_, sql).Bind(1, run_id).Step();
@@ -196,6 +213,8 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
       } else {
         ++result.replaced;
       }
+      if (stored[i] == Analysis::Stored::kReplaced || r.extra.contains("guard"))
+        WriteGuardAction(run_id, r, now, result);
       changed.insert({run_id, r.step / kRollupWidths[1]});
       auto [newest, inserted] = newest_step.try_emplace(run_id, r.step);
       if (!inserted) newest->second = std::max(newest->second, r.step);
@@ -209,6 +228,7 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
     touch_run_.Reset();
     UpdateRollups(changed, newest_step, now);
     analysis_.Finish(now);
+    ReadVerdicts(records, run_of, result);
     transaction.Commit();
   } catch (...) {
     analysis_.Abandon();  // its runs are ahead of the rolled-back store: reload them next time
@@ -216,6 +236,43 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
   }
   run_ids_.merge(created_runs);
   return result;
+}
+
+void Store::Writer::WriteGuardAction(std::int64_t run_id, const wire::StepRecord& record,
+                                     double now, IngestResult& result) {
+  std::optional<wire::GuardAction> action = wire::GuardActionOf(record);
+  if (!action) {  // a replaced record may have dropped the one it had
+    delete_guard_action_.Reset();
+    delete_guard_action_.Bind(1, run_id).Bind(2, record.step).Bind(3, record.rank);
+    delete_guard_action_.Step();
+    delete_guard_action_.Reset();
+    return;
+  }
+  upsert_guard_action_.Reset();
+  upsert_guard_action_.Bind(1, run_id).Bind(2, record.step).Bind(3, record.rank);
+  upsert_guard_action_.Bind(4, action->action).Bind(5, action->kind).Bind(6, action->episode);
+  upsert_guard_action_.Bind(7, wire::ToJson(*action).dump()).BindNumber(8, now);
+  upsert_guard_action_.Step();
+  upsert_guard_action_.Reset();
+  ++result.guard_actions[action->action];
+}
+
+void Store::Writer::ReadVerdicts(const std::vector<wire::StepRecord>& records,
+                                 const std::vector<std::int64_t>& run_of, IngestResult& result) {
+  std::map<std::int64_t, const std::string*> runs;
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    runs.try_emplace(run_of[i], &records[i].run);
+    auto [verdicts, inserted] = result.verdicts.try_emplace(records[i].run);
+    if (inserted || records[i].step > verdicts->second.through_step)
+      verdicts->second.through_step = records[i].step;
+  }
+  for (const auto& [run_id, name] : runs) {
+    open_verdicts_.Reset();
+    open_verdicts_.Bind(1, run_id);
+    std::vector<Alert>& open = result.verdicts.at(*name).open;
+    while (open_verdicts_.Step()) open.push_back(ReadAlert(open_verdicts_));
+  }
+  open_verdicts_.Reset();
 }
 
 void Store::Writer::UpdateRollups(const std::set<StepBlock>& changed,

@@ -63,6 +63,13 @@ class Store::Writer {
   // statements per batch, whatever its ranks: on PostgreSQL each is a round trip.
   void RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<StepBlock>& marked);
   void WriteLevelOne(const std::vector<std::pair<BlockKey, BlockStats>>& rows);
+  // Indexes the record's guard action (or removes the one a replaced record had).
+  void WriteGuardAction(std::int64_t run_id, const wire::StepRecord& record, double now,
+                        IngestResult& result);
+  // The acknowledgement's verdicts: each run's open episodes at warning or critical, read inside
+  // the batch's transaction after the analyzers wrote theirs.
+  void ReadVerdicts(const std::vector<wire::StepRecord>& records,
+                    const std::vector<std::int64_t>& run_of, IngestResult& result);
   // INSERT ... SELECT merging `level` blocks of `ranks` listed ranks from their children.
   Statement& MergeChildren(int level, std::size_t ranks);
 
@@ -70,7 +77,8 @@ class Store::Writer {
   Analysis analysis_;
   std::unordered_map<std::string, std::int64_t> run_ids_;  // committed runs only
   Statement run_name_, find_run_, insert_run_, touch_run_, block_rows_, mark_pending_,
-      pending_behind_, pending_stale_, clear_pending_;
+      pending_behind_, pending_stale_, clear_pending_, upsert_guard_action_, delete_guard_action_,
+      open_verdicts_;
   std::unique_ptr<StepWrites> steps_;
   std::map<std::pair<int, std::size_t>, std::optional<Statement>> merge_children_;
   std::map<std::size_t, std::optional<Statement>> upsert_rows_;  // multi-row upserts, by rows

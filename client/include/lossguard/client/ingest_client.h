@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -11,7 +12,26 @@
 
 namespace lossguard::client {
 
-// What the server stored of an accepted batch.
+// An open alert episode of a run at warning or critical severity, as an acknowledgement reports it.
+struct OpenEpisode {
+  std::int64_t id = 0;               // the alert id (GET /api/v1/alerts)
+  std::string kind;                  // "loss_scale_mismatch", ...
+  std::string severity;              // "warning" | "critical"
+  std::optional<std::int64_t> rank;  // nullopt: judged across ranks
+  std::int64_t first_step = 0;
+  std::int64_t last_step = 0;
+  bool acked = false;  // a person acknowledged it
+  std::string message;
+};
+
+// A run's verdicts after a batch: the open episodes once the batch was judged. The server judges a
+// step once its ranks are in (or max_wait_steps later), so `through_step` (the batch's highest step
+// of the run) can be ahead of what the episodes reflect by that wait.
+struct RunVerdicts {
+  std::int64_t through_step = 0;
+  std::vector<OpenEpisode> open;
+};
+
 // What the server stored of an accepted batch: every record of it (accepted, all durable now), of
 // which `duplicates` were already stored identically under their (run, step, rank) and `replaced`
 // overwrote a different record; the rest are new.
@@ -19,6 +39,8 @@ struct IngestAck {
   std::int64_t accepted = 0;
   std::int64_t duplicates = 0;
   std::int64_t replaced = 0;
+  // Per run of the batch; nullopt from a server that does not report verdicts (older ones).
+  std::optional<std::map<std::string, RunVerdicts>> verdicts;
 };
 
 // Why a batch was not stored. Nothing of a refused batch is stored (batches are atomic).

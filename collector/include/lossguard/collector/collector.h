@@ -10,6 +10,7 @@
 
 #include "lossguard/collector/accumulation.h"
 #include "lossguard/collector/grad_norm.h"
+#include "lossguard/collector/guard.h"
 #include "lossguard/collector/record_stream.h"
 #include "lossguard/wire/step_record.h"
 
@@ -35,6 +36,10 @@ struct CollectorOptions {
   LOSSGUARD_ARG(std::int64_t, local_check_clear_steps) = 20;
   LOSSGUARD_ARG(std::chrono::seconds, local_check_summary_interval) = std::chrono::minutes(10);
   LOSSGUARD_ARG(std::function<void(std::string_view)>, warn);  // default: stderr
+  // Act on verdicts (Guard, GuardPolicy): set, the trainer calls GuardStep before each
+  // optimizer.step(), and the stream sends records promptly so that the server's verdicts come
+  // back within a step or two. nullopt: watch only.
+  LOSSGUARD_ARG(std::optional<GuardPolicy>, guard);
 };
 
 // What a training loop calls once per optimizer step. Builds the wire-format-v1 record (the loss as
@@ -69,6 +74,20 @@ class Collector {
   // per-micro-batch losses, all from window.Totals() (one collective with ranks, one read).
   static void Describe(AccumulationWindow& window, wire::StepRecord& record);
 
+  // With a guard (CollectorOptions::guard), before optimizer.step(): judges the step from the
+  // trainer's loss, the window's reference loss and the gradient statistics, and the run's latest
+  // server verdicts, and says what to do (GuardDecision). The action taken goes into this step's
+  // record (RecordStep / Submit of the same step, or of the first step recorded after it). Waits
+  // for the device once (the window's totals, shared with RecordStep). Throws std::logic_error
+  // without a guard, and for a window with several ranks when the policy does more than warn: ranks
+  // must act alike, and agreeing on an action is not built yet.
+  GuardDecision GuardStep(std::int64_t step, double reported_loss, AccumulationWindow& window,
+                          const GradNormStats& grads);
+  // The same from signals the trainer computed itself (the Python package).
+  GuardDecision GuardStep(std::int64_t step, const StepSignals& signals);
+  // nullptr without a guard. Tell it about checkpoints (Guard::Checkpointed) for rollbacks.
+  collector::Guard* guard() { return guard_ ? &*guard_ : nullptr; }
+
   // Waits for the stream to deliver everything so far; true when there is no stream.
   bool Flush(std::chrono::milliseconds timeout);
   // nullptr when not streaming.
@@ -76,6 +95,8 @@ class Collector {
 
  private:
   void LocalCheck(const wire::StepRecord& record);
+  // Puts the guard's pending action into the record (of its step, or the first one after it).
+  void AttachGuardAction(wire::StepRecord& record);
 
   CollectorOptions options_;
   std::unique_ptr<RecordStream> stream_;
@@ -89,6 +110,12 @@ class Collector {
   };
   std::optional<MismatchEpisode> mismatch_;
   bool nonfinite_reported_ = false;
+  std::optional<collector::Guard> guard_;
+  // The guard's action at pending_action_step_, for that step's record.
+  std::optional<wire::GuardAction> pending_action_;
+  std::int64_t pending_action_step_ = -1;
+  std::optional<client::RunVerdicts> verdicts_;  // the latest the stream had
+  std::uint64_t verdict_generation_ = 0;
 };
 
 }  // namespace lossguard::collector

@@ -5,12 +5,15 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 
+#include "lossguard/client/ingest_client.h"
 #include "lossguard/collector/arg.h"
 #include "lossguard/wire/step_record.h"
 
@@ -29,6 +32,9 @@ struct RecordStreamOptions {
   LOSSGUARD_ARG(std::size_t, batch_size) = 512;  // records per request
   // A partial batch waits at most this long.
   LOSSGUARD_ARG(std::chrono::milliseconds, flush_interval){500};
+  // Send records as soon as they are submitted (batching only what arrives while a request is in
+  // flight), so that the server's verdicts come back within a step or two: what a guard needs.
+  LOSSGUARD_ARG(bool, send_promptly) = false;
   // Where undelivered records go while the server is unreachable ("" = memory only, so records
   // beyond queue_capacity are dropped). Replayed in order when the server is back, also after a
   // restart of the trainer, or by `lossguard flush`. (Collector fills in a per-run default.)
@@ -97,12 +103,21 @@ class RecordStream {
   bool Flush(std::chrono::milliseconds timeout);
 
   StreamStats stats() const;
+
+  // The run's verdicts from the latest acknowledgement that carried them (its open episodes at
+  // warning or critical); nullopt before one, or from a server that does not report them.
+  std::optional<client::RunVerdicts> Verdicts(const std::string& run) const;
+  // Counts acknowledgements with verdicts: Verdicts() has news when this moved.
+  std::uint64_t verdict_generation() const {
+    return verdict_generation_.load(std::memory_order_acquire);
+  }
   // The spool file in use; "" for none.
   const std::string& spool_path() const { return options_.spool_path(); }
 
  private:
   class Sender;
   struct Counters;
+  void KeepVerdicts(std::map<std::string, client::RunVerdicts> verdicts);  // the sender's
   RecordStreamOptions options_;
   std::unique_ptr<RecordRing> ring_;
   std::unique_ptr<Counters> counters_;
@@ -114,6 +129,9 @@ class RecordStream {
   std::uint64_t settled_ = 0;     // guarded by mutex_: accepted records the sender is done with
   bool backlog_ = false;          // guarded by mutex_: the spool holds undelivered records
   std::atomic<std::uint64_t> accepted_{0};  // records Submit put in the ring
+  mutable std::mutex verdict_mutex_;
+  std::map<std::string, client::RunVerdicts> verdicts_;  // guarded by verdict_mutex_
+  std::atomic<std::uint64_t> verdict_generation_{0};
   std::atomic<bool> warned_full_{false};
   std::unique_ptr<Sender> sender_;
   std::thread thread_;

@@ -24,6 +24,7 @@ import torch
 
 from lossguard import _C
 from lossguard.collector import Collector
+from lossguard.guard import GuardStopped, Policy, policy_spec
 from lossguard.loss import causal_lm_loss
 
 _log = logging.getLogger("lossguard")
@@ -105,13 +106,25 @@ class LossguardCallback(_CallbackBase):
     and what ``loss_func`` sees only.
     all_reduce_reference: sum the reference over ranks at each step (a collective in
     ``on_step_end``, which every rank runs) when torch.distributed is initialised.
+    guard: a policy (``lossguard.guard``) to act on verdicts through the Trainer's own controls.
+    Before each optimizer step (``on_pre_optimizer_step``) the callback judges the step's own
+    reference loss and gradient norm (non-finite values, no server needed) and the run's latest
+    server verdicts, then: skip_step leaves the optimizer nothing to apply (the gradients are
+    dropped); lower_lr scales the optimizer's and the scheduler's learning rates; rollback restores
+    the model and optimizer from the last ``checkpoint-N`` saved before the episode began (the data
+    goes on, the offending batches are not seen again); stop sets ``should_save`` and
+    ``should_training_stop`` (the Trainer saves a checkpoint and ends), then the collector is
+    flushed and ``trainer.train()`` raises ``lossguard.GuardStopped`` (a SystemExit with
+    ``lossguard.STOP_EXIT_CODE``) unless ``exit_on_stop=False``. The server judges logged steps:
+    guard with ``logging_steps=1``. Several processes: only warn policies for now.
     """
 
     def __init__(self, server: Optional[str] = None, run: Optional[str] = None, *,
                  token: Optional[str] = None, ca_file: Optional[str] = None,
                  spool_dir: Optional[str] = None, vocab_size: Optional[int] = None,
                  collector: Optional[Collector] = None, ignore_index: int = -100,
-                 watch_model: bool = True, all_reduce_reference: bool = True):
+                 watch_model: bool = True, all_reduce_reference: bool = True,
+                 guard: Optional[Policy] = None, exit_on_stop: bool = True):
         self.server = server if server is not None else os.environ.get("LOSSGUARD_SERVER")
         self.run = run
         self.token = token
@@ -122,6 +135,10 @@ class LossguardCallback(_CallbackBase):
         self.ignore_index = ignore_index
         self.watch_model = watch_model
         self.all_reduce_reference = all_reduce_reference
+        self.guard = guard
+        self.exit_on_stop = exit_on_stop
+        self.stopped_by = None             # the guard's action that stopped training, if any
+        self._closed_step = None           # the step whose window on_pre_optimizer_step closed
         self._owns_collector = collector is None
         self._hook = None
         # Per micro-batch of the step in progress: (loss_sum, shifted count, unshifted count), as
@@ -253,7 +270,12 @@ class LossguardCallback(_CallbackBase):
                 spool_dir=self.spool_dir, rank=getattr(args, "process_index", 0),
                 world_size=getattr(args, "world_size", 1),
                 micro_batch_size=args.per_device_train_batch_size,
-                ga_steps=args.gradient_accumulation_steps, vocab_size=self.vocab_size)
+                ga_steps=args.gradient_accumulation_steps, vocab_size=self.vocab_size,
+                guard=self.guard)
+        if (self.guard is not None and getattr(args, "world_size", 1) > 1
+                and "=" in policy_spec(self.guard).replace("=warn", "")):
+            raise ValueError("lossguard: a guard policy that acts needs every process to act alike, "
+                             "which is not supported with several processes yet; use warn")
         if self.watch_model and self._hook is None and isinstance(model, torch.nn.Module):
             try:
                 self._hook = model.register_forward_hook(self._on_model_forward, with_kwargs=True)
@@ -270,13 +292,63 @@ class LossguardCallback(_CallbackBase):
         self._pending_checks.clear()
         self._num_items = None
 
+    def on_pre_optimizer_step(self, args, state, control, model=None, optimizer=None,
+                              lr_scheduler=None, **kwargs):
+        """With a guard: closes the step's window (with the gradient norm, in the same read) and
+        acts on the guard's decision before the optimizer steps."""
+        guarded = self.collector is not None and getattr(self.collector, "guarded", False)
+        if not guarded or not isinstance(model, torch.nn.Module):
+            return control
+        step = state.global_step + 1  # the step this update makes
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        norm = (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).double())
+                if grads else None)
+        extra = self._close_window(step, [] if norm is None else [norm])
+        self._closed_step = step
+        reference = self._steps[-1]["ref_loss"] if self._steps and self._steps[-1]["step"] == step \
+            else 0.0
+        decision = self.collector.guard_step(step, reference,
+                                             grad_norm=extra[0] if extra else None)
+        if decision.action is None:
+            return control
+        if decision.lr_factor != 1.0:
+            _scale_learning_rate(optimizer, lr_scheduler, decision.lr_factor)
+        if not decision.step_optimizer:
+            for p in model.parameters():
+                p.grad = None  # optimizer.step() skips parameters without a gradient
+        if decision.rollback:
+            if not _restore_checkpoint(args.output_dir, decision.rollback_to, model, optimizer):
+                control.should_training_stop = True
+                control.should_save = True
+                self.stopped_by = dict(decision.action, action="stop")
+        if decision.stop:
+            control.should_training_stop = True
+            control.should_save = True
+            self.stopped_by = decision.action
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        """A checkpoint of the state after ``state.global_step``: a rollback target."""
+        if self.collector is not None and getattr(self.collector, "guarded", False):
+            self.collector.guard_checkpointed(state.global_step)
+        return control
+
     def on_step_end(self, args, state, control, **kwargs):
-        """Closes the step's accumulation window: its reference loss over micro-batches (and
-        ranks), in the Trainer's token-count convention."""
+        """Closes the step's accumulation window (unless on_pre_optimizer_step did): its reference
+        loss over micro-batches (and ranks), in the Trainer's token-count convention."""
+        if self._closed_step == state.global_step:
+            return control
+        self._close_window(state.global_step)
+        return control
+
+    def _close_window(self, step: int, extra: Optional[list] = None) -> list:
+        """The step's reference from its micro-batches (one collective, one read of the device,
+        which also reads the 0-d tensors in ``extra``); returns those values."""
+        extra = extra or []
         micro = self._loss_micro or self._hook_micro
         if not micro:
             self._clear_step()
-            return control
+            return torch.stack([e.reshape(()).double() for e in extra]).tolist() if extra else []
         n = len(micro)
         sums = torch.stack([s.double().reshape(()) for s, _, _ in micro])
         device = sums.device
@@ -291,9 +363,12 @@ class LossguardCallback(_CallbackBase):
                 dist.all_reduce(total)  # the step's one collective
         num_items = _count_on(device, math.nan if self._num_items is None else self._num_items)
         checks = [t.to(device) for pair in self._pending_checks for t in pair]
+        extras = [e.reshape(1).to(device, torch.float64) for e in extra]
         # The step's one read from the device.
         values = torch.cat([local, total, num_items.reshape(1), sums, shifted, unshifted,
-                            torch.stack(checks) if checks else sums[:0]]).tolist()
+                            torch.stack(checks) if checks else sums[:0]] + extras).tolist()
+        extra_values = values[len(values) - len(extras):]
+        values = values[:len(values) - len(extras)]
         self._settle_model_loss_checks(values[7 + 3 * n:])
         local, total, trainer_count = values[0:3], values[3:6], values[6]
         sums = values[7:7 + n]
@@ -304,13 +379,13 @@ class LossguardCallback(_CallbackBase):
         micro_fields = [{"loss": s / t if t else 0.0, "tokens": t, "loss_sum": s}
                         for s, t in zip(sums, tokens)]
         self._steps.append({
-            "step": state.global_step,
+            "step": step,
             "ref_loss": total[0] / total[column] if total[column] else 0.0,
             "tokens": sum(tokens),
             "micro": micro_fields,
         })
         self._clear_step()
-        return control
+        return extra_values
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         """A training log entry (one with ``loss``) becomes the record of ``state.global_step``."""
@@ -349,7 +424,50 @@ class LossguardCallback(_CallbackBase):
                 self.collector = None
             else:
                 self.collector.flush()
+        if self.stopped_by is not None:
+            message = ("lossguard's guard stopped training at step "
+                       f"{state.global_step}: {self.stopped_by.get('message', '')} (the Trainer "
+                       f"saved its checkpoint in {args.output_dir})")
+            _log.error("%s", message)
+            if self.exit_on_stop:
+                raise GuardStopped(message, self.stopped_by)
         return control
+
+
+def _scale_learning_rate(optimizer, lr_scheduler, factor: float) -> None:
+    """Multiplies the learning rate from now on: the optimizer's groups and what a scheduler
+    computes them from (its base_lrs and the groups' initial_lr)."""
+    for group in getattr(optimizer, "param_groups", []):
+        group["lr"] *= factor
+        if "initial_lr" in group:
+            group["initial_lr"] *= factor
+    if lr_scheduler is not None and hasattr(lr_scheduler, "base_lrs"):
+        lr_scheduler.base_lrs = [lr * factor for lr in lr_scheduler.base_lrs]
+
+
+def _restore_checkpoint(output_dir: str, step: int, model, optimizer) -> bool:
+    """Loads the model's weights and the optimizer's state from the Trainer's checkpoint-<step>;
+    False (and an error logged) when it is not there any more (save_total_limit)."""
+    path = os.path.join(output_dir, f"checkpoint-{step}")
+    weights = os.path.join(path, "model.safetensors")
+    if not os.path.isfile(weights):
+        weights = os.path.join(path, "pytorch_model.bin")
+    if not os.path.isfile(weights):
+        _log.error("lossguard: cannot roll back: no model weights in %s; stopping instead", path)
+        return False
+    if weights.endswith(".safetensors"):
+        from safetensors.torch import load_file
+        state = load_file(weights, device="cpu")
+    else:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    # Tied weights (an LM head sharing the embedding) are saved once.
+    model.load_state_dict(state, strict=False)
+    optimizer_state = os.path.join(path, "optimizer.pt")
+    if optimizer is not None and os.path.isfile(optimizer_state):
+        optimizer.load_state_dict(torch.load(optimizer_state, map_location="cpu",
+                                             weights_only=False))
+    _log.warning("lossguard: rolled back to %s", path)
+    return True
 
 
 def _count_on(device, count) -> torch.Tensor:

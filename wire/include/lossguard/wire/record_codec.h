@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lossguard/wire/guard_action.h"
 #include "lossguard/wire/result.h"
 #include "lossguard/wire/step_record.h"
 
@@ -41,6 +42,10 @@ std::span<const std::string_view> KnownFieldNames();
 // Validates one record object against wire format v1. Never throws on bad input; the error names
 // the field and the value. `index` is copied into the error.
 Result<StepRecord, RecordError> ParseRecord(const nlohmann::json& object, std::size_t index);
+
+// Validates a record's "guard" field (GuardAction); errors name "guard.<field>".
+Result<GuardAction, RecordError> ParseGuardAction(const nlohmann::json& value,
+                                                  std::size_t index = 0);
 
 // Parses one record from JSON text (a line of NDJSON) and validates it; bare NaN / Infinity tokens
 // are accepted as in ParseBatch.
