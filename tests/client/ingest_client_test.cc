@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <cmath>
 #include <fstream>
+#include <thread>
 
 #include "lossguard/wire/record_codec.h"
 #include "support/processes.h"
@@ -42,6 +44,66 @@ TEST(IngestClient, SaysWhatTheServerStored) {
   EXPECT_EQ(second.value().accepted, 4) << "every record of the batch";
   EXPECT_EQ(second.value().duplicates, 1);
   EXPECT_EQ(second.value().replaced, 1);
+}
+
+TEST(IngestClient, ReadsTheRunsOpenEpisodesFromTheAcknowledgement) {
+  TempDir dir;
+  ServerProcess server({.db = dir.File("db")});
+  IngestClient client(server.url());
+  auto healthy = client.Post(Lines("v", 0, 3));
+  ASSERT_TRUE(healthy.ok()) << healthy.error().Describe();
+  ASSERT_TRUE(healthy.value().verdicts) << "this server reports verdicts";
+  EXPECT_EQ(healthy.value().verdicts->at("v").through_step, 2);
+  EXPECT_TRUE(healthy.value().verdicts->at("v").open.empty());
+  auto nan = client.Post(Lines("v", 3, 2, std::nan("")));
+  ASSERT_TRUE(nan.ok()) << nan.error().Describe();
+  const RunVerdicts& verdicts = nan.value().verdicts->at("v");
+  EXPECT_EQ(verdicts.through_step, 4);
+  ASSERT_EQ(verdicts.open.size(), 1u);
+  EXPECT_EQ(verdicts.open[0].kind, "nonfinite");
+  EXPECT_EQ(verdicts.open[0].severity, "critical");
+  EXPECT_EQ(verdicts.open[0].first_step, 3);
+  EXPECT_GE(verdicts.open[0].id, 1);
+  EXPECT_FALSE(verdicts.open[0].acked);
+  EXPECT_THAT(verdicts.open[0].message, HasSubstr("NaN"));
+}
+
+// A server from before verdicts answered with the counts only: the batch is stored all the same,
+// and the collector knows there are no verdicts to wait for. (The stand-in answers as it did.)
+TEST(IngestClient, AnAcknowledgementWithoutVerdictsIsAnOlderServersAndCounts) {
+  TempDir dir;
+  const std::string port_file = dir.File("port").string();
+  lossguard::testing::BackgroundProcess old_server(
+      {"/usr/bin/python3", "-c",
+       "import http.server, json, sys\n"
+       "class H(http.server.BaseHTTPRequestHandler):\n"
+       "    def do_POST(self):\n"
+       "        body = self.rfile.read(int(self.headers['Content-Length']))\n"
+       "        n = sum(1 for line in body.splitlines() if line.strip())\n"
+       "        out = json.dumps({'accepted': n, 'duplicates': 0, 'replaced': 0}).encode()\n"
+       "        self.send_response(200)\n"
+       "        self.send_header('Content-Type', 'application/json')\n"
+       "        self.send_header('Content-Length', str(len(out)))\n"
+       "        self.end_headers()\n"
+       "        self.wfile.write(out)\n"
+       "    def log_message(self, *args):\n"
+       "        pass\n"
+       "s = http.server.HTTPServer(('127.0.0.1', 0), H)\n"
+       "open(sys.argv[1] + '.tmp', 'w').write(str(s.server_address[1]))\n"
+       "import os; os.rename(sys.argv[1] + '.tmp', sys.argv[1])\n"
+       "s.serve_forever()\n",
+       port_file});
+  std::string port;
+  for (int tries = 0; tries < 500 && port.empty(); ++tries) {
+    std::ifstream(port_file) >> port;
+    if (port.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_FALSE(port.empty()) << old_server.LogText();
+  IngestClient client("http://127.0.0.1:" + port);
+  auto sent = client.Post(Lines("old", 0, 3));
+  ASSERT_TRUE(sent.ok()) << sent.error().Describe();
+  EXPECT_EQ(sent.value().accepted, 3);
+  EXPECT_FALSE(sent.value().verdicts);
 }
 
 TEST(IngestClient, NamesTheInvalidRecordAndStoresNothingOfItsBatch) {

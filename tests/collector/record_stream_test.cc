@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <cmath>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -78,6 +79,35 @@ bool WaitFor(Predicate predicate, std::chrono::seconds limit = std::chrono::seco
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return true;
+}
+
+// What a guard needs: records sent as they come (not after flush_interval) and the run's verdicts
+// from each acknowledgement.
+TEST(RecordStream, SendsPromptlyAndKeepsTheRunsLatestVerdicts) {
+  TempDir dir;
+  ServerProcess server({.db = dir.File("db")});
+  RecordStream stream(RecordStreamOptions()
+                          .server_url(server.url())
+                          .send_promptly(true)
+                          .flush_interval(std::chrono::minutes(10)));
+  EXPECT_FALSE(stream.Verdicts("g"));
+  ASSERT_TRUE(stream.Submit(MakeRecord("g", 0)));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (stream.verdict_generation() == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_GT(stream.verdict_generation(), 0u)
+      << "delivered long before the flush interval of 10 minutes, without Flush";
+  EXPECT_TRUE(stream.Verdicts("g")->open.empty());
+  const std::uint64_t before = stream.verdict_generation();
+  ASSERT_TRUE(stream.Submit(MakeRecord("g", 1, std::nan(""))));
+  ASSERT_TRUE(stream.Flush(std::chrono::seconds(20)));
+  EXPECT_GT(stream.verdict_generation(), before);
+  std::optional<client::RunVerdicts> verdicts = stream.Verdicts("g");
+  ASSERT_TRUE(verdicts);
+  EXPECT_EQ(verdicts->through_step, 1);
+  ASSERT_EQ(verdicts->open.size(), 1u);
+  EXPECT_EQ(verdicts->open[0].kind, "nonfinite");
+  EXPECT_FALSE(stream.Verdicts("other"));
 }
 
 TEST(RecordStream, DeliversEverythingToALiveServer) {

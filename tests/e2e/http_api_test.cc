@@ -38,7 +38,11 @@ TEST(HttpApi, IngestAndQueryThroughTheRealServer) {
 
   auto ingest = client.Post("/api/v1/steps", NdjsonSteps("e2e", 0, 250), "application/x-ndjson");
   ASSERT_EQ(ingest.status, 200u) << ingest.body;
-  EXPECT_EQ(Body(ingest), (json{{"accepted", 250}, {"duplicates", 0}, {"replaced", 0}}));
+  EXPECT_EQ(Body(ingest),
+            (json{{"accepted", 250},
+                  {"duplicates", 0},
+                  {"replaced", 0},
+                  {"verdicts", {{"e2e", {{"through_step", 249}, {"open", json::array()}}}}}}));
   auto again = client.Post("/api/v1/steps", json{{"records", {RecordJson("e2e", 0, 9.0)}}}.dump(),
                            "application/json");
   EXPECT_EQ(Body(again)["replaced"], 1);

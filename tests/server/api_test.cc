@@ -49,12 +49,21 @@ class ApiTest : public ::testing::Test {
 TEST_F(ApiTest, IngestJsonThenNdjsonWithDuplicatesAndReplacements) {
   http::Response first = Post("/api/v1/steps", Batch({Record("r", 0), Record("r", 1)}));
   ASSERT_EQ(first.result(), bhttp::status::ok) << first.body();
-  EXPECT_EQ(Body(first), (json{{"accepted", 2}, {"duplicates", 0}, {"replaced", 0}}));
+  // The counts a collector of any version reads, and the run's verdicts for those that guard.
+  EXPECT_EQ(Body(first),
+            (json{{"accepted", 2},
+                  {"duplicates", 0},
+                  {"replaced", 0},
+                  {"verdicts", {{"r", {{"through_step", 1}, {"open", json::array()}}}}}}));
   std::string ndjson = Record("r", 1).dump() + "\n" + Record("r", 0, 9.0).dump() + "\n" +
                        Record("r", 2).dump() + "\n";
   http::Response second = Post("/api/v1/steps", ndjson, "application/x-ndjson");
   ASSERT_EQ(second.result(), bhttp::status::ok) << second.body();
-  EXPECT_EQ(Body(second), (json{{"accepted", 3}, {"duplicates", 1}, {"replaced", 1}}));
+  EXPECT_EQ(Body(second),
+            (json{{"accepted", 3},
+                  {"duplicates", 1},
+                  {"replaced", 1},
+                  {"verdicts", {{"r", {{"through_step", 2}, {"open", json::array()}}}}}}));
 }
 
 TEST_F(ApiTest, InvalidBatchIs400NamingRecordAndFieldAndStoresNothing) {
