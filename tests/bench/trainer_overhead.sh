@@ -4,8 +4,10 @@
 #   collector (the default): the collector attached with the server down (records spooled to disk)
 #     against no collector at all;
 #   loss-impl: the fused loss (LinearCrossEntropy from the hidden states) against the unfused one
-#     (the head's logits, then CausalLmCrossEntropy), each also with its peak allocated memory.
-#   tests/bench/trainer_overhead.sh [build-dir] [repeats] [steps] [collector|loss-impl]
+#     (the head's logits, then CausalLmCrossEntropy), each also with its peak allocated memory;
+#   guard: streaming to a real server (started here) with the guard on (judging every step, records
+#     sent promptly, verdicts read) against the same without it.
+#   tests/bench/trainer_overhead.sh [build-dir] [repeats] [steps] [collector|loss-impl|guard]
 set -euo pipefail
 build=${1:-build}
 repeats=${2:-5}
@@ -30,7 +32,20 @@ case "$mode" in
       [[ $1 == 1 ]] && impl=fused
       echo --run "$impl" --spool-dir none --report-memory --loss-impl "$impl"
     } ;;
-  *) echo "trainer_overhead.sh: mode must be collector or loss-impl, not '$mode'" >&2; exit 2 ;;
+  guard)
+    names=("streaming, no guard" "streaming, guard on")
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$build/server/lossguard-server" --db "$spool/bench.db" --listen "127.0.0.1:$port" 2>/dev/null &
+    server_pid=$!
+    trap 'kill $server_pid 2>/dev/null; rm -rf "$spool"' EXIT
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+    config() {
+      local common="--server http://127.0.0.1:$port --spool-dir none --run guard-$1-$2"
+      if [[ $1 == 0 ]]; then echo "$common"
+      else echo "$common --guard loss_scale_mismatch=stop,nonfinite=skip_step,grad_explosion=lower_lr,*=warn"
+      fi
+    } ;;
+  *) echo "trainer_overhead.sh: mode must be collector, loss-impl or guard, not '$mode'" >&2; exit 2 ;;
 esac
 runs=("" "")
 for i in $(seq "$repeats"); do

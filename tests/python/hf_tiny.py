@@ -102,13 +102,15 @@ def training_args(output_dir, *, batch: int, ga: int, steps: int, seed: int = 0,
                   lr: float = 1e-3, logging_steps: int = 1,
                   args_cls=transformers.TrainingArguments, **extra):
     """TrainingArguments (or a subclass: TRL's SFTConfig) for a CPU run that logs every step and
-    saves nothing."""
-    return args_cls(
+    saves nothing (unless `extra` says otherwise)."""
+    options = dict(
         output_dir=str(output_dir), per_device_train_batch_size=batch,
         gradient_accumulation_steps=ga, max_steps=steps, learning_rate=lr, seed=seed,
         logging_steps=logging_steps, report_to="none", save_strategy="no", use_cpu=True,
         dataloader_num_workers=0, disable_tqdm=True, remove_unused_columns=False,
-        lr_scheduler_type="constant", **extra)
+        lr_scheduler_type="constant")
+    options.update(extra)
+    return args_cls(**options)
 
 
 def losses_and_norms(trainer):

@@ -226,3 +226,42 @@ def test_a_loop_that_keeps_its_own_loss_is_monitored_through_observe(server, tmp
     [alert] = [a for a in server.alerts("py-observed-ga-bug") if a["severity"] == "critical"]
     assert alert["kind"] == "loss_scale_mismatch"
     assert alert["evidence"]["explained_by"] == "ga_steps"
+
+
+def test_a_guard_policy_in_either_form_judges_the_step_and_marks_its_record(server, tmp_path):
+    policy = {"nonfinite": "skip_step", "loss_scale_mismatch": "stop", "max_rollbacks": 1,
+              "local": True}
+    with lossguard.Collector(server.url, "py-guard", spool_dir=str(tmp_path), guard=policy) as c:
+        healthy = c.guard_step(0, 2.0, ref_loss=2.0, grad_norm=1.0)
+        assert healthy.action is None and healthy.step_optimizer and not healthy.stop
+        c.record_step(0, 2.0, ref_loss=2.0, grad_norm=1.0)
+        nan = c.guard_step(1, float("nan"), grad_norm=float("nan"), nonfinite_grads=3)
+        assert nan.response == "skip_step" and not nan.step_optimizer
+        assert nan.action["kind"] == "nonfinite" and nan.action["source"] == "local"
+        c.record_step(1, float("nan"), grad_norm=float("nan"))
+        assert c.lr_scale == 1.0
+    records = server.steps("py-guard")
+    assert "guard" not in records[0]
+    assert records[1]["guard"]["action"] == "skip_step"
+    [alert] = [a for a in server.alerts("py-guard") if a["kind"] == "nonfinite"]
+    assert [a["action"] for a in alert["actions"]] == ["skip_step"]
+
+
+def test_a_bad_guard_policy_is_refused_naming_the_entry(tmp_path):
+    with pytest.raises(ValueError, match='unknown response "halt"'):
+        lossguard.Collector(None, "py-bad-guard", spool_dir="", guard="nonfinite=halt")
+    with pytest.raises(TypeError):
+        lossguard.Collector(None, "py-bad-guard", spool_dir="", guard=["nonfinite=stop"])
+    with lossguard.Collector(None, "py-no-guard", spool_dir="") as c:
+        with pytest.raises(ValueError, match="no guard policy"):
+            c.guard_step(0, 2.0)
+
+
+def test_a_guard_policy_reads_from_toml(tmp_path):
+    path = tmp_path / "guard.toml"
+    path.write_text('[guard]\nloss_scale_mismatch = "stop"\n"grad_explosion:warning" = '
+                    '"lower_lr:0.5"\nmax_rollbacks = 2\n')
+    policy = lossguard.policy_from_toml(path)
+    with lossguard.Collector(None, "py-toml-guard", spool_dir="", guard=policy) as c:
+        assert c._c.guard_policy == ("loss_scale_mismatch=stop,grad_explosion:warning=lower_lr:0.5,"
+                                     "max_rollbacks=2,max_lr_lowerings=3,max_consecutive_skips=10")

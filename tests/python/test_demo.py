@@ -76,3 +76,47 @@ def test_fine_tuning_starts_from_the_saved_model(server, tmp_path):
     # The fine-tuning run starts where pre-training ended, far below a fresh model's loss.
     assert finetuned[0]["loss"] < 0.8 * pretrained[0]["loss"]
     assert finetuned[0]["loss"] == pytest.approx(pretrained[-1]["loss"], rel=0.25)
+
+
+def guarded(server, tmp_path, run, *flags):
+    return subprocess.run(
+        [sys.executable, DEMO, "--server", server.url, "--run", run, "--quiet",
+         "--spool-dir", str(tmp_path / "spool"), *flags],
+        capture_output=True, text=True, timeout=600)
+
+
+def test_the_guard_stops_the_ga_bug_on_the_servers_verdict_and_warn_trains_on(server, tmp_path):
+    ga_bug = ["--micro-batch-size", "1", "--ga-steps", "8", "--loss", "sum-no-ga-div"]
+    stopped = guarded(server, tmp_path, "py-guard-stop", "--steps", "200", *ga_bug,
+                      "--guard", "loss_scale_mismatch=stop,local=off",
+                      "--checkpoint-dir", str(tmp_path / "ckpt"))
+    import lossguard
+    assert stopped.returncode == lossguard.STOP_EXIT_CODE, stopped.stdout + stopped.stderr
+    assert "stopped by lossguard's guard at step" in stopped.stderr
+    records = server.steps("py-guard-stop")
+    last = records[-1]
+    assert last["guard"]["action"] == "stop" and last["guard"]["source"] == "server"
+    assert last["step"] - last["guard"]["seen_through"] <= 3
+    assert len(records) < 30
+    assert (tmp_path / "ckpt" / f"stopped-at-step-{last['step']}.pt").exists()
+    [alert] = [a for a in server.alerts("py-guard-stop") if a["kind"] == "loss_scale_mismatch"]
+    assert [a["action"] for a in alert["actions"]] == ["stop"]
+
+    warned = guarded(server, tmp_path, "py-guard-warn", "--steps", "40", *ga_bug,
+                     "--guard", "loss_scale_mismatch=warn")
+    assert warned.returncode == 0, warned.stderr
+    records = server.steps("py-guard-warn")
+    assert len(records) == 40
+    assert [r["guard"]["action"] for r in records if "guard" in r] == ["warn"]
+
+
+def test_the_guard_skips_a_nan_step_without_the_server(tmp_path):
+    result = subprocess.run(
+        [sys.executable, DEMO, "--server", "http://127.0.0.1:1", "--run", "py-nan", "--quiet",
+         "--spool-dir", str(tmp_path / "spool"), "--steps", "20", "--nan-at", "8",
+         "--guard", "nonfinite=skip_step", "--flush-timeout-s", "1"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "critical nonfinite since step 8" in result.stderr
+    assert "-> skip_step" in result.stderr
+    assert "guard: 1 steps skipped" in result.stdout

@@ -161,6 +161,7 @@ def train(args, rank: int = 0) -> dict:
     checkpoints = Checkpoints(args.checkpoint_dir, args.keep_checkpoints, collector)
     if collector is not None and collector.guarded:
         checkpoints.save(-1, model, optimizer)
+    skipped = rolled_back = 0
     started = time.perf_counter()
     for step in range(args.steps):
         ga_steps = args.ga_change_to if 0 <= args.ga_change_at <= step else args.ga_steps
@@ -234,6 +235,9 @@ def train(args, rank: int = 0) -> dict:
                     return stop_for_guard(args, step, model, optimizer, collector)
                 if decision.rollback:
                     checkpoints.restore(decision.rollback_to, model, optimizer)
+                    rolled_back += 1
+                elif not decision.step_optimizer:
+                    skipped += 1
             if decision is None or decision.step_optimizer:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
                 optimizer.step()
@@ -252,6 +256,9 @@ def train(args, rank: int = 0) -> dict:
     if rank == 0:  # also with --quiet: the overhead benchmark reads it
         print(f"[{args.run}] trained {args.steps} steps in {seconds:.2f} s: "
               f"{result['ms_per_step']:.3f} ms/step", flush=True)
+        if collector is not None and collector.guarded:
+            print(f"[{args.run}] guard: {skipped} steps skipped, {rolled_back} rollbacks, "
+                  f"learning rate x{collector.lr_scale:g}", flush=True)
     if collector is not None:
         result["delivered"] = collector.close(timeout=args.flush_timeout_s) if args.server else True
         result["stats"] = collector.stats()

@@ -134,6 +134,11 @@ class Collector:
         self._c.guard_checkpoint_removed(step)
 
     @property
+    def guard_acts(self) -> bool:
+        """Whether the guard policy asks for more than warnings."""
+        return self.guarded and self._c.guard_acts
+
+    @property
     def lr_scale(self) -> float:
         """The product of the guard's learning-rate factors so far (1.0 without a guard)."""
         return self._c.guard_lr_scale if self.guarded else 1.0

@@ -492,6 +492,8 @@ PYBIND11_MODULE(_C, m) {
            [](PyCollector& c, std::int64_t step) { c.GuardOf().CheckpointRemoved(step); })
       .def_property_readonly("guard_lr_scale",
                              [](PyCollector& c) { return c.GuardOf().lr_scale(); })
+      .def_property_readonly("guard_acts",
+                             [](PyCollector& c) { return c.GuardOf().policy().Acts(); })
       .def_property_readonly("guard_policy",
                              [](PyCollector& c) { return c.GuardOf().policy().ToString(); })
       .def("flush", &PyCollector::Flush, "timeout_s"_a)

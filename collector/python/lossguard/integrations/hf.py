@@ -24,7 +24,7 @@ import torch
 
 from lossguard import _C
 from lossguard.collector import Collector
-from lossguard.guard import GuardStopped, Policy, policy_spec
+from lossguard.guard import GuardStopped, Policy
 from lossguard.loss import causal_lm_loss
 
 _log = logging.getLogger("lossguard")
@@ -273,7 +273,7 @@ class LossguardCallback(_CallbackBase):
                 ga_steps=args.gradient_accumulation_steps, vocab_size=self.vocab_size,
                 guard=self.guard)
         if (self.guard is not None and getattr(args, "world_size", 1) > 1
-                and "=" in policy_spec(self.guard).replace("=warn", "")):
+                and self.collector.guard_acts):
             raise ValueError("lossguard: a guard policy that acts needs every process to act alike, "
                              "which is not supported with several processes yet; use warn")
         if self.watch_model and self._hook is None and isinstance(model, torch.nn.Module):
