@@ -180,6 +180,11 @@ async function main() {
     await post(url, [5, 6, 7, 8, 9].map(record).concat([{ ...record(10), loss: "NaN" }]));
     await page.waitForFunction(() => window.lossguardDashboard.latestStep === 10, null, { timeout: 15000 });
     await page.waitForSelector(".alert[data-kind='nonfinite']", { timeout: 15000 });
+    // A trainer's guard skipped the next NaN step: the episode shows who did what, and when.
+    await post(url, [{ ...record(11), loss: "NaN", guard: { action: "skip_step", kind: "nonfinite", severity: "critical", source: "local", first_step: 11, message: "the loss is nan -> skip_step" } }]);
+    await page.waitForSelector(".alert[data-kind='nonfinite'] .guard-action[data-action='skip_step']", { timeout: 15000 });
+    const shownAction = await page.$eval(".alert[data-kind='nonfinite'] .guard-action", (e) => e.textContent);
+    assert.match(shownAction, /rank 0 · step 11: skip_step \(judged on the step\)/);
     assert.deepEqual(pageErrors, [], "no errors in the page");
 
     // A server with a read token: the page asks for it once and keeps it for the browser session.

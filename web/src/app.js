@@ -263,7 +263,19 @@ function alertItem(alert, onPick) {
   return el("div", { class: `alert ${alert.severity} ${alert.state}`, "data-kind": alert.kind, "data-id": alert.id, onclick: pick },
     el("div", { class: "head" }, el("span", { class: `badge ${alert.severity}` }, alert.severity), alert.kind),
     el("div", { class: "steps" }, `steps ${alert.first_step}–${alert.last_step} · ${alert.state}`),
-    el("div", { class: "message" }, alert.message));
+    el("div", { class: "message" }, alert.message),
+    ...(alert.actions || []).map(guardAction));
+}
+
+// What a trainer's guard did about the episode: who (rank, judged locally or on the server's
+// verdict), when (step), what (the action, and a rollback's target or an lr factor).
+function guardAction(action) {
+  const what = action.action === "rollback" ? `rollback to step ${action.rollback_to}`
+    : action.action === "lower_lr" ? `lower_lr ×${action.lr_factor}` : action.action;
+  const who = action.source === "server" ? "on the server's verdict" : "judged on the step";
+  return el("div", { class: `guard-action ${action.action}`, "data-action": action.action },
+    el("span", { class: "badge guard" }, "guard"),
+    ` rank ${action.rank} · step ${action.step}: ${what} (${who})`);
 }
 
 // Incidents: each alert whose cause is listed too is shown inside its cause, not beside it.
