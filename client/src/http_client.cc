@@ -9,6 +9,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <limits>
 #include <optional>
 
 #include "lossguard/client/url.h"
@@ -151,7 +152,10 @@ class HttpClient::Impl {
     beast::error_code result;
     ioc_.restart();
     response_.emplace();
-    response_->body_limit(boost::none);  // large step queries are legitimate; the caller chose them
+    // Large step queries are legitimate; the caller chose them. A number, not boost::none: Boost
+    // 1.74's parser compares the Content-Length with the optional limit, and any length is
+    // "greater" than none when the header block arrives without body bytes ("body limit exceeded").
+    response_->body_limit(std::numeric_limits<std::uint64_t>::max());
     buffer_.clear();
     if (!connected()) {
       if (url_.tls) {

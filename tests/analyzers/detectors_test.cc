@@ -10,7 +10,7 @@
 #include "analyzers/records.h"
 
 namespace lossguard::analyzers {
-namespace {
+namespace detectors_test {
 
 using ::testing::HasSubstr;
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -219,11 +219,11 @@ TEST(GradExplosion, MissingZeroAndNonFiniteNormsAreNotJudged) {
   }
 }
 
-}  // namespace
+}  // namespace detectors_test
 }  // namespace lossguard::analyzers
 
 namespace lossguard::analyzers {
-namespace {
+namespace detectors_test {
 
 TEST(LossScale, TheExplanationHoldsWhileTheFactorWobblesNearIt) {
   // Per-rank losses against a global ref_loss (DDP with the GA bug): 4x, give or take 6%.
@@ -259,5 +259,5 @@ TEST(LossScale, SummedMicroBatchMeansAreExplainedAgainstTheirMean) {
   EXPECT_NEAR(finding->evidence["factor"].get<double>(), 5.0 / 2.1, 1e-9);
 }
 
-}  // namespace
+}  // namespace detectors_test
 }  // namespace lossguard::analyzers

@@ -11,7 +11,7 @@
 #include "lossguard/analyzers/robust_window.h"
 
 namespace lossguard::analyzers {
-namespace {
+namespace episode_test {
 
 Finding Fire(Severity severity = Severity::kWarning, std::string message = "bad") {
   return Finding{severity, std::move(message), {{"x", 1}}};
@@ -148,5 +148,5 @@ TEST(RobustWindow, StatisticsAndBoundedMemory) {
   EXPECT_NEAR(*window.StdDev(), std::sqrt(2.0), 1e-12);
 }
 
-}  // namespace
+}  // namespace episode_test
 }  // namespace lossguard::analyzers

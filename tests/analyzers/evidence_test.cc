@@ -11,7 +11,7 @@
 #include "records.h"
 
 namespace lossguard::analyzers::testing {
-namespace {
+namespace evidence_test {
 
 using ::testing::HasSubstr;
 
@@ -286,5 +286,5 @@ TEST(Incidents, ANanWithoutAnExplosionIsItsOwnIncident) {
   EXPECT_FALSE(events.front().evidence.contains("caused_by"));
 }
 
-}  // namespace
+}  // namespace evidence_test
 }  // namespace lossguard::analyzers::testing

@@ -24,7 +24,7 @@
 #include "lossguard/wire/record_codec.h"
 
 namespace lossguard::analyzers::testing {
-namespace {
+namespace public_rules_test {
 
 const std::string kCorpus = std::string(LOSSGUARD_SOURCE_DIR) + "/tests/scenarios/";
 
@@ -253,5 +253,5 @@ TEST(PublicRules, LossguardRaisesFewerAlarmsAndDetectsBlowUpsNoLater) {
   std::cout << table.str();
 }
 
-}  // namespace
+}  // namespace public_rules_test
 }  // namespace lossguard::analyzers::testing

@@ -8,7 +8,7 @@
 #include "records.h"
 
 namespace lossguard::analyzers::testing {
-namespace {
+namespace rank_divergence_test {
 
 using ::testing::HasSubstr;
 
@@ -94,5 +94,5 @@ TEST(RankDivergence, OneReportingRankIsNeverJudged) {
   for (int s = 0; s < 50; ++s) EXPECT_FALSE(detector.Observe(Ranks(s, 1, s % 2 ? 1.0 : 5.0)));
 }
 
-}  // namespace
+}  // namespace rank_divergence_test
 }  // namespace lossguard::analyzers::testing

@@ -12,7 +12,7 @@
 #include "analyzers/records.h"
 
 namespace lossguard::analyzers {
-namespace {
+namespace run_analyzer_test {
 
 using Action = AlertEvent::Action;
 using testing::Step;
@@ -305,5 +305,5 @@ TEST(RunAnalyzer, StateIsBoundedWhateverTheRunLength) {
   EXPECT_EQ(analyzer.judged_through(), 299'999);
 }
 
-}  // namespace
+}  // namespace run_analyzer_test
 }  // namespace lossguard::analyzers

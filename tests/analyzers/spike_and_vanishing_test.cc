@@ -9,7 +9,7 @@
 #include "lossguard/analyzers/detectors.h"
 
 namespace lossguard::analyzers {
-namespace {
+namespace spike_and_vanishing_test {
 
 using ::testing::HasSubstr;
 using testing::Step;
@@ -118,5 +118,5 @@ TEST(VanishingGrad, StepsThatShouldNotLearnDoNotCount) {
   }
 }
 
-}  // namespace
+}  // namespace spike_and_vanishing_test
 }  // namespace lossguard::analyzers

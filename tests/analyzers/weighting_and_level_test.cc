@@ -8,7 +8,7 @@
 #include "lossguard/analyzers/detectors.h"
 
 namespace lossguard::analyzers {
-namespace {
+namespace weighting_and_level_test {
 
 using ::testing::HasSubstr;
 using testing::Step;
@@ -152,5 +152,5 @@ TEST(LossScaleLevelShift, AChangeWithoutHistoryIsNotJudged) {
   for (int s = 1; s < 20; ++s) EXPECT_FALSE(detector.Observe(Step(s, 24.0, 8)));
 }
 
-}  // namespace
+}  // namespace weighting_and_level_test
 }  // namespace lossguard::analyzers

@@ -13,7 +13,7 @@
 #include "support/webhook_sink.h"
 
 namespace lossguard::client {
-namespace {
+namespace https_test {
 
 using lossguard::testing::TempDir;
 using lossguard::testing::TestCa;
@@ -139,5 +139,5 @@ TEST(PlainHttp, StillWorksAndAnswersCarryTheirStatus) {
   EXPECT_EQ(sink.Requests().size(), 2u);
 }
 
-}  // namespace
+}  // namespace https_test
 }  // namespace lossguard::client

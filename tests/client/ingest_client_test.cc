@@ -16,7 +16,7 @@
 #include "support/temp_dir.h"
 
 namespace lossguard::client {
-namespace {
+namespace ingest_client_test {
 
 using lossguard::testing::MakeRecord;
 using lossguard::testing::ServerProcess;
@@ -69,13 +69,14 @@ TEST(IngestClient, ReadsTheRunsOpenEpisodesFromTheAcknowledgement) {
 }
 
 // A server from before verdicts answered with the counts only: the batch is stored all the same,
-// and the collector knows there are no verdicts to wait for. (The stand-in answers as it did.)
+// and the collector knows there are no verdicts to wait for. (The stand-in answers as it did, its
+// header block and body in separate segments, as proxies and Python's http.server send them.)
 TEST(IngestClient, AnAcknowledgementWithoutVerdictsIsAnOlderServersAndCounts) {
   TempDir dir;
   const std::string port_file = dir.File("port").string();
   lossguard::testing::BackgroundProcess old_server(
       {"/usr/bin/python3", "-c",
-       "import http.server, json, sys\n"
+       "import http.server, json, sys, time\n"
        "class H(http.server.BaseHTTPRequestHandler):\n"
        "    def do_POST(self):\n"
        "        body = self.rfile.read(int(self.headers['Content-Length']))\n"
@@ -85,6 +86,7 @@ TEST(IngestClient, AnAcknowledgementWithoutVerdictsIsAnOlderServersAndCounts) {
        "        self.send_header('Content-Type', 'application/json')\n"
        "        self.send_header('Content-Length', str(len(out)))\n"
        "        self.end_headers()\n"
+       "        time.sleep(0.05)\n"
        "        self.wfile.write(out)\n"
        "    def log_message(self, *args):\n"
        "        pass\n"
@@ -149,5 +151,5 @@ TEST(IngestClient, TransportFailuresAndAuthAreRetryableRefusals) {
   EXPECT_THROW(IngestClient("ftp://nowhere"), std::invalid_argument);
 }
 
-}  // namespace
+}  // namespace ingest_client_test
 }  // namespace lossguard::client

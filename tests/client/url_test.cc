@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 namespace lossguard::client {
-namespace {
+namespace url_test {
 
 using ::testing::HasSubstr;
 
@@ -49,5 +49,5 @@ TEST(ParseHttpUrl, PortDefaultAndPrefix) {
   EXPECT_THAT(ParseHttpUrl("http://x:port").error(), HasSubstr("bad URL"));
 }
 
-}  // namespace
+}  // namespace url_test
 }  // namespace lossguard::client

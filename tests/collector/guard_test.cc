@@ -8,7 +8,7 @@
 #include <cmath>
 
 namespace lossguard::collector {
-namespace {
+namespace guard_test {
 
 using analyzers::Kind;
 using analyzers::Severity;
@@ -261,5 +261,5 @@ TEST(Guard, LoweringsAndSkipsAreBounded) {
   EXPECT_THAT(fourth.action->message, HasSubstr("3 steps in a row skipped"));
 }
 
-}  // namespace
+}  // namespace guard_test
 }  // namespace lossguard::collector

@@ -19,7 +19,7 @@
 #include "support/tiny_file_system.h"
 
 namespace lossguard::collector {
-namespace {
+namespace record_stream_test {
 
 using lossguard::testing::MakeRecord;
 using lossguard::testing::ServerProcess;
@@ -403,5 +403,5 @@ TEST(RecordStream, BadOptionsAreRefused) {
   EXPECT_THROW(RecordStream stream(options), std::invalid_argument);
 }
 
-}  // namespace
+}  // namespace record_stream_test
 }  // namespace lossguard::collector

@@ -21,7 +21,7 @@
 #include "support/webhook_sink.h"
 
 namespace lossguard::testing {
-namespace {
+namespace alertmanager_test {
 
 using nlohmann::json;
 using Requests = std::vector<WebhookSink::Request>;
@@ -131,5 +131,5 @@ TEST(Alertmanager, AGaBugRunPagesThroughPrometheusAndAlertmanagerAndTheAckResolv
   EXPECT_TRUE(alertmanager.Running());
 }
 
-}  // namespace
+}  // namespace alertmanager_test
 }  // namespace lossguard::testing

@@ -13,7 +13,7 @@
 #include "support/temp_dir.h"
 
 namespace lossguard::testing {
-namespace {
+namespace cli_test {
 
 using ::testing::HasSubstr;
 const std::string kSample =
@@ -104,5 +104,5 @@ TEST(Cli, ClearErrorsForBadInput) {
   EXPECT_NE(RunCli({}).exit_code, 0);
 }
 
-}  // namespace
+}  // namespace cli_test
 }  // namespace lossguard::testing

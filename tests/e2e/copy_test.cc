@@ -17,7 +17,7 @@
 #include "support/temp_dir.h"
 
 namespace lossguard::testing {
-namespace {
+namespace copy_test {
 
 using nlohmann::json;
 using ::testing::HasSubstr;
@@ -186,5 +186,5 @@ TEST(Copy, RefusesADestinationHoldingOtherRunsAndBadArguments) {
   EXPECT_THAT(missing.err, HasSubstr("missing.db"));
 }
 
-}  // namespace
+}  // namespace copy_test
 }  // namespace lossguard::testing

@@ -15,7 +15,7 @@
 #include "support/temp_dir.h"
 
 namespace lossguard::testing {
-namespace {
+namespace crash_durability_test {
 
 using nlohmann::json;
 
@@ -77,5 +77,5 @@ TEST_P(KillNine, NoAcknowledgedRecordIsLost) {
 
 INSTANTIATE_TEST_SUITE_P(Durability, KillNine, ::testing::Values("full", "normal"));
 
-}  // namespace
+}  // namespace crash_durability_test
 }  // namespace lossguard::testing

@@ -20,7 +20,7 @@
 #include "support/temp_dir.h"
 
 namespace lossguard::testing {
-namespace {
+namespace http_api_test {
 
 using client::HttpClient;
 using nlohmann::json;
@@ -224,5 +224,5 @@ TEST(HttpApi, ServesTheDashboardFilesAndNothingOutsideThem) {
   EXPECT_THAT(missing.body, HasSubstr("the web dashboard is not in"));
 }
 
-}  // namespace
+}  // namespace http_api_test
 }  // namespace lossguard::testing

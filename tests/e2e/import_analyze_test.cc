@@ -13,7 +13,7 @@
 #include "support/temp_dir.h"
 
 namespace lossguard::testing {
-namespace {
+namespace import_analyze_test {
 
 using nlohmann::json;
 using ::testing::HasSubstr;
@@ -179,5 +179,5 @@ TEST(AnalyzerFlags, ThresholdsComeFromFlagsOrAConfigFileAndBadOnesAreRefused) {
   EXPECT_FALSE(kinds.count("loss_spike")) << "the config file's thresholds apply";
 }
 
-}  // namespace
+}  // namespace import_analyze_test
 }  // namespace lossguard::testing

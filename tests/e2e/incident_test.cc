@@ -15,7 +15,7 @@
 #include "support/temp_dir.h"
 
 namespace lossguard::testing {
-namespace {
+namespace incident_test {
 
 using nlohmann::json;
 using ::testing::Contains;
@@ -167,5 +167,5 @@ TEST(Import, SparseTrainerLogsOfTheGaBugAreCaughtAndHealthyOnesStayQuiet) {
   }
 }
 
-}  // namespace
+}  // namespace incident_test
 }  // namespace lossguard::testing

@@ -19,7 +19,7 @@
 #include "support/temp_dir.h"
 
 namespace lossguard::testing {
-namespace {
+namespace metrics_test {
 
 using nlohmann::json;
 using ::testing::HasSubstr;
@@ -287,5 +287,5 @@ TEST(Prometheus, ScrapesTheServerWhileARunStreams) {
   EXPECT_EQ(alerts[0]["metric"]["alertstate"], "pending");
 }
 
-}  // namespace
+}  // namespace metrics_test
 }  // namespace lossguard::testing

@@ -22,7 +22,7 @@
 #include "support/webhook_sink.h"
 
 namespace lossguard::testing {
-namespace {
+namespace notify_test {
 
 using ::testing::HasSubstr;
 using Requests = std::vector<WebhookSink::Request>;
@@ -324,5 +324,5 @@ TEST(Notifications, BadWebhookFlagsAreRefusedAtStart) {
   EXPECT_THAT(bad_ca.err, HasSubstr("cannot load certificate authorities"));
 }
 
-}  // namespace
+}  // namespace notify_test
 }  // namespace lossguard::testing

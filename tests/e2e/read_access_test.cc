@@ -13,7 +13,7 @@
 #include "support/temp_dir.h"
 
 namespace lossguard::testing {
-namespace {
+namespace read_access_test {
 
 using ::testing::HasSubstr;
 constexpr const char* kWriteToken = "write-token-abcdefghijklmnop";
@@ -98,5 +98,5 @@ TEST(ReadAccess, BadReadTokensAreRefusedAtStart) {
   EXPECT_EQ(empty.exit_code, 2);
 }
 
-}  // namespace
+}  // namespace read_access_test
 }  // namespace lossguard::testing

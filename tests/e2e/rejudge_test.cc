@@ -12,7 +12,7 @@
 #include "support/temp_dir.h"
 
 namespace lossguard::testing {
-namespace {
+namespace rejudge_test {
 
 using nlohmann::json;
 using ::testing::HasSubstr;
@@ -85,5 +85,5 @@ TEST(Rejudging, StepsSentAgainAreJudgedAgainAndTheOldEpisodesStay) {
                                       "nonfinite resolved 185 attempt 1"}));
 }
 
-}  // namespace
+}  // namespace rejudge_test
 }  // namespace lossguard::testing

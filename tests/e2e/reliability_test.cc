@@ -25,7 +25,7 @@
 #include "support/tiny_file_system.h"
 
 namespace lossguard::testing {
-namespace {
+namespace reliability_test {
 
 using client::HttpClient;
 using nlohmann::json;
@@ -424,5 +424,5 @@ TEST(Reliability, AFullDiskIsNamedAtStartAndOnIngestAndLosesNothingAcknowledged)
   EXPECT_EQ(Records(client, "disk"), acknowledged + 10) << "every acknowledged record is there";
 }
 
-}  // namespace
+}  // namespace reliability_test
 }  // namespace lossguard::testing

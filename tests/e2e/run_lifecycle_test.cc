@@ -18,7 +18,7 @@
 #include "support/temp_dir.h"
 
 namespace lossguard::testing {
-namespace {
+namespace run_lifecycle_test {
 
 using ::testing::HasSubstr;
 constexpr const char* kToken = "lifecycle-test-token-0123456789";
@@ -181,5 +181,5 @@ TEST(RunLifecycle, APurgeInterruptedByKill9IsFinishedByTheNextStart) {
   }
 }
 
-}  // namespace
+}  // namespace run_lifecycle_test
 }  // namespace lossguard::testing

@@ -19,7 +19,7 @@
 #include "support/temp_dir.h"
 
 namespace lossguard::testing {
-namespace {
+namespace scenario_test {
 
 using nlohmann::json;
 
@@ -238,5 +238,5 @@ TEST(Scenarios, RunsEvictedFromMemoryAreRebuiltFromTheStore) {
   for (auto& [run, l] : lines) EXPECT_EQ(Comparable(Alerts(client, run)), expected[run]) << run;
 }
 
-}  // namespace
+}  // namespace scenario_test
 }  // namespace lossguard::testing

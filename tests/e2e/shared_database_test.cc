@@ -16,7 +16,7 @@
 #include "support/temp_dir.h"
 
 namespace lossguard::testing {
-namespace {
+namespace shared_database_test {
 
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
@@ -294,5 +294,5 @@ TEST(SharedDatabase, TheShippedNginxConfigurationRoutesAroundADeadServer) {
   ExpectAllStored(survivor, lines, expected, 1);
 }
 
-}  // namespace
+}  // namespace shared_database_test
 }  // namespace lossguard::testing

@@ -18,7 +18,7 @@
 #include "support/temp_dir.h"
 
 namespace lossguard::testing {
-namespace {
+namespace shutdown_test {
 
 namespace http = boost::beast::http;
 using tcp = boost::asio::ip::tcp;
@@ -90,5 +90,5 @@ TEST(Shutdown, SigintAlsoStopsGracefully) {
   EXPECT_EQ(server.Stop(SIGINT, std::chrono::seconds(15)), 0);
 }
 
-}  // namespace
+}  // namespace shutdown_test
 }  // namespace lossguard::testing

@@ -14,7 +14,7 @@
 #include "support/test_ca.h"
 
 namespace lossguard::testing {
-namespace {
+namespace tls_test {
 
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
@@ -112,5 +112,5 @@ TEST(PlaintextExposure, WarnsOffLoopbackWithoutTlsAndNamesTheRisk) {
   EXPECT_THAT(*warning, HasSubstr("--tls-cert-file"));
 }
 
-}  // namespace
+}  // namespace tls_test
 }  // namespace lossguard::testing

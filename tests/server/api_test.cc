@@ -10,7 +10,7 @@
 #include "support/temp_dir.h"
 
 namespace lossguard::api {
-namespace {
+namespace api_test {
 
 using nlohmann::json;
 using ::testing::HasSubstr;
@@ -209,5 +209,5 @@ TEST_F(ApiTest, Healthz) {
   EXPECT_GE(health["schema_version"], 1);
 }
 
-}  // namespace
+}  // namespace api_test
 }  // namespace lossguard::api

@@ -15,7 +15,7 @@
 #include "support/temp_dir.h"
 
 namespace lossguard::store {
-namespace {
+namespace migrations_test {
 
 using lossguard::testing::TempDir;
 using ::testing::HasSubstr;
@@ -165,5 +165,5 @@ TEST(Migrations, StoreRefusesADatabaseFromTheFuture) {
               ::testing::ThrowsMessage<StorageError>(HasSubstr("schema version 999")));
 }
 
-}  // namespace
+}  // namespace migrations_test
 }  // namespace lossguard::store

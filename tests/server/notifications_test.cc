@@ -12,7 +12,7 @@
 #include "store/notification_writer.h"
 
 namespace lossguard {
-namespace {
+namespace notifications_test {
 
 using analyzers::AlertEvent;
 using analyzers::Severity;
@@ -174,5 +174,5 @@ TEST(RetryDelay, DoublesWithJitterUpToTheCapAndHonoursRetryAfter) {
       << "Retry-After is honoured up to the cap";
 }
 
-}  // namespace
+}  // namespace notifications_test
 }  // namespace lossguard

@@ -14,7 +14,7 @@
 #include "store/store.h"
 
 namespace lossguard::store {
-namespace {
+namespace outbox_test {
 
 using ::testing::ElementsAreArray;
 
@@ -250,5 +250,5 @@ INSTANTIATE_TEST_SUITE_P(Engines, OutboxTest,
                          ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          lossguard::testing::BackendName);
 
-}  // namespace
+}  // namespace outbox_test
 }  // namespace lossguard::store

@@ -7,7 +7,7 @@
 #include <random>
 
 namespace lossguard::store {
-namespace {
+namespace rollup_test {
 
 void ExpectExactTiling(std::int64_t first, std::int64_t last, int max_level) {
   std::vector<BlockRange> plan = PlanCover(first, last, max_level);
@@ -127,5 +127,5 @@ TEST(SeriesStats, NanIsCountedAndInfinityIsAnExtreme) {
   EXPECT_EQ(*stats.min, -5.0);
 }
 
-}  // namespace
+}  // namespace rollup_test
 }  // namespace lossguard::store

@@ -8,7 +8,7 @@
 #include "http/responses.h"
 
 namespace lossguard::http {
-namespace {
+namespace router_test {
 
 using ::testing::HasSubstr;
 
@@ -139,5 +139,5 @@ TEST(PercentDecode, Cases) {
   EXPECT_EQ(PercentDecode("%g0"), std::nullopt);
 }
 
-}  // namespace
+}  // namespace router_test
 }  // namespace lossguard::http

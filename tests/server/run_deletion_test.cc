@@ -10,7 +10,7 @@
 #include "support/records.h"
 
 namespace lossguard::store {
-namespace {
+namespace run_deletion_test {
 
 using lossguard::testing::MakeRecord;
 
@@ -143,5 +143,5 @@ INSTANTIATE_TEST_SUITE_P(Engines, RunDeletionTest,
                          ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          lossguard::testing::BackendName);
 
-}  // namespace
+}  // namespace run_deletion_test
 }  // namespace lossguard::store

@@ -15,7 +15,7 @@
 #include "support/records.h"
 
 namespace lossguard::store {
-namespace {
+namespace step_row_test {
 
 using lossguard::testing::MakeRecord;
 
@@ -218,5 +218,5 @@ TEST(MicroBatchEncoding, RoundTripsExactlyAndRefusesWhatItDidNotWrite) {
   EXPECT_FALSE(DecodeMicroBatches(bad_flags)) << "a float32 loss_sum without a loss_sum";
 }
 
-}  // namespace
+}  // namespace step_row_test
 }  // namespace lossguard::store

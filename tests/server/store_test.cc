@@ -23,7 +23,7 @@
 
 namespace lossguard::store {
 
-namespace {
+namespace store_test {
 
 using lossguard::testing::MakeRecord;
 using lossguard::testing::PostgresServer;
@@ -631,5 +631,5 @@ INSTANTIATE_TEST_SUITE_P(Engines, StoreTest,
                          ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          lossguard::testing::BackendName);
 
-}  // namespace
+}  // namespace store_test
 }  // namespace lossguard::store

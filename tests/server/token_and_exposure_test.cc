@@ -9,7 +9,7 @@
 #include "token.h"
 
 namespace lossguard {
-namespace {
+namespace token_and_exposure_test {
 
 using http::CheckExposure;
 using http::IsLoopback;
@@ -64,5 +64,5 @@ TEST(WeakTokenWarning, ShortOrRepetitiveTokensAreNamed) {
   EXPECT_FALSE(WeakTokenWarning("6f1c0e9a4b7d2e8f5a3c1b0d").has_value());
 }
 
-}  // namespace
+}  // namespace token_and_exposure_test
 }  // namespace lossguard

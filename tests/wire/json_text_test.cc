@@ -6,7 +6,7 @@
 #include "lossguard/wire/json_numbers.h"
 
 namespace lossguard::wire {
-namespace {
+namespace json_text_test {
 
 using ::testing::HasSubstr;
 
@@ -52,5 +52,5 @@ TEST(ParseJsonText, RefusesWhatCheckJsonTextRefuses) {
   EXPECT_EQ(ParseJsonText(R"({"loss": NaN})")["loss"], "NaN");
 }
 
-}  // namespace
+}  // namespace json_text_test
 }  // namespace lossguard::wire

@@ -7,7 +7,7 @@
 #include <fstream>
 
 namespace lossguard::wire {
-namespace {
+namespace record_codec_test {
 
 using nlohmann::json;
 using ::testing::HasSubstr;
@@ -270,11 +270,11 @@ TEST(BodyFormat, FromContentType) {
   EXPECT_EQ(BodyFormatFromContentType(""), std::nullopt);
 }
 
-}  // namespace
+}  // namespace record_codec_test
 }  // namespace lossguard::wire
 
 namespace lossguard::wire {
-namespace {
+namespace record_codec_test {
 
 // The same vectors are checked against schema/step-record.schema.json by
 // tests/schema/check_schema.py.
@@ -295,5 +295,5 @@ TEST(SchemaVectors, ParserAgreesWithEveryVector) {
   }
 }
 
-}  // namespace
+}  // namespace record_codec_test
 }  // namespace lossguard::wire

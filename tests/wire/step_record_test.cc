@@ -9,7 +9,7 @@
 #include "lossguard/wire/record_codec.h"
 
 namespace lossguard::wire {
-namespace {
+namespace step_record_test {
 
 StepRecord Sample() {
   StepRecord r;
@@ -81,5 +81,5 @@ TEST(JsonNumbers, EncodeDecode) {
   EXPECT_FALSE(NumberFromJson(nullptr).has_value());
 }
 
-}  // namespace
+}  // namespace step_record_test
 }  // namespace lossguard::wire

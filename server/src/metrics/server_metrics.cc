@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "lossguard/wire/guard_action.h"
 #include "lossguard/wire/json_numbers.h"
 
 namespace lossguard::metrics {
@@ -52,7 +53,12 @@ ServerMetrics::ServerMetrics()
                                  .Name("lossguard_notifications_dropped_total")
                                  .Help("Notifications dropped from a full outbox, by target, "
                                        "counted when the target is told of them")
-                                 .Register(*registry_)) {}
+                                 .Register(*registry_)) {
+  // Every action at 0 from the start: a series that appears only with its first action would make
+  // increase() miss that action.
+  for (std::string_view action : wire::kGuardActionNames)
+    guard_actions_.Add({{"action", std::string(action)}});
+}
 
 void ServerMetrics::ObserveRequest(std::string_view route, std::string_view method, unsigned status,
                                    double seconds) {
