@@ -57,8 +57,7 @@ class Checkpoints {
     guard.Checkpointed(step);
     saved_.push_back(step);
     while (static_cast<std::int64_t>(saved_.size()) > keep_) {
-      std::filesystem::remove(Path(saved_.front(), "model"));
-      std::filesystem::remove(Path(saved_.front(), "optimizer"));
+      RemoveFiles(saved_.front());
       guard.CheckpointRemoved(saved_.front());
       saved_.erase(saved_.begin());
     }
@@ -69,8 +68,7 @@ class Checkpoints {
     torch::load(optimizer, Path(step, "optimizer"));
     // Later checkpoints belong to the abandoned trajectory (the guard forgot them too).
     while (!saved_.empty() && saved_.back() > step) {
-      std::filesystem::remove(Path(saved_.back(), "model"));
-      std::filesystem::remove(Path(saved_.back(), "optimizer"));
+      RemoveFiles(saved_.back());
       saved_.pop_back();
     }
   }
@@ -81,6 +79,11 @@ class Checkpoints {
   const std::string& dir() const { return dir_; }
 
  private:
+  void RemoveFiles(std::int64_t step) const {
+    std::filesystem::remove(Path(step, "model"));
+    std::filesystem::remove(Path(step, "optimizer"));
+  }
+
   std::string dir_;
   std::int64_t keep_;
   std::vector<std::int64_t> saved_;
