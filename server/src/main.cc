@@ -42,6 +42,10 @@ std::string DefaultWebRoot() {
   return LOSSGUARD_DEFAULT_WEB_ROOT;
 }
 
+// Threads besides the I/O threads that hold a store connection: the write pool (two), the run
+// lifecycle, the notification dispatcher, and the writer kept from start-up.
+constexpr std::size_t kStoreThreadsBesidesIo = 5;
+
 struct ServerFlags {
   std::string listen = "127.0.0.1:8080";
   std::string db = "./lossguard.db";
@@ -54,6 +58,7 @@ struct ServerFlags {
   std::string sync = "full";
   std::uint64_t max_body_mb = 64;
   std::size_t max_connections = 4096;
+  std::size_t max_refusals = 0;  // set from the open-file limit, not a flag
   std::string log_level = "info";
   std::string web_root = DefaultWebRoot();
   metrics::MetricsOptions metrics_options;
@@ -290,13 +295,16 @@ std::optional<Startup> CheckStartup(ServerFlags& f) {
   if (auto warning = http::PlaintextWarning(address.value(), !f.tls_cert_file.empty())) {
     spdlog::warn("{}", *warning);
   }
-  const http::FileLimit files = http::RaiseFileLimit();
-  if (files.soft < f.max_connections + http::kReservedDescriptors) {
-    spdlog::warn(
-        "--max-connections {} is above what the open-file limit {} allows ({} descriptors are kept "
-        "for the database and logs); at the limit the server pauses accepting instead",
-        f.max_connections, files.soft, http::kReservedDescriptors);
+  const http::ConnectionBudget connections = http::BudgetConnections(
+      f.max_connections, http::RaiseFileLimit(),
+      http::ReservedDescriptors(kStoreThreadsBesidesIo + static_cast<std::size_t>(f.threads)));
+  if (connections.sessions == 0) {
+    spdlog::critical("{}", *connections.warning);
+    return std::nullopt;
   }
+  if (connections.warning) spdlog::warn("{}", *connections.warning);
+  f.max_connections = connections.sessions;
+  f.max_refusals = connections.refusals;
   auto webhooks = LoadWebhooks(f);
   if (!webhooks) {
     spdlog::critical("{}", webhooks.error());
@@ -361,6 +369,7 @@ int Serve(const ServerFlags& f, const Startup& startup) {
     options.threads = f.threads;
     options.limits.body_limit = f.max_body_mb << 20;
     options.max_connections = f.max_connections;
+    options.max_refusals_in_flight = f.max_refusals;
     options.tls_certificate_file = f.tls_cert_file;
     options.tls_key_file = f.tls_key_file;
     http::HttpServer server(router, options);

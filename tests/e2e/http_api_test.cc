@@ -201,6 +201,9 @@ TEST(HttpApi, ServesTheDashboardFilesAndNothingOutsideThem) {
   std::ofstream(dir.File("web/app.js")) << "console.log(1);";
   std::ofstream(dir.File("web/.secret")) << "TOP-SECRET";
   std::ofstream(dir.File("outside.txt")) << "TOP-SECRET";
+  std::filesystem::create_directories(dir.File("web/fonts"));
+  std::filesystem::create_symlink(dir.File("outside.txt"), dir.File("web/leak.js"));
+  std::filesystem::create_symlink(dir.File("web/app.js"), dir.File("web/alias.js"));
   ServerProcess server({.db = dir.File("db"), .extra_args = {"--web-root", dir.File("web")}});
   HttpClient client(server.url());
   auto index = client.Get("/");
@@ -216,6 +219,21 @@ TEST(HttpApi, ServesTheDashboardFilesAndNothingOutsideThem) {
     EXPECT_EQ(response.status, 404) << target;
     EXPECT_THAT(response.body, ::testing::Not(HasSubstr("TOP-SECRET"))) << target;
   }
+  // A link leading out of the web root is not followed; a directory has nothing to serve.
+  for (const char* target : {"/assets/leak.js", "/assets/fonts"}) {
+    auto response = client.Get(target);
+    EXPECT_EQ(response.status, 404) << target;
+    EXPECT_THAT(response.body, ::testing::Not(HasSubstr("TOP-SECRET"))) << target;
+    EXPECT_THAT(response.body, HasSubstr("no such file")) << target;
+  }
+  auto alias = client.Get("/assets/alias.js");  // a link that stays inside is an ordinary file
+  EXPECT_EQ(alias.status, 200);
+  EXPECT_EQ(alias.body, "console.log(1);");
+  // A NUL would cut the name the file system sees while the type came from all of it.
+  auto nul = client.Get("/assets/app.js%00.html");
+  EXPECT_EQ(nul.status, 400);
+  EXPECT_THAT(nul.body, HasSubstr("NUL"));
+  EXPECT_EQ(nul.body.find("console.log"), std::string::npos);
 
   ServerProcess bare({.db = dir.File("db2"), .extra_args = {"--web-root", dir.File("none")}});
   HttpClient bare_client(bare.url());

@@ -1,5 +1,6 @@
 #include "api/static_files.h"
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -24,11 +25,25 @@ std::string ContentType(const std::filesystem::path& file) {
   return it == kTypes.end() ? "application/octet-stream" : it->second;
 }
 
-Response ServeFile(const std::filesystem::path& path, unsigned version) {
+// Whether `path` is a regular file whose real location (every symlink resolved) is inside
+// `web_root`: a link inside the web root must not serve what lies outside it, and a directory has
+// no content to serve.
+bool ServableFile(const std::filesystem::path& web_root, const std::filesystem::path& path) {
+  std::error_code ec;
+  const std::filesystem::path root = std::filesystem::canonical(web_root, ec);
+  if (ec) return false;
+  const std::filesystem::path real = std::filesystem::canonical(path, ec);
+  if (ec || !std::filesystem::is_regular_file(real, ec)) return false;
+  auto [root_end, unused] = std::mismatch(root.begin(), root.end(), real.begin(), real.end());
+  return root_end == root.end();
+}
+
+Response ServeFile(const std::filesystem::path& web_root, const std::string& name,
+                   unsigned version) {
+  const std::filesystem::path path = web_root / name;
   std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return http::ErrorResponse(bhttp::status::not_found, "not_found",
-                               "no such file: " + path.filename().string());
+  if (!ServableFile(web_root, path) || !in) {
+    return http::ErrorResponse(bhttp::status::not_found, "not_found", "no such file: " + name);
   }
   std::ostringstream body;
   body << in.rdbuf();
@@ -54,17 +69,22 @@ void RegisterStaticFiles(http::Router& router, const std::filesystem::path& web_
               "the web dashboard is not in " + web_root.string() +
                   " (build the lossguard_web target, or point --web-root at its output)");
         }
-        return ServeFile(web_root / "index.html", request.raw.version());
+        return ServeFile(web_root, "index.html", request.raw.version());
       },
       http::Access::kOpen);
   router.Add(
       bhttp::verb::get, "/assets/{file}",
       [web_root](const http::Request& request) {
         const std::string& file = request.params.at("file");
+        // A NUL would end the name the file system sees while the type comes from all of it.
+        if (file.find('\0') != std::string::npos) {
+          return http::ErrorResponse(bhttp::status::bad_request, "bad_path",
+                                     "a file name cannot hold a NUL byte (%00)");
+        }
         if (file.empty() || file.front() == '.' || file.find('/') != std::string::npos) {
           return http::ErrorResponse(bhttp::status::not_found, "not_found", "no such file");
         }
-        return ServeFile(web_root / file, request.raw.version());
+        return ServeFile(web_root, file, request.raw.version());
       },
       http::Access::kOpen);
 }

@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <boost/asio/ip/address.hpp>
 
 namespace lossguard::http {
@@ -50,6 +51,39 @@ FileLimit RaiseFileLimit() {
     if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
   }
   return {static_cast<std::size_t>(limit.rlim_cur), static_cast<std::size_t>(limit.rlim_max)};
+}
+
+std::size_t ReservedDescriptors(std::size_t store_threads) {
+  constexpr std::size_t kBase = 32;
+  constexpr std::size_t kPerDatabaseConnection = 3;
+  return kBase + kPerDatabaseConnection * store_threads;
+}
+
+ConnectionBudget BudgetConnections(std::size_t max_connections, FileLimit files,
+                                   std::size_t reserved) {
+  ConnectionBudget budget;
+  const std::size_t minimum = reserved + 2;
+  if (files.soft < minimum) {
+    budget.warning = "the open-file limit is " + std::to_string(files.soft) +
+                     ", too low to serve: the server keeps " + std::to_string(reserved) +
+                     " descriptors for its databases, outbox and logs; raise it (ulimit -n) to " +
+                     "at least " + std::to_string(minimum) + ", better " +
+                     std::to_string(max_connections + reserved + kMaxRefusalDescriptors);
+    return budget;
+  }
+  const std::size_t usable = files.soft - reserved;
+  budget.refusals = std::min(kMaxRefusalDescriptors, usable / 4);
+  budget.sessions = std::min(max_connections, usable - budget.refusals);
+  if (budget.sessions < max_connections) {
+    budget.warning =
+        "--max-connections " + std::to_string(max_connections) + " lowered to " +
+        std::to_string(budget.sessions) + ": the open-file limit " + std::to_string(files.soft) +
+        " keeps " + std::to_string(reserved) +
+        " descriptors for the databases, outbox and logs and " + std::to_string(budget.refusals) +
+        " for 503 answers beyond the cap; raise the limit (ulimit -n) to " +
+        std::to_string(max_connections + reserved + kMaxRefusalDescriptors) + " to serve that many";
+  }
+  return budget;
 }
 
 }  // namespace lossguard::http

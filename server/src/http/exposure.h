@@ -21,12 +21,30 @@ std::optional<std::string> PlaintextWarning(const client::HostPort& listen, bool
 bool IsLoopback(const std::string& host);
 
 // The process's open-file limit after raising the soft limit to the hard one (each connection
-// holds a descriptor). kReservedDescriptors are left for the database, its WAL and the logs.
+// holds a descriptor).
 struct FileLimit {
   std::size_t soft = 0;
   std::size_t hard = 0;
 };
-inline constexpr std::size_t kReservedDescriptors = 64;
 FileLimit RaiseFileLimit();
+
+// Descriptors never given to connections: three (database, WAL, shared memory) for each database
+// connection that can be open at once (one per thread that reads or writes the store), and a base
+// for the logs, the listener, the event loop, webhook sockets and the certificate files.
+std::size_t ReservedDescriptors(std::size_t store_threads);
+// At most this many 503 answers to connections beyond the cap are in flight at once (each holds a
+// descriptor for up to a second); past it a connection is closed without one.
+inline constexpr std::size_t kMaxRefusalDescriptors = 64;
+
+// How the open-file limit is shared out. `sessions` is --max-connections, lowered when the limit
+// cannot hold that many next to the reserve and the refusals; `warning` says so. sessions == 0:
+// the limit is too low to serve at all and `warning` says what to raise.
+struct ConnectionBudget {
+  std::size_t sessions = 0;
+  std::size_t refusals = 0;
+  std::optional<std::string> warning;
+};
+ConnectionBudget BudgetConnections(std::size_t max_connections, FileLimit files,
+                                   std::size_t reserved);
 
 }  // namespace lossguard::http

@@ -28,12 +28,14 @@ using tcp = net::ip::tcp;
 // half-close) instead of starting a session; out of file descriptors it backs off.
 class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
  public:
-  Listener(net::io_context& ioc, const SessionContext& context, std::size_t max_connections)
+  Listener(net::io_context& ioc, const SessionContext& context, std::size_t max_connections,
+           std::size_t max_refusals_in_flight)
       : ioc_(ioc),
         acceptor_(net::make_strand(ioc)),
         retry_timer_(acceptor_.get_executor()),
         context_(context),
-        max_connections_(max_connections) {}
+        max_connections_(max_connections),
+        max_refusals_in_flight_(max_refusals_in_flight) {}
 
   tcp::endpoint Open(const client::HostPort& address) {
     boost::system::error_code ec;
@@ -68,7 +70,6 @@ class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
   static constexpr auto kFirstBackoff = std::chrono::milliseconds(10);
   static constexpr auto kMaxBackoff = std::chrono::milliseconds(1000);
   static constexpr auto kWarnEvery = std::chrono::seconds(10);
-  static constexpr int kMaxRefusalsInFlight = 64;
 
   void Accept() {
     acceptor_.async_accept(
@@ -116,7 +117,8 @@ class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
       last_refusal_warning_ = now;
       refused_since_warning_ = 0;
     }
-    if (refusals_in_flight_->load() >= kMaxRefusalsInFlight || context_.tls != nullptr) {
+    if (static_cast<std::size_t>(refusals_in_flight_->load()) >= max_refusals_in_flight_ ||
+        context_.tls != nullptr) {
       // A flood of connections: no courtesy for each of them. Under TLS the 503 would need a
       // handshake first, which is what a server at its limit should not spend: just close.
       boost::system::error_code ignored;
@@ -162,6 +164,7 @@ class HttpServer::Listener : public std::enable_shared_from_this<Listener> {
   net::steady_timer retry_timer_;
   const SessionContext& context_;
   std::size_t max_connections_;
+  std::size_t max_refusals_in_flight_;
   std::chrono::milliseconds backoff_ = kFirstBackoff;
   std::chrono::steady_clock::time_point last_warning_{};
   std::int64_t failures_since_warning_ = 0;
@@ -217,7 +220,8 @@ HttpServer::HttpServer(const Router& router, HttpServerOptions options)
 HttpServer::~HttpServer() = default;
 
 tcp::endpoint HttpServer::Listen(const client::HostPort& address) {
-  listener_ = std::make_shared<Listener>(ioc_, context_, options_.max_connections);
+  listener_ = std::make_shared<Listener>(ioc_, context_, options_.max_connections,
+                                         options_.max_refusals_in_flight);
   return listener_->Open(address);
 }
 

@@ -23,6 +23,8 @@ struct HttpServerOptions {
   // Connections served at once. Beyond it a new connection gets 503 with Retry-After and is closed;
   // the connections already open keep being served.
   std::size_t max_connections = 4096;
+  // 503 answers in flight at once (each holds a descriptor briefly); past it, closed unanswered.
+  std::size_t max_refusals_in_flight = 64;
   SessionLimits limits;
   // How long shutdown waits for in-flight requests before it stops the I/O threads regardless.
   std::chrono::seconds shutdown_grace{10};

@@ -9,6 +9,7 @@
 #include <boost/beast/ssl.hpp>
 #include <string>
 
+#include "http/header_block.h"
 #include "http/responses.h"
 
 namespace lossguard::http {
@@ -108,14 +109,54 @@ void Session::Shutdown() {
 void Session::DoRead() {
   parser_.emplace();
   parser_->body_limit(context_.limits.body_limit);
+  parser_->header_limit(static_cast<std::uint32_t>(context_.limits.header_limit));
   tcp().expires_after(context_.limits.idle_timeout);
+  ReadHeaderBlock();
+}
+
+// Beast joins a folded header line (obs-fold: a line that starts with a space or tab continues the
+// one before) into one value before we see it. RFC 9112 lets a server refuse folding, and we do:
+// proxies disagree about folded lines, which makes them a way to smuggle a header past one. So the
+// raw header block is gathered and checked first; the parser then reads it from the buffer.
+void Session::ReadHeaderBlock() {
+  const std::string_view data(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+  switch (ScanHeaderBlock(data)) {
+    case HeaderBlock::kFolded:
+      return Refuse(bhttp::status::bad_request, "bad_http",
+                    "a header line is folded onto the next (obs-fold, RFC 9112 section 5.2); send "
+                    "each header field on one line");
+    case HeaderBlock::kComplete:
+      return std::visit(
+          [this](auto& stream) {
+            bhttp::async_read_header(
+                stream, buffer_, *parser_,
+                [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                  self->OnHeader(ec);
+                });
+          },
+          stream_);
+    case HeaderBlock::kIncomplete:
+      break;
+  }
+  if (data.size() > context_.limits.header_limit) return RefuseHeaderTooLarge();
+  const std::size_t room = context_.limits.header_limit + 1 - data.size();
   std::visit(
-      [this](auto& stream) {
-        bhttp::async_read_header(
-            stream, buffer_, *parser_,
-            [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnHeader(ec); });
+      [this, room](auto& stream) {
+        stream.async_read_some(buffer_.prepare(std::min<std::size_t>(room, 16 * 1024)),
+                               [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                                 self->buffer_.commit(n);
+                                 if (ec) return self->OnRead(ec);
+                                 self->ReadHeaderBlock();
+                               });
       },
       stream_);
+}
+
+void Session::RefuseHeaderTooLarge() {
+  Refuse(bhttp::status::request_header_fields_too_large, "header_too_large",
+         "the request line and headers exceed the server's limit of " +
+             std::to_string(context_.limits.header_limit) + " bytes",
+         {{"limit_bytes", context_.limits.header_limit}});
 }
 
 // The header is in and the body is not: refuse here what would make the body unreadable or
@@ -127,6 +168,10 @@ void Session::OnHeader(beast::error_code ec) {
   if (std::distance(hosts.first, hosts.second) > 1) {
     return Refuse(bhttp::status::bad_request, "bad_http",
                   "the request has more than one Host header");
+  }
+  if (header.version() >= 11 && hosts.first == hosts.second) {
+    return Refuse(bhttp::status::bad_request, "bad_http",
+                  "an HTTP/1.1 request needs a Host header (RFC 9112 section 3.2)");
   }
   auto transfer_encoding = header.find(bhttp::field::transfer_encoding);
   if (transfer_encoding != header.end() && Lower(transfer_encoding->value()) != "chunked") {
@@ -158,6 +203,7 @@ void Session::OnRead(beast::error_code ec) {
       ec == net::error::eof) {
     return Close();
   }
+  if (ec == bhttp::error::header_limit) return RefuseHeaderTooLarge();
   if (ec == bhttp::error::body_limit) {
     return Refuse(bhttp::status::payload_too_large, "body_too_large",
                   "request body exceeds the server's limit of " +

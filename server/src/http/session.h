@@ -21,6 +21,7 @@ namespace lossguard::http {
 
 struct SessionLimits {
   std::uint64_t body_limit = 64 << 20;
+  std::uint64_t header_limit = 16 << 10;     // request line and headers; beyond it 431
   std::chrono::seconds idle_timeout{60};     // keep-alive connection with no request
   std::chrono::seconds request_timeout{60};  // reading one request, writing one response
 };
@@ -41,8 +42,9 @@ struct SessionContext {
 // response, repeats while keep-alive holds. Requests on a connection are handled one at a time, in
 // order, on its strand. Refused before the body is read: a Transfer-Encoding other than chunked
 // (501: the body's length would be unknown), a Content-Encoding other than identity (415), more
-// than one Host header (400). HEAD is answered for every GET route, with the GET response's headers
-// and no body.
+// than one Host header or none in HTTP/1.1 (400), a folded header line (400), a request line and
+// headers over `header_limit` (431). HEAD is answered for every GET route, with the GET response's
+// headers and no body.
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(boost::asio::ip::tcp::socket socket, const SessionContext& context);
@@ -54,6 +56,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void DoRead();
+  void ReadHeaderBlock();
+  void RefuseHeaderTooLarge();
   void OnHeader(boost::beast::error_code ec);
   void OnRead(boost::beast::error_code ec);
   void Handle(std::shared_ptr<RawRequest> request);
