@@ -386,7 +386,8 @@ int Serve(const ServerFlags& f, const Startup& startup) {
     notify_options.webhooks = startup.webhooks;
     notify_options.ca_file = f.notify_ca_file;
     notify_options.retry_max_seconds = f.notify_retry_max_seconds;
-    notify_options.owner = HostName() + "/" + host + ":" + std::to_string(endpoint.port());
+    notify_options.owner =
+        notify::ThisProcess(HostName(), host + ":" + std::to_string(endpoint.port()));
     notify::Dispatcher dispatcher(store, notify_options, &metrics);
     dispatcher.Start();
     lifecycle.Start();

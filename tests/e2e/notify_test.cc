@@ -201,6 +201,46 @@ TEST(Notifications, NotificationsCommittedBeforeAKill9AreDeliveredAfterTheRestar
   EXPECT_EQ(EventsOf(Delivered(sink.Requests())), expected);
 }
 
+TEST(Notifications, AServerKilledMidPostIsSucceededAtOnceNotAfterItsLease) {
+  TempDir dir;
+  WebhookSink sink;
+  sink.Delay(
+      std::chrono::seconds(10));  // the first post is still waiting for its answer at the kill
+  const std::vector<std::string> args = {"--notify-webhook", sink.Url()};
+  std::set<std::string> expected;
+  std::string in_flight_key;
+  {
+    ServerProcess server({.db = dir.File("db"), .extra_args = args});
+    client::HttpClient api(server.url());
+    SendRuns(api, {"bug-sum-no-ga-div", "bug-lr-spike"});
+    expected = ExpectedEvents(api);
+    ASSERT_TRUE(sink.WaitFor([](const Requests& r) { return !r.empty(); }, kDeliveryTimeout));
+    EXPECT_EQ(server.Stop(SIGKILL, std::chrono::seconds(10)), -SIGKILL);
+    const Requests before = sink.Requests();
+    ASSERT_EQ(before.size(), 1u) << "one post in flight, unanswered";
+    in_flight_key = before[0].idempotency_key;
+  }
+  sink.Delay(std::chrono::milliseconds(0));
+  // Another port (both ephemeral): the lease's holder is known gone by its process, not its name.
+  const auto restarted_at = std::chrono::steady_clock::now();
+  ServerProcess restarted({.db = dir.File("db"), .extra_args = args});
+  auto after_restart = [](const Requests& requests) {
+    return Requests(requests.begin() + 1, requests.end());
+  };
+  ASSERT_TRUE(sink.WaitFor(
+      [&](const Requests& requests) {
+        std::set<std::string> got = EventsOf(Delivered(after_restart(requests)));
+        return std::includes(got.begin(), got.end(), expected.begin(), expected.end());
+      },
+      kDeliveryTimeout))
+      << restarted.StderrText();
+  EXPECT_LT(std::chrono::steady_clock::now() - restarted_at, std::chrono::seconds(15))
+      << "delivered after the 30 s lease ran out, not at once";
+  EXPECT_EQ(after_restart(sink.Requests()).front().idempotency_key, in_flight_key)
+      << "the unanswered post comes first again, with its key";
+  EXPECT_THAT(restarted.StderrText(), HasSubstr("took back the lease"));
+}
+
 TEST(Notifications, AFullOutboxDropsTheOldestAndTheNextDeliverySaysHowMany) {
   TempDir dir;
   WebhookSink sink;

@@ -3,11 +3,14 @@
 // delivery to a real receiver in e2e/notify_test.cc).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 #include <random>
 
 #include "notify/dispatcher.h"
+#include "notify/lease_owner.h"
 #include "notify/webhook.h"
 #include "store/notification_writer.h"
 
@@ -172,6 +175,64 @@ TEST(RetryDelay, DoublesWithJitterUpToTheCapAndHonoursRetryAfter) {
   EXPECT_GE(notify::Dispatcher::RetryDelay(options, 1, 30.0, random), 30.0);
   EXPECT_LE(notify::Dispatcher::RetryDelay(options, 1, 1e9, random), 60.0)
       << "Retry-After is honoured up to the cap";
+}
+
+TEST(LeaseOwner, ReadsBackWhatItWrites) {
+  const notify::LeaseOwner self = notify::ThisProcess("box", "127.0.0.1:8080");
+  EXPECT_EQ(self.pid, getpid());
+  EXPECT_GT(self.pid_namespace, 0u);
+  EXPECT_GT(self.start_ticks, 0u);
+  const std::string text = notify::FormatLeaseOwner(self);
+  auto parsed = notify::ParseLeaseOwner(text);
+  ASSERT_TRUE(parsed.has_value()) << text;
+  EXPECT_EQ(parsed->host, "box");
+  EXPECT_EQ(parsed->address, "127.0.0.1:8080");
+  EXPECT_EQ(parsed->pid, self.pid);
+  EXPECT_EQ(parsed->pid_namespace, self.pid_namespace);
+  EXPECT_EQ(parsed->start_ticks, self.start_ticks);
+  for (const char* other :
+       {"box/127.0.0.1:8080", "", "box/a pid=1 pidns=2", "box pid=1 pidns=2 start=3",
+        "box/a pid=x pidns=2 start=3", "box/a pid=1 pidns=2 start=3 more"}) {
+    EXPECT_FALSE(notify::ParseLeaseOwner(other).has_value()) << other;
+  }
+}
+
+TEST(LeaseOwner, OnlyAHolderCertainlyGoneIsTakenBackAtOnce) {
+  const notify::LeaseOwner self = notify::ThisProcess("box", "127.0.0.1:9000");
+  pid_t child = fork();
+  if (child == 0) _exit(0);
+  ASSERT_GT(child, 0);
+  notify::LeaseOwner dead = notify::ThisProcess("box", "127.0.0.1:8080");
+  dead.pid = child;  // same namespace; reaped below, so no such process
+  ASSERT_EQ(waitpid(child, nullptr, 0), child);
+  EXPECT_TRUE(notify::HolderIsGone(dead, self));
+  EXPECT_TRUE(notify::HolderIsGone(notify::FormatLeaseOwner(dead), self));
+
+  notify::LeaseOwner restarted_pid = self;  // a pid reused by a later process
+  restarted_pid.address = "127.0.0.1:8080";
+  restarted_pid.start_ticks = self.start_ticks - 1;
+  EXPECT_TRUE(notify::HolderIsGone(restarted_pid, self));
+
+  notify::LeaseOwner parent = notify::ThisProcess("box", "127.0.0.1:8080");
+  parent.pid = getppid();  // running, started when it was
+  parent.start_ticks = 0;
+  EXPECT_FALSE(notify::HolderIsGone(parent, self)) << "no start time: not known to be gone";
+
+  notify::LeaseOwner same_address = dead;
+  same_address.address = self.address;
+  same_address.pid_namespace = 12345;  // another container, but it listened where we listen
+  EXPECT_TRUE(notify::HolderIsGone(same_address, self));
+
+  notify::LeaseOwner elsewhere = dead;
+  elsewhere.host = "other-box";
+  EXPECT_FALSE(notify::HolderIsGone(elsewhere, self))
+      << "another host's process is not ours to judge";
+  notify::LeaseOwner other_namespace = dead;
+  other_namespace.pid_namespace = self.pid_namespace + 1;
+  EXPECT_FALSE(notify::HolderIsGone(other_namespace, self));
+  EXPECT_FALSE(notify::HolderIsGone(self, self)) << "this very process";
+  EXPECT_TRUE(notify::HolderIsGone("box/127.0.0.1:9000", self)) << "an older server's plain name";
+  EXPECT_FALSE(notify::HolderIsGone("box/127.0.0.1:8080", self));
 }
 
 }  // namespace notifications_test

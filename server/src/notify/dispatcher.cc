@@ -52,6 +52,7 @@ Dispatcher::Dispatcher(store::Store& store, DispatcherOptions options,
     : store_(store),
       options_(std::move(options)),
       metrics_(metrics),
+      owner_(FormatLeaseOwner(options_.owner)),
       random_(std::random_device{}()) {
   client::HttpClientOptions http;
   http.timeout = options_.timeout;
@@ -67,7 +68,20 @@ Dispatcher::~Dispatcher() { Stop(); }
 void Dispatcher::Start() {
   if (targets_.empty()) return;
   store_.RegisterNotifyTargets(store::UnixSeconds());
+  TakeBackLeasesOfTheGone();
   thread_ = std::thread([this] { Loop(); });
+}
+
+// A server killed while it held a target (kill -9 mid-post) left its lease behind. Restarted on
+// the same host, its successor knows the holder is gone and delivers at once instead of waiting
+// for the lease to run out; another server's lease is waited for.
+void Dispatcher::TakeBackLeasesOfTheGone() {
+  for (const store::Store::NotifyLease& lease : store_.NotifyLeases()) {
+    if (!HolderIsGone(lease.owner, options_.owner)) continue;
+    store_.ReleaseNotifyTarget(lease.target, lease.owner);
+    spdlog::info("notifications to {}: took back the lease of {}, which is no longer running",
+                 lease.label, lease.owner);
+  }
 }
 
 void Dispatcher::Stop() {
@@ -129,10 +143,10 @@ void Dispatcher::Serve(Target& target) {
   while (true) {
     double now = store::UnixSeconds();
     std::optional<store::OutboxClaim> claim =
-        store_.ClaimNotifyTarget(id, options_.owner, now, options_.lease_seconds, kClaimBatch);
+        store_.ClaimNotifyTarget(id, owner_, now, options_.lease_seconds, kClaimBatch);
     if (!claim) return;  // another server holds it, or its retry is not due
     if (claim->due.empty()) {
-      store_.ReleaseNotifyTarget(id, options_.owner);
+      store_.ReleaseNotifyTarget(id, owner_);
       return;
     }
     std::int64_t dropped = claim->dropped;
@@ -158,7 +172,7 @@ void Dispatcher::Serve(Target& target) {
       if (result.outcome == Outcome::kRetry) {
         const double delay = RetryDelay(options_, claim->failures + 1, result.retry_after, random_);
         target.next_attempt = now + delay;
-        store_.NotifyFailed(id, options_.owner, result.error, now + delay);
+        store_.NotifyFailed(id, owner_, result.error, now + delay);
         if (metrics_) metrics_->CountNotification(label, "retried");
         spdlog::log(claim->failures == 0 ? spdlog::level::warn : spdlog::level::debug,
                     "notification {} to {} failed (attempt {}), retrying in {:.1f} s: {}", n.id,
@@ -172,7 +186,7 @@ void Dispatcher::Serve(Target& target) {
         spdlog::info("notifications to {} delivered again after {} failed attempts", label,
                      claim->failures);
       }
-      store_.NotifyDelivered(id, options_.owner, n.id, dropped, now + options_.lease_seconds);
+      store_.NotifyDelivered(id, owner_, n.id, dropped, now + options_.lease_seconds);
       if (metrics_) {
         metrics_->CountNotification(
             label, result.outcome == Outcome::kDelivered ? "delivered" : "rejected");
@@ -187,7 +201,7 @@ void Dispatcher::Serve(Target& target) {
         stopping = stopping_;
       }
       if (stopping) {
-        store_.ReleaseNotifyTarget(id, options_.owner);
+        store_.ReleaseNotifyTarget(id, owner_);
         return;
       }
     }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "metrics/server_metrics.h"
+#include "notify/lease_owner.h"
 #include "notify/webhook.h"
 #include "store/store.h"
 
@@ -28,7 +29,9 @@ struct DispatcherOptions {
   // How long a dispatcher holds a target (renewed at each delivery): another server sharing the
   // database takes over a target whose holder died after this long.
   double lease_seconds = 30;
-  std::string owner;  // this server's name in leases: the same after a restart takes over at once
+  // This server in the leases it writes. Started, it takes back at once the leases of a holder
+  // that is certainly gone (HolderIsGone: the same host, and its address or its process).
+  LeaseOwner owner;
 };
 
 // Delivers the outbox to the webhooks, on a thread of its own: each target's notifications in
@@ -59,10 +62,12 @@ class Dispatcher {
   void Serve(Target& target);
   // Sleeps until `seconds` have passed or Stop(); false once stopped.
   bool Sleep(double seconds);
+  void TakeBackLeasesOfTheGone();
 
   store::Store& store_;
   DispatcherOptions options_;
   metrics::ServerMetrics* metrics_;
+  std::string owner_;  // options_.owner as the leases spell it
   std::vector<Target> targets_;
   std::mt19937_64 random_;
   std::mutex mutex_;

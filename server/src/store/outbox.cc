@@ -166,6 +166,20 @@ void Store::ReleaseNotifyTarget(std::string_view target, std::string_view owner)
   });
 }
 
+std::vector<Store::NotifyLease> Store::NotifyLeases() {
+  return Reading([&](Database& db) {
+    Statement rows(db,
+                   "SELECT target, label, lease_owner FROM notification_targets WHERE lease_owner "
+                   "IS NOT NULL ORDER BY label");
+    std::vector<NotifyLease> out;
+    while (rows.Step()) {
+      out.push_back({std::string(rows.Text(0)), std::string(rows.Text(1)),
+                     std::string(rows.Text(2))});
+    }
+    return out;
+  });
+}
+
 std::vector<Store::NotifyTargetStatus> Store::NotifyStatus() {
   return Reading([&](Database& db) {
     Statement rows(db,

@@ -124,6 +124,11 @@ class Store {
   void NotifyFailed(std::string_view target, std::string_view owner, std::string_view error,
                     double next_attempt_at);
   void ReleaseNotifyTarget(std::string_view target, std::string_view owner);
+  // The targets someone holds, expired leases included.
+  struct NotifyLease {
+    std::string target, label, owner;
+  };
+  std::vector<NotifyLease> NotifyLeases();
   struct NotifyTargetStatus {
     std::string id, label;
     std::int64_t pending = 0, failures = 0, dropped = 0;
