@@ -173,8 +173,8 @@ std::vector<Store::NotifyLease> Store::NotifyLeases() {
                    "IS NOT NULL ORDER BY label");
     std::vector<NotifyLease> out;
     while (rows.Step()) {
-      out.push_back({std::string(rows.Text(0)), std::string(rows.Text(1)),
-                     std::string(rows.Text(2))});
+      out.push_back(
+          {std::string(rows.Text(0)), std::string(rows.Text(1)), std::string(rows.Text(2))});
     }
     return out;
   });
