@@ -2,6 +2,11 @@
 
 namespace lossguard::analyzers {
 
+std::string CauseNote(const nlohmann::json& caused_by) {
+  return " (a symptom of the " + caused_by.value("kind", std::string("?")) + " episode from step " +
+         std::to_string(caused_by.value("first_step", std::int64_t{0})) + ")";
+}
+
 AlertEvent Episode::Event(AlertEvent::Action action) const {
   return AlertEvent{action,   kind_,     severity_, rank_, first_step_, last_firing_step_,
                     message_, evidence_, attempt_};
@@ -16,7 +21,10 @@ std::optional<AlertEvent> Episode::Judge(std::int64_t step, const std::optional<
     severity_ =
         open_ && !finding->caused ? std::max(severity_, finding->severity) : finding->severity;
     if (!open_ || severity_ != before) severity_since_ = step;
-    message_ = finding->message;
+    // The message says what happened at the episode's first step, where a reader starts looking;
+    // the evidence is the latest step's, with that step's own message.
+    if (!open_) first_message_ = finding->message;
+    message_ = first_message_ + finding->cause_note;
     evidence_ = finding->evidence;
     // When the episode reached its severity: an isolated spike that escalates says when it did.
     evidence_["severity_since"] = severity_since_;
@@ -26,6 +34,8 @@ std::optional<AlertEvent> Episode::Judge(std::int64_t step, const std::optional<
       first_step_ = step;
       return Event(AlertEvent::Action::kOpen);
     }
+    evidence_["latest_step"] = step;
+    evidence_["latest_message"] = finding->message + finding->cause_note;
     return Event(AlertEvent::Action::kExtend);
   }
   if (!open_) return std::nullopt;
@@ -47,8 +57,13 @@ void Episode::Restore(const AlertEvent& e, std::int64_t last_judged, std::int64_
   first_step_ = e.first_step;
   last_firing_step_ = e.last_step;
   severity_ = e.severity;
-  message_ = e.message;
+  message_ = first_message_ = e.message;
   evidence_ = e.evidence;
+  if (auto cause = e.evidence.find("caused_by"); cause != e.evidence.end()) {
+    if (const std::string note = CauseNote(*cause); first_message_.ends_with(note)) {
+      first_message_.resize(first_message_.size() - note.size());
+    }
+  }
   severity_since_ = e.evidence.value("severity_since", e.first_step);
   last_judged_ = last_judged;
   clear_steps_ = clear_steps;

@@ -190,8 +190,7 @@ void RunAnalyzer::LinkToCause(Kind kind, std::int64_t step, Finding& finding) {
   finding.caused = true;
   finding.severity = Severity::kInfo;
   finding.evidence["caused_by"] = CauseToJson(*cause);
-  finding.message += " (a symptom of the " + std::string(KindName(cause->first)) +
-                     " episode from step " + std::to_string(cause->second) + ")";
+  finding.cause_note = CauseNote(finding.evidence["caused_by"]);
 }
 
 RunAnalyzer::Findings RunAnalyzer::Observe(std::int64_t step,

@@ -28,7 +28,9 @@ TEST(Episode, OpensExtendsResolvesAndReopensAsANewEpisode) {
   ASSERT_TRUE(extend);
   EXPECT_EQ(extend->action, AlertEvent::Action::kExtend);
   EXPECT_EQ(extend->last_step, 2);
-  EXPECT_EQ(extend->message, "worse");
+  EXPECT_EQ(extend->message, open->message) << "the message says what happened first";
+  EXPECT_EQ(extend->evidence["latest_message"], "worse");
+  EXPECT_EQ(extend->evidence["latest_step"], 2);
   EXPECT_FALSE(episode.Judge(3, std::nullopt));
   EXPECT_FALSE(episode.Judge(4, std::nullopt));
   auto resolve = episode.Judge(5, std::nullopt);

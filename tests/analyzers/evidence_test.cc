@@ -286,5 +286,23 @@ TEST(Incidents, ANanWithoutAnExplosionIsItsOwnIncident) {
   EXPECT_FALSE(events.front().evidence.contains("caused_by"));
 }
 
+TEST(AlertMessages, NameTheFirstStepAndLeaveTheLatestToTheEvidence) {
+  RunAnalyzer analyzer;
+  std::optional<AlertEvent> latest;
+  for (int s = 0; s < 200; ++s) {
+    auto r = Step(s, s >= 120 ? std::nan("") : 2.0);
+    for (auto& e : analyzer.Add(r)) {
+      if (e.kind == Kind::kNonFinite) latest = e;
+    }
+  }
+  ASSERT_TRUE(latest);
+  EXPECT_EQ(latest->first_step, 120);
+  EXPECT_EQ(latest->last_step, 199);
+  EXPECT_THAT(latest->message, HasSubstr("at step 120"));
+  EXPECT_THAT(latest->message, ::testing::Not(HasSubstr("199")));
+  EXPECT_EQ(latest->evidence["latest_step"], 199);
+  EXPECT_THAT(latest->evidence["latest_message"].get<std::string>(), HasSubstr("at step 199"));
+}
+
 }  // namespace evidence_test
 }  // namespace lossguard::analyzers::testing

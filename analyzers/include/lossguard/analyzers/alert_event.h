@@ -16,9 +16,13 @@ struct Finding {
   std::string message;
   nlohmann::json evidence = nlohmann::json::object();
   // A symptom of another episode (evidence.caused_by names it): its severity is as given, not
-  // escalated to the episode's highest so far.
+  // escalated to the episode's highest so far, and its episode's message ends with cause_note.
   bool caused = false;
+  std::string cause_note;
 };
+
+// " (a symptom of the KIND episode from step N)", from evidence.caused_by.
+std::string CauseNote(const nlohmann::json& caused_by);
 
 // A change to an alert episode, for the store to apply.
 struct AlertEvent {

@@ -9,8 +9,10 @@
 namespace lossguard::analyzers {
 
 // Turns per-step findings of one kind (for one rank, or across ranks) into alert episodes: an
-// episode opens at the first firing step, extends while the condition holds, resolves once it has
-// been clear for `resolve_after` consecutive judged steps, and a later firing opens a new one.
+// episode opens at the first firing step (its message stays that step's: what happened first),
+// extends while the condition holds (the evidence is the latest step's, with latest_step and
+// latest_message), resolves once it has been clear for `resolve_after` consecutive judged steps,
+// and a later firing opens a new one.
 // Steps must be fed in increasing order; a step at or before the last one judged is ignored
 // (duplicates and late records cannot reopen or extend the past).
 class Episode {
@@ -57,6 +59,7 @@ class Episode {
   std::int64_t clear_steps_ = 0;
   std::optional<std::int64_t> last_judged_;
   Severity severity_ = Severity::kWarning;
+  std::string first_message_;  // the first firing step's, without a cause note
   std::string message_;
   nlohmann::json evidence_;
 };
