@@ -14,6 +14,7 @@
 
 #include "analyzer_flags.h"
 #include "api/api.h"
+#include "api/contract.h"
 #include "api/static_files.h"
 #include "http/exposure.h"
 #include "http/http_server.h"
@@ -364,6 +365,7 @@ int Serve(const ServerFlags& f, const Startup& startup) {
     api::RegisterApi(router, store, &metrics, f.metrics_options,
                      [&lifecycle] { lifecycle.Kick(); });
     api::RegisterStaticFiles(router, f.web_root);
+    api::RegisterContract(router);
 
     http::HttpServerOptions options;
     options.threads = f.threads;

@@ -38,7 +38,10 @@ std::optional<Alert> AlertById(Database& db, std::int64_t id) {
   Statement row(db, std::string(kAlertColumns) + " WHERE a.id = ?");
   row.Bind(1, id);
   if (!row.Step()) return std::nullopt;
-  return ReadAlert(row);
+  std::vector<Alert> alert = {ReadAlert(row)};
+  row.Reset();
+  AttachGuardActions(db, alert);
+  return std::move(alert.front());
 }
 }  // namespace
 
