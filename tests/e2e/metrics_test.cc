@@ -53,6 +53,7 @@ std::string GaBugSteps(const std::string& run, std::int64_t first, std::int64_t 
     r["ga_steps"] = 8;
     r["ref_loss"] = 2.5;
     r["grad_norm"] = 1.5;
+    r["lr"] = 3e-4;
     out += r.dump() + "\n";
   }
   return out;
@@ -67,6 +68,7 @@ TEST(Metrics, RunsAlertsAndServerCountersAreExported) {
   nan_step["ga_steps"] = 8;
   nan_step["ref_loss"] = 2.5;
   nan_step["grad_norm"] = "NaN";
+  nan_step["lr"] = "Infinity";
   Post(client, nan_step.dump() + "\n");
   Post(client, GaBugSteps("m", 0, 3));      // duplicates
   Post(client, "{\"run\": \"m\"}\n", 400);  // refused: no step
@@ -81,6 +83,8 @@ TEST(Metrics, RunsAlertsAndServerCountersAreExported) {
   EXPECT_EQ(Sample(text, "lossguard_run_ref_loss{run=\"m\"}"), "2.5");
   EXPECT_EQ(Sample(text, "lossguard_run_loss_scale_ratio{run=\"m\"}"), "8");
   EXPECT_EQ(Sample(text, "lossguard_run_grad_norm{run=\"m\"}"), "Nan") << "NaN is data";
+  EXPECT_EQ(Sample(text, "lossguard_run_lr{run=\"m\"}"), "+Inf") << "an lr blow-up is data";
+  EXPECT_EQ(Sample(text, "lossguard_run_lr{run=\"healthy\"}"), std::nullopt) << "no lr sent";
   EXPECT_EQ(Sample(text, "lossguard_run_ga_steps{run=\"m\"}"), "8");
   EXPECT_EQ(Sample(text, "lossguard_run_tokens{run=\"healthy\"}"), "1000");
   EXPECT_EQ(Sample(text, "lossguard_run_loss_scale_ratio{run=\"healthy\"}"), std::nullopt)

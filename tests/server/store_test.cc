@@ -243,6 +243,17 @@ TEST_P(StoreTest, RunSummaryAndAlerts) {
   EXPECT_FALSE(store.AckAlert(9999).has_value());
 }
 
+// A learning rate as trainers send it: mostly a schedule's value, sometimes absent, rarely a
+// blow-up to a huge, infinite or NaN value.
+std::optional<double> RandomLearningRate(std::mt19937_64& rng) {
+  const double roll = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+  if (roll < 0.2) return std::nullopt;
+  if (roll < 0.201) return kNaN;
+  if (roll < 0.202) return kInf;
+  if (roll < 0.204) return 10.0;
+  return 1e-4 * (1.0 + roll);
+}
+
 // Brute force: what every output bucket must hold, from the records themselves.
 std::map<std::int64_t, BlockStats> Expected(const std::map<std::int64_t, wire::StepRecord>& steps,
                                             std::int64_t from, std::int64_t to,
@@ -257,6 +268,7 @@ std::map<std::int64_t, BlockStats> Expected(const std::map<std::int64_t, wire::S
     one.ref_loss.Add(r.ref_loss);
     one.grad_norm.Add(r.grad_norm);
     if (r.tokens) one.tokens.Add(static_cast<double>(*r.tokens));
+    one.lr.Add(r.lr);
     out[step / width].Merge(one);
   }
   return out;
@@ -282,6 +294,7 @@ void ExpectBuckets(const std::vector<BlockStats>& buckets,
     ExpectSame(bucket.ref_loss, want.ref_loss, what + " ref_loss");
     ExpectSame(bucket.grad_norm, want.grad_norm, what + " grad_norm");
     ExpectSame(bucket.tokens, want.tokens, what + " tokens");
+    ExpectSame(bucket.lr, want.lr, what + " lr");
   }
 }
 
@@ -299,6 +312,7 @@ TEST_P(StoreTest, DownsamplingMatchesBruteForceIncludingSpikesNansAndReplacement
     if (unit(rng) < 0.7) r.grad_norm = unit(rng) < 0.002 ? kInf : unit(rng) * 5;
     if (unit(rng) < 0.5) r.ref_loss = 3.0;
     r.tokens = static_cast<std::int64_t>(unit(rng) * 4096);
+    r.lr = RandomLearningRate(rng);
     return r;
   };
   // 140,000 steps with gaps, sent in shuffled batches of varied size, then a tenth replaced.
@@ -361,6 +375,7 @@ TEST_P(StoreTest, DownsamplingOfManyRanksIsExactWhileRollupsArePendingAndAfter) 
     if (unit(rng) < 0.002) r.loss = 1e6;
     if (unit(rng) < 0.6) r.grad_norm = unit(rng) * 5;
     r.tokens = static_cast<std::int64_t>(unit(rng) * 4096);
+    r.lr = RandomLearningRate(rng);
     return r;
   };
   auto check = [&](const std::string& when) {
@@ -416,6 +431,55 @@ TEST_P(StoreTest, DownsamplingOfManyRanksIsExactWhileRollupsArePendingAndAfter) 
   }
   EXPECT_EQ(checks_with_pending, 4);
   check("at the end");
+}
+
+// Rollups written before the learning rate was kept in them (schema v8) get it from their steps
+// when the database is upgraded: every level answers as the brute force does.
+TEST_P(StoreTest, RollupsOfAVersion8DatabaseGetTheLearningRateFromTheirSteps) {
+  std::mt19937_64 rng(8);
+  std::map<std::int64_t, std::map<std::int64_t, wire::StepRecord>> truth;  // rank -> step -> record
+  {
+    auto store = Open();
+    for (std::int64_t step = 0; step < 9000; step += 100) {
+      std::vector<wire::StepRecord> batch;
+      for (std::int64_t s = step; s < step + 100; ++s) {
+        for (std::int64_t rank : {0, 1}) {
+          auto r = MakeRecord("old-lr", s, 3.0, rank, 2);
+          r.lr = RandomLearningRate(rng);
+          batch.push_back(r);
+          truth[rank][s] = r;
+        }
+      }
+      store->Ingest(batch);
+    }
+  }
+  {
+    auto db = Connect();
+    Statement levels(*db, "SELECT COUNT(DISTINCT width) FROM step_rollups");
+    ASSERT_TRUE(levels.Step());
+    ASSERT_GE(levels.Int(0), 3) << "blocks of 16, 256 and 4096 steps are rolled up";
+    levels.Reset();
+    // The schema as version 8 left it: no learning rate in the rollups.
+    db->Exec(
+        "ALTER TABLE step_rollups DROP COLUMN lr_min; ALTER TABLE step_rollups DROP COLUMN lr_max; "
+        "ALTER TABLE step_rollups DROP COLUMN lr_nan; DELETE FROM schema_version WHERE version = "
+        "9");
+  }
+  auto store = Open();
+  EXPECT_EQ(store->SchemaVersion(), BuiltinMigrations(GetParam()).back().version);
+  for (const auto& [from, to, max_buckets] :
+       std::vector<std::tuple<std::int64_t, std::int64_t, std::int64_t>>{
+           {0, INT64_MAX, 2}, {0, INT64_MAX, 30}, {100, 8000, 500}, {0, 8999, 9000}}) {
+    const std::string what = "from=" + std::to_string(from) + " to=" + std::to_string(to) +
+                             " buckets=" + std::to_string(max_buckets);
+    auto series = store->ReadDownsampled("old-lr", from, to, std::nullopt, max_buckets);
+    ASSERT_TRUE(series.has_value());
+    ASSERT_EQ(series->ranks.size(), 2u) << what;
+    for (const auto& rank : series->ranks) {
+      ExpectBuckets(rank.buckets, Expected(truth[rank.rank], from, to, series->bucket_width),
+                    what + " rank " + std::to_string(rank.rank));
+    }
+  }
 }
 
 // Writers on several threads (the server's write pool) and readers on others (its HTTP threads) on

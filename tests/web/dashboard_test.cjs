@@ -41,6 +41,59 @@ async function post(url, records) {
   assert.equal(response.status, 200, await response.text());
 }
 
+// For every chart on the page: each legend entry's colour, and whether the line drawn for that
+// series has that colour where it is not covered. A series' points are sampled on the canvas (a 7x7
+// pixel box around each, where a later-drawn series or a NaN/Inf mark is not within 8 px).
+function legendAgainstCanvas() {
+  const parse = (css) => {
+    const [r, g, b, a = 1] = css.match(/[\d.]+/g).map(Number);
+    return [r, g, b].map((c) => Math.round(c * a + 255 * (1 - a)));  // over the white chart background
+  };
+  return window.lossguardDashboard.charts.map((u) => {
+    const rows = [...u.root.querySelectorAll(".u-legend .u-series")].slice(1);
+    const canvas = u.ctx.getImageData(0, 0, u.ctx.canvas.width, u.ctx.canvas.height);
+    const marks = (window.lossguardDashboard.nonFinite ? Object.values(window.lossguardDashboard.nonFinite).flat() : [])
+      .map((m) => u.valToPos(m.step, "x", true));
+    return rows.map((row, i) => {
+      const s = i + 1;
+      const color = parse(getComputedStyle(row.querySelector(".u-marker")).borderColor);
+      let checked = 0, matched = 0;
+      const n = u.data[0].length;
+      for (let k = 0; k < n; k += Math.max(1, Math.floor(n / 40))) {
+        const value = u.data[s][k];
+        if (value === null || value === undefined) continue;
+        const x = Math.round(u.valToPos(u.data[0][k], "x", true)), y = Math.round(u.valToPos(value, u.series[s].scale, true));
+        if (x < u.bbox.left + 8 || x > u.bbox.left + u.bbox.width - 8 || y < u.bbox.top + 8 || y > u.bbox.top + u.bbox.height - 8) continue;
+        const covered = u.data.slice(s + 1).some((later, j) => later[k] !== null && later[k] !== undefined &&
+          Math.abs(u.valToPos(later[k], u.series[s + 1 + j].scale, true) - y) < 8);
+        if (covered || marks.some((mx) => Math.abs(mx - x) < 8)) continue;
+        checked++;
+        let found = false;
+        for (let dx = -3; dx <= 3 && !found; dx++) {
+          for (let dy = -3; dy <= 3 && !found; dy++) {
+            const at = ((y + dy) * canvas.width + (x + dx)) * 4;
+            found = [0, 1, 2].every((c) => Math.abs(canvas.data[at + c] - color[c]) <= 40);
+          }
+        }
+        if (found) matched++;
+      }
+      return { label: u.series[s].label, color: `rgb(${color.join(",")})`, checked, matched };
+    });
+  });
+}
+
+// Each drawn series' legend colour is its line's; at least `minChecked` series of every chart
+// could be checked.
+function assertLegendsMatchLines(charts, what, minChecked = 1) {
+  charts.forEach((series, c) => {
+    const checkable = series.filter((s) => s.checked >= 5);
+    assert.ok(checkable.length >= minChecked, `${what} chart ${c}: too few series could be checked: ${JSON.stringify(series)}`);
+    for (const s of checkable) {
+      assert.ok(s.matched / s.checked >= 0.6, `${what} chart ${c}: "${s.label}" is drawn in another colour than its legend's ${s.color}: ${JSON.stringify(s)}`);
+    }
+  });
+}
+
 async function main() {
   fs.mkdirSync(outDir, { recursive: true });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lossguard-web-"));
@@ -69,7 +122,7 @@ async function main() {
     assert.deepEqual(rows[1].slice(1), ["ok", "badge ok"]);
     await page.screenshot({ path: path.join(outDir, "runs.png"), fullPage: true });
 
-    // The run page: three charts with data, the alert listed with its message and drawn as a band.
+    // The run page: four charts with data, the alert listed with its message and drawn as a band.
     await page.click("a[href='#/run/bug-ga-change']");
     await ready();
     const state = await page.evaluate(() => ({
@@ -77,12 +130,13 @@ async function main() {
       bands: window.lossguardDashboard.bandsDrawn,
       canvases: document.querySelectorAll(".chart canvas").length,
     }));
-    assert.equal(state.charts.length, 3);
-    assert.equal(state.canvases, 3);
+    assert.equal(state.charts.length, 4);
+    assert.equal(state.canvases, 4);
     for (const chart of state.charts) {
       assert.equal(chart.points, 150, "150 steps, one bucket each");
       assert.ok(chart.loss > 140, `series drawn with data: ${JSON.stringify(chart)}`);
     }
+    assertLegendsMatchLines(await page.evaluate(legendAgainstCanvas), "bug-ga-change");
     assert.ok(state.bands > 0, "alert episodes are drawn on the charts");
     const alerts = await page.$$eval(".alert", (items) => items.map((a) => [a.dataset.kind, a.querySelector(".message").textContent]));
     const kinds = alerts.map((a) => a[0]).sort();
@@ -120,7 +174,7 @@ async function main() {
       canvases: document.querySelectorAll(".chart canvas").length,
       title: document.querySelector("h1").textContent, alerts: document.querySelectorAll(".alert").length,
     }));
-    assert.deepEqual([after.view, after.charts, after.canvases, after.alerts], ["run", 3, 3, 0], JSON.stringify(after));
+    assert.deepEqual([after.view, after.charts, after.canvases, after.alerts], ["run", 4, 4, 0], JSON.stringify(after));
     assert.match(after.title, /^healthy-mb8-ga1 /);
     await page.unroute("**/api/v1/runs/bug-ga-change/steps*", holdSteps);
 
@@ -155,6 +209,78 @@ async function main() {
     assert.ok(ranks.grad[2][1] > ranks.grad[0][1], "the diverging rank is drawn heavier");
     assert.equal(ranks.loss, 1 + 3 + 3, "rank 0's loss max, min and ref_loss, then ranks 1-3");
     await page.screenshot({ path: path.join(outDir, "ranks.png"), fullPage: true });
+
+    // Colours: one per rank, the same in every chart and in its legend, no two ranks alike. Ranks
+    // whose lines lie apart, so that every line can be found on the canvas.
+    const palette = [];
+    for (let step = 0; step < 60; step++) {
+      for (let rank = 0; rank < 3; rank++) {
+        palette.push({ run: "palette", step, rank, world_size: 3, ga_steps: 1, micro_batch_size: 8, loss: 2 + rank + 0.05 * Math.sin(step / 5),
+                       ref_loss: 1.2, grad_norm: 2 ** rank, lr: 1e-4 * 4 ** rank, tokens: 100 * (rank + 1) });
+      }
+    }
+    await post(url, palette);
+    await page.goto(url + "/#/run/palette");
+    await ready();
+    const colours = await page.evaluate(legendAgainstCanvas);
+    // A chart's lowest line lies on the plot's edge, where it is not sampled: two of three per chart.
+    assertLegendsMatchLines(colours, "palette", 2);
+    for (let rank = 0; rank < 3; rank++) {
+      assert.ok(colours.some((chart) => chart.some((s) => s.label.startsWith(`rank ${rank} `) && s.checked >= 5)),
+                `rank ${rank}'s line was found in some chart: ${JSON.stringify(colours)}`);
+    }
+    const rankColour = (chart, rank) => colours[chart].find((s) => s.label.startsWith(`rank ${rank} `)).color;
+    for (let rank = 0; rank < 3; rank++) {
+      for (let chart = 1; chart < 4; chart++) {
+        assert.equal(rankColour(chart, rank), rankColour(0, rank), `rank ${rank} has one colour in every chart`);
+      }
+    }
+    assert.equal(new Set([0, 1, 2].map((rank) => rankColour(0, rank))).size, 3, "no two ranks alike");
+    const refLoss = colours[0].find((s) => s.label.endsWith("ref_loss")).color;
+    assert.ok(![0, 1, 2].map((rank) => rankColour(0, rank)).includes(refLoss), "ref_loss is not a rank's colour");
+
+    // The learning rate: a blow-up is drawn where it happened.
+    replay(url, "bug-lr-spike.ndjson");
+    const spike = fs.readFileSync(path.join(scenarios, "bug-lr-spike.ndjson"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    await page.goto(url + "/#/run/bug-lr-spike");
+    await ready();
+    const lrChart = await page.evaluate(() => ({ title: document.querySelectorAll(".chart h2")[2].textContent, step: window.lossguardDashboard.charts[2].data[0], lr: window.lossguardDashboard.charts[2].data[1] }));
+    assert.match(lrChart.title, /^learning rate/);
+    assert.deepEqual(lrChart.step.filter((_, i) => lrChart.lr[i] > 0.1), spike.filter((r) => r.lr > 0.1).map((r) => r.step), "the lr spike's steps");
+    assert.ok(spike.some((r) => r.lr > 0.1), "the scenario has an lr spike");
+    // Its lr lies on the plot's edges (constant, then the spike): the other charts are checked.
+    assertLegendsMatchLines((await page.evaluate(legendAgainstCanvas)).filter((_, chart) => chart !== 2), "bug-lr-spike");
+    await page.screenshot({ path: path.join(outDir, "lr-spike.png"), fullPage: true });
+
+    // NaN and infinite values are marked at their steps, not only left out of the line.
+    replay(url, "bug-nan.ndjson");
+    const nanRun = fs.readFileSync(path.join(scenarios, "bug-nan.ndjson"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    await page.goto(url + "/#/run/bug-nan");
+    await ready();
+    const marked = await page.evaluate(() => ({ marks: window.lossguardDashboard.nonFinite, drawn: window.lossguardDashboard.nonFiniteDrawn }));
+    const nonNumber = (v) => typeof v === "string";
+    assert.deepEqual(marked.marks.loss.map((m) => m.step), nanRun.filter((r) => nonNumber(r.loss) || nonNumber(r.ref_loss)).map((r) => r.step));
+    assert.deepEqual(marked.marks.grad.map((m) => m.step), nanRun.filter((r) => nonNumber(r.grad_norm)).map((r) => r.step));
+    assert.ok(marked.marks.loss.length > 0 && marked.marks.loss.every((m) => m.what === "NaN"), JSON.stringify(marked.marks.loss.slice(0, 3)));
+    assert.ok(marked.drawn >= marked.marks.loss.length + marked.marks.grad.length, `marks drawn: ${marked.drawn}`);
+    // The mark is on the canvas: its colour at the top of the plot, at the first NaN step.
+    const markPixel = await page.evaluate((step) => {
+      const u = window.lossguardDashboard.charts[0];
+      const x = Math.round(u.valToPos(step, "x", true)), y = Math.round(u.bbox.top + 3 * devicePixelRatio);
+      return [...u.ctx.getImageData(x, y, 1, 1).data.slice(0, 3)];
+    }, marked.marks.loss[0].step);
+    assert.ok([0xd8, 0x1b, 0x60].every((c, i) => Math.abs(markPixel[i] - c) <= 12), `the NaN mark is drawn: ${markPixel}`);
+    // An infinity sent as a record's value: marked as +Inf.
+    await post(url, [{ run: "inf", step: 0, ga_steps: 1, micro_batch_size: 8, loss: 3, grad_norm: 1, lr: 1e-4 },
+                     { run: "inf", step: 1, ga_steps: 1, micro_batch_size: 8, loss: "Infinity", grad_norm: "Infinity", lr: "Infinity" },
+                     { run: "inf", step: 2, ga_steps: 1, micro_batch_size: 8, loss: 3, grad_norm: 1, lr: 1e-4 }]);
+    await page.goto(url + "/#/run/inf");
+    await ready();
+    assert.deepEqual(await page.evaluate(() => window.lossguardDashboard.nonFinite),
+                     { loss: [{ step: 1, what: "+Inf" }], grad: [{ step: 1, what: "+Inf" }], lr: [{ step: 1, what: "+Inf" }] });
+    await page.goto(url + "/#/run/bug-nan");
+    await ready();
+    await page.screenshot({ path: path.join(outDir, "nan.png"), fullPage: true });
 
     // An incident: the gradient jump a loss-scale factor causes is listed inside its cause.
     const incident = [];
@@ -209,7 +335,7 @@ async function main() {
       assert.deepEqual(await tokenPage.$$eval("tr[data-run]", (trs) => trs.map((tr) => tr.dataset.run)), ["bug-ga-change"]);
       await tokenPage.click("a[href='#/run/bug-ga-change']");
       await tokenReady();
-      assert.equal(await tokenPage.evaluate(() => window.lossguardDashboard.charts.length), 3, "the run page loads with the token");
+      assert.equal(await tokenPage.evaluate(() => window.lossguardDashboard.charts.length), 4, "the run page loads with the token");
       await tokenPage.reload();
       await tokenReady();
       assert.equal(await tokenPage.$("#token-form"), null, "kept for the session: not asked again");

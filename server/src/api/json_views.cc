@@ -137,6 +137,7 @@ nlohmann::json DownsampledToJson(const store::DownsampledSeries& series) {
         {"ref_loss", SeriesToJson(rank.buckets, &store::BlockStats::ref_loss, true)},
         {"grad_norm", SeriesToJson(rank.buckets, &store::BlockStats::grad_norm, true)},
         {"tokens", SeriesToJson(rank.buckets, &store::BlockStats::tokens, false)},
+        {"lr", SeriesToJson(rank.buckets, &store::BlockStats::lr, true)},
     });
   }
   return {{"from", series.from},

@@ -106,6 +106,7 @@ std::string ServerMetrics::Render(store::Store& store, const MetricsOptions& opt
                       "loss / ref_loss at the latest step (1 when the loss is normalised right)");
   auto& grad_norm = gauge("lossguard_run_grad_norm", "Total gradient L2 norm at the latest step");
   auto& tokens = gauge("lossguard_run_tokens", "Label tokens in the latest step (rank 0)");
+  auto& lr = gauge("lossguard_run_lr", "Learning rate the trainer reports at the latest step");
   auto& ga_steps = gauge("lossguard_run_ga_steps", "Gradient-accumulation steps in force");
   auto& micro_batch = gauge("lossguard_run_micro_batch_size", "Per-device micro-batch size");
   auto& world_size = gauge("lossguard_run_world_size", "Data-parallel ranks");
@@ -143,6 +144,7 @@ std::string ServerMetrics::Render(store::Store& store, const MetricsOptions& opt
     if (reported && reference) ratio.Add(labels).Set(*reported / *reference);
     if (auto v = Field(r, "grad_norm")) grad_norm.Add(labels).Set(*v);
     if (auto v = Field(r, "tokens")) tokens.Add(labels).Set(*v);
+    if (auto v = Field(r, "lr")) lr.Add(labels).Set(*v);
     if (auto v = Field(r, "ga_steps")) ga_steps.Add(labels).Set(*v);
     if (auto v = Field(r, "micro_batch_size")) micro_batch.Add(labels).Set(*v);
     if (auto v = Field(r, "world_size")) world_size.Add(labels).Set(*v);

@@ -31,7 +31,7 @@ Column N(const char* name) { return {name, Type::kNumber}; }
 Column T(const char* name) { return {name, Type::kText}; }
 Column B(const char* name) { return {name, Type::kBlob}; }
 
-// Every table of schema version 8 (see schema/migrations), parents first, except the notification
+// Every table of schema version 9 (see schema/migrations), parents first, except the notification
 // outbox: its deliveries are addressed to the source server's webhooks, and copying is done with
 // the source stopped, once its outbox has drained (lossguard_notifications_pending at 0).
 const std::vector<Table>& Tables() {
@@ -47,10 +47,28 @@ const std::vector<Table>& Tables() {
         I("nonfinite_grads"), N("time"), B("micro"), T("rest"), I("version"), N("received_at")},
        3},
       {"step_rollups",
-       {I("run_id"), I("rank"), I("width"), I("bucket"), I("first_step"), I("last_step"), I("n"),
-        N("loss_min"), N("loss_max"), I("loss_nan"), N("ref_loss_min"), N("ref_loss_max"),
-        I("ref_loss_nan"), N("grad_norm_min"), N("grad_norm_max"), I("grad_norm_nan"),
-        N("tokens_min"), N("tokens_max"), I("tokens_nan")},
+       {I("run_id"),
+        I("rank"),
+        I("width"),
+        I("bucket"),
+        I("first_step"),
+        I("last_step"),
+        I("n"),
+        N("loss_min"),
+        N("loss_max"),
+        I("loss_nan"),
+        N("ref_loss_min"),
+        N("ref_loss_max"),
+        I("ref_loss_nan"),
+        N("grad_norm_min"),
+        N("grad_norm_max"),
+        I("grad_norm_nan"),
+        N("tokens_min"),
+        N("tokens_max"),
+        I("tokens_nan"),
+        N("lr_min"),
+        N("lr_max"),
+        I("lr_nan")},
        4},
       {"rollup_pending", {I("run_id"), I("bucket"), N("since")}, 2},
       {"alerts",
@@ -66,7 +84,7 @@ const std::vector<Table>& Tables() {
   };
   return tables;
 }
-constexpr int kCopiedSchemaVersion = 8;
+constexpr int kCopiedSchemaVersion = 9;
 
 std::string ColumnList(const Table& table, std::size_t count) {
   std::string out;

@@ -31,6 +31,7 @@ void BlockStats::Merge(const BlockStats& other) {
   ref_loss.Merge(other.ref_loss);
   grad_norm.Merge(other.grad_norm);
   tokens.Merge(other.tokens);
+  lr.Merge(other.lr);
 }
 
 namespace {

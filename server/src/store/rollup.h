@@ -34,7 +34,7 @@ struct BlockStats {
   std::int64_t first_step = 0;
   std::int64_t last_step = 0;
   std::int64_t n = 0;  // records (steps of this rank) in the block
-  SeriesStats loss, ref_loss, grad_norm, tokens;
+  SeriesStats loss, ref_loss, grad_norm, tokens, lr;
 
   void Merge(const BlockStats& other);
 };

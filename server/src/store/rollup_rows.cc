@@ -13,6 +13,7 @@ BlockStats RawRowToBlock(const Statement& row) {
   block.ref_loss.Add(row.Number(2));
   block.grad_norm.Add(row.Number(3));
   block.tokens.Add(row.Number(4));
+  block.lr.Add(row.Number(5));
   return block;
 }
 
@@ -75,6 +76,7 @@ BlockStats RollupRowToBlock(const Statement& row) {
   block.ref_loss = ReadSeries(row, 6);
   block.grad_norm = ReadSeries(row, 9);
   block.tokens = ReadSeries(row, 12);
+  block.lr = ReadSeries(row, 15);
   return block;
 }
 
@@ -84,6 +86,7 @@ void BindRollup(Statement& statement, int first, const BlockStats& stats) {
   BindSeries(statement, first + 6, stats.ref_loss);
   BindSeries(statement, first + 9, stats.grad_norm);
   BindSeries(statement, first + 12, stats.tokens);
+  BindSeries(statement, first + 15, stats.lr);
 }
 
 }  // namespace lossguard::store

@@ -9,15 +9,19 @@ namespace lossguard::store {
 
 // The one place that maps BlockStats to and from SQL rows, for the writer and the queries alike.
 
-// Columns selected by kRawBlockColumns, one step: step, loss, ref_loss, grad_norm, tokens.
-inline constexpr const char* kRawBlockColumns = "step, loss, ref_loss, grad_norm, tokens";
+// Columns selected by kRawBlockColumns, one step: step, loss, ref_loss, grad_norm, tokens, lr.
+// A query that selects more puts them from column kRawBlockColumnCount on.
+inline constexpr const char* kRawBlockColumns = "step, loss, ref_loss, grad_norm, tokens, lr";
+inline constexpr int kRawBlockColumnCount = 6;
 BlockStats RawRowToBlock(const Statement& row);
 
 // Columns selected by kRollupColumns, one stored block.
 inline constexpr const char* kRollupColumns =
     "first_step, last_step, n, loss_min, loss_max, loss_nan, ref_loss_min, ref_loss_max, "
     "ref_loss_nan, "
-    "grad_norm_min, grad_norm_max, grad_norm_nan, tokens_min, tokens_max, tokens_nan";
+    "grad_norm_min, grad_norm_max, grad_norm_nan, tokens_min, tokens_max, tokens_nan, lr_min, "
+    "lr_max, lr_nan";
+inline constexpr int kRollupColumnCount = 18;
 BlockStats RollupRowToBlock(const Statement& row);
 
 // The kRollupColumns of a block merged from stored blocks, as SQL aggregates in kRollupColumns
@@ -28,7 +32,7 @@ std::string RollupMergeExpressions();
 // "c = excluded.c, ..." over kRollupColumns: an upsert's update of a stored block.
 std::string RollupExcludedAssignments();
 
-// Binds `stats` to parameters first..first+14 in kRollupColumns order.
+// Binds `stats` to parameters first..first+kRollupColumnCount-1 in kRollupColumns order.
 void BindRollup(Statement& statement, int first, const BlockStats& stats);
 
 }  // namespace lossguard::store

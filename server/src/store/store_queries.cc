@@ -98,7 +98,7 @@ std::map<std::int64_t, std::vector<BlockStats>> ReadRawRange(Database& db, std::
                          "(CAST(?4 AS BIGINT) IS NULL OR rank = ?4) ORDER BY step, rank");
   rows.Bind(1, run_id).Bind(2, range.first_bucket).Bind(3, range.last_bucket).Bind(4, rank);
   std::map<std::int64_t, std::vector<BlockStats>> out;
-  while (rows.Step()) out[rows.Int(5)].push_back(RawRowToBlock(rows));
+  while (rows.Step()) out[rows.Int(kRawBlockColumnCount)].push_back(RawRowToBlock(rows));
   return out;
 }
 

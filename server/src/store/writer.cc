@@ -348,7 +348,8 @@ void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks,
       block_rows_.Reset();
       block_rows_.Bind(1, run_id).Bind(2, first * width).Bind(3, last * width + width - 1);
       while (block_rows_.Step()) {
-        stats[{block_rows_.Int(0) / width, block_rows_.Int(5)}].Merge(RawRowToBlock(block_rows_));
+        stats[{block_rows_.Int(0) / width, block_rows_.Int(kRawBlockColumnCount)}].Merge(
+            RawRowToBlock(block_rows_));
       }
       block_rows_.Reset();
       for (const auto& [at, block] : stats) {
@@ -402,7 +403,8 @@ void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks,
 }
 
 void Store::Writer::WriteLevelOne(const std::vector<std::pair<BlockKey, BlockStats>>& rows) {
-  constexpr std::size_t kBindsPerRow = 19;  // run_id, rank, width, bucket + kRollupColumns
+  // run_id, rank, width, bucket, then kRollupColumns
+  constexpr std::size_t kBindsPerRow = 4 + kRollupColumnCount;
   std::size_t done = 0;
   for (std::size_t size : {std::size_t{64}, std::size_t{8}, std::size_t{1}}) {
     auto [it, created] = upsert_rows_.try_emplace(size, std::nullopt);
