@@ -198,6 +198,11 @@ def test_a_property_based_run_over_every_route_finds_nothing_outside_the_contrac
                "--max-examples", os.environ.get("LOSSGUARD_FUZZ_EXAMPLES", "25"),
                "--seed", "7", "--workers", "1", "--request-timeout", "10",
                "--phases", "examples,coverage,fuzzing",
+               # Hypothesis' filter_too_much judges how the generator spends its time (negative
+               # NDJSON batches are mostly filtered out), not the API: on a loaded machine it
+               # failed the run with no request outside the contract. Every check still runs on
+               # every generated request.
+               "--suppress-health-check", "filter_too_much",
                "--max-time", "150", "--report", "junit", "--report-dir", str(report)]
     env = dict(os.environ, SCHEMATHESIS_HOOKS="schemathesis_hooks",
                PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
