@@ -12,7 +12,7 @@ namespace {
 // one a row), the key, the values.
 std::string RecordQuery(std::string_view from_where) {
   return std::string("SELECT (SELECT name FROM runs WHERE id = ?1), step, rank, ") +
-         kStepValueColumns + " " + std::string(from_where);
+         StepValueColumnNames() + " " + std::string(from_where);
 }
 
 constexpr const char* kWarmupSteps = R"sql(

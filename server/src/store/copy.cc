@@ -8,16 +8,16 @@
 #include "store/migrations.h"
 #include "store/postgres.h"
 #include "store/sqlite.h"
+#include "store/step_row.h"
 #include "store/store.h"
 
 namespace lossguard::store {
 
 namespace {
 
-enum class Type { kInt, kNumber, kText, kBlob };
 struct Column {
-  const char* name;
-  Type type;
+  std::string name;
+  ColumnType type;
 };
 struct Table {
   const char* name;
@@ -26,10 +26,20 @@ struct Table {
   bool identity = false;    // PostgreSQL: the id column's sequence follows the copied ids
 };
 
-Column I(const char* name) { return {name, Type::kInt}; }
-Column N(const char* name) { return {name, Type::kNumber}; }
-Column T(const char* name) { return {name, Type::kText}; }
-Column B(const char* name) { return {name, Type::kBlob}; }
+Column I(const char* name) { return {name, ColumnType::kInt}; }
+Column N(const char* name) { return {name, ColumnType::kNumber}; }
+Column T(const char* name) { return {name, ColumnType::kText}; }
+
+// The steps table: its key, the value columns of step_row.h, its bookkeeping.
+std::vector<Column> StepColumns() {
+  std::vector<Column> columns = {I("run_id"), I("step"), I("rank")};
+  for (const StepValueColumn& column : StepValueColumns()) {
+    columns.push_back({std::string(column.name), column.type});
+  }
+  columns.push_back(I("version"));
+  columns.push_back(N("received_at"));
+  return columns;
+}
 
 // Every table of schema version 9 (see schema/migrations), parents first, except the notification
 // outbox: its deliveries are addressed to the source server's webhooks, and copying is done with
@@ -41,11 +51,7 @@ const std::vector<Table>& Tables() {
         I("attempt"), I("revision")},
        1,
        true},
-      {"steps",
-       {I("run_id"), I("step"), I("rank"), N("loss"), N("grad_norm"), N("ref_loss"), I("tokens"),
-        I("world_size"), I("ga_steps"), I("micro_batch_size"), I("vocab_size"), N("lr"),
-        I("nonfinite_grads"), N("time"), B("micro"), T("rest"), I("version"), N("received_at")},
-       3},
+      {"steps", StepColumns(), 3},
       {"step_rollups",
        {I("run_id"),
         I("rank"),
@@ -191,11 +197,11 @@ class TableCopier {
       const int column = static_cast<int>(c);
       if (row.IsNull(column)) {
         kept.emplace_back(std::monostate{});
-      } else if (table_.columns[c].type == Type::kInt) {
+      } else if (table_.columns[c].type == ColumnType::kInt) {
         kept.emplace_back(row.Int(column));
-      } else if (table_.columns[c].type == Type::kNumber) {
+      } else if (table_.columns[c].type == ColumnType::kNumber) {
         kept.emplace_back(*row.Number(column));
-      } else if (table_.columns[c].type == Type::kBlob) {
+      } else if (table_.columns[c].type == ColumnType::kBlob) {
         kept.emplace_back(Bytes{row.Blob(column)});
       } else {
         kept.emplace_back(std::string(row.Text(column)));

@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <cmath>
 #include <optional>
 
 #include "lossguard/wire/record_codec.h"
@@ -13,11 +14,58 @@ namespace lossguard::store {
 namespace {
 constexpr std::int64_t kReadRows = 5000;
 constexpr std::size_t kInsertRows = 250;
-constexpr int kInsertColumns = 3 + kStepValueColumnCount + 2;
+
+// The steps table as migration 7 made it. A migration writes the schema of its version whatever
+// the current row code is (step_row.h, which follows the latest schema): a column added later
+// would otherwise be bound here, against a table that does not have it yet, and break upgrades
+// from v6.
+constexpr const char* kV7ValueColumns =
+    "loss, grad_norm, ref_loss, tokens, world_size, ga_steps, micro_batch_size, vocab_size, lr, "
+    "nonfinite_grads, time, micro, rest";
+constexpr int kV7ValueColumnCount = 13;
+constexpr int kInsertColumns = 3 + kV7ValueColumnCount + 2;
 
 std::string InsertSql(std::size_t rows) {
-  return std::string("INSERT INTO steps (run_id, step, rank, ") + kStepValueColumns +
+  return std::string("INSERT INTO steps (run_id, step, rank, ") + kV7ValueColumns +
          ", version, received_at) VALUES " + SqlValuesRows(rows, kInsertColumns);
+}
+
+// A number as a v7 column holds it: -0.0 as 0, its exact value in `rest`.
+std::optional<double> V7Number(std::optional<double> value, std::string_view field,
+                               nlohmann::json& rest) {
+  if (value && *value == 0) {
+    if (std::signbit(*value)) rest[std::string(field)] = *value;
+    return 0.0;
+  }
+  return value;
+}
+
+// Binds a record's v7 value columns from parameter `first` on. The micro-batches use
+// EncodeMicroBatches: its format byte versions the encoding, and every reader keeps reading the
+// formats rows hold.
+void BindV7Values(Statement& insert, int first, const wire::StepRecord& r) {
+  nlohmann::json rest = r.extra.is_object() ? r.extra : nlohmann::json::object();
+  insert.BindNumber(first, V7Number(r.loss, "loss", rest))
+      .BindNumber(first + 1, V7Number(r.grad_norm, "grad_norm", rest))
+      .BindNumber(first + 2, V7Number(r.ref_loss, "ref_loss", rest))
+      .Bind(first + 3, r.tokens)
+      .Bind(first + 4, r.world_size)
+      .Bind(first + 5, r.ga_steps)
+      .Bind(first + 6, r.micro_batch_size)
+      .Bind(first + 7, r.vocab_size)
+      .BindNumber(first + 8, V7Number(r.lr, "lr", rest))
+      .Bind(first + 9, r.nonfinite_grads)
+      .BindNumber(first + 10, V7Number(r.time, "time", rest));
+  if (r.micro.empty()) {
+    insert.BindNull(first + 11);
+  } else {
+    insert.BindBinary(first + 11, EncodeMicroBatches(r.micro));
+  }
+  if (rest.empty()) {
+    insert.BindNull(first + 12);
+  } else {
+    insert.Bind(first + 12, rest.dump());
+  }
 }
 
 struct OldRow {
@@ -32,8 +80,8 @@ void InsertRows(Database& db, const std::vector<OldRow>& rows, std::size_t begin
   for (std::size_t i = begin; i < end; ++i) {
     const OldRow& row = rows[i];
     insert.Bind(parameter, row.run_id).Bind(parameter + 1, row.step).Bind(parameter + 2, row.rank);
-    BindStepValues(insert, parameter + 3, row.record, EncodeStepValues(row.record));
-    parameter += 3 + kStepValueColumnCount;
+    BindV7Values(insert, parameter + 3, row.record);
+    parameter += 3 + kV7ValueColumnCount;
     insert.Bind(parameter, row.version).BindNumber(parameter + 1, row.received_at);
     parameter += 2;
   }
@@ -81,8 +129,8 @@ void RewriteStepRowsV7(Database& db) {
   }
   db.Exec("DROP TABLE steps_v6");
   // The old table's pages (two thirds of the file) go back to the file system at once where the
-  // file allows it (created since auto_vacuum = INCREMENTAL was set, issue 15): about 7 s for 1M
-  // rows. PostgreSQL removes a dropped table's files itself.
+  // file allows it (one created with auto_vacuum = INCREMENTAL): about 7 s for 1M rows. PostgreSQL
+  // removes a dropped table's files itself.
   if (db.backend() == Backend::kSqlite) {
     Statement mode(db, "PRAGMA auto_vacuum");
     if (mode.Step() && mode.Int(0) == 2) {

@@ -3,52 +3,65 @@
 #include <array>
 #include <cstring>
 #include <map>
+#include <span>
+#include <stdexcept>
+#include <type_traits>
 #include <unordered_map>
+#include <variant>
 
 namespace lossguard::store {
 
 namespace {
 
-// The columns of a step row as the writer sends them: one array each. A chunk's all-NULL optional
-// columns (fields no record of it sent: commonly micro, rest, time, nonfinite_grads) are left out
-// of its statements, which then write NULL: each array is a column of unnest for the database.
-// Element type OIDs (pg_type.h) of the arrays sent in binary form.
-constexpr std::uint32_t kInt8 = 20, kFloat8 = 701, kText = 25, kBytea = 17;
-
+// The columns of a step row as the writer sends them: one array each, the key's three, then
+// StepValueColumns(). A chunk's all-NULL columns (fields no record of it sent: commonly micro,
+// rest, time, nonfinite_grads) are left out of its statements, which then write NULL: each array is
+// a column of unnest for the database.
 struct ArrayColumn {
-  const char* name;
-  const char* type;       // its SQL type
-  std::uint32_t element;  // the OID of that type
-  bool optional;
+  std::string_view name;
+  ColumnType type;
 };
-constexpr std::array<ArrayColumn, 16> kColumns = {{{"run_id", "BIGINT", kInt8, false},
-                                                   {"step", "BIGINT", kInt8, false},
-                                                   {"rank", "BIGINT", kInt8, false},
-                                                   {"loss", "DOUBLE PRECISION", kFloat8, false},
-                                                   {"grad_norm", "DOUBLE PRECISION", kFloat8, true},
-                                                   {"ref_loss", "DOUBLE PRECISION", kFloat8, true},
-                                                   {"tokens", "BIGINT", kInt8, true},
-                                                   {"world_size", "BIGINT", kInt8, false},
-                                                   {"ga_steps", "BIGINT", kInt8, false},
-                                                   {"micro_batch_size", "BIGINT", kInt8, false},
-                                                   {"vocab_size", "BIGINT", kInt8, true},
-                                                   {"lr", "DOUBLE PRECISION", kFloat8, true},
-                                                   {"nonfinite_grads", "BIGINT", kInt8, true},
-                                                   {"time", "DOUBLE PRECISION", kFloat8, true},
-                                                   {"micro", "BYTEA", kBytea, true},
-                                                   {"rest", "TEXT", kText, true}}};
-using ColumnSet = std::uint32_t;  // bit i: kColumns[i] is sent
+constexpr std::size_t kKeyColumns = 3;
+
+const std::vector<ArrayColumn>& Columns() {
+  static const std::vector<ArrayColumn> columns = [] {
+    std::vector<ArrayColumn> out = {
+        {"run_id", ColumnType::kInt}, {"step", ColumnType::kInt}, {"rank", ColumnType::kInt}};
+    for (const StepValueColumn& column : StepValueColumns())
+      out.push_back({column.name, column.type});
+    if (out.size() > 32) throw std::logic_error("a ColumnSet holds 32 columns");
+    return out;
+  }();
+  return columns;
+}
+using ColumnSet = std::uint32_t;  // bit i: Columns()[i] is sent
+
+// Element type OIDs (pg_type.h) of the arrays, sent in binary form.
+std::uint32_t ElementType(ColumnType type) {
+  switch (type) {
+    case ColumnType::kInt:
+      return 20;  // int8
+    case ColumnType::kNumber:
+      return 701;  // float8
+    case ColumnType::kText:
+      return 25;  // text
+    case ColumnType::kBlob:
+      return 17;  // bytea
+  }
+  throw std::logic_error("unknown column type");
+}
 
 // unnest(CAST(?1 AS T[]), ...) AS v(v_name, ...) over the columns in `sent`; returns the number
 // of parameters used.
 std::string Arrays(ColumnSet sent, int& parameters) {
   std::string arrays, names;
   parameters = 0;
-  for (std::size_t c = 0; c < kColumns.size(); ++c) {
+  for (std::size_t c = 0; c < Columns().size(); ++c) {
     if (!(sent >> c & 1)) continue;
     if (parameters++ > 0) arrays += ", ";
-    arrays += "CAST(?" + std::to_string(parameters) + " AS " + kColumns[c].type + "[])";
-    names += std::string(names.empty() ? "" : ", ") + "v_" + kColumns[c].name;
+    arrays += "CAST(?" + std::to_string(parameters) + " AS " +
+              std::string(SqlType(Columns()[c].type, Backend::kPostgres)) + "[])";
+    names += std::string(names.empty() ? "" : ", ") + "v_" + std::string(Columns()[c].name);
   }
   return "unnest(" + arrays + ") AS v(" + names + ")";
 }
@@ -57,8 +70,8 @@ std::string InsertSql(ColumnSet sent) {
   int parameters = 0;
   const std::string arrays = Arrays(sent, parameters);
   std::string columns;
-  for (std::size_t c = 0; c < kColumns.size(); ++c) {
-    if (sent >> c & 1) columns += std::string(kColumns[c].name) + ", ";
+  for (std::size_t c = 0; c < Columns().size(); ++c) {
+    if (sent >> c & 1) columns += std::string(Columns()[c].name) + ", ";
   }
   return "INSERT INTO steps (" + columns + "received_at) SELECT v.*, CAST(?" +
          std::to_string(parameters + 1) + " AS DOUBLE PRECISION) FROM " + arrays +
@@ -69,8 +82,8 @@ std::string ReplaceSql(ColumnSet sent) {
   int parameters = 0;
   const std::string arrays = Arrays(sent, parameters);
   std::string set;
-  for (std::size_t c = 3; c < kColumns.size(); ++c) {
-    const std::string name = kColumns[c].name;
+  for (std::size_t c = kKeyColumns; c < Columns().size(); ++c) {
+    const std::string name(Columns()[c].name);
     set += name + " = " + (sent >> c & 1 ? "v_" + name : std::string("NULL")) + ", ";
   }
   return "UPDATE steps SET " + set + "received_at = CAST(?" + std::to_string(parameters + 1) +
@@ -80,7 +93,7 @@ std::string ReplaceSql(ColumnSet sent) {
 
 // The stored rows of keys the insert found taken, to compare with the batch's records.
 std::string StoredSql() {
-  return std::string("SELECT run_id, step, rank, ") + kStepValueColumns +
+  return "SELECT run_id, step, rank, " + StepValueColumnNames() +
          " FROM steps JOIN unnest(CAST(?1 AS BIGINT[]), CAST(?2 AS BIGINT[]), CAST(?3 AS "
          "BIGINT[])) AS k(k_run, k_step, k_rank) ON run_id = k_run AND step = k_step AND rank = "
          "k_rank";
@@ -120,8 +133,16 @@ class BinaryArray {
     Length(static_cast<std::int32_t>(bytes.size()));
     body_.append(bytes);
   }
-  void Add(const std::optional<std::string>& bytes) {
-    bytes ? Add(std::string_view(*bytes)) : Null();
+  void Add(const ColumnValue& value) {
+    std::visit(
+        [this](const auto& v) {
+          if constexpr (std::is_same_v<std::decay_t<decltype(v)>, std::monostate>) {
+            Null();
+          } else {
+            Add(v);
+          }
+        },
+        value);
   }
   bool AllNull() const { return nulls_ == count_; }
   std::string Finish() const {
@@ -207,7 +228,8 @@ class ArrayStepWrites final : public StepWrites {
       out[chunk.at(Key{insert.Int(0), insert.Int(1), insert.Int(2)})] = Analysis::Stored::kNew;
     }
     insert.Reset();
-    BinaryArray run(kInt8), step(kInt8), rank(kInt8);
+    BinaryArray run(ElementType(ColumnType::kInt)), step(ElementType(ColumnType::kInt)),
+        rank(ElementType(ColumnType::kInt));
     std::size_t taken = 0;
     for (std::size_t i = begin; i < end; ++i) {
       if (out[i] == Analysis::Stored::kNew) continue;
@@ -238,38 +260,28 @@ class ArrayStepWrites final : public StepWrites {
   Statement& BindRows(std::map<ColumnSet, Statement>& statements, std::string (*sql)(ColumnSet),
                       const Batch& batch, const std::vector<std::size_t>& indexes) {
     std::vector<BinaryArray> arrays;
-    arrays.reserve(kColumns.size());
-    for (const ArrayColumn& column : kColumns) arrays.emplace_back(column.element);
+    arrays.reserve(Columns().size());
+    for (const ArrayColumn& column : Columns()) arrays.emplace_back(ElementType(column.type));
+    const std::span<const StepValueColumn> values = StepValueColumns();
     for (std::size_t i : indexes) {
       const wire::StepRecord& r = batch.records[i];
-      // ColumnNumber: the same rows as on SQLite (a -0.0 as 0, its exact value in `rest`).
       arrays[0].Add(batch.run_ids[i]);
       arrays[1].Add(r.step);
       arrays[2].Add(r.rank);
-      arrays[3].Add(ColumnNumber(r.loss));
-      arrays[4].Add(ColumnNumber(r.grad_norm));
-      arrays[5].Add(ColumnNumber(r.ref_loss));
-      arrays[6].Add(r.tokens);
-      arrays[7].Add(r.world_size);
-      arrays[8].Add(r.ga_steps);
-      arrays[9].Add(r.micro_batch_size);
-      arrays[10].Add(r.vocab_size);
-      arrays[11].Add(ColumnNumber(r.lr));
-      arrays[12].Add(r.nonfinite_grads);
-      arrays[13].Add(ColumnNumber(r.time));
-      arrays[14].Add(batch.encoded[i].micro);
-      arrays[15].Add(batch.encoded[i].rest);
+      for (std::size_t c = 0; c < values.size(); ++c) {
+        arrays[kKeyColumns + c].Add(StoredValue(values[c], r, batch.encoded[i]));
+      }
     }
     ColumnSet sent = 0;
-    for (std::size_t c = 0; c < kColumns.size(); ++c) {
-      if (!kColumns[c].optional || !arrays[c].AllNull()) sent |= ColumnSet{1} << c;
+    for (std::size_t c = 0; c < arrays.size(); ++c) {
+      if (!arrays[c].AllNull()) sent |= ColumnSet{1} << c;
     }
     auto it = statements.find(sent);
     if (it == statements.end()) it = statements.emplace(sent, Statement(db_, sql(sent))).first;
     Statement& statement = it->second;
     statement.Reset();
     int parameter = 1;
-    for (std::size_t c = 0; c < kColumns.size(); ++c) {
+    for (std::size_t c = 0; c < arrays.size(); ++c) {
       if (sent >> c & 1) statement.BindBinary(parameter++, arrays[c].Finish());
     }
     statement.BindNumber(parameter, batch.now);

@@ -1,8 +1,12 @@
 #include "store/step_row.h"
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
+#include <type_traits>
 
 #include "lossguard/wire/json_numbers.h"
 
@@ -85,25 +89,106 @@ bool GetVarint(std::string_view& in, std::uint64_t& value) {
   return false;
 }
 
-// Adds `value` to `rest` under `field` when the number column cannot hold it exactly.
-void KeepExact(std::optional<double> value, std::string_view field, nlohmann::json& rest) {
-  if (value && *value == 0 && std::signbit(*value)) {
-    rest[std::string(field)] = *value;
-  }
+// A number field's column: `loss` (always present) or an optional one.
+template <auto kField>
+constexpr StepValueColumn NumberColumn(std::string_view name) {
+  return {name, ColumnType::kNumber,
+          [](const wire::StepRecord& r, const EncodedStepValues&) -> ColumnValue {
+            const auto& value = r.*kField;
+            if constexpr (std::is_same_v<std::decay_t<decltype(value)>, double>) {
+              return value;
+            } else {
+              return value ? ColumnValue(*value) : ColumnValue();
+            }
+          },
+          [](wire::StepRecord& r, const ColumnValue& stored) {
+            const double* number = std::get_if<double>(&stored);
+            if constexpr (std::is_same_v<std::decay_t<decltype(r.*kField)>, double>) {
+              // A NULL loss is one PostgreSQL could not hold as a number: NaN.
+              r.*kField = number ? *number : std::nan("");
+            } else {
+              r.*kField = number ? std::optional<double>(*number) : std::nullopt;
+            }
+          }};
 }
 
-// Puts the exact values `rest` carries for known fields back; the other keys are unknown fields.
-void ApplyRest(const nlohmann::json& rest, wire::StepRecord& record) {
+// An integer field's column: a required one (world_size, ...) or an optional one (tokens, ...).
+template <auto kField>
+constexpr StepValueColumn IntColumn(std::string_view name) {
+  return {name, ColumnType::kInt,
+          [](const wire::StepRecord& r, const EncodedStepValues&) -> ColumnValue {
+            const auto& value = r.*kField;
+            if constexpr (std::is_same_v<std::decay_t<decltype(value)>, std::int64_t>) {
+              return value;
+            } else {
+              return value ? ColumnValue(*value) : ColumnValue();
+            }
+          },
+          [](wire::StepRecord& r, const ColumnValue& stored) {
+            const std::int64_t* number = std::get_if<std::int64_t>(&stored);
+            if constexpr (std::is_same_v<std::decay_t<decltype(r.*kField)>, std::int64_t>) {
+              if (number) r.*kField = *number;
+            } else {
+              r.*kField = number ? std::optional<std::int64_t>(*number) : std::nullopt;
+            }
+          }};
+}
+
+ColumnValue Bytes(const std::optional<std::string>& bytes) {
+  return bytes ? ColumnValue(std::string_view(*bytes)) : ColumnValue();
+}
+
+void SetMicro(wire::StepRecord& record, const ColumnValue& stored) {
+  const auto* bytes = std::get_if<std::string_view>(&stored);
+  if (bytes == nullptr) return;
+  std::optional<std::vector<wire::MicroBatch>> micro = DecodeMicroBatches(*bytes);
+  if (!micro) throw StorageError("stored micro-batches do not decode");
+  record.micro = std::move(*micro);
+}
+
+void SetRest(wire::StepRecord& record, const ColumnValue& stored);
+
+constexpr std::array<StepValueColumn, 13> kColumns = {{
+    NumberColumn<&wire::StepRecord::loss>("loss"),
+    NumberColumn<&wire::StepRecord::grad_norm>("grad_norm"),
+    NumberColumn<&wire::StepRecord::ref_loss>("ref_loss"),
+    IntColumn<&wire::StepRecord::tokens>("tokens"),
+    IntColumn<&wire::StepRecord::world_size>("world_size"),
+    IntColumn<&wire::StepRecord::ga_steps>("ga_steps"),
+    IntColumn<&wire::StepRecord::micro_batch_size>("micro_batch_size"),
+    IntColumn<&wire::StepRecord::vocab_size>("vocab_size"),
+    NumberColumn<&wire::StepRecord::lr>("lr"),
+    IntColumn<&wire::StepRecord::nonfinite_grads>("nonfinite_grads"),
+    NumberColumn<&wire::StepRecord::time>("time"),
+    {"micro", ColumnType::kBlob,
+     [](const wire::StepRecord&, const EncodedStepValues& e) { return Bytes(e.micro); }, SetMicro},
+    {"rest", ColumnType::kText,
+     [](const wire::StepRecord&, const EncodedStepValues& e) { return Bytes(e.rest); }, SetRest},
+}};
+static_assert(kColumns.back().name == "rest", "rest is read last: it corrects the columns before");
+
+bool IsNegativeZero(const ColumnValue& value) {
+  const double* number = std::get_if<double>(&value);
+  return number && *number == 0 && std::signbit(*number);
+}
+
+// Puts the exact values `rest` carries for number columns back; the other keys are unknown fields.
+void SetRest(wire::StepRecord& record, const ColumnValue& stored) {
+  const auto* text = std::get_if<std::string_view>(&stored);
+  if (text == nullptr) return;
+  nlohmann::json rest;
+  try {
+    rest = wire::ParseJsonText(*text);
+  } catch (const nlohmann::json::exception& e) {
+    throw StorageError(std::string("stored rest does not parse: ") + e.what());
+  }
+  if (!rest.is_object()) throw StorageError("stored rest is not an object");
   for (const auto& [key, value] : rest.items()) {
-    std::optional<double>* exact = key == "grad_norm"  ? &record.grad_norm
-                                   : key == "ref_loss" ? &record.ref_loss
-                                   : key == "lr"       ? &record.lr
-                                   : key == "time"     ? &record.time
-                                                       : nullptr;
-    if (key == "loss" && value.is_number()) {
-      record.loss = value.get<double>();
-    } else if (exact != nullptr && value.is_number()) {
-      *exact = value.get<double>();
+    const auto exact = std::find_if(kColumns.begin(), kColumns.end(), [&](const auto& column) {
+      return column.type == ColumnType::kNumber && column.name == key;
+    });
+    if (exact != kColumns.end() && value.is_number()) {
+      exact->set(record, value.get<double>());
     } else {
       record.extra[key] = value;
     }
@@ -112,9 +197,55 @@ void ApplyRest(const nlohmann::json& rest, wire::StepRecord& record) {
 
 }  // namespace
 
-std::optional<double> ColumnNumber(std::optional<double> value) {
-  if (value && *value == 0) return 0.0;
+std::string_view SqlType(ColumnType type, Backend backend) {
+  const bool postgres = backend == Backend::kPostgres;
+  switch (type) {
+    case ColumnType::kInt:
+      return postgres ? "BIGINT" : "INTEGER";
+    case ColumnType::kNumber:
+      return postgres ? "DOUBLE PRECISION" : "REAL";
+    case ColumnType::kText:
+      return "TEXT";
+    case ColumnType::kBlob:
+      return postgres ? "BYTEA" : "BLOB";
+  }
+  throw std::logic_error("unknown column type");
+}
+
+std::span<const StepValueColumn> StepValueColumns() { return kColumns; }
+
+const std::string& StepValueColumnNames() {
+  static const std::string names = [] {
+    std::string out;
+    for (const StepValueColumn& column : kColumns) {
+      out += (out.empty() ? "" : ", ") + std::string(column.name);
+    }
+    return out;
+  }();
+  return names;
+}
+
+ColumnValue StoredValue(const StepValueColumn& column, const wire::StepRecord& record,
+                        const EncodedStepValues& encoded) {
+  ColumnValue value = column.get(record, encoded);
+  if (IsNegativeZero(value)) return 0.0;
   return value;
+}
+
+void BindColumnValue(Statement& statement, int index, ColumnType type, const ColumnValue& value) {
+  if (const auto* integer = std::get_if<std::int64_t>(&value)) {
+    statement.Bind(index, *integer);
+  } else if (const auto* number = std::get_if<double>(&value)) {
+    statement.BindNumber(index, *number);
+  } else if (const auto* bytes = std::get_if<std::string_view>(&value)) {
+    if (type == ColumnType::kBlob) {
+      statement.BindBinary(index, std::string(*bytes));
+    } else {
+      statement.Bind(index, *bytes);
+    }
+  } else {
+    statement.BindNull(index);
+  }
 }
 
 std::string EncodeMicroBatches(const std::vector<wire::MicroBatch>& micro) {
@@ -161,35 +292,21 @@ EncodedStepValues EncodeStepValues(const wire::StepRecord& record) {
   EncodedStepValues out;
   if (!record.micro.empty()) out.micro = EncodeMicroBatches(record.micro);
   nlohmann::json rest = record.extra.is_object() ? record.extra : nlohmann::json::object();
-  KeepExact(record.loss, "loss", rest);
-  KeepExact(record.grad_norm, "grad_norm", rest);
-  KeepExact(record.ref_loss, "ref_loss", rest);
-  KeepExact(record.lr, "lr", rest);
-  KeepExact(record.time, "time", rest);
+  for (const StepValueColumn& column : kColumns) {
+    if (column.type != ColumnType::kNumber) continue;
+    const ColumnValue value = column.get(record, out);
+    if (IsNegativeZero(value)) rest[std::string(column.name)] = std::get<double>(value);
+  }
   if (!rest.empty()) out.rest = rest.dump();
   return out;
 }
 
-void BindStepValues(Statement& statement, int first, const wire::StepRecord& r,
+void BindStepValues(Statement& statement, int first, const wire::StepRecord& record,
                     const EncodedStepValues& encoded) {
-  statement.BindNumber(first, ColumnNumber(r.loss))
-      .BindNumber(first + 1, ColumnNumber(r.grad_norm))
-      .BindNumber(first + 2, ColumnNumber(r.ref_loss))
-      .Bind(first + 3, r.tokens)
-      .Bind(first + 4, r.world_size)
-      .Bind(first + 5, r.ga_steps)
-      .Bind(first + 6, r.micro_batch_size)
-      .Bind(first + 7, r.vocab_size)
-      .BindNumber(first + 8, ColumnNumber(r.lr))
-      .Bind(first + 9, r.nonfinite_grads)
-      .BindNumber(first + 10, ColumnNumber(r.time));
-  if (encoded.micro) {
-    statement.BindBinary(first + 11, *encoded.micro);
-  } else {
-    statement.BindNull(first + 11);
+  for (std::size_t c = 0; c < kColumns.size(); ++c) {
+    BindColumnValue(statement, first + static_cast<int>(c), kColumns[c].type,
+                    StoredValue(kColumns[c], record, encoded));
   }
-  statement.Bind(first + 12, encoded.rest ? std::optional<std::string_view>(*encoded.rest)
-                                          : std::optional<std::string_view>());
 }
 
 wire::StepRecord ReadStepValues(const Statement& row, int first, std::string run, std::int64_t step,
@@ -198,34 +315,37 @@ wire::StepRecord ReadStepValues(const Statement& row, int first, std::string run
   record.run = std::move(run);
   record.step = step;
   record.rank = rank;
-  record.loss = row.Number(first).value_or(std::nan(""));
-  record.grad_norm = row.Number(first + 1);
-  record.ref_loss = row.Number(first + 2);
-  record.tokens = row.OptionalInt(first + 3);
-  record.world_size = row.Int(first + 4);
-  record.ga_steps = row.Int(first + 5);
-  record.micro_batch_size = row.Int(first + 6);
-  record.vocab_size = row.OptionalInt(first + 7);
-  record.lr = row.Number(first + 8);
-  record.nonfinite_grads = row.OptionalInt(first + 9);
-  record.time = row.Number(first + 10);
-  const auto where = [&] {
-    return "run " + record.run + " step " + std::to_string(step) + " rank " + std::to_string(rank);
-  };
-  if (!row.IsNull(first + 11)) {
-    std::optional<std::vector<wire::MicroBatch>> micro = DecodeMicroBatches(row.Blob(first + 11));
-    if (!micro) throw StorageError("stored micro-batches do not decode (" + where() + ")");
-    record.micro = std::move(*micro);
-  }
-  if (!row.IsNull(first + 12)) {
-    nlohmann::json rest;
+  for (std::size_t c = 0; c < kColumns.size(); ++c) {
+    const StepValueColumn& column = kColumns[c];
+    const int index = first + static_cast<int>(c);
     try {
-      rest = wire::ParseJsonText(row.Text(first + 12));
-    } catch (const nlohmann::json::exception& e) {
-      throw StorageError("stored rest of " + where() + " does not parse: " + e.what());
+      if (row.IsNull(index)) {
+        column.set(record, ColumnValue());
+        continue;
+      }
+      switch (column.type) {
+        case ColumnType::kInt:
+          column.set(record, row.Int(index));
+          break;
+        case ColumnType::kNumber: {
+          const std::optional<double> number = row.Number(index);
+          column.set(record, number ? ColumnValue(*number) : ColumnValue());
+          break;
+        }
+        case ColumnType::kText:
+          column.set(record, row.Text(index));
+          break;
+        case ColumnType::kBlob: {
+          const std::string bytes = row.Blob(index);
+          column.set(record, std::string_view(bytes));
+          break;
+        }
+      }
+    } catch (const StorageError& e) {
+      throw StorageError(std::string(e.what()) + " (run " + record.run + " step " +
+                         std::to_string(step) + " rank " + std::to_string(rank) + ", column " +
+                         std::string(column.name) + ")");
     }
-    if (!rest.is_object()) throw StorageError("stored rest of " + where() + " is not an object");
-    ApplyRest(rest, record);
   }
   return record;
 }

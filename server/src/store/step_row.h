@@ -2,27 +2,28 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <variant>
+#include <vector>
 
 #include "lossguard/wire/step_record.h"
 #include "store/database.h"
 
 namespace lossguard::store {
 
-// How a step record is kept in its `steps` row (schema v7): a typed column for every field of wire
-// format v1, the micro-batches as one compact binary value, and `rest`, a JSON object holding what
-// the typed columns cannot hold exactly: the fields this version does not know, and a negative
-// zero (SQLite stores -0.0 in a REAL column as the integer 0). The row gives the record back
-// exactly: CanonicalJson(ReadStepValues(row)) == CanonicalJson(record), so every answer the API
-// builds from a row is the one it built from the record's canonical JSON before v7, at about a
-// third of the bytes (no JSON text per row).
+// How a step record is kept in its `steps` row: a typed column for every field of wire format v1,
+// the micro-batches as one compact binary value, and `rest`, a JSON object holding what the typed
+// columns cannot hold exactly: the fields this version does not know, and a negative zero (SQLite
+// stores -0.0 in a REAL column as the integer 0). The row gives the record back exactly:
+// CanonicalJson(ReadStepValues(row)) == CanonicalJson(record).
 //
-// The value columns, in the order BindStepValues binds and ReadStepValues reads them.
-inline constexpr const char* kStepValueColumns =
-    "loss, grad_norm, ref_loss, tokens, world_size, ga_steps, micro_batch_size, vocab_size, lr, "
-    "nonfinite_grads, time, micro, rest";
-inline constexpr int kStepValueColumnCount = 13;
+// The value columns (every column but the key run_id, step, rank and the bookkeeping version,
+// received_at) are defined once, in StepValueColumns(): each with its name, its type and how its
+// value comes from a record and goes back into one. Every statement that writes or reads them,
+// on either engine, is made from that list; adding a wire field means adding its column there
+// (and to the schema, by a migration).
 
 // The two values of a row that need encoding, computed outside the write lock.
 struct EncodedStepValues {
@@ -31,11 +32,43 @@ struct EncodedStepValues {
 };
 EncodedStepValues EncodeStepValues(const wire::StepRecord& record);
 
-// The value a number column holds for `value`: a negative zero as 0 (EncodeStepValues puts the
-// exact value in `rest`); every other value, NaN and the infinities included, as it is.
-std::optional<double> ColumnNumber(std::optional<double> value);
+// The type a column is declared with: it says how a value is bound and read, and its SQL type on
+// each engine.
+enum class ColumnType { kInt, kNumber, kText, kBlob };
+// "BIGINT", "DOUBLE PRECISION", "TEXT", "BYTEA" on PostgreSQL; SQLite's INTEGER, REAL, TEXT, BLOB.
+std::string_view SqlType(ColumnType type, Backend backend);
 
-// Binds the kStepValueColumnCount value columns to parameters first, first + 1, ...
+// One column's value as bound: NULL, an integer, a number (NaN and +-Inf included), or the bytes of
+// a text or blob (which one, the column's type says).
+using ColumnValue = std::variant<std::monostate, std::int64_t, double, std::string_view>;
+
+struct StepValueColumn {
+  std::string_view name;
+  ColumnType type;
+  // The record's value: NULL for a field the trainer did not send; string_views point into the
+  // record or the encoded values.
+  ColumnValue (*get)(const wire::StepRecord& record, const EncodedStepValues& encoded);
+  // Sets the record's field from a stored value (NULL included). Throws StorageError (without the
+  // row's key: ReadStepValues adds it) when a stored value does not decode.
+  void (*set)(wire::StepRecord& record, const ColumnValue& stored);
+};
+
+// Every value column, in the order statements list them. `rest` is last: its exact values replace
+// what the number columns held.
+std::span<const StepValueColumn> StepValueColumns();
+// Their names, comma-separated, in that order: "loss, grad_norm, ..., rest".
+const std::string& StepValueColumnNames();
+
+// The value `column` stores for a record: get()'s, except a negative zero, stored as 0
+// (EncodeStepValues puts the exact value in `rest`). Every other number, NaN and the infinities
+// included, is stored as it is. Both engines store exactly these values.
+ColumnValue StoredValue(const StepValueColumn& column, const wire::StepRecord& record,
+                        const EncodedStepValues& encoded);
+
+// Binds `value` to parameter `index` as a column of `type` holds it.
+void BindColumnValue(Statement& statement, int index, ColumnType type, const ColumnValue& value);
+
+// Binds the StepValueColumns() to parameters first, first + 1, ...
 void BindStepValues(Statement& statement, int first, const wire::StepRecord& record,
                     const EncodedStepValues& encoded);
 

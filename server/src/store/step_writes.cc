@@ -6,10 +6,24 @@ namespace lossguard::store {
 
 namespace {
 
+// Parameters: ?1 run_id, ?2 step, ?3 rank, then the value columns, then received_at.
+constexpr int kFirstValue = 4;
+
 std::string InsertStepSql() {
-  return std::string("INSERT INTO steps (run_id, step, rank, ") + kStepValueColumns +
-         ", received_at) VALUES " + SqlValuesRows(1, 3 + kStepValueColumnCount + 1) +
+  const auto values = static_cast<int>(StepValueColumns().size());
+  return "INSERT INTO steps (run_id, step, rank, " + StepValueColumnNames() +
+         ", received_at) VALUES " + SqlValuesRows(1, kFirstValue + values) +
          " ON CONFLICT DO NOTHING";
+}
+
+std::string ReplaceStepSql() {
+  std::string set;
+  int parameter = kFirstValue;
+  for (const StepValueColumn& column : StepValueColumns()) {
+    set += std::string(column.name) + " = ?" + std::to_string(parameter++) + ", ";
+  }
+  return "UPDATE steps SET " + set + "received_at = ?" + std::to_string(parameter) +
+         ", version = version + 1 WHERE run_id = ?1 AND step = ?2 AND rank = ?3";
 }
 
 // New keys (the common case) cost one statement; an existing key is read back and rewritten only
@@ -19,14 +33,9 @@ class RowByRowStepWrites final : public StepWrites {
   explicit RowByRowStepWrites(Database& db)
       : db_(db),
         insert_(db, InsertStepSql()),
-        stored_(db, std::string("SELECT ") + kStepValueColumns +
+        stored_(db, "SELECT " + StepValueColumnNames() +
                         " FROM steps WHERE run_id = ?1 AND step = ?2 AND rank = ?3"),
-        replace_(db,
-                 "UPDATE steps SET loss = ?4, grad_norm = ?5, ref_loss = ?6, tokens = ?7, "
-                 "world_size = ?8, ga_steps = ?9, micro_batch_size = ?10, vocab_size = ?11, "
-                 "lr = ?12, nonfinite_grads = ?13, time = ?14, micro = ?15, rest = ?16, "
-                 "received_at = ?17, version = version + 1 "
-                 "WHERE run_id = ?1 AND step = ?2 AND rank = ?3") {}
+        replace_(db, ReplaceStepSql()) {}
 
   std::vector<Analysis::Stored> Write(const std::vector<std::int64_t>& run_ids,
                                       const std::vector<wire::StepRecord>& records,
@@ -63,8 +72,8 @@ class RowByRowStepWrites final : public StepWrites {
                    const EncodedStepValues& encoded, double now) {
     statement.Reset();
     statement.Bind(1, run_id).Bind(2, r.step).Bind(3, r.rank);
-    BindStepValues(statement, 4, r, encoded);
-    statement.BindNumber(4 + kStepValueColumnCount, now);
+    BindStepValues(statement, kFirstValue, r, encoded);
+    statement.BindNumber(kFirstValue + static_cast<int>(StepValueColumns().size()), now);
   }
 
   Database& db_;

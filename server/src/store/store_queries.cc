@@ -45,7 +45,7 @@ RunSummary Summarise(Database& db, const Statement& run_row) {
 
   if (auto bounds = StepBounds(db, id)) {
     run.first_step = bounds->first;
-    Statement latest(db, std::string("SELECT rank, ") + kStepValueColumns +
+    Statement latest(db, std::string("SELECT rank, ") + StepValueColumnNames() +
                              " FROM steps WHERE run_id = ? AND step = ? ORDER BY rank LIMIT 1");
     latest.Bind(1, id).Bind(2, bounds->second);
     if (latest.Step()) {
@@ -234,7 +234,7 @@ std::optional<StepPage> Store::ReadSteps(std::string_view run, const StepQuery& 
     if (!run_id) return std::nullopt;
     Statement rows(
         db,
-        std::string("SELECT step, rank, ") + kStepValueColumns +
+        std::string("SELECT step, rank, ") + StepValueColumnNames() +
             " FROM steps WHERE run_id = ?1 AND step BETWEEN ?2 AND ?3 AND (step > ?2 OR rank >= "
             "?4) AND (CAST(?5 AS BIGINT) IS NULL OR rank = ?5) ORDER BY step, rank LIMIT ?6");
     rows.Bind(1, *run_id)
