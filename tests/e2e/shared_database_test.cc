@@ -1,6 +1,7 @@
 // Several lossguard servers on one PostgreSQL database, as behind a load balancer: any server takes
 // any batch of any run, and the alerts, records and counts come out as from one server. Real
 // servers, a real PostgreSQL server (tests/support/postgres_server.h), real HTTP on loopback.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <csignal>
@@ -11,6 +12,8 @@
 #include "e2e/corpus.h"
 #include "e2e/e2e_util.h"
 #include "lossguard/client/http_client.h"
+#include "store/migrations.h"
+#include "store/postgres.h"
 #include "support/postgres_server.h"
 #include "support/processes.h"
 #include "support/temp_dir.h"
@@ -188,6 +191,52 @@ TEST(SharedDatabase, KillNineOfOneServerMidRunLosesNoAcknowledgedRecord) {
   ExpectAllStored(balancer, lines, expected, 1);
   auto big_run = json::parse(balancer[1].Get("/api/v1/runs/big-batch").body);
   EXPECT_EQ(big_run["run"]["records"], 20000);
+}
+
+// A rolling upgrade of servers sharing one PostgreSQL database: a newer build migrates it while
+// servers of this build run on it. After a migration declared compatible with this build, they
+// keep serving and another one starts on the migrated database; after one that is not, a server
+// of this build refuses to start, saying which versions, and leaves the database as it was.
+TEST(SharedDatabase, RollingUpgradeKeepsCompatibleServersAndRefusesThoseLeftBehind) {
+  TempDir dir;
+  const std::string database = PostgresServer::Shared().CreateDatabase("rolling");
+  ServerProcess running({.db = database, .stderr_log = dir.File("running.log")});
+  client::HttpClient client(running.url());
+  const auto post = [](client::HttpClient& to, std::int64_t first) {
+    return to.Post("/api/v1/steps", NdjsonSteps("rolling", first, 100), "application/x-ndjson")
+        .status;
+  };
+  ASSERT_EQ(post(client, 0), 200u);
+
+  // The newer build: this build's migrations and one that only adds what this build never reads.
+  std::vector<store::Migration> newer = store::BuiltinMigrations(store::Backend::kPostgres);
+  const int built_for = newer.back().version;
+  newer.push_back({built_for + 1, "run_notes", "ALTER TABLE runs ADD COLUMN note TEXT;"});
+  newer.back().compatible_with = built_for;
+  store::PostgresDatabase db(store::PostgresOptions{.uri = database});
+  ASSERT_EQ(store::ApplyMigrations(db, newer), built_for + 1);
+
+  EXPECT_EQ(post(client, 100), 200u) << "the running server keeps storing";
+  ServerProcess started({.db = database, .stderr_log = dir.File("started.log")});
+  client::HttpClient started_client(started.url());
+  EXPECT_EQ(post(started_client, 200), 200u);
+  const auto run = json::parse(started_client.Get("/api/v1/runs/rolling").body);
+  EXPECT_EQ(run["run"]["records"], 300);
+  EXPECT_EQ(json::parse(started_client.Get("/healthz").body)["schema_version"], built_for + 1);
+
+  newer.push_back({built_for + 2, "run_owner",
+                   "ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT 'team';"});
+  ASSERT_EQ(store::ApplyMigrations(db, newer), built_for + 2);
+  try {
+    ServerProcess left_behind({.db = database, .stderr_log = dir.File("left-behind.log")});
+    ADD_FAILURE() << "a server built for " << built_for << " started on a v" << built_for + 2
+                  << " database that is not compatible with it";
+  } catch (const std::runtime_error& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("servers built for versions before " +
+                                               std::to_string(built_for + 2) + " cannot use it"));
+  }
+  EXPECT_EQ(store::SchemaVersion(db), built_for + 2);
+  EXPECT_EQ(store::CompatibleVersion(db), built_for + 2);
 }
 
 // PostgreSQL crashes (immediate shutdown) and restarts mid-run under two servers: while it is down

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -97,6 +98,111 @@ TEST(Migrations, NewerDatabaseIsRefusedAndLeftUntouched) {
                     HasSubstr("schema version 2, newer than this lossguard build")));
   }
   EXPECT_EQ(ReadFile(dir.File("db")), before);
+}
+
+// Newer servers migrated the database with migrations that declared servers of this build
+// compatible: it is used as it is (nothing written), and its data reads as before.
+TEST(Migrations, NewerDatabaseDeclaredCompatibleIsUsedAsItIs) {
+  TempDir dir;
+  std::vector<Migration> v3 = kV2;
+  v3.push_back({3, "nicknames", "ALTER TABLE people ADD COLUMN nickname TEXT;"});
+  v3.back().compatible_with = 1;
+  {
+    SqliteDatabase db(dir.File("db"), false, true);
+    db.Exec("PRAGMA journal_mode = DELETE");
+    ApplyMigrations(db, v3);
+    EXPECT_EQ(CompatibleVersion(db), 2) << "migration 2 declared nothing: servers of v1 cannot";
+  }
+  const std::string before = ReadFile(dir.File("db"));
+  SqliteDatabase db(dir.File("db"), false, false);
+  EXPECT_EQ(ApplyMigrations(db, kV2), 3);
+  EXPECT_THAT([&] { ApplyMigrations(db, kV1); },
+              ::testing::ThrowsMessage<StorageError>(
+                  HasSubstr("servers built for versions before 2 cannot use it")));
+  EXPECT_EQ(ReadFile(dir.File("db")), before);
+}
+
+// The compatible version only goes up: a later migration declared compatible with an old version
+// does not make the database usable by servers an earlier migration left behind.
+TEST(Migrations, CompatibleVersionIsTheLargestDeclaredSinceTheServersVersion) {
+  TempDir dir;
+  std::vector<Migration> migrations = {
+      {1, "people", "CREATE TABLE people (name TEXT);"},
+      {2, "index", "CREATE INDEX people_name ON people (name);\n-- compatible-with: 1\n"},
+      {3, "ages", "ALTER TABLE people ADD COLUMN age INTEGER;"},
+      {4, "note", "-- compatible-with: 2\nCREATE TABLE notes (text TEXT);"}};
+  for (Migration& m : migrations) m.compatible_with = DeclaredCompatibleVersion(m.sql, m.version);
+  EXPECT_EQ(migrations[1].compatible_with, 1);
+  EXPECT_EQ(migrations[2].compatible_with, 0);
+  SqliteDatabase db(dir.File("db"), false, true);
+  const auto first = [&](std::size_t n) {
+    return std::vector<Migration>(migrations.begin(), migrations.begin() + n);
+  };
+  ApplyMigrations(db, first(2));
+  EXPECT_EQ(CompatibleVersion(db), 1);
+  EXPECT_EQ(ApplyMigrations(db, first(1)), 2) << "a v1 server uses the indexed database";
+  ApplyMigrations(db, migrations);
+  EXPECT_EQ(CompatibleVersion(db), 3) << "migration 3 left servers before it behind";
+  EXPECT_THROW(ApplyMigrations(db, first(2)), StorageError);
+  EXPECT_EQ(ApplyMigrations(db, first(3)), 4);
+}
+
+TEST(Migrations, AMalformedCompatibilityMarkIsAnError) {
+  EXPECT_EQ(DeclaredCompatibleVersion("CREATE TABLE t (x INTEGER);", 5), 0);
+  EXPECT_EQ(DeclaredCompatibleVersion("-- compatible-with: 4\r\nCREATE TABLE t (x INTEGER);", 5),
+            4);
+  for (const char* sql :
+       {"-- compatible-with: soon\n", "-- compatible-with: 6\n", "-- compatible-with: 0\n",
+        "-- compatible-with: 3 or 4\n", "-- compatible-with:\n"}) {
+    EXPECT_THAT([&] { DeclaredCompatibleVersion(sql, 5); },
+                ::testing::ThrowsMessage<std::invalid_argument>(HasSubstr("migration 5")))
+        << sql;
+  }
+}
+
+// FNV-1a, 64 bits: a fingerprint that is the same on every compiler and machine.
+std::uint64_t Fingerprint(std::string_view text) {
+  std::uint64_t hash = 14695981039346656037ull;
+  for (unsigned char c : text) hash = (hash ^ c) * 1099511628211ull;
+  return hash;
+}
+
+// A released migration is never edited: databases that applied it keep what it did then, so a
+// changed one would make two databases of the same version differ. A change to the schema is a new
+// migration. (Add the fingerprint of a new migration here when it is released.)
+TEST(Migrations, ReleasedMigrationsAreNeverEdited) {
+  const std::map<std::pair<Backend, int>, std::uint64_t> released = {
+      {{Backend::kSqlite, 1}, 0x2f44aff1cbb2a7c3ull},    // 001_initial.sql
+      {{Backend::kSqlite, 2}, 0x96eba6db474a0a02ull},    // 002_analysis.sql
+      {{Backend::kSqlite, 3}, 0xb0133f9f4ea5faf6ull},    // 003_rollup_pending.sql
+      {{Backend::kSqlite, 4}, 0xcd1e3ee4e835a24bull},    // 004_rejudging.sql
+      {{Backend::kSqlite, 5}, 0xafacaf88a98226d9ull},    // 005_shared_database.sql
+      {{Backend::kSqlite, 6}, 0x38fdef4ac629296eull},    // 006_notifications.sql
+      {{Backend::kSqlite, 7}, 0x139c648102205e38ull},    // 007_typed_steps.sql
+      {{Backend::kSqlite, 8}, 0xef0d318ef3c1a0f1ull},    // 008_guard_actions.sql
+      {{Backend::kSqlite, 9}, 0x999bc508d5672d25ull},    // 009_lr_rollups.sql
+      {{Backend::kPostgres, 1}, 0x8c5f97f0f75eee55ull},  // 001_initial.sql
+      {{Backend::kPostgres, 2}, 0xa53ed0292b2210dfull},  // 002_analysis.sql
+      {{Backend::kPostgres, 3}, 0x887ef51551a67f12ull},  // 003_rollup_pending.sql
+      {{Backend::kPostgres, 4}, 0xc4e932d40b81c311ull},  // 004_rejudging.sql
+      {{Backend::kPostgres, 5}, 0xc925d41dd4ba1ab0ull},  // 005_shared_database.sql
+      {{Backend::kPostgres, 6}, 0xb5a6327f84c82b79ull},  // 006_notifications.sql
+      {{Backend::kPostgres, 7}, 0x8212946a379b939dull},  // 007_typed_steps.sql
+      {{Backend::kPostgres, 8}, 0x3aeba30326a257b0ull},  // 008_guard_actions.sql
+      {{Backend::kPostgres, 9}, 0xdd1ccec5a95da56eull},  // 009_lr_rollups.sql
+  };
+  for (Backend backend : {Backend::kSqlite, Backend::kPostgres}) {
+    for (const Migration& m : BuiltinMigrations(backend)) {
+      auto it = released.find({backend, m.version});
+      ASSERT_NE(it, released.end())
+          << "migration " << m.version << "_" << m.name << " ("
+          << (backend == Backend::kSqlite ? "sqlite" : "postgresql") << "): its fingerprint is 0x"
+          << std::hex << Fingerprint(m.sql) << "ull";
+      EXPECT_EQ(Fingerprint(m.sql), it->second)
+          << "migration " << m.version << "_" << m.name
+          << " was edited after its release: add a new migration instead";
+    }
+  }
 }
 
 TEST(Migrations, FailingMigrationRollsBackToThePreviousVersion) {

@@ -463,7 +463,7 @@ TEST_P(StoreTest, RollupsOfAVersion8DatabaseGetTheLearningRateFromTheirSteps) {
     db->Exec(
         "ALTER TABLE step_rollups DROP COLUMN lr_min; ALTER TABLE step_rollups DROP COLUMN lr_max; "
         "ALTER TABLE step_rollups DROP COLUMN lr_nan; DELETE FROM schema_version WHERE version = "
-        "9");
+        "9; DELETE FROM schema_compatibility WHERE version = 9");
   }
   auto store = Open();
   EXPECT_EQ(store->SchemaVersion(), BuiltinMigrations(GetParam()).back().version);
