@@ -3,6 +3,8 @@
 #include <string_view>
 #include <vector>
 
+#include "store/step_row.h"
+
 namespace lossguard::store {
 
 BlockStats RawRowToBlock(const Statement& row) {
@@ -14,6 +16,18 @@ BlockStats RawRowToBlock(const Statement& row) {
   block.grad_norm.Add(row.Number(3));
   block.tokens.Add(row.Number(4));
   block.lr.Add(row.Number(5));
+  return block;
+}
+
+BlockStats RecordToBlock(const wire::StepRecord& record) {
+  BlockStats block;
+  block.first_step = block.last_step = record.step;
+  block.n = 1;
+  block.loss.Add(ColumnNumber(record.loss));
+  block.ref_loss.Add(ColumnNumber(record.ref_loss));
+  block.grad_norm.Add(ColumnNumber(record.grad_norm));
+  if (record.tokens) block.tokens.Add(static_cast<double>(*record.tokens));
+  block.lr.Add(ColumnNumber(record.lr));
   return block;
 }
 

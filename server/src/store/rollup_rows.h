@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "lossguard/wire/step_record.h"
 #include "store/database.h"
 #include "store/rollup.h"
 
@@ -14,6 +15,9 @@ namespace lossguard::store {
 inline constexpr const char* kRawBlockColumns = "step, loss, ref_loss, grad_norm, tokens, lr";
 inline constexpr int kRawBlockColumnCount = 6;
 BlockStats RawRowToBlock(const Statement& row);
+// What RawRowToBlock reads from the row that stores `record` (its numbers as the columns hold
+// them: a negative zero as 0).
+BlockStats RecordToBlock(const wire::StepRecord& record);
 
 // Columns selected by kRollupColumns, one stored block.
 inline constexpr const char* kRollupColumns =

@@ -225,6 +225,11 @@ const std::string& StepValueColumnNames() {
   return names;
 }
 
+std::optional<double> ColumnNumber(std::optional<double> value) {
+  if (value && *value == 0) return 0.0;
+  return value;
+}
+
 ColumnValue StoredValue(const StepValueColumn& column, const wire::StepRecord& record,
                         const EncodedStepValues& encoded) {
   ColumnValue value = column.get(record, encoded);

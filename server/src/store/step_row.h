@@ -65,6 +65,10 @@ const std::string& StepValueColumnNames();
 ColumnValue StoredValue(const StepValueColumn& column, const wire::StepRecord& record,
                         const EncodedStepValues& encoded);
 
+// The value a number column holds for `value`: a negative zero as 0; every other value, NaN and the
+// infinities included, as it is.
+std::optional<double> ColumnNumber(std::optional<double> value);
+
 // Binds `value` to parameter `index` as a column of `type` holds it.
 void BindColumnValue(Statement& statement, int index, ColumnType type, const ColumnValue& value);
 

@@ -1,6 +1,7 @@
 #include "store/writer.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "store/alert_rows.h"
 #include "store/rollup_rows.h"
@@ -194,6 +195,7 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
   std::unordered_map<std::int64_t, std::int64_t> new_records_per_run;
   std::set<StepBlock> changed;
   std::map<std::int64_t, std::int64_t> newest_step;
+  BatchBlocks batch;
   Transaction transaction(*db_);
   try {
     const std::vector<std::int64_t> run_of = LockRuns(records, now, created_runs);
@@ -202,6 +204,10 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
       const wire::StepRecord& r = records[i];
       const std::int64_t run_id = run_of[i];
       new_records_per_run.try_emplace(run_id, 0);
+      BatchBlock& block = batch[{run_id, r.step / kRollupWidths[1], r.rank}];
+      int& slot = block.record[static_cast<std::size_t>(r.step % kRollupWidths[1])];
+      if (slot < 0) ++block.steps;
+      slot = static_cast<int>(i);
       ++result.accepted;
       analysis_.Feed(run_id, r, stored[i]);
       if (stored[i] == Analysis::Stored::kDuplicate) {
@@ -226,7 +232,7 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
       analysis_.Revised(run_id, touch_run_.Int(0));
     }
     touch_run_.Reset();
-    UpdateRollups(changed, newest_step, now);
+    UpdateRollups(changed, newest_step, records, batch, now);
     analysis_.Finish(now);
     ReadVerdicts(records, run_of, result);
     transaction.Commit();
@@ -277,7 +283,8 @@ void Store::Writer::ReadVerdicts(const std::vector<wire::StepRecord>& records,
 
 void Store::Writer::UpdateRollups(const std::set<StepBlock>& changed,
                                   const std::map<std::int64_t, std::int64_t>& newest_step,
-                                  double now) {
+                                  const std::vector<wire::StepRecord>& records,
+                                  const BatchBlocks& batch, double now) {
   // Blocks below this bucket are a whole block behind the run's newest step: due now.
   auto settled_below = [&](std::int64_t run_id) {
     return newest_step.at(run_id) / kRollupWidths[1] - 1;
@@ -313,7 +320,7 @@ void Store::Writer::UpdateRollups(const std::set<StepBlock>& changed,
     mark_pending_.Step();
   }
   mark_pending_.Reset();
-  RefreshBlocks(due, marked);
+  RefreshBlocks(due, marked, records, batch);
 }
 
 namespace {
@@ -330,7 +337,9 @@ void ForEachRange(const Buckets& buckets, Fn&& range) {
 }  // namespace
 
 void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks,
-                                  const std::set<StepBlock>& marked) {
+                                  const std::set<StepBlock>& marked,
+                                  const std::vector<wire::StepRecord>& records,
+                                  const BatchBlocks& batch) {
   const std::int64_t width = kRollupWidths[1];
   std::map<std::int64_t, std::set<std::int64_t>> due, cleared, parents;  // by run: buckets
   std::map<std::int64_t, std::set<std::int64_t>> ranks;                  // by run: refreshed
@@ -342,8 +351,31 @@ void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks,
   for (const auto& entry : due) {
     // Named, not bound: clang 14 cannot capture structured bindings in a lambda.
     const std::int64_t run_id = entry.first;
-    const std::set<std::int64_t>& buckets = entry.second;
-    ForEachRange(buckets, [&](std::int64_t first, std::int64_t last) {
+    std::set<std::int64_t> read_back;  // the buckets rolled up from their stored rows
+    for (std::int64_t bucket : entry.second) {
+      const auto begin =
+          batch.lower_bound({run_id, bucket, std::numeric_limits<std::int64_t>::min()});
+      const auto end =
+          batch.upper_bound({run_id, bucket, std::numeric_limits<std::int64_t>::max()});
+      const bool whole = begin != end && !marked.contains({run_id, bucket}) &&
+                         std::all_of(begin, end, [](const auto& block) {
+                           return block.second.steps == kRollupWidths[1];
+                         });
+      if (!whole) {
+        read_back.insert(bucket);
+        continue;
+      }
+      for (auto it = begin; it != end; ++it) {
+        BlockStats stats;
+        for (int index : it->second.record) {
+          stats.Merge(RecordToBlock(records[static_cast<std::size_t>(index)]));
+        }
+        rows.push_back({{run_id, it->first.rank, bucket}, stats});
+        ranks[run_id].insert(it->first.rank);
+      }
+      parents[run_id].insert(bucket / kFanOut);
+    }
+    ForEachRange(read_back, [&](std::int64_t first, std::int64_t last) {
       std::map<std::pair<std::int64_t, std::int64_t>, BlockStats> stats;  // (bucket, rank)
       block_rows_.Reset();
       block_rows_.Bind(1, run_id).Bind(2, first * width).Bind(3, last * width + width - 1);

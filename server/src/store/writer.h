@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -44,6 +45,19 @@ class Store::Writer {
     std::int64_t run_id, bucket;
     auto operator<=>(const StepBlock&) const = default;
   };
+  // The batch's records by (run_id, bucket, rank): for each step of the level-1 block, the index of
+  // the batch's last record of it (-1: none). A block whose every step the batch holds stores
+  // exactly those records: its level-1 row is computed from them, not read back.
+  struct BatchBlockKey {
+    std::int64_t run_id, bucket, rank;
+    auto operator<=>(const BatchBlockKey&) const = default;
+  };
+  struct BatchBlock {
+    std::array<int, kRollupWidths[1]> record;
+    int steps = 0;  // of the block's steps, how many the batch holds
+    BatchBlock() { record.fill(-1); }
+  };
+  using BatchBlocks = std::map<BatchBlockKey, BatchBlock>;
 
   std::int64_t RunId(const std::string& name, double now,
                      std::unordered_map<std::string, std::int64_t>& created);
@@ -56,12 +70,19 @@ class Store::Writer {
   // have had a block's time to report), and up to kStaleRefreshes blocks pending for longer than
   // kStaleSeconds (a run that stopped or slowed down).
   void UpdateRollups(const std::set<StepBlock>& changed,
-                     const std::map<std::int64_t, std::int64_t>& newest_step, double now);
+                     const std::map<std::int64_t, std::int64_t>& newest_step,
+                     const std::vector<wire::StepRecord>& records, const BatchBlocks& batch,
+                     double now);
   // Rewrites each block's level-1 rows, every rank's, from one scan of each range of consecutive
   // blocks, then the coarser rows above them from the level below (a statement per range of
   // consecutive parents), and clears the pending marks of those in `marked`. A handful of
   // statements per batch, whatever its ranks: on PostgreSQL each is a round trip.
-  void RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<StepBlock>& marked);
+  //
+  // A block that was not pending (its rows of other ranks are rolled up already) and whose every
+  // rank in the batch has all its steps in the batch is rolled up from the batch's records: the
+  // common case of a trainer's consecutive steps, which then reads nothing back.
+  void RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<StepBlock>& marked,
+                     const std::vector<wire::StepRecord>& records, const BatchBlocks& batch);
   void WriteLevelOne(const std::vector<std::pair<BlockKey, BlockStats>>& rows);
   // Indexes the record's guard action (or removes the one a replaced record had).
   void WriteGuardAction(std::int64_t run_id, const wire::StepRecord& record, double now,
