@@ -21,6 +21,16 @@ constexpr std::array<std::pair<Severity, std::string_view>, 3> kSeverityNames = 
     {Severity::kWarning, "warning"},
     {Severity::kCritical, "critical"},
 }};
+constexpr std::array<std::pair<AlertState, std::string_view>, 2> kAlertStateNames = {{
+    {AlertState::kOpen, "open"},
+    {AlertState::kResolved, "resolved"},
+}};
+
+constexpr std::array<std::pair<NotificationEvent, std::string_view>, 3> kNotificationEventNames = {{
+    {NotificationEvent::kOpened, "opened"},
+    {NotificationEvent::kEscalated, "escalated"},
+    {NotificationEvent::kResolved, "resolved"},
+}};
 
 // Both tables list every value once, in the enum's order (so that lookup by value is an index).
 template <typename Enum, std::size_t N, std::size_t M>
@@ -34,6 +44,8 @@ constexpr bool InEnumOrder(const std::array<std::pair<Enum, std::string_view>, N
 }
 static_assert(InEnumOrder(kKindNames, kAllKinds));
 static_assert(InEnumOrder(kSeverityNames, kAllSeverities));
+static_assert(InEnumOrder(kAlertStateNames, kAllAlertStates));
+static_assert(InEnumOrder(kNotificationEventNames, kAllNotificationEvents));
 
 template <typename Enum, std::size_t N>
 std::optional<Enum> Parse(const std::array<std::pair<Enum, std::string_view>, N>& names,
@@ -56,5 +68,21 @@ std::string_view SeverityName(Severity severity) {
 }
 
 std::optional<Severity> ParseSeverity(std::string_view name) { return Parse(kSeverityNames, name); }
+
+std::string_view AlertStateName(AlertState state) {
+  return kAlertStateNames.at(static_cast<std::size_t>(state)).second;
+}
+
+std::optional<AlertState> ParseAlertState(std::string_view name) {
+  return Parse(kAlertStateNames, name);
+}
+
+std::string_view NotificationEventName(NotificationEvent event) {
+  return kNotificationEventNames.at(static_cast<std::size_t>(event)).second;
+}
+
+std::optional<NotificationEvent> ParseNotificationEvent(std::string_view name) {
+  return Parse(kNotificationEventNames, name);
+}
 
 }  // namespace lossguard::analyzers

@@ -36,17 +36,20 @@ AlertEvent Change(AlertEvent::Action action, Severity severity) {
 constexpr auto kOpen = AlertEvent::Action::kOpen;
 constexpr auto kExtend = AlertEvent::Action::kExtend;
 constexpr auto kResolve = AlertEvent::Action::kResolve;
+constexpr auto kOpened = analyzers::NotificationEvent::kOpened;
+constexpr auto kEscalated = analyzers::NotificationEvent::kEscalated;
+constexpr auto kResolved = analyzers::NotificationEvent::kResolved;
 
 TEST(NotificationEvents, OpensOnceFromTheMinimumSeverity) {
   EXPECT_THAT(
       NotificationEvents(std::nullopt, Change(kOpen, Severity::kWarning), Severity::kWarning),
-      ElementsAre("opened"));
+      ElementsAre(kOpened));
   EXPECT_THAT(NotificationEvents(std::nullopt, Change(kOpen, Severity::kInfo), Severity::kWarning),
               IsEmpty());
   // An info episode that grows to warning is news: "opened", not "escalated".
   EXPECT_THAT(NotificationEvents(StoredEpisode{1, Severity::kInfo, true},
                                  Change(kExtend, Severity::kWarning), Severity::kWarning),
-              ElementsAre("opened"));
+              ElementsAre(kOpened));
   // The same state stored again (a restart replays the upsert): nothing new.
   EXPECT_THAT(NotificationEvents(StoredEpisode{1, Severity::kWarning, true},
                                  Change(kExtend, Severity::kWarning), Severity::kWarning),
@@ -56,10 +59,10 @@ TEST(NotificationEvents, OpensOnceFromTheMinimumSeverity) {
 TEST(NotificationEvents, EscalatesAndResolvesOnlyWhatWasNotified) {
   EXPECT_THAT(NotificationEvents(StoredEpisode{1, Severity::kWarning, true},
                                  Change(kExtend, Severity::kCritical), Severity::kWarning),
-              ElementsAre("escalated"));
+              ElementsAre(kEscalated));
   EXPECT_THAT(NotificationEvents(StoredEpisode{1, Severity::kCritical, true},
                                  Change(kResolve, Severity::kCritical), Severity::kWarning),
-              ElementsAre("resolved"));
+              ElementsAre(kResolved));
   EXPECT_THAT(NotificationEvents(StoredEpisode{1, Severity::kInfo, true},
                                  Change(kResolve, Severity::kInfo), Severity::kWarning),
               IsEmpty())
@@ -71,10 +74,10 @@ TEST(NotificationEvents, EscalatesAndResolvesOnlyWhatWasNotified) {
   // Opened and resolved within one batch: both, in order.
   EXPECT_THAT(
       NotificationEvents(std::nullopt, Change(kResolve, Severity::kCritical), Severity::kWarning),
-      ElementsAre("opened", "resolved"));
+      ElementsAre(kOpened, kResolved));
   EXPECT_THAT(NotificationEvents(StoredEpisode{1, Severity::kWarning, true},
                                  Change(kResolve, Severity::kCritical), Severity::kWarning),
-              ElementsAre("escalated", "resolved"));
+              ElementsAre(kEscalated, kResolved));
   EXPECT_THAT(
       NotificationEvents(std::nullopt, Change(kOpen, Severity::kWarning), Severity::kCritical),
       IsEmpty());
@@ -109,14 +112,14 @@ TEST(ParseWebhook, FormatUrlAndALabelWithoutThePath) {
 store::OutboxNotification SomeNotification() {
   store::OutboxNotification n;
   n.id = 17;
-  n.event = "opened";
+  n.event = analyzers::NotificationEvent::kOpened;
   n.idempotency_key = "lossguard-abc-17";
   n.attempt = 1;
   n.alert.id = 5;
   n.alert.run = "llama-7b";
   n.alert.kind = analyzers::Kind::kLossScaleMismatch;
   n.alert.severity = Severity::kCritical;
-  n.alert.state = "open";
+  n.alert.state = analyzers::AlertState::kOpen;
   n.alert.first_step = 2;
   n.alert.last_step = 40;
   n.alert.message = "loss is 7.81x the token-normalised loss";

@@ -57,8 +57,10 @@ std::vector<std::string> Due(Store& store, const NotifyTarget& target) {
   store.ReleaseNotifyTarget(target.id, "reader");
   std::vector<std::string> out;
   for (const OutboxNotification& n : claim->due) {
-    out.push_back(std::to_string(n.alert.id) + " " + n.event + " " +
-                  std::string(analyzers::SeverityName(n.alert.severity)) + " " + n.alert.state);
+    out.push_back(std::to_string(n.alert.id) + " " +
+                  std::string(analyzers::NotificationEventName(n.event)) + " " +
+                  std::string(analyzers::SeverityName(n.alert.severity)) + " " +
+                  std::string(analyzers::AlertStateName(n.alert.state)));
   }
   return out;
 }
@@ -69,7 +71,8 @@ std::multiset<std::string> Expected(Store& store) {
   for (const Alert& alert : store.ListAlerts({})) {
     if (alert.severity < analyzers::Severity::kWarning) continue;
     out.insert(std::to_string(alert.id) + " opened");
-    if (alert.state == "resolved") out.insert(std::to_string(alert.id) + " resolved");
+    if (alert.state == analyzers::AlertState::kResolved)
+      out.insert(std::to_string(alert.id) + " resolved");
   }
   return out;
 }

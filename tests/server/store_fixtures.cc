@@ -18,7 +18,7 @@ store::Alert MakeAlert(const std::string& run, analyzers::Kind kind, analyzers::
   alert.run = run;
   alert.kind = kind;
   alert.severity = severity;
-  alert.state = "open";
+  alert.state = analyzers::AlertState::kOpen;
   alert.message = message;
   return alert;
 }

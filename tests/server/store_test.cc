@@ -210,7 +210,7 @@ TEST_P(StoreTest, RunSummaryAndAlerts) {
   std::int64_t id = store.InsertAlert(alert);
   alert.kind = analyzers::Kind::kConfigChange;
   alert.severity = analyzers::Severity::kInfo;
-  alert.state = "resolved";
+  alert.state = analyzers::AlertState::kResolved;
   store.InsertAlert(alert);
   EXPECT_THROW(
       [&] {
@@ -224,7 +224,7 @@ TEST_P(StoreTest, RunSummaryAndAlerts) {
       << "resolved alerts are not open";
   EXPECT_EQ(store.ListAlerts({}).size(), 2u);
   AlertFilter open;
-  open.state = "open";
+  open.state = analyzers::AlertState::kOpen;
   auto open_alerts = store.ListAlerts(open);
   ASSERT_EQ(open_alerts.size(), 1u);
   EXPECT_EQ(open_alerts[0].evidence["explained_by"], "ga_steps");

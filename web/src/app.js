@@ -344,24 +344,17 @@ function guardAction(action) {
     ` rank ${action.rank} · step ${action.step}: ${what} (${who})`);
 }
 
-// Incidents: each alert whose cause is listed too is shown inside its cause, not beside it.
+// Incidents as the API gives them: an alert's `symptoms` are the listed alerts it explains, shown
+// inside it rather than beside it.
 function alertTree(alerts, onPick) {
   const byId = new Map(alerts.map((a) => [a.id, a]));
-  const symptomsOf = new Map();
-  const roots = [];
-  for (const alert of alerts) {
-    const causedBy = alert.evidence && alert.evidence.caused_by;
-    if (causedBy && byId.has(causedBy.id) && causedBy.id !== alert.id) {
-      if (!symptomsOf.has(causedBy.id)) symptomsOf.set(causedBy.id, []);
-      symptomsOf.get(causedBy.id).push(alert);
-    } else {
-      roots.push(alert);
-    }
-  }
-  return roots.map((alert) => {
+  const symptomsOf = (alert) => (alert.symptoms || [])
+    .filter((id) => id !== alert.id && byId.has(id)).map((id) => byId.get(id));
+  const explained = new Set(alerts.flatMap((alert) => symptomsOf(alert).map((s) => s.id)));
+  return alerts.filter((alert) => !explained.has(alert.id)).map((alert) => {
     const item = alertItem(alert, onPick);
-    const symptoms = symptomsOf.get(alert.id);
-    if (symptoms) {
+    const symptoms = symptomsOf(alert);
+    if (symptoms.length) {
       item.append(el("div", { class: "symptoms" }, el("div", { class: "muted" }, `caused ${symptoms.length} more:`),
         ...symptoms.map((s) => alertItem(s, onPick))));
     }

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <memory>
 
+#include "alert_state_filter.h"
 #include "analyzer_flags.h"
 #include "cli/commands.h"
 #include "lossguard/client/spool.h"
@@ -98,7 +99,7 @@ void AddAlerts(CLI::App& app) {
   flags->Add(*command, options->server, /*writes=*/false);
   command->add_option("--run", options->run, "only this run");
   command->add_option("--state", options->state, "open, resolved or all")
-      ->check(CLI::IsMember({"open", "resolved", "all"}))
+      ->check(CLI::IsMember(AlertStateFilterNames()))
       ->capture_default_str();
   command->add_flag("--json", options->json, "print the server's JSON");
   command->callback([options, flags] {

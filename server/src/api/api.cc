@@ -7,6 +7,7 @@
 #include <charconv>
 #include <map>
 
+#include "alert_state_filter.h"
 #include "api/json_views.h"
 #include "api/params.h"
 #include "http/responses.h"
@@ -180,7 +181,7 @@ Response ListAlerts(store::Store& store, const Request& request) {
     return BadQuery(known.error());
   auto kind = query.Parsed("kind", analyzers::kAllKinds, analyzers::KindName);
   auto severity = query.Parsed("severity", analyzers::kAllSeverities, analyzers::SeverityName);
-  auto state = query.OneOf("state", {"open", "resolved", "all"});
+  auto state = query.Parsed("state", kAllAlertStateFilters, AlertStateFilterName);
   auto limit = query.Int("limit", 1, kMaxPageSize);
   if (!kind) return BadQuery(kind.error());
   if (!severity) return BadQuery(severity.error());
@@ -190,7 +191,7 @@ Response ListAlerts(store::Store& store, const Request& request) {
   filter.run = query.String("run");
   filter.kind = kind.value();
   filter.severity = severity.value();
-  if (state.value() && *state.value() != "all") filter.state = state.value();
+  if (state.value()) filter.state = FilteredState(*state.value());
   filter.limit = limit.value().value_or(1000);
   nlohmann::json alerts = nlohmann::json::array();
   std::map<std::int64_t, std::size_t> index_of;  // alert id -> position in `alerts`

@@ -66,8 +66,9 @@ nlohmann::json RunToJson(const store::RunSummary& run) {
 
 nlohmann::json AlertToJson(const store::Alert& alert) {
   analyzers::AlertEvent latest;
-  latest.action = alert.state == "resolved" ? analyzers::AlertEvent::Action::kResolve
-                                            : analyzers::AlertEvent::Action::kExtend;
+  latest.action = alert.state == analyzers::AlertState::kResolved
+                      ? analyzers::AlertEvent::Action::kResolve
+                      : analyzers::AlertEvent::Action::kExtend;
   latest.kind = alert.kind;
   latest.severity = alert.severity;
   latest.rank = alert.rank;

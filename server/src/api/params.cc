@@ -52,16 +52,6 @@ Result<std::optional<double>, std::string> QueryParams::Number(const std::string
   return std::optional<double>{value};
 }
 
-Result<std::optional<std::string>, std::string> QueryParams::OneOf(
-    const std::string& name, std::initializer_list<std::string_view> values) const {
-  auto it = request_.query.find(name);
-  if (it == request_.query.end()) return std::optional<std::string>{};
-  for (std::string_view value : values) {
-    if (it->second == value) return std::optional<std::string>{it->second};
-  }
-  return name + " must be one of " + Join(values) + ", but got '" + it->second + "'";
-}
-
 std::optional<std::string> QueryParams::String(const std::string& name) const {
   auto it = request_.query.find(name);
   if (it == request_.query.end()) return std::nullopt;

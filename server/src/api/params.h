@@ -26,8 +26,6 @@ class QueryParams {
                                                        std::int64_t max) const;
   // A finite decimal number (e.g. unix seconds).
   Result<std::optional<double>, std::string> Number(const std::string& name) const;
-  Result<std::optional<std::string>, std::string> OneOf(
-      const std::string& name, std::initializer_list<std::string_view> values) const;
   // One of `values`, given by its name.
   template <typename Value, std::size_t N, typename NameOf>
   Result<std::optional<Value>, std::string> Parsed(const std::string& name,

@@ -181,7 +181,7 @@ void Dispatcher::Serve(Target& target) {
       }
       if (result.outcome == Outcome::kRejected) {
         spdlog::error("notification {} ({} of alert {}) refused by {} for good, dropped: {}", n.id,
-                      n.event, n.alert.id, label, result.error);
+                      analyzers::NotificationEventName(n.event), n.alert.id, label, result.error);
       } else if (claim->failures > 0) {
         spdlog::info("notifications to {} delivered again after {} failed attempts", label,
                      claim->failures);

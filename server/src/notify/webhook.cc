@@ -29,16 +29,16 @@ std::string Sha256Hex(std::string_view text) {
 std::string SlackText(const store::OutboxNotification& n, std::int64_t dropped_before) {
   const store::Alert& a = n.alert;
   const std::string severity(analyzers::SeverityName(a.severity));
-  std::string icon = n.event == "resolved"                          ? ":white_check_mark:"
-                     : a.severity == analyzers::Severity::kCritical ? ":rotating_light:"
-                                                                    : ":warning:";
+  std::string icon = n.event == analyzers::NotificationEvent::kResolved ? ":white_check_mark:"
+                     : a.severity == analyzers::Severity::kCritical     ? ":rotating_light:"
+                                                                        : ":warning:";
   std::string steps = a.first_step == a.last_step ? "step " + std::to_string(a.first_step)
                                                   : "steps " + std::to_string(a.first_step) + "-" +
                                                         std::to_string(a.last_step);
   std::string text = icon + " lossguard: " + severity + " " +
-                     std::string(analyzers::KindName(a.kind)) + " alert " + n.event + " on run *" +
-                     a.run + "* (" + steps + ", alert " + std::to_string(a.id) + ")\n> " +
-                     a.message;
+                     std::string(analyzers::KindName(a.kind)) + " alert " +
+                     std::string(analyzers::NotificationEventName(n.event)) + " on run *" + a.run +
+                     "* (" + steps + ", alert " + std::to_string(a.id) + ")\n> " + a.message;
   if (dropped_before > 0) {
     text += "\n_" + std::to_string(dropped_before) +
             " earlier notifications were dropped: the outbox was full while this receiver was "
@@ -85,7 +85,7 @@ std::string WebhookBody(WebhookFormat format, const store::OutboxNotification& n
   nlohmann::json body = {{"source", "lossguard"},
                          {"version", 1},
                          {"idempotency_key", n.idempotency_key},
-                         {"event", n.event},
+                         {"event", analyzers::NotificationEventName(n.event)},
                          {"alert", std::move(alert)},
                          {"dropped_before", dropped_before}};
   // As the API writes JSON: messages are the analyzers' own text, but a byte that is not UTF-8 is

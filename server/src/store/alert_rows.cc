@@ -19,7 +19,7 @@ Alert ReadAlert(const Statement& row) {
   alert.run = std::string(row.Text(1));
   alert.kind = ParseStoredKind(row.Text(2));
   alert.severity = ParseStoredSeverity(row.Text(3));
-  alert.state = std::string(row.Text(4));
+  alert.state = ParseStoredState(row.Text(4));
   alert.rank = row.OptionalInt(5);
   alert.first_step = row.Int(6);
   alert.last_step = row.Int(7);

@@ -63,7 +63,8 @@ std::vector<Alert> Store::ListAlerts(const AlertFilter& filter) {
     bind_optional(2, filter.kind ? std::optional(analyzers::KindName(*filter.kind)) : std::nullopt);
     bind_optional(3, filter.severity ? std::optional(analyzers::SeverityName(*filter.severity))
                                      : std::nullopt);
-    bind_optional(4, filter.state);
+    bind_optional(
+        4, filter.state ? std::optional(analyzers::AlertStateName(*filter.state)) : std::nullopt);
     rows.Bind(5, filter.limit);
     std::vector<Alert> out;
     while (rows.Step()) out.push_back(ReadAlert(rows));
@@ -99,7 +100,7 @@ std::int64_t Store::InsertAlert(const Alert& alert) {
     insert.Bind(1, run.Int(0))
         .Bind(2, analyzers::KindName(alert.kind))
         .Bind(3, analyzers::SeverityName(alert.severity))
-        .Bind(4, alert.state)
+        .Bind(4, analyzers::AlertStateName(alert.state))
         .Bind(5, alert.rank);
     insert.Bind(6, alert.first_step)
         .Bind(7, alert.last_step)

@@ -208,7 +208,7 @@ std::optional<StoredEpisode> Analysis::StoredEpisodeOf(std::int64_t run_id, anal
   std::optional<StoredEpisode> stored;
   if (episode_row_.Step()) {
     stored = StoredEpisode{episode_row_.Int(0), ParseStoredSeverity(episode_row_.Text(1)),
-                           episode_row_.Text(2) == "open"};
+                           ParseStoredState(episode_row_.Text(2)) == analyzers::AlertState::kOpen};
   }
   episode_row_.Reset();
   return stored;
@@ -222,7 +222,7 @@ void Analysis::Upsert(std::int64_t run_id, const analyzers::AlertEvent& e, doubl
   upsert_alert_.Bind(1, run_id)
       .Bind(2, analyzers::KindName(e.kind))
       .Bind(3, analyzers::SeverityName(e.severity))
-      .Bind(4, analyzers::EpisodeState(e));
+      .Bind(4, analyzers::AlertStateName(analyzers::EpisodeState(e)));
   upsert_alert_.Bind(5, e.first_step).Bind(6, e.last_step).Bind(7, e.message);
   upsert_alert_.Bind(8, e.evidence.dump()).BindNumber(9, now);
   upsert_alert_.BindNumber(10, resolved ? std::optional<double>(now) : std::nullopt);

@@ -6,21 +6,23 @@
 
 namespace lossguard::store {
 
-std::vector<std::string> NotificationEvents(const std::optional<StoredEpisode>& before,
-                                            const analyzers::AlertEvent& after,
-                                            analyzers::Severity min_severity) {
+std::vector<analyzers::NotificationEvent> NotificationEvents(
+    const std::optional<StoredEpisode>& before, const analyzers::AlertEvent& after,
+    analyzers::Severity min_severity) {
   const bool resolved = after.action == analyzers::AlertEvent::Action::kResolve;
   const bool notified_before = before && before->severity >= min_severity;
-  std::vector<std::string> events;
+  using Event = analyzers::NotificationEvent;
+  std::vector<Event> events;
   if (before && !before->open) return events;  // its end was told already (or never notified)
   if (after.severity >= min_severity) {
     if (!notified_before) {
-      events.push_back("opened");
+      events.push_back(Event::kOpened);
     } else if (after.severity > before->severity) {
-      events.push_back("escalated");
+      events.push_back(Event::kEscalated);
     }
   }
-  if (resolved && (notified_before || after.severity >= min_severity)) events.push_back("resolved");
+  if (resolved && (notified_before || after.severity >= min_severity))
+    events.push_back(Event::kResolved);
   return events;
 }
 
@@ -43,12 +45,13 @@ NotificationWriter::NotificationWriter(Database& db, NotifyOptions options)
 void NotificationWriter::Record(std::int64_t alert_id, const std::optional<StoredEpisode>& before,
                                 const analyzers::AlertEvent& after, double now) {
   if (!enabled()) return;
-  for (const std::string& event : NotificationEvents(before, after, options_.min_severity)) {
+  for (analyzers::NotificationEvent event :
+       NotificationEvents(before, after, options_.min_severity)) {
     insert_.Reset();
     insert_.Bind(1, alert_id)
-        .Bind(2, event)
+        .Bind(2, analyzers::NotificationEventName(event))
         .Bind(3, analyzers::SeverityName(after.severity))
-        .Bind(4, analyzers::EpisodeState(after));
+        .Bind(4, analyzers::AlertStateName(analyzers::EpisodeState(after)));
     insert_.Bind(5, after.last_step).Bind(6, after.message).Bind(7, after.evidence.dump());
     insert_.BindNumber(8, now);
     insert_.Step();

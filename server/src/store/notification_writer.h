@@ -30,9 +30,9 @@ struct StoredEpisode {
 // already notified grows more severe, "resolved" when an episode that was notified ends (one that
 // opens and resolves within a batch gets both). Nothing for an episode that stays below
 // `min_severity`, and nothing for a change already stored (an upsert repeated after a restart).
-std::vector<std::string> NotificationEvents(const std::optional<StoredEpisode>& before,
-                                            const analyzers::AlertEvent& after,
-                                            analyzers::Severity min_severity);
+std::vector<analyzers::NotificationEvent> NotificationEvents(
+    const std::optional<StoredEpisode>& before, const analyzers::AlertEvent& after,
+    analyzers::Severity min_severity);
 
 // The outbox side of the ingest transaction: each notification with one delivery row per
 // configured target, written before the caller commits. Not thread-safe (the store's write lock).

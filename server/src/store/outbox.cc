@@ -24,15 +24,15 @@ WHERE d.target = ? ORDER BY d.notification_id LIMIT ?)sql";
 OutboxNotification ReadDue(const Statement& row) {
   OutboxNotification n;
   n.id = row.Int(0);
-  n.event = std::string(row.Text(1));
+  n.event = ParseStoredEvent(row.Text(1));
   Alert& alert = n.alert;
   alert.severity = ParseStoredSeverity(row.Text(2));
-  alert.state = std::string(row.Text(3));
+  alert.state = ParseStoredState(row.Text(3));
   alert.last_step = row.Int(4);
   alert.message = std::string(row.Text(5));
   alert.evidence = nlohmann::json::parse(row.Text(6));
   alert.updated_at = row.Number(7).value_or(0);
-  if (alert.state == "resolved") alert.resolved_at = alert.updated_at;
+  if (alert.state == analyzers::AlertState::kResolved) alert.resolved_at = alert.updated_at;
   alert.id = row.Int(8);
   alert.run = std::string(row.Text(9));
   alert.kind = ParseStoredKind(row.Text(10));

@@ -23,4 +23,16 @@ inline analyzers::Severity ParseStoredSeverity(std::string_view name) {
                            "'");
 }
 
+inline analyzers::AlertState ParseStoredState(std::string_view name) {
+  if (auto state = analyzers::ParseAlertState(name)) return *state;
+  throw std::runtime_error("the database holds an alert in unknown state '" + std::string(name) +
+                           "'");
+}
+
+inline analyzers::NotificationEvent ParseStoredEvent(std::string_view name) {
+  if (auto event = analyzers::ParseNotificationEvent(name)) return *event;
+  throw std::runtime_error("the database holds a notification of unknown event '" +
+                           std::string(name) + "'");
+}
+
 }  // namespace lossguard::store

@@ -115,7 +115,7 @@ struct Alert {
   std::string run;
   analyzers::Kind kind = analyzers::Kind::kNonFinite;
   analyzers::Severity severity = analyzers::Severity::kWarning;
-  std::string state;  // open | resolved
+  analyzers::AlertState state = analyzers::AlertState::kOpen;
   std::optional<std::int64_t> rank;
   std::int64_t first_step = 0;
   std::int64_t last_step = 0;
@@ -134,7 +134,7 @@ struct AlertFilter {
   std::optional<std::string> run;
   std::optional<analyzers::Kind> kind;
   std::optional<analyzers::Severity> severity;
-  std::optional<std::string> state;  // open | resolved; all when absent
+  std::optional<analyzers::AlertState> state;  // any when absent
   std::int64_t limit = 1000;
 };
 
@@ -159,7 +159,7 @@ struct NotifyOptions {
 // acknowledgement.
 struct OutboxNotification {
   std::int64_t id = 0;
-  std::string event;  // opened | escalated | resolved
+  analyzers::NotificationEvent event = analyzers::NotificationEvent::kOpened;
   Alert alert;
   std::int64_t attempt = 0;
   std::string idempotency_key;  // the same for every delivery attempt of this notification

@@ -51,4 +51,23 @@ std::string_view SeverityName(Severity severity);
 // nullopt for a name that is not a severity (case-sensitive).
 std::optional<Severity> ParseSeverity(std::string_view name);
 
+// An episode is open until its detector resolves it; a resolved episode never opens again (a new
+// occurrence is a new episode).
+enum class AlertState : std::uint8_t { kOpen, kResolved };
+inline constexpr std::array<AlertState, 2> kAllAlertStates = {AlertState::kOpen,
+                                                              AlertState::kResolved};
+// "open", "resolved"
+std::string_view AlertStateName(AlertState state);
+// nullopt for a name that is not a state (case-sensitive).
+std::optional<AlertState> ParseAlertState(std::string_view name);
+
+// What a notification tells about its episode: it reached the notified severity, rose above the
+// severity told before, or ended.
+enum class NotificationEvent : std::uint8_t { kOpened, kEscalated, kResolved };
+inline constexpr std::array<NotificationEvent, 3> kAllNotificationEvents = {
+    NotificationEvent::kOpened, NotificationEvent::kEscalated, NotificationEvent::kResolved};
+// "opened", "escalated", "resolved"
+std::string_view NotificationEventName(NotificationEvent event);
+std::optional<NotificationEvent> ParseNotificationEvent(std::string_view name);
+
 }  // namespace lossguard::analyzers

@@ -44,9 +44,9 @@ class EpisodeLog {
   std::vector<std::pair<Run, AlertEvent>> episodes_;
 };
 
-// "resolved" after a kResolve event, else "open": the state an episode is stored and shown in.
-inline const char* EpisodeState(const AlertEvent& latest) {
-  return latest.action == AlertEvent::Action::kResolve ? "resolved" : "open";
+// kResolved after a kResolve event, else kOpen: the state an episode is stored and shown in.
+inline AlertState EpisodeState(const AlertEvent& latest) {
+  return latest.action == AlertEvent::Action::kResolve ? AlertState::kResolved : AlertState::kOpen;
 }
 
 // An episode as the REST API, the CLI and exports show it: kind, severity, state, rank, first_step,
@@ -55,7 +55,7 @@ inline nlohmann::json EpisodeToJson(const AlertEvent& latest) {
   return {
       {"kind", KindName(latest.kind)},
       {"severity", SeverityName(latest.severity)},
-      {"state", EpisodeState(latest)},
+      {"state", AlertStateName(EpisodeState(latest))},
       {"rank", latest.rank ? nlohmann::json(*latest.rank) : nlohmann::json()},
       {"first_step", latest.first_step},
       {"last_step", latest.last_step},
