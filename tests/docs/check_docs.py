@@ -33,7 +33,7 @@ def markdown_files(source):
     files = [os.path.join(source, "README.md")]
     docs = os.path.join(source, "docs")
     files += sorted(os.path.join(docs, f) for f in os.listdir(docs) if f.endswith(".md"))
-    return files
+    return files + [os.path.join(source, "analyzers", "README.md")]
 
 
 def code_spans(text):
@@ -163,6 +163,17 @@ def check_routes(source):
                 fail(f"docs/rest-api.md does not describe {route} (schema/openapi.json has it)")
 
 
+def check_kinds(source):
+    """Every alert kind the API can answer is described where readers look for it."""
+    document = json.load(open(os.path.join(source, "schema", "openapi.json")))
+    kinds = document["components"]["schemas"]["Alert"]["properties"]["kind"]["enum"]
+    for page in ("analyzers/README.md", "docs/analyzers.md"):
+        text = open(os.path.join(source, page), encoding="utf-8").read()
+        for kind in kinds:
+            if f"`{kind}`" not in text:
+                fail(f"{page}: the alert kind `{kind}` is not described")
+
+
 def masked(value, key=""):
     if isinstance(value, dict):
         return {k: masked(v, k) for k, v in value.items()}
@@ -237,6 +248,7 @@ def main():
     check_links(source, files)
     check_flags(files, program_flags(source, build), source)
     check_routes(source)
+    check_kinds(source)
     check_examples(source, build)
     for message in FAILURES:
         print("check_docs:", message)
