@@ -8,10 +8,9 @@ namespace lossguard::http {
 
 // SIGINT and SIGTERM taken synchronously (sigtimedwait) on a thread of their own, never by an
 // asynchronous handler on whichever thread the kernel picks. A handler runs in the middle of that
-// thread's work; under ThreadSanitizer, which defers handlers to points it chooses, a SIGTERM was
-// sometimes never handled at all and the server never stopped (CI, issue 15). Blocked everywhere
-// and waited for here, a signal is either pending or taken, and a signal sent while the server
-// starts waits until it can be acted on.
+// thread's work, and ThreadSanitizer defers handlers to points it chooses, where a SIGTERM can go
+// unhandled for good. Blocked everywhere and waited for here, a signal is either pending or taken,
+// and a signal sent while the server starts waits until it can be acted on.
 
 // Blocks SIGINT and SIGTERM in the calling thread and in every thread it starts afterwards: call it
 // first in main(), before any thread exists.

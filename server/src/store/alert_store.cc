@@ -21,7 +21,7 @@ void AttachGuardActions(Database& db, std::vector<Alert>& alerts) {
   std::map<std::string, std::vector<GuardActionRow>> by_run;
   for (const Alert& alert : alerts) by_run.try_emplace(alert.run);
   if (by_run.empty()) return;
-  Statement rows(
+  CachedStatement rows(
       db, std::string(kGuardActionColumns) + " WHERE r.name = ? ORDER BY g.step, g.rank LIMIT ?");
   for (auto& [run, actions] : by_run) {
     rows.Reset();
@@ -35,11 +35,13 @@ void AttachGuardActions(Database& db, std::vector<Alert>& alerts) {
 }
 
 std::optional<Alert> AlertById(Database& db, std::int64_t id) {
-  Statement row(db, std::string(kAlertColumns) + " WHERE a.id = ?");
-  row.Bind(1, id);
-  if (!row.Step()) return std::nullopt;
-  std::vector<Alert> alert = {ReadAlert(row)};
-  row.Reset();
+  std::vector<Alert> alert;
+  {
+    CachedStatement row(db, std::string(kAlertColumns) + " WHERE a.id = ?");
+    row.Bind(1, id);
+    if (!row.Step()) return std::nullopt;
+    alert.push_back(ReadAlert(row));
+  }
   AttachGuardActions(db, alert);
   return std::move(alert.front());
 }
@@ -47,28 +49,31 @@ std::optional<Alert> AlertById(Database& db, std::int64_t id) {
 
 std::vector<Alert> Store::ListAlerts(const AlertFilter& filter) {
   return Reading([&](Database& db) -> std::vector<Alert> {
-    Statement rows(db, std::string(kAlertColumns) +
-                           " WHERE (CAST(?1 AS TEXT) IS NULL OR r.name = ?1) AND (CAST(?2 AS TEXT) "
-                           "IS NULL OR a.kind = ?2) AND (CAST(?3 AS TEXT) IS NULL OR a.severity = "
-                           "?3) AND (CAST(?4 AS TEXT) IS NULL OR a.state = ?4) ORDER BY a.id LIMIT "
-                           "?5");
-    auto bind_optional = [&](int index, const std::optional<std::string_view>& value) {
-      if (value) {
-        rows.Bind(index, *value);
-      } else {
-        rows.BindNull(index);
-      }
-    };
-    bind_optional(1, filter.run);
-    bind_optional(2, filter.kind ? std::optional(analyzers::KindName(*filter.kind)) : std::nullopt);
-    bind_optional(3, filter.severity ? std::optional(analyzers::SeverityName(*filter.severity))
-                                     : std::nullopt);
-    bind_optional(
-        4, filter.state ? std::optional(analyzers::AlertStateName(*filter.state)) : std::nullopt);
-    rows.Bind(5, filter.limit);
     std::vector<Alert> out;
-    while (rows.Step()) out.push_back(ReadAlert(rows));
-    rows.Reset();
+    {
+      CachedStatement rows(
+          db, std::string(kAlertColumns) +
+                  " WHERE (CAST(?1 AS TEXT) IS NULL OR r.name = ?1) AND (CAST(?2 AS TEXT) "
+                  "IS NULL OR a.kind = ?2) AND (CAST(?3 AS TEXT) IS NULL OR a.severity = "
+                  "?3) AND (CAST(?4 AS TEXT) IS NULL OR a.state = ?4) ORDER BY a.id LIMIT "
+                  "?5");
+      auto bind_optional = [&](int index, const std::optional<std::string_view>& value) {
+        if (value) {
+          rows.Bind(index, *value);
+        } else {
+          rows.BindNull(index);
+        }
+      };
+      bind_optional(1, filter.run);
+      bind_optional(2,
+                    filter.kind ? std::optional(analyzers::KindName(*filter.kind)) : std::nullopt);
+      bind_optional(3, filter.severity ? std::optional(analyzers::SeverityName(*filter.severity))
+                                       : std::nullopt);
+      bind_optional(
+          4, filter.state ? std::optional(analyzers::AlertStateName(*filter.state)) : std::nullopt);
+      rows.Bind(5, filter.limit);
+      while (rows.Step()) out.push_back(ReadAlert(rows));
+    }
     AttachGuardActions(db, out);
     return out;
   });
@@ -76,7 +81,7 @@ std::vector<Alert> Store::ListAlerts(const AlertFilter& filter) {
 
 std::vector<GuardActionRow> Store::ListGuardActions(std::string_view run, std::int64_t limit) {
   return Reading([&](Database& db) {
-    Statement rows(
+    CachedStatement rows(
         db, std::string(kGuardActionColumns) + " WHERE r.name = ? ORDER BY g.step, g.rank LIMIT ?");
     rows.Bind(1, run).Bind(2, limit);
     std::vector<GuardActionRow> out;
@@ -86,17 +91,14 @@ std::vector<GuardActionRow> Store::ListGuardActions(std::string_view run, std::i
 }
 
 std::int64_t Store::InsertAlert(const Alert& alert) {
-  std::lock_guard lock(write_mutex_);
-  return Write([&](Writer& writer) {
-    Database& db = writer.db();
-    Transaction transaction(db);
-    Statement run(db, "SELECT id FROM runs WHERE name = ?");
+  return WriteTransaction([&](Database& db) {
+    CachedStatement run(db, "SELECT id FROM runs WHERE name = ?");
     if (!run.Bind(1, alert.run).Step())
       throw StorageError("cannot insert an alert for unknown run \"" + alert.run + "\"");
-    Statement insert(db,
-                     "INSERT INTO alerts (run_id, kind, severity, state, rank, first_step, "
-                     "last_step, message, evidence, opened_at, updated_at, resolved_at, acked_at) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id");
+    CachedStatement insert(db,
+                           "INSERT INTO alerts (run_id, kind, severity, state, rank, first_step, "
+                           "last_step, message, evidence, opened_at, updated_at, resolved_at, "
+                           "acked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id");
     insert.Bind(1, run.Int(0))
         .Bind(2, analyzers::KindName(alert.kind))
         .Bind(3, analyzers::SeverityName(alert.severity))
@@ -111,20 +113,16 @@ std::int64_t Store::InsertAlert(const Alert& alert) {
         .BindNumber(12, alert.resolved_at);
     insert.BindNumber(13, alert.acked_at);
     insert.Step();
-    const std::int64_t id = insert.Int(0);
-    insert.Reset();
-    transaction.Commit();
-    return id;
+    return insert.Int(0);
   });
 }
 
 std::optional<Alert> Store::AckAlert(std::int64_t id) {
-  std::lock_guard lock(write_mutex_);
-  return Write([&](Writer& writer) -> std::optional<Alert> {
-    Database& db = writer.db();
-    Statement ack(db, "UPDATE alerts SET acked_at = COALESCE(acked_at, ?) WHERE id = ?");
-    ack.BindNumber(1, UnixSeconds()).Bind(2, id);
-    ack.Step();
+  return WriteTransaction([&](Database& db) -> std::optional<Alert> {
+    CachedStatement(db, "UPDATE alerts SET acked_at = COALESCE(acked_at, ?) WHERE id = ?")
+        .BindNumber(1, UnixSeconds())
+        .Bind(2, id)
+        .Step();
     if (db.Changes() == 0) return std::nullopt;
     return AlertById(db, id);
   });

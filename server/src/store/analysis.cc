@@ -30,27 +30,33 @@ ON CONFLICT (run_id, kind, coalesce(rank, -1), first_step, attempt) DO UPDATE SE
   message = excluded.message, evidence = excluded.evidence, updated_at = excluded.updated_at,
   resolved_at = excluded.resolved_at
 RETURNING id)sql";
+
+constexpr const char* kRevision = "SELECT revision FROM runs WHERE id = ?";
+constexpr const char* kJudgedThrough = "SELECT judged_through, attempt FROM runs WHERE id = ?";
+constexpr const char* kFirstStep = "SELECT step FROM steps WHERE run_id = ? ORDER BY step LIMIT 1";
+constexpr const char* kOpenAlerts =
+    "SELECT kind, severity, first_step, last_step, message, evidence FROM alerts WHERE run_id = ? "
+    "AND attempt = ? AND state = 'open' AND rank IS NULL";
+constexpr const char* kEpisodeRow =
+    "SELECT id, severity, state FROM alerts WHERE run_id = ? AND kind = ? AND rank IS NULL AND "
+    "first_step = ? AND attempt = ?";
+constexpr const char* kSetAttempt = "UPDATE runs SET attempt = ? WHERE id = ?";
+constexpr const char* kSetJudgedThrough = "UPDATE runs SET judged_through = ? WHERE id = ?";
+
+const std::string& WarmupStepsSql() {
+  static const std::string sql = RecordQuery(kWarmupSteps);
+  return sql;
+}
+
+const std::string& PendingStepsSql() {
+  static const std::string sql =
+      RecordQuery("FROM steps WHERE run_id = ?1 AND step > ?2 ORDER BY step, rank");
+  return sql;
+}
 }  // namespace
 
 Analysis::Analysis(Database& db, AnalysisOptions options)
-    : options_(std::move(options)),
-      notifications_(db, options_.notify),
-      revision_(db, "SELECT revision FROM runs WHERE id = ?"),
-      judged_through_(db, "SELECT judged_through, attempt FROM runs WHERE id = ?"),
-      first_step_(db, "SELECT step FROM steps WHERE run_id = ? ORDER BY step LIMIT 1"),
-      open_alerts_(db,
-                   "SELECT kind, severity, first_step, last_step, message, evidence FROM alerts "
-                   "WHERE run_id = ? AND attempt = ? AND state = 'open' AND rank IS NULL"),
-      warmup_steps_(db, RecordQuery(kWarmupSteps)),
-      pending_steps_(db,
-                     RecordQuery("FROM steps WHERE run_id = ?1 AND step > ?2 ORDER BY step, rank")),
-      upsert_alert_(db, kUpsertAlert),
-      episode_row_(db,
-                   "SELECT id, severity, state FROM alerts WHERE run_id = ? AND kind = ? AND rank "
-                   "IS NULL AND "
-                   "first_step = ? AND attempt = ?"),
-      set_attempt_(db, "UPDATE runs SET attempt = ? WHERE id = ?"),
-      set_judged_through_(db, "UPDATE runs SET judged_through = ? WHERE id = ?") {}
+    : options_(std::move(options)), notifications_(db, options_.notify), db_(db) {}
 
 std::vector<wire::StepRecord> Analysis::ReadRecords(Statement& query) {
   std::vector<wire::StepRecord> records;
@@ -58,56 +64,46 @@ std::vector<wire::StepRecord> Analysis::ReadRecords(Statement& query) {
     records.push_back(
         ReadStepValues(query, 3, std::string(query.Text(0)), query.Int(1), query.Int(2)));
   }
-  query.Reset();
   return records;
 }
 
 std::pair<std::optional<std::int64_t>, std::int64_t> Analysis::StoredJudgement(
     std::int64_t run_id) {
-  judged_through_.Reset();
-  judged_through_.Bind(1, run_id);
-  std::optional<std::int64_t> judged;
-  std::int64_t attempt = 0;
-  if (judged_through_.Step()) {
-    judged = judged_through_.OptionalInt(0);
-    attempt = judged_through_.Int(1);
-  }
-  judged_through_.Reset();
-  return {judged, attempt};
+  CachedStatement judged_through(db_, kJudgedThrough);
+  judged_through.Bind(1, run_id);
+  if (!judged_through.Step()) return {std::nullopt, 0};
+  return {judged_through.OptionalInt(0), judged_through.Int(1)};
 }
 
 std::vector<wire::StepRecord> Analysis::WarmupRecords(std::int64_t run_id, std::int64_t through) {
-  warmup_steps_.Reset();
-  warmup_steps_.Bind(1, run_id).Bind(2, through).Bind(3, options_.analyzers.WarmupSteps());
-  return ReadRecords(warmup_steps_);
+  CachedStatement warmup_steps(db_, WarmupStepsSql());
+  warmup_steps.Bind(1, run_id).Bind(2, through).Bind(3, options_.analyzers.WarmupSteps());
+  return ReadRecords(warmup_steps);
 }
 
 std::optional<std::int64_t> Analysis::StoredFirstStep(std::int64_t run_id) {
-  first_step_.Reset();
-  first_step_.Bind(1, run_id);
-  std::optional<std::int64_t> first_step;
-  if (first_step_.Step()) first_step = first_step_.Int(0);
-  first_step_.Reset();
-  return first_step;
+  CachedStatement first_step(db_, kFirstStep);
+  first_step.Bind(1, run_id);
+  if (!first_step.Step()) return std::nullopt;
+  return first_step.Int(0);
 }
 
 std::vector<analyzers::AlertEvent> Analysis::StoredOpenEpisodes(std::int64_t run_id,
                                                                 std::int64_t attempt) {
   std::vector<analyzers::AlertEvent> open;
-  open_alerts_.Reset();
-  open_alerts_.Bind(1, run_id).Bind(2, attempt);
-  while (open_alerts_.Step()) {
+  CachedStatement open_alerts(db_, kOpenAlerts);
+  open_alerts.Bind(1, run_id).Bind(2, attempt);
+  while (open_alerts.Step()) {
     analyzers::AlertEvent e;
-    e.kind = ParseStoredKind(open_alerts_.Text(0));
-    e.severity = ParseStoredSeverity(open_alerts_.Text(1));
-    e.first_step = open_alerts_.Int(2);
-    e.last_step = open_alerts_.Int(3);
-    e.message = std::string(open_alerts_.Text(4));
-    e.evidence = nlohmann::json::parse(open_alerts_.Text(5));
+    e.kind = ParseStoredKind(open_alerts.Text(0));
+    e.severity = ParseStoredSeverity(open_alerts.Text(1));
+    e.first_step = open_alerts.Int(2);
+    e.last_step = open_alerts.Int(3);
+    e.message = std::string(open_alerts.Text(4));
+    e.evidence = nlohmann::json::parse(open_alerts.Text(5));
     e.attempt = attempt;
     open.push_back(std::move(e));
   }
-  open_alerts_.Reset();
   return open;
 }
 
@@ -121,9 +117,9 @@ std::vector<wire::StepRecord> Analysis::Resume(std::int64_t run_id,
   std::vector<wire::StepRecord> history, pending;
   if (judged) {
     history = WarmupRecords(run_id, *judged);
-    pending_steps_.Reset();
-    pending_steps_.Bind(1, run_id).Bind(2, *judged);
-    pending = ReadRecords(pending_steps_);
+    CachedStatement pending_steps(db_, PendingStepsSql());
+    pending_steps.Bind(1, run_id).Bind(2, *judged);
+    pending = ReadRecords(pending_steps);
   } else {
     // Stored steps but never analysed (analysis was off): judgement starts after the last
     // stored step; the history only teaches the detectors their baselines.
@@ -157,10 +153,12 @@ Analysis::RunState& Analysis::Load(std::int64_t run_id) {
 void Analysis::Prepare(std::int64_t run_id) {
   // Once per run and batch: a batch's records are mostly of one run.
   if (!options_.enabled || !touched_.insert(run_id).second) return;
-  revision_.Reset();
-  revision_.Bind(1, run_id);
-  const std::int64_t stored = revision_.Step() ? revision_.Int(0) : 0;
-  revision_.Reset();
+  std::int64_t stored = 0;
+  {
+    CachedStatement revision(db_, kRevision);
+    revision.Bind(1, run_id);
+    if (revision.Step()) stored = revision.Int(0);
+  }
   if (auto it = runs_.find(run_id); it != runs_.end() && it->second.revision != stored) {
     // Another server stored batches of this run since this one's last: the judgement is in the
     // store (judged_through, episodes, waiting steps), and this state is behind it.
@@ -187,10 +185,7 @@ void Analysis::Rewind(std::int64_t run_id, std::int64_t step) {
   analyzers::RunAnalyzer& old = runs_.at(run_id).analyzer;
   episodes_.Apply(run_id, old.Supersede(step));
   const std::int64_t attempt = old.attempt() + 1;
-  set_attempt_.Reset();
-  set_attempt_.Bind(1, attempt).Bind(2, run_id);
-  set_attempt_.Step();
-  set_attempt_.Reset();
+  CachedStatement(db_, kSetAttempt).Bind(1, attempt).Bind(2, run_id).Step();
   // The detectors relearn from the stored steps before `step` (their values are final); judgement
   // continues at `step` with the records as they are sent again.
   analyzers::RunAnalyzer fresh(options_.analyzers, attempt);
@@ -202,34 +197,32 @@ void Analysis::Rewind(std::int64_t run_id, std::int64_t step) {
 std::optional<StoredEpisode> Analysis::StoredEpisodeOf(std::int64_t run_id, analyzers::Kind kind,
                                                        std::int64_t first_step,
                                                        std::int64_t attempt) {
-  episode_row_.Reset();
-  episode_row_.Bind(1, run_id).Bind(2, analyzers::KindName(kind)).Bind(3, first_step);
-  episode_row_.Bind(4, attempt);
-  std::optional<StoredEpisode> stored;
-  if (episode_row_.Step()) {
-    stored = StoredEpisode{episode_row_.Int(0), ParseStoredSeverity(episode_row_.Text(1)),
-                           ParseStoredState(episode_row_.Text(2)) == analyzers::AlertState::kOpen};
-  }
-  episode_row_.Reset();
-  return stored;
+  CachedStatement episode_row(db_, kEpisodeRow);
+  episode_row.Bind(1, run_id).Bind(2, analyzers::KindName(kind)).Bind(3, first_step);
+  episode_row.Bind(4, attempt);
+  if (!episode_row.Step()) return std::nullopt;
+  return StoredEpisode{episode_row.Int(0), ParseStoredSeverity(episode_row.Text(1)),
+                       ParseStoredState(episode_row.Text(2)) == analyzers::AlertState::kOpen};
 }
 
 void Analysis::Upsert(std::int64_t run_id, const analyzers::AlertEvent& e, double now) {
   const bool resolved = e.action == analyzers::AlertEvent::Action::kResolve;
   std::optional<StoredEpisode> before;
   if (notifications_.enabled()) before = StoredEpisodeOf(run_id, e.kind, e.first_step, e.attempt);
-  upsert_alert_.Reset();
-  upsert_alert_.Bind(1, run_id)
-      .Bind(2, analyzers::KindName(e.kind))
-      .Bind(3, analyzers::SeverityName(e.severity))
-      .Bind(4, analyzers::AlertStateName(analyzers::EpisodeState(e)));
-  upsert_alert_.Bind(5, e.first_step).Bind(6, e.last_step).Bind(7, e.message);
-  upsert_alert_.Bind(8, e.evidence.dump()).BindNumber(9, now);
-  upsert_alert_.BindNumber(10, resolved ? std::optional<double>(now) : std::nullopt);
-  upsert_alert_.Bind(11, e.attempt);
-  upsert_alert_.Step();
-  const std::int64_t alert_id = upsert_alert_.Int(0);
-  upsert_alert_.Reset();
+  std::int64_t alert_id = 0;
+  {
+    CachedStatement upsert_alert(db_, kUpsertAlert);
+    upsert_alert.Bind(1, run_id)
+        .Bind(2, analyzers::KindName(e.kind))
+        .Bind(3, analyzers::SeverityName(e.severity))
+        .Bind(4, analyzers::AlertStateName(analyzers::EpisodeState(e)));
+    upsert_alert.Bind(5, e.first_step).Bind(6, e.last_step).Bind(7, e.message);
+    upsert_alert.Bind(8, e.evidence.dump()).BindNumber(9, now);
+    upsert_alert.BindNumber(10, resolved ? std::optional<double>(now) : std::nullopt);
+    upsert_alert.Bind(11, e.attempt);
+    upsert_alert.Step();
+    alert_id = upsert_alert.Int(0);
+  }
   notifications_.Record(alert_id, before, e, now);
 }
 
@@ -261,11 +254,8 @@ void Analysis::Finish(double now) {
   for (std::int64_t run_id : touched_) {
     std::optional<std::int64_t> judged = runs_.at(run_id).analyzer.judged_through();
     if (!judged) continue;
-    set_judged_through_.Reset();
-    set_judged_through_.Bind(1, *judged).Bind(2, run_id);
-    set_judged_through_.Step();
+    CachedStatement(db_, kSetJudgedThrough).Bind(1, *judged).Bind(2, run_id).Step();
   }
-  set_judged_through_.Reset();
   notifications_.Finish();
   touched_.clear();
   episodes_.Clear();

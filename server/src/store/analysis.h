@@ -97,8 +97,7 @@ class Analysis {
   std::unordered_set<std::int64_t> touched_;
   analyzers::EpisodeLog<std::int64_t> episodes_;
   NotificationWriter notifications_;
-  Statement revision_, judged_through_, first_step_, open_alerts_, warmup_steps_, pending_steps_,
-      upsert_alert_, episode_row_, set_attempt_, set_judged_through_;
+  Database& db_;
 };
 
 }  // namespace lossguard::store

@@ -21,6 +21,19 @@ std::string SqlValuesRows(std::size_t rows, std::size_t columns) {
   return values;
 }
 
+Database::KeptStatement& Database::TakeCached(std::string_view sql) {
+  auto it = cached_.find(sql);
+  if (it == cached_.end())
+    it = cached_.emplace(std::string(sql), KeptStatement{Prepare(sql)}).first;
+  KeptStatement& kept = it->second;
+  if (kept.in_use) {
+    throw std::logic_error("a cached statement is used twice at once: " + SqlFirstLine(sql));
+  }
+  kept.statement->Reset();
+  kept.in_use = true;
+  return kept;
+}
+
 Transaction::Transaction(Database& db) : db_(db) { db_.BeginWrite(); }
 
 Transaction::~Transaction() {

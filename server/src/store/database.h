@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -84,6 +85,23 @@ class Database {
   virtual bool HasTable(std::string_view table) = 0;
   // The name of some table in the database, if it has any (telling a foreign database apart).
   virtual std::optional<std::string> AnyTable() = 0;
+
+  // A statement kept by the connection for CachedStatement.
+  struct KeptStatement {
+    std::unique_ptr<StatementImpl> statement;
+    bool in_use = false;
+  };
+  // The statement for `sql`, prepared on this connection at its first use and kept while the
+  // connection lives, reset and marked in use. Throws std::logic_error when it is in use already
+  // (a CachedStatement of the same SQL alive: their binds and rows would mix).
+  KeptStatement& TakeCached(std::string_view sql);
+
+ protected:
+  // Derived destructors call it before they close the connection the kept statements belong to.
+  void DropCachedStatements() noexcept { cached_.clear(); }
+
+ private:
+  std::map<std::string, KeptStatement, std::less<>> cached_;  // nodes never move: kept references
 };
 
 // The SQL's first line (at most 120 characters), for error messages.
@@ -92,11 +110,14 @@ std::string SqlFirstLine(std::string_view sql);
 // "(?, ?), (?, ?)" for `rows` rows of `columns` parameters: a multi-row VALUES list.
 std::string SqlValuesRows(std::size_t rows, std::size_t columns);
 
-// A prepared statement with chained binds: the one statement type the store's code uses, whatever
-// the engine.
+// A prepared statement with chained binds, whatever the engine. Statements the store runs again
+// and again are CachedStatements; a Statement of its own is for SQL made for one use (a statement
+// built from a table name or a row count that varies).
 class Statement {
  public:
-  Statement(Database& db, std::string_view sql) : impl_(db.Prepare(sql)) {}
+  Statement(Database& db, std::string_view sql) : owned_(db.Prepare(sql)), impl_(owned_.get()) {}
+  Statement(Statement&&) = default;
+  Statement& operator=(Statement&&) = default;
 
   Statement& Bind(int index, std::int64_t value) {
     impl_->BindInt(index, value);
@@ -148,8 +169,33 @@ class Statement {
   std::string_view Text(int column) const { return impl_->Text(column); }
   std::string Blob(int column) const { return impl_->Blob(column); }
 
+ protected:
+  // A statement someone else keeps (Database's cache).
+  explicit Statement(StatementImpl& kept) : impl_(&kept) {}
+
  private:
-  std::unique_ptr<StatementImpl> impl_;
+  std::unique_ptr<StatementImpl> owned_;
+  StatementImpl* impl_;
+};
+
+// The store's statement for SQL it runs more than once: prepared once per connection and kept
+// (Database::TakeCached), reset when this is made and again when it goes, so that every use
+// starts without bindings and no use leaves rows or a SQLite read snapshot behind. In a loop,
+// Reset() between executions. Not copyable or movable: one scope, one use.
+class CachedStatement : public Statement {
+ public:
+  CachedStatement(Database& db, std::string_view sql) : CachedStatement(db.TakeCached(sql)) {}
+  ~CachedStatement() {
+    Reset();
+    kept_.in_use = false;
+  }
+  CachedStatement(const CachedStatement&) = delete;
+  CachedStatement& operator=(const CachedStatement&) = delete;
+
+ private:
+  explicit CachedStatement(Database::KeptStatement& kept)
+      : Statement(*kept.statement), kept_(kept) {}
+  Database::KeptStatement& kept_;
 };
 
 // A write transaction (Database::BeginWrite); rolls back on destruction unless Commit() succeeded.

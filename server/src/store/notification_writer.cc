@@ -26,43 +26,51 @@ std::vector<analyzers::NotificationEvent> NotificationEvents(
   return events;
 }
 
+namespace {
+constexpr const char* kInsertNotification =
+    "INSERT INTO notifications (alert_id, event, severity, state, last_step, message, evidence, "
+    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id";
+constexpr const char* kDeliver =
+    "INSERT INTO notification_deliveries (target, notification_id) VALUES (?, ?) ON CONFLICT DO "
+    "NOTHING";
+constexpr const char* kPending = "SELECT COUNT(*) FROM notification_deliveries WHERE target = ?";
+constexpr const char* kOldestKept =
+    "SELECT notification_id FROM notification_deliveries WHERE target = ? ORDER BY "
+    "notification_id LIMIT 1 OFFSET ?";
+constexpr const char* kDrop =
+    "DELETE FROM notification_deliveries WHERE target = ? AND notification_id < ?";
+constexpr const char* kCountDropped =
+    "UPDATE notification_targets SET dropped = dropped + ? WHERE target = ?";
+
+const std::string& DeleteOrphansSql() {
+  static const std::string sql = std::string(kDeleteUnwantedNotifications) + " AND id < ?";
+  return sql;
+}
+}  // namespace
+
 NotificationWriter::NotificationWriter(Database& db, NotifyOptions options)
-    : options_(std::move(options)),
-      insert_(db,
-              "INSERT INTO notifications (alert_id, event, severity, state, last_step, message, "
-              "evidence, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"),
-      deliver_(db,
-               "INSERT INTO notification_deliveries (target, notification_id) VALUES (?, ?) ON "
-               "CONFLICT DO NOTHING"),
-      pending_(db, "SELECT COUNT(*) FROM notification_deliveries WHERE target = ?"),
-      oldest_(db,
-              "SELECT notification_id FROM notification_deliveries WHERE target = ? ORDER BY "
-              "notification_id LIMIT 1 OFFSET ?"),
-      drop_(db, "DELETE FROM notification_deliveries WHERE target = ? AND notification_id < ?"),
-      count_dropped_(db, "UPDATE notification_targets SET dropped = dropped + ? WHERE target = ?"),
-      orphans_(db, std::string(kDeleteUnwantedNotifications) + " AND id < ?") {}
+    : options_(std::move(options)), db_(db) {}
 
 void NotificationWriter::Record(std::int64_t alert_id, const std::optional<StoredEpisode>& before,
                                 const analyzers::AlertEvent& after, double now) {
   if (!enabled()) return;
   for (analyzers::NotificationEvent event :
        NotificationEvents(before, after, options_.min_severity)) {
-    insert_.Reset();
-    insert_.Bind(1, alert_id)
-        .Bind(2, analyzers::NotificationEventName(event))
-        .Bind(3, analyzers::SeverityName(after.severity))
-        .Bind(4, analyzers::AlertStateName(analyzers::EpisodeState(after)));
-    insert_.Bind(5, after.last_step).Bind(6, after.message).Bind(7, after.evidence.dump());
-    insert_.BindNumber(8, now);
-    insert_.Step();
-    const std::int64_t id = insert_.Int(0);
-    insert_.Reset();
-    for (const NotifyTarget& target : options_.targets) {
-      deliver_.Reset();
-      deliver_.Bind(1, target.id).Bind(2, id);
-      deliver_.Step();
+    std::int64_t id = 0;
+    {
+      CachedStatement insert(db_, kInsertNotification);
+      insert.Bind(1, alert_id)
+          .Bind(2, analyzers::NotificationEventName(event))
+          .Bind(3, analyzers::SeverityName(after.severity))
+          .Bind(4, analyzers::AlertStateName(analyzers::EpisodeState(after)));
+      insert.Bind(5, after.last_step).Bind(6, after.message).Bind(7, after.evidence.dump());
+      insert.BindNumber(8, now);
+      insert.Step();
+      id = insert.Int(0);
     }
-    deliver_.Reset();
+    for (const NotifyTarget& target : options_.targets) {
+      CachedStatement(db_, kDeliver).Bind(1, target.id).Bind(2, id).Step();
+    }
     recorded_ = true;
   }
 }
@@ -71,34 +79,25 @@ void NotificationWriter::Finish() {
   if (!recorded_) return;
   recorded_ = false;
   for (const NotifyTarget& target : options_.targets) {
-    pending_.Reset();
-    pending_.Bind(1, target.id);
-    pending_.Step();
-    const std::int64_t pending = pending_.Int(0);
-    pending_.Reset();
+    std::int64_t pending = 0;
+    {
+      CachedStatement count(db_, kPending);
+      count.Bind(1, target.id).Step();
+      pending = count.Int(0);
+    }
     if (pending <= options_.max_pending) continue;
     const std::int64_t excess = pending - options_.max_pending;
     // The first one kept: everything older goes.
-    oldest_.Reset();
-    oldest_.Bind(1, target.id).Bind(2, excess);
-    if (!oldest_.Step()) {
-      oldest_.Reset();
-      continue;
+    std::int64_t first_kept = 0;
+    {
+      CachedStatement oldest(db_, kOldestKept);
+      oldest.Bind(1, target.id).Bind(2, excess);
+      if (!oldest.Step()) continue;
+      first_kept = oldest.Int(0);
     }
-    const std::int64_t first_kept = oldest_.Int(0);
-    oldest_.Reset();
-    drop_.Reset();
-    drop_.Bind(1, target.id).Bind(2, first_kept);
-    drop_.Step();
-    drop_.Reset();
-    count_dropped_.Reset();
-    count_dropped_.Bind(1, excess).Bind(2, target.id);
-    count_dropped_.Step();
-    count_dropped_.Reset();
-    orphans_.Reset();
-    orphans_.Bind(1, first_kept);
-    orphans_.Step();
-    orphans_.Reset();
+    CachedStatement(db_, kDrop).Bind(1, target.id).Bind(2, first_kept).Step();
+    CachedStatement(db_, kCountDropped).Bind(1, excess).Bind(2, target.id).Step();
+    CachedStatement(db_, DeleteOrphansSql()).Bind(1, first_kept).Step();
     spdlog::warn(
         "notifications to {}: {} undelivered, over the outbox limit of {}; dropped the {} oldest "
         "(the next delivery says how many were dropped)",

@@ -52,7 +52,7 @@ class NotificationWriter {
  private:
   NotifyOptions options_;
   bool recorded_ = false;  // this batch recorded a notification
-  Statement insert_, deliver_, pending_, oldest_, drop_, count_dropped_, orphans_;
+  Database& db_;
 };
 
 }  // namespace lossguard::store

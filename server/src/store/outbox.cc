@@ -48,32 +48,31 @@ OutboxNotification ReadDue(const Statement& row) {
 
 void Store::RegisterNotifyTargets(double now) {
   const std::vector<NotifyTarget>& targets = options_.analysis.notify.targets;
-  std::lock_guard lock(write_mutex_);
-  Write([&](Writer& writer) {
-    Database& db = writer.db();
-    Transaction transaction(db);
-    Statement upsert(db,
-                     "INSERT INTO notification_targets (target, label, seen_at) VALUES (?, ?, ?) "
-                     "ON CONFLICT (target) DO UPDATE SET label = excluded.label, seen_at = "
-                     "excluded.seen_at");
+  WriteTransaction([&](Database& db) {
+    CachedStatement upsert(
+        db,
+        "INSERT INTO notification_targets (target, label, seen_at) VALUES (?, ?, "
+        "?) ON CONFLICT (target) DO UPDATE SET label = excluded.label, seen_at = "
+        "excluded.seen_at");
     for (const NotifyTarget& target : targets) {
       upsert.Reset();
       upsert.Bind(1, target.id).Bind(2, target.label).BindNumber(3, now);
       upsert.Step();
     }
-    Statement expired(db, "SELECT target, label FROM notification_targets WHERE seen_at < ?");
-    expired.BindNumber(1, now - kNotifyTargetExpiry);
     std::vector<std::pair<std::string, std::string>> gone;
-    while (expired.Step()) gone.emplace_back(expired.Text(0), expired.Text(1));
-    expired.Reset();
-    Statement deliveries(db, "DELETE FROM notification_deliveries WHERE target = ?");
-    Statement target_row(db, "DELETE FROM notification_targets WHERE target = ?");
+    {
+      CachedStatement expired(db,
+                              "SELECT target, label FROM notification_targets WHERE seen_at < ?");
+      expired.BindNumber(1, now - kNotifyTargetExpiry);
+      while (expired.Step()) gone.emplace_back(expired.Text(0), expired.Text(1));
+    }
     for (const auto& [target, label] : gone) {
-      deliveries.Reset();
+      CachedStatement deliveries(db, "DELETE FROM notification_deliveries WHERE target = ?");
       deliveries.Bind(1, target).Step();
       const std::int64_t dropped = db.Changes();
-      target_row.Reset();
-      target_row.Bind(1, target).Step();
+      CachedStatement(db, "DELETE FROM notification_targets WHERE target = ?")
+          .Bind(1, target)
+          .Step();
       spdlog::warn(
           "notification target {} has not been served by any server for {:.0f} s: removed, with "
           "{} undelivered notifications",
@@ -82,13 +81,12 @@ void Store::RegisterNotifyTargets(double now) {
     if (!gone.empty()) {
       db.Exec(kDeleteUnwantedNotifications);
     }
-    transaction.Commit();
   });
 }
 
 bool Store::NotifyPending(std::string_view target) {
   return Reading([&](Database& db) {
-    Statement any(db, "SELECT 1 FROM notification_deliveries WHERE target = ? LIMIT 1");
+    CachedStatement any(db, "SELECT 1 FROM notification_deliveries WHERE target = ? LIMIT 1");
     any.Bind(1, target);
     return any.Step();
   });
@@ -97,25 +95,22 @@ bool Store::NotifyPending(std::string_view target) {
 std::optional<OutboxClaim> Store::ClaimNotifyTarget(std::string_view target, std::string_view owner,
                                                     double now, double lease_seconds,
                                                     std::int64_t limit) {
-  std::lock_guard lock(write_mutex_);
-  return Write([&](Writer& writer) -> std::optional<OutboxClaim> {
-    Database& db = writer.db();
-    Transaction transaction(db);
-    Statement claim(db,
-                    "UPDATE notification_targets SET lease_owner = ?1, lease_until = ?2, seen_at "
-                    "= ?3 WHERE target = ?4 AND next_attempt_at <= ?3 AND (lease_owner IS NULL OR "
-                    "lease_owner = ?1 OR lease_until < ?3) RETURNING failures, dropped");
-    claim.Bind(1, owner).BindNumber(2, now + lease_seconds).BindNumber(3, now).Bind(4, target);
-    if (!claim.Step()) return std::nullopt;
+  return WriteTransaction([&](Database& db) -> std::optional<OutboxClaim> {
     OutboxClaim out;
-    out.failures = claim.Int(0);
-    out.dropped = claim.Int(1);
-    claim.Reset();
-    Statement due(db, kDueNotifications);
+    {
+      CachedStatement claim(
+          db,
+          "UPDATE notification_targets SET lease_owner = ?1, lease_until = ?2, seen_at = ?3 WHERE "
+          "target = ?4 AND next_attempt_at <= ?3 AND (lease_owner IS NULL OR lease_owner = ?1 OR "
+          "lease_until < ?3) RETURNING failures, dropped");
+      claim.Bind(1, owner).BindNumber(2, now + lease_seconds).BindNumber(3, now).Bind(4, target);
+      if (!claim.Step()) return std::nullopt;
+      out.failures = claim.Int(0);
+      out.dropped = claim.Int(1);
+    }
+    CachedStatement due(db, kDueNotifications);
     due.Bind(1, target).Bind(2, limit);
     while (due.Step()) out.due.push_back(ReadDue(due));
-    due.Reset();
-    transaction.Commit();
     return out;
   });
 }
@@ -123,54 +118,58 @@ std::optional<OutboxClaim> Store::ClaimNotifyTarget(std::string_view target, std
 void Store::NotifyDelivered(std::string_view target, std::string_view owner,
                             std::int64_t notification_id, std::int64_t dropped_reported,
                             double lease_until) {
-  std::lock_guard lock(write_mutex_);
-  Write([&](Writer& writer) {
-    Database& db = writer.db();
-    Transaction transaction(db);
-    Statement delivery(db,
-                       "DELETE FROM notification_deliveries WHERE target = ? AND notification_id "
-                       "= ?");
-    delivery.Bind(1, target).Bind(2, notification_id).Step();
-    Statement orphan(db, std::string(kDeleteUnwantedNotifications) + " AND id = ?");
-    orphan.Bind(1, notification_id).Step();
-    Statement state(db,
+  WriteTransaction([&](Database& db) {
+    CachedStatement(db,
+                    "DELETE FROM notification_deliveries WHERE target = ? AND notification_id = ?")
+        .Bind(1, target)
+        .Bind(2, notification_id)
+        .Step();
+    CachedStatement(db, std::string(kDeleteUnwantedNotifications) + " AND id = ?")
+        .Bind(1, notification_id)
+        .Step();
+    CachedStatement(db,
                     "UPDATE notification_targets SET failures = 0, last_error = NULL, "
                     "next_attempt_at = 0, dropped = dropped - ?, lease_until = ? WHERE target = ? "
-                    "AND lease_owner = ?");
-    state.Bind(1, dropped_reported).BindNumber(2, lease_until).Bind(3, target).Bind(4, owner);
-    state.Step();
-    transaction.Commit();
+                    "AND lease_owner = ?")
+        .Bind(1, dropped_reported)
+        .BindNumber(2, lease_until)
+        .Bind(3, target)
+        .Bind(4, owner)
+        .Step();
   });
 }
 
 void Store::NotifyFailed(std::string_view target, std::string_view owner, std::string_view error,
                          double next_attempt_at) {
-  std::lock_guard lock(write_mutex_);
-  Write([&](Writer& writer) {
-    Statement failed(writer.db(),
-                     "UPDATE notification_targets SET failures = failures + 1, last_error = ?, "
-                     "next_attempt_at = ?, lease_owner = NULL, lease_until = NULL WHERE target = "
-                     "? AND lease_owner = ?");
-    failed.Bind(1, error).BindNumber(2, next_attempt_at).Bind(3, target).Bind(4, owner);
-    failed.Step();
+  WriteTransaction([&](Database& db) {
+    CachedStatement(db,
+                    "UPDATE notification_targets SET failures = failures + 1, last_error = ?, "
+                    "next_attempt_at = ?, lease_owner = NULL, lease_until = NULL WHERE target = ? "
+                    "AND lease_owner = ?")
+        .Bind(1, error)
+        .BindNumber(2, next_attempt_at)
+        .Bind(3, target)
+        .Bind(4, owner)
+        .Step();
   });
 }
 
 void Store::ReleaseNotifyTarget(std::string_view target, std::string_view owner) {
-  std::lock_guard lock(write_mutex_);
-  Write([&](Writer& writer) {
-    Statement release(writer.db(),
-                      "UPDATE notification_targets SET lease_owner = NULL, lease_until = NULL "
-                      "WHERE target = ? AND lease_owner = ?");
-    release.Bind(1, target).Bind(2, owner).Step();
+  WriteTransaction([&](Database& db) {
+    CachedStatement(db,
+                    "UPDATE notification_targets SET lease_owner = NULL, lease_until = NULL WHERE "
+                    "target = ? AND lease_owner = ?")
+        .Bind(1, target)
+        .Bind(2, owner)
+        .Step();
   });
 }
 
 std::vector<Store::NotifyLease> Store::NotifyLeases() {
   return Reading([&](Database& db) {
-    Statement rows(db,
-                   "SELECT target, label, lease_owner FROM notification_targets WHERE lease_owner "
-                   "IS NOT NULL ORDER BY label");
+    CachedStatement rows(db,
+                         "SELECT target, label, lease_owner FROM notification_targets WHERE "
+                         "lease_owner IS NOT NULL ORDER BY label");
     std::vector<NotifyLease> out;
     while (rows.Step()) {
       out.push_back(
@@ -182,10 +181,11 @@ std::vector<Store::NotifyLease> Store::NotifyLeases() {
 
 std::vector<Store::NotifyTargetStatus> Store::NotifyStatus() {
   return Reading([&](Database& db) {
-    Statement rows(db,
-                   "SELECT t.target, t.label, (SELECT COUNT(*) FROM notification_deliveries d "
-                   "WHERE d.target = t.target), t.failures, t.dropped, t.next_attempt_at, "
-                   "t.last_error FROM notification_targets t ORDER BY t.label");
+    CachedStatement rows(
+        db,
+        "SELECT t.target, t.label, (SELECT COUNT(*) FROM notification_deliveries d "
+        "WHERE d.target = t.target), t.failures, t.dropped, t.next_attempt_at, "
+        "t.last_error FROM notification_targets t ORDER BY t.label");
     std::vector<NotifyTargetStatus> out;
     while (rows.Step()) {
       NotifyTargetStatus status;

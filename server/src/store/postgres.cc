@@ -248,7 +248,10 @@ PostgresDatabase::PostgresDatabase(const PostgresOptions& options)
        std::to_string(options.idle_in_transaction_timeout_ms));
 }
 
-PostgresDatabase::~PostgresDatabase() { PQfinish(conn_); }
+PostgresDatabase::~PostgresDatabase() {
+  DropCachedStatements();
+  PQfinish(conn_);
+}
 
 bool PostgresDatabase::Broken() const {
   return conn_ == nullptr || PQstatus(conn_) == CONNECTION_BAD;

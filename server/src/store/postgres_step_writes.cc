@@ -183,7 +183,7 @@ class BinaryArray {
 
 class ArrayStepWrites final : public StepWrites {
  public:
-  explicit ArrayStepWrites(Database& db) : db_(db), stored_(db, StoredSql()) {}
+  explicit ArrayStepWrites(Database& db) : db_(db) {}
 
   std::vector<Analysis::Stored> Write(const std::vector<std::int64_t>& run_ids,
                                       const std::vector<wire::StepRecord>& records,
@@ -223,11 +223,14 @@ class ArrayStepWrites final : public StepWrites {
     if (begin == end) return;
     std::vector<std::size_t> all(end - begin);
     for (std::size_t i = begin; i < end; ++i) all[i - begin] = i;
-    Statement& insert = BindRows(inserts_, InsertSql, batch, all);
-    while (insert.Step()) {
-      out[chunk.at(Key{insert.Int(0), insert.Int(1), insert.Int(2)})] = Analysis::Stored::kNew;
+    {
+      const Rows rows = ArraysOf(batch, all);
+      CachedStatement insert(db_, SqlFor(insert_sql_, InsertSql, rows.sent));
+      Bind(insert, rows, batch.now);
+      while (insert.Step()) {
+        out[chunk.at(Key{insert.Int(0), insert.Int(1), insert.Int(2)})] = Analysis::Stored::kNew;
+      }
     }
-    insert.Reset();
     BinaryArray run(ElementType(ColumnType::kInt)), step(ElementType(ColumnType::kInt)),
         rank(ElementType(ColumnType::kInt));
     std::size_t taken = 0;
@@ -239,58 +242,68 @@ class ArrayStepWrites final : public StepWrites {
       ++taken;
     }
     if (taken == 0) return;
-    stored_.Reset();
-    stored_.BindBinary(1, run.Finish()).BindBinary(2, step.Finish()).BindBinary(3, rank.Finish());
     std::vector<std::size_t> changed;
-    while (stored_.Step()) {
-      const std::size_t i = chunk.at(Key{stored_.Int(0), stored_.Int(1), stored_.Int(2)});
-      if (!StoredRowHolds(stored_, 3, batch.records[i])) changed.push_back(i);
+    {
+      CachedStatement stored(db_, StoredSql());
+      stored.BindBinary(1, run.Finish()).BindBinary(2, step.Finish()).BindBinary(3, rank.Finish());
+      while (stored.Step()) {
+        const std::size_t i = chunk.at(Key{stored.Int(0), stored.Int(1), stored.Int(2)});
+        if (!StoredRowHolds(stored, 3, batch.records[i])) changed.push_back(i);
+      }
     }
-    stored_.Reset();
     if (changed.empty()) return;
-    Statement& replace = BindRows(replaces_, ReplaceSql, batch, changed);
+    const Rows rows = ArraysOf(batch, changed);
+    CachedStatement replace(db_, SqlFor(replace_sql_, ReplaceSql, rows.sent));
+    Bind(replace, rows, batch.now);
     while (replace.Step()) {
     }
-    replace.Reset();
     for (std::size_t i : changed) out[i] = Analysis::Stored::kReplaced;
   }
 
-  // The statement (from `statements`, made by `sql` on first use) for the columns the records at
-  // `indexes` send, bound to their arrays and to `now`.
-  Statement& BindRows(std::map<ColumnSet, Statement>& statements, std::string (*sql)(ColumnSet),
-                      const Batch& batch, const std::vector<std::size_t>& indexes) {
+  // The arrays of the records at `indexes`, and which of them a statement sends (the others are
+  // all NULL).
+  struct Rows {
     std::vector<BinaryArray> arrays;
-    arrays.reserve(Columns().size());
-    for (const ArrayColumn& column : Columns()) arrays.emplace_back(ElementType(column.type));
+    ColumnSet sent = 0;
+  };
+  Rows ArraysOf(const Batch& batch, const std::vector<std::size_t>& indexes) const {
+    Rows rows;
+    rows.arrays.reserve(Columns().size());
+    for (const ArrayColumn& column : Columns()) rows.arrays.emplace_back(ElementType(column.type));
     const std::span<const StepValueColumn> values = StepValueColumns();
     for (std::size_t i : indexes) {
       const wire::StepRecord& r = batch.records[i];
-      arrays[0].Add(batch.run_ids[i]);
-      arrays[1].Add(r.step);
-      arrays[2].Add(r.rank);
+      rows.arrays[0].Add(batch.run_ids[i]);
+      rows.arrays[1].Add(r.step);
+      rows.arrays[2].Add(r.rank);
       for (std::size_t c = 0; c < values.size(); ++c) {
-        arrays[kKeyColumns + c].Add(StoredValue(values[c], r, batch.encoded[i]));
+        rows.arrays[kKeyColumns + c].Add(StoredValue(values[c], r, batch.encoded[i]));
       }
     }
-    ColumnSet sent = 0;
-    for (std::size_t c = 0; c < arrays.size(); ++c) {
-      if (!arrays[c].AllNull()) sent |= ColumnSet{1} << c;
+    for (std::size_t c = 0; c < rows.arrays.size(); ++c) {
+      if (!rows.arrays[c].AllNull()) rows.sent |= ColumnSet{1} << c;
     }
-    auto it = statements.find(sent);
-    if (it == statements.end()) it = statements.emplace(sent, Statement(db_, sql(sent))).first;
-    Statement& statement = it->second;
-    statement.Reset();
+    return rows;
+  }
+
+  static void Bind(Statement& statement, const Rows& rows, double now) {
     int parameter = 1;
-    for (std::size_t c = 0; c < arrays.size(); ++c) {
-      if (sent >> c & 1) statement.BindBinary(parameter++, arrays[c].Finish());
+    for (std::size_t c = 0; c < rows.arrays.size(); ++c) {
+      if (rows.sent >> c & 1) statement.BindBinary(parameter++, rows.arrays[c].Finish());
     }
-    statement.BindNumber(parameter, batch.now);
-    return statement;
+    statement.BindNumber(parameter, now);
+  }
+
+  // The SQL for the columns `sent`, made by `make` once and kept in `made`.
+  static const std::string& SqlFor(std::map<ColumnSet, std::string>& made,
+                                   std::string (*make)(ColumnSet), ColumnSet sent) {
+    auto [it, created] = made.try_emplace(sent);
+    if (created) it->second = make(sent);
+    return it->second;
   }
 
   Database& db_;
-  Statement stored_;
-  std::map<ColumnSet, Statement> inserts_, replaces_;  // by the columns sent
+  std::map<ColumnSet, std::string> insert_sql_, replace_sql_;  // by the columns sent
 };
 
 }  // namespace

@@ -21,19 +21,24 @@ std::int64_t PurgeChunk(Database& db, const char* table, const std::vector<const
     placeholders += placeholders.empty() ? "?" : ", ?";
   }
   const std::string from = std::string(" FROM ") + table + " WHERE run_id = ?";
-  Statement boundary(db, "SELECT " + columns + from + " ORDER BY " + columns + " LIMIT 1 OFFSET ?");
-  boundary.Bind(1, run_id).Bind(2, chunk_rows - 1);
-  if (!boundary.Step()) {
-    Statement all(db, "DELETE" + from);
-    all.Bind(1, run_id).Step();
+  std::vector<std::int64_t> last_key;  // of the chunk's last row
+  {
+    CachedStatement boundary(
+        db, "SELECT " + columns + from + " ORDER BY " + columns + " LIMIT 1 OFFSET ?");
+    boundary.Bind(1, run_id).Bind(2, chunk_rows - 1);
+    if (boundary.Step()) {
+      for (std::size_t i = 0; i < key.size(); ++i) {
+        last_key.push_back(boundary.Int(static_cast<int>(i)));
+      }
+    }
+  }
+  if (last_key.empty()) {
+    CachedStatement(db, "DELETE" + from).Bind(1, run_id).Step();
     return db.Changes();
   }
-  Statement some(db, "DELETE" + from + " AND (" + columns + ") <= (" + placeholders + ")");
+  CachedStatement some(db, "DELETE" + from + " AND (" + columns + ") <= (" + placeholders + ")");
   some.Bind(1, run_id);
-  for (std::size_t i = 0; i < key.size(); ++i) {
-    some.Bind(static_cast<int>(i) + 2, boundary.Int(static_cast<int>(i)));
-  }
-  boundary.Reset();
+  for (std::size_t i = 0; i < key.size(); ++i) some.Bind(static_cast<int>(i) + 2, last_key[i]);
   some.Step();
   return db.Changes();
 }
@@ -46,9 +51,9 @@ std::optional<std::int64_t> Store::DeleteRun(std::string_view run) {
 
 std::vector<std::string> Store::RunsInactiveSince(double before, std::size_t limit) {
   return Reading([&](Database& db) {
-    Statement runs(db,
-                   "SELECT name FROM runs WHERE last_seen < ? AND name < ? ORDER BY last_seen "
-                   "LIMIT ?");
+    CachedStatement runs(db,
+                         "SELECT name FROM runs WHERE last_seen < ? AND name < ? ORDER BY "
+                         "last_seen LIMIT ?");
     runs.BindNumber(1, before)
         .Bind(2, std::string(1, kDeletedRunMark))
         .Bind(3, static_cast<std::int64_t>(limit));
@@ -65,11 +70,13 @@ std::int64_t Store::PurgeDeletedRuns(std::int64_t chunk_rows) {
     std::int64_t removed = 0;
     {
       Transaction transaction(db);
-      Statement deleted(db, "SELECT id, name FROM runs WHERE name >= ? ORDER BY id LIMIT 1");
-      deleted.Bind(1, std::string(1, kDeletedRunMark));
-      if (!deleted.Step()) return 0;
-      const std::int64_t run_id = deleted.Int(0);
-      deleted.Reset();
+      std::int64_t run_id = 0;
+      {
+        CachedStatement deleted(db, "SELECT id FROM runs WHERE name >= ? ORDER BY id LIMIT 1");
+        deleted.Bind(1, std::string(1, kDeletedRunMark));
+        if (!deleted.Step()) return 0;
+        run_id = deleted.Int(0);
+      }
       db.LockRun(run_id);
       removed = PurgeChunk(db, "steps", {"step"}, run_id, chunk_rows);
       if (removed < chunk_rows) {
@@ -77,8 +84,7 @@ std::int64_t Store::PurgeDeletedRuns(std::int64_t chunk_rows) {
                               chunk_rows - removed);
       }
       if (removed < chunk_rows) {  // nothing of it is left
-        Statement row(db, "DELETE FROM runs WHERE id = ?");
-        row.Bind(1, run_id).Step();
+        CachedStatement(db, "DELETE FROM runs WHERE id = ?").Bind(1, run_id).Step();
         ++removed;
         spdlog::info("the rows of deleted run #{} are purged", run_id);
       }

@@ -125,6 +125,7 @@ SqliteDatabase::SqliteDatabase(const std::filesystem::path& path, bool read_only
 }
 
 SqliteDatabase::~SqliteDatabase() {
+  DropCachedStatements();
   if (db_ != nullptr && sqlite3_close(db_) != SQLITE_OK) {
     spdlog::error("closing {} failed: {}", name_, sqlite3_errmsg(db_));
   }

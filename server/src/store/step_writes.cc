@@ -9,33 +9,40 @@ namespace {
 // Parameters: ?1 run_id, ?2 step, ?3 rank, then the value columns, then received_at.
 constexpr int kFirstValue = 4;
 
-std::string InsertStepSql() {
-  const auto values = static_cast<int>(StepValueColumns().size());
-  return "INSERT INTO steps (run_id, step, rank, " + StepValueColumnNames() +
-         ", received_at) VALUES " + SqlValuesRows(1, kFirstValue + values) +
-         " ON CONFLICT DO NOTHING";
+const std::string& InsertStepSql() {
+  static const std::string sql = [] {
+    const auto values = static_cast<int>(StepValueColumns().size());
+    return "INSERT INTO steps (run_id, step, rank, " + StepValueColumnNames() +
+           ", received_at) VALUES " + SqlValuesRows(1, kFirstValue + values) +
+           " ON CONFLICT DO NOTHING";
+  }();
+  return sql;
 }
 
-std::string ReplaceStepSql() {
-  std::string set;
-  int parameter = kFirstValue;
-  for (const StepValueColumn& column : StepValueColumns()) {
-    set += std::string(column.name) + " = ?" + std::to_string(parameter++) + ", ";
-  }
-  return "UPDATE steps SET " + set + "received_at = ?" + std::to_string(parameter) +
-         ", version = version + 1 WHERE run_id = ?1 AND step = ?2 AND rank = ?3";
+const std::string& StoredStepSql() {
+  static const std::string sql = "SELECT " + StepValueColumnNames() +
+                                 " FROM steps WHERE run_id = ?1 AND step = ?2 AND rank = ?3";
+  return sql;
+}
+
+const std::string& ReplaceStepSql() {
+  static const std::string sql = [] {
+    std::string set;
+    int parameter = kFirstValue;
+    for (const StepValueColumn& column : StepValueColumns()) {
+      set += std::string(column.name) + " = ?" + std::to_string(parameter++) + ", ";
+    }
+    return "UPDATE steps SET " + set + "received_at = ?" + std::to_string(parameter) +
+           ", version = version + 1 WHERE run_id = ?1 AND step = ?2 AND rank = ?3";
+  }();
+  return sql;
 }
 
 // New keys (the common case) cost one statement; an existing key is read back and rewritten only
 // if it holds another record.
 class RowByRowStepWrites final : public StepWrites {
  public:
-  explicit RowByRowStepWrites(Database& db)
-      : db_(db),
-        insert_(db, InsertStepSql()),
-        stored_(db, "SELECT " + StepValueColumnNames() +
-                        " FROM steps WHERE run_id = ?1 AND step = ?2 AND rank = ?3"),
-        replace_(db, ReplaceStepSql()) {}
+  explicit RowByRowStepWrites(Database& db) : db_(db) {}
 
   std::vector<Analysis::Stored> Write(const std::vector<std::int64_t>& run_ids,
                                       const std::vector<wire::StepRecord>& records,
@@ -43,27 +50,29 @@ class RowByRowStepWrites final : public StepWrites {
                                       double now) override {
     std::vector<Analysis::Stored> out;
     out.reserve(records.size());
+    CachedStatement insert(db_, InsertStepSql());
     for (std::size_t i = 0; i < records.size(); ++i) {
-      Bind(insert_, run_ids[i], records[i], encoded[i], now);
-      insert_.Step();
+      Bind(insert, run_ids[i], records[i], encoded[i], now);
+      insert.Step();
       if (db_.Changes() == 1) {
         out.push_back(Analysis::Stored::kNew);
         continue;
       }
-      stored_.Reset();
-      stored_.Bind(1, run_ids[i]).Bind(2, records[i].step).Bind(3, records[i].rank);
-      const bool same = stored_.Step() && StoredRowHolds(stored_, 0, records[i]);
-      stored_.Reset();
+      bool same = false;
+      {
+        CachedStatement stored(db_, StoredStepSql());
+        stored.Bind(1, run_ids[i]).Bind(2, records[i].step).Bind(3, records[i].rank);
+        same = stored.Step() && StoredRowHolds(stored, 0, records[i]);
+      }
       if (same) {
         out.push_back(Analysis::Stored::kDuplicate);
         continue;
       }
-      Bind(replace_, run_ids[i], records[i], encoded[i], now);
-      replace_.Step();
+      CachedStatement replace(db_, ReplaceStepSql());
+      Bind(replace, run_ids[i], records[i], encoded[i], now);
+      replace.Step();
       out.push_back(Analysis::Stored::kReplaced);
     }
-    insert_.Reset();
-    replace_.Reset();
     return out;
   }
 
@@ -77,7 +86,6 @@ class RowByRowStepWrites final : public StepWrites {
   }
 
   Database& db_;
-  Statement insert_, stored_, replace_;
 };
 
 }  // namespace

@@ -151,6 +151,10 @@ class Store {
   // Runs `write` on the writer; a lost connection is dropped (reopened by the next call).
   template <typename Fn>
   auto Write(Fn&& write);
+  // Runs `write(db)` on the writer in one write transaction, under the write lock: committed when
+  // it returns, rolled back when it throws. Every write but the ingest's goes through here.
+  template <typename Fn>
+  auto WriteTransaction(Fn&& write);
 
   StoreLocation location_;
   StoreOptions options_;

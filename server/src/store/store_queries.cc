@@ -17,7 +17,7 @@ namespace {
 
 std::optional<std::int64_t> FindRunId(Database& db, std::string_view run) {
   if (IsDeletedRunName(run)) return std::nullopt;
-  Statement find(db, "SELECT id FROM runs WHERE name = ?");
+  CachedStatement find(db, "SELECT id FROM runs WHERE name = ?");
   find.Bind(1, run);
   if (!find.Step()) return std::nullopt;
   return find.Int(0);
@@ -26,10 +26,10 @@ std::optional<std::int64_t> FindRunId(Database& db, std::string_view run) {
 // The first and last step of a run, as two index seeks. (One `SELECT MIN(step), MAX(step)` would
 // scan every row of the run: SQLite's min/max optimisation applies only to a lone aggregate.)
 std::optional<std::pair<std::int64_t, std::int64_t>> StepBounds(Database& db, std::int64_t run_id) {
-  Statement first(db, "SELECT step FROM steps WHERE run_id = ? ORDER BY step LIMIT 1");
+  CachedStatement first(db, "SELECT step FROM steps WHERE run_id = ? ORDER BY step LIMIT 1");
   first.Bind(1, run_id);
   if (!first.Step()) return std::nullopt;
-  Statement last(db, "SELECT step FROM steps WHERE run_id = ? ORDER BY step DESC LIMIT 1");
+  CachedStatement last(db, "SELECT step FROM steps WHERE run_id = ? ORDER BY step DESC LIMIT 1");
   last.Bind(1, run_id);
   last.Step();
   return std::make_pair(first.Int(0), last.Int(0));
@@ -45,17 +45,19 @@ RunSummary Summarise(Database& db, const Statement& run_row) {
 
   if (auto bounds = StepBounds(db, id)) {
     run.first_step = bounds->first;
-    Statement latest(db, std::string("SELECT rank, ") + StepValueColumnNames() +
-                             " FROM steps WHERE run_id = ? AND step = ? ORDER BY rank LIMIT 1");
+    CachedStatement latest(db,
+                           std::string("SELECT rank, ") + StepValueColumnNames() +
+                               " FROM steps WHERE run_id = ? AND step = ? ORDER BY rank LIMIT 1");
     latest.Bind(1, id).Bind(2, bounds->second);
     if (latest.Step()) {
       run.latest = wire::ToJson(ReadStepValues(latest, 1, run.name, bounds->second, latest.Int(0)));
     }
   }
 
-  Statement alerts(db,
-                   "SELECT severity, COUNT(*) FROM alerts WHERE run_id = ? AND state = 'open' "
-                   "GROUP BY severity");
+  CachedStatement alerts(
+      db,
+      "SELECT severity, COUNT(*) FROM alerts WHERE run_id = ? AND state = 'open' "
+      "GROUP BY severity");
   alerts.Bind(1, id);
   while (alerts.Step()) {
     run.open_alerts[ParseStoredSeverity(alerts.Text(0))] = alerts.Int(1);
@@ -80,10 +82,10 @@ void MergeInto(std::vector<BlockStats>& buckets, const BlockStats& block,
 // The stored blocks of a level >= 1 range for one rank, in order.
 void CollectRollups(Database& db, std::int64_t run_id, std::int64_t rank, const BlockRange& range,
                     std::int64_t bucket_width, std::vector<BlockStats>& buckets) {
-  Statement rows(db, std::string("SELECT ") + kRollupColumns +
-                         " FROM step_rollups WHERE run_id = ? AND rank = ? AND width = ? AND "
-                         "bucket BETWEEN ? AND ? "
-                         "ORDER BY bucket");
+  CachedStatement rows(db, std::string("SELECT ") + kRollupColumns +
+                               " FROM step_rollups WHERE run_id = ? AND rank = ? AND width = ? AND "
+                               "bucket BETWEEN ? AND ? "
+                               "ORDER BY bucket");
   rows.Bind(1, run_id).Bind(2, rank).Bind(3, kRollupWidths[range.level]);
   rows.Bind(4, range.first_bucket).Bind(5, range.last_bucket);
   while (rows.Step()) MergeInto(buckets, RollupRowToBlock(rows), bucket_width);
@@ -93,9 +95,9 @@ void CollectRollups(Database& db, std::int64_t run_id, std::int64_t rank, const 
 std::map<std::int64_t, std::vector<BlockStats>> ReadRawRange(Database& db, std::int64_t run_id,
                                                              const BlockRange& range,
                                                              std::optional<std::int64_t> rank) {
-  Statement rows(db, std::string("SELECT ") + kRawBlockColumns +
-                         ", rank FROM steps WHERE run_id = ?1 AND step BETWEEN ?2 AND ?3 AND "
-                         "(CAST(?4 AS BIGINT) IS NULL OR rank = ?4) ORDER BY step, rank");
+  CachedStatement rows(db, std::string("SELECT ") + kRawBlockColumns +
+                               ", rank FROM steps WHERE run_id = ?1 AND step BETWEEN ?2 AND ?3 AND "
+                               "(CAST(?4 AS BIGINT) IS NULL OR rank = ?4) ORDER BY step, rank");
   rows.Bind(1, run_id).Bind(2, range.first_bucket).Bind(3, range.last_bucket).Bind(4, rank);
   std::map<std::int64_t, std::vector<BlockStats>> out;
   while (rows.Step()) out[rows.Int(kRawBlockColumnCount)].push_back(RawRowToBlock(rows));
@@ -132,8 +134,8 @@ void AvoidPending(const BlockRange& range, const std::set<std::int64_t>& pending
 
 std::set<std::int64_t> PendingBlocks(Database& db, std::int64_t run_id, std::int64_t from,
                                      std::int64_t to) {
-  Statement rows(db,
-                 "SELECT bucket FROM rollup_pending WHERE run_id = ? AND bucket BETWEEN ? AND ?");
+  CachedStatement rows(
+      db, "SELECT bucket FROM rollup_pending WHERE run_id = ? AND bucket BETWEEN ? AND ?");
   rows.Bind(1, run_id).Bind(2, from / kRollupWidths[1]).Bind(3, to / kRollupWidths[1]);
   std::set<std::int64_t> out;
   while (rows.Step()) out.insert(rows.Int(0));
@@ -143,7 +145,7 @@ std::set<std::int64_t> PendingBlocks(Database& db, std::int64_t run_id, std::int
 std::vector<std::int64_t> RanksOf(Database& db, std::int64_t run_id) {
   // One index seek per rank instead of a scan of every rollup row of the run.
   std::vector<std::int64_t> ranks;
-  Statement next(db, "SELECT MIN(rank) FROM step_rollups WHERE run_id = ? AND rank > ?");
+  CachedStatement next(db, "SELECT MIN(rank) FROM step_rollups WHERE run_id = ? AND rank > ?");
   std::int64_t after = -1;
   while (true) {
     next.Reset();
@@ -165,9 +167,10 @@ RunPage Store::ListRuns(const RunListQuery& query) {
   return Reading([&](Database& db) -> RunPage {
     // Run names are printable ASCII (wire format v1), so every name with the prefix sorts below the
     // prefix followed by DEL: a range on the name index instead of a scan.
-    Statement runs(db, std::string(kRunColumns) +
-                           " WHERE name > ?1 AND name >= ?2 AND name < ?3 AND last_seen >= ?4 "
-                           "ORDER BY name LIMIT ?5");
+    CachedStatement runs(db,
+                         std::string(kRunColumns) +
+                             " WHERE name > ?1 AND name >= ?2 AND name < ?3 AND last_seen >= ?4 "
+                             "ORDER BY name LIMIT ?5");
     runs.Bind(1, query.after.value_or(""))
         .Bind(2, query.prefix)
         .Bind(3, query.prefix + "\x7f")
@@ -189,13 +192,13 @@ ActiveRuns Store::ListActiveRuns(double since, std::size_t limit) {
   return Reading([&](Database& db) -> ActiveRuns {
     ActiveRuns out;
     const std::string deleted(1, kDeletedRunMark);  // tombstones sort after every real name
-    Statement count(db, "SELECT COUNT(*) FROM runs WHERE last_seen >= ? AND name < ?");
+    CachedStatement count(db, "SELECT COUNT(*) FROM runs WHERE last_seen >= ? AND name < ?");
     count.BindNumber(1, since).Bind(2, deleted);
     count.Step();
     out.active = static_cast<std::size_t>(count.Int(0));
-    Statement runs(db,
-                   std::string(kRunColumns) +
-                       " WHERE last_seen >= ? AND name < ? ORDER BY last_seen DESC, name LIMIT ?");
+    CachedStatement runs(
+        db, std::string(kRunColumns) +
+                " WHERE last_seen >= ? AND name < ? ORDER BY last_seen DESC, name LIMIT ?");
     runs.BindNumber(1, since).Bind(2, deleted).Bind(3, static_cast<std::int64_t>(limit));
     while (runs.Step()) out.runs.push_back(Summarise(db, runs));
     return out;
@@ -204,7 +207,7 @@ ActiveRuns Store::ListActiveRuns(double since, std::size_t limit) {
 
 std::vector<OpenAlertGroup> Store::ListOpenAlertGroups() {
   return Reading([&](Database& db) -> std::vector<OpenAlertGroup> {
-    Statement groups(
+    CachedStatement groups(
         db,
         "SELECT r.name, a.kind, a.severity, CASE WHEN a.acked_at IS NULL THEN 0 ELSE 1 "
         "END, COUNT(*) FROM alerts a JOIN runs r ON r.id = a.run_id WHERE a.state = "
@@ -221,7 +224,7 @@ std::vector<OpenAlertGroup> Store::ListOpenAlertGroups() {
 std::optional<RunSummary> Store::GetRun(std::string_view run) {
   return Reading([&](Database& db) -> std::optional<RunSummary> {
     if (IsDeletedRunName(run)) return std::nullopt;
-    Statement row(db, std::string(kRunColumns) + " WHERE name = ?");
+    CachedStatement row(db, std::string(kRunColumns) + " WHERE name = ?");
     row.Bind(1, run);
     if (!row.Step()) return std::nullopt;
     return Summarise(db, row);
@@ -232,7 +235,7 @@ std::optional<StepPage> Store::ReadSteps(std::string_view run, const StepQuery& 
   return Reading([&](Database& db) -> std::optional<StepPage> {
     std::optional<std::int64_t> run_id = FindRunId(db, run);
     if (!run_id) return std::nullopt;
-    Statement rows(
+    CachedStatement rows(
         db,
         std::string("SELECT step, rank, ") + StepValueColumnNames() +
             " FROM steps WHERE run_id = ?1 AND step BETWEEN ?2 AND ?3 AND (step > ?2 OR rank >= "

@@ -23,66 +23,68 @@ std::string Sql(const std::string& head, const char* columns, const std::string&
   return head + columns + tail;
 }
 
+constexpr const char* kRunName = "SELECT name FROM runs WHERE id = ?";
+constexpr const char* kFindRun = "SELECT id FROM runs WHERE name = ?";
+// Another server may create the same run at the same moment: its row then wins (this statement
+// waits for its commit) and kFindRun reads it.
+constexpr const char* kInsertRun =
+    "INSERT INTO runs (name, first_seen, last_seen) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING "
+    "RETURNING id";
+constexpr const char* kTouchRun =
+    "UPDATE runs SET last_seen = ?, record_count = record_count + ?, revision = revision + 1 WHERE "
+    "id = ? RETURNING revision";
+constexpr const char* kMarkPending =
+    "INSERT INTO rollup_pending (run_id, bucket, since) VALUES (?, ?, ?) ON CONFLICT DO NOTHING";
+constexpr const char* kPendingBehind =
+    "SELECT bucket FROM rollup_pending WHERE run_id = ? AND bucket < ?";
+constexpr const char* kPendingStale =
+    "SELECT run_id, bucket FROM rollup_pending WHERE since < ? ORDER BY since LIMIT ?";
+constexpr const char* kClearPending =
+    "DELETE FROM rollup_pending WHERE run_id = ? AND bucket BETWEEN ? AND ?";
+constexpr const char* kUpsertGuardAction =
+    "INSERT INTO guard_actions (run_id, step, rank, action, kind, episode_id, detail, received_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step, rank) DO UPDATE SET action = "
+    "excluded.action, kind = excluded.kind, episode_id = excluded.episode_id, detail = "
+    "excluded.detail, received_at = excluded.received_at";
+constexpr const char* kDeleteGuardAction =
+    "DELETE FROM guard_actions WHERE run_id = ? AND step = ? AND rank = ?";
+
+// In key order (step, rank): one sequential read of the block, all ranks at once.
+const std::string& BlockRowsSql() {
+  static const std::string sql = Sql("SELECT ", kRawBlockColumns,
+                                     ", rank FROM steps WHERE run_id = ? AND step BETWEEN ? AND ?");
+  return sql;
+}
+
+const std::string& OpenVerdictsSql() {
+  static const std::string sql = std::string(kAlertColumns) +
+                                 " WHERE a.run_id = ? AND a.state = 'open' AND a.severity <> "
+                                 "'info' ORDER BY a.id LIMIT " +
+                                 std::to_string(kMaxVerdictsPerRun);
+  return sql;
+}
 }  // namespace
 
 Store::Writer::Writer(std::unique_ptr<Database> db, AnalysisOptions analysis)
-    : db_(std::move(db)),
-      analysis_(*db_, std::move(analysis)),
-      run_name_(*db_, "SELECT name FROM runs WHERE id = ?"),
-      find_run_(*db_, "SELECT id FROM runs WHERE name = ?"),
-      // Another server may create the same run at the same moment: its row then wins (this
-      // statement waits for its commit) and find_run_ reads it.
-      insert_run_(*db_,
-                  "INSERT INTO runs (name, first_seen, last_seen) VALUES (?, ?, ?) ON CONFLICT "
-                  "(name) DO NOTHING RETURNING id"),
-      touch_run_(*db_,
-                 "UPDATE runs SET last_seen = ?, record_count = record_count + ?, revision = "
-                 "revision + 1 WHERE id = ? RETURNING revision"),
-      // In key order (step, rank): one sequential read of the block, all ranks at once.
-      block_rows_(*db_, Sql("SELECT ", kRawBlockColumns,
-                            ", rank FROM steps WHERE run_id = ? AND step BETWEEN ? AND ?")),
-      mark_pending_(*db_,
-                    "INSERT INTO rollup_pending (run_id, bucket, since) VALUES (?, ?, ?) ON "
-                    "CONFLICT DO NOTHING"),
-      pending_behind_(*db_, "SELECT bucket FROM rollup_pending WHERE run_id = ? AND bucket < ?"),
-      pending_stale_(*db_,
-                     "SELECT run_id, bucket FROM rollup_pending WHERE since < ? ORDER BY since "
-                     "LIMIT ?"),
-      clear_pending_(*db_,
-                     "DELETE FROM rollup_pending WHERE run_id = ? AND bucket BETWEEN ? AND ?"),
-      upsert_guard_action_(*db_,
-                           "INSERT INTO guard_actions (run_id, step, rank, action, kind, "
-                           "episode_id, detail, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON "
-                           "CONFLICT (run_id, step, rank) DO UPDATE SET action = excluded.action, "
-                           "kind = excluded.kind, episode_id = excluded.episode_id, detail = "
-                           "excluded.detail, received_at = excluded.received_at"),
-      delete_guard_action_(*db_,
-                           "DELETE FROM guard_actions WHERE run_id = ? AND step = ? AND rank = ?"),
-      open_verdicts_(*db_, std::string(kAlertColumns) +
-                               " WHERE a.run_id = ? AND a.state = 'open' AND a.severity <> 'info' "
-                               "ORDER BY a.id LIMIT " +
-                               std::to_string(kMaxVerdictsPerRun)),
-      steps_(MakeStepWrites(*db_)) {}
+    : db_(std::move(db)), analysis_(*db_, std::move(analysis)), steps_(MakeStepWrites(*db_)) {}
 
-Statement& Store::Writer::MergeChildren(int level, std::size_t ranks) {
-  auto [it, created] = merge_children_.try_emplace({level, ranks}, std::nullopt);
+const std::string& Store::Writer::MergeChildrenSql(int level, std::size_t ranks) {
+  auto [it, created] = merge_children_sql_.try_emplace({level, ranks});
   if (created) {
     // The ranks are listed so that both engines seek the primary key (run_id, rank, width, bucket)
     // once per rank; without them the scan would cover every rollup row of the run.
     std::string list = "?";
     for (std::size_t i = 1; i < ranks; ++i) list += ", ?";
     const std::string parent = "bucket / " + std::to_string(kFanOut);
-    it->second.emplace(*db_, "INSERT INTO step_rollups (run_id, rank, width, bucket, " +
-                                 std::string(kRollupColumns) + ") SELECT run_id, rank, " +
-                                 std::to_string(kRollupWidths[level]) + ", " + parent + ", " +
-                                 RollupMergeExpressions() +
-                                 " FROM step_rollups WHERE run_id = ? AND rank IN (" + list +
-                                 ") AND width = " + std::to_string(kRollupWidths[level - 1]) +
-                                 " AND bucket BETWEEN ? AND ? GROUP BY run_id, rank, " + parent +
-                                 " ON CONFLICT (run_id, rank, width, bucket) DO UPDATE SET " +
-                                 RollupExcludedAssignments());
+    it->second =
+        ("INSERT INTO step_rollups (run_id, rank, width, bucket, " + std::string(kRollupColumns) +
+         ") SELECT run_id, rank, " + std::to_string(kRollupWidths[level]) + ", " + parent + ", " +
+         RollupMergeExpressions() + " FROM step_rollups WHERE run_id = ? AND rank IN (" + list +
+         ") AND width = " + std::to_string(kRollupWidths[level - 1]) +
+         " AND bucket BETWEEN ? AND ? GROUP BY run_id, rank, " + parent +
+         " ON CONFLICT (run_id, rank, width, bucket) DO UPDATE SET " + RollupExcludedAssignments());
   }
-  return *it->second;
+  return it->second;
 }
 
 std::int64_t Store::Writer::RunId(const std::string& name, double now,
@@ -90,22 +92,21 @@ std::int64_t Store::Writer::RunId(const std::string& name, double now,
   if (auto it = run_ids_.find(name); it != run_ids_.end()) return it->second;
   if (auto it = created.find(name); it != created.end()) return it->second;
   auto find = [&]() -> std::optional<std::int64_t> {
-    find_run_.Reset();
-    find_run_.Bind(1, name);
-    std::optional<std::int64_t> found;
-    if (find_run_.Step()) found = find_run_.Int(0);
-    find_run_.Reset();
-    return found;
+    CachedStatement find_run(*db_, kFindRun);
+    find_run.Bind(1, name);
+    if (!find_run.Step()) return std::nullopt;
+    return find_run.Int(0);
   };
   if (std::optional<std::int64_t> id = find()) {
     run_ids_.emplace(name, *id);  // committed before this transaction
     return *id;
   }
-  insert_run_.Reset();
-  insert_run_.Bind(1, name).BindNumber(2, now).BindNumber(3, now);
   std::optional<std::int64_t> id;
-  if (insert_run_.Step()) id = insert_run_.Int(0);
-  insert_run_.Reset();
+  {
+    CachedStatement insert_run(*db_, kInsertRun);
+    insert_run.Bind(1, name).BindNumber(2, now).BindNumber(3, now);
+    if (insert_run.Step()) id = insert_run.Int(0);
+  }
   if (!id) {  // another server created it since find()
     id = find();
     if (!id) throw StorageError("run \"" + name + "\" was neither found nor created");
@@ -129,10 +130,12 @@ std::vector<std::int64_t> Store::Writer::LockRuns(
     db_->LockRun(run_id);
     // A cached id whose run was deleted since (by this server or another one sharing the
     // database): the name now belongs to a new run, created below.
-    run_name_.Reset();
-    run_name_.Bind(1, run_id);
-    const bool live = run_name_.Step() && run_name_.Text(0) == *name;
-    run_name_.Reset();
+    bool live = false;
+    {
+      CachedStatement run_name(*db_, kRunName);
+      run_name.Bind(1, run_id);
+      live = run_name.Step() && run_name.Text(0) == *name;
+    }
     if (!live) {
       deleted.insert(*name);
       continue;
@@ -157,21 +160,24 @@ std::vector<std::int64_t> Store::Writer::LockRuns(
 
 std::optional<std::int64_t> Store::Writer::DeleteRun(std::string_view name) {
   Transaction transaction(*db_);
-  find_run_.Reset();
-  find_run_.Bind(1, name);
   std::optional<std::int64_t> found;
-  if (find_run_.Step()) found = find_run_.Int(0);
-  find_run_.Reset();
+  {
+    CachedStatement find_run(*db_, kFindRun);
+    find_run.Bind(1, name);
+    if (find_run.Step()) found = find_run.Int(0);
+  }
   if (!found || IsDeletedRunName(name)) return std::nullopt;
   const std::int64_t run_id = *found;
   db_->LockRun(run_id);  // not beside another server's batch of the run
-  Statement rename(*db_,
-                   "UPDATE runs SET name = ?, last_seen = 0 WHERE id = ? RETURNING record_count");
-  rename.Bind(1, DeletedRunName(run_id)).Bind(2, run_id);
-  if (!rename.Step())
-    throw StorageError("run \"" + std::string(name) + "\" vanished under its lock");
-  const std::int64_t records = rename.Int(0);
-  rename.Reset();
+  std::int64_t records = 0;
+  {
+    CachedStatement rename(
+        *db_, "UPDATE runs SET name = ?, last_seen = 0 WHERE id = ? RETURNING record_count");
+    rename.Bind(1, DeletedRunName(run_id)).Bind(2, run_id);
+    if (!rename.Step())
+      throw StorageError("run \"" + std::string(name) + "\" vanished under its lock");
+    records = rename.Int(0);
+  }
   for (const char* sql : {
            "DELETE FROM notification_deliveries WHERE notification_id IN (SELECT n.id FROM "
            "notifications n JOIN alerts a ON a.id = n.alert_id WHERE a.run_id = ?)",
@@ -180,7 +186,7 @@ std::optional<std::int64_t> Store::Writer::DeleteRun(std::string_view name) {
            "DELETE FROM guard_actions WHERE run_id = ?",
            "DELETE FROM rollup_pending WHERE run_id = ?",
        }) {
-    Statement(*db_, sql).Bind(1, run_id).Step();
+    CachedStatement(*db_, sql).Bind(1, run_id).Step();
   }
   transaction.Commit();
   run_ids_.erase(std::string(name));
@@ -226,12 +232,11 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
       if (!inserted) newest->second = std::max(newest->second, r.step);
     }
     for (const auto& [run_id, added] : new_records_per_run) {
-      touch_run_.Reset();
-      touch_run_.BindNumber(1, now).Bind(2, added).Bind(3, run_id);
-      touch_run_.Step();
-      analysis_.Revised(run_id, touch_run_.Int(0));
+      CachedStatement touch_run(*db_, kTouchRun);
+      touch_run.BindNumber(1, now).Bind(2, added).Bind(3, run_id);
+      touch_run.Step();
+      analysis_.Revised(run_id, touch_run.Int(0));
     }
-    touch_run_.Reset();
     UpdateRollups(changed, newest_step, records, batch, now);
     analysis_.Finish(now);
     ReadVerdicts(records, run_of, result);
@@ -248,18 +253,18 @@ void Store::Writer::WriteGuardAction(std::int64_t run_id, const wire::StepRecord
                                      double now, IngestResult& result) {
   std::optional<wire::GuardAction> action = wire::GuardActionOf(record);
   if (!action) {  // a replaced record may have dropped the one it had
-    delete_guard_action_.Reset();
-    delete_guard_action_.Bind(1, run_id).Bind(2, record.step).Bind(3, record.rank);
-    delete_guard_action_.Step();
-    delete_guard_action_.Reset();
+    CachedStatement(*db_, kDeleteGuardAction)
+        .Bind(1, run_id)
+        .Bind(2, record.step)
+        .Bind(3, record.rank)
+        .Step();
     return;
   }
-  upsert_guard_action_.Reset();
-  upsert_guard_action_.Bind(1, run_id).Bind(2, record.step).Bind(3, record.rank);
-  upsert_guard_action_.Bind(4, action->action).Bind(5, action->kind).Bind(6, action->episode);
-  upsert_guard_action_.Bind(7, wire::ToJson(*action).dump()).BindNumber(8, now);
-  upsert_guard_action_.Step();
-  upsert_guard_action_.Reset();
+  CachedStatement upsert(*db_, kUpsertGuardAction);
+  upsert.Bind(1, run_id).Bind(2, record.step).Bind(3, record.rank);
+  upsert.Bind(4, action->action).Bind(5, action->kind).Bind(6, action->episode);
+  upsert.Bind(7, wire::ToJson(*action).dump()).BindNumber(8, now);
+  upsert.Step();
   ++result.guard_actions[action->action];
 }
 
@@ -273,12 +278,11 @@ void Store::Writer::ReadVerdicts(const std::vector<wire::StepRecord>& records,
       verdicts->second.through_step = records[i].step;
   }
   for (const auto& [run_id, name] : runs) {
-    open_verdicts_.Reset();
-    open_verdicts_.Bind(1, run_id);
+    CachedStatement open_verdicts(*db_, OpenVerdictsSql());
+    open_verdicts.Bind(1, run_id);
     std::vector<Alert>& open = result.verdicts.at(*name).open;
-    while (open_verdicts_.Step()) open.push_back(ReadAlert(open_verdicts_));
+    while (open_verdicts.Step()) open.push_back(ReadAlert(open_verdicts));
   }
-  open_verdicts_.Reset();
 }
 
 void Store::Writer::UpdateRollups(const std::set<StepBlock>& changed,
@@ -292,16 +296,16 @@ void Store::Writer::UpdateRollups(const std::set<StepBlock>& changed,
   std::set<StepBlock> due;
   std::set<StepBlock> marked;  // due blocks with a pending row to clear
   for (const auto& [run_id, newest] : newest_step) {
-    pending_behind_.Reset();
-    pending_behind_.Bind(1, run_id).Bind(2, settled_below(run_id));
-    while (pending_behind_.Step()) marked.insert({run_id, pending_behind_.Int(0)});
+    CachedStatement pending_behind(*db_, kPendingBehind);
+    pending_behind.Bind(1, run_id).Bind(2, settled_below(run_id));
+    while (pending_behind.Step()) marked.insert({run_id, pending_behind.Int(0)});
   }
-  pending_behind_.Reset();
-  pending_stale_.Reset();
-  pending_stale_.BindNumber(1, now - kStaleSeconds).Bind(2, std::int64_t{kStaleRefreshes});
   std::set<StepBlock> stale;
-  while (pending_stale_.Step()) stale.insert({pending_stale_.Int(0), pending_stale_.Int(1)});
-  pending_stale_.Reset();
+  {
+    CachedStatement pending_stale(*db_, kPendingStale);
+    pending_stale.BindNumber(1, now - kStaleSeconds).Bind(2, std::int64_t{kStaleRefreshes});
+    while (pending_stale.Step()) stale.insert({pending_stale.Int(0), pending_stale.Int(1)});
+  }
   // Another run's stale block only if no other server is writing that run now (its lock is free);
   // a run of this batch is locked by this transaction already.
   for (const StepBlock& block : stale) {
@@ -315,11 +319,12 @@ void Store::Writer::UpdateRollups(const std::set<StepBlock>& changed,
       due.insert(block);
       continue;
     }
-    mark_pending_.Reset();
-    mark_pending_.Bind(1, block.run_id).Bind(2, block.bucket).BindNumber(3, now);
-    mark_pending_.Step();
+    CachedStatement(*db_, kMarkPending)
+        .Bind(1, block.run_id)
+        .Bind(2, block.bucket)
+        .BindNumber(3, now)
+        .Step();
   }
-  mark_pending_.Reset();
   RefreshBlocks(due, marked, records, batch);
 }
 
@@ -377,13 +382,12 @@ void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks,
     }
     ForEachRange(read_back, [&](std::int64_t first, std::int64_t last) {
       std::map<std::pair<std::int64_t, std::int64_t>, BlockStats> stats;  // (bucket, rank)
-      block_rows_.Reset();
-      block_rows_.Bind(1, run_id).Bind(2, first * width).Bind(3, last * width + width - 1);
-      while (block_rows_.Step()) {
-        stats[{block_rows_.Int(0) / width, block_rows_.Int(kRawBlockColumnCount)}].Merge(
-            RawRowToBlock(block_rows_));
+      CachedStatement block_rows(*db_, BlockRowsSql());
+      block_rows.Bind(1, run_id).Bind(2, first * width).Bind(3, last * width + width - 1);
+      while (block_rows.Step()) {
+        stats[{block_rows.Int(0) / width, block_rows.Int(kRawBlockColumnCount)}].Merge(
+            RawRowToBlock(block_rows));
       }
-      block_rows_.Reset();
       for (const auto& [at, block] : stats) {
         rows.push_back({{run_id, at.second, at.first}, block});
         ranks[run_id].insert(at.second);
@@ -396,12 +400,9 @@ void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks,
     const std::int64_t run_id = entry.first;
     const std::set<std::int64_t>& buckets = entry.second;
     ForEachRange(buckets, [&](std::int64_t first, std::int64_t last) {
-      clear_pending_.Reset();
-      clear_pending_.Bind(1, run_id).Bind(2, first).Bind(3, last);
-      clear_pending_.Step();
+      CachedStatement(*db_, kClearPending).Bind(1, run_id).Bind(2, first).Bind(3, last).Step();
     });
   }
-  clear_pending_.Reset();
   // Coarser levels: each range of consecutive parents merged from its children, the refreshed
   // ranks in a few statements (the list padded to a power of two with its last rank, so that a
   // handful of prepared statements serve every world size).
@@ -417,15 +418,13 @@ void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks,
           const std::size_t count = std::min(kMaxRanksPerMerge, listed.size() - begin);
           std::size_t padded = 1;
           while (padded < count) padded *= 2;
-          Statement& merge = MergeChildren(level, padded);
-          merge.Reset();
+          CachedStatement merge(*db_, MergeChildrenSql(level, padded));
           merge.Bind(1, run_id);
           for (std::size_t i = 0; i < padded; ++i)
             merge.Bind(static_cast<int>(i) + 2, listed[begin + std::min(i, count - 1)]);
           const int after = static_cast<int>(padded) + 2;
           merge.Bind(after, first * kFanOut).Bind(after + 1, last * kFanOut + kFanOut - 1);
           merge.Step();
-          merge.Reset();
         }
         for (std::int64_t p = first / kFanOut; p <= last / kFanOut; ++p) next[run_id].insert(p);
       });
@@ -439,15 +438,15 @@ void Store::Writer::WriteLevelOne(const std::vector<std::pair<BlockKey, BlockSta
   constexpr std::size_t kBindsPerRow = 4 + kRollupColumnCount;
   std::size_t done = 0;
   for (std::size_t size : {std::size_t{64}, std::size_t{8}, std::size_t{1}}) {
-    auto [it, created] = upsert_rows_.try_emplace(size, std::nullopt);
+    auto [it, created] = upsert_rows_sql_.try_emplace(size);
     if (created) {
-      it->second.emplace(*db_, "INSERT INTO step_rollups (run_id, rank, width, bucket, " +
-                                   std::string(kRollupColumns) + ") VALUES " +
-                                   SqlValuesRows(size, kBindsPerRow) +
-                                   " ON CONFLICT (run_id, rank, width, bucket) DO UPDATE SET " +
-                                   RollupExcludedAssignments());
+      it->second = "INSERT INTO step_rollups (run_id, rank, width, bucket, " +
+                   std::string(kRollupColumns) + ") VALUES " + SqlValuesRows(size, kBindsPerRow) +
+                   " ON CONFLICT (run_id, rank, width, bucket) DO UPDATE SET " +
+                   RollupExcludedAssignments();
     }
-    Statement& upsert = *it->second;
+    if (rows.size() - done < size) continue;
+    CachedStatement upsert(*db_, it->second);
     for (; rows.size() - done >= size; done += size) {
       upsert.Reset();
       for (std::size_t row = 0; row < size; ++row) {
@@ -459,7 +458,6 @@ void Store::Writer::WriteLevelOne(const std::vector<std::pair<BlockKey, BlockSta
       }
       upsert.Step();
     }
-    upsert.Reset();
   }
 }
 

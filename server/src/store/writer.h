@@ -6,6 +6,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -92,17 +93,15 @@ class Store::Writer {
   void ReadVerdicts(const std::vector<wire::StepRecord>& records,
                     const std::vector<std::int64_t>& run_of, IngestResult& result);
   // INSERT ... SELECT merging `level` blocks of `ranks` listed ranks from their children.
-  Statement& MergeChildren(int level, std::size_t ranks);
+  const std::string& MergeChildrenSql(int level, std::size_t ranks);
 
   std::unique_ptr<Database> db_;
   Analysis analysis_;
   std::unordered_map<std::string, std::int64_t> run_ids_;  // committed runs only
-  Statement run_name_, find_run_, insert_run_, touch_run_, block_rows_, mark_pending_,
-      pending_behind_, pending_stale_, clear_pending_, upsert_guard_action_, delete_guard_action_,
-      open_verdicts_;
   std::unique_ptr<StepWrites> steps_;
-  std::map<std::pair<int, std::size_t>, std::optional<Statement>> merge_children_;
-  std::map<std::size_t, std::optional<Statement>> upsert_rows_;  // multi-row upserts, by rows
+  // The SQL of statements whose text depends on a count, made once each.
+  std::map<std::pair<int, std::size_t>, std::string> merge_children_sql_;
+  std::map<std::size_t, std::string> upsert_rows_sql_;  // multi-row upserts, by rows
 };
 
 template <typename Fn>
@@ -114,6 +113,23 @@ auto Store::Write(Fn&& write) {
     if (writer.db().Broken()) writer_.reset();  // its transaction is gone with it
     throw;
   }
+}
+
+template <typename Fn>
+auto Store::WriteTransaction(Fn&& write) {
+  std::lock_guard lock(write_mutex_);
+  return Write([&](Writer& writer) {
+    Database& db = writer.db();
+    Transaction transaction(db);
+    if constexpr (std::is_void_v<std::invoke_result_t<Fn&, Database&>>) {
+      write(db);
+      transaction.Commit();
+    } else {
+      auto result = write(db);
+      transaction.Commit();
+      return result;
+    }
+  });
 }
 
 }  // namespace lossguard::store
