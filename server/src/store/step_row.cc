@@ -183,7 +183,9 @@ void SetRest(wire::StepRecord& record, const ColumnValue& stored) {
     throw StorageError(std::string("stored rest does not parse: ") + e.what());
   }
   if (!rest.is_object()) throw StorageError("stored rest is not an object");
-  for (const auto& [key, value] : rest.items()) {
+  for (const auto& item : rest.items()) {
+    const std::string& key = item.key();
+    const nlohmann::json& value = item.value();
     const auto exact = std::find_if(kColumns.begin(), kColumns.end(), [&](const auto& column) {
       return column.type == ColumnType::kNumber && column.name == key;
     });
