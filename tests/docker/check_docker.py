@@ -36,6 +36,27 @@ for line in dockerfile.splitlines():
         for source in words[1:-1]:
             check((context / source).exists(), f"Dockerfile copies {source}, which does not exist")
 
+# What the build stage configures: every directory the top-level CMakeLists.txt adds (tests and
+# benchmarks are off in the image) is copied; the programs taken from the build are where CMake puts
+# them (the build directory mirrors the source directory that declares each one).
+copied = {w.rstrip("/") for line in dockerfile.splitlines()
+          for w in (shlex.split(line, comments=True)[1:-1] if line.startswith("COPY ") and
+                    "--from" not in line else [])}
+top = (root / "CMakeLists.txt").read_text()
+for directory in re.findall(r"^\s*add_subdirectory\((\w+)\)", top, re.M):
+    if directory != "tests":
+        check(directory in copied, f"the build stage does not copy {directory}/, which CMake adds")
+for program in re.findall(r"COPY --from=build ([^\n]+)", dockerfile):
+    for path in program.split()[:-1]:
+        parts = pathlib.PurePosixPath(path).parts
+        if len(parts) < 3 or parts[1] != "build" or parts[2] in ("web",):
+            continue
+        declared = (root / parts[2] / "CMakeLists.txt")
+        name = parts[-1]
+        check(declared.exists() and re.search(r"add_executable\(" + re.escape(name) + r"\s",
+                                               declared.read_text()) is not None,
+              f"the image takes {path}, but {parts[2]}/CMakeLists.txt does not build {name}")
+
 # The server's port: EXPOSE, --listen in the ENTRYPOINT, compose's mapping, Prometheus' target.
 exposed = re.findall(r"^EXPOSE (\d+)", dockerfile, re.M)
 listen = re.search(r'"--listen", "[^"]*:(\d+)"', dockerfile)
