@@ -1,13 +1,13 @@
 # Install and export rules: find_package(lossguard) then target_link_libraries(... lossguard::X)
-# with X one of wire (the codec), client (HTTP, spool, ingest), stream (RecordStream), analyzers
+# with X one of base (Result/Status), wire (the codec), client (HTTP, spool, ingest), stream (RecordStream), analyzers
 # (the detectors, pure logic), guard (verdicts into actions), and collector (LibTorch) when it is
 # built.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-set(lossguard_exported lossguard_wire lossguard_client lossguard_stream lossguard_analyzers
+set(lossguard_exported lossguard_base lossguard_wire lossguard_client lossguard_stream lossguard_analyzers
                        lossguard_guard)
-set(lossguard_header_dirs ${PROJECT_SOURCE_DIR}/wire/include/ ${PROJECT_SOURCE_DIR}/client/include/
+set(lossguard_header_dirs ${PROJECT_SOURCE_DIR}/base/include/ ${PROJECT_SOURCE_DIR}/wire/include/ ${PROJECT_SOURCE_DIR}/client/include/
                           ${PROJECT_SOURCE_DIR}/collector/include/ ${PROJECT_SOURCE_DIR}/analyzers/include/)
 if(TARGET lossguard_collector)
   list(APPEND lossguard_exported lossguard_collector)

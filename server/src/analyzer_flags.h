@@ -5,7 +5,7 @@
 #include <string>
 
 #include "lossguard/analyzers/analyzer_options.h"
-#include "lossguard/wire/result.h"
+#include "lossguard/base/result.h"
 
 namespace lossguard {
 

@@ -4,7 +4,7 @@
 #include <optional>
 #include <string>
 
-#include "lossguard/wire/result.h"
+#include "lossguard/base/result.h"
 
 namespace lossguard {
 

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "lossguard/client/ingest_client.h"
-#include "lossguard/wire/result.h"
+#include "lossguard/base/result.h"
 
 namespace lossguard::cli {
 

@@ -6,7 +6,7 @@
 #include <optional>
 #include <string>
 
-#include "lossguard/wire/result.h"
+#include "lossguard/base/result.h"
 #include "lossguard/wire/step_record.h"
 
 namespace lossguard::cli {

@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "http/router.h"
-#include "lossguard/wire/result.h"
+#include "lossguard/base/result.h"
 
 namespace lossguard::api {
 

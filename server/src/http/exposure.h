@@ -5,7 +5,7 @@
 #include <string>
 
 #include "lossguard/client/url.h"
-#include "lossguard/wire/result.h"
+#include "lossguard/base/result.h"
 
 namespace lossguard::http {
 

@@ -5,7 +5,7 @@
 #include <chrono>
 
 #include "http/responses.h"
-#include "lossguard/wire/result.h"
+#include "lossguard/base/result.h"
 
 namespace lossguard::http {
 

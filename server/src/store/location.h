@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "lossguard/wire/result.h"
+#include "lossguard/base/result.h"
 #include "store/postgres.h"
 
 namespace lossguard::store {

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "lossguard/client/http_client.h"
-#include "lossguard/wire/result.h"
+#include "lossguard/base/result.h"
 
 namespace lossguard::client {
 

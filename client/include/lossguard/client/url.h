@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-#include "lossguard/wire/result.h"
+#include "lossguard/base/result.h"
 
 namespace lossguard::client {
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "lossguard/wire/guard_action.h"
-#include "lossguard/wire/result.h"
+#include "lossguard/base/result.h"
 #include "lossguard/wire/step_record.h"
 
 namespace lossguard::wire {
