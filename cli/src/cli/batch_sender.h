@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include "lossguard/client/ingest_client.h"
 #include "lossguard/base/result.h"
+#include "lossguard/client/ingest_client.h"
 
 namespace lossguard::cli {
 

@@ -4,8 +4,8 @@
 #include <optional>
 #include <string>
 
-#include "lossguard/client/url.h"
 #include "lossguard/base/result.h"
+#include "lossguard/client/url.h"
 
 namespace lossguard::http {
 

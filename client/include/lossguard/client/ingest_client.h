@@ -7,8 +7,8 @@
 #include <string_view>
 #include <vector>
 
-#include "lossguard/client/http_client.h"
 #include "lossguard/base/result.h"
+#include "lossguard/client/http_client.h"
 
 namespace lossguard::client {
 

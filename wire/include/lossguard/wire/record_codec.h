@@ -8,8 +8,8 @@
 #include <string_view>
 #include <vector>
 
-#include "lossguard/wire/guard_action.h"
 #include "lossguard/base/result.h"
+#include "lossguard/wire/guard_action.h"
 #include "lossguard/wire/step_record.h"
 
 namespace lossguard::wire {
