@@ -68,7 +68,7 @@ worst = max(abs(x["loss"] - y["loss"]) / x["loss"] for x, y in zip(a, b))
 print(f"largest relative loss difference over {len(a)} steps: {worst:.1e}")
 PY
 echo "== alerts (lossguard alerts)"
-"$build_dir/server/lossguard" alerts --server "$url"
+"$build_dir/cli/lossguard" alerts --server "$url"
 echo "== dashboard: $url/ (compare: $url/#/compare/correct-mb8-ga1/bug-mb1-ga8), Prometheus metrics: $url/metrics"
 
 if [[ -t 0 && -t 1 ]]; then

@@ -95,22 +95,18 @@ def help_flags(argv):
     return set(re.findall(r"(--[a-z][a-z0-9-]*)", result.stdout + result.stderr))
 
 
-def program_flags(source, build):
+def program_flags(paths):
     """Program name as written in the docs -> the flags its --help lists."""
-    programs = {"lossguard-server": help_flags([os.path.join(build, "server", "lossguard-server")])}
-    cli = os.path.join(build, "server", "lossguard")
+    programs = {"lossguard-server": help_flags([paths["server"]])}
+    cli = paths["cli"]
     listing = subprocess.run([cli, "--help"], capture_output=True, text=True).stdout
     subcommands = re.findall(r"^  ([a-z]+)\s", listing.split("Subcommands:")[1], re.M)
     for sub in subcommands:
         programs[f"lossguard {sub}"] = help_flags([cli, sub])
-    demo = os.path.join(build, "collector", "demo_trainer")
-    if os.path.exists(demo):
-        programs["demo_trainer"] = help_flags([demo])
-    bench = os.path.join(build, "tests", "bench")
-    for name in ("ingest_bench", "scale_bench", "analyzer_cost_bench", "handoff_bench",
-                 "linear_loss_bench"):
-        if os.path.exists(os.path.join(bench, name)):
-            programs[name] = help_flags([os.path.join(bench, name)])
+    programs["demo_trainer"] = help_flags([paths["demo_trainer"]])
+    for name in ("ingest_bench", "ingest_limit_bench", "scale_bench", "analyzer_cost_bench",
+                 "handoff_bench", "linear_loss_bench"):
+        programs[name] = help_flags([os.path.join(paths["bench_dir"], name)])
     return programs
 
 
@@ -185,7 +181,7 @@ def masked(value, key=""):
     return value
 
 
-def check_examples(source, build):
+def check_examples(source, server):
     page = open(os.path.join(source, "docs", "rest-api.md"), encoding="utf-8").read()
     bodies = {name: body for name, body in
               re.findall(r"<!-- body: (\S+) -->\n```[a-z]*\n(.*?)```", page, re.S)}
@@ -195,7 +191,7 @@ def check_examples(source, build):
         return
     with tempfile.TemporaryDirectory() as directory:
         server = subprocess.Popen(
-            [os.path.join(build, "server", "lossguard-server"), "--listen", "127.0.0.1:0",
+            [server, "--listen", "127.0.0.1:0",
              "--db", os.path.join(directory, "db")],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
@@ -239,17 +235,20 @@ def check_examples(source, build):
 
 
 def main():
-    source, build = sys.argv[1], sys.argv[2]
+    if len(sys.argv) != 6:
+        sys.exit("usage: check_docs.py SOURCE LOSSGUARD_SERVER LOSSGUARD_CLI DEMO_TRAINER BENCH_DIR")
+    source = sys.argv[1]
+    paths = dict(zip(("server", "cli", "demo_trainer", "bench_dir"), sys.argv[2:]))
     files = markdown_files(source)
     readme_lines = open(files[0], encoding="utf-8").read().count("\n")
     if readme_lines > 200:
         fail(f"README.md has {readme_lines} lines: a landing page has at most 200 (docs/ holds "
              "the rest)")
     check_links(source, files)
-    check_flags(files, program_flags(source, build), source)
+    check_flags(files, program_flags(paths), source)
     check_routes(source)
     check_kinds(source)
-    check_examples(source, build)
+    check_examples(source, paths["server"])
     for message in FAILURES:
         print("check_docs:", message)
     if FAILURES:
