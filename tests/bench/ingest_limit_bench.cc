@@ -25,6 +25,7 @@
 #include "store/sqlite.h"
 #include "store/step_row.h"
 #include "store/store.h"
+#include "support/records.h"
 
 namespace {
 
@@ -34,15 +35,13 @@ namespace store = lossguard::store;
 constexpr std::int64_t kBatch = 1000;
 
 lossguard::wire::StepRecord Record(std::int64_t step) {
-  lossguard::wire::StepRecord r;
-  r.run = "bench";
-  r.step = step;
-  r.ga_steps = 8;
-  r.micro_batch_size = 4;
   // A decaying loss with step-to-step noise of about 1%, as a trainer's is (a curve flat for
   // hundreds of steps is not, and costs the spike detector's variance its exact fallback).
   const double noise = static_cast<double>((step * 2654435761u) % 1000) / 1000.0 - 0.5;
-  r.loss = (2.0 + 8.0 / static_cast<double>(step / 100 + 1)) * (1 + 0.02 * noise);
+  lossguard::wire::StepRecord r = lossguard::testing::MakeRecord(
+      "bench", step, (2.0 + 8.0 / static_cast<double>(step / 100 + 1)) * (1 + 0.02 * noise));
+  r.ga_steps = 8;
+  r.micro_batch_size = 4;
   r.ref_loss = r.loss;
   r.grad_norm = 1.25;
   r.tokens = 16384;

@@ -348,12 +348,12 @@ function guardAction(action) {
 // inside it rather than beside it.
 function alertTree(alerts, onPick) {
   const byId = new Map(alerts.map((a) => [a.id, a]));
-  const symptomsOf = (alert) => (alert.symptoms || [])
-    .filter((id) => id !== alert.id && byId.has(id)).map((id) => byId.get(id));
-  const explained = new Set(alerts.flatMap((alert) => symptomsOf(alert).map((s) => s.id)));
+  const symptomsOf = new Map(alerts.map((alert) => [alert.id, (alert.symptoms || [])
+    .filter((id) => id !== alert.id && byId.has(id)).map((id) => byId.get(id))]));
+  const explained = new Set([...symptomsOf.values()].flat().map((s) => s.id));
   return alerts.filter((alert) => !explained.has(alert.id)).map((alert) => {
     const item = alertItem(alert, onPick);
-    const symptoms = symptomsOf(alert);
+    const symptoms = symptomsOf.get(alert.id);
     if (symptoms.length) {
       item.append(el("div", { class: "symptoms" }, el("div", { class: "muted" }, `caused ${symptoms.length} more:`),
         ...symptoms.map((s) => alertItem(s, onPick))));
