@@ -75,7 +75,7 @@ TEST(Cli, AlertsTableAndJson) {
         MakeAlert("r1", analyzers::Kind::kLossScaleMismatch, analyzers::Severity::kCritical,
                   "loss is 8.0x the token-normalised loss");
     alert.last_step = 12;
-    store.InsertAlert(alert);
+    store.alerts().Insert(alert);
   }
   ServerProcess server({.db = dir.File("db")});
   CommandResult table = RunCli({"alerts", "--server", server.url()});

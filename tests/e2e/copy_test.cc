@@ -155,8 +155,9 @@ TEST(Copy, KilledMidwayAndRunAgainLosesNothing) {
       destination(store::StoreLocation{store::Backend::kPostgres, {}, peek_options});
   store::StepQuery all;
   all.limit = kSteps * kRanks + 1;
-  EXPECT_EQ(destination.ReadSteps("big", all)->records, source.ReadSteps("big", all)->records);
-  EXPECT_EQ(destination.GetRun("big")->records, kSteps * kRanks);
+  EXPECT_EQ(destination.runs().Steps("big", all)->records,
+            source.runs().Steps("big", all)->records);
+  EXPECT_EQ(destination.runs().Get("big")->records, kSteps * kRanks);
 }
 
 TEST(Copy, RefusesADestinationHoldingOtherRunsAndBadArguments) {
@@ -172,7 +173,7 @@ TEST(Copy, RefusesADestinationHoldingOtherRunsAndBadArguments) {
   CommandResult refused = CopyCommand(sqlite.string(), other.string());
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_THAT(refused.err, HasSubstr("already holds run \"theirs\""));
-  EXPECT_EQ(store::Store(other).ListRuns({}).runs.size(), 1u) << "and it is left as it was";
+  EXPECT_EQ(store::Store(other).runs().List({}).runs.size(), 1u) << "and it is left as it was";
 
   CommandResult same = CopyCommand(sqlite.string(), "sqlite:" + sqlite.string());
   EXPECT_EQ(same.exit_code, 1);

@@ -174,7 +174,7 @@ TEST_F(ApiTest, AlertsFilterAndAck) {
       lossguard::testing::MakeAlert("r", analyzers::Kind::kGradExplosion,
                                     analyzers::Severity::kCritical, "grad_norm 40x its baseline");
   alert.evidence = {{"ratio", 40.0}};
-  std::int64_t id = store_.InsertAlert(alert);
+  std::int64_t id = store_.alerts().Insert(alert);
 
   json all = Body(Get("/api/v1/alerts"));
   ASSERT_EQ(all["alerts"].size(), 1u);

@@ -52,9 +52,9 @@ StoreOptions Notifying(std::int64_t max_pending = 10000) {
 
 // "ALERT_ID EVENT SEVERITY STATE" of everything due for the target, oldest first.
 std::vector<std::string> Due(Store& store, const NotifyTarget& target) {
-  auto claim = store.ClaimNotifyTarget(target.id, "reader", 1e12, 30, 100000);
+  auto claim = store.outbox().Claim(target.id, "reader", 1e12, 30, 100000);
   if (!claim) throw std::runtime_error("target " + target.label + " is not free");
-  store.ReleaseNotifyTarget(target.id, "reader");
+  store.outbox().Release(target.id, "reader");
   std::vector<std::string> out;
   for (const OutboxNotification& n : claim->due) {
     out.push_back(std::to_string(n.alert.id) + " " +
@@ -68,7 +68,7 @@ std::vector<std::string> Due(Store& store, const NotifyTarget& target) {
 // What the alerts say should have been notified, in the order of events per alert.
 std::multiset<std::string> Expected(Store& store) {
   std::multiset<std::string> out;
-  for (const Alert& alert : store.ListAlerts({})) {
+  for (const Alert& alert : store.alerts().List({})) {
     if (alert.severity < analyzers::Severity::kWarning) continue;
     out.insert(std::to_string(alert.id) + " opened");
     if (alert.state == analyzers::AlertState::kResolved)
@@ -93,7 +93,7 @@ class OutboxTest : public lossguard::testing::EngineTest {};
 
 TEST_P(OutboxTest, EpisodesOfAGaBugAndASpikeAreNotifiedOncePerTarget) {
   auto store = Open(Notifying());
-  store->RegisterNotifyTargets(1000);
+  store->outbox().RegisterTargets(1000);
   IngestAll(*store, CorpusRecords("bug-sum-no-ga-div"));
   IngestAll(*store, CorpusRecords("bug-lr-spike"));
 
@@ -132,7 +132,7 @@ TEST_P(OutboxTest, ARestartMidRunNeitherLosesNorRepeatsANotification) {
   {
     StoreOptions reference = Notifying();
     auto store = Open(reference);
-    store->RegisterNotifyTargets(1000);
+    store->outbox().RegisterTargets(1000);
     IngestAll(*store, records);
     for (const std::string& d : Due(*store, kChat)) whole.push_back(d.substr(d.find(' ')));
   }
@@ -149,7 +149,7 @@ TEST_P(OutboxTest, ARestartMidRunNeitherLosesNorRepeatsANotification) {
   AlertFilter again;
   again.run = "again";
   std::set<std::string> again_ids;
-  for (const Alert& a : store->ListAlerts(again)) again_ids.insert(std::to_string(a.id));
+  for (const Alert& a : store->alerts().List(again)) again_ids.insert(std::to_string(a.id));
   std::vector<std::string> split;
   for (const std::string& d : Due(*store, kChat)) {
     if (again_ids.count(d.substr(0, d.find(' ')))) split.push_back(d.substr(d.find(' ')));
@@ -160,37 +160,37 @@ TEST_P(OutboxTest, ARestartMidRunNeitherLosesNorRepeatsANotification) {
 
 TEST_P(OutboxTest, OneHolderAtATimeAndAFailedTargetWaits) {
   auto store = Open(Notifying());
-  store->RegisterNotifyTargets(1000);
+  store->outbox().RegisterTargets(1000);
   IngestAll(*store, CorpusRecords("bug-sum-no-ga-div"));
 
-  auto held = store->ClaimNotifyTarget(kChat.id, "server-a", 2000, 30, 10);
+  auto held = store->outbox().Claim(kChat.id, "server-a", 2000, 30, 10);
   ASSERT_TRUE(held.has_value());
   ASSERT_FALSE(held->due.empty());
-  EXPECT_FALSE(store->ClaimNotifyTarget(kChat.id, "server-b", 2010, 30, 10).has_value())
+  EXPECT_FALSE(store->outbox().Claim(kChat.id, "server-b", 2010, 30, 10).has_value())
       << "held by server-a until 2030";
-  EXPECT_TRUE(store->ClaimNotifyTarget(kPager.id, "server-b", 2010, 30, 10).has_value())
+  EXPECT_TRUE(store->outbox().Claim(kPager.id, "server-b", 2010, 30, 10).has_value())
       << "targets are held separately";
-  EXPECT_TRUE(store->ClaimNotifyTarget(kChat.id, "server-a", 2011, 30, 10).has_value())
+  EXPECT_TRUE(store->outbox().Claim(kChat.id, "server-a", 2011, 30, 10).has_value())
       << "the holder renews its lease";
-  EXPECT_TRUE(store->ClaimNotifyTarget(kChat.id, "server-b", 2042, 30, 10).has_value())
+  EXPECT_TRUE(store->outbox().Claim(kChat.id, "server-b", 2042, 30, 10).has_value())
       << "an expired lease (its holder died) is taken over";
 
-  store->NotifyFailed(kChat.id, "server-b", "HTTP 503: down", 2100);
-  EXPECT_FALSE(store->ClaimNotifyTarget(kChat.id, "server-b", 2050, 30, 10).has_value())
+  store->outbox().Failed(kChat.id, "server-b", "HTTP 503: down", 2100);
+  EXPECT_FALSE(store->outbox().Claim(kChat.id, "server-b", 2050, 30, 10).has_value())
       << "not before its retry is due";
-  auto retry = store->ClaimNotifyTarget(kChat.id, "server-a", 2100, 30, 10);
+  auto retry = store->outbox().Claim(kChat.id, "server-a", 2100, 30, 10);
   ASSERT_TRUE(retry.has_value());
   EXPECT_EQ(retry->failures, 1);
   EXPECT_EQ(retry->due.size(), held->due.size()) << "a failure keeps every notification";
 
   const std::int64_t first = retry->due.front().id;
-  store->NotifyDelivered(kChat.id, "server-a", first, 0, 2130);
-  auto after = store->ClaimNotifyTarget(kChat.id, "server-a", 2101, 30, 10);
+  store->outbox().Delivered(kChat.id, "server-a", first, 0, 2130);
+  auto after = store->outbox().Claim(kChat.id, "server-a", 2101, 30, 10);
   ASSERT_TRUE(after.has_value());
   EXPECT_EQ(after->failures, 0) << "a delivery clears the failures";
   EXPECT_EQ(after->due.size(), held->due.size() - 1);
   EXPECT_TRUE(after->due.empty() || after->due.front().id != first);
-  EXPECT_TRUE(store->NotifyPending(kPager.id)) << "the other target still has it";
+  EXPECT_TRUE(store->outbox().Pending(kPager.id)) << "the other target still has it";
   // Idempotency keys: one per notification, the same at every claim, distinct between them.
   EXPECT_EQ(held->due.front().idempotency_key, retry->due.front().idempotency_key);
   std::set<std::string> keys;
@@ -200,22 +200,22 @@ TEST_P(OutboxTest, OneHolderAtATimeAndAFailedTargetWaits) {
 
 TEST_P(OutboxTest, AFullOutboxDropsTheOldestAndCountsThem) {
   auto store = Open(Notifying(/*max_pending=*/1));
-  store->RegisterNotifyTargets(1000);
+  store->outbox().RegisterTargets(1000);
   IngestAll(*store, CorpusRecords("bug-sum-no-ga-div"));
   IngestAll(*store, CorpusRecords("bug-lr-spike"));
   const std::int64_t made = static_cast<std::int64_t>(Expected(*store).size());
   ASSERT_GE(made, 3);
-  auto claim = store->ClaimNotifyTarget(kChat.id, "a", 2000, 30, 100);
+  auto claim = store->outbox().Claim(kChat.id, "a", 2000, 30, 100);
   ASSERT_TRUE(claim.has_value());
   ASSERT_EQ(claim->due.size(), 1u) << "at most max_pending kept";
   EXPECT_GE(claim->dropped, made - 1) << "the rest were dropped, and counted";
-  const auto status = store->NotifyStatus();
+  const auto status = store->outbox().Status();
   ASSERT_EQ(status.size(), 2u);
-  for (const Store::NotifyTargetStatus& s : status) EXPECT_EQ(s.pending, 1) << s.label;
+  for (const NotifyTargetStatus& s : status) EXPECT_EQ(s.pending, 1) << s.label;
   // Delivering the one left, having told the receiver of the drops, clears the count.
-  store->NotifyDelivered(kChat.id, "a", claim->due.front().id, claim->dropped, 2030);
-  EXPECT_FALSE(store->NotifyPending(kChat.id));
-  auto empty = store->ClaimNotifyTarget(kChat.id, "a", 2001, 30, 100);
+  store->outbox().Delivered(kChat.id, "a", claim->due.front().id, claim->dropped, 2030);
+  EXPECT_FALSE(store->outbox().Pending(kChat.id));
+  auto empty = store->outbox().Claim(kChat.id, "a", 2001, 30, 100);
   ASSERT_TRUE(empty.has_value());
   EXPECT_EQ(empty->dropped, 0);
 }
@@ -223,26 +223,26 @@ TEST_P(OutboxTest, AFullOutboxDropsTheOldestAndCountsThem) {
 TEST_P(OutboxTest, ATargetNoServerServesExpiresWithItsNotifications) {
   {
     auto store = Open(Notifying());
-    store->RegisterNotifyTargets(1000);
+    store->outbox().RegisterTargets(1000);
     IngestAll(*store, CorpusRecords("bug-sum-no-ga-div"));
-    ASSERT_TRUE(store->NotifyPending(kPager.id));
+    ASSERT_TRUE(store->outbox().Pending(kPager.id));
   }
   StoreOptions chat_only;
   chat_only.analysis.notify.targets = {kChat};
   auto store = Open(chat_only);
-  store->RegisterNotifyTargets(1000 + Store::kNotifyTargetExpiry - 1);
-  EXPECT_TRUE(store->NotifyPending(kPager.id)) << "not yet: another server may still serve it";
-  store->RegisterNotifyTargets(1000 + Store::kNotifyTargetExpiry + 10);
-  EXPECT_FALSE(store->NotifyPending(kPager.id));
-  EXPECT_TRUE(store->NotifyPending(kChat.id));
-  ASSERT_EQ(store->NotifyStatus().size(), 1u);
-  EXPECT_EQ(store->NotifyStatus()[0].label, kChat.label);
+  store->outbox().RegisterTargets(1000 + NotifyOutbox::kTargetExpiry - 1);
+  EXPECT_TRUE(store->outbox().Pending(kPager.id)) << "not yet: another server may still serve it";
+  store->outbox().RegisterTargets(1000 + NotifyOutbox::kTargetExpiry + 10);
+  EXPECT_FALSE(store->outbox().Pending(kPager.id));
+  EXPECT_TRUE(store->outbox().Pending(kChat.id));
+  ASSERT_EQ(store->outbox().Status().size(), 1u);
+  EXPECT_EQ(store->outbox().Status()[0].label, kChat.label);
 }
 
 TEST_P(OutboxTest, WithoutTargetsNothingIsRecorded) {
   auto store = Open();
   IngestAll(*store, CorpusRecords("bug-sum-no-ga-div"));
-  ASSERT_FALSE(store->ListAlerts({}).empty());
+  ASSERT_FALSE(store->alerts().List({}).empty());
   auto db = Connect();
   Statement count(*db, "SELECT COUNT(*) FROM notifications");
   ASSERT_TRUE(count.Step());

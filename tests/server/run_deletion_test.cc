@@ -40,29 +40,29 @@ TEST_P(RunDeletionTest, ADeletedRunIsGoneAtOnceAndItsNameStartsAfresh) {
   for (wire::StepRecord& r : buggy) r.ref_loss = r.loss / 8;
   store->Ingest(buggy);
   store->Ingest(Steps("kept", 0, 10));
-  ASSERT_FALSE(store->ListAlerts({}).empty()) << "the GA bug opens an alert";
+  ASSERT_FALSE(store->alerts().List({}).empty()) << "the GA bug opens an alert";
 
-  EXPECT_EQ(store->DeleteRun("doomed"), 60);
-  EXPECT_FALSE(store->GetRun("doomed").has_value());
-  EXPECT_FALSE(store->ReadSteps("doomed", {}).has_value());
+  EXPECT_EQ(store->deletion().Delete("doomed"), 60);
+  EXPECT_FALSE(store->runs().Get("doomed").has_value());
+  EXPECT_FALSE(store->runs().Steps("doomed", {}).has_value());
   std::vector<std::string> names;
-  for (const RunSummary& run : store->ListRuns({}).runs) names.push_back(run.name);
+  for (const RunSummary& run : store->runs().List({}).runs) names.push_back(run.name);
   EXPECT_THAT(names, ::testing::ElementsAre("kept"));
-  EXPECT_EQ(store->ListActiveRuns(0, 100).runs.size(), 1u);
+  EXPECT_EQ(store->runs().Active(0, 100).runs.size(), 1u);
   AlertFilter doomed;
   doomed.run = "doomed";
-  EXPECT_TRUE(store->ListAlerts(doomed).empty());
-  EXPECT_TRUE(store->ListAlerts({}).empty()) << "the alerts went with the run";
-  EXPECT_FALSE(store->DeleteRun("doomed").has_value()) << "nothing left to delete";
-  EXPECT_FALSE(store->DeleteRun("never-was").has_value());
+  EXPECT_TRUE(store->alerts().List(doomed).empty());
+  EXPECT_TRUE(store->alerts().List({}).empty()) << "the alerts went with the run";
+  EXPECT_FALSE(store->deletion().Delete("doomed").has_value()) << "nothing left to delete";
+  EXPECT_FALSE(store->deletion().Delete("never-was").has_value());
 
   // The trainer sends again under the same name: a new run with only the new records, judged
   // afresh (its records replace nothing of the old run).
   const IngestResult again = store->Ingest(Steps("doomed", 0, 5));
   EXPECT_EQ(again.duplicates + again.replaced, 0);
-  ASSERT_TRUE(store->GetRun("doomed").has_value());
-  EXPECT_EQ(store->GetRun("doomed")->records, 5);
-  EXPECT_EQ(store->GetRun("doomed")->first_step, 0);
+  ASSERT_TRUE(store->runs().Get("doomed").has_value());
+  EXPECT_EQ(store->runs().Get("doomed")->records, 5);
+  EXPECT_EQ(store->runs().Get("doomed")->first_step, 0);
 }
 
 TEST_P(RunDeletionTest, PurgingGoesInBoundedChunksUntilNothingIsLeft) {
@@ -72,11 +72,11 @@ TEST_P(RunDeletionTest, PurgingGoesInBoundedChunksUntilNothingIsLeft) {
   auto db = Connect();
   const std::int64_t rollups = Count(*db, "SELECT COUNT(*) FROM step_rollups");
   ASSERT_GT(rollups, 0);
-  ASSERT_TRUE(store->DeleteRun("big").has_value());
+  ASSERT_TRUE(store->deletion().Delete("big").has_value());
   EXPECT_EQ(Count(*db, "SELECT COUNT(*) FROM steps"), 2003) << "purged later, not in the delete";
 
   std::int64_t calls = 0, removed = 0;
-  while (std::int64_t chunk = store->PurgeDeletedRuns(300)) {
+  while (std::int64_t chunk = store->deletion().PurgeDeleted(300)) {
     // A chunk ends at a whole step: up to 300 rows plus the rest of the last step's ranks.
     EXPECT_LE(chunk, 300 + 4) << "call " << calls;
     removed += chunk;
@@ -86,8 +86,8 @@ TEST_P(RunDeletionTest, PurgingGoesInBoundedChunksUntilNothingIsLeft) {
   EXPECT_EQ(Count(*db, "SELECT COUNT(*) FROM steps"), 3) << "only the other run's";
   EXPECT_EQ(Count(*db, "SELECT COUNT(*) FROM runs"), 1) << "the deleted run's row went last";
   EXPECT_EQ(removed, 2000 + rollups - Count(*db, "SELECT COUNT(*) FROM step_rollups") + 1);
-  EXPECT_EQ(store->PurgeDeletedRuns(300), 0);
-  EXPECT_EQ(store->GetRun("small")->records, 3);
+  EXPECT_EQ(store->deletion().PurgeDeleted(300), 0);
+  EXPECT_EQ(store->runs().Get("small")->records, 3);
 }
 
 TEST_P(RunDeletionTest, AnotherStoreThatCachedTheDeletedRunWritesToTheNewOne) {
@@ -96,15 +96,15 @@ TEST_P(RunDeletionTest, AnotherStoreThatCachedTheDeletedRunWritesToTheNewOne) {
   auto other = Open();
   one->Ingest(Steps("shared", 0, 10));
   other->Ingest(Steps("shared", 10, 10));  // `other` now knows the run's id
-  ASSERT_EQ(one->GetRun("shared")->records, 20);
-  ASSERT_TRUE(one->DeleteRun("shared").has_value());
+  ASSERT_EQ(one->runs().Get("shared")->records, 20);
+  ASSERT_TRUE(one->deletion().Delete("shared").has_value());
   other->Ingest(Steps("shared", 20, 7));
-  ASSERT_TRUE(one->GetRun("shared").has_value());
-  EXPECT_EQ(one->GetRun("shared")->records, 7) << "not written into the deleted run";
-  EXPECT_EQ(one->GetRun("shared")->first_step, 20);
-  while (one->PurgeDeletedRuns(1000) > 0) {
+  ASSERT_TRUE(one->runs().Get("shared").has_value());
+  EXPECT_EQ(one->runs().Get("shared")->records, 7) << "not written into the deleted run";
+  EXPECT_EQ(one->runs().Get("shared")->first_step, 20);
+  while (one->deletion().PurgeDeleted(1000) > 0) {
   }
-  EXPECT_EQ(other->GetRun("shared")->records, 7) << "the purge left the new run alone";
+  EXPECT_EQ(other->runs().Get("shared")->records, 7) << "the purge left the new run alone";
 }
 
 TEST_P(RunDeletionTest, RunsPastRetentionAreFoundLeastRecentFirst) {
@@ -112,11 +112,12 @@ TEST_P(RunDeletionTest, RunsPastRetentionAreFoundLeastRecentFirst) {
   store->Ingest(Steps("first", 0, 3));
   store->Ingest(Steps("second", 0, 3));
   const double after_both = 1e12;
-  EXPECT_THAT(store->RunsInactiveSince(after_both, 10), ::testing::ElementsAre("first", "second"));
-  EXPECT_THAT(store->RunsInactiveSince(after_both, 1), ::testing::ElementsAre("first"));
-  EXPECT_TRUE(store->RunsInactiveSince(0, 10).empty());
-  store->DeleteRun("first");
-  EXPECT_THAT(store->RunsInactiveSince(after_both, 10), ::testing::ElementsAre("second"))
+  EXPECT_THAT(store->deletion().InactiveSince(after_both, 10),
+              ::testing::ElementsAre("first", "second"));
+  EXPECT_THAT(store->deletion().InactiveSince(after_both, 1), ::testing::ElementsAre("first"));
+  EXPECT_TRUE(store->deletion().InactiveSince(0, 10).empty());
+  store->deletion().Delete("first");
+  EXPECT_THAT(store->deletion().InactiveSince(after_both, 10), ::testing::ElementsAre("second"))
       << "a deleted run is not deleted again";
 }
 
@@ -131,8 +132,8 @@ TEST(SqliteRunDeletion, ANewDatabaseGivesThePagesOfPurgedRunsBack) {
   {
     Store store(path);
     full = std::filesystem::file_size(path);
-    ASSERT_TRUE(store.DeleteRun("big").has_value());
-    while (store.PurgeDeletedRuns(5000) > 0) {
+    ASSERT_TRUE(store.deletion().Delete("big").has_value());
+    while (store.deletion().PurgeDeleted(5000) > 0) {
     }
   }
   const std::uintmax_t after = std::filesystem::file_size(path);

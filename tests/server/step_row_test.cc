@@ -79,12 +79,12 @@ TEST_P(StepRowTest, EveryShapeOfRecordComesBackAsItsCanonicalJson) {
   const std::vector<wire::StepRecord> records = EveryShape("shapes");
   EXPECT_EQ(store->Ingest(records).accepted, static_cast<std::int64_t>(records.size()));
 
-  auto page = store->ReadSteps("shapes", StepQuery{});
+  auto page = store->runs().Steps("shapes", StepQuery{});
   ASSERT_EQ(page->records.size(), records.size());
   for (std::size_t i = 0; i < records.size(); ++i) {
     EXPECT_EQ(page->records[i], wire::CanonicalJson(records[i])) << "record " << i;
   }
-  EXPECT_EQ(store->GetRun("shapes")->latest, wire::ToJson(records.back()));
+  EXPECT_EQ(store->runs().Get("shapes")->latest, wire::ToJson(records.back()));
 
   // Identical records are duplicates; a sign of zero, a micro-batch or an unknown field that
   // differs makes a different record.
@@ -99,7 +99,7 @@ TEST_P(StepRowTest, EveryShapeOfRecordComesBackAsItsCanonicalJson) {
   IngestResult replaced = store->Ingest(changed);
   EXPECT_EQ(replaced.replaced, 4);
   EXPECT_EQ(replaced.duplicates, 0);
-  page = store->ReadSteps("shapes", StepQuery{});
+  page = store->runs().Steps("shapes", StepQuery{});
   EXPECT_EQ(page->records[1], wire::CanonicalJson(changed[3]));
   EXPECT_EQ(page->records[3], wire::CanonicalJson(changed[0]));
   EXPECT_EQ(page->records[4], wire::CanonicalJson(changed[1]));
@@ -108,17 +108,18 @@ TEST_P(StepRowTest, EveryShapeOfRecordComesBackAsItsCanonicalJson) {
   // leaves none of them behind.
   wire::StepRecord bare = MakeRecord("shapes", 2, 1.0);
   EXPECT_EQ(store->Ingest({bare}).replaced, 1);
-  EXPECT_EQ(store->ReadSteps("shapes", StepQuery{})->records[2], wire::CanonicalJson(bare));
+  EXPECT_EQ(store->runs().Steps("shapes", StepQuery{})->records[2], wire::CanonicalJson(bare));
   wire::StepRecord bare_full = MakeRecord("shapes", 1, 1.0, 3, 8);
   EXPECT_EQ(store->Ingest({bare_full}).replaced, 1);
-  EXPECT_EQ(store->ReadSteps("shapes", StepQuery{})->records[1], wire::CanonicalJson(bare_full));
+  EXPECT_EQ(store->runs().Steps("shapes", StepQuery{})->records[1], wire::CanonicalJson(bare_full));
   EXPECT_EQ(store->Ingest({changed[3]}).replaced, 1);
 
   // A store opened again (a restart) reads the rows the same way, the analyzers' reads included.
   store.reset();
   store = Open();
   EXPECT_EQ(store->Ingest({changed[3]}).duplicates, 1);
-  EXPECT_EQ(store->ReadSteps("shapes", StepQuery{})->records[1], wire::CanonicalJson(changed[3]));
+  EXPECT_EQ(store->runs().Steps("shapes", StepQuery{})->records[1],
+            wire::CanonicalJson(changed[3]));
 }
 
 // A database written by a v6 server (each row's canonical JSON in `record`) is converted by the
@@ -160,14 +161,14 @@ TEST_P(StepRowTest, AVersion6DatabaseIsConvertedWithEveryRecordExact) {
   EXPECT_EQ(store->SchemaVersion(), BuiltinMigrations(GetParam()).back().version);
   StepQuery everything;
   everything.limit = 100000;
-  auto page = store->ReadSteps("old", everything);
+  auto page = store->runs().Steps("old", everything);
   ASSERT_EQ(page->records.size(), records.size());
   std::size_t differing = 0;
   for (std::size_t i = 0; i < records.size(); ++i) {
     if (page->records[i] != wire::CanonicalJson(records[i])) ++differing;
   }
   EXPECT_EQ(differing, 0u) << "first: " << page->records[0];
-  EXPECT_EQ(store->GetRun("old")->records, static_cast<std::int64_t>(records.size()));
+  EXPECT_EQ(store->runs().Get("old")->records, static_cast<std::int64_t>(records.size()));
   EXPECT_EQ(store->Ingest(records).duplicates, static_cast<std::int64_t>(records.size()));
   EXPECT_FALSE(Connect()->HasTable("steps_v6"));
   if (GetParam() == Backend::kSqlite) {

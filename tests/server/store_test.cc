@@ -72,11 +72,11 @@ TEST_P(StoreTest, IngestCountsNewDuplicateAndReplaced) {
   EXPECT_EQ(third.duplicates, 0);
   EXPECT_EQ(third.replaced, 10);
 
-  auto run = store.GetRun("r");
+  auto run = store.runs().Get("r");
   ASSERT_TRUE(run.has_value());
   EXPECT_EQ(run->records, 110);
   EXPECT_EQ(run->latest["step"], 109);
-  auto page = store.ReadSteps("r", Range(95, 95));
+  auto page = store.runs().Steps("r", Range(95, 95));
   ASSERT_EQ(page->records.size(), 1u);
   EXPECT_EQ(nlohmann::json::parse(page->records[0])["loss"], 10.0 - 0.095 + 1);
 }
@@ -90,7 +90,7 @@ TEST_P(StoreTest, SameKeyTwiceInOneBatchIsAppliedInOrder) {
   EXPECT_EQ(result.accepted, 3);
   EXPECT_EQ(result.replaced, 1);
   EXPECT_EQ(result.duplicates, 1);
-  auto page = store.ReadSteps("r", StepQuery{});
+  auto page = store.runs().Steps("r", StepQuery{});
   ASSERT_EQ(page->records.size(), 1u);
   EXPECT_EQ(nlohmann::json::parse(page->records[0])["loss"], 2.0);
 }
@@ -105,14 +105,14 @@ TEST_P(StoreTest, NonFiniteValuesAndUnknownFieldsSurviveStorage) {
   r.micro = {wire::MicroBatch{kNaN, 3, kInf}};
   r.extra = {{"note", "kept"}, {"nested", {{"a", 1}}}};
   store.Ingest({r});
-  auto page = store.ReadSteps("r", StepQuery{});
+  auto page = store.runs().Steps("r", StepQuery{});
   ASSERT_EQ(page->records.size(), 1u);
   EXPECT_EQ(page->records[0], wire::CanonicalJson(r));
 
   // Re-sending the NaN record is a duplicate: NaN compares equal to itself in canonical form.
   EXPECT_EQ(store.Ingest({r}).duplicates, 1);
 
-  auto series = store.ReadDownsampled("r", 0, 10, std::nullopt, 100);
+  auto series = store.runs().Downsampled("r", 0, 10, std::nullopt, 100);
   ASSERT_EQ(series->ranks.size(), 1u);
   const BlockStats& bucket = series->ranks[0].buckets.at(0);
   EXPECT_EQ(bucket.loss.nan, 1);
@@ -139,16 +139,16 @@ TEST_P(StoreTest, FailedBatchStoresNothingAndLeavesTheStoreUsable) {
   store.Ingest(Steps("kept", 0, 10));
   EXPECT_THAT([&] { store.Ingest(Steps("new-run", 0, 100)); },
               ::testing::ThrowsMessage<StorageError>(HasSubstr("injected failure")));
-  EXPECT_FALSE(store.GetRun("new-run").has_value())
+  EXPECT_FALSE(store.runs().Get("new-run").has_value())
       << "the run created inside the failed batch must be rolled back";
-  EXPECT_EQ(store.ListRuns({}).runs.size(), 1u);
+  EXPECT_EQ(store.runs().List({}).runs.size(), 1u);
 
   // The next batch for the same run must not reuse the rolled-back run id.
   EXPECT_EQ(store.Ingest(Steps("new-run", 0, 50)).accepted, 50);
-  auto run = store.GetRun("new-run");
+  auto run = store.runs().Get("new-run");
   ASSERT_TRUE(run.has_value());
   EXPECT_EQ(run->records, 50);
-  EXPECT_EQ(store.ReadSteps("new-run", StepQuery{})->records.size(), 50u);
+  EXPECT_EQ(store.runs().Steps("new-run", StepQuery{})->records.size(), 50u);
 }
 
 TEST_P(StoreTest, PagesThroughRanksWithAContinuation) {
@@ -163,7 +163,7 @@ TEST_P(StoreTest, PagesThroughRanksWithAContinuation) {
   StepQuery query;
   query.limit = 4;
   for (int pages = 0; pages < 10; ++pages) {
-    auto page = store.ReadSteps("ddp", query);
+    auto page = store.runs().Steps("ddp", query);
     for (const std::string& text : page->records) {
       auto json = nlohmann::json::parse(text);
       seen.emplace_back(json["step"], json["rank"]);
@@ -179,8 +179,8 @@ TEST_P(StoreTest, PagesThroughRanksWithAContinuation) {
   }
   query = StepQuery{};
   query.rank = 2;
-  EXPECT_EQ(store.ReadSteps("ddp", query)->records.size(), 5u);
-  EXPECT_FALSE(store.ReadSteps("missing", StepQuery{}).has_value());
+  EXPECT_EQ(store.runs().Steps("ddp", query)->records.size(), 5u);
+  EXPECT_FALSE(store.runs().Steps("missing", StepQuery{}).has_value());
 }
 
 TEST_P(StoreTest, RunSummaryAndAlerts) {
@@ -192,7 +192,7 @@ TEST_P(StoreTest, RunSummaryAndAlerts) {
   first.vocab_size = 32000;
   store.Ingest({first, MakeRecord("r", 9, 2.0, 1, 2), MakeRecord("r", 9, 2.5, 0, 2),
                 MakeRecord("b", 1, 1.0)});
-  auto runs = store.ListRuns({}).runs;
+  auto runs = store.runs().List({}).runs;
   ASSERT_EQ(runs.size(), 2u);
   EXPECT_EQ(runs[0].name, "b");
   const RunSummary& r = runs[1];
@@ -207,40 +207,40 @@ TEST_P(StoreTest, RunSummaryAndAlerts) {
   alert.first_step = 7;
   alert.last_step = 9;
   alert.evidence = {{"factor", 8.0}, {"explained_by", "ga_steps"}};
-  std::int64_t id = store.InsertAlert(alert);
+  std::int64_t id = store.alerts().Insert(alert);
   alert.kind = analyzers::Kind::kConfigChange;
   alert.severity = analyzers::Severity::kInfo;
   alert.state = analyzers::AlertState::kResolved;
-  store.InsertAlert(alert);
+  store.alerts().Insert(alert);
   EXPECT_THROW(
       [&] {
         alert.run = "no-such-run";
-        store.InsertAlert(alert);
+        store.alerts().Insert(alert);
       }(),
       StorageError);
 
-  EXPECT_EQ(store.GetRun("r")->open_alerts[analyzers::Severity::kCritical], 1);
-  EXPECT_EQ(store.GetRun("r")->open_alerts[analyzers::Severity::kInfo], 0)
+  EXPECT_EQ(store.runs().Get("r")->open_alerts[analyzers::Severity::kCritical], 1);
+  EXPECT_EQ(store.runs().Get("r")->open_alerts[analyzers::Severity::kInfo], 0)
       << "resolved alerts are not open";
-  EXPECT_EQ(store.ListAlerts({}).size(), 2u);
+  EXPECT_EQ(store.alerts().List({}).size(), 2u);
   AlertFilter open;
   open.state = analyzers::AlertState::kOpen;
-  auto open_alerts = store.ListAlerts(open);
+  auto open_alerts = store.alerts().List(open);
   ASSERT_EQ(open_alerts.size(), 1u);
   EXPECT_EQ(open_alerts[0].evidence["explained_by"], "ga_steps");
   AlertFilter by_kind;
   by_kind.kind = analyzers::Kind::kConfigChange;
   by_kind.run = "r";
-  EXPECT_EQ(store.ListAlerts(by_kind).size(), 1u);
+  EXPECT_EQ(store.alerts().List(by_kind).size(), 1u);
   by_kind.run = "b";
-  EXPECT_TRUE(store.ListAlerts(by_kind).empty());
+  EXPECT_TRUE(store.alerts().List(by_kind).empty());
 
-  auto acked = store.AckAlert(id);
+  auto acked = store.alerts().Ack(id);
   ASSERT_TRUE(acked.has_value());
   ASSERT_TRUE(acked->acked_at.has_value());
-  auto again = store.AckAlert(id);
+  auto again = store.alerts().Ack(id);
   EXPECT_EQ(*again->acked_at, *acked->acked_at) << "the first acknowledgement time is kept";
-  EXPECT_FALSE(store.AckAlert(9999).has_value());
+  EXPECT_FALSE(store.alerts().Ack(9999).has_value());
 }
 
 // A learning rate as trainers send it: mostly a schedule's value, sometimes absent, rarely a
@@ -350,7 +350,7 @@ TEST_P(StoreTest, DownsamplingMatchesBruteForceIncludingSpikesNansAndReplacement
   for (const Query& q : queries) {
     std::string what = "from=" + std::to_string(q.from) + " to=" + std::to_string(q.to) +
                        " buckets=" + std::to_string(q.max_buckets);
-    auto series = store.ReadDownsampled("big", q.from, q.to, 0, q.max_buckets);
+    auto series = store.runs().Downsampled("big", q.from, q.to, 0, q.max_buckets);
     ASSERT_TRUE(series.has_value());
     ASSERT_EQ(series->ranks.size(), 1u) << what;
     const auto& buckets = series->ranks[0].buckets;
@@ -391,7 +391,7 @@ TEST_P(StoreTest, DownsamplingOfManyRanksIsExactWhileRollupsArePendingAndAfter) 
         std::string what = when + " from=" + std::to_string(from) + " to=" + std::to_string(to) +
                            " buckets=" + std::to_string(max_buckets) +
                            (only ? " rank=5" : " all ranks");
-        auto series = store.ReadDownsampled("wide", from, to, only, max_buckets);
+        auto series = store.runs().Downsampled("wide", from, to, only, max_buckets);
         ASSERT_TRUE(series.has_value());
         std::size_t nonempty = 0;
         for (const auto& [rank, steps] : truth) {
@@ -472,7 +472,7 @@ TEST_P(StoreTest, RollupsOfAVersion8DatabaseGetTheLearningRateFromTheirSteps) {
            {0, INT64_MAX, 2}, {0, INT64_MAX, 30}, {100, 8000, 500}, {0, 8999, 9000}}) {
     const std::string what = "from=" + std::to_string(from) + " to=" + std::to_string(to) +
                              " buckets=" + std::to_string(max_buckets);
-    auto series = store->ReadDownsampled("old-lr", from, to, std::nullopt, max_buckets);
+    auto series = store->runs().Downsampled("old-lr", from, to, std::nullopt, max_buckets);
     ASSERT_TRUE(series.has_value());
     ASSERT_EQ(series->ranks.size(), 2u) << what;
     for (const auto& rank : series->ranks) {
@@ -503,17 +503,17 @@ TEST_P(StoreTest, ConcurrentWritersAndReadersSeeWholeBatchesOnly) {
     threads.emplace_back([&] {
       // Bounded: at most 100,000 reads, and never past the writers' end.
       for (int i = 0; i < 100'000 && writers_done < kWriters; ++i) {
-        for (const RunSummary& run : store.ListRuns({}).runs) {
+        for (const RunSummary& run : store.runs().List({}).runs) {
           if (run.records % kBatchSize != 0) ++torn;
         }
-        if (auto series = store.ReadDownsampled("writer-0", 0, INT64_MAX, 0, 50)) {
+        if (auto series = store.runs().Downsampled("writer-0", 0, INT64_MAX, 0, 50)) {
           std::int64_t counted = 0;
           for (const auto& rank : series->ranks) {
             for (const BlockStats& bucket : rank.buckets) counted += bucket.n;
           }
           if (counted % kBatchSize != 0) ++torn;
         }
-        store.ListAlerts({});
+        store.alerts().List({});
         ++reads;
       }
     });
@@ -522,7 +522,7 @@ TEST_P(StoreTest, ConcurrentWritersAndReadersSeeWholeBatchesOnly) {
   EXPECT_EQ(torn, 0) << "a reader saw part of a batch";
   EXPECT_GT(reads, 0);
   for (int w = 0; w < kWriters; ++w) {
-    EXPECT_EQ(store.GetRun("writer-" + std::to_string(w))->records, kBatches * kBatchSize);
+    EXPECT_EQ(store.runs().Get("writer-" + std::to_string(w))->records, kBatches * kBatchSize);
   }
 }
 
@@ -541,8 +541,8 @@ TEST(SqliteStore, ReopenAfterUncleanExitKeepsCommittedBatches) {
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   ASSERT_TRUE(std::filesystem::exists(dir.File("db-wal")));
   Store store(dir.File("db"));
-  EXPECT_EQ(store.GetRun("crash")->records, 500);
-  EXPECT_EQ(store.ReadSteps("crash", StepQuery{})->records.size(), 500u);
+  EXPECT_EQ(store.runs().Get("crash")->records, 500);
+  EXPECT_EQ(store.runs().Steps("crash", StepQuery{})->records.size(), 500u);
   EXPECT_EQ(store.Ingest(Steps("crash", 0, 500)).duplicates, 500);
 }
 
@@ -597,11 +597,11 @@ TEST(PostgresStore, ConnectionLostMidBatchStoresNothingAndTheNextCallReconnects)
   } catch (const StorageError& e) {
     EXPECT_TRUE(e.unavailable()) << e.what();
   }
-  EXPECT_FALSE(store.GetRun("cut").has_value()) << "nothing of the failed batch is stored";
+  EXPECT_FALSE(store.runs().Get("cut").has_value()) << "nothing of the failed batch is stored";
   EXPECT_EQ(store.Ingest(Steps("cut", 0, 100)).accepted, 100);
-  EXPECT_EQ(store.GetRun("cut")->records, 100);
-  EXPECT_EQ(store.ReadSteps("cut", StepQuery{})->records.size(), 100u);
-  EXPECT_EQ(store.GetRun("kept")->records, 10);
+  EXPECT_EQ(store.runs().Get("cut")->records, 100);
+  EXPECT_EQ(store.runs().Steps("cut", StepQuery{})->records.size(), 100u);
+  EXPECT_EQ(store.runs().Get("kept")->records, 10);
 }
 
 // The PostgreSQL server stopped and started again under a store: calls fail as unavailable while
@@ -610,7 +610,7 @@ TEST(PostgresStore, CallsFailWhileTheServerIsDownAndSucceedWhenItIsBack) {
   const StoreLocation location = NewPostgresDatabase("restarted");
   Store store(location, {.durability = Durability::kFull, .read_connections = 2});
   store.Ingest(Steps("r", 0, 100));
-  EXPECT_EQ(store.GetRun("r")->records, 100);  // a read connection now idles in the pool
+  EXPECT_EQ(store.runs().Get("r")->records, 100);  // a read connection now idles in the pool
 
   PostgresServer::Shared().Stop(SIGINT);
   auto unavailable = [](auto call) {
@@ -622,13 +622,13 @@ TEST(PostgresStore, CallsFailWhileTheServerIsDownAndSucceedWhenItIsBack) {
     return false;
   };
   EXPECT_TRUE(unavailable([&] { store.Ingest(Steps("r", 100, 100)); }));
-  EXPECT_TRUE(unavailable([&] { store.GetRun("r"); }));
-  EXPECT_TRUE(unavailable([&] { store.ListAlerts({}); }));
+  EXPECT_TRUE(unavailable([&] { store.runs().Get("r"); }));
+  EXPECT_TRUE(unavailable([&] { store.alerts().List({}); }));
 
   PostgresServer::Shared().Start();
-  EXPECT_EQ(store.GetRun("r")->records, 100) << "the failed batch stored nothing";
+  EXPECT_EQ(store.runs().Get("r")->records, 100) << "the failed batch stored nothing";
   EXPECT_EQ(store.Ingest(Steps("r", 100, 100)).accepted, 100);
-  EXPECT_EQ(store.GetRun("r")->records, 200);
+  EXPECT_EQ(store.runs().Get("r")->records, 200);
   EXPECT_EQ(store.SchemaVersion(), BuiltinMigrations(Backend::kPostgres).back().version);
 }
 
@@ -647,9 +647,9 @@ TEST(PostgresStore, TwoStoresOnOneDatabaseShareRunsAndCounts) {
     });
   }
   for (auto& writer : writers) writer.join();
-  EXPECT_EQ(a.ListRuns({}).runs.size(), 1u);
-  EXPECT_EQ(b.GetRun("shared")->records, kBatches * kBatchSize);
-  EXPECT_EQ(a.ReadSteps("shared", StepQuery{})->records.size(),
+  EXPECT_EQ(a.runs().List({}).runs.size(), 1u);
+  EXPECT_EQ(b.runs().Get("shared")->records, kBatches * kBatchSize);
+  EXPECT_EQ(a.runs().Steps("shared", StepQuery{})->records.size(),
             static_cast<std::size_t>(kBatches * kBatchSize));
   EXPECT_EQ(b.Ingest(Steps("shared", 0, kBatchSize)).duplicates, kBatchSize);
 }
@@ -677,7 +677,7 @@ TEST(PostgresStore, ABatchWaitingTooLongForItsRunsLockFailsAsUnavailable) {
   EXPECT_EQ(store.Ingest(Steps("other-run", 0, 10)).accepted, 10) << "other runs are not held up";
   other_server.Exec("ROLLBACK");
   EXPECT_EQ(store.Ingest(Steps("held", 10, 10)).accepted, 10);
-  EXPECT_EQ(store.GetRun("held")->records, 20);
+  EXPECT_EQ(store.runs().Get("held")->records, 20);
 }
 
 TEST(PostgresStore, RefusesAUriWithAPassword) {

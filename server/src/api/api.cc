@@ -76,10 +76,10 @@ Response ListGuardActions(store::Store& store, const Request& request) {
   auto limit = query.Int("limit", 1, kMaxPageSize);
   if (!limit) return BadQuery(limit.error());
   const std::string& name = request.params.at("run");
-  if (!store.GetRun(name)) return NoSuchRun(name);
+  if (!store.runs().Get(name)) return NoSuchRun(name);
   nlohmann::json actions = nlohmann::json::array();
   for (const store::GuardActionRow& row :
-       store.ListGuardActions(name, limit.value().value_or(1000)))
+       store.runs().GuardActions(name, limit.value().value_or(1000)))
     actions.push_back(GuardActionToJson(row));
   return JsonResponse(status::ok, {{"run", name}, {"actions", std::move(actions)}});
 }
@@ -96,7 +96,7 @@ Response ListRuns(store::Store& store, const Request& request) {
                            .prefix = query.String("prefix").value_or(""),
                            .active_since = active_since.value(),
                            .limit = limit.value().value_or(kDefaultRunPage)};
-  store::RunPage page = store.ListRuns(list);
+  store::RunPage page = store.runs().List(list);
   nlohmann::json runs = nlohmann::json::array();
   for (const store::RunSummary& run : page.runs) runs.push_back(RunToJson(run));
   return JsonResponse(status::ok, {{"runs", std::move(runs)},
@@ -106,7 +106,7 @@ Response ListRuns(store::Store& store, const Request& request) {
 Response GetRun(store::Store& store, const Request& request) {
   if (Status known = QueryParams(request).RejectUnknown({}); !known) return BadQuery(known.error());
   const std::string& name = request.params.at("run");
-  std::optional<store::RunSummary> run = store.GetRun(name);
+  std::optional<store::RunSummary> run = store.runs().Get(name);
   if (!run) return NoSuchRun(name);
   return JsonResponse(status::ok, {{"run", RunToJson(*run)}});
 }
@@ -115,7 +115,7 @@ Response DeleteRun(store::Store& store, const std::function<void()>& deleted,
                    const Request& request) {
   if (Status known = QueryParams(request).RejectUnknown({}); !known) return BadQuery(known.error());
   const std::string& name = request.params.at("run");
-  std::optional<std::int64_t> records = store.DeleteRun(name);
+  std::optional<std::int64_t> records = store.deletion().Delete(name);
   if (!records) return NoSuchRun(name);
   spdlog::info("deleted run {} ({} records) on request", name, *records);
   if (deleted) deleted();
@@ -148,7 +148,8 @@ Response GetSteps(store::Store& store, const Request& request) {
   if (max_points.value()) {
     if (limit.value() || from_rank.value())
       return BadQuery("limit and from_rank page raw steps; they do not go with max_points");
-    auto series = store.ReadDownsampled(name, first, last, rank.value(), *max_points.value() / 2);
+    auto series =
+        store.runs().Downsampled(name, first, last, rank.value(), *max_points.value() / 2);
     if (!series) return NoSuchRun(name);
     nlohmann::json body = DownsampledToJson(*series);
     body["run"] = name;
@@ -158,7 +159,7 @@ Response GetSteps(store::Store& store, const Request& request) {
 
   store::StepQuery step_query{first, last, rank.value(), from_rank.value().value_or(0),
                               limit.value().value_or(10'000)};
-  std::optional<store::StepPage> page = store.ReadSteps(name, step_query);
+  std::optional<store::StepPage> page = store.runs().Steps(name, step_query);
   if (!page) return NoSuchRun(name);
   // Records are stored as canonical JSON: splice them in instead of parsing and re-serialising.
   std::string body = R"({"run":)" + nlohmann::json(name).dump() + R"(,"steps":[)";
@@ -195,7 +196,7 @@ Response ListAlerts(store::Store& store, const Request& request) {
   filter.limit = limit.value().value_or(1000);
   nlohmann::json alerts = nlohmann::json::array();
   std::map<std::int64_t, std::size_t> index_of;  // alert id -> position in `alerts`
-  for (const store::Alert& alert : store.ListAlerts(filter)) {
+  for (const store::Alert& alert : store.alerts().List(filter)) {
     index_of[alert.id] = alerts.size();
     alerts.push_back(AlertToJson(alert));
     alerts.back()["symptoms"] = nlohmann::json::array();
@@ -219,7 +220,7 @@ Response AckAlert(store::Store& store, const Request& request) {
     return ErrorResponse(status::bad_request, "bad_alert_id",
                          "alert id must be a positive integer, but got '" + text + "'");
   }
-  std::optional<store::Alert> alert = store.AckAlert(id);
+  std::optional<store::Alert> alert = store.alerts().Ack(id);
   if (!alert) return ErrorResponse(status::not_found, "unknown_alert", "no alert with id " + text);
   return JsonResponse(status::ok, {{"alert", AlertToJson(*alert)}});
 }

@@ -55,8 +55,9 @@ void RunLifecycle::Loop() {
     try {
       if (options_.retention_days) {
         const double before = store::UnixSeconds() - *options_.retention_days * 86400;
-        for (const std::string& run : store_.RunsInactiveSince(before, kRetentionRunsPerRound)) {
-          if (std::optional<std::int64_t> records = store_.DeleteRun(run)) {
+        for (const std::string& run :
+             store_.deletion().InactiveSince(before, kRetentionRunsPerRound)) {
+          if (std::optional<std::int64_t> records = store_.deletion().Delete(run)) {
             spdlog::info("retention: deleted run {} ({} records, inactive for over {} days)", run,
                          *records, *options_.retention_days);
           }
@@ -64,7 +65,7 @@ void RunLifecycle::Loop() {
       }
       std::int64_t purged = 0;
       while (!Stopping()) {
-        const std::int64_t removed = store_.PurgeDeletedRuns(options_.chunk_rows);
+        const std::int64_t removed = store_.deletion().PurgeDeleted(options_.chunk_rows);
         if (removed == 0) break;
         purged += removed;
       }

@@ -129,7 +129,7 @@ std::string ServerMetrics::Render(store::Store& store, const MetricsOptions& opt
                         "Active runs left out of this scrape by the run cap (least recent first)");
 
   const double since = now - options.run_window_seconds;
-  store::ActiveRuns selected = store.ListActiveRuns(since, options.max_runs);
+  store::ActiveRuns selected = store.runs().Active(since, options.max_runs);
   active.Add({}).Set(static_cast<double>(selected.active));
   omitted.Add({}).Set(static_cast<double>(selected.active - selected.runs.size()));
   std::set<std::string> exported;
@@ -151,7 +151,7 @@ std::string ServerMetrics::Render(store::Store& store, const MetricsOptions& opt
     last_seen.Add(labels).Set(run.last_seen);
   }
   store::OpenAlertCounts by_severity;
-  for (const store::OpenAlertGroup& group : store.ListOpenAlertGroups()) {
+  for (const store::OpenAlertGroup& group : store.alerts().OpenGroups()) {
     if (!group.acknowledged) by_severity[group.severity] += group.count;
     if (!exported.count(group.run)) continue;
     (group.acknowledged ? acked_alerts : open_alerts)
@@ -165,7 +165,7 @@ std::string ServerMetrics::Render(store::Store& store, const MetricsOptions& opt
         .Set(static_cast<double>(by_severity[severity]));
   }
 
-  std::vector<store::Store::NotifyTargetStatus> targets = store.NotifyStatus();
+  std::vector<store::NotifyTargetStatus> targets = store.outbox().Status();
   if (!targets.empty()) {
     auto& pending = gauge("lossguard_notifications_pending",
                           "Notifications waiting in the outbox for the webhook target");
@@ -174,7 +174,7 @@ std::string ServerMetrics::Render(store::Store& store, const MetricsOptions& opt
     auto& unreported = gauge("lossguard_notifications_dropped_unreported",
                              "Notifications dropped from the target's full outbox that it has "
                              "not been told of yet");
-    for (const store::Store::NotifyTargetStatus& target : targets) {
+    for (const store::NotifyTargetStatus& target : targets) {
       const prometheus::Labels labels = {{"target", target.label}};
       pending.Add(labels).Set(static_cast<double>(target.pending));
       failures.Add(labels).Set(static_cast<double>(target.failures));

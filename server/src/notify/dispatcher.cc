@@ -67,7 +67,7 @@ Dispatcher::~Dispatcher() { Stop(); }
 
 void Dispatcher::Start() {
   if (targets_.empty()) return;
-  store_.RegisterNotifyTargets(store::UnixSeconds());
+  store_.outbox().RegisterTargets(store::UnixSeconds());
   TakeBackLeasesOfTheGone();
   thread_ = std::thread([this] { Loop(); });
 }
@@ -76,9 +76,9 @@ void Dispatcher::Start() {
 // the same host, its successor knows the holder is gone and delivers at once instead of waiting
 // for the lease to run out; another server's lease is waited for.
 void Dispatcher::TakeBackLeasesOfTheGone() {
-  for (const store::Store::NotifyLease& lease : store_.NotifyLeases()) {
+  for (const store::NotifyLease& lease : store_.outbox().Leases()) {
     if (!HolderIsGone(lease.owner, options_.owner)) continue;
-    store_.ReleaseNotifyTarget(lease.target, lease.owner);
+    store_.outbox().Release(lease.target, lease.owner);
     spdlog::info("notifications to {}: took back the lease of {}, which is no longer running",
                  lease.label, lease.owner);
   }
@@ -120,11 +120,11 @@ void Dispatcher::Loop() {
     const double now = store::UnixSeconds();
     try {
       if (now - registered >= kRegisterEverySeconds) {
-        store_.RegisterNotifyTargets(now);
+        store_.outbox().RegisterTargets(now);
         registered = now;
       }
       for (Target& target : targets_) {
-        if (target.next_attempt <= now && store_.NotifyPending(target.hook.target.id)) {
+        if (target.next_attempt <= now && store_.outbox().Pending(target.hook.target.id)) {
           Serve(target);
         }
       }
@@ -143,10 +143,10 @@ void Dispatcher::Serve(Target& target) {
   while (true) {
     double now = store::UnixSeconds();
     std::optional<store::OutboxClaim> claim =
-        store_.ClaimNotifyTarget(id, owner_, now, options_.lease_seconds, kClaimBatch);
+        store_.outbox().Claim(id, owner_, now, options_.lease_seconds, kClaimBatch);
     if (!claim) return;  // another server holds it, or its retry is not due
     if (claim->due.empty()) {
-      store_.ReleaseNotifyTarget(id, owner_);
+      store_.outbox().Release(id, owner_);
       return;
     }
     std::int64_t dropped = claim->dropped;
@@ -172,7 +172,7 @@ void Dispatcher::Serve(Target& target) {
       if (result.outcome == Outcome::kRetry) {
         const double delay = RetryDelay(options_, claim->failures + 1, result.retry_after, random_);
         target.next_attempt = now + delay;
-        store_.NotifyFailed(id, owner_, result.error, now + delay);
+        store_.outbox().Failed(id, owner_, result.error, now + delay);
         if (metrics_) metrics_->CountNotification(label, "retried");
         spdlog::log(claim->failures == 0 ? spdlog::level::warn : spdlog::level::debug,
                     "notification {} to {} failed (attempt {}), retrying in {:.1f} s: {}", n.id,
@@ -186,7 +186,7 @@ void Dispatcher::Serve(Target& target) {
         spdlog::info("notifications to {} delivered again after {} failed attempts", label,
                      claim->failures);
       }
-      store_.NotifyDelivered(id, owner_, n.id, dropped, now + options_.lease_seconds);
+      store_.outbox().Delivered(id, owner_, n.id, dropped, now + options_.lease_seconds);
       if (metrics_) {
         metrics_->CountNotification(
             label, result.outcome == Outcome::kDelivered ? "delivered" : "rejected");
@@ -201,7 +201,7 @@ void Dispatcher::Serve(Target& target) {
         stopping = stopping_;
       }
       if (stopping) {
-        store_.ReleaseNotifyTarget(id, owner_);
+        store_.outbox().Release(id, owner_);
         return;
       }
     }

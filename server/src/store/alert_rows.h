@@ -1,6 +1,6 @@
 #pragma once
 // How the alerts and guard_actions tables are read: the column lists and the row readers shared by
-// the queries (alert_store.cc) and the ingest acknowledgement (writer.cc).
+// the queries (alert_book.cc) and the ingest acknowledgement (writer.cc).
 
 #include "store/database.h"
 #include "store/types.h"

@@ -257,8 +257,23 @@ void Analysis::Finish(double now) {
     CachedStatement(db_, kSetJudgedThrough).Bind(1, *judged).Bind(2, run_id).Step();
   }
   notifications_.Finish();
+}
+
+void Analysis::Settle() {
   touched_.clear();
   episodes_.Clear();
+}
+
+Analysis::Batch::~Batch() {
+  if (!committed_) analysis_.Abandon();
+}
+
+void Analysis::Batch::Judge(const StoredBatch& stored, double now) {
+  if (!analysis_.enabled()) return;
+  for (std::size_t i = 0; i < stored.records.size(); ++i)
+    analysis_.Feed(stored.run_of[i], stored.records[i], stored.how[i]);
+  for (const auto& [run_id, revision] : stored.revisions) analysis_.Revised(run_id, revision);
+  analysis_.Finish(now);
 }
 
 void Analysis::Forget(std::int64_t run_id) {
@@ -275,8 +290,7 @@ void Analysis::Abandon() {
       runs_.erase(it);
     }
   }
-  touched_.clear();
-  episodes_.Clear();
+  Settle();
 }
 
 }  // namespace lossguard::store

@@ -4,6 +4,7 @@
 #include <list>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "lossguard/analyzers/episode_log.h"
 #include "lossguard/analyzers/run_analyzer.h"
@@ -41,25 +42,66 @@ class Analysis {
   Analysis(Database& db, AnalysisOptions options);
 
   bool enabled() const { return options_.enabled; }
-  // Before the batch's records of this run are written, with the run locked: loads the run's
-  // analyzer if it is not in memory or another server has judged the run since.
-  void Prepare(std::int64_t run_id);
-  // The run's revision this batch leaves (runs.revision): what the next Prepare expects to find.
-  void Revised(std::int64_t run_id, std::int64_t revision);
+
   // How the batch stored a record.
   enum class Stored { kNew, kReplaced, kDuplicate };
-  // A record of the batch, of a run Prepare()d. A replaced record of a step already judged rewinds
-  // the run there (Rewind); a duplicate counts only for a step not judged yet (after a rewind, the
-  // re-sent steps that came back unchanged).
-  void Feed(std::int64_t run_id, const wire::StepRecord& record, Stored how);
-  // Writes the batch's alert events and judged_through values; call before committing.
-  void Finish(double now);
-  // The transaction failed: forget what this batch did (its runs are reloaded from the store).
-  void Abandon();
+  // A batch's records as the transaction stored them: record i is of run `run_of[i]`, stored as
+  // `how[i]`; `revisions` holds the revision (runs.revision) the batch leaves each run it added to.
+  struct StoredBatch {
+    const std::vector<wire::StepRecord>& records;
+    const std::vector<std::int64_t>& run_of;
+    const std::vector<Stored>& how;
+    const std::unordered_map<std::int64_t, std::int64_t>& revisions;
+  };
+
+  // One ingest transaction's use of the analyzers:
+  //   Batch batch = analysis.Begin();
+  //   batch.Prepare(run)        for each run, once it is locked and before its rows are written
+  //   batch.Judge(stored, now)  once the rows are written: the records go through the analyzers,
+  //                             their alerts and the runs' judged_through are written
+  //   (the caller commits the transaction)
+  //   batch.Committed()
+  // A Batch that goes without Committed() (the transaction failed) forgets what it did: its runs
+  // are ahead of the rolled-back store and are reloaded from it next time.
+  class Batch {
+   public:
+    ~Batch();
+    Batch(const Batch&) = delete;
+    Batch& operator=(const Batch&) = delete;
+    // Loads the run's analyzer if it is not in memory or another server has judged the run since.
+    void Prepare(std::int64_t run_id) { analysis_.Prepare(run_id); }
+    void Judge(const StoredBatch& stored, double now);
+    void Committed() {
+      committed_ = true;
+      analysis_.Settle();
+    }
+
+   private:
+    friend class Analysis;
+    explicit Batch(Analysis& analysis) : analysis_(analysis) {}
+    Analysis& analysis_;
+    bool committed_ = false;
+  };
+  // Not re-entrant: one Batch at a time.
+  Batch Begin() { return Batch(*this); }
+
   // The run was deleted: its state goes.
   void Forget(std::int64_t run_id);
 
  private:
+  void Prepare(std::int64_t run_id);
+  void Revised(std::int64_t run_id, std::int64_t revision);
+  // A record of the batch, of a run Prepare()d. A replaced record of a step already judged rewinds
+  // the run there (Rewind); a duplicate counts only for a step not judged yet (after a rewind, the
+  // re-sent steps that came back unchanged).
+  void Feed(std::int64_t run_id, const wire::StepRecord& record, Stored how);
+  // Writes the batch's alert events and judged_through values.
+  void Finish(double now);
+  // The batch committed: its runs' states are the store's.
+  void Settle();
+  // The batch did not commit: its runs' states go.
+  void Abandon();
+
   struct RunState {
     analyzers::RunAnalyzer analyzer;
     std::list<std::int64_t>::iterator lru;

@@ -1,10 +1,9 @@
-// Store's run deletion: the tombstone (Writer::DeleteRun), runs past retention, and the bounded
-// purge of a deleted run's rows.
+#include "store/run_deletion.h"
+
 #include <spdlog/spdlog.h>
 
+#include "store/connections.h"
 #include "store/deleted_runs.h"
-#include "store/read_lease.h"
-#include "store/store.h"
 #include "store/writer.h"
 
 namespace lossguard::store {
@@ -44,13 +43,12 @@ std::int64_t PurgeChunk(Database& db, const char* table, const std::vector<const
 }
 }  // namespace
 
-std::optional<std::int64_t> Store::DeleteRun(std::string_view run) {
-  std::lock_guard lock(write_mutex_);
-  return Write([&](Writer& writer) { return writer.DeleteRun(run); });
+std::optional<std::int64_t> RunDeletion::Delete(std::string_view run) {
+  return connections_.Writing([&](Writer& writer) { return writer.DeleteRun(run); });
 }
 
-std::vector<std::string> Store::RunsInactiveSince(double before, std::size_t limit) {
-  return Reading([&](Database& db) {
+std::vector<std::string> RunDeletion::InactiveSince(double before, std::size_t limit) {
+  return connections_.Reading([&](Database& db) {
     CachedStatement runs(db,
                          "SELECT name FROM runs WHERE last_seen < ? AND name < ? ORDER BY "
                          "last_seen LIMIT ?");
@@ -63,9 +61,8 @@ std::vector<std::string> Store::RunsInactiveSince(double before, std::size_t lim
   });
 }
 
-std::int64_t Store::PurgeDeletedRuns(std::int64_t chunk_rows) {
-  std::lock_guard lock(write_mutex_);
-  return Write([&](Writer& writer) -> std::int64_t {
+std::int64_t RunDeletion::PurgeDeleted(std::int64_t chunk_rows) {
+  return connections_.Writing([&](Writer& writer) -> std::int64_t {
     Database& db = writer.db();
     std::int64_t removed = 0;
     {
@@ -90,7 +87,7 @@ std::int64_t Store::PurgeDeletedRuns(std::int64_t chunk_rows) {
       }
       transaction.Commit();
     }
-    if (location_.backend == Backend::kSqlite) {
+    if (connections_.backend() == Backend::kSqlite) {
       // Databases created with auto_vacuum = INCREMENTAL give the freed pages back to the file
       // system; on older ones this does nothing, and the free pages are reused by new records.
       db.Exec("PRAGMA incremental_vacuum");

@@ -1,95 +1,33 @@
 #include "store/store.h"
 
-#include <spdlog/spdlog.h>
-
 #include "store/clock.h"
+#include "store/connections.h"
 #include "store/migrations.h"
-#include "store/read_lease.h"
-#include "store/sqlite.h"
-#include "store/writer.h"
 
 namespace lossguard::store {
 
-namespace {
-std::unique_ptr<Database> Connect(const StoreLocation& location, const StoreOptions& options,
-                                  bool writer) {
-  if (location.backend == Backend::kSqlite) {
-    return std::make_unique<SqliteDatabase>(location.sqlite_path, /*read_only=*/!writer,
-                                            /*create=*/writer);
-  }
-  PostgresOptions postgres = location.postgres;
-  postgres.synchronous_commit = options.durability == Durability::kFull;
-  return std::make_unique<PostgresDatabase>(postgres);
-}
-
-std::unique_ptr<Database> OpenWriter(const StoreLocation& location, const StoreOptions& options) {
-  std::unique_ptr<Database> db = Connect(location, options, /*writer=*/true);
-  if (location.backend == Backend::kSqlite) {
-    // Only possible while the file has no table yet: a new database gives the pages of deleted
-    // runs back to the file system (PurgeDeletedRuns), so that retention keeps the file's size.
-    if (!db->AnyTable()) db->Exec("PRAGMA auto_vacuum = INCREMENTAL");
-    db->Exec("PRAGMA journal_mode = WAL");
-    db->Exec(options.durability == Durability::kFull ? "PRAGMA synchronous = FULL"
-                                                     : "PRAGMA synchronous = NORMAL");
-    db->Exec("PRAGMA cache_size = -65536");
-  }
-  if (SchemaVersion(*db) == 0) {
-    std::optional<std::string> table = db->AnyTable();
-    // Another server may have committed the schema between the two reads: read the version again.
-    if (table && SchemaVersion(*db) == 0) {
-      throw StorageError(db->name() + " is not a lossguard database (it has tables, e.g. \"" +
-                         *table + "\", but no schema_version); refusing to modify it");
-    }
-  }
-  ApplyMigrations(*db, BuiltinMigrations(location.backend));
-  return db;
-}
-}  // namespace
-
 Store::Store(const StoreLocation& location, StoreOptions options)
     : location_(location),
-      options_(std::move(options)),
-      writer_(std::make_unique<Writer>(OpenWriter(location_, options_), options_.analysis)) {}
+      connections_(std::make_unique<Connections>(location, std::move(options))),
+      runs_(*connections_),
+      alerts_(*connections_),
+      deletion_(*connections_),
+      outbox_(*connections_) {}
 
-Store::~Store() {
-  std::lock_guard lock(write_mutex_);
-  idle_readers_.clear();
-  if (!writer_ || location_.backend != Backend::kSqlite) return;
-  try {
-    // Fold the WAL back into the database so that a cleanly stopped server leaves one file.
-    writer_->db().Exec("PRAGMA wal_checkpoint(TRUNCATE)");
-  } catch (const StorageError& e) {
-    spdlog::warn("checkpoint on close: {}", e.what());
-  }
-}
-
-Store::Writer& Store::LiveWriter() {
-  if (!writer_) {
-    writer_ = std::make_unique<Writer>(OpenWriter(location_, options_), options_.analysis);
-    spdlog::info("reconnected to {}", location_.Describe());
-  }
-  return *writer_;
-}
-
-Store::ReadLease Store::Read() {
-  {
-    std::lock_guard lock(read_mutex_);
-    if (!idle_readers_.empty()) {
-      std::unique_ptr<Database> db = std::move(idle_readers_.back());
-      idle_readers_.pop_back();
-      return ReadLease(*this, std::move(db));
-    }
-  }
-  return ReadLease(*this, Connect(location_, options_, /*writer=*/false));
-}
+Store::~Store() = default;
 
 IngestResult Store::Ingest(const std::vector<wire::StepRecord>& records) {
+  // Encoded outside the write lock: the only part of a batch that needs no connection.
   std::vector<EncodedStepValues> encoded;
   encoded.reserve(records.size());
   for (const wire::StepRecord& record : records) encoded.push_back(EncodeStepValues(record));
-  double now = UnixSeconds();
-  std::lock_guard lock(write_mutex_);
-  return Write([&](Writer& writer) { return writer.Ingest(records, encoded, now); });
+  const double now = UnixSeconds();
+  return connections_->Writing(
+      [&](Writer& writer) { return writer.Ingest(records, encoded, now); });
+}
+
+int Store::SchemaVersion() {
+  return connections_->Reading([](Database& db) { return store::SchemaVersion(db); });
 }
 
 }  // namespace lossguard::store

@@ -65,10 +65,10 @@ const std::string& OpenVerdictsSql() {
 }
 }  // namespace
 
-Store::Writer::Writer(std::unique_ptr<Database> db, AnalysisOptions analysis)
+Writer::Writer(std::unique_ptr<Database> db, AnalysisOptions analysis)
     : db_(std::move(db)), analysis_(*db_, std::move(analysis)), steps_(MakeStepWrites(*db_)) {}
 
-const std::string& Store::Writer::MergeChildrenSql(int level, std::size_t ranks) {
+const std::string& Writer::MergeChildrenSql(int level, std::size_t ranks) {
   auto [it, created] = merge_children_sql_.try_emplace({level, ranks});
   if (created) {
     // The ranks are listed so that both engines seek the primary key (run_id, rank, width, bucket)
@@ -87,8 +87,8 @@ const std::string& Store::Writer::MergeChildrenSql(int level, std::size_t ranks)
   return it->second;
 }
 
-std::int64_t Store::Writer::RunId(const std::string& name, double now,
-                                  std::unordered_map<std::string, std::int64_t>& created) {
+std::int64_t Writer::RunId(const std::string& name, double now,
+                           std::unordered_map<std::string, std::int64_t>& created) {
   if (auto it = run_ids_.find(name); it != run_ids_.end()) return it->second;
   if (auto it = created.find(name); it != created.end()) return it->second;
   auto find = [&]() -> std::optional<std::int64_t> {
@@ -117,9 +117,9 @@ std::int64_t Store::Writer::RunId(const std::string& name, double now,
   return *id;
 }
 
-std::vector<std::int64_t> Store::Writer::LockRuns(
-    const std::vector<wire::StepRecord>& records, double now,
-    std::unordered_map<std::string, std::int64_t>& created) {
+std::vector<std::int64_t> Writer::LockRuns(const std::vector<wire::StepRecord>& records, double now,
+                                           std::unordered_map<std::string, std::int64_t>& created,
+                                           Analysis::Batch& judging) {
   std::vector<std::int64_t> ids;
   ids.reserve(records.size());
   for (const wire::StepRecord& r : records) ids.push_back(RunId(r.run, now, created));
@@ -140,7 +140,7 @@ std::vector<std::int64_t> Store::Writer::LockRuns(
       deleted.insert(*name);
       continue;
     }
-    analysis_.Prepare(run_id);  // under the lock, before this batch's steps of the run are written
+    judging.Prepare(run_id);  // under the lock, before this batch's steps of the run are written
   }
   if (deleted.empty()) return ids;
   for (const std::string& name : deleted) run_ids_.erase(name);
@@ -153,12 +153,12 @@ std::vector<std::int64_t> Store::Writer::LockRuns(
   }
   for (std::int64_t run_id : fresh) {
     db_->LockRun(run_id);
-    analysis_.Prepare(run_id);
+    judging.Prepare(run_id);
   }
   return ids;
 }
 
-std::optional<std::int64_t> Store::Writer::DeleteRun(std::string_view name) {
+std::optional<std::int64_t> Writer::DeleteRun(std::string_view name) {
   Transaction transaction(*db_);
   std::optional<std::int64_t> found;
   {
@@ -194,17 +194,19 @@ std::optional<std::int64_t> Store::Writer::DeleteRun(std::string_view name) {
   return records;
 }
 
-IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
-                                   const std::vector<EncodedStepValues>& encoded, double now) {
+IngestResult Writer::Ingest(const std::vector<wire::StepRecord>& records,
+                            const std::vector<EncodedStepValues>& encoded, double now) {
   IngestResult result;
   std::unordered_map<std::string, std::int64_t> created_runs;
   std::unordered_map<std::int64_t, std::int64_t> new_records_per_run;
   std::set<StepBlock> changed;
   std::map<std::int64_t, std::int64_t> newest_step;
   BatchBlocks batch;
+  std::unordered_map<std::int64_t, std::int64_t> revisions;
   Transaction transaction(*db_);
-  try {
-    const std::vector<std::int64_t> run_of = LockRuns(records, now, created_runs);
+  Analysis::Batch judging = analysis_.Begin();
+  {
+    const std::vector<std::int64_t> run_of = LockRuns(records, now, created_runs, judging);
     const std::vector<Analysis::Stored> stored = steps_->Write(run_of, records, encoded, now);
     for (std::size_t i = 0; i < records.size(); ++i) {
       const wire::StepRecord& r = records[i];
@@ -215,7 +217,6 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
       if (slot < 0) ++block.steps;
       slot = static_cast<int>(i);
       ++result.accepted;
-      analysis_.Feed(run_id, r, stored[i]);
       if (stored[i] == Analysis::Stored::kDuplicate) {
         ++result.duplicates;
         continue;
@@ -235,22 +236,20 @@ IngestResult Store::Writer::Ingest(const std::vector<wire::StepRecord>& records,
       CachedStatement touch_run(*db_, kTouchRun);
       touch_run.BindNumber(1, now).Bind(2, added).Bind(3, run_id);
       touch_run.Step();
-      analysis_.Revised(run_id, touch_run.Int(0));
+      revisions.emplace(run_id, touch_run.Int(0));
     }
+    judging.Judge({records, run_of, stored, revisions}, now);
     UpdateRollups(changed, newest_step, records, batch, now);
-    analysis_.Finish(now);
     ReadVerdicts(records, run_of, result);
     transaction.Commit();
-  } catch (...) {
-    analysis_.Abandon();  // its runs are ahead of the rolled-back store: reload them next time
-    throw;
+    judging.Committed();
   }
   run_ids_.merge(created_runs);
   return result;
 }
 
-void Store::Writer::WriteGuardAction(std::int64_t run_id, const wire::StepRecord& record,
-                                     double now, IngestResult& result) {
+void Writer::WriteGuardAction(std::int64_t run_id, const wire::StepRecord& record, double now,
+                              IngestResult& result) {
   std::optional<wire::GuardAction> action = wire::GuardActionOf(record);
   if (!action) {  // a replaced record may have dropped the one it had
     CachedStatement(*db_, kDeleteGuardAction)
@@ -268,8 +267,8 @@ void Store::Writer::WriteGuardAction(std::int64_t run_id, const wire::StepRecord
   ++result.guard_actions[action->action];
 }
 
-void Store::Writer::ReadVerdicts(const std::vector<wire::StepRecord>& records,
-                                 const std::vector<std::int64_t>& run_of, IngestResult& result) {
+void Writer::ReadVerdicts(const std::vector<wire::StepRecord>& records,
+                          const std::vector<std::int64_t>& run_of, IngestResult& result) {
   std::map<std::int64_t, const std::string*> runs;
   for (std::size_t i = 0; i < records.size(); ++i) {
     runs.try_emplace(run_of[i], &records[i].run);
@@ -285,10 +284,10 @@ void Store::Writer::ReadVerdicts(const std::vector<wire::StepRecord>& records,
   }
 }
 
-void Store::Writer::UpdateRollups(const std::set<StepBlock>& changed,
-                                  const std::map<std::int64_t, std::int64_t>& newest_step,
-                                  const std::vector<wire::StepRecord>& records,
-                                  const BatchBlocks& batch, double now) {
+void Writer::UpdateRollups(const std::set<StepBlock>& changed,
+                           const std::map<std::int64_t, std::int64_t>& newest_step,
+                           const std::vector<wire::StepRecord>& records, const BatchBlocks& batch,
+                           double now) {
   // Blocks below this bucket are a whole block behind the run's newest step: due now.
   auto settled_below = [&](std::int64_t run_id) {
     return newest_step.at(run_id) / kRollupWidths[1] - 1;
@@ -341,10 +340,8 @@ void ForEachRange(const Buckets& buckets, Fn&& range) {
 }
 }  // namespace
 
-void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks,
-                                  const std::set<StepBlock>& marked,
-                                  const std::vector<wire::StepRecord>& records,
-                                  const BatchBlocks& batch) {
+void Writer::RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<StepBlock>& marked,
+                           const std::vector<wire::StepRecord>& records, const BatchBlocks& batch) {
   const std::int64_t width = kRollupWidths[1];
   std::map<std::int64_t, std::set<std::int64_t>> due, cleared, parents;  // by run: buckets
   std::map<std::int64_t, std::set<std::int64_t>> ranks;                  // by run: refreshed
@@ -433,7 +430,7 @@ void Store::Writer::RefreshBlocks(const std::set<StepBlock>& blocks,
   }
 }
 
-void Store::Writer::WriteLevelOne(const std::vector<std::pair<BlockKey, BlockStats>>& rows) {
+void Writer::WriteLevelOne(const std::vector<std::pair<BlockKey, BlockStats>>& rows) {
   // run_id, rank, width, bucket, then kRollupColumns
   constexpr std::size_t kBindsPerRow = 4 + kRollupColumnCount;
   std::size_t done = 0;

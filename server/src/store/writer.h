@@ -6,7 +6,6 @@
 #include <optional>
 #include <set>
 #include <string>
-#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -16,13 +15,13 @@
 #include "store/deleted_runs.h"
 #include "store/step_row.h"
 #include "store/step_writes.h"
-#include "store/store.h"
 #include "store/types.h"
 
 namespace lossguard::store {
 
-// The write connection and its prepared statements. Not thread-safe: Store serialises calls.
-class Store::Writer {
+// The write connection and what writing needs to remember between batches: the runs' ids and the
+// analyzers' state. Not thread-safe: Connections serialises calls.
+class Writer {
  public:
   Writer(std::unique_ptr<Database> db, AnalysisOptions analysis);
 
@@ -32,8 +31,9 @@ class Store::Writer {
   IngestResult Ingest(const std::vector<wire::StepRecord>& records,
                       const std::vector<EncodedStepValues>& encoded, double now);
 
-  // Store::DeleteRun's transaction: the run renamed to its tombstone (DeletedRunName), its alerts,
-  // notifications and pending rollups deleted. Returns its record count, nullopt if no such run.
+  // RunDeletion::Delete's transaction: the run renamed to its tombstone (DeletedRunName), its
+  // alerts, notifications and pending rollups deleted. Returns its record count, nullopt if no such
+  // run.
   std::optional<std::int64_t> DeleteRun(std::string_view name);
 
  private:
@@ -63,9 +63,10 @@ class Store::Writer {
   std::int64_t RunId(const std::string& name, double now,
                      std::unordered_map<std::string, std::int64_t>& created);
   // The run ids of the batch's records (creating new runs), each run locked (Database::LockRun)
-  // and its analyzer prepared before any of its records is written.
+  // and its analyzer prepared (`judging`) before any of its records is written.
   std::vector<std::int64_t> LockRuns(const std::vector<wire::StepRecord>& records, double now,
-                                     std::unordered_map<std::string, std::int64_t>& created);
+                                     std::unordered_map<std::string, std::int64_t>& created,
+                                     Analysis::Batch& judging);
   // Records the blocks the batch changed as pending, then refreshes the pending blocks that are
   // due: a run's blocks at least one whole block behind its newest step in this batch (late ranks
   // have had a block's time to report), and up to kStaleRefreshes blocks pending for longer than
@@ -103,33 +104,5 @@ class Store::Writer {
   std::map<std::pair<int, std::size_t>, std::string> merge_children_sql_;
   std::map<std::size_t, std::string> upsert_rows_sql_;  // multi-row upserts, by rows
 };
-
-template <typename Fn>
-auto Store::Write(Fn&& write) {
-  Writer& writer = LiveWriter();
-  try {
-    return write(writer);
-  } catch (const StorageError&) {
-    if (writer.db().Broken()) writer_.reset();  // its transaction is gone with it
-    throw;
-  }
-}
-
-template <typename Fn>
-auto Store::WriteTransaction(Fn&& write) {
-  std::lock_guard lock(write_mutex_);
-  return Write([&](Writer& writer) {
-    Database& db = writer.db();
-    Transaction transaction(db);
-    if constexpr (std::is_void_v<std::invoke_result_t<Fn&, Database&>>) {
-      write(db);
-      transaction.Commit();
-    } else {
-      auto result = write(db);
-      transaction.Commit();
-      return result;
-    }
-  });
-}
 
 }  // namespace lossguard::store

@@ -1,10 +1,11 @@
-// Store's notification outbox, the dispatcher's side: targets, leases, delivery and failure. The
-// ingest side (notifications and their deliveries) is NotificationWriter, inside Analysis.
+// The ingest side of the outbox (notifications and their deliveries) is NotificationWriter, inside
+// Analysis.
+#include "store/notify_outbox.h"
+
 #include <spdlog/spdlog.h>
 
+#include "store/connections.h"
 #include "store/notification_writer.h"
-#include "store/read_lease.h"
-#include "store/store.h"
 #include "store/stored_names.h"
 #include "store/writer.h"
 
@@ -46,9 +47,9 @@ OutboxNotification ReadDue(const Statement& row) {
 }
 }  // namespace
 
-void Store::RegisterNotifyTargets(double now) {
-  const std::vector<NotifyTarget>& targets = options_.analysis.notify.targets;
-  WriteTransaction([&](Database& db) {
+void NotifyOutbox::RegisterTargets(double now) {
+  const std::vector<NotifyTarget>& targets = connections_.options().analysis.notify.targets;
+  connections_.WriteTransaction([&](Database& db) {
     CachedStatement upsert(
         db,
         "INSERT INTO notification_targets (target, label, seen_at) VALUES (?, ?, "
@@ -63,7 +64,7 @@ void Store::RegisterNotifyTargets(double now) {
     {
       CachedStatement expired(db,
                               "SELECT target, label FROM notification_targets WHERE seen_at < ?");
-      expired.BindNumber(1, now - kNotifyTargetExpiry);
+      expired.BindNumber(1, now - kTargetExpiry);
       while (expired.Step()) gone.emplace_back(expired.Text(0), expired.Text(1));
     }
     for (const auto& [target, label] : gone) {
@@ -76,7 +77,7 @@ void Store::RegisterNotifyTargets(double now) {
       spdlog::warn(
           "notification target {} has not been served by any server for {:.0f} s: removed, with "
           "{} undelivered notifications",
-          label, kNotifyTargetExpiry, dropped);
+          label, kTargetExpiry, dropped);
     }
     if (!gone.empty()) {
       db.Exec(kDeleteUnwantedNotifications);
@@ -84,18 +85,18 @@ void Store::RegisterNotifyTargets(double now) {
   });
 }
 
-bool Store::NotifyPending(std::string_view target) {
-  return Reading([&](Database& db) {
+bool NotifyOutbox::Pending(std::string_view target) {
+  return connections_.Reading([&](Database& db) {
     CachedStatement any(db, "SELECT 1 FROM notification_deliveries WHERE target = ? LIMIT 1");
     any.Bind(1, target);
     return any.Step();
   });
 }
 
-std::optional<OutboxClaim> Store::ClaimNotifyTarget(std::string_view target, std::string_view owner,
-                                                    double now, double lease_seconds,
-                                                    std::int64_t limit) {
-  return WriteTransaction([&](Database& db) -> std::optional<OutboxClaim> {
+std::optional<OutboxClaim> NotifyOutbox::Claim(std::string_view target, std::string_view owner,
+                                               double now, double lease_seconds,
+                                               std::int64_t limit) {
+  return connections_.WriteTransaction([&](Database& db) -> std::optional<OutboxClaim> {
     OutboxClaim out;
     {
       CachedStatement claim(
@@ -115,10 +116,10 @@ std::optional<OutboxClaim> Store::ClaimNotifyTarget(std::string_view target, std
   });
 }
 
-void Store::NotifyDelivered(std::string_view target, std::string_view owner,
-                            std::int64_t notification_id, std::int64_t dropped_reported,
-                            double lease_until) {
-  WriteTransaction([&](Database& db) {
+void NotifyOutbox::Delivered(std::string_view target, std::string_view owner,
+                             std::int64_t notification_id, std::int64_t dropped_reported,
+                             double lease_until) {
+  connections_.WriteTransaction([&](Database& db) {
     CachedStatement(db,
                     "DELETE FROM notification_deliveries WHERE target = ? AND notification_id = ?")
         .Bind(1, target)
@@ -139,9 +140,9 @@ void Store::NotifyDelivered(std::string_view target, std::string_view owner,
   });
 }
 
-void Store::NotifyFailed(std::string_view target, std::string_view owner, std::string_view error,
-                         double next_attempt_at) {
-  WriteTransaction([&](Database& db) {
+void NotifyOutbox::Failed(std::string_view target, std::string_view owner, std::string_view error,
+                          double next_attempt_at) {
+  connections_.WriteTransaction([&](Database& db) {
     CachedStatement(db,
                     "UPDATE notification_targets SET failures = failures + 1, last_error = ?, "
                     "next_attempt_at = ?, lease_owner = NULL, lease_until = NULL WHERE target = ? "
@@ -154,8 +155,8 @@ void Store::NotifyFailed(std::string_view target, std::string_view owner, std::s
   });
 }
 
-void Store::ReleaseNotifyTarget(std::string_view target, std::string_view owner) {
-  WriteTransaction([&](Database& db) {
+void NotifyOutbox::Release(std::string_view target, std::string_view owner) {
+  connections_.WriteTransaction([&](Database& db) {
     CachedStatement(db,
                     "UPDATE notification_targets SET lease_owner = NULL, lease_until = NULL WHERE "
                     "target = ? AND lease_owner = ?")
@@ -165,8 +166,8 @@ void Store::ReleaseNotifyTarget(std::string_view target, std::string_view owner)
   });
 }
 
-std::vector<Store::NotifyLease> Store::NotifyLeases() {
-  return Reading([&](Database& db) {
+std::vector<NotifyLease> NotifyOutbox::Leases() {
+  return connections_.Reading([&](Database& db) {
     CachedStatement rows(db,
                          "SELECT target, label, lease_owner FROM notification_targets WHERE "
                          "lease_owner IS NOT NULL ORDER BY label");
@@ -179,8 +180,8 @@ std::vector<Store::NotifyLease> Store::NotifyLeases() {
   });
 }
 
-std::vector<Store::NotifyTargetStatus> Store::NotifyStatus() {
-  return Reading([&](Database& db) {
+std::vector<NotifyTargetStatus> NotifyOutbox::Status() {
+  return connections_.Reading([&](Database& db) {
     CachedStatement rows(
         db,
         "SELECT t.target, t.label, (SELECT COUNT(*) FROM notification_deliveries d "

@@ -1,14 +1,15 @@
-// Store's read side: runs, raw steps and downsampled series.
+#include "store/run_queries.h"
+
 #include <algorithm>
 #include <map>
 #include <set>
 
+#include "store/alert_rows.h"
+#include "store/connections.h"
 #include "store/deleted_runs.h"
 #include "store/migrations.h"
-#include "store/read_lease.h"
 #include "store/rollup_rows.h"
 #include "store/step_row.h"
-#include "store/store.h"
 #include "store/stored_names.h"
 
 namespace lossguard::store {
@@ -159,12 +160,8 @@ std::vector<std::int64_t> RanksOf(Database& db, std::int64_t run_id) {
 
 }  // namespace
 
-int Store::SchemaVersion() {
-  return Reading([&](Database& db) -> int { return store::SchemaVersion(db); });
-}
-
-RunPage Store::ListRuns(const RunListQuery& query) {
-  return Reading([&](Database& db) -> RunPage {
+RunPage RunQueries::List(const RunListQuery& query) {
+  return connections_.Reading([&](Database& db) -> RunPage {
     // Run names are printable ASCII (wire format v1), so every name with the prefix sorts below the
     // prefix followed by DEL: a range on the name index instead of a scan.
     CachedStatement runs(db,
@@ -188,8 +185,8 @@ RunPage Store::ListRuns(const RunListQuery& query) {
   });
 }
 
-ActiveRuns Store::ListActiveRuns(double since, std::size_t limit) {
-  return Reading([&](Database& db) -> ActiveRuns {
+ActiveRuns RunQueries::Active(double since, std::size_t limit) {
+  return connections_.Reading([&](Database& db) -> ActiveRuns {
     ActiveRuns out;
     const std::string deleted(1, kDeletedRunMark);  // tombstones sort after every real name
     CachedStatement count(db, "SELECT COUNT(*) FROM runs WHERE last_seen >= ? AND name < ?");
@@ -205,24 +202,8 @@ ActiveRuns Store::ListActiveRuns(double since, std::size_t limit) {
   });
 }
 
-std::vector<OpenAlertGroup> Store::ListOpenAlertGroups() {
-  return Reading([&](Database& db) -> std::vector<OpenAlertGroup> {
-    CachedStatement groups(
-        db,
-        "SELECT r.name, a.kind, a.severity, CASE WHEN a.acked_at IS NULL THEN 0 ELSE 1 "
-        "END, COUNT(*) FROM alerts a JOIN runs r ON r.id = a.run_id WHERE a.state = "
-        "'open' GROUP BY 1, 2, 3, 4");
-    std::vector<OpenAlertGroup> out;
-    while (groups.Step()) {
-      out.push_back({std::string(groups.Text(0)), ParseStoredKind(groups.Text(1)),
-                     ParseStoredSeverity(groups.Text(2)), groups.Int(3) != 0, groups.Int(4)});
-    }
-    return out;
-  });
-}
-
-std::optional<RunSummary> Store::GetRun(std::string_view run) {
-  return Reading([&](Database& db) -> std::optional<RunSummary> {
+std::optional<RunSummary> RunQueries::Get(std::string_view run) {
+  return connections_.Reading([&](Database& db) -> std::optional<RunSummary> {
     if (IsDeletedRunName(run)) return std::nullopt;
     CachedStatement row(db, std::string(kRunColumns) + " WHERE name = ?");
     row.Bind(1, run);
@@ -231,8 +212,8 @@ std::optional<RunSummary> Store::GetRun(std::string_view run) {
   });
 }
 
-std::optional<StepPage> Store::ReadSteps(std::string_view run, const StepQuery& query) {
-  return Reading([&](Database& db) -> std::optional<StepPage> {
+std::optional<StepPage> RunQueries::Steps(std::string_view run, const StepQuery& query) {
+  return connections_.Reading([&](Database& db) -> std::optional<StepPage> {
     std::optional<std::int64_t> run_id = FindRunId(db, run);
     if (!run_id) return std::nullopt;
     CachedStatement rows(
@@ -259,11 +240,11 @@ std::optional<StepPage> Store::ReadSteps(std::string_view run, const StepQuery& 
   });
 }
 
-std::optional<DownsampledSeries> Store::ReadDownsampled(std::string_view run, std::int64_t from,
-                                                        std::int64_t to,
-                                                        std::optional<std::int64_t> rank,
-                                                        std::int64_t max_buckets) {
-  return Reading([&](Database& db) -> std::optional<DownsampledSeries> {
+std::optional<DownsampledSeries> RunQueries::Downsampled(std::string_view run, std::int64_t from,
+                                                         std::int64_t to,
+                                                         std::optional<std::int64_t> rank,
+                                                         std::int64_t max_buckets) {
+  return connections_.Reading([&](Database& db) -> std::optional<DownsampledSeries> {
     ReadTransaction snapshot(db);  // the pending marks and the rollups of one moment
     std::optional<std::int64_t> run_id = FindRunId(db, run);
     if (!run_id) return std::nullopt;
@@ -308,6 +289,17 @@ std::optional<DownsampledSeries> Store::ReadDownsampled(std::string_view run, st
       }
       if (!series.buckets.empty()) out.ranks.push_back(std::move(series));
     }
+    return out;
+  });
+}
+
+std::vector<GuardActionRow> RunQueries::GuardActions(std::string_view run, std::int64_t limit) {
+  return connections_.Reading([&](Database& db) {
+    CachedStatement rows(
+        db, std::string(kGuardActionColumns) + " WHERE r.name = ? ORDER BY g.step, g.rank LIMIT ?");
+    rows.Bind(1, run).Bind(2, limit);
+    std::vector<GuardActionRow> out;
+    while (rows.Step()) out.push_back(ReadGuardAction(rows));
     return out;
   });
 }

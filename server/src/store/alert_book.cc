@@ -1,12 +1,10 @@
-// Store's alert table: queries, acknowledgement, and a direct insert (the analyzers write through
-// Analysis, inside the ingest transaction).
+#include "store/alert_book.h"
 
 #include <map>
 
 #include "store/alert_rows.h"
 #include "store/clock.h"
-#include "store/read_lease.h"
-#include "store/store.h"
+#include "store/connections.h"
 #include "store/stored_names.h"
 #include "store/writer.h"
 
@@ -47,8 +45,8 @@ std::optional<Alert> AlertById(Database& db, std::int64_t id) {
 }
 }  // namespace
 
-std::vector<Alert> Store::ListAlerts(const AlertFilter& filter) {
-  return Reading([&](Database& db) -> std::vector<Alert> {
+std::vector<Alert> AlertBook::List(const AlertFilter& filter) {
+  return connections_.Reading([&](Database& db) -> std::vector<Alert> {
     std::vector<Alert> out;
     {
       CachedStatement rows(
@@ -79,19 +77,8 @@ std::vector<Alert> Store::ListAlerts(const AlertFilter& filter) {
   });
 }
 
-std::vector<GuardActionRow> Store::ListGuardActions(std::string_view run, std::int64_t limit) {
-  return Reading([&](Database& db) {
-    CachedStatement rows(
-        db, std::string(kGuardActionColumns) + " WHERE r.name = ? ORDER BY g.step, g.rank LIMIT ?");
-    rows.Bind(1, run).Bind(2, limit);
-    std::vector<GuardActionRow> out;
-    while (rows.Step()) out.push_back(ReadGuardAction(rows));
-    return out;
-  });
-}
-
-std::int64_t Store::InsertAlert(const Alert& alert) {
-  return WriteTransaction([&](Database& db) {
+std::int64_t AlertBook::Insert(const Alert& alert) {
+  return connections_.WriteTransaction([&](Database& db) {
     CachedStatement run(db, "SELECT id FROM runs WHERE name = ?");
     if (!run.Bind(1, alert.run).Step())
       throw StorageError("cannot insert an alert for unknown run \"" + alert.run + "\"");
@@ -117,14 +104,30 @@ std::int64_t Store::InsertAlert(const Alert& alert) {
   });
 }
 
-std::optional<Alert> Store::AckAlert(std::int64_t id) {
-  return WriteTransaction([&](Database& db) -> std::optional<Alert> {
+std::optional<Alert> AlertBook::Ack(std::int64_t id) {
+  return connections_.WriteTransaction([&](Database& db) -> std::optional<Alert> {
     CachedStatement(db, "UPDATE alerts SET acked_at = COALESCE(acked_at, ?) WHERE id = ?")
         .BindNumber(1, UnixSeconds())
         .Bind(2, id)
         .Step();
     if (db.Changes() == 0) return std::nullopt;
     return AlertById(db, id);
+  });
+}
+
+std::vector<OpenAlertGroup> AlertBook::OpenGroups() {
+  return connections_.Reading([&](Database& db) -> std::vector<OpenAlertGroup> {
+    CachedStatement groups(
+        db,
+        "SELECT r.name, a.kind, a.severity, CASE WHEN a.acked_at IS NULL THEN 0 ELSE 1 "
+        "END, COUNT(*) FROM alerts a JOIN runs r ON r.id = a.run_id WHERE a.state = "
+        "'open' GROUP BY 1, 2, 3, 4");
+    std::vector<OpenAlertGroup> out;
+    while (groups.Step()) {
+      out.push_back({std::string(groups.Text(0)), ParseStoredKind(groups.Text(1)),
+                     ParseStoredSeverity(groups.Text(2)), groups.Int(3) != 0, groups.Int(4)});
+    }
+    return out;
   });
 }
 
