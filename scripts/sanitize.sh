@@ -3,8 +3,8 @@
 #  1. under AddressSanitizer and UndefinedBehaviorSanitizer: their unit and end-to-end tests, every
 #     committed fuzz input, then each libFuzzer target fuzzed for a bounded time;
 #  2. under ThreadSanitizer: the concurrency tests (RecordStream and the ingest client against the
-#     real server, the Store's concurrent writers and readers, concurrent HTTP clients, a server
-#     stopped by SIGTERM and SIGINT).
+#     real server, the background worker threads, the Store's concurrent writers and readers,
+#     concurrent HTTP clients, a server stopped by SIGTERM and SIGINT).
 #   scripts/sanitize.sh                 the whole stage (scripts/test.sh runs it)
 #   LOSSGUARD_FUZZ_SECONDS=300 ...      fuzz longer (default 30 s per target)
 set -euo pipefail
@@ -53,5 +53,5 @@ cmake --build "$tsan_dir" -j "$(nproc)" --target lossguard-server stream_test se
 # and the test with it). second_deadlock_stack: both stacks of a lock-order report.
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 ctest --test-dir "$tsan_dir" --output-on-failure --timeout 600 -j 2 \
-  -R '^(RecordStream|IngestClient)\.|^Engines/StoreTest\.Concurrent|^PostgresStore\.TwoStores|^HttpApi\.(Concurrent|ManyRequests)|^Reliability\.(ReadsAreAnswered|BeyondMaxConnections)|^Notifications\.EveryEpisode|^RunLifecycle\.Retention|^Shutdown\.'
+  -R '^(RecordStream|IngestClient|WorkerThread)\.|^Engines/StoreTest\.Concurrent|^PostgresStore\.TwoStores|^HttpApi\.(Concurrent|ManyRequests)|^Reliability\.(ReadsAreAnswered|BeyondMaxConnections)|^Notifications\.EveryEpisode|^RunLifecycle\.Retention|^Shutdown\.'
 echo "sanitize: passed"

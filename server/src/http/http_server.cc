@@ -237,9 +237,9 @@ void HttpServer::BeginShutdown() {
   shutting_down_ = true;
   if (listener_) listener_->Stop();
   registry_.ForEach([](const std::shared_ptr<Session>& session) { session->Shutdown(); });
-  watchdog_ = std::thread([this] {
-    std::unique_lock wait_lock(shutdown_mutex_);
-    if (!stopped_.wait_for(wait_lock, options_.shutdown_grace, [this] { return finished_; })) {
+  watchdog_.Start([this] {
+    // Run() stops the watchdog once every request has finished: Wait() then returns false.
+    if (watchdog_.Wait(options_.shutdown_grace)) {
       spdlog::warn("requests still running after {}s; stopping anyway",
                    options_.shutdown_grace.count());
       ioc_.stop();
@@ -256,12 +256,7 @@ void HttpServer::Run() {
   ioc_.run();  // returns once the acceptor and every session are gone
   for (std::thread& thread : threads) thread.join();
   write_pool_.join();  // idle by now: every session, and so every handler, has finished
-  {
-    std::lock_guard lock(shutdown_mutex_);
-    finished_ = true;
-  }
-  stopped_.notify_all();
-  if (watchdog_.joinable()) watchdog_.join();
+  watchdog_.Stop();
 }
 
 }  // namespace lossguard::http

@@ -4,7 +4,6 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -14,6 +13,7 @@
 #include "http/router.h"
 #include "http/session.h"
 #include "lossguard/client/url.h"
+#include "worker/worker_thread.h"
 
 namespace lossguard::http {
 
@@ -70,10 +70,9 @@ class HttpServer {
   SessionContext context_;
   std::shared_ptr<Listener> listener_;
   std::mutex shutdown_mutex_;
-  std::condition_variable stopped_;
   bool shutting_down_ = false;  // guarded by shutdown_mutex_
-  bool finished_ = false;       // guarded by shutdown_mutex_
-  std::thread watchdog_;
+  // Stops the I/O threads when requests are still running a grace period after shutdown began.
+  worker::WorkerThread watchdog_;
 };
 
 }  // namespace lossguard::http

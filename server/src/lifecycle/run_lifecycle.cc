@@ -25,33 +25,15 @@ double RunLifecycle::RoundSeconds(const LifecycleOptions& options) {
 }
 
 void RunLifecycle::Start() {
-  thread_ = std::thread([this] { Loop(); });
+  thread_.Start([this] { Loop(); });
 }
 
-void RunLifecycle::Stop() {
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
+void RunLifecycle::Stop() { thread_.Stop(); }
 
-void RunLifecycle::Kick() {
-  {
-    std::lock_guard lock(mutex_);
-    kicked_ = true;
-  }
-  wake_.notify_all();
-}
-
-bool RunLifecycle::Stopping() {
-  std::lock_guard lock(mutex_);
-  return stopping_;
-}
+void RunLifecycle::Kick() { thread_.Kick(); }
 
 void RunLifecycle::Loop() {
-  while (!Stopping()) {
+  do {
     try {
       if (options_.retention_days) {
         const double before = store::UnixSeconds() - *options_.retention_days * 86400;
@@ -64,7 +46,7 @@ void RunLifecycle::Loop() {
         }
       }
       std::int64_t purged = 0;
-      while (!Stopping()) {
+      while (!thread_.stopping()) {
         const std::int64_t removed = store_.deletion().PurgeDeleted(options_.chunk_rows);
         if (removed == 0) break;
         purged += removed;
@@ -74,11 +56,7 @@ void RunLifecycle::Loop() {
       // The database is unreachable or failed: the tombstones stay, the next round goes on.
       spdlog::warn("run lifecycle: {}", e.what());
     }
-    std::unique_lock lock(mutex_);
-    wake_.wait_for(lock, std::chrono::duration<double>(RoundSeconds(options_)),
-                   [this] { return stopping_ || kicked_; });
-    kicked_ = false;
-  }
+  } while (thread_.Wait(std::chrono::duration<double>(RoundSeconds(options_))));
 }
 
 }  // namespace lossguard::lifecycle

@@ -1,12 +1,10 @@
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <optional>
-#include <thread>
 
 #include "store/store.h"
+#include "worker/worker_thread.h"
 
 namespace lossguard::lifecycle {
 
@@ -37,15 +35,10 @@ class RunLifecycle {
 
  private:
   void Loop();
-  bool Stopping();
 
   store::Store& store_;
   LifecycleOptions options_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stopping_ = false;  // guarded by mutex_
-  bool kicked_ = false;    // guarded by mutex_
-  std::thread thread_;
+  worker::WorkerThread thread_;
 };
 
 }  // namespace lossguard::lifecycle

@@ -69,7 +69,7 @@ void Dispatcher::Start() {
   if (targets_.empty()) return;
   store_.outbox().RegisterTargets(store::UnixSeconds());
   TakeBackLeasesOfTheGone();
-  thread_ = std::thread([this] { Loop(); });
+  thread_.Start([this] { Loop(); });
 }
 
 // A server killed while it held a target (kill -9 mid-post) left its lease behind. Restarted on
@@ -84,21 +84,7 @@ void Dispatcher::TakeBackLeasesOfTheGone() {
   }
 }
 
-void Dispatcher::Stop() {
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
-
-bool Dispatcher::Sleep(double seconds) {
-  std::unique_lock lock(mutex_);
-  wake_.wait_for(lock, std::chrono::duration<double>(std::max(0.0, seconds)),
-                 [this] { return stopping_; });
-  return !stopping_;
-}
+void Dispatcher::Stop() { thread_.Stop(); }
 
 double Dispatcher::RetryDelay(const DispatcherOptions& options, std::int64_t failures,
                               std::optional<double> retry_after, std::mt19937_64& random) {
@@ -112,11 +98,7 @@ double Dispatcher::RetryDelay(const DispatcherOptions& options, std::int64_t fai
 
 void Dispatcher::Loop() {
   double registered = store::UnixSeconds();
-  while (true) {
-    {
-      std::lock_guard lock(mutex_);
-      if (stopping_) return;
-    }
+  do {
     const double now = store::UnixSeconds();
     try {
       if (now - registered >= kRegisterEverySeconds) {
@@ -133,8 +115,7 @@ void Dispatcher::Loop() {
       // outbox is where it was; look again at the next poll.
       spdlog::warn("notifications: {}", e.what());
     }
-    if (!Sleep(options_.poll_seconds)) return;
-  }
+  } while (thread_.Wait(std::chrono::duration<double>(options_.poll_seconds)));
 }
 
 void Dispatcher::Serve(Target& target) {
@@ -195,12 +176,7 @@ void Dispatcher::Serve(Target& target) {
       claim->failures = 0;
       dropped = 0;
       target.next_attempt = 0;
-      bool stopping = false;
-      {
-        std::lock_guard lock(mutex_);
-        stopping = stopping_;
-      }
-      if (stopping) {
+      if (thread_.stopping()) {
         store_.outbox().Release(id, owner_);
         return;
       }

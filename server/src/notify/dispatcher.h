@@ -1,18 +1,16 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "metrics/server_metrics.h"
 #include "notify/lease_owner.h"
 #include "notify/webhook.h"
 #include "store/store.h"
+#include "worker/worker_thread.h"
 
 namespace lossguard::notify {
 
@@ -60,8 +58,6 @@ class Dispatcher {
   void Loop();
   // Delivers what the target has due, until it is empty, fails or the dispatcher stops.
   void Serve(Target& target);
-  // Sleeps until `seconds` have passed or Stop(); false once stopped.
-  bool Sleep(double seconds);
   void TakeBackLeasesOfTheGone();
 
   store::Store& store_;
@@ -70,10 +66,7 @@ class Dispatcher {
   std::string owner_;  // options_.owner as the leases spell it
   std::vector<Target> targets_;
   std::mt19937_64 random_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stopping_ = false;  // guarded by mutex_
-  std::thread thread_;
+  worker::WorkerThread thread_;
 };
 
 }  // namespace lossguard::notify
