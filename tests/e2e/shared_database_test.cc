@@ -237,6 +237,26 @@ TEST(SharedDatabase, RollingUpgradeKeepsCompatibleServersAndRefusesThoseLeftBehi
   }
   EXPECT_EQ(store::SchemaVersion(db), built_for + 2);
   EXPECT_EQ(store::CompatibleVersion(db), built_for + 2);
+
+  // The server that was running all along notices within about a second: it stores nothing more
+  // on a schema it does not know (503: the trainer keeps its records and retries), and its health
+  // check says so, naming the versions.
+  const std::string why =
+      "servers built for versions before " + std::to_string(built_for + 2) + " cannot use it";
+  client::HttpResponse health = client.Get("/healthz");
+  for (int attempt = 0; attempt < 100 && health.status == 200u; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    health = client.Get("/healthz");
+  }
+  EXPECT_EQ(health.status, 503u) << health.body;
+  EXPECT_THAT(health.body, ::testing::HasSubstr(why));
+  const client::HttpResponse refused =
+      client.Post("/api/v1/steps", NdjsonSteps("rolling", 300, 100), "application/x-ndjson");
+  EXPECT_EQ(refused.status, 503u) << refused.body;
+  EXPECT_THAT(refused.body, ::testing::HasSubstr(why));
+  std::unique_ptr<store::StatementImpl> stored = db.Prepare("SELECT COUNT(*) FROM steps");
+  ASSERT_TRUE(stored->Step());
+  EXPECT_EQ(stored->Int(0), 300) << "the refused batch stored nothing";
 }
 
 // PostgreSQL crashes (immediate shutdown) and restarts mid-run under two servers: while it is down

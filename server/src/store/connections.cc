@@ -48,7 +48,9 @@ std::unique_ptr<Database> OpenWriter(const StoreLocation& location, const StoreO
 Connections::Connections(const StoreLocation& location, StoreOptions options)
     : location_(location),
       options_(std::move(options)),
-      writer_(std::make_unique<Writer>(OpenWriter(location_, options_), options_.analysis)) {}
+      writer_(std::make_unique<Writer>(OpenWriter(location_, options_), options_.analysis)),
+      built_for_(BuiltinMigrations(location_.backend).back().version),
+      next_schema_check_(std::chrono::steady_clock::now()) {}
 
 Connections::~Connections() {
   std::lock_guard lock(write_mutex_);
@@ -85,6 +87,27 @@ Connections::ReadLease Connections::Read() {
 void Connections::DropIdleReaders() {
   std::lock_guard lock(read_mutex_);
   idle_readers_.clear();
+}
+
+void Connections::CheckSchema(Database& db) {
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(schema_mutex_);
+    if (incompatible_) throw StorageError(*incompatible_, /*unavailable=*/true);
+    if (now < next_schema_check_) return;
+    next_schema_check_ = now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                   std::chrono::duration<double>(kSchemaCheckSeconds));
+  }
+  std::optional<std::string> why = IncompatibleSchema(db, built_for_);
+  if (!why) return;
+  std::lock_guard lock(schema_mutex_);
+  if (!incompatible_) {
+    incompatible_ = *why +
+                    " (a newer server migrated it while this one ran): this server stores "
+                    "and answers nothing more; replace it with a newer lossguard-server";
+    spdlog::error("{}", *incompatible_);
+  }
+  throw StorageError(*incompatible_, /*unavailable=*/true);
 }
 
 Connections::ReadLease::~ReadLease() {

@@ -1,7 +1,10 @@
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -14,7 +17,13 @@ namespace lossguard::store {
 
 // The store's connections to its database: one write connection, owned by a Writer (this process's
 // writes are serialised), and a small pool of read connections (reads run beside a write). A
-// connection lost to a restarting database is dropped and replaced on the next use. Thread-safe.
+// connection lost to a restarting database is dropped and replaced on the next use.
+//
+// Servers may share a database while newer ones migrate it: every use looks (at most once every
+// kSchemaCheckSeconds, a round trip on PostgreSQL) whether a newer server has brought the schema
+// to a version this build cannot use, and from then on every use throws an unavailable
+// StorageError naming the versions (the API answers 503: nothing is stored, trainers keep their
+// records and retry against an upgraded server). Thread-safe.
 class Connections {
  public:
   // Opens the write connection and applies pending migrations. Throws StorageError if the
@@ -25,6 +34,8 @@ class Connections {
   ~Connections();
   Connections(const Connections&) = delete;
   Connections& operator=(const Connections&) = delete;
+
+  static constexpr double kSchemaCheckSeconds = 1;
 
   Backend backend() const { return location_.backend; }
   const StoreOptions& options() const { return options_; }
@@ -62,6 +73,8 @@ class Connections {
   // Call with write_mutex_ held.
   Writer& LiveWriter();
   void DropIdleReaders();
+  // Throws once the database's schema is one this build cannot use (see the class comment).
+  void CheckSchema(Database& db);
 
   StoreLocation location_;
   StoreOptions options_;
@@ -69,6 +82,10 @@ class Connections {
   std::mutex write_mutex_;
   std::mutex read_mutex_;
   std::vector<std::unique_ptr<Database>> idle_readers_;  // guarded by read_mutex_
+  const int built_for_;                                  // the last schema version this build knows
+  std::mutex schema_mutex_;
+  std::chrono::steady_clock::time_point next_schema_check_;  // guarded by schema_mutex_
+  std::optional<std::string> incompatible_;                  // guarded by schema_mutex_
 };
 
 template <typename Fn>
@@ -76,6 +93,7 @@ auto Connections::Reading(Fn&& read) {
   for (int attempt = 0;; ++attempt) {
     ReadLease db = Read();
     try {
+      CheckSchema(*db);
       return read(*db);
     } catch (const StorageError& e) {
       if (attempt > 0 || !e.unavailable() || !(*db).Broken()) throw;
@@ -89,6 +107,7 @@ auto Connections::Writing(Fn&& write) {
   std::lock_guard lock(write_mutex_);
   Writer& writer = LiveWriter();
   try {
+    CheckSchema(writer.db());
     return write(writer);
   } catch (const StorageError&) {
     if (writer.db().Broken()) writer_.reset();

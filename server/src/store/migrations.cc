@@ -87,6 +87,17 @@ int CompatibleVersion(Database& db) {
   return compatible.Step() ? static_cast<int>(compatible.Int(0)) : version;
 }
 
+std::optional<std::string> IncompatibleSchema(Database& db, int latest) {
+  const int current = SchemaVersion(db);
+  if (current <= latest) return std::nullopt;
+  const int compatible = CompatibleVersion(db);
+  if (compatible <= latest) return std::nullopt;
+  return db.name() + " has schema version " + std::to_string(current) +
+         ", newer than this lossguard build understands (" + std::to_string(latest) +
+         "), and servers built for versions before " + std::to_string(compatible) +
+         " cannot use it";
+}
+
 int ApplyMigrations(Database& db, const std::vector<Migration>& migrations) {
   const int latest = migrations.empty() ? 0 : migrations.back().version;
   while (true) {
@@ -95,14 +106,9 @@ int ApplyMigrations(Database& db, const std::vector<Migration>& migrations) {
     // Read under the lock: another server may have migrated while this one waited.
     const int current = SchemaVersion(db);
     if (current > latest) {
+      if (std::optional<std::string> why = IncompatibleSchema(db, latest))
+        throw StorageError(*why + "; refusing to open it. Use a newer lossguard-server.");
       const int compatible = CompatibleVersion(db);
-      if (compatible > latest) {
-        throw StorageError(db.name() + " has schema version " + std::to_string(current) +
-                           ", newer than this lossguard build understands (" +
-                           std::to_string(latest) + "), and servers built for versions before " +
-                           std::to_string(compatible) +
-                           " cannot use it; refusing to open it. Use a newer lossguard-server.");
-      }
       spdlog::info(
           "{}: schema version {} is newer than this build's {}, and compatible with it (back to "
           "{}): using it as it is",

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,11 @@ int SchemaVersion(Database& db);
 // compatible_with of the migrations applied to it (a migration recorded before the mark existed
 // counts as compatible with its own version only); 0 for a database without a schema.
 int CompatibleVersion(Database& db);
+
+// Why a server built for schema version `latest` cannot use `db`: nullopt when it can (the
+// database is at most at `latest`, or every newer migration declared servers of `latest`
+// compatible), else a message naming the versions.
+std::optional<std::string> IncompatibleSchema(Database& db, int latest);
 
 // Reads a migration file's `-- compatible-with: N` line; 0 when it has none. Throws
 // std::invalid_argument when the line is there but N is not a version before `version`.
