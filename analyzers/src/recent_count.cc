@@ -3,12 +3,15 @@
 namespace lossguard::analyzers {
 
 int RecentCount::Push(bool flag) {
-  flags_.push_back(flag);
-  count_ += flag;
-  if (flags_.size() > n_) {
-    count_ -= flags_.front();
-    flags_.pop_front();
+  if (n_ == 0) return 0;
+  if (flags_.size() < n_) {
+    flags_.push_back(flag);
+  } else {
+    count_ -= flags_[next_];
+    flags_[next_] = flag;
+    next_ = (next_ + 1) % n_;
   }
+  count_ += flag;
   return count_;
 }
 

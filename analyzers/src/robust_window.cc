@@ -6,18 +6,24 @@
 namespace lossguard::analyzers {
 
 void RobustWindow::Add(double value) {
-  if (!std::isfinite(value)) return;
-  values_.push_back(value);
-  sorted_.insert(std::upper_bound(sorted_.begin(), sorted_.end(), value), value);
+  if (!std::isfinite(value) || capacity_ == 0) return;
   sum_ += value;
   sum_squares_ += value * value;
-  if (values_.size() > capacity_) {
-    const double leaving = values_.front();
+  if (ring_.size() < capacity_) {
+    if (ring_.empty()) {
+      ring_.reserve(capacity_);
+      sorted_.reserve(capacity_);
+    }
+    ring_.push_back(value);
+  } else {
+    const double leaving = ring_[oldest_];
+    ring_[oldest_] = value;
+    oldest_ = (oldest_ + 1) % capacity_;
     sorted_.erase(std::lower_bound(sorted_.begin(), sorted_.end(), leaving));
-    values_.pop_front();
     sum_ -= leaving;
     sum_squares_ -= leaving * leaving;
   }
+  sorted_.insert(std::upper_bound(sorted_.begin(), sorted_.end(), value), value);
   if (++since_exact_ >= capacity_) {
     since_exact_ = 0;
     sum_ = sum_squares_ = 0;

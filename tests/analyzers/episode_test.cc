@@ -8,6 +8,7 @@
 #include <random>
 #include <set>
 
+#include "lossguard/analyzers/detectors.h"
 #include "lossguard/analyzers/robust_window.h"
 
 namespace lossguard::analyzers {
@@ -128,6 +129,24 @@ TEST(RobustWindow, MatchesBruteForceStatistics) {
       ASSERT_NEAR(*window.Mean(), mean, 1e-9);
       ASSERT_NEAR(*window.StdDev(), std::sqrt(squares / static_cast<double>(sorted.size())), 1e-6);
       ASSERT_EQ(window.size(), kept.size());
+    }
+  }
+}
+
+// The ring of flags against counting the last n of every flag pushed.
+TEST(RecentCount, CountsTheLastNFlags) {
+  std::mt19937 rng(9);
+  for (std::size_t n : {0u, 1u, 2u, 5u, 64u}) {
+    RecentCount recent(n);
+    std::vector<bool> pushed;
+    for (int i = 0; i < 500; ++i) {
+      const bool flag = std::bernoulli_distribution(i % 100 < 50 ? 0.1 : 0.7)(rng);
+      pushed.push_back(flag);
+      const std::size_t from = pushed.size() > n ? pushed.size() - n : 0;
+      const int expected = static_cast<int>(
+          std::count(pushed.begin() + static_cast<long>(from), pushed.end(), true));
+      ASSERT_EQ(recent.Push(flag), expected) << "n " << n << " push " << i;
+      ASSERT_EQ(recent.Any(), expected > 0);
     }
   }
 }

@@ -13,6 +13,7 @@
 #include "lossguard/client/http_client.h"
 #include "lossguard/collector/guard_policy.h"
 #include "support/processes.h"
+#include "support/records.h"
 #include "support/temp_dir.h"
 
 namespace lossguard::testing {
@@ -28,7 +29,7 @@ struct Trained {
   std::map<std::string, std::vector<std::int64_t>> actions;
 };
 
-Trained Train(const TempDir& dir, const std::string& run, std::vector<std::string> args) {
+Trained TrainGuarded(const TempDir& dir, const std::string& run, std::vector<std::string> args) {
   const std::string out = dir.File(run + ".ndjson").string();
   std::vector<std::string> argv = {LOSSGUARD_DEMO_TRAINER, "--quiet", "--run", run, "--out", out};
   argv.insert(argv.end(), args.begin(), args.end());
@@ -46,12 +47,10 @@ Trained Train(const TempDir& dir, const std::string& run, std::vector<std::strin
   return trained;
 }
 
-double Number(const json& value) { return value.is_string() ? std::nan("") : value.get<double>(); }
-
 double MeanLoss(const std::vector<json>& records, std::size_t last) {
   double sum = 0;
   for (std::size_t i = records.size() - last; i < records.size(); ++i)
-    sum += Number(records[i]["ref_loss"]);
+    sum += JsonNumber(records[i]["ref_loss"]);
   return sum / static_cast<double>(last);
 }
 
@@ -67,11 +66,11 @@ TEST(DemoGuard, TheGaBugWithStopEndsTheRunWithinThreeStepsOfTheServersCriticalAl
   ServerProcess server({.db = dir.File("db")});
   // local=off: the server's verdict alone (the local fast path would stop it at step 2 without
   // the server; tested below).
-  Trained stopped =
-      Train(dir, "ga-bug-stop",
-            {"--server", server.url(), "--micro-batch-size", "1", "--ga-steps", "8", "--loss",
-             "sum-no-ga-div", "--steps", "200", "--guard", "loss_scale_mismatch=stop,local=off",
-             "--checkpoint-dir", dir.File("ckpt").string()});
+  Trained stopped = TrainGuarded(
+      dir, "ga-bug-stop",
+      {"--server", server.url(), "--micro-batch-size", "1", "--ga-steps", "8", "--loss",
+       "sum-no-ga-div", "--steps", "200", "--guard", "loss_scale_mismatch=stop,local=off",
+       "--checkpoint-dir", dir.File("ckpt").string()});
   ASSERT_EQ(stopped.result.exit_code, collector::kGuardStopExitCode) << stopped.result.err;
   EXPECT_THAT(stopped.result.err, HasSubstr("stopped by lossguard's guard at step"));
   EXPECT_THAT(stopped.result.err, HasSubstr("critical loss_scale_mismatch"));
@@ -105,10 +104,10 @@ TEST(DemoGuard, TheGaBugWithStopEndsTheRunWithinThreeStepsOfTheServersCriticalAl
               HasSubstr("lossguard_guard_actions_total{action=\"stop\"} 1"));
 
   // With warn the same run trains to the end, the verdict noted once.
-  Trained warned =
-      Train(dir, "ga-bug-warn",
-            {"--server", server.url(), "--micro-batch-size", "1", "--ga-steps", "8", "--loss",
-             "sum-no-ga-div", "--steps", "60", "--guard", "loss_scale_mismatch=warn"});
+  Trained warned = TrainGuarded(
+      dir, "ga-bug-warn",
+      {"--server", server.url(), "--micro-batch-size", "1", "--ga-steps", "8", "--loss",
+       "sum-no-ga-div", "--steps", "60", "--guard", "loss_scale_mismatch=warn"});
   EXPECT_EQ(warned.result.exit_code, 0) << warned.result.err;
   EXPECT_EQ(warned.records.size(), 60u);
   EXPECT_EQ(warned.actions["warn"].size(), 1u);
@@ -118,11 +117,11 @@ TEST(DemoGuard, WithTheServerDownTheLocalFastPathStillStopsTheGaBugAndNothingWai
   TempDir dir;
   const auto started = std::chrono::steady_clock::now();
   // Port 1 on loopback: nothing listens.
-  Trained stopped =
-      Train(dir, "ga-bug-offline",
-            {"--server", "http://127.0.0.1:1", "--spool-dir", dir.File("spool").string(),
-             "--micro-batch-size", "1", "--ga-steps", "8", "--loss", "sum-no-ga-div", "--steps",
-             "200", "--guard", "loss_scale_mismatch=stop", "--flush-timeout-s", "1"});
+  Trained stopped = TrainGuarded(
+      dir, "ga-bug-offline",
+      {"--server", "http://127.0.0.1:1", "--spool-dir", dir.File("spool").string(),
+       "--micro-batch-size", "1", "--ga-steps", "8", "--loss", "sum-no-ga-div", "--steps", "200",
+       "--guard", "loss_scale_mismatch=stop", "--flush-timeout-s", "1"});
   ASSERT_EQ(stopped.result.exit_code, collector::kGuardStopExitCode) << stopped.result.err;
   ASSERT_EQ(stopped.actions["stop"].size(), 1u);
   EXPECT_EQ(stopped.records.back()["guard"]["source"], "local");
@@ -130,10 +129,10 @@ TEST(DemoGuard, WithTheServerDownTheLocalFastPathStillStopsTheGaBugAndNothingWai
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(60));
 
   // A healthy run with the server down trains to the end at its own pace.
-  Trained healthy =
-      Train(dir, "healthy-offline",
-            {"--server", "http://127.0.0.1:1", "--spool-dir", dir.File("spool").string(), "--steps",
-             "100", "--guard", "*=stop,nonfinite=skip_step", "--flush-timeout-s", "1"});
+  Trained healthy = TrainGuarded(
+      dir, "healthy-offline",
+      {"--server", "http://127.0.0.1:1", "--spool-dir", dir.File("spool").string(), "--steps",
+       "100", "--guard", "*=stop,nonfinite=skip_step", "--flush-timeout-s", "1"});
   EXPECT_EQ(healthy.result.exit_code, 0) << healthy.result.err;
   EXPECT_EQ(healthy.records.size(), 100u);
   EXPECT_TRUE(healthy.actions.empty());
@@ -141,25 +140,25 @@ TEST(DemoGuard, WithTheServerDownTheLocalFastPathStillStopsTheGaBugAndNothingWai
 
 TEST(DemoGuard, ANanLossIsSkippedLocallyAndTrainingGoesOnWithFiniteWeights) {
   TempDir dir;
-  Trained trained =
-      Train(dir, "nan-skip",
-            {"--server", "http://127.0.0.1:1", "--spool-dir", dir.File("spool").string(), "--steps",
-             "30", "--nan-at", "10", "--guard", "nonfinite=skip_step", "--flush-timeout-s", "1"});
+  Trained trained = TrainGuarded(
+      dir, "nan-skip",
+      {"--server", "http://127.0.0.1:1", "--spool-dir", dir.File("spool").string(), "--steps", "30",
+       "--nan-at", "10", "--guard", "nonfinite=skip_step", "--flush-timeout-s", "1"});
   ASSERT_EQ(trained.result.exit_code, 0) << trained.result.err;
   ASSERT_EQ(trained.records.size(), 30u);
   EXPECT_EQ(trained.actions["skip_step"], std::vector<std::int64_t>{10});
   EXPECT_EQ(trained.records[10]["guard"]["source"], "local");
   for (std::size_t step = 11; step < 30; ++step) {
-    EXPECT_TRUE(std::isfinite(Number(trained.records[step]["loss"]))) << step;
-    EXPECT_TRUE(std::isfinite(Number(trained.records[step]["grad_norm"]))) << step;
+    EXPECT_TRUE(std::isfinite(JsonNumber(trained.records[step]["loss"]))) << step;
+    EXPECT_TRUE(std::isfinite(JsonNumber(trained.records[step]["grad_norm"]))) << step;
   }
-  EXPECT_LT(Number(trained.records[29]["loss"]), Number(trained.records[0]["loss"]))
+  EXPECT_LT(JsonNumber(trained.records[29]["loss"]), JsonNumber(trained.records[0]["loss"]))
       << "it kept learning";
 
   // Without the guard the NaN reaches the weights: every later loss is NaN.
-  Trained unguarded = Train(dir, "nan-unguarded", {"--steps", "15", "--nan-at", "10"});
+  Trained unguarded = TrainGuarded(dir, "nan-unguarded", {"--steps", "15", "--nan-at", "10"});
   ASSERT_EQ(unguarded.records.size(), 15u);
-  EXPECT_TRUE(std::isnan(Number(unguarded.records[12]["loss"])));
+  EXPECT_TRUE(std::isnan(JsonNumber(unguarded.records[12]["loss"])));
 }
 
 TEST(DemoGuard, AnLrBlowUpIsRolledBackAndTheRunEndsWhereAnUnbrokenOneDoes) {
@@ -177,14 +176,14 @@ TEST(DemoGuard, AnLrBlowUpIsRolledBackAndTheRunEndsWhereAnUnbrokenOneDoes) {
   const std::vector<std::string> blow_up = {"--lr-spike-at",    "120", "--lr-spike-factor", "100",
                                             "--lr-spike-steps", "3"};
   const std::string policy = "grad_explosion:warning=rollback,loss_spike:warning=rollback";
-  Trained unbroken = Train(dir, "lr-unbroken", with({"--guard", policy}));
+  Trained unbroken = TrainGuarded(dir, "lr-unbroken", with({"--guard", policy}));
   ASSERT_EQ(unbroken.result.exit_code, 0) << unbroken.result.err;
   EXPECT_TRUE(unbroken.actions.empty()) << "no action on a healthy run";
 
   std::vector<std::string> rollback_args = with(blow_up);
   rollback_args.insert(rollback_args.end(),
                        {"--guard", policy, "--checkpoint-dir", dir.File("ckpt").string()});
-  Trained rolled = Train(dir, "lr-rollback", rollback_args);
+  Trained rolled = TrainGuarded(dir, "lr-rollback", rollback_args);
   ASSERT_EQ(rolled.result.exit_code, 0) << rolled.result.err;
   ASSERT_FALSE(rolled.actions["rollback"].empty()) << rolled.result.err;
   const json& first = rolled.records[rolled.actions["rollback"][0]]["guard"];
@@ -192,7 +191,7 @@ TEST(DemoGuard, AnLrBlowUpIsRolledBackAndTheRunEndsWhereAnUnbrokenOneDoes) {
 
   std::vector<std::string> warn_args = with(blow_up);
   warn_args.insert(warn_args.end(), {"--guard", "*:warning=warn"});
-  Trained warned = Train(dir, "lr-warn", warn_args);
+  Trained warned = TrainGuarded(dir, "lr-warn", warn_args);
   ASSERT_EQ(warned.result.exit_code, 0) << warned.result.err;
 
   const double unbroken_loss = MeanLoss(unbroken.records, 20);
@@ -213,12 +212,12 @@ TEST(DemoGuard, AHealthyNoisyMicroBatchOneRunWithEveryPolicyOnTakesNoAction) {
   TempDir dir;
   ServerProcess server({.db = dir.File("db")});
   Trained trained =
-      Train(dir, "healthy-mb1",
-            {"--server", server.url(), "--micro-batch-size", "1", "--ga-steps", "1", "--steps",
-             "2000", "--warmup-steps", "50", "--cosine", "--checkpoint-dir",
-             dir.File("ckpt").string(), "--checkpoint-every", "200", "--guard",
-             "nonfinite=skip_step,loss_scale_mismatch=stop,grad_explosion=rollback,"
-             "loss_spike=lower_lr,*=stop"});
+      TrainGuarded(dir, "healthy-mb1",
+                   {"--server", server.url(), "--micro-batch-size", "1", "--ga-steps", "1",
+                    "--steps", "2000", "--warmup-steps", "50", "--cosine", "--checkpoint-dir",
+                    dir.File("ckpt").string(), "--checkpoint-every", "200", "--guard",
+                    "nonfinite=skip_step,loss_scale_mismatch=stop,grad_explosion=rollback,"
+                    "loss_spike=lower_lr,*=stop"});
   ASSERT_EQ(trained.result.exit_code, 0) << trained.result.err;
   EXPECT_EQ(trained.records.size(), 2000u);
   EXPECT_TRUE(trained.actions.empty()) << trained.result.err;

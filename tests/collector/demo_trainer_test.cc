@@ -33,8 +33,6 @@ std::vector<json> Train(const TempDir& dir, const std::string& name, std::vector
   return records;
 }
 
-double Number(const json& value) { return value.is_string() ? std::nan("") : value.get<double>(); }
-
 TEST(DemoTrainer, HowTheEffectiveBatchIsSplitDoesNotChangeTraining) {
   TempDir dir;
   auto mb8 = Train(dir, "mb8", {"--micro-batch-size", "8", "--ga-steps", "1"});
@@ -47,10 +45,11 @@ TEST(DemoTrainer, HowTheEffectiveBatchIsSplitDoesNotChangeTraining) {
   for (std::size_t s = 0; s < 8; ++s) {
     for (const auto* other : {&mb1, &ddp}) {
       const json& r = (*other)[s];
-      EXPECT_NEAR(Number(r["loss"]), Number(mb8[s]["loss"]), 1e-5 * Number(mb8[s]["loss"]))
+      EXPECT_NEAR(JsonNumber(r["loss"]), JsonNumber(mb8[s]["loss"]),
+                  1e-5 * JsonNumber(mb8[s]["loss"]))
           << "step " << s;
-      EXPECT_NEAR(Number(r["grad_norm"]), Number(mb8[s]["grad_norm"]),
-                  1e-5 * Number(mb8[s]["grad_norm"]))
+      EXPECT_NEAR(JsonNumber(r["grad_norm"]), JsonNumber(mb8[s]["grad_norm"]),
+                  1e-5 * JsonNumber(mb8[s]["grad_norm"]))
           << "step " << s;
     }
   }
@@ -58,7 +57,7 @@ TEST(DemoTrainer, HowTheEffectiveBatchIsSplitDoesNotChangeTraining) {
   EXPECT_EQ(mb1[0]["micro"].size(), 8u);
   EXPECT_EQ(ddp[0]["world_size"], 2);
   EXPECT_EQ(ddp[0]["rank"], 1);
-  EXPECT_NEAR(Number(mb8[0]["loss"]), std::log(96.0), 0.3)
+  EXPECT_NEAR(JsonNumber(mb8[0]["loss"]), std::log(96.0), 0.3)
       << "a causal LM starts near ln(vocab_size)";
 }
 
@@ -76,8 +75,8 @@ TEST(DemoTrainer, TheFusedLossTrainsAsTheUnfusedOne) {
     ASSERT_EQ(unfused.size(), 8u);
     for (std::size_t s = 0; s < 8; ++s) {
       for (const char* field : {"loss", "ref_loss", "grad_norm"}) {
-        EXPECT_NEAR(Number(fused[s][field]), Number(unfused[s][field]),
-                    1e-4 * Number(unfused[s][field]))
+        EXPECT_NEAR(JsonNumber(fused[s][field]), JsonNumber(unfused[s][field]),
+                    1e-4 * JsonNumber(unfused[s][field]))
             << loss << " step " << s << " " << field;
       }
     }
@@ -86,7 +85,7 @@ TEST(DemoTrainer, TheFusedLossTrainsAsTheUnfusedOne) {
 
 TEST(DemoTrainer, BugPatternsShowAsTheReportsDescribe) {
   TempDir dir;
-  auto ratio = [](const json& r) { return Number(r["loss"]) / Number(r["ref_loss"]); };
+  auto ratio = [](const json& r) { return JsonNumber(r["loss"]) / JsonNumber(r["ref_loss"]); };
   auto sum_no_div = Train(
       dir, "axolotl", {"--micro-batch-size", "1", "--ga-steps", "8", "--loss", "sum-no-ga-div"});
   ASSERT_FALSE(sum_no_div.empty());
@@ -115,11 +114,11 @@ TEST(DemoTrainer, InjectedFaultsShowUpInTheRecords) {
   EXPECT_GT(nan[3]["nonfinite_grads"].get<std::int64_t>(), 0);
   auto detached = Train(dir, "detached", {"--detach-loss-at", "2"});
   ASSERT_EQ(detached.size(), 8u);
-  EXPECT_EQ(Number(detached[2]["grad_norm"]), 0.0) << "no gradient reaches the model";
-  EXPECT_GT(Number(detached[2]["loss"]), 0.0);
+  EXPECT_EQ(JsonNumber(detached[2]["grad_norm"]), 0.0) << "no gradient reaches the model";
+  EXPECT_GT(JsonNumber(detached[2]["loss"]), 0.0);
   auto spike = Train(dir, "spike", {"--lr-spike-at", "4", "--lr-spike-factor", "300"});
   ASSERT_EQ(spike.size(), 8u);
-  EXPECT_GT(Number(spike[5]["loss"]), 1.5 * Number(spike[4]["loss"]))
+  EXPECT_GT(JsonNumber(spike[5]["loss"]), 1.5 * JsonNumber(spike[4]["loss"]))
       << "an lr spike wrecks the next step";
 }
 

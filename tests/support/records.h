@@ -1,6 +1,8 @@
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "lossguard/wire/step_record.h"
@@ -11,5 +13,11 @@ namespace lossguard::testing {
 // micro_batch_size 2, no optional fields); tests change what they need.
 wire::StepRecord MakeRecord(const std::string& run, std::int64_t step, double loss = 2.0,
                             std::int64_t rank = 0, std::int64_t world_size = 1);
+
+// A number of a record's JSON: the value, or NaN where the record carries a non-finite value as a
+// string ("NaN", "Infinity", "-Infinity"); tests that read it only ask whether it is finite.
+inline double JsonNumber(const nlohmann::json& value) {
+  return value.is_string() ? std::nan("") : value.get<double>();
+}
 
 }  // namespace lossguard::testing

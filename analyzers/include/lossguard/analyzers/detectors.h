@@ -145,7 +145,8 @@ class RecentCount {
 
  private:
   std::size_t n_;
-  std::deque<bool> flags_;
+  std::vector<bool> flags_;  // a ring of the last n flags; the next Push overwrites `next_`
+  std::size_t next_ = 0;
   int count_ = 0;
 };
 

@@ -1,7 +1,6 @@
 #pragma once
 
 #include <cstddef>
-#include <deque>
 #include <optional>
 #include <vector>
 
@@ -16,8 +15,8 @@ class RobustWindow {
   explicit RobustWindow(std::size_t capacity) : capacity_(capacity) {}
 
   void Add(double value);
-  std::size_t size() const { return values_.size(); }
-  bool full() const { return values_.size() == capacity_; }
+  std::size_t size() const { return sorted_.size(); }
+  bool full() const { return sorted_.size() == capacity_; }
 
   // nullopt while empty.
   std::optional<double> Median() const;
@@ -29,7 +28,10 @@ class RobustWindow {
 
  private:
   std::size_t capacity_;
-  std::deque<double> values_;   // arrival order, to know which value leaves
+  // Arrival order, to know which value leaves: a ring, allocated once, whose oldest value is at
+  // `oldest_` once it is full (a run's thousands of rank windows would otherwise churn the heap).
+  std::vector<double> ring_;
+  std::size_t oldest_ = 0;
   std::vector<double> sorted_;  // the same values, ascending
   // Running sums for mean and standard deviation, recomputed exactly every `capacity` additions so
   // that rounding from removals cannot accumulate over a long run.
