@@ -1,0 +1,227 @@
+// The writer's rollups: which blocks of steps a batch leaves pending, and their refresh (level 1
+// from the steps, coarser levels from the level below), inside the ingest transaction.
+#include <algorithm>
+#include <limits>
+
+#include "store/rollup_rows.h"
+#include "store/writer.h"
+
+namespace lossguard::store {
+
+namespace {
+// A pending block older than this is refreshed even if its run has not moved on.
+constexpr double kStaleSeconds = 5;
+// Stale blocks refreshed per transaction at most, so that a burst of stopped runs does not stall
+// one batch.
+constexpr int kStaleRefreshes = 8;
+constexpr const char* kMarkPending =
+    "INSERT INTO rollup_pending (run_id, bucket, since) VALUES (?, ?, ?) ON CONFLICT DO NOTHING";
+constexpr const char* kPendingBehind =
+    "SELECT bucket FROM rollup_pending WHERE run_id = ? AND bucket < ?";
+constexpr const char* kPendingStale =
+    "SELECT run_id, bucket FROM rollup_pending WHERE since < ? ORDER BY since LIMIT ?";
+constexpr const char* kClearPending =
+    "DELETE FROM rollup_pending WHERE run_id = ? AND bucket BETWEEN ? AND ?";
+
+// In key order (step, rank): one sequential read of the block, all ranks at once.
+const std::string& BlockRowsSql() {
+  static const std::string sql = std::string("SELECT ") + kRawBlockColumns +
+                                 ", rank FROM steps WHERE run_id = ? AND step BETWEEN ? AND ?";
+  return sql;
+}
+}  // namespace
+
+const std::string& Writer::MergeChildrenSql(int level, std::size_t ranks) {
+  auto [it, created] = merge_children_sql_.try_emplace({level, ranks});
+  if (created) {
+    // The ranks are listed so that both engines seek the primary key (run_id, rank, width, bucket)
+    // once per rank; without them the scan would cover every rollup row of the run.
+    std::string list = "?";
+    for (std::size_t i = 1; i < ranks; ++i) list += ", ?";
+    const std::string parent = "bucket / " + std::to_string(kFanOut);
+    it->second =
+        ("INSERT INTO step_rollups (run_id, rank, width, bucket, " + std::string(kRollupColumns) +
+         ") SELECT run_id, rank, " + std::to_string(kRollupWidths[level]) + ", " + parent + ", " +
+         RollupMergeExpressions() + " FROM step_rollups WHERE run_id = ? AND rank IN (" + list +
+         ") AND width = " + std::to_string(kRollupWidths[level - 1]) +
+         " AND bucket BETWEEN ? AND ? GROUP BY run_id, rank, " + parent +
+         " ON CONFLICT (run_id, rank, width, bucket) DO UPDATE SET " + RollupExcludedAssignments());
+  }
+  return it->second;
+}
+
+void Writer::UpdateRollups(const std::set<StepBlock>& changed,
+                           const std::map<std::int64_t, std::int64_t>& newest_step,
+                           const std::vector<wire::StepRecord>& records, const BatchBlocks& batch,
+                           double now) {
+  // Blocks below this bucket are a whole block behind the run's newest step: due now.
+  auto settled_below = [&](std::int64_t run_id) {
+    return newest_step.at(run_id) / kRollupWidths[1] - 1;
+  };
+  std::set<StepBlock> due;
+  std::set<StepBlock> marked;  // due blocks with a pending row to clear
+  for (const auto& [run_id, newest] : newest_step) {
+    CachedStatement pending_behind(*db_, kPendingBehind);
+    pending_behind.Bind(1, run_id).Bind(2, settled_below(run_id));
+    while (pending_behind.Step()) marked.insert({run_id, pending_behind.Int(0)});
+  }
+  std::set<StepBlock> stale;
+  {
+    CachedStatement pending_stale(*db_, kPendingStale);
+    pending_stale.BindNumber(1, now - kStaleSeconds).Bind(2, std::int64_t{kStaleRefreshes});
+    while (pending_stale.Step()) stale.insert({pending_stale.Int(0), pending_stale.Int(1)});
+  }
+  // Another run's stale block only if no other server is writing that run now (its lock is free);
+  // a run of this batch is locked by this transaction already.
+  for (const StepBlock& block : stale) {
+    if (db_->TryLockRun(block.run_id)) marked.insert(block);
+  }
+  due = marked;
+  // A changed block that is already due (a batch of many steps) is refreshed without ever being
+  // marked; the others wait, marked, in the same transaction as their steps.
+  for (const StepBlock& block : changed) {
+    if (block.bucket < settled_below(block.run_id)) {
+      due.insert(block);
+      continue;
+    }
+    CachedStatement(*db_, kMarkPending)
+        .Bind(1, block.run_id)
+        .Bind(2, block.bucket)
+        .BindNumber(3, now)
+        .Step();
+  }
+  RefreshBlocks(due, marked, records, batch);
+}
+
+namespace {
+// The ranges of consecutive buckets in a sorted set of one run's buckets.
+template <typename Buckets, typename Fn>
+void ForEachRange(const Buckets& buckets, Fn&& range) {
+  for (auto it = buckets.begin(); it != buckets.end();) {
+    const std::int64_t first = *it;
+    std::int64_t last = first;
+    for (++it; it != buckets.end() && *it == last + 1; ++it) last = *it;
+    range(first, last);
+  }
+}
+}  // namespace
+
+void Writer::RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<StepBlock>& marked,
+                           const std::vector<wire::StepRecord>& records, const BatchBlocks& batch) {
+  const std::int64_t width = kRollupWidths[1];
+  std::map<std::int64_t, std::set<std::int64_t>> due, cleared, parents;  // by run: buckets
+  std::map<std::int64_t, std::set<std::int64_t>> ranks;                  // by run: refreshed
+  for (const StepBlock& block : blocks) due[block.run_id].insert(block.bucket);
+  for (const StepBlock& block : marked) cleared[block.run_id].insert(block.bucket);
+  // Level 1: each range of consecutive due blocks read in one scan (in key order, all ranks), and
+  // their rows written in a few multi-row upserts.
+  std::vector<std::pair<BlockKey, BlockStats>> rows;
+  for (const auto& entry : due) {
+    // Named, not bound: clang 14 cannot capture structured bindings in a lambda.
+    const std::int64_t run_id = entry.first;
+    std::set<std::int64_t> read_back;  // the buckets rolled up from their stored rows
+    for (std::int64_t bucket : entry.second) {
+      const auto begin =
+          batch.lower_bound({run_id, bucket, std::numeric_limits<std::int64_t>::min()});
+      const auto end =
+          batch.upper_bound({run_id, bucket, std::numeric_limits<std::int64_t>::max()});
+      const bool whole = begin != end && !marked.contains({run_id, bucket}) &&
+                         std::all_of(begin, end, [](const auto& block) {
+                           return block.second.steps == kRollupWidths[1];
+                         });
+      if (!whole) {
+        read_back.insert(bucket);
+        continue;
+      }
+      for (auto it = begin; it != end; ++it) {
+        BlockStats stats;
+        for (int index : it->second.record) {
+          stats.Merge(RecordToBlock(records[static_cast<std::size_t>(index)]));
+        }
+        rows.push_back({{run_id, it->first.rank, bucket}, stats});
+        ranks[run_id].insert(it->first.rank);
+      }
+      parents[run_id].insert(bucket / kFanOut);
+    }
+    ForEachRange(read_back, [&](std::int64_t first, std::int64_t last) {
+      std::map<std::pair<std::int64_t, std::int64_t>, BlockStats> stats;  // (bucket, rank)
+      CachedStatement block_rows(*db_, BlockRowsSql());
+      block_rows.Bind(1, run_id).Bind(2, first * width).Bind(3, last * width + width - 1);
+      while (block_rows.Step()) {
+        stats[{block_rows.Int(0) / width, block_rows.Int(kRawBlockColumnCount)}].Merge(
+            RawRowToBlock(block_rows));
+      }
+      for (const auto& [at, block] : stats) {
+        rows.push_back({{run_id, at.second, at.first}, block});
+        ranks[run_id].insert(at.second);
+      }
+      for (std::int64_t p = first / kFanOut; p <= last / kFanOut; ++p) parents[run_id].insert(p);
+    });
+  }
+  WriteLevelOne(rows);
+  for (const auto& entry : cleared) {
+    const std::int64_t run_id = entry.first;
+    const std::set<std::int64_t>& buckets = entry.second;
+    ForEachRange(buckets, [&](std::int64_t first, std::int64_t last) {
+      CachedStatement(*db_, kClearPending).Bind(1, run_id).Bind(2, first).Bind(3, last).Step();
+    });
+  }
+  // Coarser levels: each range of consecutive parents merged from its children, the refreshed
+  // ranks in a few statements (the list padded to a power of two with its last rank, so that a
+  // handful of prepared statements serve every world size).
+  constexpr std::size_t kMaxRanksPerMerge = 512;
+  for (int level = 2; level < kLevels && !parents.empty(); ++level) {
+    std::map<std::int64_t, std::set<std::int64_t>> next;
+    for (const auto& entry : parents) {
+      const std::int64_t run_id = entry.first;
+      const std::set<std::int64_t>& buckets = entry.second;
+      const std::vector<std::int64_t> listed(ranks[run_id].begin(), ranks[run_id].end());
+      ForEachRange(buckets, [&](std::int64_t first, std::int64_t last) {
+        for (std::size_t begin = 0; begin < listed.size(); begin += kMaxRanksPerMerge) {
+          const std::size_t count = std::min(kMaxRanksPerMerge, listed.size() - begin);
+          std::size_t padded = 1;
+          while (padded < count) padded *= 2;
+          CachedStatement merge(*db_, MergeChildrenSql(level, padded));
+          merge.Bind(1, run_id);
+          for (std::size_t i = 0; i < padded; ++i)
+            merge.Bind(static_cast<int>(i) + 2, listed[begin + std::min(i, count - 1)]);
+          const int after = static_cast<int>(padded) + 2;
+          merge.Bind(after, first * kFanOut).Bind(after + 1, last * kFanOut + kFanOut - 1);
+          merge.Step();
+        }
+        for (std::int64_t p = first / kFanOut; p <= last / kFanOut; ++p) next[run_id].insert(p);
+      });
+    }
+    parents = std::move(next);
+  }
+}
+
+void Writer::WriteLevelOne(const std::vector<std::pair<BlockKey, BlockStats>>& rows) {
+  // run_id, rank, width, bucket, then kRollupColumns
+  constexpr std::size_t kBindsPerRow = 4 + kRollupColumnCount;
+  std::size_t done = 0;
+  for (std::size_t size : {std::size_t{64}, std::size_t{8}, std::size_t{1}}) {
+    auto [it, created] = upsert_rows_sql_.try_emplace(size);
+    if (created) {
+      it->second = "INSERT INTO step_rollups (run_id, rank, width, bucket, " +
+                   std::string(kRollupColumns) + ") VALUES " + SqlValuesRows(size, kBindsPerRow) +
+                   " ON CONFLICT (run_id, rank, width, bucket) DO UPDATE SET " +
+                   RollupExcludedAssignments();
+    }
+    if (rows.size() - done < size) continue;
+    CachedStatement upsert(*db_, it->second);
+    for (; rows.size() - done >= size; done += size) {
+      upsert.Reset();
+      for (std::size_t row = 0; row < size; ++row) {
+        const auto& [key, stats] = rows[done + row];
+        const int first = static_cast<int>(row * kBindsPerRow) + 1;
+        upsert.Bind(first, key.run_id).Bind(first + 1, key.rank).Bind(first + 2, kRollupWidths[1]);
+        upsert.Bind(first + 3, key.bucket);
+        BindRollup(upsert, first + 4, stats);
+      }
+      upsert.Step();
+    }
+  }
+}
+
+}  // namespace lossguard::store
