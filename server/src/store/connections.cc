@@ -9,6 +9,9 @@
 namespace lossguard::store {
 
 namespace {
+constexpr auto kSchemaCheckPeriod = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+    std::chrono::duration<double>(Connections::kSchemaCheckSeconds));
+
 std::unique_ptr<Database> Connect(const StoreLocation& location, const StoreOptions& options,
                                   bool writer) {
   if (location.backend == Backend::kSqlite) {
@@ -50,7 +53,8 @@ Connections::Connections(const StoreLocation& location, StoreOptions options)
       options_(std::move(options)),
       writer_(std::make_unique<Writer>(OpenWriter(location_, options_), options_.analysis)),
       built_for_(BuiltinMigrations(location_.backend).back().version),
-      next_schema_check_(std::chrono::steady_clock::now()) {}
+      // Migrations have just looked at the schema: the first check is due a period later.
+      next_schema_check_(std::chrono::steady_clock::now() + kSchemaCheckPeriod) {}
 
 Connections::~Connections() {
   std::lock_guard lock(write_mutex_);
@@ -95,8 +99,7 @@ void Connections::CheckSchema(Database& db) {
     std::lock_guard lock(schema_mutex_);
     if (incompatible_) throw StorageError(*incompatible_, /*unavailable=*/true);
     if (now < next_schema_check_) return;
-    next_schema_check_ = now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                   std::chrono::duration<double>(kSchemaCheckSeconds));
+    next_schema_check_ = now + kSchemaCheckPeriod;
   }
   std::optional<std::string> why = IncompatibleSchema(db, built_for_);
   if (!why) return;

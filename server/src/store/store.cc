@@ -7,14 +7,15 @@
 namespace lossguard::store {
 
 Store::Store(const StoreLocation& location, StoreOptions options)
-    : location_(location),
-      connections_(std::make_unique<Connections>(location, std::move(options))),
+    : connections_(std::make_unique<Connections>(location, std::move(options))),
       runs_(*connections_),
       alerts_(*connections_),
       deletion_(*connections_),
       outbox_(*connections_) {}
 
 Store::~Store() = default;
+
+Backend Store::backend() const { return connections_->backend(); }
 
 IngestResult Store::Ingest(const std::vector<wire::StepRecord>& records) {
   // Encoded outside the write lock: the only part of a batch that needs no connection.

@@ -48,7 +48,7 @@ class Store {
 
   // The schema version, read from the database (a real round trip: /healthz uses it).
   int SchemaVersion();
-  Backend backend() const { return location_.backend; }
+  Backend backend() const;
 
   RunQueries& runs() { return runs_; }
   AlertBook& alerts() { return alerts_; }
@@ -56,7 +56,6 @@ class Store {
   NotifyOutbox& outbox() { return outbox_; }
 
  private:
-  StoreLocation location_;
   std::unique_ptr<Connections> connections_;
   RunQueries runs_;
   AlertBook alerts_;

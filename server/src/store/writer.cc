@@ -160,45 +160,43 @@ IngestResult Writer::Ingest(const std::vector<wire::StepRecord>& records,
   std::unordered_map<std::int64_t, std::int64_t> revisions;
   Transaction transaction(*db_);
   Analysis::Batch judging = analysis_.Begin();
-  {
-    const std::vector<std::int64_t> run_of = LockRuns(records, now, created_runs, judging);
-    const std::vector<Analysis::Stored> stored = steps_->Write(run_of, records, encoded, now);
-    for (std::size_t i = 0; i < records.size(); ++i) {
-      const wire::StepRecord& r = records[i];
-      const std::int64_t run_id = run_of[i];
-      new_records_per_run.try_emplace(run_id, 0);
-      BatchBlock& block = batch[{run_id, r.step / kRollupWidths[1], r.rank}];
-      int& slot = block.record[static_cast<std::size_t>(r.step % kRollupWidths[1])];
-      if (slot < 0) ++block.steps;
-      slot = static_cast<int>(i);
-      ++result.accepted;
-      if (stored[i] == Analysis::Stored::kDuplicate) {
-        ++result.duplicates;
-        continue;
-      }
-      if (stored[i] == Analysis::Stored::kNew) {
-        ++new_records_per_run[run_id];
-      } else {
-        ++result.replaced;
-      }
-      if (stored[i] == Analysis::Stored::kReplaced || r.extra.contains("guard"))
-        WriteGuardAction(run_id, r, now, result);
-      changed.insert({run_id, r.step / kRollupWidths[1]});
-      auto [newest, inserted] = newest_step.try_emplace(run_id, r.step);
-      if (!inserted) newest->second = std::max(newest->second, r.step);
+  const std::vector<std::int64_t> run_of = LockRuns(records, now, created_runs, judging);
+  const std::vector<Analysis::Stored> stored = steps_->Write(run_of, records, encoded, now);
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const wire::StepRecord& r = records[i];
+    const std::int64_t run_id = run_of[i];
+    new_records_per_run.try_emplace(run_id, 0);
+    BatchBlock& block = batch[{run_id, r.step / kRollupWidths[1], r.rank}];
+    int& slot = block.record[static_cast<std::size_t>(r.step % kRollupWidths[1])];
+    if (slot < 0) ++block.steps;
+    slot = static_cast<int>(i);
+    ++result.accepted;
+    if (stored[i] == Analysis::Stored::kDuplicate) {
+      ++result.duplicates;
+      continue;
     }
-    for (const auto& [run_id, added] : new_records_per_run) {
-      CachedStatement touch_run(*db_, kTouchRun);
-      touch_run.BindNumber(1, now).Bind(2, added).Bind(3, run_id);
-      touch_run.Step();
-      revisions.emplace(run_id, touch_run.Int(0));
+    if (stored[i] == Analysis::Stored::kNew) {
+      ++new_records_per_run[run_id];
+    } else {
+      ++result.replaced;
     }
-    judging.Judge({records, run_of, stored, revisions}, now);
-    UpdateRollups(changed, newest_step, records, batch, now);
-    ReadVerdicts(records, run_of, result);
-    transaction.Commit();
-    judging.Committed();
+    if (stored[i] == Analysis::Stored::kReplaced || r.extra.contains("guard"))
+      WriteGuardAction(run_id, r, now, result);
+    changed.insert({run_id, r.step / kRollupWidths[1]});
+    auto [newest, inserted] = newest_step.try_emplace(run_id, r.step);
+    if (!inserted) newest->second = std::max(newest->second, r.step);
   }
+  for (const auto& [run_id, added] : new_records_per_run) {
+    CachedStatement touch_run(*db_, kTouchRun);
+    touch_run.BindNumber(1, now).Bind(2, added).Bind(3, run_id);
+    touch_run.Step();
+    revisions.emplace(run_id, touch_run.Int(0));
+  }
+  judging.Judge({records, run_of, stored, revisions}, now);
+  UpdateRollups(changed, newest_step, records, batch, now);
+  ReadVerdicts(records, run_of, result);
+  transaction.Commit();
+  judging.Committed();
   run_ids_.merge(created_runs);
   return result;
 }

@@ -1,5 +1,6 @@
 #include "worker/worker_thread.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace lossguard::worker {
