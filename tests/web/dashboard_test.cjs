@@ -111,7 +111,7 @@ async function main() {
     const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
     page.on("pageerror", (e) => pageErrors.push(e.message));
     page.on("console", (m) => { if (m.type() === "error") pageErrors.push(m.text()); });
-    const ready = () => page.waitForFunction(() => window.lossguardDashboard && window.lossguardDashboard.ready, null, { timeout: 15000 });
+    const ready = () => page.waitForFunction(() => window.lossguardDashboard && window.lossguardDashboard.ready && window.lossguardDashboard.hash === location.hash, null, { timeout: 15000 });
 
     // The run list: every run, with its open alerts by severity.
     await page.goto(url + "/");
@@ -321,7 +321,7 @@ async function main() {
     try {
       replay(guarded.url, "bug-ga-change.ndjson");  // no write token: writes are open on loopback
       const tokenPage = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-      const tokenReady = () => tokenPage.waitForFunction(() => window.lossguardDashboard && window.lossguardDashboard.ready, null, { timeout: 15000 });
+      const tokenReady = () => tokenPage.waitForFunction(() => window.lossguardDashboard && window.lossguardDashboard.ready && window.lossguardDashboard.hash === location.hash, null, { timeout: 15000 });
       await tokenPage.goto(guarded.url + "/");
       await tokenPage.waitForSelector("#token-form", { timeout: 15000 });
       assert.equal(await tokenPage.$$eval("tr[data-run]", (trs) => trs.length), 0, "no data without the token");

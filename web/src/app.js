@@ -84,7 +84,9 @@ function resetView(name) {
   if (currentView) currentView.controller.abort();
   for (const chart of window.lossguardDashboard.charts) chart.destroy();
   const controller = new AbortController();
-  const state = { view: name, ready: false, charts: [], bandsDrawn: 0, nonFiniteDrawn: 0, latestStep: null };
+  // `hash` says which address this state belongs to: a test waiting for `ready` after a click must not
+  // take the previous view's (the hashchange that replaces it comes a task later).
+  const state = { view: name, hash: location.hash, ready: false, charts: [], bandsDrawn: 0, nonFiniteDrawn: 0, latestStep: null };
   window.lossguardDashboard = state;
   const view = {
     name, controller, signal: controller.signal, state,
