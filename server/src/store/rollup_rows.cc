@@ -81,6 +81,27 @@ std::string RollupExcludedAssignments() {
   return out;
 }
 
+std::string RollupAccumulateAssignments(Backend backend) {
+  std::string out;
+  for (const std::string& column : RollupColumnNames()) {
+    const bool is_min = column == "first_step" || EndsWith(column, "_min");
+    const bool is_max = column == "last_step" || EndsWith(column, "_max");
+    const std::string stored = "step_rollups." + column, added = "excluded." + column;
+    std::string merged;
+    if (!is_min && !is_max) {
+      merged = stored + " + " + added;  // n, *_nan
+    } else if (backend == Backend::kPostgres) {
+      merged = std::string(is_min ? "LEAST" : "GREATEST") + "(" + stored + ", " + added + ")";
+    } else {
+      // SQLite's two-argument MIN/MAX are NULL when either side is: fall back to the other side.
+      merged = std::string("COALESCE(") + (is_min ? "MIN" : "MAX") + "(" + stored + ", " + added +
+               "), " + stored + ", " + added + ")";
+    }
+    out += (out.empty() ? "" : ", ") + column + " = " + merged;
+  }
+  return out;
+}
+
 BlockStats RollupRowToBlock(const Statement& row) {
   BlockStats block;
   block.first_step = row.Int(0);

@@ -36,6 +36,10 @@ std::string RollupMergeExpressions();
 // "c = excluded.c, ..." over kRollupColumns: an upsert's update of a stored block.
 std::string RollupExcludedAssignments();
 
+// An upsert's update that merges the inserted block into the stored one, as BlockStats::Merge
+// does (minima and maxima ignore NULL, counts add up): the stored block plus blocks it never held.
+std::string RollupAccumulateAssignments(Backend backend);
+
 // Binds `stats` to parameters first..first+kRollupColumnCount-1 in kRollupColumns order.
 void BindRollup(Statement& statement, int first, const BlockStats& stats);
 

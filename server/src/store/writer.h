@@ -76,16 +76,22 @@ class Writer {
                      const std::vector<wire::StepRecord>& records, const BatchBlocks& batch,
                      double now);
   // Rewrites each block's level-1 rows, every rank's, from one scan of each range of consecutive
-  // blocks, then the coarser rows above them from the level below (a statement per range of
-  // consecutive parents), and clears the pending marks of those in `marked`. A handful of
-  // statements per batch, whatever its ranks: on PostgreSQL each is a round trip.
+  // blocks, then the coarser rows above them, and clears the pending marks of those in `marked`.
+  // A handful of statements per batch, whatever its ranks: on PostgreSQL each is a round trip.
   //
   // A block that was not pending (its rows of other ranks are rolled up already) and whose every
   // rank in the batch has all its steps in the batch is rolled up from the batch's records: the
-  // common case of a trainer's consecutive steps, which then reads nothing back.
+  // common case of a trainer's consecutive steps, which then reads nothing back. Likewise a
+  // level-1 row written for the first time is merged into its ancestors without reading them;
+  // only the ancestors of rewritten rows are rebuilt from their children.
   void RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<StepBlock>& marked,
                      const std::vector<wire::StepRecord>& records, const BatchBlocks& batch);
-  void WriteLevelOne(const std::vector<std::pair<BlockKey, BlockStats>>& rows);
+  // Which of `rows`' level-1 keys the database holds already.
+  std::set<BlockKey> StoredLevelOne(const std::vector<std::pair<BlockKey, BlockStats>>& rows);
+  // Upserts `rows` at `level` (keys unique): replacing the stored blocks, or with `accumulate`
+  // merging each into the stored one.
+  void WriteRollupRows(int level, const std::vector<std::pair<BlockKey, BlockStats>>& rows,
+                       bool accumulate);
   // Indexes the record's guard action (or removes the one a replaced record had).
   void WriteGuardAction(std::int64_t run_id, const wire::StepRecord& record, double now,
                         IngestResult& result);
@@ -95,6 +101,8 @@ class Writer {
                     const std::vector<std::int64_t>& run_of, IngestResult& result);
   // INSERT ... SELECT merging `level` blocks of `ranks` listed ranks from their children.
   const std::string& MergeChildrenSql(int level, std::size_t ranks);
+  // SELECT rank, bucket of the level-1 rows of `ranks` listed ranks in a range of buckets.
+  const std::string& StoredKeysSql(std::size_t ranks);
 
   std::unique_ptr<Database> db_;
   Analysis analysis_;
@@ -102,7 +110,9 @@ class Writer {
   std::unique_ptr<StepWrites> steps_;
   // The SQL of statements whose text depends on a count, made once each.
   std::map<std::pair<int, std::size_t>, std::string> merge_children_sql_;
-  std::map<std::size_t, std::string> upsert_rows_sql_;  // multi-row upserts, by rows
+  std::map<std::size_t, std::string> stored_keys_sql_;
+  // Multi-row upserts, by (accumulate, rows).
+  std::map<std::pair<bool, std::size_t>, std::string> upsert_rows_sql_;
 };
 
 }  // namespace lossguard::store

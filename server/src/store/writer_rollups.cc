@@ -50,6 +50,18 @@ const std::string& Writer::MergeChildrenSql(int level, std::size_t ranks) {
   return it->second;
 }
 
+const std::string& Writer::StoredKeysSql(std::size_t ranks) {
+  auto [it, created] = stored_keys_sql_.try_emplace(ranks);
+  if (created) {
+    std::string list = "?";
+    for (std::size_t i = 1; i < ranks; ++i) list += ", ?";
+    it->second = "SELECT rank, bucket FROM step_rollups WHERE run_id = ? AND rank IN (" + list +
+                 ") AND width = " + std::to_string(kRollupWidths[1]) +
+                 " AND bucket BETWEEN ? AND ?";
+  }
+  return it->second;
+}
+
 void Writer::UpdateRollups(const std::set<StepBlock>& changed,
                            const std::map<std::int64_t, std::int64_t>& newest_step,
                            const std::vector<wire::StepRecord>& records, const BatchBlocks& batch,
@@ -104,13 +116,26 @@ void ForEachRange(const Buckets& buckets, Fn&& range) {
     range(first, last);
   }
 }
+
+// Statements that list ranks take at most this many, the list padded to a power of two with its
+// last rank, so that a handful of prepared statements serve every world size. `chunk(padded,
+// rank_at)` is called for each part of the sorted ranks; rank_at(i) is the i-th listed rank.
+constexpr std::size_t kMaxRanksPerStatement = 512;
+template <typename Chunk>
+void ForEachRankChunk(const std::vector<std::int64_t>& ranks, Chunk&& chunk) {
+  for (std::size_t begin = 0; begin < ranks.size(); begin += kMaxRanksPerStatement) {
+    const std::size_t count = std::min(kMaxRanksPerStatement, ranks.size() - begin);
+    std::size_t padded = 1;
+    while (padded < count) padded *= 2;
+    chunk(padded, [&](std::size_t i) { return ranks[begin + std::min(i, count - 1)]; });
+  }
+}
 }  // namespace
 
 void Writer::RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<StepBlock>& marked,
                            const std::vector<wire::StepRecord>& records, const BatchBlocks& batch) {
   const std::int64_t width = kRollupWidths[1];
-  std::map<std::int64_t, std::set<std::int64_t>> due, cleared, parents;  // by run: buckets
-  std::map<std::int64_t, std::set<std::int64_t>> ranks;                  // by run: refreshed
+  std::map<std::int64_t, std::set<std::int64_t>> due, cleared;  // by run: buckets
   for (const StepBlock& block : blocks) due[block.run_id].insert(block.bucket);
   for (const StepBlock& block : marked) cleared[block.run_id].insert(block.bucket);
   // Level 1: each range of consecutive due blocks read in one scan (in key order, all ranks), and
@@ -139,9 +164,7 @@ void Writer::RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<Ste
           stats.Merge(RecordToBlock(records[static_cast<std::size_t>(index)]));
         }
         rows.push_back({{run_id, it->first.rank, bucket}, stats});
-        ranks[run_id].insert(it->first.rank);
       }
-      parents[run_id].insert(bucket / kFanOut);
     }
     ForEachRange(read_back, [&](std::int64_t first, std::int64_t last) {
       std::map<std::pair<std::int64_t, std::int64_t>, BlockStats> stats;  // (bucket, rank)
@@ -151,14 +174,11 @@ void Writer::RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<Ste
         stats[{block_rows.Int(0) / width, block_rows.Int(kRawBlockColumnCount)}].Merge(
             RawRowToBlock(block_rows));
       }
-      for (const auto& [at, block] : stats) {
-        rows.push_back({{run_id, at.second, at.first}, block});
-        ranks[run_id].insert(at.second);
-      }
-      for (std::int64_t p = first / kFanOut; p <= last / kFanOut; ++p) parents[run_id].insert(p);
+      for (const auto& [at, block] : stats) rows.push_back({{run_id, at.second, at.first}, block});
     });
   }
-  WriteLevelOne(rows);
+  const std::set<BlockKey> stored_before = StoredLevelOne(rows);
+  WriteRollupRows(1, rows, /*accumulate=*/false);
   for (const auto& entry : cleared) {
     const std::int64_t run_id = entry.first;
     const std::set<std::int64_t>& buckets = entry.second;
@@ -166,29 +186,41 @@ void Writer::RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<Ste
       CachedStatement(*db_, kClearPending).Bind(1, run_id).Bind(2, first).Bind(3, last).Step();
     });
   }
-  // Coarser levels: each range of consecutive parents merged from its children, the refreshed
-  // ranks in a few statements (the list padded to a power of two with its last rank, so that a
-  // handful of prepared statements serve every world size).
-  constexpr std::size_t kMaxRanksPerMerge = 512;
-  for (int level = 2; level < kLevels && !parents.empty(); ++level) {
+  // Coarser levels. A level-1 block stored for the first time (a trainer's new steps: the common
+  // case) is merged into each of its ancestors by an upsert, which reads nothing back. A block that
+  // replaced a stored one may have lowered a maximum or moved a count: its ancestors are rebuilt
+  // from their children, after the added blocks' merges of that level.
+  std::array<std::map<BlockKey, BlockStats>, kLevels> added;  // by level
+  std::map<std::int64_t, std::set<std::int64_t>> parents;     // by run: buckets to rebuild
+  std::map<std::int64_t, std::set<std::int64_t>> ranks;       // by run: ranks to rebuild
+  for (const auto& [key, stats] : rows) {
+    if (stored_before.contains(key)) {
+      parents[key.run_id].insert(key.bucket / kFanOut);
+      ranks[key.run_id].insert(key.rank);
+      continue;
+    }
+    std::int64_t bucket = key.bucket;
+    for (int level = 2; level < kLevels; ++level) {
+      bucket /= kFanOut;
+      added[static_cast<std::size_t>(level)][{key.run_id, key.rank, bucket}].Merge(stats);
+    }
+  }
+  for (int level = 2; level < kLevels; ++level) {
+    const auto& merged = added[static_cast<std::size_t>(level)];
+    WriteRollupRows(level, {merged.begin(), merged.end()}, /*accumulate=*/true);
     std::map<std::int64_t, std::set<std::int64_t>> next;
     for (const auto& entry : parents) {
       const std::int64_t run_id = entry.first;
-      const std::set<std::int64_t>& buckets = entry.second;
       const std::vector<std::int64_t> listed(ranks[run_id].begin(), ranks[run_id].end());
-      ForEachRange(buckets, [&](std::int64_t first, std::int64_t last) {
-        for (std::size_t begin = 0; begin < listed.size(); begin += kMaxRanksPerMerge) {
-          const std::size_t count = std::min(kMaxRanksPerMerge, listed.size() - begin);
-          std::size_t padded = 1;
-          while (padded < count) padded *= 2;
+      ForEachRange(entry.second, [&](std::int64_t first, std::int64_t last) {
+        ForEachRankChunk(listed, [&](std::size_t padded, auto rank_at) {
           CachedStatement merge(*db_, MergeChildrenSql(level, padded));
           merge.Bind(1, run_id);
-          for (std::size_t i = 0; i < padded; ++i)
-            merge.Bind(static_cast<int>(i) + 2, listed[begin + std::min(i, count - 1)]);
+          for (std::size_t i = 0; i < padded; ++i) merge.Bind(static_cast<int>(i) + 2, rank_at(i));
           const int after = static_cast<int>(padded) + 2;
           merge.Bind(after, first * kFanOut).Bind(after + 1, last * kFanOut + kFanOut - 1);
           merge.Step();
-        }
+        });
         for (std::int64_t p = first / kFanOut; p <= last / kFanOut; ++p) next[run_id].insert(p);
       });
     }
@@ -196,26 +228,54 @@ void Writer::RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<Ste
   }
 }
 
-void Writer::WriteLevelOne(const std::vector<std::pair<BlockKey, BlockStats>>& rows) {
+std::set<Writer::BlockKey> Writer::StoredLevelOne(
+    const std::vector<std::pair<BlockKey, BlockStats>>& rows) {
+  std::map<std::int64_t, std::set<std::int64_t>> buckets, ranks;  // by run
+  for (const auto& [key, stats] : rows) {
+    buckets[key.run_id].insert(key.bucket);
+    ranks[key.run_id].insert(key.rank);
+  }
+  std::set<BlockKey> stored;
+  for (const auto& entry : buckets) {
+    const std::int64_t run_id = entry.first;
+    const std::vector<std::int64_t> listed(ranks[run_id].begin(), ranks[run_id].end());
+    ForEachRange(entry.second, [&](std::int64_t first, std::int64_t last) {
+      ForEachRankChunk(listed, [&](std::size_t padded, auto rank_at) {
+        CachedStatement keys(*db_, StoredKeysSql(padded));
+        keys.Bind(1, run_id);
+        for (std::size_t i = 0; i < padded; ++i) keys.Bind(static_cast<int>(i) + 2, rank_at(i));
+        const int after = static_cast<int>(padded) + 2;
+        keys.Bind(after, first).Bind(after + 1, last);
+        while (keys.Step()) stored.insert({run_id, keys.Int(0), keys.Int(1)});
+      });
+    });
+  }
+  return stored;
+}
+
+void Writer::WriteRollupRows(int level, const std::vector<std::pair<BlockKey, BlockStats>>& rows,
+                             bool accumulate) {
   // run_id, rank, width, bucket, then kRollupColumns
   constexpr std::size_t kBindsPerRow = 4 + kRollupColumnCount;
   std::size_t done = 0;
   for (std::size_t size : {std::size_t{64}, std::size_t{8}, std::size_t{1}}) {
-    auto [it, created] = upsert_rows_sql_.try_emplace(size);
-    if (created) {
-      it->second = "INSERT INTO step_rollups (run_id, rank, width, bucket, " +
-                   std::string(kRollupColumns) + ") VALUES " + SqlValuesRows(size, kBindsPerRow) +
-                   " ON CONFLICT (run_id, rank, width, bucket) DO UPDATE SET " +
-                   RollupExcludedAssignments();
-    }
     if (rows.size() - done < size) continue;
+    auto [it, created] = upsert_rows_sql_.try_emplace({accumulate, size});
+    if (created) {
+      it->second =
+          "INSERT INTO step_rollups (run_id, rank, width, bucket, " + std::string(kRollupColumns) +
+          ") VALUES " + SqlValuesRows(size, kBindsPerRow) +
+          " ON CONFLICT (run_id, rank, width, bucket) DO UPDATE SET " +
+          (accumulate ? RollupAccumulateAssignments(db_->backend()) : RollupExcludedAssignments());
+    }
     CachedStatement upsert(*db_, it->second);
     for (; rows.size() - done >= size; done += size) {
       upsert.Reset();
       for (std::size_t row = 0; row < size; ++row) {
         const auto& [key, stats] = rows[done + row];
         const int first = static_cast<int>(row * kBindsPerRow) + 1;
-        upsert.Bind(first, key.run_id).Bind(first + 1, key.rank).Bind(first + 2, kRollupWidths[1]);
+        upsert.Bind(first, key.run_id).Bind(first + 1, key.rank);
+        upsert.Bind(first + 2, kRollupWidths[static_cast<std::size_t>(level)]);
         upsert.Bind(first + 3, key.bucket);
         BindRollup(upsert, first + 4, stats);
       }
