@@ -84,12 +84,14 @@ RunAnalyzer::RunAnalyzer(AnalyzerOptions options, std::int64_t attempt)
     episodes_[kind].emplace(kind, std::nullopt, options_.resolve_after, attempt);
 }
 
-RunAnalyzer::RankDetectors& RunAnalyzer::DetectorsOf(std::int64_t rank) {
-  auto [it, created] = ranks_.try_emplace(rank, options_);
+RunAnalyzer::Ranks::iterator RunAnalyzer::DetectorsAt(Ranks::iterator hint, std::int64_t rank) {
+  if (hint != ranks_.end() && hint->first == rank) return hint;
+  const std::size_t before = ranks_.size();
+  auto it = ranks_.try_emplace(hint, rank, options_);
   // A rank seen for the first time late (or after a restart) belongs to a run that started
   // earlier: its "first steps" are over.
-  if (created && first_step_) it->second.loss_scale.SetFirstStep(*first_step_);
-  return it->second;
+  if (ranks_.size() != before && first_step_) it->second.loss_scale.SetFirstStep(*first_step_);
+  return it;
 }
 
 std::vector<AlertEvent> RunAnalyzer::Add(const wire::StepRecord& record) {
@@ -111,7 +113,9 @@ std::vector<AlertEvent> RunAnalyzer::Add(const wire::StepRecord& record) {
     expected_ranks_ = record.world_size;
   }
   // A replacement before judgement: the newer record counts.
-  pending_[record.step].insert_or_assign(record.rank, record);
+  // Ranks mostly arrive in order: the end is the place to look first.
+  auto& step_records = pending_[record.step];
+  step_records.insert_or_assign(step_records.end(), record.rank, record);
   return JudgeReady(/*flush=*/false);
 }
 
@@ -206,8 +210,11 @@ RunAnalyzer::Findings RunAnalyzer::Observe(std::int64_t step,
       detectors.loss_spike.Reset();  // a new configuration may have a new loss level
     }
   }
+  auto next = ranks_.begin();
   for (const wire::StepRecord& r : records) {
-    RankDetectors& d = DetectorsOf(r.rank);
+    auto at = DetectorsAt(next, r.rank);
+    next = std::next(at);
+    RankDetectors& d = at->second;
     auto note = [&](Kind kind, std::optional<Finding> finding) {
       if (finding) findings[kind].emplace_back(r.rank, std::move(*finding));
     };

@@ -71,7 +71,11 @@ class RunAnalyzer {
   std::vector<AlertEvent> JudgeReady(bool flush);
   // Marks `finding` (of `kind`, at `step`) as a symptom when another episode explains its onset.
   void LinkToCause(Kind kind, std::int64_t step, Finding& finding);
-  RankDetectors& DetectorsOf(std::int64_t rank);
+  using Ranks = std::map<std::int64_t, RankDetectors>;
+  RankDetectors& DetectorsOf(std::int64_t rank) { return DetectorsAt(ranks_.end(), rank)->second; }
+  // The rank's detectors, created if new; `hint` is where they are or would go, if known (a step's
+  // records in rank order find each rank next to the previous one, without a search).
+  Ranks::iterator DetectorsAt(Ranks::iterator hint, std::int64_t rank);
 
   AnalyzerOptions options_;
   std::int64_t attempt_ = 0;
@@ -84,7 +88,7 @@ class RunAnalyzer {
   // step -> rank -> record: a rank's record is found in O(log world_size), not by a scan of the
   // step's records (which made ingest slow down with the world size).
   std::map<std::int64_t, std::map<std::int64_t, wire::StepRecord>> pending_;
-  std::map<std::int64_t, RankDetectors> ranks_;
+  Ranks ranks_;
   ConfigChangeDetector config_;
   RankDivergenceDetector rank_divergence_;
   // Per kind: the cause of its current episode, once linked: (kind, first_step).
