@@ -97,7 +97,7 @@ scenario bug-lr-spike --micro-batch-size 8 --ga-steps 1 --steps 150 --lr-spike-a
 scenario bug-nan --micro-batch-size 4 --ga-steps 2 --steps 100 --nan-at 60 --seed 12
 scenario bug-bad-data --micro-batch-size 8 --ga-steps 1 --steps 150 --bad-data-at 100 --seed 14
 scenario bug-zero-grad --micro-batch-size 4 --ga-steps 2 --steps 120 --detach-loss-at 70 --seed 13
-# What real training looks like beyond 300 steps (issue 12): 2,000-step runs with warm-up and
+# What real training looks like beyond 300 steps: 2,000-step runs with warm-up and
 # cosine decay, micro_batch 1 with clipping, fine-tuning from a trained checkpoint, 4 gloo ranks,
 # a rank that keeps its local gradients, and sparse logging of some of them.
 model="$tmp/trained.pt"
@@ -131,7 +131,7 @@ scenario heldout-bug-mean-of-means --loss mean-of-means --micro-batch-size 2 --g
 scenario heldout-bug-lr-spike --micro-batch-size 4 --ga-steps 2 --steps 120 --lr-spike-at 60 --lr-spike-factor 100 --seed 27
 scenario heldout-bug-zero-grad --micro-batch-size 2 --ga-steps 2 --steps 100 --detach-loss-at 40 --seed 28
 scenario heldout-bug-bad-data --micro-batch-size 4 --ga-steps 2 --steps 150 --bad-data-at 90 --seed 29
-# Held out for issue 12's thresholds (severity, noise, the ln V bound, sparse logs, ranks): made
+# Held out for the detectors' thresholds (severity, noise, the ln V bound, sparse logs, ranks): made
 # after they were fixed on the runs above, never used to tune them.
 heldout_model="$tmp/heldout-trained.pt"
 scenario heldout-long-healthy-mb2-ga4 --micro-batch-size 2 --ga-steps 4 --steps 2000 --warmup-steps 200 --cosine --lr 2e-3 --seed 41 --save-model "$heldout_model"

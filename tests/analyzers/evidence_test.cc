@@ -1,5 +1,5 @@
 // Severity that follows evidence, noise-aware spikes, the ln(vocab_size) plausibility bound, and
-// symptoms linked to their cause (issue 12).
+// symptoms linked to their cause.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
