@@ -36,14 +36,12 @@ const std::string& Writer::MergeChildrenSql(int level, std::size_t ranks) {
   if (created) {
     // The ranks are listed so that both engines seek the primary key (run_id, rank, width, bucket)
     // once per rank; without them the scan would cover every rollup row of the run.
-    std::string list = "?";
-    for (std::size_t i = 1; i < ranks; ++i) list += ", ?";
     const std::string parent = "bucket / " + std::to_string(kFanOut);
     it->second =
         ("INSERT INTO step_rollups (run_id, rank, width, bucket, " + std::string(kRollupColumns) +
          ") SELECT run_id, rank, " + std::to_string(kRollupWidths[level]) + ", " + parent + ", " +
-         RollupMergeExpressions() + " FROM step_rollups WHERE run_id = ? AND rank IN (" + list +
-         ") AND width = " + std::to_string(kRollupWidths[level - 1]) +
+         RollupMergeExpressions() + " FROM step_rollups WHERE run_id = ? AND rank IN " +
+         SqlValuesRows(1, ranks) + " AND width = " + std::to_string(kRollupWidths[level - 1]) +
          " AND bucket BETWEEN ? AND ? GROUP BY run_id, rank, " + parent +
          " ON CONFLICT (run_id, rank, width, bucket) DO UPDATE SET " + RollupExcludedAssignments());
   }
@@ -53,10 +51,8 @@ const std::string& Writer::MergeChildrenSql(int level, std::size_t ranks) {
 const std::string& Writer::StoredKeysSql(std::size_t ranks) {
   auto [it, created] = stored_keys_sql_.try_emplace(ranks);
   if (created) {
-    std::string list = "?";
-    for (std::size_t i = 1; i < ranks; ++i) list += ", ?";
-    it->second = "SELECT rank, bucket FROM step_rollups WHERE run_id = ? AND rank IN (" + list +
-                 ") AND width = " + std::to_string(kRollupWidths[1]) +
+    it->second = "SELECT rank, bucket FROM step_rollups WHERE run_id = ? AND rank IN " +
+                 SqlValuesRows(1, ranks) + " AND width = " + std::to_string(kRollupWidths[1]) +
                  " AND bucket BETWEEN ? AND ?";
   }
   return it->second;
@@ -117,17 +113,23 @@ void ForEachRange(const Buckets& buckets, Fn&& range) {
   }
 }
 
-// Statements that list ranks take at most this many, the list padded to a power of two with its
-// last rank, so that a handful of prepared statements serve every world size. `chunk(padded,
-// rank_at)` is called for each part of the sorted ranks; rank_at(i) is the i-th listed rank.
+// Statements that list ranks (`run_id = ? AND rank IN (?, ...)` first) take at most this many,
+// the list padded to a power of two with its last rank, so that a handful of prepared statements
+// serve every world size. For each part of the sorted ranks, the statement `sql_for(padded)` is
+// made, `run_id` and the part's ranks bound, and `use(statement, first_unbound_parameter)` called.
 constexpr std::size_t kMaxRanksPerStatement = 512;
-template <typename Chunk>
-void ForEachRankChunk(const std::vector<std::int64_t>& ranks, Chunk&& chunk) {
+template <typename SqlFor, typename Use>
+void ForEachRankChunk(Database& db, std::int64_t run_id, const std::vector<std::int64_t>& ranks,
+                      SqlFor&& sql_for, Use&& use) {
   for (std::size_t begin = 0; begin < ranks.size(); begin += kMaxRanksPerStatement) {
     const std::size_t count = std::min(kMaxRanksPerStatement, ranks.size() - begin);
     std::size_t padded = 1;
     while (padded < count) padded *= 2;
-    chunk(padded, [&](std::size_t i) { return ranks[begin + std::min(i, count - 1)]; });
+    CachedStatement statement(db, sql_for(padded));
+    statement.Bind(1, run_id);
+    for (std::size_t i = 0; i < padded; ++i)
+      statement.Bind(static_cast<int>(i) + 2, ranks[begin + std::min(i, count - 1)]);
+    use(statement, static_cast<int>(padded) + 2);
   }
 }
 }  // namespace
@@ -213,14 +215,16 @@ void Writer::RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<Ste
       const std::int64_t run_id = entry.first;
       const std::vector<std::int64_t> listed(ranks[run_id].begin(), ranks[run_id].end());
       ForEachRange(entry.second, [&](std::int64_t first, std::int64_t last) {
-        ForEachRankChunk(listed, [&](std::size_t padded, auto rank_at) {
-          CachedStatement merge(*db_, MergeChildrenSql(level, padded));
-          merge.Bind(1, run_id);
-          for (std::size_t i = 0; i < padded; ++i) merge.Bind(static_cast<int>(i) + 2, rank_at(i));
-          const int after = static_cast<int>(padded) + 2;
-          merge.Bind(after, first * kFanOut).Bind(after + 1, last * kFanOut + kFanOut - 1);
-          merge.Step();
-        });
+        ForEachRankChunk(
+            *db_, run_id, listed,
+            [&](std::size_t padded) -> const std::string& {
+              return MergeChildrenSql(level, padded);
+            },
+            [&](CachedStatement& merge, int range_parameter) {
+              merge.Bind(range_parameter, first * kFanOut)
+                  .Bind(range_parameter + 1, last * kFanOut + kFanOut - 1);
+              merge.Step();
+            });
         for (std::int64_t p = first / kFanOut; p <= last / kFanOut; ++p) next[run_id].insert(p);
       });
     }
@@ -240,14 +244,13 @@ std::set<Writer::BlockKey> Writer::StoredLevelOne(
     const std::int64_t run_id = entry.first;
     const std::vector<std::int64_t> listed(ranks[run_id].begin(), ranks[run_id].end());
     ForEachRange(entry.second, [&](std::int64_t first, std::int64_t last) {
-      ForEachRankChunk(listed, [&](std::size_t padded, auto rank_at) {
-        CachedStatement keys(*db_, StoredKeysSql(padded));
-        keys.Bind(1, run_id);
-        for (std::size_t i = 0; i < padded; ++i) keys.Bind(static_cast<int>(i) + 2, rank_at(i));
-        const int after = static_cast<int>(padded) + 2;
-        keys.Bind(after, first).Bind(after + 1, last);
-        while (keys.Step()) stored.insert({run_id, keys.Int(0), keys.Int(1)});
-      });
+      ForEachRankChunk(
+          *db_, run_id, listed,
+          [&](std::size_t padded) -> const std::string& { return StoredKeysSql(padded); },
+          [&](CachedStatement& keys, int range_parameter) {
+            keys.Bind(range_parameter, first).Bind(range_parameter + 1, last);
+            while (keys.Step()) stored.insert({run_id, keys.Int(0), keys.Int(1)});
+          });
     });
   }
   return stored;
