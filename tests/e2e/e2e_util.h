@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "lossguard/client/http_client.h"
+
 namespace lossguard::testing {
 
 // A valid v1 record as JSON; tests add what they need.
@@ -23,6 +25,11 @@ inline std::string NdjsonSteps(const std::string& run, std::int64_t first, std::
     out += '\n';
   }
   return out;
+}
+
+// A response's body as JSON; throws if it is not JSON.
+inline nlohmann::json Body(const client::HttpResponse& response) {
+  return nlohmann::json::parse(response.body);
 }
 
 // The whole file; throws if it cannot be opened.

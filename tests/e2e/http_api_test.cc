@@ -26,8 +26,6 @@ using client::HttpClient;
 using nlohmann::json;
 using ::testing::HasSubstr;
 
-json Body(const client::HttpResponse& response) { return json::parse(response.body); }
-
 TEST(HttpApi, IngestAndQueryThroughTheRealServer) {
   TempDir dir;
   ServerProcess server({.db = dir.File("db")});

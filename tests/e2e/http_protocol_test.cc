@@ -29,8 +29,6 @@ using nlohmann::json;
 using ::testing::HasSubstr;
 namespace net = boost::asio;
 
-json Body(const client::HttpResponse& response) { return json::parse(response.body); }
-
 std::string Nested(std::size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
 
 TEST(HttpProtocol, DeeplyNestedJsonIsRefusedAnywhereInTheBody) {

@@ -9,11 +9,11 @@
 #include <boost/asio/write.hpp>
 #include <chrono>
 #include <cstdint>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <thread>
 
+#include "e2e/e2e_util.h"
 #include "lossguard/client/http_client.h"
 #include "lossguard/client/url.h"
 
@@ -65,7 +65,7 @@ inline std::string MinimalRecord(const std::string& run, std::int64_t step,
 inline std::int64_t StoredRecords(client::HttpClient& client, const std::string& run) {
   auto response = client.Get("/api/v1/runs/" + run);
   if (response.status == 404) return 0;
-  return nlohmann::json::parse(response.body)["run"]["records"].get<std::int64_t>();
+  return Body(response)["run"]["records"].get<std::int64_t>();
 }
 
 }  // namespace lossguard::testing

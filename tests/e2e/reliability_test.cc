@@ -28,8 +28,6 @@ using nlohmann::json;
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 
-json Body(const client::HttpResponse& response) { return json::parse(response.body); }
-
 std::string Nested(std::size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
 
 // CPU seconds the process has used (user + system), from /proc.
