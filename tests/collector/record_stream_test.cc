@@ -11,12 +11,12 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "collector/record_stream_support.h"
 #include "lossguard/client/http_client.h"
 #include "lossguard/client/url.h"
 #include "support/processes.h"
 #include "support/records.h"
 #include "support/temp_dir.h"
-#include "support/tiny_file_system.h"
 
 namespace lossguard::collector {
 namespace record_stream_test {
@@ -24,62 +24,7 @@ namespace record_stream_test {
 using lossguard::testing::MakeRecord;
 using lossguard::testing::ServerProcess;
 using lossguard::testing::TempDir;
-using lossguard::testing::TinyFileSystem;
 using ::testing::HasSubstr;
-
-nlohmann::json RunSummary(const std::string& url, const std::string& run) {
-  client::HttpClient client(url);
-  return nlohmann::json::parse(client.Get("/api/v1/runs/" + run).body);
-}
-
-// Collects warnings so tests can check that nothing is lost silently.
-struct Warnings {
-  std::mutex mutex;
-  std::vector<std::string> lines;
-  std::function<void(std::string_view)> Sink() {
-    return [this](std::string_view line) {
-      std::lock_guard lock(mutex);
-      lines.emplace_back(line);
-    };
-  }
-  std::string All() {
-    std::lock_guard lock(mutex);
-    std::string out;
-    for (const auto& line : lines) out += line + "\n";
-    return out;
-  }
-};
-
-// A loopback port with nothing listening: a server's, after it stopped.
-std::string DeadServer(const TempDir& dir, std::uint16_t& port) {
-  ServerProcess server({.db = dir.File("probe.db")});
-  std::string url = server.url();
-  port = client::ParseHttpUrl(url).value().endpoint.port;
-  server.Stop(SIGTERM, std::chrono::seconds(10));
-  return url;
-}
-
-RecordStreamOptions FastRetries(const std::string& url, Warnings& warnings) {
-  RecordStreamOptions options;
-  options.server_url(url);
-  options.batch_size(100);
-  options.flush_interval(std::chrono::milliseconds(20));
-  options.initial_backoff(std::chrono::milliseconds(20));
-  options.max_backoff(std::chrono::milliseconds(100));
-  options.drain_timeout(std::chrono::milliseconds(500));
-  options.warn(warnings.Sink());
-  return options;
-}
-
-template <typename Predicate>
-bool WaitFor(Predicate predicate, std::chrono::seconds limit = std::chrono::seconds(15)) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!predicate()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
-}
 
 // What a guard needs: records sent as they come (not after flush_interval) and the run's verdicts
 // from each acknowledgement.
@@ -314,84 +259,6 @@ TEST(RecordStream, FlushWaitsForEveryRecordSubmittedBeforeItWhileOthersSubmit) {
   EXPECT_EQ(early, 0) << "Flush returned before the records submitted before it were delivered, in "
                       << early << " of " << flushes << " flushes";
   EXPECT_EQ(stream.stats().dropped + stream.stats().rejected, 0u);
-}
-
-// A spool whose directory disappears mid-run (a cleanup job, an unmounted volume): the trainer goes
-// on, what was in the spool file is counted as lost, and the spool is recreated for what follows.
-TEST(RecordStream, ASpoolRemovedWhileTrainingCostsOnlyWhatItHeld) {
-  TempDir dir;
-  std::uint16_t port = 0;
-  std::string url = DeadServer(dir, port);
-  Warnings warnings;
-  RecordStreamOptions options = FastRetries(url, warnings);
-  options.spool_path(dir.File("spool/records.ndjson").string());
-  options.spool_retry_interval(std::chrono::milliseconds(50));
-  RecordStream stream(options);
-  for (int step = 0; step < 300; ++step) ASSERT_TRUE(stream.Submit(MakeRecord("removed", step)));
-  ASSERT_TRUE(WaitFor([&] { return stream.stats().spooled == 300; })) << warnings.All();
-
-  std::filesystem::remove_all(dir.File("spool"));
-  for (int step = 300; step < 500; ++step) ASSERT_TRUE(stream.Submit(MakeRecord("removed", step)));
-  ASSERT_TRUE(WaitFor([&] { return stream.stats().dropped == 300; }))
-      << stream.stats().dropped << "\n"
-      << warnings.All();
-  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(options.spool_path()); }));
-
-  ServerProcess server({.db = dir.File("db"), .listen = "127.0.0.1:" + std::to_string(port)});
-  ASSERT_TRUE(stream.Flush(std::chrono::seconds(30))) << warnings.All();
-  StreamStats stats = stream.stats();
-  EXPECT_EQ(stats.delivered, 200u);
-  EXPECT_EQ(stats.dropped, 300u) << "exactly what the removed file held";
-  EXPECT_GE(stats.spool_errors, 1u);
-  EXPECT_EQ(RunSummary(server.url(), "removed")["run"]["records"], 200);
-  EXPECT_THAT(warnings.All(), HasSubstr("the spool failed"));
-  EXPECT_THAT(warnings.All(),
-              HasSubstr("dropped 300 records: they were in a spool file that is gone"));
-}
-
-// The spool's file system fills up while the server is down: Append fails with ENOSPC on every
-// cycle. Training goes on (this process is the trainer), records are held in memory up to
-// queue_capacity, the rest counted as dropped; once there is space and a server, the rest arrives.
-TEST(RecordStream, AFullSpoolDiskNeverStopsTheTrainerAndTheStatsSayWhatWasLost) {
-  TempDir dir;
-  TinyFileSystem disk(dir.File("disk"), "1m");
-  if (!disk.mounted()) GTEST_SKIP() << "mounting a tmpfs needs root";
-  std::uint16_t port = 0;
-  std::string url = DeadServer(dir, port);
-  Warnings warnings;
-  RecordStreamOptions options = FastRetries(url, warnings);
-  options.spool_path((dir.File("disk") / "spool" / "records.ndjson").string());
-  options.spool_retry_interval(std::chrono::milliseconds(50));
-  options.queue_capacity(512);
-  RecordStream stream(options);
-  disk.Fill();
-
-  constexpr int kSteps = 5000;
-  for (int step = 0; step < kSteps; ++step) {
-    while (!stream.Submit(MakeRecord("full", step))) std::this_thread::yield();
-    if (step % 100 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  ASSERT_TRUE(WaitFor([&] { return stream.stats().spool_errors > 0; })) << warnings.All();
-  ASSERT_TRUE(WaitFor([&] {
-    StreamStats s = stream.stats();
-    return s.dropped + s.spooled >= kSteps - 2 * options.queue_capacity();
-  })) << warnings.All();
-  EXPECT_GT(stream.stats().dropped, 0u) << "a 1 MB disk that is full cannot hold them all";
-
-  disk.Free();  // the spool is retried every 50 ms and works again: memory goes to it
-  ASSERT_TRUE(WaitFor([&] { return warnings.All().find("is usable again") != std::string::npos; }))
-      << warnings.All();
-  ServerProcess server({.db = dir.File("db"), .listen = "127.0.0.1:" + std::to_string(port)});
-  ASSERT_TRUE(stream.Flush(std::chrono::seconds(30))) << warnings.All();
-  StreamStats stats = stream.stats();
-  EXPECT_GE(stats.delivered, options.queue_capacity()) << "what was held in memory arrives";
-  EXPECT_EQ(stats.delivered + stats.dropped, stats.submitted)
-      << "every record is either delivered or counted as lost";
-  EXPECT_EQ(RunSummary(server.url(), "full")["run"]["records"].get<std::uint64_t>(),
-            stats.delivered);
-  const std::string all = warnings.All();
-  EXPECT_THAT(all, HasSubstr("No space left on device"));
-  EXPECT_LT(std::count(all.begin(), all.end(), '\n'), 40) << "warnings are rate-limited:\n" << all;
 }
 
 TEST(RecordStream, BadOptionsAreRefused) {

@@ -15,14 +15,8 @@ namespace run_deletion_test {
 using lossguard::testing::MakeRecord;
 
 std::vector<wire::StepRecord> Steps(const std::string& run, std::int64_t first, std::int64_t count,
-                                    std::int64_t world_size = 1, double loss = 2.0) {
-  std::vector<wire::StepRecord> out;
-  for (std::int64_t s = first; s < first + count; ++s) {
-    for (std::int64_t rank = 0; rank < world_size; ++rank) {
-      out.push_back(MakeRecord(run, s, loss + 0.001 * static_cast<double>(s), rank, world_size));
-    }
-  }
-  return out;
+                                    std::int64_t world_size = 1) {
+  return lossguard::testing::MakeSteps(run, first, count, 2.0, 0.001, world_size);
 }
 
 std::int64_t Count(Database& db, const std::string& sql) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "lossguard/wire/step_record.h"
 
@@ -13,6 +14,12 @@ namespace lossguard::testing {
 // micro_batch_size 2, no optional fields); tests change what they need.
 wire::StepRecord MakeRecord(const std::string& run, std::int64_t step, double loss = 2.0,
                             std::int64_t rank = 0, std::int64_t world_size = 1);
+
+// Records of steps [first, first + count), every rank of `world_size` at each step, in (step, rank)
+// order (as MakeRecord makes them); the loss is `loss` at step 0 and moves by `per_step` a step.
+std::vector<wire::StepRecord> MakeSteps(const std::string& run, std::int64_t first,
+                                        std::int64_t count, double loss = 2.0,
+                                        double per_step = 0.001, std::int64_t world_size = 1);
 
 // A number of a record's JSON: the value, or NaN where the record carries a non-finite value as a
 // string ("NaN", "Infinity", "-Infinity"); tests that read it only ask whether it is finite.

@@ -6,7 +6,7 @@
 #include <limits>
 #include <string_view>
 
-#include "lossguard/wire/json_numbers.h"
+#include "field_reader.h"
 #include "lossguard/wire/json_text.h"
 #include "non_finite_tokens.h"
 
@@ -26,148 +26,6 @@ constexpr std::array<std::string_view, 15> kKnownFields = {"run",      "step",
                                                            "micro",    "nonfinite_grads",
                                                            "time"};
 
-bool IsIntegral(double value) {
-  // 2^63 is the first double outside int64; everything below it that has no fraction converts
-  // exactly.
-  return std::isfinite(value) && value == std::trunc(value) && value >= -9223372036854775808.0 &&
-         value < 9223372036854775808.0;
-}
-
-// A short rendering of an offending value for error messages.
-std::string Show(const json& value) {
-  std::string text = value.dump();
-  if (text.size() > 64) text = text.substr(0, 61) + "...";
-  return text;
-}
-
-std::string NullHint(const json& value) {
-  return value.is_null()
-             ? " (a JSON library may have written NaN as null: send the string \"NaN\" instead)"
-             : "";
-}
-
-// Reads fields of one record object, stopping at the first problem. Each Get* returns false after
-// recording the error, so that callers read as a straight sequence of `if (!Get...) return`.
-class FieldReader {
- public:
-  FieldReader(const json& object, std::size_t index, std::string prefix = "")
-      : object_(object), index_(index), prefix_(std::move(prefix)) {}
-
-  const RecordError& error() const { return error_; }
-
-  bool Fail(std::string_view field, std::string message) {
-    error_ = RecordError{index_, prefix_ + std::string(field), std::move(message)};
-    return false;
-  }
-
-  // nullptr when the field is absent or JSON null (null means "not provided" for optional fields).
-  const json* Find(std::string_view field) const {
-    auto it = object_.find(field);
-    if (it == object_.end() || it->is_null()) return nullptr;
-    return &*it;
-  }
-
-  bool Int(std::string_view field, bool required, std::int64_t min, std::int64_t max,
-           std::optional<std::int64_t>& out) {
-    const json* value = Find(field);
-    if (value == nullptr) {
-      if (required)
-        return Fail(field, Name(field) + " is required (an integer from " + std::to_string(min) +
-                               " to " + std::to_string(max) + ")");
-      return true;
-    }
-    std::int64_t parsed = 0;
-    if (value->is_number_unsigned()) {
-      auto u = value->get<std::uint64_t>();
-      if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-        return Fail(field,
-                    Name(field) + " must fit in a signed 64-bit integer, but got " + Show(*value));
-      }
-      parsed = static_cast<std::int64_t>(u);
-    } else if (value->is_number_integer()) {
-      parsed = value->get<std::int64_t>();
-    } else if (value->is_number_float() && IsIntegral(value->get<double>())) {
-      // JSON (and JSON Schema) do not distinguish 3 from 3.0; Python trainers sometimes send
-      // floats.
-      parsed = static_cast<std::int64_t>(value->get<double>());
-    } else {
-      return Fail(field, Name(field) + " must be an integer, but got " + Show(*value));
-    }
-    if (parsed < min) {
-      return Fail(field, Name(field) + " must be >= " + std::to_string(min) + ", but got " +
-                             std::to_string(parsed));
-    }
-    if (parsed > max) {
-      return Fail(field, Name(field) + " must be <= " + std::to_string(max) + ", but got " +
-                             std::to_string(parsed));
-    }
-    out = parsed;
-    return true;
-  }
-
-  bool Int(std::string_view field, std::int64_t min, std::int64_t max, std::int64_t& out) {
-    std::optional<std::int64_t> value;
-    if (!Int(field, /*required=*/true, min, max, value)) return false;
-    out = *value;
-    return true;
-  }
-
-  // A number or one of "NaN", "Infinity", "-Infinity".
-  bool Number(std::string_view field, bool required, std::optional<double>& out) {
-    auto it = object_.find(field);
-    if (it == object_.end() || (it->is_null() && !required)) {
-      if (required)
-        return Fail(field, Name(field) +
-                               " is required (a number, or \"NaN\", \"Infinity\", \"-Infinity\")");
-      return true;
-    }
-    std::optional<double> parsed = NumberFromJson(*it);
-    if (!parsed) {
-      return Fail(field,
-                  Name(field) +
-                      " must be a number, or \"NaN\", \"Infinity\", \"-Infinity\", but got " +
-                      Show(*it) + NullHint(*it));
-    }
-    out = parsed;
-    return true;
-  }
-
-  // A string of 1 (0 if allow_empty) to max_length characters.
-  bool String(std::string_view field, bool required, std::size_t max_length, std::string& out,
-              bool allow_empty = false) {
-    const json* value = Find(field);
-    if (value == nullptr) {
-      if (required) return Fail(field, Name(field) + " is required (a string)");
-      return true;
-    }
-    if (!value->is_string())
-      return Fail(field, Name(field) + " must be a string, but got " + Show(*value));
-    out = value->get<std::string>();
-    if ((out.empty() && !allow_empty) || out.size() > max_length) {
-      return Fail(field, Name(field) + " must be 1-" + std::to_string(max_length) +
-                             " characters long, but got " + std::to_string(out.size()));
-    }
-    return true;
-  }
-
-  bool FiniteNumber(std::string_view field, std::optional<double>& out) {
-    const json* value = Find(field);
-    if (value == nullptr) return true;
-    if (!value->is_number())
-      return Fail(field, Name(field) + " must be a finite number, but got " + Show(*value));
-    out = value->get<double>();
-    return true;
-  }
-
- private:
-  std::string Name(std::string_view field) const { return prefix_ + std::string(field); }
-
-  const json& object_;
-  std::size_t index_;
-  std::string prefix_;
-  RecordError error_;
-};
-
 bool IsRunChar(char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
          c == '_' || c == ':' || c == '-';
@@ -177,7 +35,8 @@ bool ReadMicro(const json& array, std::size_t index, std::vector<MicroBatch>& ou
                RecordError& error) {
   FieldReader top(json::object(), index);
   if (!array.is_array()) {
-    top.Fail("micro", "micro must be an array of {loss, tokens, loss_sum}, but got " + Show(array));
+    top.Fail("micro",
+             "micro must be an array of {loss, tokens, loss_sum}, but got " + ShowJson(array));
     error = top.error();
     return false;
   }
@@ -192,10 +51,10 @@ bool ReadMicro(const json& array, std::size_t index, std::vector<MicroBatch>& ou
     const json& entry = array[i];
     std::string prefix = "micro[" + std::to_string(i) + "].";
     if (!entry.is_object()) {
-      error =
-          RecordError{index, "micro[" + std::to_string(i) + "]",
-                      "micro[" + std::to_string(i) +
-                          "] must be an object {loss, tokens, loss_sum}, but got " + Show(entry)};
+      error = RecordError{index, "micro[" + std::to_string(i) + "]",
+                          "micro[" + std::to_string(i) +
+                              "] must be an object {loss, tokens, loss_sum}, but got " +
+                              ShowJson(entry)};
       return false;
     }
     FieldReader reader(entry, index, prefix);
@@ -255,7 +114,7 @@ std::optional<BodyFormat> BodyFormatFromContentType(std::string_view content_typ
 
 Result<StepRecord, RecordError> ParseRecord(const json& object, std::size_t index) {
   if (!object.is_object()) {
-    return RecordError{index, "", "a record must be a JSON object, but got " + Show(object)};
+    return RecordError{index, "", "a record must be a JSON object, but got " + ShowJson(object)};
   }
   FieldReader reader(object, index);
   StepRecord record;
@@ -264,7 +123,7 @@ Result<StepRecord, RecordError> ParseRecord(const json& object, std::size_t inde
   if (run == nullptr)
     return RecordError{index, "run", "run is required (a string of 1-128 [A-Za-z0-9._:-])"};
   if (!run->is_string())
-    return RecordError{index, "run", "run must be a string, but got " + Show(*run)};
+    return RecordError{index, "run", "run must be a string, but got " + ShowJson(*run)};
   record.run = run->get<std::string>();
   if (record.run.empty() || record.run.size() > kMaxRunLength) {
     return RecordError{
@@ -274,7 +133,7 @@ Result<StepRecord, RecordError> ParseRecord(const json& object, std::size_t inde
   for (char c : record.run) {
     if (!IsRunChar(c)) {
       return RecordError{index, "run",
-                         "run may contain only [A-Za-z0-9._:-], but got " + Show(*run)};
+                         "run may contain only [A-Za-z0-9._:-], but got " + ShowJson(*run)};
     }
   }
 
@@ -324,7 +183,7 @@ Result<GuardAction, RecordError> ParseGuardAction(const json& value, std::size_t
     return RecordError{index, "guard",
                        "guard must be an object {action, kind, severity, source, first_step, "
                        "...}, but got " +
-                           Show(value)};
+                           ShowJson(value)};
   }
   FieldReader reader(value, index, "guard.");
   GuardAction out;
@@ -363,8 +222,9 @@ Result<GuardAction, RecordError> ParseGuardAction(const json& value, std::size_t
         "guard.source must be \"local\" or \"server\", but got \"" + out.source + "\""};
   }
   if (lr_factor && (*lr_factor <= 0 || *lr_factor > 1)) {
-    return RecordError{index, "guard.lr_factor",
-                       "guard.lr_factor must be in (0, 1], but got " + Show(value["lr_factor"])};
+    return RecordError{
+        index, "guard.lr_factor",
+        "guard.lr_factor must be in (0, 1], but got " + ShowJson(value["lr_factor"])};
   }
   return out;
 }
@@ -401,7 +261,7 @@ Result<std::vector<StepRecord>, RecordError> ParseBatch(std::string_view body, B
     const json& array = document["records"];
     if (!array.is_array()) {
       return RecordError{std::nullopt, "records",
-                         "records must be an array, but got " + Show(array)};
+                         "records must be an array, but got " + ShowJson(array)};
     }
     records.reserve(array.size());
     for (std::size_t i = 0; i < array.size(); ++i) {

@@ -23,6 +23,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "batches.h"
+#include "checkpoints.h"
 #include "config.h"
 #include "launcher.h"
 #include "loss_patterns.h"
@@ -40,54 +41,6 @@ void SetLearningRate(torch::optim::AdamW& optimizer, double lr) {
   for (auto& group_options : optimizer.param_groups())
     static_cast<torch::optim::AdamWOptions&>(group_options.options()).lr(lr);
 }
-
-// The demo's own checkpoints, what the guard rolls back to: the model and the optimizer after a
-// step, in DIR/step-N.model.pt and DIR/step-N.optimizer.pt (step -1: the initial state), the last
-// `keep` of them kept. Without a directory nothing is saved (a rollback policy then stops).
-class Checkpoints {
- public:
-  Checkpoints(std::string dir, std::int64_t keep) : dir_(std::move(dir)), keep_(keep) {
-    if (!dir_.empty()) std::filesystem::create_directories(dir_);
-  }
-
-  void Save(std::int64_t step, Gpt& model, torch::optim::AdamW& optimizer, Guard& guard) {
-    if (dir_.empty()) return;
-    torch::save(model, Path(step, "model"));
-    torch::save(optimizer, Path(step, "optimizer"));
-    guard.Checkpointed(step);
-    saved_.push_back(step);
-    while (static_cast<std::int64_t>(saved_.size()) > keep_) {
-      RemoveFiles(saved_.front());
-      guard.CheckpointRemoved(saved_.front());
-      saved_.erase(saved_.begin());
-    }
-  }
-
-  void Restore(std::int64_t step, Gpt& model, torch::optim::AdamW& optimizer) {
-    torch::load(model, Path(step, "model"));
-    torch::load(optimizer, Path(step, "optimizer"));
-    // Later checkpoints belong to the abandoned trajectory (the guard forgot them too).
-    while (!saved_.empty() && saved_.back() > step) {
-      RemoveFiles(saved_.back());
-      saved_.pop_back();
-    }
-  }
-
-  std::string Path(std::int64_t step, const char* what) const {
-    return dir_ + "/step-" + std::to_string(step) + "." + what + ".pt";
-  }
-  const std::string& dir() const { return dir_; }
-
- private:
-  void RemoveFiles(std::int64_t step) const {
-    std::filesystem::remove(Path(step, "model"));
-    std::filesystem::remove(Path(step, "optimizer"));
-  }
-
-  std::string dir_;
-  std::int64_t keep_;
-  std::vector<std::int64_t> saved_;
-};
 
 // The guard said stop (the step's record is handed over): the state is saved, the collector is
 // flushed, and the trainer exits with kGuardStopExitCode.

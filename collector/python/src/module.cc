@@ -6,7 +6,6 @@
 #include <pybind11/stl.h>
 #include <torch/csrc/utils/pybind.h>
 
-#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -20,6 +19,8 @@
 #include "lossguard/collector/loss.h"
 #include "lossguard/wire/record_codec.h"
 #include "python_json.h"
+#include "record_fields.h"
+#include "to_python.h"
 #include "warning_queue.h"
 
 namespace py = pybind11;
@@ -44,24 +45,6 @@ Reduction ParseReduction(const std::string& name) {
   throw py::value_error("reduction must be 'mean', 'sum' or 'none', but got '" + name + "'");
 }
 
-// The C++ collector's messages name its C++ methods; a Python user calls them by their Python
-// names.
-std::string PythonNames(std::string message) {
-  static constexpr std::pair<std::string_view, std::string_view> kNames[] = {
-      {"LinearLoss()", "linear_loss()"},          {"Loss()", "loss()"},
-      {"ReferenceLoss", "reference_loss()"},      {"NormaliseGradients()", "normalise_gradients()"},
-      {"global_tokens()", "num_items"},           {"LinearCrossEntropy", "linear_cross_entropy"},
-      {"CausalLmCrossEntropy", "causal_lm_loss"},
-  };
-  for (const auto& [cpp, python] : kNames) {
-    for (std::size_t at = message.find(cpp); at != std::string::npos;
-         at = message.find(cpp, at + python.size())) {
-      message.replace(at, cpp.size(), python);
-    }
-  }
-  return message;
-}
-
 LabelCount ParseLabelCount(const std::string& name) {
   if (name == "shifted") return LabelCount::kShifted;
   if (name == "unshifted") return LabelCount::kUnshifted;
@@ -79,18 +62,6 @@ std::function<void(torch::Tensor&)> AllReduceFrom(py::object function) {
     py::gil_scoped_acquire gil;
     (*held)(tensor);
   };
-}
-
-// The record `object` describes, validated by the wire format's own rules; ValueError naming the
-// field otherwise.
-wire::StepRecord ParseOrRaise(const nlohmann::json& object, const std::string& what) {
-  auto parsed = wire::ParseRecord(object, 0);
-  if (!parsed) {
-    const wire::RecordError& error = parsed.error();
-    throw py::value_error("lossguard: " + what + ": " +
-                          (error.field.empty() ? "" : error.field + ": ") + error.message);
-  }
-  return std::move(parsed).value();
 }
 
 // The C++ collector and the warnings its sender thread leaves for Python.
@@ -125,28 +96,12 @@ class PyCollector {
       if (given != Py_None) {
         // lossguard.AccumulationWindow holds the C++ window as _window.
         window = py::handle(given).attr("_window").cast<AccumulationWindow*>();
-        for (const char* name : {"ref_loss", "tokens", "micro", "ga_steps", "world_size"}) {
-          if (PyDict_GetItemString(fields.ptr(), name) != nullptr) {
-            throw py::value_error(std::string("'") + name +
-                                  "' given both as a field and by the window");
-          }
-        }
       }
       PyDict_DelItemString(fields.ptr(), "window");
     }
-    for (const char* name : {"run", "rank"}) {
-      if (PyDict_GetItemString(fields.ptr(), name) != nullptr) {
-        throw py::value_error(std::string("'") + name +
-                              "' belongs to the collector (set it when creating the Collector)");
-      }
-    }
-    nlohmann::json object = defaults_;
-    AddFields(fields, object);
-    TakeHuggingFaceNames(object);
-    object["step"] = ToJson(step, "step");
-    object["loss"] = ToJson(loss, "loss");
-    wire::StepRecord record = ParseOrRaise(object, "invalid record");
-    if (!record.extra.empty()) WarnOnceAboutUnknownFields(record);
+    wire::StepRecord record = RecordFromArguments(defaults_, step, loss, fields, window != nullptr);
+    for (std::string& warning : UnknownFieldWarnings(record, warned_unknown_))
+      warnings_->Push(warning);
     bool accepted;
     {
       // The hand-off (and the window's collective, if any) without the GIL: other Python
@@ -157,56 +112,6 @@ class PyCollector {
     }
     LogWarnings();
     return accepted;
-  }
-
-  // The Hugging Face Trainer's log names for wire fields, so that its logs can be passed as they
-  // are ("grad_norm" is already the wire name).
-  static void TakeHuggingFaceNames(nlohmann::json& object) {
-    static constexpr std::pair<const char*, const char*> kAliases[] = {{"learning_rate", "lr"}};
-    for (const auto& [alias, field] : kAliases) {
-      auto given = object.find(alias);
-      if (given == object.end()) continue;
-      if (object.contains(field)) {
-        throw py::value_error(std::string("'") + alias + "' and '" + field +
-                              "' are the same field; give one of them");
-      }
-      nlohmann::json value = std::move(*given);
-      object.erase(alias);
-      object[field] = std::move(value);
-    }
-  }
-
-  // Unknown fields are kept by the server as they are (forward compatibility), but a misspelt
-  // field is then silently missing from every detector: say so once per name. "epoch", which the
-  // Trainer logs and no wire field means, is expected.
-  void WarnOnceAboutUnknownFields(const wire::StepRecord& record) {
-    for (const auto& [name, value] : record.extra.items()) {
-      if (name == "epoch" || !warned_unknown_.insert(name).second) continue;
-      std::string message = "lossguard: '" + name +
-                            "' is not a wire-format field: the server keeps it as given, and no "
-                            "detector reads it";
-      if (std::optional<std::string_view> meant = SimilarFieldName(name)) {
-        message += " (did you mean '" + std::string(*meant) + "'?)";
-      }
-      warnings_->Push(message);
-    }
-  }
-
-  // A wire field whose name differs from `name` only in case and underscores.
-  static std::optional<std::string_view> SimilarFieldName(std::string_view name) {
-    auto folded = [](std::string_view text) {
-      std::string out;
-      for (char c : text) {
-        if (c != '_' && c != '-')
-          out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      }
-      return out;
-    };
-    const std::string target = folded(name);
-    for (std::string_view field : wire::KnownFieldNames()) {
-      if (folded(field) == target) return field;
-    }
-    return std::nullopt;
   }
 
   void LogWarnings() {
@@ -234,10 +139,7 @@ class PyCollector {
     std::optional<collector::StreamStats> stats = final_stats_;
     if (collector_ && collector_->stream() != nullptr) stats = collector_->stream()->stats();
     if (!stats) return py::dict();
-    const collector::StreamStats& s = *stats;
-    return py::dict("submitted"_a = s.submitted, "delivered"_a = s.delivered,
-                    "spooled"_a = s.spooled, "dropped"_a = s.dropped, "rejected"_a = s.rejected,
-                    "failed_requests"_a = s.failed_requests, "spool_errors"_a = s.spool_errors);
+    return StreamStatsDict(*stats);
   }
 
   // Collector.guard_step: the guard's decision for the step, before optimizer.step().
@@ -250,16 +152,7 @@ class PyCollector {
                                                          .grad_norm = grad_norm,
                                                          .nonfinite_grads = nonfinite_grads});
     LogWarnings();
-    py::object action = py::none();
-    // Rare (a verdict acted on): through Python's json rather than a converter of our own.
-    if (decision.action)
-      action = py::module_::import("json").attr("loads")(wire::ToJson(*decision.action).dump());
-    py::object rollback_to = py::none();
-    if (decision.rollback_to) rollback_to = py::int_(*decision.rollback_to);
-    return py::dict("response"_a = std::string(collector::GuardResponseName(decision.response)),
-                    "action"_a = action, "lr_factor"_a = decision.lr_factor,
-                    "rollback_to"_a = rollback_to, "step_optimizer"_a = decision.step_optimizer(),
-                    "stop"_a = decision.stop(), "rollback"_a = decision.rollback());
+    return GuardDecisionDict(decision);
   }
 
   collector::Guard& GuardOf() {

@@ -25,6 +25,10 @@ import torch
 from lossguard import _C
 from lossguard.collector import Collector
 from lossguard.guard import GuardStopped, Policy
+from lossguard.integrations._callback_base import CallbackBase
+from lossguard.integrations._outputs import (count_on, fused_head_sums, logits_of, model_loss_of,
+                                             trainer_count_convention)
+from lossguard.integrations._trainer_actions import restore_checkpoint, scale_learning_rate
 from lossguard.loss import causal_lm_loss
 
 _log = logging.getLogger("lossguard")
@@ -34,42 +38,7 @@ _log = logging.getLogger("lossguard")
 _MODEL_LOSS_CHECKS = 4
 _MODEL_LOSS_RECHECK_EVERY = 64
 
-# transformers.TrainerCallback's events (4.45-5.x); each takes (args, state, control, **kwargs).
-_TRAINER_EVENTS = (
-    "on_init_end", "on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
-    "on_step_begin", "on_pre_optimizer_step", "on_optimizer_step", "on_substep_end", "on_step_end",
-    "on_evaluate", "on_predict", "on_save", "on_log", "on_prediction_step")
-
-try:  # the base class when transformers is there
-    from transformers import TrainerCallback as _CallbackBase
-except ImportError:  # pragma: no cover - depends on the machine
-
-    class _CallbackBase:
-        """transformers.TrainerCallback's interface without transformers: every event, doing
-        nothing."""
-
-    def _ignore_event(self, args, state, control, **kwargs):
-        return control
-
-    for _event in _TRAINER_EVENTS:
-        setattr(_CallbackBase, _event, _ignore_event)
-
-
-def _logits_of(outputs) -> torch.Tensor:
-    """The logits of a model output: a ModelOutput or dict with "logits", a tuple whose first
-    element is them, or the tensor itself."""
-    if isinstance(outputs, torch.Tensor):
-        return outputs
-    if isinstance(outputs, dict) or hasattr(outputs, "keys"):
-        return outputs["logits"]
-    if hasattr(outputs, "logits"):
-        return outputs.logits
-    if isinstance(outputs, (tuple, list)):
-        return outputs[0]
-    raise TypeError(f"cannot find the logits in a {type(outputs).__name__}")
-
-
-class LossguardCallback(_CallbackBase):
+class LossguardCallback(CallbackBase):
     """Streams the Trainer's training logs to a lossguard server as step records.
 
     Each ``on_log`` entry with a ``loss`` becomes the record of ``state.global_step``: ``loss``,
@@ -188,7 +157,7 @@ class LossguardCallback(_CallbackBase):
 
     def loss_func(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
         """``Trainer(compute_loss_func=...)``: ``loss`` on the outputs' logits."""
-        return self.loss(_logits_of(outputs), labels, num_items_in_batch)
+        return self.loss(logits_of(outputs), labels, num_items_in_batch)
 
     def _note_micro(self, into: list, loss_sum: torch.Tensor, labels: torch.Tensor,
                     shifted: Optional[torch.Tensor] = None) -> None:
@@ -207,24 +176,20 @@ class LossguardCallback(_CallbackBase):
         labels = kwargs.get("labels")
         if self._loss_in_use or not isinstance(labels, torch.Tensor):
             return
-        # TRL's fused LM head returns the label tokens' log-probabilities (0 where ignored) and
-        # their mask instead of logits: the token losses are already there.
-        log_probs = getattr(output, "log_probs", None)
-        label_mask = getattr(output, "label_mask", None)
-        if isinstance(log_probs, torch.Tensor) and isinstance(label_mask, torch.Tensor):
-            loss_sum = -(log_probs.detach().double() * label_mask).sum()
-            self._note_micro(self._hook_micro, loss_sum, labels, label_mask.sum())
+        fused = fused_head_sums(output)
+        if fused is not None:  # the token losses are already there
+            self._note_micro(self._hook_micro, fused[0], labels, fused[1])
             return
         shifted = _C.label_tokens(labels, "shifted", self.ignore_index)
         # The model's own loss, when it took the labels, is its token losses' sum over a count the
         # forward pass knows (num_items_in_batch, else this micro-batch's shifted labels): once
         # that is checked against a cross entropy of the logits on a few micro-batches (and again
         # now and then), the sum comes from it and the second pass is saved.
-        model_loss = _model_loss_of(output)
+        model_loss = model_loss_of(output)
         count = kwargs.get("num_items_in_batch")
         derived = None
         if model_loss is not None and self._trust_model_loss is not False:
-            divisor = _count_on(model_loss.device, shifted if count is None else count)
+            divisor = count_on(model_loss.device, shifted if count is None else count)
             derived = model_loss.detach().double() * divisor
             self._forward_passes += 1
             if (self._model_loss_checks >= _MODEL_LOSS_CHECKS
@@ -232,7 +197,7 @@ class LossguardCallback(_CallbackBase):
                 self._note_micro(self._hook_micro, derived, labels, shifted)
                 return
         try:
-            logits = _logits_of(output)
+            logits = logits_of(output)
         except (TypeError, KeyError, AttributeError):
             return  # a model output without logits (a fused loss): no reference from here
         if not isinstance(logits, torch.Tensor) or logits.dim() != labels.dim() + 1:
@@ -312,12 +277,12 @@ class LossguardCallback(_CallbackBase):
         if decision.action is None:
             return control
         if decision.lr_factor != 1.0:
-            _scale_learning_rate(optimizer, lr_scheduler, decision.lr_factor)
+            scale_learning_rate(optimizer, lr_scheduler, decision.lr_factor)
         if not decision.step_optimizer:
             for p in model.parameters():
                 p.grad = None  # optimizer.step() skips parameters without a gradient
         if decision.rollback:
-            if not _restore_checkpoint(args.output_dir, decision.rollback_to, model, optimizer):
+            if not restore_checkpoint(args.output_dir, decision.rollback_to, model, optimizer):
                 control.should_training_stop = True
                 control.should_save = True
                 self.stopped_by = dict(decision.action, action="stop")
@@ -361,7 +326,7 @@ class LossguardCallback(_CallbackBase):
             import torch.distributed as dist
             if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
                 dist.all_reduce(total)  # the step's one collective
-        num_items = _count_on(device, math.nan if self._num_items is None else self._num_items)
+        num_items = count_on(device, math.nan if self._num_items is None else self._num_items)
         checks = [t.to(device) for pair in self._pending_checks for t in pair]
         extras = [e.reshape(1).to(device, torch.float64) for e in extra]
         # The step's one read from the device.
@@ -373,7 +338,7 @@ class LossguardCallback(_CallbackBase):
         local, total, trainer_count = values[0:3], values[3:6], values[6]
         sums = values[7:7 + n]
         counts = {"shifted": values[7 + n:7 + 2 * n], "unshifted": values[7 + 2 * n:7 + 3 * n]}
-        convention = _trainer_count_convention(trainer_count, local, total)
+        convention = trainer_count_convention(trainer_count, local, total)
         column = 1 if convention == "shifted" else 2
         tokens = [int(t) for t in counts[convention]]
         micro_fields = [{"loss": s / t if t else 0.0, "tokens": t, "loss_sum": s}
@@ -432,68 +397,3 @@ class LossguardCallback(_CallbackBase):
             if self.exit_on_stop:
                 raise GuardStopped(message, self.stopped_by)
         return control
-
-
-def _scale_learning_rate(optimizer, lr_scheduler, factor: float) -> None:
-    """Multiplies the learning rate from now on: the optimizer's groups and what a scheduler
-    computes them from (its base_lrs and the groups' initial_lr)."""
-    for group in getattr(optimizer, "param_groups", []):
-        group["lr"] *= factor
-        if "initial_lr" in group:
-            group["initial_lr"] *= factor
-    if lr_scheduler is not None and hasattr(lr_scheduler, "base_lrs"):
-        lr_scheduler.base_lrs = [lr * factor for lr in lr_scheduler.base_lrs]
-
-
-def _restore_checkpoint(output_dir: str, step: int, model, optimizer) -> bool:
-    """Loads the model's weights and the optimizer's state from the Trainer's checkpoint-<step>;
-    False (and an error logged) when it is not there any more (save_total_limit)."""
-    path = os.path.join(output_dir, f"checkpoint-{step}")
-    weights = os.path.join(path, "model.safetensors")
-    if not os.path.isfile(weights):
-        weights = os.path.join(path, "pytorch_model.bin")
-    if not os.path.isfile(weights):
-        _log.error("lossguard: cannot roll back: no model weights in %s; stopping instead", path)
-        return False
-    if weights.endswith(".safetensors"):
-        from safetensors.torch import load_file
-        state = load_file(weights, device="cpu")
-    else:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    # Tied weights (an LM head sharing the embedding) are saved once.
-    model.load_state_dict(state, strict=False)
-    optimizer_state = os.path.join(path, "optimizer.pt")
-    if optimizer is not None and os.path.isfile(optimizer_state):
-        optimizer.load_state_dict(torch.load(optimizer_state, map_location="cpu",
-                                             weights_only=False))
-    _log.warning("lossguard: rolled back to %s", path)
-    return True
-
-
-def _count_on(device, count) -> torch.Tensor:
-    """A count (a number, or the tensor the Trainer passes as num_items_in_batch: one element, or
-    the same one repeated per GPU under DataParallel) as a 0-d float64 tensor on `device`, without
-    waiting for the device."""
-    if isinstance(count, torch.Tensor):
-        return count.detach().reshape(-1)[0].to(device, torch.float64, non_blocking=True)
-    return torch.tensor(float(count), dtype=torch.float64, device=device)
-
-
-def _model_loss_of(output) -> Optional[torch.Tensor]:
-    """The 0-d loss a model output carries (a ModelOutput or dict with "loss"), else None."""
-    loss = output.get("loss") if hasattr(output, "get") else getattr(output, "loss", None)
-    if isinstance(loss, torch.Tensor) and loss.dim() == 0 and loss.is_floating_point():
-        return loss
-    return None
-
-
-def _trainer_count_convention(trainer_count: float, local: list, total: list) -> str:
-    """Which label count the Trainer divided by: "unshifted" when its num_items_in_batch equals
-    this step's count of every label (this rank's or all ranks'), else "shifted" (the count after
-    the causal shift, also when the Trainer passed none or another number)."""
-    if math.isnan(trainer_count):
-        return "shifted"
-    for convention, column in (("shifted", 1), ("unshifted", 2)):
-        if any(abs(trainer_count - counts[column]) < 0.5 for counts in (local, total)):
-            return convention
-    return "shifted"
