@@ -55,5 +55,5 @@ cmake --build "$tsan_dir" -j "$(nproc)" --target lossguard-server stream_test se
 # and the test with it). second_deadlock_stack: both stacks of a lock-order report.
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 ctest --test-dir "$tsan_dir" --output-on-failure --timeout 600 -j 2 \
-  -R '^(RecordStream|IngestClient|WorkerThread)\.|^Engines/StoreTest\.Concurrent|^PostgresStore\.TwoStores|^HttpApi\.(Concurrent|ManyRequests)|^Reliability\.(ReadsAreAnswered|BeyondMaxConnections)|^Notifications\.EveryEpisode|^RunLifecycle\.Retention|^Shutdown\.'
+  -R '^(RecordStream|IngestClient|WorkerThread|OrderedConsumer)\.|^Engines/StoreAnalysisTest\.|^Engines/StoreTest\.Concurrent|^PostgresStore\.TwoStores|^HttpApi\.(Concurrent|ManyRequests)|^Reliability\.(ReadsAreAnswered|BeyondMaxConnections)|^Notifications\.EveryEpisode|^RunLifecycle\.Retention|^Shutdown\.'
 echo "sanitize: passed"

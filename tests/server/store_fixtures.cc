@@ -24,19 +24,20 @@ store::Alert MakeAlert(const std::string& run, analyzers::Kind kind, analyzers::
 }
 
 const store::StoreLocation& EngineTest::Location() {
-  if (!location_) {
-    if (GetParam() == store::Backend::kSqlite) {
-      location_ = store::StoreLocation::Sqlite(dir_.File("db"));
-    } else {
-      static int databases = 0;
-      store::StoreLocation location;
-      location.backend = store::Backend::kPostgres;
-      location.postgres.uri =
-          PostgresServer::Shared().CreateDatabase("store_" + std::to_string(++databases));
-      location_ = location;
-    }
-  }
+  if (!location_) location_ = AnotherLocation();
   return *location_;
+}
+
+store::StoreLocation EngineTest::AnotherLocation() {
+  static int databases = 0;
+  ++databases;
+  if (GetParam() == store::Backend::kSqlite)
+    return store::StoreLocation::Sqlite(dir_.File("db_" + std::to_string(databases)));
+  store::StoreLocation location;
+  location.backend = store::Backend::kPostgres;
+  location.postgres.uri =
+      PostgresServer::Shared().CreateDatabase("store_" + std::to_string(databases));
+  return location;
 }
 
 std::unique_ptr<store::Store> EngineTest::Open(store::StoreOptions options) {

@@ -31,6 +31,8 @@ class EngineTest : public ::testing::TestWithParam<store::Backend> {
  protected:
   // This test's database, created on first use.
   const store::StoreLocation& Location();
+  // A new database of its own on the same engine, apart from Location()'s.
+  store::StoreLocation AnotherLocation();
   // A store on this test's database; another call opens the same database again.
   std::unique_ptr<store::Store> Open(store::StoreOptions options = {});
   // A connection of its own to the database, beside the store's.

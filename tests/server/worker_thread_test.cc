@@ -7,21 +7,14 @@
 #include <stdexcept>
 #include <thread>
 
+#include "support/eventually.h"
+
 namespace lossguard::worker {
 namespace {
 
 using namespace std::chrono_literals;
 
-// Polls `done` for up to 30 s: the threads are real, the wait bounded.
-template <typename Predicate>
-bool Eventually(Predicate done) {
-  const auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
+using lossguard::testing::Eventually;
 
 TEST(WorkerThread, StopEndsALongWaitAndTheLoop) {
   WorkerThread thread;

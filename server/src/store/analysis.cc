@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <stdexcept>
+
 #include "store/step_row.h"
 #include "store/stored_names.h"
 
@@ -56,7 +58,9 @@ const std::string& PendingStepsSql() {
 }  // namespace
 
 Analysis::Analysis(Database& db, AnalysisOptions options)
-    : options_(std::move(options)), notifications_(db, options_.notify), db_(db) {}
+    : options_(std::move(options)), notifications_(db, options_.notify), db_(db) {
+  if (options_.enabled) feeder_ = std::make_unique<worker::OrderedConsumer>();
+}
 
 std::vector<wire::StepRecord> Analysis::ReadRecords(Statement& query) {
   std::vector<wire::StepRecord> records;
@@ -172,12 +176,20 @@ void Analysis::Revised(std::int64_t run_id, std::int64_t revision) {
   if (auto it = runs_.find(run_id); it != runs_.end()) it->second.revision = revision;
 }
 
-void Analysis::Feed(std::int64_t run_id, const wire::StepRecord& record, Stored how) {
-  if (!options_.enabled) return;
-  const std::optional<std::int64_t> judged = runs_.at(run_id).analyzer.judged_through();
+bool Analysis::FeedInMemory(std::int64_t run_id, const wire::StepRecord& record, Stored how) {
+  if (!options_.enabled) return true;
+  analyzers::RunAnalyzer& analyzer = runs_.at(run_id).analyzer;
+  const std::optional<std::int64_t> judged = analyzer.judged_through();
   const bool judged_already = judged && record.step <= *judged;
-  if (how == Stored::kDuplicate && judged_already) return;
-  if (how == Stored::kReplaced && judged_already) Rewind(run_id, record.step);
+  if (how == Stored::kDuplicate && judged_already) return true;
+  if (how == Stored::kReplaced && judged_already) return false;
+  episodes_.Apply(run_id, analyzer.Add(record));
+  return true;
+}
+
+void Analysis::Feed(std::int64_t run_id, const wire::StepRecord& record, Stored how) {
+  if (FeedInMemory(run_id, record, how)) return;
+  Rewind(run_id, record.step);
   episodes_.Apply(run_id, runs_.at(run_id).analyzer.Add(record));
 }
 
@@ -265,14 +277,26 @@ void Analysis::Settle() {
 }
 
 Analysis::Batch::~Batch() {
+  // The feeding thread first: it may still hold the analyzers of a batch whose write failed.
+  if (analysis_.feeder_) analysis_.feeder_->Cancel();
   if (!committed_) analysis_.Abandon();
 }
 
-void Analysis::Batch::Judge(const StoredBatch& stored, double now) {
+void Analysis::Batch::Start(const StoredBatch& stored) {
   if (!analysis_.enabled()) return;
-  for (std::size_t i = 0; i < stored.records.size(); ++i)
-    analysis_.Feed(stored.run_of[i], stored.records[i], stored.how[i]);
-  for (const auto& [run_id, revision] : stored.revisions) analysis_.Revised(run_id, revision);
+  stored_.emplace(stored);
+  analysis_.feeder_->Begin(stored.records.size(), [this](std::size_t i) {
+    return analysis_.FeedInMemory(stored_->run_of[i], stored_->records[i], stored_->how[i]);
+  });
+}
+
+void Analysis::Batch::Judge(const std::unordered_map<std::int64_t, std::int64_t>& revisions,
+                            double now) {
+  if (!analysis_.enabled()) return;
+  if (!stored_) throw std::logic_error("Analysis::Batch::Judge without Start");
+  for (std::size_t i = analysis_.feeder_->Finish(); i < stored_->records.size(); ++i)
+    analysis_.Feed(stored_->run_of[i], stored_->records[i], stored_->how[i]);
+  for (const auto& [run_id, revision] : revisions) analysis_.Revised(run_id, revision);
   analysis_.Finish(now);
 }
 

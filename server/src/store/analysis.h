@@ -2,6 +2,9 @@
 
 #include <cstdint>
 #include <list>
+#include <memory>
+#include <optional>
+#include <span>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -12,6 +15,7 @@
 #include "store/database.h"
 #include "store/notification_writer.h"
 #include "store/types.h"
+#include "worker/ordered_consumer.h"
 
 namespace lossguard::store {
 
@@ -36,7 +40,9 @@ struct AnalysisOptions {
 // the run's lock, and a server whose in-memory state of the run is older than the stored run (its
 // revision moved on) resumes it from the store first, so alerts come out as from one server.
 //
-// Not thread-safe: used under the store's write lock. Throws StorageError.
+// Not thread-safe: used under the store's write lock (a batch's records are fed on a thread of its
+// own while they are written, the caller's thread waiting for it before using the analyzers
+// again). Throws StorageError.
 class Analysis {
  public:
   Analysis(Database& db, AnalysisOptions options);
@@ -45,22 +51,28 @@ class Analysis {
 
   // How the batch stored a record.
   enum class Stored { kNew, kReplaced, kDuplicate };
-  // A batch's records as the transaction stored them: record i is of run `run_of[i]`, stored as
-  // `how[i]`; `revisions` holds the revision (runs.revision) the batch leaves each run it added to.
+  // A batch's records as the transaction stores them: record i is of run `run_of[i]`, stored as
+  // `how[i]` once the writer has reported it (Batch::StoredThrough).
   struct StoredBatch {
     const std::vector<wire::StepRecord>& records;
     const std::vector<std::int64_t>& run_of;
-    const std::vector<Stored>& how;
-    const std::unordered_map<std::int64_t, std::int64_t>& revisions;
+    std::span<const Stored> how;
   };
 
   // One ingest transaction's use of the analyzers:
   //   Batch batch = analysis.Begin();
-  //   batch.Prepare(run)        for each run, once it is locked and before its rows are written
-  //   batch.Judge(stored, now)  once the rows are written: the records go through the analyzers,
-  //                             their alerts and the runs' judged_through are written
+  //   batch.Prepare(run)         for each run, once it is locked and before its rows are written
+  //   batch.Start(stored)        then the rows are written, calling
+  //   batch.StoredThrough(n)     as records [0, n) are stored: the analysis thread feeds them to
+  //                              the analyzers meanwhile
+  //   batch.Judge(revisions, now)  once every row is written: the rest of the records go through
+  //                              the analyzers, their alerts and the runs' judged_through are
+  //                              written; `revisions` holds the revision (runs.revision) the batch
+  //                              leaves each run it added to
   //   (the caller commits the transaction)
   //   batch.Committed()
+  // A record whose judgement reads the database (a replaced step already judged rewinds its run)
+  // and every record after it are fed by Judge, on the caller's thread, which owns the connection.
   // A Batch that goes without Committed() (the transaction failed) forgets what it did: its runs
   // are ahead of the rolled-back store and are reloaded from it next time.
   class Batch {
@@ -70,7 +82,12 @@ class Analysis {
     Batch& operator=(const Batch&) = delete;
     // Loads the run's analyzer if it is not in memory or another server has judged the run since.
     void Prepare(std::int64_t run_id) { analysis_.Prepare(run_id); }
-    void Judge(const StoredBatch& stored, double now);
+    // `stored` must stay valid until Judge.
+    void Start(const StoredBatch& stored);
+    void StoredThrough(std::size_t records) {
+      if (analysis_.feeder_) analysis_.feeder_->Publish(records);
+    }
+    void Judge(const std::unordered_map<std::int64_t, std::int64_t>& revisions, double now);
     void Committed() {
       committed_ = true;
       analysis_.Settle();
@@ -80,6 +97,7 @@ class Analysis {
     friend class Analysis;
     explicit Batch(Analysis& analysis) : analysis_(analysis) {}
     Analysis& analysis_;
+    std::optional<StoredBatch> stored_;
     bool committed_ = false;
   };
   // Not re-entrant: one Batch at a time.
@@ -95,6 +113,8 @@ class Analysis {
   // the run there (Rewind); a duplicate counts only for a step not judged yet (after a rewind, the
   // re-sent steps that came back unchanged).
   void Feed(std::int64_t run_id, const wire::StepRecord& record, Stored how);
+  // Feed without the database: false, having done nothing, when the record rewinds its run.
+  bool FeedInMemory(std::int64_t run_id, const wire::StepRecord& record, Stored how);
   // Writes the batch's alert events and judged_through values.
   void Finish(double now);
   // The batch committed: its runs' states are the store's.
@@ -140,6 +160,8 @@ class Analysis {
   analyzers::EpisodeLog<std::int64_t> episodes_;
   NotificationWriter notifications_;
   Database& db_;
+  // Feeds a batch's records while the writer stores them (when the analysis is enabled).
+  std::unique_ptr<worker::OrderedConsumer> feeder_;
 };
 
 }  // namespace lossguard::store

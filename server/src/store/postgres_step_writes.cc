@@ -1,5 +1,6 @@
 #include "store/postgres_step_writes.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <map>
@@ -185,11 +186,9 @@ class ArrayStepWrites final : public StepWrites {
  public:
   explicit ArrayStepWrites(Database& db) : db_(db) {}
 
-  std::vector<Analysis::Stored> Write(const std::vector<std::int64_t>& run_ids,
-                                      const std::vector<wire::StepRecord>& records,
-                                      const std::vector<EncodedStepValues>& encoded,
-                                      double now) override {
-    std::vector<Analysis::Stored> out(records.size(), Analysis::Stored::kDuplicate);
+  void Write(const std::vector<std::int64_t>& run_ids, const std::vector<wire::StepRecord>& records,
+             const std::vector<EncodedStepValues>& encoded, double now,
+             std::span<Analysis::Stored> how, const StoredThrough& stored_through) override {
     std::unordered_map<Key, std::size_t, KeyHash> chunk;  // key -> index in records
     std::size_t begin = 0;
     for (std::size_t i = 0; i <= records.size(); ++i) {
@@ -199,12 +198,12 @@ class ArrayStepWrites final : public StepWrites {
           chunk.emplace(Key{run_ids[i], records[i].step, records[i].rank}, i).second) {
         continue;
       }
-      WriteChunk(Batch{run_ids, records, encoded, now}, begin, i, chunk, out);
+      WriteChunk(Batch{run_ids, records, encoded, now}, begin, i, chunk, how);
+      stored_through(i);
       chunk.clear();
       begin = i;
       if (i < records.size()) chunk.emplace(Key{run_ids[i], records[i].step, records[i].rank}, i);
     }
-    return out;
   }
 
  private:
@@ -219,8 +218,10 @@ class ArrayStepWrites final : public StepWrites {
   // record are rewritten: one statement for a chunk of new keys, three when some were stored.
   void WriteChunk(const Batch& batch, std::size_t begin, std::size_t end,
                   const std::unordered_map<Key, std::size_t, KeyHash>& chunk,
-                  std::vector<Analysis::Stored>& out) {
+                  std::span<Analysis::Stored> out) {
     if (begin == end) return;
+    std::fill(out.begin() + static_cast<std::ptrdiff_t>(begin),
+              out.begin() + static_cast<std::ptrdiff_t>(end), Analysis::Stored::kDuplicate);
     std::vector<std::size_t> all(end - begin);
     for (std::size_t i = begin; i < end; ++i) all[i - begin] = i;
     {

@@ -44,39 +44,37 @@ class RowByRowStepWrites final : public StepWrites {
  public:
   explicit RowByRowStepWrites(Database& db) : db_(db) {}
 
-  std::vector<Analysis::Stored> Write(const std::vector<std::int64_t>& run_ids,
-                                      const std::vector<wire::StepRecord>& records,
-                                      const std::vector<EncodedStepValues>& encoded,
-                                      double now) override {
-    std::vector<Analysis::Stored> out;
-    out.reserve(records.size());
+  void Write(const std::vector<std::int64_t>& run_ids, const std::vector<wire::StepRecord>& records,
+             const std::vector<EncodedStepValues>& encoded, double now,
+             std::span<Analysis::Stored> how, const StoredThrough& stored_through) override {
     CachedStatement insert(db_, InsertStepSql());
     for (std::size_t i = 0; i < records.size(); ++i) {
-      Bind(insert, run_ids[i], records[i], encoded[i], now);
-      insert.Step();
-      if (db_.Changes() == 1) {
-        out.push_back(Analysis::Stored::kNew);
-        continue;
-      }
-      bool same = false;
-      {
-        CachedStatement stored(db_, StoredStepSql());
-        stored.Bind(1, run_ids[i]).Bind(2, records[i].step).Bind(3, records[i].rank);
-        same = stored.Step() && StoredRowHolds(stored, 0, records[i]);
-      }
-      if (same) {
-        out.push_back(Analysis::Stored::kDuplicate);
-        continue;
-      }
-      CachedStatement replace(db_, ReplaceStepSql());
-      Bind(replace, run_ids[i], records[i], encoded[i], now);
-      replace.Step();
-      out.push_back(Analysis::Stored::kReplaced);
+      how[i] = Store(insert, run_ids[i], records[i], encoded[i], now);
+      if ((i + 1) % kReportEvery == 0) stored_through(i + 1);
     }
-    return out;
+    stored_through(records.size());
   }
 
  private:
+  // Often enough for the analyzers to keep up, seldom enough that reporting costs nothing.
+  static constexpr std::size_t kReportEvery = 64;
+
+  Analysis::Stored Store(Statement& insert, std::int64_t run_id, const wire::StepRecord& record,
+                         const EncodedStepValues& encoded, double now) {
+    Bind(insert, run_id, record, encoded, now);
+    insert.Step();
+    if (db_.Changes() == 1) return Analysis::Stored::kNew;
+    {
+      CachedStatement stored(db_, StoredStepSql());
+      stored.Bind(1, run_id).Bind(2, record.step).Bind(3, record.rank);
+      if (stored.Step() && StoredRowHolds(stored, 0, record)) return Analysis::Stored::kDuplicate;
+    }
+    CachedStatement replace(db_, ReplaceStepSql());
+    Bind(replace, run_id, record, encoded, now);
+    replace.Step();
+    return Analysis::Stored::kReplaced;
+  }
+
   static void Bind(Statement& statement, std::int64_t run_id, const wire::StepRecord& r,
                    const EncodedStepValues& encoded, double now) {
     statement.Reset();

@@ -161,7 +161,10 @@ IngestResult Writer::Ingest(const std::vector<wire::StepRecord>& records,
   Transaction transaction(*db_);
   Analysis::Batch judging = analysis_.Begin();
   const std::vector<std::int64_t> run_of = LockRuns(records, now, created_runs, judging);
-  const std::vector<Analysis::Stored> stored = steps_->Write(run_of, records, encoded, now);
+  std::vector<Analysis::Stored> stored(records.size());
+  judging.Start({records, run_of, stored});
+  steps_->Write(run_of, records, encoded, now, stored,
+                [&judging](std::size_t through) { judging.StoredThrough(through); });
   for (std::size_t i = 0; i < records.size(); ++i) {
     const wire::StepRecord& r = records[i];
     const std::int64_t run_id = run_of[i];
@@ -192,8 +195,9 @@ IngestResult Writer::Ingest(const std::vector<wire::StepRecord>& records,
     touch_run.Step();
     revisions.emplace(run_id, touch_run.Int(0));
   }
-  judging.Judge({records, run_of, stored, revisions}, now);
+  // The rollups before the judgement: the analysis thread is still feeding meanwhile.
   UpdateRollups(changed, newest_step, records, batch, now);
+  judging.Judge(revisions, now);
   ReadVerdicts(records, run_of, result);
   transaction.Commit();
   judging.Committed();

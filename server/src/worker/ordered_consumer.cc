@@ -1,0 +1,107 @@
+#include "worker/ordered_consumer.h"
+
+#include <stdexcept>
+
+namespace lossguard::worker {
+
+OrderedConsumer::OrderedConsumer() : thread_([this] { Run(); }) {}
+
+OrderedConsumer::~OrderedConsumer() {
+  Cancel();
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  thread_.join();
+}
+
+void OrderedConsumer::Begin(std::size_t size, std::function<bool(std::size_t)> consume) {
+  if (in_batch_) throw std::logic_error("OrderedConsumer::Begin while a batch is in progress");
+  {
+    std::lock_guard lock(mutex_);
+    active_ = true;
+    cancelled_ = false;
+    size_ = size;
+    ready_ = consumed_ = 0;
+    consume_ = std::move(consume);
+    error_ = nullptr;
+  }
+  in_batch_ = true;
+  wake_.notify_one();
+}
+
+void OrderedConsumer::Publish(std::size_t ready) {
+  {
+    std::lock_guard lock(mutex_);
+    ready_ = ready;
+  }
+  wake_.notify_one();
+}
+
+std::size_t OrderedConsumer::Wait(std::exception_ptr& error) {
+  std::unique_lock lock(mutex_);
+  done_.wait(lock, [this] { return !active_; });
+  in_batch_ = false;
+  consume_ = nullptr;
+  error = error_;
+  return consumed_;
+}
+
+std::size_t OrderedConsumer::Finish() {
+  if (!in_batch_) throw std::logic_error("OrderedConsumer::Finish without a batch");
+  std::exception_ptr error;
+  const std::size_t consumed = Wait(error);
+  if (error) std::rethrow_exception(error);
+  return consumed;
+}
+
+void OrderedConsumer::Cancel() {
+  if (!in_batch_) return;
+  {
+    std::lock_guard lock(mutex_);
+    cancelled_ = true;
+  }
+  wake_.notify_one();
+  std::exception_ptr ignored;  // the batch is abandoned: its producer's own error is the one
+  Wait(ignored);
+}
+
+void OrderedConsumer::Run() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    wake_.wait(lock, [this] {
+      return stopping_ || (active_ && (cancelled_ || consumed_ < ready_ || consumed_ == size_));
+    });
+    if (stopping_) return;
+    bool more = !cancelled_ && consumed_ < size_;
+    // Consume what is ready without the lock (the producer publishes meanwhile).
+    const std::size_t ready = ready_;
+    std::size_t next = consumed_;
+    lock.unlock();
+    try {
+      while (more && next < ready) {
+        if (!consume_(next)) {
+          more = false;
+          break;
+        }
+        ++next;
+      }
+    } catch (...) {
+      lock.lock();
+      error_ = std::current_exception();
+      consumed_ = next;
+      active_ = false;
+      done_.notify_one();
+      continue;
+    }
+    lock.lock();
+    consumed_ = next;
+    if (!more || cancelled_ || consumed_ == size_) {
+      active_ = false;
+      done_.notify_one();
+    }
+  }
+}
+
+}  // namespace lossguard::worker
