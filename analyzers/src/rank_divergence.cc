@@ -23,19 +23,21 @@ std::optional<Divergence> JudgeConfig(const std::vector<wire::StepRecord>& ranks
   nlohmann::json evidence = nlohmann::json::object();
   std::vector<std::int64_t> diverging;
   auto compare = [&](const char* name, auto field) {
+    // Every step of every run comes here: the evidence is built only for a step whose ranks differ.
+    const std::int64_t first = ranks.front().*field;
+    if (std::all_of(ranks.begin(), ranks.end(),
+                    [&](const wire::StepRecord& r) { return r.*field == first; }))
+      return;
     std::vector<std::int64_t> values;
     for (const wire::StepRecord& r : ranks) values.push_back(r.*field);
     const std::int64_t majority = Majority(values);
     nlohmann::json per_rank = nlohmann::json::object();
-    bool any = false;
     for (const wire::StepRecord& r : ranks) {
       per_rank[std::to_string(r.rank)] = r.*field;
       if (r.*field == majority) continue;
-      any = true;
       if (std::find(diverging.begin(), diverging.end(), r.rank) == diverging.end())
         diverging.push_back(r.rank);
     }
-    if (!any) return;
     differs += (differs.empty() ? "" : ", ") + std::string(name) + " " + per_rank.dump();
     evidence[name] = per_rank;
   };
@@ -63,11 +65,9 @@ std::optional<Divergence> JudgeGradNorms(const std::vector<wire::StepRecord>& ra
   std::sort(norms.begin(), norms.end());
   const double median = norms[(norms.size() - 1) / 2];
   std::vector<std::int64_t> diverging;
-  nlohmann::json per_rank = nlohmann::json::object();
   double worst = 0;
   for (const wire::StepRecord& r : ranks) {
     if (!r.grad_norm || !std::isfinite(*r.grad_norm)) continue;
-    per_rank[std::to_string(r.rank)] = *r.grad_norm;
     const double off =
         median > 0 ? std::abs(*r.grad_norm / median - 1) : (*r.grad_norm == 0 ? 0 : INFINITY);
     if (off > tolerance) {
@@ -76,6 +76,10 @@ std::optional<Divergence> JudgeGradNorms(const std::vector<wire::StepRecord>& ra
     }
   }
   if (diverging.empty()) return std::nullopt;
+  nlohmann::json per_rank = nlohmann::json::object();  // only for a step that diverged
+  for (const wire::StepRecord& r : ranks) {
+    if (r.grad_norm && std::isfinite(*r.grad_norm)) per_rank[std::to_string(r.rank)] = *r.grad_norm;
+  }
   // Two ranks have no majority: either may be the one that diverged.
   if (norms.size() == 2) {
     diverging.clear();
