@@ -40,6 +40,17 @@ void CreateBookkeeping(Database& db) {
       "CREATE TABLE IF NOT EXISTS schema_compatibility (version INTEGER PRIMARY KEY, "
       "compatible_version INTEGER NOT NULL)");
 }
+
+// Why a database at schema version `current`, usable by servers built for `compatible` and later,
+// cannot be used by a server built for `latest`; nullopt if it can.
+std::optional<std::string> Incompatibility(const std::string& db_name, int current, int compatible,
+                                           int latest) {
+  if (current <= latest || compatible <= latest) return std::nullopt;
+  return db_name + " has schema version " + std::to_string(current) +
+         ", newer than this lossguard build understands (" + std::to_string(latest) +
+         "), and servers built for versions before " + std::to_string(compatible) +
+         " cannot use it";
+}
 }  // namespace
 
 int DeclaredCompatibleVersion(const std::string& sql, int version) {
@@ -90,12 +101,7 @@ int CompatibleVersion(Database& db) {
 std::optional<std::string> IncompatibleSchema(Database& db, int latest) {
   const int current = SchemaVersion(db);
   if (current <= latest) return std::nullopt;
-  const int compatible = CompatibleVersion(db);
-  if (compatible <= latest) return std::nullopt;
-  return db.name() + " has schema version " + std::to_string(current) +
-         ", newer than this lossguard build understands (" + std::to_string(latest) +
-         "), and servers built for versions before " + std::to_string(compatible) +
-         " cannot use it";
+  return Incompatibility(db.name(), current, CompatibleVersion(db), latest);
 }
 
 int ApplyMigrations(Database& db, const std::vector<Migration>& migrations) {
@@ -106,9 +112,9 @@ int ApplyMigrations(Database& db, const std::vector<Migration>& migrations) {
     // Read under the lock: another server may have migrated while this one waited.
     const int current = SchemaVersion(db);
     if (current > latest) {
-      if (std::optional<std::string> why = IncompatibleSchema(db, latest))
-        throw StorageError(*why + "; refusing to open it. Use a newer lossguard-server.");
       const int compatible = CompatibleVersion(db);
+      if (std::optional<std::string> why = Incompatibility(db.name(), current, compatible, latest))
+        throw StorageError(*why + "; refusing to open it. Use a newer lossguard-server.");
       spdlog::info(
           "{}: schema version {} is newer than this build's {}, and compatible with it (back to "
           "{}): using it as it is",
