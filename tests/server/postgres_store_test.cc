@@ -5,6 +5,7 @@
 #include <csignal>
 #include <thread>
 
+#include "store/migrations.h"
 #include "store/postgres.h"
 #include "store/store.h"
 #include "support/postgres_server.h"
@@ -133,6 +134,36 @@ TEST(PostgresStore, ABatchWaitingTooLongForItsRunsLockFailsAsUnavailable) {
   other_server.Exec("ROLLBACK");
   EXPECT_EQ(store.Ingest(Steps("held", 10, 10)).accepted, 10);
   EXPECT_EQ(store.runs().Get("held")->records, 20);
+}
+
+// Two servers on one run: a block one of them rolls up from the records it has held in memory is
+// rolled up from the stored rows instead once the other has written the run meanwhile (its copy of
+// a step may be the stored one).
+TEST(PostgresStore, ABlockAnotherServerChangedIsRolledUpFromTheStoredRows) {
+  const StoreLocation location = NewPostgresDatabase("carried_blocks");
+  Store a(location), b(location);
+  auto ranks_of = [](std::int64_t from, std::int64_t to, double loss) {
+    std::vector<wire::StepRecord> out;
+    for (std::int64_t step = from; step < to; ++step) {
+      for (std::int64_t rank = 0; rank < 4; ++rank)
+        out.push_back(lossguard::testing::MakeRecord("shared", step, loss, rank, 4));
+    }
+    return out;
+  };
+  a.Ingest(ranks_of(0, 6, 2.0));  // `a` marks block 0 (steps 0-15) and holds its records
+  std::vector<wire::StepRecord> resent;
+  for (std::int64_t step = 0; step < 3; ++step)
+    resent.push_back(lossguard::testing::MakeRecord("shared", step, 99.0, 1, 4));
+  EXPECT_EQ(b.Ingest(resent).replaced, 3);  // through the other server
+  a.Ingest(ranks_of(6, 40, 2.0));           // block 0 is due: two blocks behind step 39
+
+  PostgresDatabase db(location.postgres);
+  Statement row(db,
+                "SELECT loss_max, n FROM step_rollups WHERE run_id = (SELECT id FROM runs WHERE "
+                "name = 'shared') AND rank = 1 AND width = 16 AND bucket = 0");
+  ASSERT_TRUE(row.Step()) << "block 0 of rank 1 was not rolled up";
+  EXPECT_EQ(row.Number(0), 99.0) << "rolled up from a copy older than the stored steps";
+  EXPECT_EQ(row.Int(1), 16);
 }
 
 TEST(PostgresStore, RefusesAUriWithAPassword) {

@@ -146,6 +146,7 @@ std::optional<std::int64_t> Writer::DeleteRun(std::string_view name) {
   transaction.Commit();
   run_ids_.erase(std::string(name));
   analysis_.Forget(run_id);
+  ForgetCarried(run_id);
   return records;
 }
 
@@ -157,6 +158,7 @@ IngestResult Writer::Ingest(const std::vector<wire::StepRecord>& records,
   std::set<StepBlock> changed;
   std::map<std::int64_t, std::int64_t> newest_step;
   BatchBlocks batch;
+  CarriedBlocks staged;
   std::unordered_map<std::int64_t, std::int64_t> revisions;
   Transaction transaction(*db_);
   Analysis::Batch judging = analysis_.Begin();
@@ -174,6 +176,7 @@ IngestResult Writer::Ingest(const std::vector<wire::StepRecord>& records,
     if (slot < 0) ++block.steps;
     slot = static_cast<int>(i);
     ++result.accepted;
+    staged[{run_id, r.step / kRollupWidths[1]}][r.rank].Add(r, stored[i]);
     if (stored[i] == Analysis::Stored::kDuplicate) {
       ++result.duplicates;
       continue;
@@ -193,15 +196,23 @@ IngestResult Writer::Ingest(const std::vector<wire::StepRecord>& records,
     CachedStatement touch_run(*db_, kTouchRun);
     touch_run.BindNumber(1, now).Bind(2, added).Bind(3, run_id);
     touch_run.Step();
-    revisions.emplace(run_id, touch_run.Int(0));
+    const std::int64_t revision = touch_run.Int(0);
+    revisions.emplace(run_id, revision);
+    // Another server stored batches of the run since this writer's last: what it carries of the
+    // run may be missing their changes.
+    if (auto it = carried_revision_.find(run_id);
+        it != carried_revision_.end() && it->second + 1 != revision)
+      ForgetCarried(run_id);
   }
   // The rollups before the judgement: the analysis thread is still feeding meanwhile.
-  UpdateRollups(changed, newest_step, records, batch, now);
+  std::set<StepBlock> fresh, refreshed;
+  UpdateRollups(changed, newest_step, records, batch, staged, now, fresh, refreshed);
   judging.Judge(revisions, now);
   ReadVerdicts(records, run_of, result);
   transaction.Commit();
   judging.Committed();
   run_ids_.merge(created_runs);
+  CarryCommitted(std::move(staged), fresh, refreshed, revisions);
   return result;
 }
 

@@ -13,6 +13,7 @@
 #include "store/analysis.h"
 #include "store/database.h"
 #include "store/deleted_runs.h"
+#include "store/rollup.h"
 #include "store/step_row.h"
 #include "store/step_writes.h"
 #include "store/types.h"
@@ -59,6 +60,18 @@ class Writer {
     BatchBlock() { record.fill(-1); }
   };
   using BatchBlocks = std::map<BatchBlockKey, BatchBlock>;
+  // One rank's stored steps of a level-1 block, as far as this writer has seen them.
+  struct CarriedRank {
+    BlockStats stats;
+    std::uint32_t steps = 0;  // bit s: step s of the block was stored as a new record
+    bool exact = true;        // false once a step came as a replaced or duplicate record
+    void Add(const wire::StepRecord& record, Analysis::Stored how);
+    void Merge(const CarriedRank& other);
+    // Every step of the block stored as new: the rank's rows of the block are exactly these.
+    bool Complete() const { return exact && steps == (1u << kRollupWidths[1]) - 1; }
+  };
+  using CarriedRanks = std::map<std::int64_t, CarriedRank>;  // by rank
+  using CarriedBlocks = std::map<StepBlock, CarriedRanks>;
 
   std::int64_t RunId(const std::string& name, double now,
                      std::unordered_map<std::string, std::int64_t>& created);
@@ -71,10 +84,13 @@ class Writer {
   // due: a run's blocks at least one whole block behind its newest step in this batch (late ranks
   // have had a block's time to report), and up to kStaleRefreshes blocks pending for longer than
   // kStaleSeconds (a run that stopped or slowed down).
+  // `staged`: the batch's changes by block; the blocks it marks pending for the first time since
+  // their last refresh go to `fresh`, the blocks it refreshes to `refreshed`.
   void UpdateRollups(const std::set<StepBlock>& changed,
                      const std::map<std::int64_t, std::int64_t>& newest_step,
                      const std::vector<wire::StepRecord>& records, const BatchBlocks& batch,
-                     double now);
+                     const CarriedBlocks& staged, double now, std::set<StepBlock>& fresh,
+                     std::set<StepBlock>& refreshed);
   // Rewrites each block's level-1 rows, every rank's, from one scan of each range of consecutive
   // blocks, then the coarser rows above them, and clears the pending marks of those in `marked`.
   // A handful of statements per batch, whatever its ranks: on PostgreSQL each is a round trip.
@@ -84,8 +100,22 @@ class Writer {
   // common case of a trainer's consecutive steps, which then reads nothing back. Likewise a
   // level-1 row written for the first time is merged into its ancestors without reading them;
   // only the ancestors of rewritten rows are rebuilt from their children.
+  //
+  // A block this writer has carried since its pending mark (carried_), whose every changed rank
+  // has all its steps there (with the batch's, `staged`), is rolled up from memory too: the common
+  // case of many ranks reporting step by step, where no batch holds a whole block.
   void RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<StepBlock>& marked,
-                     const std::vector<wire::StepRecord>& records, const BatchBlocks& batch);
+                     const std::vector<wire::StepRecord>& records, const BatchBlocks& batch,
+                     const CarriedBlocks& staged);
+  // The block's ranks as carried_ and `staged` know them together; nullopt unless the block is
+  // carried and every rank of it complete.
+  std::optional<CarriedRanks> CarriedWhole(const StepBlock& block, const CarriedBlocks& staged);
+  // After a commit: refreshed blocks are no longer carried, fresh ones are from now on, and the
+  // batch's changes join the blocks carried.
+  void CarryCommitted(CarriedBlocks staged, const std::set<StepBlock>& fresh,
+                      const std::set<StepBlock>& refreshed,
+                      const std::unordered_map<std::int64_t, std::int64_t>& revisions);
+  void ForgetCarried(std::int64_t run_id);
   // Which of `rows`' level-1 keys the database holds already.
   std::set<BlockKey> StoredLevelOne(const std::vector<std::pair<BlockKey, BlockStats>>& rows);
   // Upserts `rows` at `level` (keys unique): replacing the stored blocks, or with `accumulate`
@@ -113,6 +143,14 @@ class Writer {
   std::map<std::size_t, std::string> stored_keys_sql_;
   // Multi-row upserts, by (accumulate, rows).
   std::map<std::pair<bool, std::size_t>, std::string> upsert_rows_sql_;
+  // Pending blocks whose every change since they were marked this writer has committed (the mark
+  // was made by one of its batches), with those changes: what RefreshBlocks rolls up from memory.
+  // Bounded by the pending blocks (a run's last block or two, times its ranks); a run that another
+  // server wrote since (its revision moved by more than this writer's batches), or deleted, is
+  // dropped, and its blocks are read back as after a restart.
+  CarriedBlocks carried_;
+  std::unordered_map<std::int64_t, std::int64_t> carried_revision_;  // by run
+  std::size_t carried_ranks_ = 0;
 };
 
 }  // namespace lossguard::store

@@ -14,8 +14,13 @@ constexpr double kStaleSeconds = 5;
 // Stale blocks refreshed per transaction at most, so that a burst of stopped runs does not stall
 // one batch.
 constexpr int kStaleRefreshes = 8;
+// Returns a row when the mark is new: the block had no change pending.
 constexpr const char* kMarkPending =
-    "INSERT INTO rollup_pending (run_id, bucket, since) VALUES (?, ?, ?) ON CONFLICT DO NOTHING";
+    "INSERT INTO rollup_pending (run_id, bucket, since) VALUES (?, ?, ?) ON CONFLICT DO NOTHING "
+    "RETURNING bucket";
+// Level-1 blocks' ranks carried in memory at most (about 100 MB); beyond it nothing is carried
+// until the pending blocks are refreshed, and they are read back.
+constexpr std::size_t kMaxCarriedRanks = 1 << 19;
 constexpr const char* kPendingBehind =
     "SELECT bucket FROM rollup_pending WHERE run_id = ? AND bucket < ?";
 constexpr const char* kPendingStale =
@@ -58,10 +63,82 @@ const std::string& Writer::StoredKeysSql(std::size_t ranks) {
   return it->second;
 }
 
+void Writer::CarriedRank::Add(const wire::StepRecord& record, Analysis::Stored how) {
+  const std::uint32_t bit = 1u << (record.step % kRollupWidths[1]);
+  // A step stored before (a replaced or duplicate record) or twice in this writer's view: the
+  // stored rows are not only what was seen here.
+  if (how != Analysis::Stored::kNew || (steps & bit) != 0) exact = false;
+  steps |= bit;
+  stats.Merge(RecordToBlock(record));
+}
+
+void Writer::CarriedRank::Merge(const CarriedRank& other) {
+  if ((steps & other.steps) != 0) exact = false;
+  exact = exact && other.exact;
+  steps |= other.steps;
+  stats.Merge(other.stats);
+}
+
+std::optional<Writer::CarriedRanks> Writer::CarriedWhole(const StepBlock& block,
+                                                         const CarriedBlocks& staged) {
+  auto carried = carried_.find(block);
+  if (carried == carried_.end()) return std::nullopt;
+  CarriedRanks ranks = carried->second;
+  if (auto more = staged.find(block); more != staged.end()) {
+    for (const auto& [rank, seen] : more->second) ranks[rank].Merge(seen);
+  }
+  if (ranks.empty()) return std::nullopt;
+  for (const auto& [rank, seen] : ranks) {
+    if (!seen.Complete()) return std::nullopt;
+  }
+  return ranks;
+}
+
+void Writer::CarryCommitted(CarriedBlocks staged, const std::set<StepBlock>& fresh,
+                            const std::set<StepBlock>& refreshed,
+                            const std::unordered_map<std::int64_t, std::int64_t>& revisions) {
+  for (const StepBlock& block : refreshed) {
+    if (auto it = carried_.find(block); it != carried_.end()) {
+      carried_ranks_ -= it->second.size();
+      carried_.erase(it);
+    }
+  }
+  for (const StepBlock& block : fresh) {
+    if (auto it = carried_.find(block); it != carried_.end()) {  // stale: refreshed elsewhere
+      carried_ranks_ -= it->second.size();
+      carried_.erase(it);
+    }
+    if (carried_ranks_ < kMaxCarriedRanks) carried_.emplace(block, CarriedRanks{});
+  }
+  for (auto& [block, ranks] : staged) {
+    auto it = carried_.find(block);
+    if (it == carried_.end() || refreshed.contains(block)) continue;
+    for (auto& [rank, seen] : ranks) {
+      auto [entry, added] = it->second.try_emplace(rank, std::move(seen));
+      if (added) {
+        ++carried_ranks_;
+      } else {
+        entry->second.Merge(seen);
+      }
+    }
+  }
+  for (const auto& [run_id, revision] : revisions) carried_revision_[run_id] = revision;
+}
+
+void Writer::ForgetCarried(std::int64_t run_id) {
+  for (auto it = carried_.lower_bound({run_id, std::numeric_limits<std::int64_t>::min()});
+       it != carried_.end() && it->first.run_id == run_id;) {
+    carried_ranks_ -= it->second.size();
+    it = carried_.erase(it);
+  }
+  carried_revision_.erase(run_id);
+}
+
 void Writer::UpdateRollups(const std::set<StepBlock>& changed,
                            const std::map<std::int64_t, std::int64_t>& newest_step,
                            const std::vector<wire::StepRecord>& records, const BatchBlocks& batch,
-                           double now) {
+                           const CarriedBlocks& staged, double now, std::set<StepBlock>& fresh,
+                           std::set<StepBlock>& refreshed) {
   // Blocks below this bucket are a whole block behind the run's newest step: due now.
   auto settled_below = [&](std::int64_t run_id) {
     return newest_step.at(run_id) / kRollupWidths[1] - 1;
@@ -92,13 +169,12 @@ void Writer::UpdateRollups(const std::set<StepBlock>& changed,
       due.insert(block);
       continue;
     }
-    CachedStatement(*db_, kMarkPending)
-        .Bind(1, block.run_id)
-        .Bind(2, block.bucket)
-        .BindNumber(3, now)
-        .Step();
+    CachedStatement mark(*db_, kMarkPending);
+    mark.Bind(1, block.run_id).Bind(2, block.bucket).BindNumber(3, now);
+    if (mark.Step()) fresh.insert(block);
   }
-  RefreshBlocks(due, marked, records, batch);
+  RefreshBlocks(due, marked, records, batch, staged);
+  refreshed = std::move(due);
 }
 
 namespace {
@@ -135,7 +211,8 @@ void ForEachRankChunk(Database& db, std::int64_t run_id, const std::vector<std::
 }  // namespace
 
 void Writer::RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<StepBlock>& marked,
-                           const std::vector<wire::StepRecord>& records, const BatchBlocks& batch) {
+                           const std::vector<wire::StepRecord>& records, const BatchBlocks& batch,
+                           const CarriedBlocks& staged) {
   const std::int64_t width = kRollupWidths[1];
   std::map<std::int64_t, std::set<std::int64_t>> due, cleared;  // by run: buckets
   for (const StepBlock& block : blocks) due[block.run_id].insert(block.bucket);
@@ -157,7 +234,12 @@ void Writer::RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<Ste
                            return block.second.steps == kRollupWidths[1];
                          });
       if (!whole) {
-        read_back.insert(bucket);
+        if (std::optional<CarriedRanks> carried = CarriedWhole({run_id, bucket}, staged)) {
+          for (const auto& [rank, seen] : *carried)
+            rows.push_back({{run_id, rank, bucket}, seen.stats});
+        } else {
+          read_back.insert(bucket);
+        }
         continue;
       }
       for (auto it = begin; it != end; ++it) {
