@@ -108,7 +108,7 @@ class Writer {
                      const std::vector<wire::StepRecord>& records, const BatchBlocks& batch,
                      const CarriedBlocks& staged);
   // The block's ranks as carried_ and `staged` know them together; nullopt unless the block is
-  // carried and every rank of it complete.
+  // carried, of a run of this batch, and every rank of it complete.
   std::optional<CarriedRanks> CarriedWhole(const StepBlock& block, const CarriedBlocks& staged);
   // After a commit: refreshed blocks are no longer carried, fresh ones are from now on, and the
   // batch's changes join the blocks carried.

@@ -83,6 +83,11 @@ std::optional<Writer::CarriedRanks> Writer::CarriedWhole(const StepBlock& block,
                                                          const CarriedBlocks& staged) {
   auto carried = carried_.find(block);
   if (carried == carried_.end()) return std::nullopt;
+  // Only for a run of this batch, whose revision was checked (a stale block of another run may
+  // have been written by another server since this writer's last batch of it).
+  if (auto of_run = staged.lower_bound({block.run_id, std::numeric_limits<std::int64_t>::min()});
+      of_run == staged.end() || of_run->first.run_id != block.run_id)
+    return std::nullopt;
   CarriedRanks ranks = carried->second;
   if (auto more = staged.find(block); more != staged.end()) {
     for (const auto& [rank, seen] : more->second) ranks[rank].Merge(seen);
