@@ -29,14 +29,14 @@ TEST(RecordStream, ASpoolRemovedWhileTrainingCostsOnlyWhatItHeld) {
   options.spool_retry_interval(std::chrono::milliseconds(50));
   RecordStream stream(options);
   for (int step = 0; step < 300; ++step) ASSERT_TRUE(stream.Submit(MakeRecord("removed", step)));
-  ASSERT_TRUE(WaitFor([&] { return stream.stats().spooled == 300; })) << warnings.All();
+  ASSERT_TRUE(Eventually([&] { return stream.stats().spooled == 300; }, kWait)) << warnings.All();
 
   std::filesystem::remove_all(dir.File("spool"));
   for (int step = 300; step < 500; ++step) ASSERT_TRUE(stream.Submit(MakeRecord("removed", step)));
-  ASSERT_TRUE(WaitFor([&] { return stream.stats().dropped == 300; }))
+  ASSERT_TRUE(Eventually([&] { return stream.stats().dropped == 300; }, kWait))
       << stream.stats().dropped << "\n"
       << warnings.All();
-  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(options.spool_path()); }));
+  ASSERT_TRUE(Eventually([&] { return std::filesystem::exists(options.spool_path()); }, kWait));
 
   ServerProcess server({.db = dir.File("db"), .listen = "127.0.0.1:" + std::to_string(port)});
   ASSERT_TRUE(stream.Flush(std::chrono::seconds(30))) << warnings.All();
@@ -72,15 +72,19 @@ TEST(RecordStream, AFullSpoolDiskNeverStopsTheTrainerAndTheStatsSayWhatWasLost) 
     while (!stream.Submit(MakeRecord("full", step))) std::this_thread::yield();
     if (step % 100 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  ASSERT_TRUE(WaitFor([&] { return stream.stats().spool_errors > 0; })) << warnings.All();
-  ASSERT_TRUE(WaitFor([&] {
-    StreamStats s = stream.stats();
-    return s.dropped + s.spooled >= kSteps - 2 * options.queue_capacity();
-  })) << warnings.All();
+  ASSERT_TRUE(Eventually([&] { return stream.stats().spool_errors > 0; }, kWait)) << warnings.All();
+  ASSERT_TRUE(Eventually(
+      [&] {
+        StreamStats s = stream.stats();
+        return s.dropped + s.spooled >= kSteps - 2 * options.queue_capacity();
+      },
+      kWait))
+      << warnings.All();
   EXPECT_GT(stream.stats().dropped, 0u) << "a 1 MB disk that is full cannot hold them all";
 
   disk.Free();  // the spool is retried every 50 ms and works again: memory goes to it
-  ASSERT_TRUE(WaitFor([&] { return warnings.All().find("is usable again") != std::string::npos; }))
+  ASSERT_TRUE(Eventually(
+      [&] { return warnings.All().find("is usable again") != std::string::npos; }, kWait))
       << warnings.All();
   ServerProcess server({.db = dir.File("db"), .listen = "127.0.0.1:" + std::to_string(port)});
   ASSERT_TRUE(stream.Flush(std::chrono::seconds(30))) << warnings.All();

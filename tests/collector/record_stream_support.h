@@ -16,6 +16,7 @@
 #include "lossguard/client/http_client.h"
 #include "lossguard/client/url.h"
 #include "lossguard/collector/record_stream.h"
+#include "support/eventually.h"
 #include "support/processes.h"
 #include "support/temp_dir.h"
 
@@ -68,14 +69,8 @@ inline RecordStreamOptions FastRetries(const std::string& url, Warnings& warning
   return options;
 }
 
-template <typename Predicate>
-bool WaitFor(Predicate predicate, std::chrono::seconds limit = std::chrono::seconds(15)) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!predicate()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
-}
+using lossguard::testing::Eventually;
+// How long the tests wait for a stream to get somewhere.
+inline constexpr std::chrono::seconds kWait{15};
 
 }  // namespace lossguard::collector::record_stream_test

@@ -109,7 +109,8 @@ TEST(RecordStream, SpoolsWhileTheServerIsDownThenReplaysInOrderExactlyOnce) {
 
   for (int step = 0; step < 1500; ++step)
     ASSERT_TRUE(stream.Submit(MakeRecord("outage", step, 1.0)));
-  ASSERT_TRUE(WaitFor([&] { return stream.stats().spooled == 1500; })) << stream.stats().spooled;
+  ASSERT_TRUE(Eventually([&] { return stream.stats().spooled == 1500; }, kWait))
+      << stream.stats().spooled;
   EXPECT_FALSE(stream.Flush(std::chrono::milliseconds(100))) << "nothing can be delivered yet";
   EXPECT_THAT(warnings.All(), HasSubstr("cannot deliver records"));
   EXPECT_GT(stream.stats().failed_requests, 0u);
@@ -155,7 +156,8 @@ TEST(RecordStream, WithoutASpoolOverflowIsCountedAndWarnedNotSilent) {
   int refused = 0;
   for (int step = 0; step < 500; ++step)
     refused += stream.Submit(MakeRecord("overflow", step)) ? 0 : 1;
-  ASSERT_TRUE(WaitFor([&] { return stream.stats().dropped >= 400; })) << stream.stats().dropped;
+  ASSERT_TRUE(Eventually([&] { return stream.stats().dropped >= 400; }, kWait))
+      << stream.stats().dropped;
   StreamStats stats = stream.stats();
   EXPECT_EQ(stats.submitted, 500u);
   EXPECT_EQ(stats.delivered, 0u);
@@ -222,7 +224,7 @@ TEST(RecordStream, FlushNeverReturnsWhileASubmittedRecordIsUndelivered) {
   stream = &local;
   ASSERT_TRUE(local.Flush(std::chrono::seconds(5))) << "nothing submitted yet";
   phase = 1;
-  ASSERT_TRUE(WaitFor([&] { return phase == 3; }));
+  ASSERT_TRUE(Eventually([&] { return phase == 3; }, kWait));
   EXPECT_EQ(flushed_early, 0) << "Flush said everything was delivered while nothing was";
   EXPECT_EQ(local.stats().delivered, 0u);
   EXPECT_FALSE(local.Flush(std::chrono::milliseconds(100)));

@@ -142,20 +142,14 @@ TEST(PostgresStore, ABatchWaitingTooLongForItsRunsLockFailsAsUnavailable) {
 TEST(PostgresStore, ABlockAnotherServerChangedIsRolledUpFromTheStoredRows) {
   const StoreLocation location = NewPostgresDatabase("carried_blocks");
   Store a(location), b(location);
-  auto ranks_of = [](std::int64_t from, std::int64_t to, double loss) {
-    std::vector<wire::StepRecord> out;
-    for (std::int64_t step = from; step < to; ++step) {
-      for (std::int64_t rank = 0; rank < 4; ++rank)
-        out.push_back(lossguard::testing::MakeRecord("shared", step, loss, rank, 4));
-    }
-    return out;
-  };
-  a.Ingest(ranks_of(0, 6, 2.0));  // `a` marks block 0 (steps 0-15) and holds its records
+  // 4 ranks, a loss of 2: `a` marks block 0 (steps 0-15) and holds its records.
+  a.Ingest(lossguard::testing::MakeSteps("shared", 0, 6, 2.0, 0.0, 4));
   std::vector<wire::StepRecord> resent;
   for (std::int64_t step = 0; step < 3; ++step)
     resent.push_back(lossguard::testing::MakeRecord("shared", step, 99.0, 1, 4));
   EXPECT_EQ(b.Ingest(resent).replaced, 3);  // through the other server
-  a.Ingest(ranks_of(6, 40, 2.0));           // block 0 is due: two blocks behind step 39
+  // Block 0 is due: two blocks behind step 39.
+  a.Ingest(lossguard::testing::MakeSteps("shared", 6, 34, 2.0, 0.0, 4));
 
   PostgresDatabase db(location.postgres);
   Statement row(db,

@@ -117,7 +117,7 @@ void Writer::CarryCommitted(CarriedBlocks staged, const std::set<StepBlock>& fre
   }
   for (auto& [block, ranks] : staged) {
     auto it = carried_.find(block);
-    if (it == carried_.end() || refreshed.contains(block)) continue;
+    if (it == carried_.end()) continue;  // refreshed blocks were erased above
     for (auto& [rank, seen] : ranks) {
       auto [entry, added] = it->second.try_emplace(rank, std::move(seen));
       if (added) {

@@ -79,25 +79,17 @@ void OrderedConsumer::Run() {
     const std::size_t ready = ready_;
     std::size_t next = consumed_;
     lock.unlock();
+    std::exception_ptr error;
     try {
-      while (more && next < ready) {
-        if (!consume_(next)) {
-          more = false;
-          break;
-        }
-        ++next;
-      }
+      while (more && next < ready && consume_(next)) ++next;
+      more = more && next == ready;  // false once consume_ declined item `next`
     } catch (...) {
-      lock.lock();
-      error_ = std::current_exception();
-      consumed_ = next;
-      active_ = false;
-      done_.notify_one();
-      continue;
+      error = std::current_exception();
     }
     lock.lock();
     consumed_ = next;
-    if (!more || cancelled_ || consumed_ == size_) {
+    error_ = error;
+    if (error || !more || cancelled_ || consumed_ == size_) {
       active_ = false;
       done_.notify_one();
     }
