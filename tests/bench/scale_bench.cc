@@ -20,6 +20,7 @@
 
 #include "bench_http.h"
 #include "lossguard/client/http_client.h"
+#include "process_cpu.h"
 #include "support/processes.h"
 
 namespace {
@@ -68,15 +69,19 @@ void WorldSizes(const std::vector<std::int64_t>& world_sizes, std::int64_t recor
     std::vector<std::string> bodies;
     for (std::int64_t first = 0; first < records; first += batch)
       bodies.push_back(Body("ws", first, std::min(batch, records - first), world_size));
+    const double cpu_before = lossguard::bench::ProcessTreeCpuSeconds(server.pid());
     double seconds = PostConcurrently(server.url(), bodies, clients);
+    // The server's CPU per record: less at the mercy of a shared machine than the wall clock.
+    const double cpu_us = (lossguard::bench::ProcessTreeCpuSeconds(server.pid()) - cpu_before) *
+                          1e6 / static_cast<double>(records);
     double rate = static_cast<double>(records) / seconds;
     if (baseline == 0) baseline = rate;
     std::printf(
         "world size %5lld: %lld records in %.2f s = %.0f records/s (%.2f of world size %lld; "
-        "batches of %lld, %d clients, --analyzers %s)\n",
+        "batches of %lld, %d clients, --analyzers %s); server CPU %.2f us/record\n",
         static_cast<long long>(world_size), static_cast<long long>(records), seconds, rate,
         rate / baseline, static_cast<long long>(world_sizes.front()), static_cast<long long>(batch),
-        clients, analyzers.c_str());
+        clients, analyzers.c_str(), cpu_us);
     std::fflush(stdout);
     server.Stop(SIGTERM, std::chrono::seconds(60));
     std::filesystem::remove_all(dir);

@@ -172,24 +172,26 @@ std::uint64_t Fingerprint(std::string_view text) {
 // migration. (Add the fingerprint of a new migration here when it is released.)
 TEST(Migrations, ReleasedMigrationsAreNeverEdited) {
   const std::map<std::pair<Backend, int>, std::uint64_t> released = {
-      {{Backend::kSqlite, 1}, 0x2f44aff1cbb2a7c3ull},    // 001_initial.sql
-      {{Backend::kSqlite, 2}, 0x96eba6db474a0a02ull},    // 002_analysis.sql
-      {{Backend::kSqlite, 3}, 0xb0133f9f4ea5faf6ull},    // 003_rollup_pending.sql
-      {{Backend::kSqlite, 4}, 0xcd1e3ee4e835a24bull},    // 004_rejudging.sql
-      {{Backend::kSqlite, 5}, 0xafacaf88a98226d9ull},    // 005_shared_database.sql
-      {{Backend::kSqlite, 6}, 0x38fdef4ac629296eull},    // 006_notifications.sql
-      {{Backend::kSqlite, 7}, 0x139c648102205e38ull},    // 007_typed_steps.sql
-      {{Backend::kSqlite, 8}, 0xef0d318ef3c1a0f1ull},    // 008_guard_actions.sql
-      {{Backend::kSqlite, 9}, 0x999bc508d5672d25ull},    // 009_lr_rollups.sql
-      {{Backend::kPostgres, 1}, 0x8c5f97f0f75eee55ull},  // 001_initial.sql
-      {{Backend::kPostgres, 2}, 0xa53ed0292b2210dfull},  // 002_analysis.sql
-      {{Backend::kPostgres, 3}, 0x887ef51551a67f12ull},  // 003_rollup_pending.sql
-      {{Backend::kPostgres, 4}, 0xc4e932d40b81c311ull},  // 004_rejudging.sql
-      {{Backend::kPostgres, 5}, 0xc925d41dd4ba1ab0ull},  // 005_shared_database.sql
-      {{Backend::kPostgres, 6}, 0xb5a6327f84c82b79ull},  // 006_notifications.sql
-      {{Backend::kPostgres, 7}, 0x8212946a379b939dull},  // 007_typed_steps.sql
-      {{Backend::kPostgres, 8}, 0x3aeba30326a257b0ull},  // 008_guard_actions.sql
-      {{Backend::kPostgres, 9}, 0xdd1ccec5a95da56eull},  // 009_lr_rollups.sql
+      {{Backend::kSqlite, 1}, 0x2f44aff1cbb2a7c3ull},     // 001_initial.sql
+      {{Backend::kSqlite, 2}, 0x96eba6db474a0a02ull},     // 002_analysis.sql
+      {{Backend::kSqlite, 3}, 0xb0133f9f4ea5faf6ull},     // 003_rollup_pending.sql
+      {{Backend::kSqlite, 4}, 0xcd1e3ee4e835a24bull},     // 004_rejudging.sql
+      {{Backend::kSqlite, 5}, 0xafacaf88a98226d9ull},     // 005_shared_database.sql
+      {{Backend::kSqlite, 6}, 0x38fdef4ac629296eull},     // 006_notifications.sql
+      {{Backend::kSqlite, 7}, 0x139c648102205e38ull},     // 007_typed_steps.sql
+      {{Backend::kSqlite, 8}, 0xef0d318ef3c1a0f1ull},     // 008_guard_actions.sql
+      {{Backend::kSqlite, 9}, 0x999bc508d5672d25ull},     // 009_lr_rollups.sql
+      {{Backend::kSqlite, 10}, 0xbdc11015da1834dcull},    // 010_complete_rollups.sql
+      {{Backend::kPostgres, 1}, 0x8c5f97f0f75eee55ull},   // 001_initial.sql
+      {{Backend::kPostgres, 2}, 0xa53ed0292b2210dfull},   // 002_analysis.sql
+      {{Backend::kPostgres, 3}, 0x887ef51551a67f12ull},   // 003_rollup_pending.sql
+      {{Backend::kPostgres, 4}, 0xc4e932d40b81c311ull},   // 004_rejudging.sql
+      {{Backend::kPostgres, 5}, 0xc925d41dd4ba1ab0ull},   // 005_shared_database.sql
+      {{Backend::kPostgres, 6}, 0xb5a6327f84c82b79ull},   // 006_notifications.sql
+      {{Backend::kPostgres, 7}, 0x8212946a379b939dull},   // 007_typed_steps.sql
+      {{Backend::kPostgres, 8}, 0x3aeba30326a257b0ull},   // 008_guard_actions.sql
+      {{Backend::kPostgres, 9}, 0xdd1ccec5a95da56eull},   // 009_lr_rollups.sql
+      {{Backend::kPostgres, 10}, 0x8710ea6314cfd789ull},  // 010_complete_rollups.sql
   };
   for (Backend backend : {Backend::kSqlite, Backend::kPostgres}) {
     for (const Migration& m : BuiltinMigrations(backend)) {

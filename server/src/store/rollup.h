@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <optional>
@@ -17,6 +18,22 @@ inline constexpr std::int64_t kFanOut = 16;
 static_assert(kRollupWidths[1] == kFanOut && kRollupWidths[2] == kFanOut * kRollupWidths[1] &&
               kRollupWidths[3] == kFanOut * kRollupWidths[2] &&
               kRollupWidths[4] == kFanOut * kRollupWidths[3]);
+
+// Level-1 blocks below this bucket are a whole block behind the run's newest step (`newest_step`):
+// the ranks that lag have had a block's time to report, and the writer refreshes every such block
+// in the transaction that stores that step. 0 while the run is younger than two blocks.
+inline std::int64_t SettledBuckets(std::int64_t newest_step) {
+  return std::max<std::int64_t>(0, newest_step / kRollupWidths[1] - 1);
+}
+
+// A block of `level` >= 2 is stored only once it is complete, every level-1 block in it settled
+// (SettledBuckets), and from then on holds all its children: the blocks of `level` below the one
+// returned. The block still filling (and its ancestors) are read from the level below, so that a
+// new level-1 block costs one row, not one per level (at world size 1,024 the ancestors' upserts
+// were most of the rollups' time).
+inline std::int64_t CompleteBlocksBelow(int level, std::int64_t settled_buckets) {
+  return settled_buckets / (kRollupWidths[static_cast<std::size_t>(level)] / kRollupWidths[1]);
+}
 
 // Min and max over the non-NaN values of one series (+-Inf included), and the number of NaNs, so
 // that spikes and NaNs both survive any amount of downsampling. Absent values are not counted.

@@ -124,4 +124,25 @@ void BindRollup(Statement& statement, int first, const BlockStats& stats) {
   BindSeries(statement, first + 15, stats.lr);
 }
 
+std::vector<std::int64_t> RollupRanks(Database& db, std::int64_t run_id) {
+  std::vector<std::int64_t> ranks;
+  CachedStatement next(db, "SELECT MIN(rank) FROM step_rollups WHERE run_id = ? AND rank > ?");
+  std::int64_t after = -1;
+  while (true) {
+    next.Reset();
+    next.Bind(1, run_id).Bind(2, after);
+    if (!next.Step() || next.IsNull(0)) break;
+    after = next.Int(0);
+    ranks.push_back(after);
+  }
+  return ranks;
+}
+
+std::optional<std::int64_t> NewestStoredStep(Database& db, std::int64_t run_id) {
+  CachedStatement last(db, "SELECT step FROM steps WHERE run_id = ? ORDER BY step DESC LIMIT 1");
+  last.Bind(1, run_id);
+  if (!last.Step()) return std::nullopt;
+  return last.Int(0);
+}
+
 }  // namespace lossguard::store

@@ -1,6 +1,9 @@
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "lossguard/wire/step_record.h"
 #include "store/database.h"
@@ -42,5 +45,12 @@ std::string RollupAccumulateAssignments(Backend backend);
 
 // Binds `stats` to parameters first..first+kRollupColumnCount-1 in kRollupColumns order.
 void BindRollup(Statement& statement, int first, const BlockStats& stats);
+
+// The ranks that have rollup rows in the run, ascending: one index seek per rank instead of a scan
+// of every rollup row of the run.
+std::vector<std::int64_t> RollupRanks(Database& db, std::int64_t run_id);
+
+// The run's highest stored step (one index seek), nullopt if it has none.
+std::optional<std::int64_t> NewestStoredStep(Database& db, std::int64_t run_id);
 
 }  // namespace lossguard::store

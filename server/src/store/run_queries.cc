@@ -30,10 +30,8 @@ std::optional<std::pair<std::int64_t, std::int64_t>> StepBounds(Database& db, st
   CachedStatement first(db, "SELECT step FROM steps WHERE run_id = ? ORDER BY step LIMIT 1");
   first.Bind(1, run_id);
   if (!first.Step()) return std::nullopt;
-  CachedStatement last(db, "SELECT step FROM steps WHERE run_id = ? ORDER BY step DESC LIMIT 1");
-  last.Bind(1, run_id);
-  last.Step();
-  return std::make_pair(first.Int(0), last.Int(0));
+  const std::int64_t first_step = first.Int(0);
+  return std::make_pair(first_step, NewestStoredStep(db, run_id).value_or(first_step));
 }
 
 RunSummary Summarise(Database& db, const Statement& run_row) {
@@ -105,32 +103,39 @@ std::map<std::int64_t, std::vector<BlockStats>> ReadRawRange(Database& db, std::
   return out;
 }
 
-// Rollup rows of a block are written behind its steps (migration 003): a block still pending has
-// no rows, or stale ones, at every level above it. Replaces each block of `range` that contains a
-// pending level-1 block by its children, down to the pending block's steps (level 0), which are
-// read directly. Appends to `out` in step order.
+// Rollup rows of a block are written behind its steps: a level-1 block still pending has no row,
+// or a stale one, at every level, and a coarser block has none until it is complete
+// (CompleteBlocksBelow, from the run's `settled` buckets). Replaces each block of `range` that is
+// incomplete or contains a pending level-1 block by its children, down to the pending block's
+// steps (level 0), which are read directly. Appends to `out` in step order.
 void AvoidPending(const BlockRange& range, const std::set<std::int64_t>& pending,
-                  std::vector<BlockRange>& out) {
+                  std::int64_t settled, std::vector<BlockRange>& out) {
   if (range.level == 0) {
     out.push_back(range);
     return;
   }
   const std::int64_t per_block = kRollupWidths[range.level] / kRollupWidths[1];
+  const std::int64_t fan_out = kRollupWidths[range.level] / kRollupWidths[range.level - 1];
+  auto children = [&](std::int64_t first, std::int64_t last) {
+    AvoidPending({range.level - 1, first * fan_out, last * fan_out + fan_out - 1}, pending, settled,
+                 out);
+  };
+  // Level 1 is stored for every refreshed block; coarser levels only below this one.
+  const std::int64_t incomplete =
+      range.level == 1 ? range.last_bucket + 1
+                       : std::max(range.first_bucket, CompleteBlocksBelow(range.level, settled));
   std::int64_t next = range.first_bucket;
   for (auto it = pending.lower_bound(range.first_bucket * per_block);
-       it != pending.end() && *it / per_block <= range.last_bucket;
+       it != pending.end() && *it / per_block < std::min(incomplete, range.last_bucket + 1);
        it = pending.lower_bound(next * per_block)) {
     const std::int64_t stale = *it / per_block;
     if (stale > next) out.push_back({range.level, next, stale - 1});
-    if (range.level == 1) {
-      out.push_back({0, stale * kRollupWidths[1], stale * kRollupWidths[1] + kRollupWidths[1] - 1});
-    } else {
-      const std::int64_t fan_out = kRollupWidths[range.level] / kRollupWidths[range.level - 1];
-      AvoidPending({range.level - 1, stale * fan_out, stale * fan_out + fan_out - 1}, pending, out);
-    }
+    children(stale, stale);
     next = stale + 1;
   }
-  if (next <= range.last_bucket) out.push_back({range.level, next, range.last_bucket});
+  const std::int64_t stored_end = std::min(incomplete, range.last_bucket + 1);
+  if (next < stored_end) out.push_back({range.level, next, stored_end - 1});
+  if (stored_end <= range.last_bucket) children(stored_end, range.last_bucket);
 }
 
 std::set<std::int64_t> PendingBlocks(Database& db, std::int64_t run_id, std::int64_t from,
@@ -141,21 +146,6 @@ std::set<std::int64_t> PendingBlocks(Database& db, std::int64_t run_id, std::int
   std::set<std::int64_t> out;
   while (rows.Step()) out.insert(rows.Int(0));
   return out;
-}
-
-std::vector<std::int64_t> RanksOf(Database& db, std::int64_t run_id) {
-  // One index seek per rank instead of a scan of every rollup row of the run.
-  std::vector<std::int64_t> ranks;
-  CachedStatement next(db, "SELECT MIN(rank) FROM step_rollups WHERE run_id = ? AND rank > ?");
-  std::int64_t after = -1;
-  while (true) {
-    next.Reset();
-    next.Bind(1, run_id).Bind(2, after);
-    if (!next.Step() || next.IsNull(0)) break;
-    after = next.Int(0);
-    ranks.push_back(after);
-  }
-  return ranks;
 }
 
 }  // namespace
@@ -260,7 +250,7 @@ std::optional<DownsampledSeries> RunQueries::Downsampled(std::string_view run, s
     const std::set<std::int64_t> pending = PendingBlocks(db, *run_id, out.from, out.to);
     std::vector<BlockRange> plan;
     for (const BlockRange& range : PlanCover(out.from, out.to, resolution.level))
-      AvoidPending(range, pending, plan);
+      AvoidPending(range, pending, SettledBuckets(bounds->second), plan);
 
     // Steps read directly: one scan per range for all ranks (per rank, a range of steps would be
     // read once for every rank).
@@ -274,7 +264,7 @@ std::optional<DownsampledSeries> RunQueries::Downsampled(std::string_view run, s
         for (const auto& [r, rows] : raw[i]) ranks.insert(r);
     }
     if (!rank)
-      for (std::int64_t r : RanksOf(db, *run_id)) ranks.insert(r);
+      for (std::int64_t r : RollupRanks(db, *run_id)) ranks.insert(r);
 
     for (std::int64_t r : ranks) {
       DownsampledSeries::Rank series{r, {}};

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "store/alert_rows.h"
+#include "store/rollup_rows.h"
 #include "store/step_writes.h"
 
 namespace lossguard::store {
@@ -164,6 +165,13 @@ IngestResult Writer::Ingest(const std::vector<wire::StepRecord>& records,
   Analysis::Batch judging = analysis_.Begin();
   const std::vector<std::int64_t> run_of = LockRuns(records, now, created_runs, judging);
   std::vector<Analysis::Stored> stored(records.size());
+  // Where each run's complete coarser blocks ended before this batch (CompleteBlocksBelow).
+  std::map<std::int64_t, std::int64_t> settled_before;
+  for (std::int64_t run_id : run_of) {
+    if (settled_before.contains(run_id)) continue;
+    const std::optional<std::int64_t> newest = NewestStoredStep(*db_, run_id);
+    settled_before.emplace(run_id, newest ? SettledBuckets(*newest) : 0);
+  }
   judging.Start({records, run_of, stored});
   steps_->Write(run_of, records, encoded, now, stored,
                 [&judging](std::size_t through) { judging.StoredThrough(through); });
@@ -206,7 +214,8 @@ IngestResult Writer::Ingest(const std::vector<wire::StepRecord>& records,
   }
   // The rollups before the judgement: the analysis thread is still feeding meanwhile.
   std::set<StepBlock> fresh, refreshed;
-  UpdateRollups(changed, newest_step, records, batch, staged, now, fresh, refreshed);
+  UpdateRollups(changed, newest_step, std::move(settled_before), records, batch, staged, now, fresh,
+                refreshed);
   judging.Judge(revisions, now);
   ReadVerdicts(records, run_of, result);
   transaction.Commit();

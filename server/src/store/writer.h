@@ -86,27 +86,37 @@ class Writer {
   // kStaleSeconds (a run that stopped or slowed down).
   // `staged`: the batch's changes by block; the blocks it marks pending for the first time since
   // their last refresh go to `fresh`, the blocks it refreshes to `refreshed`.
+  // `settled_before`: SettledBuckets of each run's newest step stored before the batch.
   void UpdateRollups(const std::set<StepBlock>& changed,
                      const std::map<std::int64_t, std::int64_t>& newest_step,
+                     std::map<std::int64_t, std::int64_t> settled_before,
                      const std::vector<wire::StepRecord>& records, const BatchBlocks& batch,
                      const CarriedBlocks& staged, double now, std::set<StepBlock>& fresh,
                      std::set<StepBlock>& refreshed);
   // Rewrites each block's level-1 rows, every rank's, from one scan of each range of consecutive
-  // blocks, then the coarser rows above them, and clears the pending marks of those in `marked`.
-  // A handful of statements per batch, whatever its ranks: on PostgreSQL each is a round trip.
+  // blocks, then the complete coarser rows above them, and clears the pending marks of those in
+  // `marked`. A handful of statements per batch, whatever its ranks: on PostgreSQL each is a round
+  // trip.
   //
   // A block that was not pending (its rows of other ranks are rolled up already) and whose every
   // rank in the batch has all its steps in the batch is rolled up from the batch's records: the
   // common case of a trainer's consecutive steps, which then reads nothing back. Likewise a
-  // level-1 row written for the first time is merged into its ancestors without reading them;
-  // only the ancestors of rewritten rows are rebuilt from their children.
+  // level-1 row written for the first time is merged into its complete ancestors (under
+  // `settled_before`, the run's SettledBuckets before the batch) without reading them; only the
+  // ancestors of rewritten rows are rebuilt from their children. The coarser blocks that the
+  // batch's newest steps (`settled_after`) complete are then built from their children, once.
   //
   // A block this writer has carried since its pending mark (carried_), whose every changed rank
   // has all its steps there (with the batch's, `staged`), is rolled up from memory too: the common
   // case of many ranks reporting step by step, where no batch holds a whole block.
   void RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<StepBlock>& marked,
+                     std::map<std::int64_t, std::int64_t> settled_before,
+                     const std::map<std::int64_t, std::int64_t>& settled_after,
                      const std::vector<wire::StepRecord>& records, const BatchBlocks& batch,
                      const CarriedBlocks& staged);
+  // Builds `level`'s blocks [first, end) of the run, every rank's, from their stored children.
+  void MergeChildren(int level, std::int64_t run_id, const std::vector<std::int64_t>& ranks,
+                     std::int64_t first, std::int64_t end);
   // The block's ranks as carried_ and `staged` know them together; nullopt unless the block is
   // carried, of a run of this batch, and every rank of it complete.
   std::optional<CarriedRanks> CarriedWhole(const StepBlock& block, const CarriedBlocks& staged);
@@ -116,8 +126,8 @@ class Writer {
                       const std::set<StepBlock>& refreshed,
                       const std::unordered_map<std::int64_t, std::int64_t>& revisions);
   void ForgetCarried(std::int64_t run_id);
-  // Which of `rows`' level-1 keys the database holds already.
-  std::set<BlockKey> StoredLevelOne(const std::vector<std::pair<BlockKey, BlockStats>>& rows);
+  // Which of the level-1 `keys` the database holds already.
+  std::set<BlockKey> StoredLevelOne(const std::vector<BlockKey>& keys);
   // Upserts `rows` at `level` (keys unique): replacing the stored blocks, or with `accumulate`
   // merging each into the stored one.
   void WriteRollupRows(int level, const std::vector<std::pair<BlockKey, BlockStats>>& rows,

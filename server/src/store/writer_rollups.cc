@@ -18,9 +18,6 @@ constexpr int kStaleRefreshes = 8;
 constexpr const char* kMarkPending =
     "INSERT INTO rollup_pending (run_id, bucket, since) VALUES (?, ?, ?) ON CONFLICT DO NOTHING "
     "RETURNING bucket";
-// Level-1 blocks' ranks carried in memory at most (about 100 MB); beyond it nothing is carried
-// until the pending blocks are refreshed, and they are read back.
-constexpr std::size_t kMaxCarriedRanks = 1 << 19;
 constexpr const char* kPendingBehind =
     "SELECT bucket FROM rollup_pending WHERE run_id = ? AND bucket < ?";
 constexpr const char* kPendingStale =
@@ -63,91 +60,18 @@ const std::string& Writer::StoredKeysSql(std::size_t ranks) {
   return it->second;
 }
 
-void Writer::CarriedRank::Add(const wire::StepRecord& record, Analysis::Stored how) {
-  const std::uint32_t bit = 1u << (record.step % kRollupWidths[1]);
-  // A step stored before (a replaced or duplicate record) or twice in this writer's view: the
-  // stored rows are not only what was seen here.
-  if (how != Analysis::Stored::kNew || (steps & bit) != 0) exact = false;
-  steps |= bit;
-  stats.Merge(RecordToBlock(record));
-}
-
-void Writer::CarriedRank::Merge(const CarriedRank& other) {
-  if ((steps & other.steps) != 0) exact = false;
-  exact = exact && other.exact;
-  steps |= other.steps;
-  stats.Merge(other.stats);
-}
-
-std::optional<Writer::CarriedRanks> Writer::CarriedWhole(const StepBlock& block,
-                                                         const CarriedBlocks& staged) {
-  auto carried = carried_.find(block);
-  if (carried == carried_.end()) return std::nullopt;
-  // Only for a run of this batch, whose revision was checked (a stale block of another run may
-  // have been written by another server since this writer's last batch of it).
-  if (auto of_run = staged.lower_bound({block.run_id, std::numeric_limits<std::int64_t>::min()});
-      of_run == staged.end() || of_run->first.run_id != block.run_id)
-    return std::nullopt;
-  CarriedRanks ranks = carried->second;
-  if (auto more = staged.find(block); more != staged.end()) {
-    for (const auto& [rank, seen] : more->second) ranks[rank].Merge(seen);
-  }
-  if (ranks.empty()) return std::nullopt;
-  for (const auto& [rank, seen] : ranks) {
-    if (!seen.Complete()) return std::nullopt;
-  }
-  return ranks;
-}
-
-void Writer::CarryCommitted(CarriedBlocks staged, const std::set<StepBlock>& fresh,
-                            const std::set<StepBlock>& refreshed,
-                            const std::unordered_map<std::int64_t, std::int64_t>& revisions) {
-  for (const StepBlock& block : refreshed) {
-    if (auto it = carried_.find(block); it != carried_.end()) {
-      carried_ranks_ -= it->second.size();
-      carried_.erase(it);
-    }
-  }
-  for (const StepBlock& block : fresh) {
-    if (auto it = carried_.find(block); it != carried_.end()) {  // stale: refreshed elsewhere
-      carried_ranks_ -= it->second.size();
-      carried_.erase(it);
-    }
-    if (carried_ranks_ < kMaxCarriedRanks) carried_.emplace(block, CarriedRanks{});
-  }
-  for (auto& [block, ranks] : staged) {
-    auto it = carried_.find(block);
-    if (it == carried_.end()) continue;  // refreshed blocks were erased above
-    for (auto& [rank, seen] : ranks) {
-      auto [entry, added] = it->second.try_emplace(rank, std::move(seen));
-      if (added) {
-        ++carried_ranks_;
-      } else {
-        entry->second.Merge(seen);
-      }
-    }
-  }
-  for (const auto& [run_id, revision] : revisions) carried_revision_[run_id] = revision;
-}
-
-void Writer::ForgetCarried(std::int64_t run_id) {
-  for (auto it = carried_.lower_bound({run_id, std::numeric_limits<std::int64_t>::min()});
-       it != carried_.end() && it->first.run_id == run_id;) {
-    carried_ranks_ -= it->second.size();
-    it = carried_.erase(it);
-  }
-  carried_revision_.erase(run_id);
-}
-
 void Writer::UpdateRollups(const std::set<StepBlock>& changed,
                            const std::map<std::int64_t, std::int64_t>& newest_step,
+                           std::map<std::int64_t, std::int64_t> settled_before,
                            const std::vector<wire::StepRecord>& records, const BatchBlocks& batch,
                            const CarriedBlocks& staged, double now, std::set<StepBlock>& fresh,
                            std::set<StepBlock>& refreshed) {
   // Blocks below this bucket are a whole block behind the run's newest step: due now.
-  auto settled_below = [&](std::int64_t run_id) {
-    return newest_step.at(run_id) / kRollupWidths[1] - 1;
-  };
+  auto settled_below = [&](std::int64_t run_id) { return SettledBuckets(newest_step.at(run_id)); };
+  std::map<std::int64_t, std::int64_t> settled_after;
+  for (const auto& [run_id, newest] : newest_step) {
+    settled_after[run_id] = std::max(settled_before.at(run_id), SettledBuckets(newest));
+  }
   std::set<StepBlock> due;
   std::set<StepBlock> marked;  // due blocks with a pending row to clear
   for (const auto& [run_id, newest] : newest_step) {
@@ -178,7 +102,7 @@ void Writer::UpdateRollups(const std::set<StepBlock>& changed,
     mark.Bind(1, block.run_id).Bind(2, block.bucket).BindNumber(3, now);
     if (mark.Step()) fresh.insert(block);
   }
-  RefreshBlocks(due, marked, records, batch, staged);
+  RefreshBlocks(due, marked, std::move(settled_before), settled_after, records, batch, staged);
   refreshed = std::move(due);
 }
 
@@ -216,6 +140,8 @@ void ForEachRankChunk(Database& db, std::int64_t run_id, const std::vector<std::
 }  // namespace
 
 void Writer::RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<StepBlock>& marked,
+                           std::map<std::int64_t, std::int64_t> settled_before,
+                           const std::map<std::int64_t, std::int64_t>& settled_after,
                            const std::vector<wire::StepRecord>& records, const BatchBlocks& batch,
                            const CarriedBlocks& staged) {
   const std::int64_t width = kRollupWidths[1];
@@ -266,7 +192,21 @@ void Writer::RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<Ste
       for (const auto& [at, block] : stats) rows.push_back({{run_id, at.second, at.first}, block});
     });
   }
-  const std::set<BlockKey> stored_before = StoredLevelOne(rows);
+  for (const auto& entry : due) {  // a stale block's run is not in the batch: read its newest step
+    if (!settled_before.contains(entry.first)) {
+      const std::optional<std::int64_t> newest = NewestStoredStep(*db_, entry.first);
+      settled_before.emplace(entry.first, newest ? SettledBuckets(*newest) : 0);
+    }
+  }
+  auto complete_before = [&](int level, std::int64_t run_id) {
+    return CompleteBlocksBelow(level, settled_before.at(run_id));
+  };
+  // Whether a level-1 row is new or rewritten matters only under a complete ancestor.
+  std::vector<BlockKey> under_complete;
+  for (const auto& [key, stats] : rows) {
+    if (key.bucket / kFanOut < complete_before(2, key.run_id)) under_complete.push_back(key);
+  }
+  const std::set<BlockKey> stored_before = StoredLevelOne(under_complete);
   WriteRollupRows(1, rows, /*accumulate=*/false);
   for (const auto& entry : cleared) {
     const std::int64_t run_id = entry.first;
@@ -275,25 +215,31 @@ void Writer::RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<Ste
       CachedStatement(*db_, kClearPending).Bind(1, run_id).Bind(2, first).Bind(3, last).Step();
     });
   }
-  // Coarser levels. A level-1 block stored for the first time (a trainer's new steps: the common
-  // case) is merged into each of its ancestors by an upsert, which reads nothing back. A block that
-  // replaced a stored one may have lowered a maximum or moved a count: its ancestors are rebuilt
-  // from their children, after the added blocks' merges of that level.
+  // Coarser levels, only their complete blocks (CompleteBlocksBelow). A level-1 block stored for
+  // the first time (a trainer's new steps: the common case) is merged into each of its complete
+  // ancestors by an upsert, which reads nothing back. A block that replaced a stored one may have
+  // lowered a maximum or moved a count: its complete ancestors are rebuilt from their children,
+  // after the added blocks' merges of that level. Then the blocks the batch completed are built
+  // from their children.
   std::array<std::map<BlockKey, BlockStats>, kLevels> added;  // by level
   std::map<std::int64_t, std::set<std::int64_t>> parents;     // by run: buckets to rebuild
   std::map<std::int64_t, std::set<std::int64_t>> ranks;       // by run: ranks to rebuild
   for (const auto& [key, stats] : rows) {
     if (stored_before.contains(key)) {
-      parents[key.run_id].insert(key.bucket / kFanOut);
-      ranks[key.run_id].insert(key.rank);
+      if (key.bucket / kFanOut < complete_before(2, key.run_id)) {
+        parents[key.run_id].insert(key.bucket / kFanOut);
+        ranks[key.run_id].insert(key.rank);
+      }
       continue;
     }
     std::int64_t bucket = key.bucket;
     for (int level = 2; level < kLevels; ++level) {
       bucket /= kFanOut;
+      if (bucket >= complete_before(level, key.run_id)) break;
       added[static_cast<std::size_t>(level)][{key.run_id, key.rank, bucket}].Merge(stats);
     }
   }
+  std::map<std::int64_t, std::vector<std::int64_t>> all_ranks;  // by run, read when needed
   for (int level = 2; level < kLevels; ++level) {
     const auto& merged = added[static_cast<std::size_t>(level)];
     WriteRollupRows(level, {merged.begin(), merged.end()}, /*accumulate=*/true);
@@ -302,27 +248,39 @@ void Writer::RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<Ste
       const std::int64_t run_id = entry.first;
       const std::vector<std::int64_t> listed(ranks[run_id].begin(), ranks[run_id].end());
       ForEachRange(entry.second, [&](std::int64_t first, std::int64_t last) {
-        ForEachRankChunk(
-            *db_, run_id, listed,
-            [&](std::size_t padded) -> const std::string& {
-              return MergeChildrenSql(level, padded);
-            },
-            [&](CachedStatement& merge, int range_parameter) {
-              merge.Bind(range_parameter, first * kFanOut)
-                  .Bind(range_parameter + 1, last * kFanOut + kFanOut - 1);
-              merge.Step();
-            });
-        for (std::int64_t p = first / kFanOut; p <= last / kFanOut; ++p) next[run_id].insert(p);
+        MergeChildren(level, run_id, listed, first, last + 1);
+        for (std::int64_t p = first / kFanOut; p <= last / kFanOut; ++p) {
+          if (level + 1 < kLevels && p < complete_before(level + 1, run_id)) next[run_id].insert(p);
+        }
       });
     }
     parents = std::move(next);
+    for (const auto& [run_id, settled] : settled_after) {
+      const std::int64_t first = complete_before(level, run_id);
+      const std::int64_t end = CompleteBlocksBelow(level, settled);
+      if (first >= end) continue;
+      auto [listed, unread] = all_ranks.try_emplace(run_id);
+      if (unread) listed->second = RollupRanks(*db_, run_id);
+      MergeChildren(level, run_id, listed->second, first, end);
+    }
   }
 }
 
-std::set<Writer::BlockKey> Writer::StoredLevelOne(
-    const std::vector<std::pair<BlockKey, BlockStats>>& rows) {
+void Writer::MergeChildren(int level, std::int64_t run_id, const std::vector<std::int64_t>& ranks,
+                           std::int64_t first, std::int64_t end) {
+  if (ranks.empty()) return;
+  ForEachRankChunk(
+      *db_, run_id, ranks,
+      [&](std::size_t padded) -> const std::string& { return MergeChildrenSql(level, padded); },
+      [&](CachedStatement& merge, int range_parameter) {
+        merge.Bind(range_parameter, first * kFanOut).Bind(range_parameter + 1, end * kFanOut - 1);
+        merge.Step();
+      });
+}
+
+std::set<Writer::BlockKey> Writer::StoredLevelOne(const std::vector<BlockKey>& keys) {
   std::map<std::int64_t, std::set<std::int64_t>> buckets, ranks;  // by run
-  for (const auto& [key, stats] : rows) {
+  for (const BlockKey& key : keys) {
     buckets[key.run_id].insert(key.bucket);
     ranks[key.run_id].insert(key.rank);
   }
@@ -334,9 +292,10 @@ std::set<Writer::BlockKey> Writer::StoredLevelOne(
       ForEachRankChunk(
           *db_, run_id, listed,
           [&](std::size_t padded) -> const std::string& { return StoredKeysSql(padded); },
-          [&](CachedStatement& keys, int range_parameter) {
-            keys.Bind(range_parameter, first).Bind(range_parameter + 1, last);
-            while (keys.Step()) stored.insert({run_id, keys.Int(0), keys.Int(1)});
+          [&](CachedStatement& stored_keys, int range_parameter) {
+            stored_keys.Bind(range_parameter, first).Bind(range_parameter + 1, last);
+            while (stored_keys.Step())
+              stored.insert({run_id, stored_keys.Int(0), stored_keys.Int(1)});
           });
     });
   }
