@@ -41,7 +41,7 @@ std::vector<Column> StepColumns() {
   return columns;
 }
 
-// Every table of schema version 9 (see schema/migrations), parents first, except the notification
+// Every table of schema version 10 (see schema/migrations), parents first, except the notification
 // outbox: its deliveries are addressed to the source server's webhooks, and copying is done with
 // the source stopped, once its outbox has drained (lossguard_notifications_pending at 0).
 const std::vector<Table>& Tables() {
@@ -90,7 +90,7 @@ const std::vector<Table>& Tables() {
   };
   return tables;
 }
-constexpr int kCopiedSchemaVersion = 9;
+constexpr int kCopiedSchemaVersion = 10;
 
 std::string ColumnList(const Table& table, std::size_t count) {
   std::string out;
