@@ -6,12 +6,12 @@
 #     real server, the background worker threads, the Store's concurrent writers and readers,
 #     concurrent HTTP clients, a server stopped by SIGTERM and SIGINT).
 #   scripts/sanitize.sh                 the whole stage (scripts/test.sh runs it)
-#   LOSSGUARD_FUZZ_SECONDS=300 ...      fuzz longer (default 30 s per target)
+#   LOSSGUARD_FUZZ_SECONDS=300 ...      fuzz longer (default 20 s per target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build_dir=${LOSSGUARD_SANITIZE_BUILD_DIR:-build-sanitize}
-fuzz_seconds=${LOSSGUARD_FUZZ_SECONDS:-30}
+fuzz_seconds=${LOSSGUARD_FUZZ_SECONDS:-20}
 # -O1 with line tables only: what the sanitizers' reports need (file:line in every frame), and the
 # usual level for sanitizer builds.
 # Unity builds (several sources a compiler run): the headers (Beast, Asio, nlohmann, gtest) are
