@@ -14,6 +14,7 @@
 
 #include "lossguard/wire/step_record.h"
 #include "store/rollup.h"
+#include "store/store.h"
 
 namespace lossguard::store {
 
@@ -80,6 +81,29 @@ inline void ExpectBuckets(const std::vector<BlockStats>& buckets,
   ASSERT_EQ(buckets.size(), expected.size()) << what;
   auto it = expected.begin();
   for (const BlockStats& bucket : buckets) ExpectBlock(bucket, (it++)->second, what);
+}
+
+// A downsampled answer for `run`, of one rank (`only`) or all, against brute force over `truth`
+// (rank -> step -> record): every rank with steps in range answers, each with the right buckets.
+inline void ExpectAnswersAsBruteForce(
+    Store& store, const std::string& run,
+    const std::map<std::int64_t, std::map<std::int64_t, wire::StepRecord>>& truth,
+    std::int64_t from, std::int64_t to, std::optional<std::int64_t> only, std::int64_t max_buckets,
+    const std::string& what) {
+  auto series = store.runs().Downsampled(run, from, to, only, max_buckets);
+  ASSERT_TRUE(series.has_value()) << what;
+  std::size_t nonempty = 0;
+  for (const auto& [rank, steps] : truth) {
+    if (only && rank != *only) continue;
+    if (!Expected(steps, from, to, series->bucket_width).empty()) ++nonempty;
+  }
+  ASSERT_EQ(series->ranks.size(), nonempty) << what;
+  for (const auto& rank : series->ranks) {
+    auto steps = truth.find(rank.rank);
+    ASSERT_NE(steps, truth.end()) << what << ": rank " << rank.rank << " was never sent";
+    ExpectBuckets(rank.buckets, Expected(steps->second, from, to, series->bucket_width),
+                  what + " rank " + std::to_string(rank.rank));
+  }
 }
 
 }  // namespace lossguard::store

@@ -62,13 +62,7 @@ TEST_P(StoredRollupsTest, RollupsOfAVersion8DatabaseGetTheLearningRateFromTheirS
            {0, INT64_MAX, 2}, {0, INT64_MAX, 30}, {100, 8000, 500}, {0, 8999, 9000}}) {
     const std::string what = "from=" + std::to_string(from) + " to=" + std::to_string(to) +
                              " buckets=" + std::to_string(max_buckets);
-    auto series = store->runs().Downsampled("old-lr", from, to, std::nullopt, max_buckets);
-    ASSERT_TRUE(series.has_value());
-    ASSERT_EQ(series->ranks.size(), 2u) << what;
-    for (const auto& rank : series->ranks) {
-      ExpectBuckets(rank.buckets, Expected(truth[rank.rank], from, to, series->bucket_width),
-                    what + " rank " + std::to_string(rank.rank));
-    }
+    ExpectAnswersAsBruteForce(*store, "old-lr", truth, from, to, std::nullopt, max_buckets, what);
   }
 }
 
@@ -198,7 +192,7 @@ TEST_P(StoredRollupsTest, EveryStoredBlockIsWhatItSummarisesAfterEveryKindOfBatc
 TEST_P(StoredRollupsTest, ACoarserBlockIsStoredOnceItsLastChildSettles) {
   auto store = Open();
   std::unique_ptr<Database> peek = Connect();
-  std::map<std::int64_t, wire::StepRecord> truth;
+  std::map<std::int64_t, std::map<std::int64_t, wire::StepRecord>> truth;  // rank 0 only
   // The first step at which the level-4 block 0 (65,536 steps) is complete: SettledBuckets 4,096.
   constexpr std::int64_t kCompletingStep = (kRollupWidths[4] / kRollupWidths[1] + 1) * 16;
   auto ingest = [&](std::int64_t from, std::int64_t to) {
@@ -206,7 +200,7 @@ TEST_P(StoredRollupsTest, ACoarserBlockIsStoredOnceItsLastChildSettles) {
     for (std::int64_t step = from; step < to; ++step) {
       auto r = MakeRecord("long", step, 3.0 + static_cast<double>(step % 97) / 97);
       if (step == 40'000) r.loss = 1e6;  // a spike deep inside the block
-      truth[step] = r;
+      truth[0][step] = r;
       batch.push_back(r);
       if (batch.size() == 4096 || step + 1 == to) {
         store->Ingest(batch);
@@ -224,11 +218,8 @@ TEST_P(StoredRollupsTest, ACoarserBlockIsStoredOnceItsLastChildSettles) {
   };
   auto answers_as_brute_force = [&](const std::string& when) {
     for (std::int64_t buckets : {2, 3, 40}) {
-      auto series = store->runs().Downsampled("long", 0, INT64_MAX, 0, buckets);
-      ASSERT_TRUE(series.has_value());
-      ASSERT_EQ(series->ranks.size(), 1u);
-      ExpectBuckets(series->ranks[0].buckets, Expected(truth, 0, INT64_MAX, series->bucket_width),
-                    when + ", " + std::to_string(buckets) + " buckets");
+      ExpectAnswersAsBruteForce(*store, "long", truth, 0, INT64_MAX, 0, buckets,
+                                when + ", " + std::to_string(buckets) + " buckets");
     }
   };
   ingest(0, kCompletingStep);
@@ -237,7 +228,7 @@ TEST_P(StoredRollupsTest, ACoarserBlockIsStoredOnceItsLastChildSettles) {
   ingest(kCompletingStep, kCompletingStep + 1);
   const std::vector<BlockStats> stored = coarsest();
   ASSERT_EQ(stored.size(), 1u);
-  ExpectBlock(stored[0], Expected(truth, 0, kRollupWidths[4] - 1, kRollupWidths[4]).at(0),
+  ExpectBlock(stored[0], Expected(truth[0], 0, kRollupWidths[4] - 1, kRollupWidths[4]).at(0),
               "the level-4 block against its steps");
   answers_as_brute_force("after");
 }
@@ -247,13 +238,13 @@ TEST_P(StoredRollupsTest, ACoarserBlockIsStoredOnceItsLastChildSettles) {
 TEST_P(StoredRollupsTest, AStoppedRunsLastBlocksAreReadFromTheLevelBelowOnceRefreshed) {
   auto store = Open();
   std::unique_ptr<Database> peek = Connect();
-  std::map<std::int64_t, wire::StepRecord> truth;
+  std::map<std::int64_t, std::map<std::int64_t, wire::StepRecord>> truth;  // rank 0 only
   std::vector<wire::StepRecord> batch;
   // Steps 0..511: SettledBuckets 30, so the level-2 block 1 (level-1 blocks 16..31) never
   // completes.
   for (std::int64_t step = 0; step < 512; ++step) {
-    truth[step] = MakeRecord("stopped", step, 3.0 + static_cast<double>(step % 7));
-    batch.push_back(truth[step]);
+    truth[0][step] = MakeRecord("stopped", step, 3.0 + static_cast<double>(step % 7));
+    batch.push_back(truth[0][step]);
   }
   store->Ingest(batch);
   auto pending_marks = [&] {
@@ -271,11 +262,8 @@ TEST_P(StoredRollupsTest, AStoppedRunsLastBlocksAreReadFromTheLevelBelowOnceRefr
   while (level_two.Step()) stored.push_back(level_two.Int(0));
   EXPECT_EQ(stored, std::vector<std::int64_t>{0}) << "the level-2 block 1 is not complete";
   for (std::int64_t buckets : {2, 3, 33}) {
-    auto series = store->runs().Downsampled("stopped", 0, INT64_MAX, 0, buckets);
-    ASSERT_TRUE(series.has_value());
-    ASSERT_EQ(series->ranks.size(), 1u);
-    ExpectBuckets(series->ranks[0].buckets, Expected(truth, 0, INT64_MAX, series->bucket_width),
-                  std::to_string(buckets) + " buckets");
+    ExpectAnswersAsBruteForce(*store, "stopped", truth, 0, INT64_MAX, 0, buckets,
+                              std::to_string(buckets) + " buckets");
   }
 }
 
@@ -328,13 +316,8 @@ TEST_P(StoredRollupsTest, AnUpgradeKeepsOnlyTheCompleteCoarserBlocks) {
     EXPECT_EQ(coarser_rows(*db), complete);
   }
   for (std::int64_t buckets : {2, 20, 400}) {
-    auto series = store->runs().Downsampled("upgraded", 0, INT64_MAX, std::nullopt, buckets);
-    ASSERT_TRUE(series.has_value());
-    ASSERT_EQ(series->ranks.size(), 2u);
-    for (const auto& rank : series->ranks) {
-      ExpectBuckets(rank.buckets, Expected(truth[rank.rank], 0, INT64_MAX, series->bucket_width),
-                    std::to_string(buckets) + " buckets, rank " + std::to_string(rank.rank));
-    }
+    ExpectAnswersAsBruteForce(*store, "upgraded", truth, 0, INT64_MAX, std::nullopt, buckets,
+                              std::to_string(buckets) + " buckets");
   }
 }
 

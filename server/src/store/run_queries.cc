@@ -124,16 +124,16 @@ void AvoidPending(const BlockRange& range, const std::set<std::int64_t>& pending
   const std::int64_t incomplete =
       range.level == 1 ? range.last_bucket + 1
                        : std::max(range.first_bucket, CompleteBlocksBelow(range.level, settled));
+  const std::int64_t stored_end = std::min(incomplete, range.last_bucket + 1);
   std::int64_t next = range.first_bucket;
   for (auto it = pending.lower_bound(range.first_bucket * per_block);
-       it != pending.end() && *it / per_block < std::min(incomplete, range.last_bucket + 1);
+       it != pending.end() && *it / per_block < stored_end;
        it = pending.lower_bound(next * per_block)) {
     const std::int64_t stale = *it / per_block;
     if (stale > next) out.push_back({range.level, next, stale - 1});
     children(stale, stale);
     next = stale + 1;
   }
-  const std::int64_t stored_end = std::min(incomplete, range.last_bucket + 1);
   if (next < stored_end) out.push_back({range.level, next, stored_end - 1});
   if (stored_end <= range.last_bucket) children(stored_end, range.last_bucket);
 }

@@ -169,8 +169,7 @@ IngestResult Writer::Ingest(const std::vector<wire::StepRecord>& records,
   std::map<std::int64_t, std::int64_t> settled_before;
   for (std::int64_t run_id : run_of) {
     if (settled_before.contains(run_id)) continue;
-    const std::optional<std::int64_t> newest = NewestStoredStep(*db_, run_id);
-    settled_before.emplace(run_id, newest ? SettledBuckets(*newest) : 0);
+    settled_before.emplace(run_id, SettledBuckets(NewestStoredStep(*db_, run_id).value_or(0)));
   }
   judging.Start({records, run_of, stored});
   steps_->Write(run_of, records, encoded, now, stored,

@@ -194,8 +194,8 @@ void Writer::RefreshBlocks(const std::set<StepBlock>& blocks, const std::set<Ste
   }
   for (const auto& entry : due) {  // a stale block's run is not in the batch: read its newest step
     if (!settled_before.contains(entry.first)) {
-      const std::optional<std::int64_t> newest = NewestStoredStep(*db_, entry.first);
-      settled_before.emplace(entry.first, newest ? SettledBuckets(*newest) : 0);
+      settled_before.emplace(entry.first,
+                             SettledBuckets(NewestStoredStep(*db_, entry.first).value_or(0)));
     }
   }
   auto complete_before = [&](int level, std::int64_t run_id) {
