@@ -72,7 +72,9 @@ class Analysis {
   //   (the caller commits the transaction)
   //   batch.Committed()
   // A record whose judgement reads the database (a replaced step already judged rewinds its run)
-  // and every record after it are fed by Judge, on the caller's thread, which owns the connection.
+  // and every record after it are fed by Judge, on the caller's thread, which owns the connection;
+  // so are the records the analysis thread has not started on when Judge is called (the caller's
+  // thread is running already: on busy cores, waking the other one is the longer way).
   // A Batch that goes without Committed() (the transaction failed) forgets what it did: its runs
   // are ahead of the rolled-back store and are reloaded from it next time.
   class Batch {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <array>
+#include <boost/container/flat_map.hpp>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -59,7 +60,8 @@ class Writer {
     int steps = 0;  // of the block's steps, how many the batch holds
     BatchBlock() { record.fill(-1); }
   };
-  using BatchBlocks = std::map<BatchBlockKey, BatchBlock>;
+  // Flat: built once per batch in key order (GroupBatch), then only searched.
+  using BatchBlocks = boost::container::flat_map<BatchBlockKey, BatchBlock>;
   // One rank's stored steps of a level-1 block, as far as this writer has seen them.
   struct CarriedRank {
     BlockStats stats;
@@ -70,8 +72,17 @@ class Writer {
     // Every step of the block stored as new: the rank's rows of the block are exactly these.
     bool Complete() const { return exact && steps == (1u << kRollupWidths[1]) - 1; }
   };
-  using CarriedRanks = std::map<std::int64_t, CarriedRank>;  // by rank
+  // By rank, flat: a block has up to world-size ranks, built and merged in rank order.
+  using CarriedRanks = boost::container::flat_map<std::int64_t, CarriedRank>;
   using CarriedBlocks = std::map<StepBlock, CarriedRanks>;
+  // `into` with `more` merged in, rank by rank, in one pass over both.
+  static CarriedRanks MergedRanks(const CarriedRanks& into, const CarriedRanks& more);
+  // The batch's records by level-1 block and rank, from one sort of their keys: each block's
+  // steps (`batch`) and what the batch stored of each block's ranks (`staged`).
+  static void GroupBatch(const std::vector<wire::StepRecord>& records,
+                         const std::vector<std::int64_t>& run_of,
+                         const std::vector<Analysis::Stored>& stored, BatchBlocks& batch,
+                         CarriedBlocks& staged);
 
   std::int64_t RunId(const std::string& name, double now,
                      std::unordered_map<std::string, std::int64_t>& created);
@@ -141,6 +152,8 @@ class Writer {
                     const std::vector<std::int64_t>& run_of, IngestResult& result);
   // INSERT ... SELECT merging `level` blocks of `ranks` listed ranks from their children.
   const std::string& MergeChildrenSql(int level, std::size_t ranks);
+  // SELECT kRollupColumns, rank, bucket of the children of `level` blocks of `ranks` listed ranks.
+  const std::string& ChildrenSql(int level, std::size_t ranks);
   // SELECT rank, bucket of the level-1 rows of `ranks` listed ranks in a range of buckets.
   const std::string& StoredKeysSql(std::size_t ranks);
 
@@ -149,7 +162,7 @@ class Writer {
   std::unordered_map<std::string, std::int64_t> run_ids_;  // committed runs only
   std::unique_ptr<StepWrites> steps_;
   // The SQL of statements whose text depends on a count, made once each.
-  std::map<std::pair<int, std::size_t>, std::string> merge_children_sql_;
+  std::map<std::pair<int, std::size_t>, std::string> merge_children_sql_, children_sql_;
   std::map<std::size_t, std::string> stored_keys_sql_;
   // Multi-row upserts, by (accumulate, rows).
   std::map<std::pair<bool, std::size_t>, std::string> upsert_rows_sql_;

@@ -31,6 +31,25 @@ void Writer::CarriedRank::Merge(const CarriedRank& other) {
   stats.Merge(other.stats);
 }
 
+Writer::CarriedRanks Writer::MergedRanks(const CarriedRanks& into, const CarriedRanks& more) {
+  CarriedRanks::sequence_type merged;
+  merged.reserve(into.size() + more.size());
+  auto a = into.begin(), b = more.begin();
+  while (a != into.end() || b != more.end()) {
+    if (b == more.end() || (a != into.end() && a->first < b->first)) {
+      merged.push_back(*a++);
+    } else if (a == into.end() || b->first < a->first) {
+      merged.push_back(*b++);
+    } else {
+      merged.push_back(*a++);
+      merged.back().second.Merge((b++)->second);
+    }
+  }
+  CarriedRanks ranks;
+  ranks.adopt_sequence(boost::container::ordered_unique_range, std::move(merged));
+  return ranks;
+}
+
 std::optional<Writer::CarriedRanks> Writer::CarriedWhole(const StepBlock& block,
                                                          const CarriedBlocks& staged) {
   auto carried = carried_.find(block);
@@ -40,10 +59,9 @@ std::optional<Writer::CarriedRanks> Writer::CarriedWhole(const StepBlock& block,
   if (auto of_run = staged.lower_bound({block.run_id, std::numeric_limits<std::int64_t>::min()});
       of_run == staged.end() || of_run->first.run_id != block.run_id)
     return std::nullopt;
-  CarriedRanks ranks = carried->second;
-  if (auto more = staged.find(block); more != staged.end()) {
-    for (const auto& [rank, seen] : more->second) ranks[rank].Merge(seen);
-  }
+  auto more = staged.find(block);
+  CarriedRanks ranks =
+      more == staged.end() ? carried->second : MergedRanks(carried->second, more->second);
   if (ranks.empty()) return std::nullopt;
   for (const auto& [rank, seen] : ranks) {
     if (!seen.Complete()) return std::nullopt;
@@ -67,17 +85,12 @@ void Writer::CarryCommitted(CarriedBlocks staged, const std::set<StepBlock>& fre
     }
     if (carried_ranks_ < kMaxCarriedRanks) carried_.emplace(block, CarriedRanks{});
   }
-  for (auto& [block, ranks] : staged) {
+  for (const auto& [block, ranks] : staged) {
     auto it = carried_.find(block);
     if (it == carried_.end()) continue;  // refreshed blocks were erased above
-    for (auto& [rank, seen] : ranks) {
-      auto [entry, added] = it->second.try_emplace(rank, std::move(seen));
-      if (added) {
-        ++carried_ranks_;
-      } else {
-        entry->second.Merge(seen);
-      }
-    }
+    carried_ranks_ -= it->second.size();
+    it->second = MergedRanks(it->second, ranks);
+    carried_ranks_ += it->second.size();
   }
   for (const auto& [run_id, revision] : revisions) carried_revision_[run_id] = revision;
 }

@@ -21,7 +21,7 @@ void OrderedConsumer::Begin(std::size_t size, std::function<bool(std::size_t)> c
   {
     std::lock_guard lock(mutex_);
     active_ = true;
-    cancelled_ = false;
+    stopped_ = false;
     size_ = size;
     ready_ = consumed_ = 0;
     consume_ = std::move(consume);
@@ -39,8 +39,10 @@ void OrderedConsumer::Publish(std::size_t ready) {
   wake_.notify_one();
 }
 
-std::size_t OrderedConsumer::Wait(std::exception_ptr& error) {
+std::size_t OrderedConsumer::Stop(std::exception_ptr& error) {
   std::unique_lock lock(mutex_);
+  stopped_ = true;
+  if (!working_) active_ = false;
   done_.wait(lock, [this] { return !active_; });
   in_batch_ = false;
   consume_ = nullptr;
@@ -51,33 +53,29 @@ std::size_t OrderedConsumer::Wait(std::exception_ptr& error) {
 std::size_t OrderedConsumer::Finish() {
   if (!in_batch_) throw std::logic_error("OrderedConsumer::Finish without a batch");
   std::exception_ptr error;
-  const std::size_t consumed = Wait(error);
+  const std::size_t consumed = Stop(error);
   if (error) std::rethrow_exception(error);
   return consumed;
 }
 
 void OrderedConsumer::Cancel() {
   if (!in_batch_) return;
-  {
-    std::lock_guard lock(mutex_);
-    cancelled_ = true;
-  }
-  wake_.notify_one();
   std::exception_ptr ignored;  // the batch is abandoned: its producer's own error is the one
-  Wait(ignored);
+  Stop(ignored);
 }
 
 void OrderedConsumer::Run() {
   std::unique_lock lock(mutex_);
   for (;;) {
     wake_.wait(lock, [this] {
-      return stopping_ || (active_ && (cancelled_ || consumed_ < ready_ || consumed_ == size_));
+      return stopping_ || (active_ && (consumed_ < ready_ || consumed_ == size_));
     });
     if (stopping_) return;
-    bool more = !cancelled_ && consumed_ < size_;
+    bool more = consumed_ < size_;
     // Consume what is ready without the lock (the producer publishes meanwhile).
     const std::size_t ready = ready_;
     std::size_t next = consumed_;
+    working_ = true;
     lock.unlock();
     std::exception_ptr error;
     try {
@@ -87,9 +85,10 @@ void OrderedConsumer::Run() {
       error = std::current_exception();
     }
     lock.lock();
+    working_ = false;
     consumed_ = next;
     error_ = error;
-    if (error || !more || cancelled_ || consumed_ == size_) {
+    if (error || !more || stopped_ || consumed_ == size_) {
       active_ = false;
       done_.notify_one();
     }
