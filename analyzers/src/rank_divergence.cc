@@ -104,9 +104,11 @@ std::optional<Divergence> JudgeGradNorms(const std::vector<wire::StepRecord>& ra
 
 std::optional<Divergence> RankDivergenceDetector::JudgeImbalance(
     const std::vector<wire::StepRecord>& ranks) {
+  auto next = totals_.begin();  // `ranks` are in rank order: each rank's totals follow the last's
   for (const wire::StepRecord& r : ranks) {
     if (!r.tokens || !std::isfinite(r.loss)) continue;
-    Totals& t = totals_[r.rank];
+    if (next == totals_.end() || next->first != r.rank) next = totals_.try_emplace(next, r.rank);
+    Totals& t = (next++)->second;
     t.window.emplace_back(static_cast<double>(*r.tokens), r.loss);
     t.tokens += static_cast<double>(*r.tokens);
     t.loss += r.loss;

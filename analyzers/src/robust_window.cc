@@ -15,15 +15,25 @@ void RobustWindow::Add(double value) {
       sorted_.reserve(capacity_);
     }
     ring_.push_back(value);
+    sorted_.insert(std::upper_bound(sorted_.begin(), sorted_.end(), value), value);
   } else {
     const double leaving = ring_[oldest_];
     ring_[oldest_] = value;
     oldest_ = (oldest_ + 1) % capacity_;
-    sorted_.erase(std::lower_bound(sorted_.begin(), sorted_.end(), leaving));
     sum_ -= leaving;
     sum_squares_ -= leaving * leaving;
+    // The leaving value's slot is reused: only the values between it and the new one's place move,
+    // by one (an erase and an insert would each move everything after them).
+    const auto out = std::lower_bound(sorted_.begin(), sorted_.end(), leaving);
+    const auto in = std::upper_bound(sorted_.begin(), sorted_.end(), value);
+    if (in > out) {
+      std::move(out + 1, in, out);
+      *(in - 1) = value;
+    } else {
+      std::move_backward(in, out, out + 1);
+      *in = value;
+    }
   }
-  sorted_.insert(std::upper_bound(sorted_.begin(), sorted_.end(), value), value);
   if (++since_exact_ >= capacity_) {
     since_exact_ = 0;
     sum_ = sum_squares_ = 0;

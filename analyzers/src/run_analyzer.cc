@@ -199,8 +199,12 @@ void RunAnalyzer::LinkToCause(Kind kind, std::int64_t step, Finding& finding) {
 
 RunAnalyzer::Findings RunAnalyzer::Observe(std::int64_t step,
                                            std::vector<wire::StepRecord>& records) {
-  std::sort(records.begin(), records.end(),
-            [](const wire::StepRecord& a, const wire::StepRecord& b) { return a.rank < b.rank; });
+  const auto by_rank = [](const wire::StepRecord& a, const wire::StepRecord& b) {
+    return a.rank < b.rank;
+  };
+  // JudgeReady's records come in rank order already; a resumed run's are sorted here.
+  if (!std::is_sorted(records.begin(), records.end(), by_rank))
+    std::sort(records.begin(), records.end(), by_rank);
   Findings findings;
   const wire::StepRecord& lead = records.front();
   if (std::optional<Finding> change = config_.Observe(lead)) {
@@ -226,8 +230,14 @@ RunAnalyzer::Findings RunAnalyzer::Observe(std::int64_t step,
     note(Kind::kVanishingGrad, d.vanishing_grad.Observe(r));
   }
   if (auto divergence = rank_divergence_.Observe(records)) {
-    for (std::int64_t rank : divergence->second)
-      findings[Kind::kRankDivergence].emplace_back(rank, divergence->first);
+    // One finding names every diverging rank: the first carries it, the others only fire (a copy
+    // per rank of evidence that lists every rank would cost the square of the world size).
+    auto& firing = findings[Kind::kRankDivergence];
+    const Severity severity = divergence->first.severity;
+    for (std::int64_t rank : divergence->second) {
+      firing.emplace_back(
+          rank, firing.empty() ? std::move(divergence->first) : Finding{severity, {}, {}});
+    }
   }
   return findings;
 }

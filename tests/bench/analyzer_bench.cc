@@ -1,8 +1,10 @@
 // Per-record cost of the analyzers alone (no server): RunAnalyzer::Add over GA-8 records with
-// micro-batch data, the shape the collector sends.
+// micro-batch data, the shape the collector sends, from one rank and from 1,024 (step-major, as a
+// job's ranks report: each step judged once its last rank is in).
 //   build/tests/bench/analyzer_bench
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -10,15 +12,23 @@
 
 namespace {
 
-std::vector<lossguard::wire::StepRecord> Records(std::int64_t count) {
+// `steps` steps of `world_size` ranks each, step-major. Every rank reports the step's grad_norm
+// (after the all-reduce, the same gradients), unless `diverging`: then each rank its own, and the
+// rank-divergence rule fires at every step, naming most ranks.
+std::vector<lossguard::wire::StepRecord> Records(std::int64_t steps, std::int64_t world_size,
+                                                 bool diverging = false) {
   std::mt19937 rng(1);
   std::uniform_int_distribution<int> length(100, 2048);
   std::lognormal_distribution<double> noise(0.0, 0.05);
   std::vector<lossguard::wire::StepRecord> out;
-  for (std::int64_t step = 0; step < count; ++step) {
+  double step_norm = 0;
+  for (std::int64_t i = 0; i < steps * world_size; ++i) {
+    const std::int64_t step = i / world_size;
     lossguard::wire::StepRecord r;
     r.run = "bench";
     r.step = step;
+    r.rank = i % world_size;
+    r.world_size = world_size;
     r.ga_steps = 8;
     r.micro_batch_size = 4;
     r.vocab_size = 32000;
@@ -36,15 +46,20 @@ std::vector<lossguard::wire::StepRecord> Records(std::int64_t count) {
     r.loss = sum / static_cast<double>(tokens);
     r.ref_loss = r.loss;
     r.tokens = tokens;
-    r.grad_norm = 1.2 * noise(rng);
+    if (r.rank == 0 || diverging) step_norm = 1.2 * noise(rng);
+    r.grad_norm = step_norm;
     r.lr = 3e-4;
     out.push_back(std::move(r));
   }
   return out;
 }
 
+// Arguments: the world size, and whether the ranks' grad norms diverge. The records cycle, their
+// steps moved on by the steps they cover.
 void BM_RunAnalyzerAdd(benchmark::State& state) {
-  const auto records = Records(20'000);
+  const std::int64_t world_size = state.range(0);
+  const std::int64_t steps = std::max<std::int64_t>(64, 20000 / world_size);
+  const auto records = Records(steps, world_size, state.range(1) != 0);
   lossguard::analyzers::RunAnalyzer analyzer;
   std::size_t i = 0;
   std::int64_t offset = 0;
@@ -54,16 +69,16 @@ void BM_RunAnalyzerAdd(benchmark::State& state) {
     benchmark::DoNotOptimize(analyzer.Add(r));
     if (++i == records.size()) {
       i = 0;
-      offset += static_cast<std::int64_t>(records.size());
+      offset += steps;
     }
   }
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_RunAnalyzerAdd);
+BENCHMARK(BM_RunAnalyzerAdd)->Args({1, 0})->Args({1024, 0})->Args({1024, 1});
 
 // The copy the benchmark above makes per record, to subtract.
 void BM_RecordCopy(benchmark::State& state) {
-  const auto records = Records(1000);
+  const auto records = Records(1000, 1);
   std::size_t i = 0;
   for (auto _ : state) {
     lossguard::wire::StepRecord r = records[i];
