@@ -89,6 +89,29 @@ TEST(RankDivergence, TheRunAnalyzerMarksTheDivergingRank) {
   EXPECT_EQ(events.front().evidence["ranks"], nlohmann::json::array({2}));
 }
 
+TEST(RankDivergence, SeveralDivergingRanksAreOneEpisodeWithTheDetectorsEvidence) {
+  RunAnalyzer analyzer;
+  std::vector<AlertEvent> events;
+  for (int s = 0; s < 40; ++s) {
+    for (auto& r : Ranks(s, 8, 1.0)) {
+      if (s >= 30 && (r.rank == 2 || r.rank == 5 || r.rank == 6)) r.grad_norm = 1.3 + 0.1 * r.rank;
+      for (auto& e : analyzer.Add(r)) events.push_back(e);
+    }
+  }
+  ASSERT_FALSE(events.empty());
+  const AlertEvent& episode = events.front();
+  EXPECT_EQ(episode.kind, Kind::kRankDivergence);
+  EXPECT_EQ(episode.first_step, 30);
+  EXPECT_EQ(episode.severity, Severity::kCritical);
+  EXPECT_EQ(episode.evidence["ranks"], nlohmann::json::array({2, 5, 6}));
+  // What the detector found, once, whichever rank the episode lists first.
+  EXPECT_EQ(episode.evidence["rule"], "grad_norm");
+  EXPECT_EQ(episode.evidence["diverging_ranks"], nlohmann::json::array({2, 5, 6}));
+  EXPECT_EQ(episode.evidence["grad_norms"].size(), 8u);
+  EXPECT_THAT(episode.message, HasSubstr("grad_norm differs across ranks at step 30"));
+  EXPECT_THAT(episode.message, HasSubstr("[ranks [2,5,6]]"));
+}
+
 TEST(RankDivergence, OneReportingRankIsNeverJudged) {
   RankDivergenceDetector detector;
   for (int s = 0; s < 50; ++s) EXPECT_FALSE(detector.Observe(Ranks(s, 1, s % 2 ? 1.0 : 5.0)));
