@@ -7,6 +7,7 @@
 
 #include "store/migrations.h"
 #include "store/postgres.h"
+#include "store/rollup.h"
 #include "store/store.h"
 #include "support/postgres_server.h"
 #include "support/records.h"
@@ -148,8 +149,10 @@ TEST(PostgresStore, ABlockAnotherServerChangedIsRolledUpFromTheStoredRows) {
   for (std::int64_t step = 0; step < 3; ++step)
     resent.push_back(lossguard::testing::MakeRecord("shared", step, 99.0, 1, 4));
   EXPECT_EQ(b.Ingest(resent).replaced, 3);  // through the other server
-  // Block 0 is due: two blocks behind step 39.
-  a.Ingest(lossguard::testing::MakeSteps("shared", 6, 34, 2.0, 0.0, 4));
+  // Block 0 is due: the first group of settled blocks (DueBuckets) is due at this step.
+  const std::int64_t due_at = kRollupWidths[1] * (kDueGroup + 1);
+  ASSERT_EQ(DueBuckets(due_at), kDueGroup);
+  a.Ingest(lossguard::testing::MakeSteps("shared", 6, due_at - 6 + 1, 2.0, 0.0, 4));
 
   PostgresDatabase db(location.postgres);
   Statement row(db,

@@ -233,6 +233,51 @@ TEST_P(StoredRollupsTest, ACoarserBlockIsStoredOnceItsLastChildSettles) {
   answers_as_brute_force("after");
 }
 
+// A rank's level-1 rows are written a group of kDueGroup blocks at a time (one page written for
+// them, not one per block); until their group is due the blocks are pending, and queries read them
+// from their steps.
+TEST_P(StoredRollupsTest, LevelOneBlocksAreWrittenAGroupAtATime) {
+  auto store = Open();
+  std::unique_ptr<Database> peek = Connect();
+  std::map<std::int64_t, std::map<std::int64_t, wire::StepRecord>> truth;  // rank -> step -> record
+  auto level_one = [&] {                                                   // rank -> stored buckets
+    Statement rows(*peek, "SELECT rank, bucket FROM step_rollups WHERE width = " +
+                              std::to_string(kRollupWidths[1]) + " ORDER BY rank, bucket");
+    std::map<std::int64_t, std::vector<std::int64_t>> out;
+    while (rows.Step()) out[rows.Int(0)].push_back(rows.Int(1));
+    return out;
+  };
+  // The first step whose DueBuckets is a whole group: until then nothing is due.
+  const std::int64_t group_due_at = kRollupWidths[1] * (kDueGroup + 1);
+  ASSERT_EQ(DueBuckets(group_due_at - 1), 0);
+  ASSERT_EQ(DueBuckets(group_due_at), kDueGroup);
+  for (std::int64_t step = 0; step <= group_due_at; ++step) {
+    std::vector<wire::StepRecord> batch;  // one step of 3 ranks a batch, as a job's ranks report
+    for (std::int64_t rank = 0; rank < 3; ++rank) {
+      auto r =
+          MakeRecord("grouped", step, 3.0 + static_cast<double>((step * 7 + rank) % 11), rank, 3);
+      truth[rank][step] = r;
+      batch.push_back(r);
+    }
+    store->Ingest(batch);
+    if (step < group_due_at) {
+      ASSERT_TRUE(level_one().empty()) << "written at step " << step;
+    }
+    if (step == group_due_at - 1 || step == 2 * kRollupWidths[1]) {
+      ExpectAnswersAsBruteForce(*store, "grouped", truth, 0, INT64_MAX, std::nullopt, 7,
+                                "pending at step " + std::to_string(step));
+    }
+  }
+  std::vector<std::int64_t> group(static_cast<std::size_t>(kDueGroup));
+  for (std::size_t i = 0; i < group.size(); ++i) group[i] = static_cast<std::int64_t>(i);
+  EXPECT_EQ(level_one(), (std::map<std::int64_t, std::vector<std::int64_t>>{
+                             {0, group}, {1, group}, {2, group}}));
+  for (std::int64_t buckets : {2, 7, 100}) {
+    ExpectAnswersAsBruteForce(*store, "grouped", truth, 0, INT64_MAX, std::nullopt, buckets,
+                              "after, " + std::to_string(buckets) + " buckets");
+  }
+}
+
 // A run that stopped has its last blocks refreshed once they are stale: nothing is pending any
 // more, but the coarser block they fill is not complete, so a query reads it from the level below.
 TEST_P(StoredRollupsTest, AStoppedRunsLastBlocksAreReadFromTheLevelBelowOnceRefreshed) {

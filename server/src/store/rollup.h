@@ -20,10 +20,21 @@ static_assert(kRollupWidths[1] == kFanOut && kRollupWidths[2] == kFanOut * kRoll
               kRollupWidths[4] == kFanOut * kRollupWidths[3]);
 
 // Level-1 blocks below this bucket are a whole block behind the run's newest step (`newest_step`):
-// the ranks that lag have had a block's time to report, and the writer refreshes every such block
-// in the transaction that stores that step. 0 while the run is younger than two blocks.
+// the ranks that lag have had a block's time to report. The writer refreshes them a group at a time
+// (DueBuckets). 0 while the run is younger than two blocks.
 inline std::int64_t SettledBuckets(std::int64_t newest_step) {
   return std::max<std::int64_t>(0, newest_step / kRollupWidths[1] - 1);
+}
+
+// Settled level-1 blocks are written kDueGroup at a time: the rows a rank gets in one transaction
+// then share a page, where a block at a time rewrites each rank's page for every block (at world
+// size 1,024, a thousand pages for one block's rows). Blocks settled but not yet due stay pending
+// (queries read them from their steps). kDueGroup divides the fan-out, so that every child of a
+// complete coarser block (CompleteBlocksBelow) is due.
+inline constexpr std::int64_t kDueGroup = 4;
+static_assert(kFanOut % kDueGroup == 0);
+inline std::int64_t DueBuckets(std::int64_t newest_step) {
+  return SettledBuckets(newest_step) / kDueGroup * kDueGroup;
 }
 
 // A block of `level` >= 2 is stored only once it is complete, every level-1 block in it settled

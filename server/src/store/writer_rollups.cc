@@ -77,8 +77,8 @@ void Writer::UpdateRollups(const std::set<StepBlock>& changed,
                            const std::vector<wire::StepRecord>& records, const BatchBlocks& batch,
                            const CarriedBlocks& staged, double now, std::set<StepBlock>& fresh,
                            std::set<StepBlock>& refreshed) {
-  // Blocks below this bucket are a whole block behind the run's newest step: due now.
-  auto settled_below = [&](std::int64_t run_id) { return SettledBuckets(newest_step.at(run_id)); };
+  // Blocks below this bucket are due now (DueBuckets).
+  auto due_below = [&](std::int64_t run_id) { return DueBuckets(newest_step.at(run_id)); };
   std::map<std::int64_t, std::int64_t> settled_after;
   for (const auto& [run_id, newest] : newest_step) {
     settled_after[run_id] = std::max(settled_before.at(run_id), SettledBuckets(newest));
@@ -87,7 +87,7 @@ void Writer::UpdateRollups(const std::set<StepBlock>& changed,
   std::set<StepBlock> marked;  // due blocks with a pending row to clear
   for (const auto& [run_id, newest] : newest_step) {
     CachedStatement pending_behind(*db_, kPendingBehind);
-    pending_behind.Bind(1, run_id).Bind(2, settled_below(run_id));
+    pending_behind.Bind(1, run_id).Bind(2, due_below(run_id));
     while (pending_behind.Step()) marked.insert({run_id, pending_behind.Int(0)});
   }
   std::set<StepBlock> stale;
@@ -105,7 +105,7 @@ void Writer::UpdateRollups(const std::set<StepBlock>& changed,
   // A changed block that is already due (a batch of many steps) is refreshed without ever being
   // marked; the others wait, marked, in the same transaction as their steps.
   for (const StepBlock& block : changed) {
-    if (block.bucket < settled_below(block.run_id)) {
+    if (block.bucket < due_below(block.run_id)) {
       due.insert(block);
       continue;
     }
