@@ -5,7 +5,8 @@
 //    records/s, and each as a ratio to world size 1 measured in the same run.
 // 2. Busy writer: `writers` clients post 7 MB batches (16 steps x 4,000 ranks) while one client
 //    times GET /healthz and a downsampled steps query; p50/p99 of those reads.
-// 3. Many runs: `runs` runs of one record each, then GET /api/v1/runs (one page, and every page).
+// 3. Tail: downsampled queries of a 1,024-rank job at its freshest steps (read from the steps).
+// 4. Many runs: `runs` runs of one record each, then GET /api/v1/runs (one page, and every page).
 //   build/tests/bench/scale_bench            (defaults: the figures in README.md)
 #include <signal.h>
 
@@ -134,6 +135,41 @@ void BusyWriter(int writers, int large_batches, int ranks, int steps_per_batch) 
   std::filesystem::remove_all(dir);
 }
 
+// Downsampled queries of a job at its freshest steps, where the level-1 blocks settled but waiting
+// for their group to be written are read from the steps table: every rank, then one. The default
+// 208 steps (0-207) is where the most blocks wait: their group of four is written with step 208.
+void TailQueries(std::int64_t world_size, std::int64_t steps, int repeats) {
+  std::filesystem::path dir = TempDir();
+  ServerProcess server({.db = dir / "tail.db"});
+  std::vector<std::string> bodies;
+  const std::int64_t records = world_size * steps;
+  for (std::int64_t first = 0; first < records; first += 1000)
+    bodies.push_back(
+        Body("tail", first, std::min<std::int64_t>(1000, records - first), world_size));
+  PostConcurrently(server.url(), bodies, 2);
+  HttpClient client(server.url());
+  auto timed = [&](const std::string& target) {
+    std::vector<double> ms;
+    for (int i = 0; i < repeats; ++i) {
+      auto t0 = Clock::now();
+      auto answer = client.Get(target);
+      ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      CheckOk(answer);
+    }
+    return ms;
+  };
+  const auto all = timed("/api/v1/runs/tail/steps?max_points=10");
+  const auto one = timed("/api/v1/runs/tail/steps?max_points=10&rank=3");
+  std::printf(
+      "steps?max_points=10 of a %lld-rank job at step %lld: every rank p50 %.1f ms p99 %.1f ms; "
+      "one rank p50 %.2f ms p99 %.2f ms (%d requests each)\n",
+      static_cast<long long>(world_size), static_cast<long long>(steps - 1), Percentile(all, 0.5),
+      Percentile(all, 0.99), Percentile(one, 0.5), Percentile(one, 0.99), repeats);
+  std::fflush(stdout);
+  server.Stop(SIGTERM, std::chrono::seconds(60));
+  std::filesystem::remove_all(dir);
+}
+
 void ManyRuns(std::int64_t runs, int repeats) {
   std::filesystem::path dir = TempDir();
   ServerProcess server({.db = dir / "runs.db"});
@@ -185,7 +221,8 @@ int main(int argc, char** argv) {
   std::vector<std::int64_t> world_sizes = {1, 64, 1024, 4096};
   std::int64_t records = 400'000, batch = 1000, runs = 100'000;
   int clients = 2, writers = 2, large_batches = 6, ranks = 4000, steps_per_batch = 16, repeats = 20;
-  std::string analyzers = "on", phases = "world,busy,runs";
+  std::int64_t tail_ranks = 1024, tail_steps = 208;
+  std::string analyzers = "on", phases = "world,busy,tail,runs";
   app.add_option("--world-sizes", world_sizes, "world sizes compared (the first is the baseline)");
   app.add_option("--records", records, "records posted per world size");
   app.add_option("--batch", batch, "records per request");
@@ -197,13 +234,16 @@ int main(int argc, char** argv) {
   app.add_option("--steps-per-batch", steps_per_batch, "steps per large batch");
   app.add_option("--runs", runs, "runs in the run-list phase");
   app.add_option("--repeats", repeats, "timed GET /api/v1/runs");
-  app.add_option("--phases", phases, "comma-separated: world, busy, runs");
+  app.add_option("--tail-ranks", tail_ranks, "ranks of the job in the tail phase");
+  app.add_option("--tail-steps", tail_steps, "steps of the job in the tail phase");
+  app.add_option("--phases", phases, "comma-separated: world, busy, tail, runs");
   CLI11_PARSE(app, argc, argv);
   try {
     if (phases.find("world") != std::string::npos)
       WorldSizes(world_sizes, records, batch, clients, analyzers);
     if (phases.find("busy") != std::string::npos)
       BusyWriter(writers, large_batches, ranks, steps_per_batch);
+    if (phases.find("tail") != std::string::npos) TailQueries(tail_ranks, tail_steps, repeats);
     if (phases.find("runs") != std::string::npos) ManyRuns(runs, repeats);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "scale_bench: %s\n", e.what());
