@@ -223,19 +223,28 @@ int main(int argc, char** argv) {
   int clients = 2, writers = 2, large_batches = 6, ranks = 4000, steps_per_batch = 16, repeats = 20;
   std::int64_t tail_ranks = 1024, tail_steps = 208;
   std::string analyzers = "on", phases = "world,busy,tail,runs";
-  app.add_option("--world-sizes", world_sizes, "world sizes compared (the first is the baseline)");
-  app.add_option("--records", records, "records posted per world size");
-  app.add_option("--batch", batch, "records per request");
-  app.add_option("--clients", clients, "concurrent clients");
+  app.add_option("--world-sizes", world_sizes, "world sizes compared (the first is the baseline)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1048576}));
+  app.add_option("--records", records, "records posted per world size")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1000000000}));
+  app.add_option("--batch", batch, "records per request")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1000000}));
+  app.add_option("--clients", clients, "concurrent clients")->check(CLI::Range(1, 256));
   app.add_option("--analyzers", analyzers)->check(CLI::IsMember({"on", "off"}));
-  app.add_option("--writers", writers, "clients posting large batches in the busy phase");
-  app.add_option("--large-batches", large_batches, "large batches posted in the busy phase");
-  app.add_option("--ranks", ranks, "ranks per large batch");
-  app.add_option("--steps-per-batch", steps_per_batch, "steps per large batch");
-  app.add_option("--runs", runs, "runs in the run-list phase");
-  app.add_option("--repeats", repeats, "timed GET /api/v1/runs");
-  app.add_option("--tail-ranks", tail_ranks, "ranks of the job in the tail phase");
-  app.add_option("--tail-steps", tail_steps, "steps of the job in the tail phase");
+  app.add_option("--writers", writers, "clients posting large batches in the busy phase")
+      ->check(CLI::Range(1, 256));
+  app.add_option("--large-batches", large_batches, "large batches posted in the busy phase")
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--ranks", ranks, "ranks per large batch")->check(CLI::Range(1, 1048576));
+  app.add_option("--steps-per-batch", steps_per_batch, "steps per large batch")
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--runs", runs, "runs in the run-list phase")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{100000000}));
+  app.add_option("--repeats", repeats, "timed GET /api/v1/runs")->check(CLI::Range(1, 100000));
+  app.add_option("--tail-ranks", tail_ranks, "ranks of the job in the tail phase")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1048576}));
+  app.add_option("--tail-steps", tail_steps, "steps of the job in the tail phase")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1000000}));
   app.add_option("--phases", phases, "comma-separated: world, busy, tail, runs");
   CLI11_PARSE(app, argc, argv);
   try {
