@@ -55,6 +55,30 @@ TEST(RecordStream, SendsPromptlyAndKeepsTheRunsLatestVerdicts) {
   EXPECT_FALSE(stream.Verdicts("other"));
 }
 
+// A record submitted while the sender decides to sleep must wake it: otherwise it waits for
+// flush_interval (10 minutes here). A fresh stream's first Submit races the sender's first wait;
+// repeated, the race is met often enough to fail when the wake-up can be lost.
+TEST(RecordStream, ARecordSubmittedAsTheSenderGoesToSleepIsSentPromptly) {
+  TempDir dir;
+  ServerProcess server({.db = dir.File("db")});
+  constexpr int kStreams = 150;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  int late = 0, started = 0;
+  for (; started < kStreams && std::chrono::steady_clock::now() < give_up; ++started) {
+    RecordStream stream(RecordStreamOptions()
+                            .server_url(server.url())
+                            .send_promptly(true)
+                            .flush_interval(std::chrono::minutes(10)));
+    ASSERT_TRUE(stream.Submit(MakeRecord("race", started)));
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (stream.verdict_generation() == 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    if (stream.verdict_generation() == 0) ++late;
+  }
+  EXPECT_EQ(late, 0) << "of " << started << " streams, each waiting 10 s at most";
+  EXPECT_EQ(RunSummary(server.url(), "race")["run"]["records"], started - late);
+}
+
 TEST(RecordStream, DeliversEverythingToALiveServer) {
   TempDir dir;
   ServerProcess server({.db = dir.File("db")});
