@@ -1,6 +1,7 @@
 #include "store/writer.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "store/alert_rows.h"
 #include "store/rollup_rows.h"
@@ -166,11 +167,15 @@ void Writer::GroupBatch(const std::vector<wire::StepRecord>& records,
   // A trainer's consecutive steps of one rank arrive in key order already.
   if (!std::is_sorted(placed.begin(), placed.end())) std::sort(placed.begin(), placed.end());
   batch.reserve(placed.size());
-  CarriedRanks* ranks = nullptr;  // of the block being grouped
+  CarriedRanks* ranks = nullptr;  // of current_block
+  std::optional<StepBlock> current_block;
   for (auto it = placed.begin(); it != placed.end();) {
     const BatchBlockKey key = it->first;
     const StepBlock block{key.run_id, key.bucket};
-    if (ranks == nullptr || staged.rbegin()->first != block) ranks = &staged[block];
+    if (current_block != block) {
+      current_block = block;
+      ranks = &staged[block];
+    }
     BatchBlock steps;
     CarriedRank seen;
     for (; it != placed.end() && it->first == key; ++it) {
@@ -250,7 +255,7 @@ IngestResult Writer::Ingest(const std::vector<wire::StepRecord>& records,
   transaction.Commit();
   judging.Committed();
   run_ids_.merge(created_runs);
-  CarryCommitted(std::move(staged), fresh, refreshed, revisions);
+  CarryCommitted(staged, fresh, refreshed, revisions);
   return result;
 }
 

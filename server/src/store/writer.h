@@ -133,7 +133,7 @@ class Writer {
   std::optional<CarriedRanks> CarriedWhole(const StepBlock& block, const CarriedBlocks& staged);
   // After a commit: refreshed blocks are no longer carried, fresh ones are from now on, and the
   // batch's changes join the blocks carried.
-  void CarryCommitted(CarriedBlocks staged, const std::set<StepBlock>& fresh,
+  void CarryCommitted(const CarriedBlocks& staged, const std::set<StepBlock>& fresh,
                       const std::set<StepBlock>& refreshed,
                       const std::unordered_map<std::int64_t, std::int64_t>& revisions);
   void ForgetCarried(std::int64_t run_id);

@@ -69,7 +69,7 @@ std::optional<Writer::CarriedRanks> Writer::CarriedWhole(const StepBlock& block,
   return ranks;
 }
 
-void Writer::CarryCommitted(CarriedBlocks staged, const std::set<StepBlock>& fresh,
+void Writer::CarryCommitted(const CarriedBlocks& staged, const std::set<StepBlock>& fresh,
                             const std::set<StepBlock>& refreshed,
                             const std::unordered_map<std::int64_t, std::int64_t>& revisions) {
   for (const StepBlock& block : refreshed) {

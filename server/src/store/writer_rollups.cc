@@ -31,20 +31,24 @@ const std::string& BlockRowsSql() {
                                  ", rank FROM steps WHERE run_id = ? AND step BETWEEN ? AND ?";
   return sql;
 }
+// The rows of the listed ranks (bound after the run) at one width, in a range of buckets. The ranks
+// are listed so that both engines seek the primary key (run_id, rank, width, bucket) once per rank;
+// without them the scan would cover every rollup row of the run.
+std::string RanksAtWidthSql(std::int64_t width, std::size_t ranks) {
+  return " FROM step_rollups WHERE run_id = ? AND rank IN " + SqlValuesRows(1, ranks) +
+         " AND width = " + std::to_string(width) + " AND bucket BETWEEN ? AND ?";
+}
 }  // namespace
 
 const std::string& Writer::MergeChildrenSql(int level, std::size_t ranks) {
   auto [it, created] = merge_children_sql_.try_emplace({level, ranks});
   if (created) {
-    // The ranks are listed so that both engines seek the primary key (run_id, rank, width, bucket)
-    // once per rank; without them the scan would cover every rollup row of the run.
     const std::string parent = "bucket / " + std::to_string(kFanOut);
     it->second =
         ("INSERT INTO step_rollups (run_id, rank, width, bucket, " + std::string(kRollupColumns) +
          ") SELECT run_id, rank, " + std::to_string(kRollupWidths[level]) + ", " + parent + ", " +
-         RollupMergeExpressions() + " FROM step_rollups WHERE run_id = ? AND rank IN " +
-         SqlValuesRows(1, ranks) + " AND width = " + std::to_string(kRollupWidths[level - 1]) +
-         " AND bucket BETWEEN ? AND ? GROUP BY run_id, rank, " + parent +
+         RollupMergeExpressions() + RanksAtWidthSql(kRollupWidths[level - 1], ranks) +
+         " GROUP BY run_id, rank, " + parent +
          " ON CONFLICT (run_id, rank, width, bucket) DO UPDATE SET " + RollupExcludedAssignments());
   }
   return it->second;
@@ -53,10 +57,8 @@ const std::string& Writer::MergeChildrenSql(int level, std::size_t ranks) {
 const std::string& Writer::ChildrenSql(int level, std::size_t ranks) {
   auto [it, created] = children_sql_.try_emplace({level, ranks});
   if (created) {
-    it->second =
-        "SELECT " + std::string(kRollupColumns) +
-        ", rank, bucket FROM step_rollups WHERE run_id = ? AND rank IN " + SqlValuesRows(1, ranks) +
-        " AND width = " + std::to_string(kRollupWidths[level - 1]) + " AND bucket BETWEEN ? AND ?";
+    it->second = "SELECT " + std::string(kRollupColumns) + ", rank, bucket" +
+                 RanksAtWidthSql(kRollupWidths[level - 1], ranks);
   }
   return it->second;
 }
@@ -64,9 +66,7 @@ const std::string& Writer::ChildrenSql(int level, std::size_t ranks) {
 const std::string& Writer::StoredKeysSql(std::size_t ranks) {
   auto [it, created] = stored_keys_sql_.try_emplace(ranks);
   if (created) {
-    it->second = "SELECT rank, bucket FROM step_rollups WHERE run_id = ? AND rank IN " +
-                 SqlValuesRows(1, ranks) + " AND width = " + std::to_string(kRollupWidths[1]) +
-                 " AND bucket BETWEEN ? AND ?";
+    it->second = "SELECT rank, bucket" + RanksAtWidthSql(kRollupWidths[1], ranks);
   }
   return it->second;
 }
