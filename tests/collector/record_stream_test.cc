@@ -70,13 +70,12 @@ TEST(RecordStream, ARecordSubmittedAsTheSenderGoesToSleepIsSentPromptly) {
                             .send_promptly(true)
                             .flush_interval(std::chrono::minutes(10)));
     ASSERT_TRUE(stream.Submit(MakeRecord("race", started)));
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (stream.verdict_generation() == 0 && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    if (stream.verdict_generation() == 0) ++late;
+    if (!Eventually([&] { return stream.verdict_generation() > 0; }, std::chrono::seconds(10)))
+      ++late;
   }
   EXPECT_EQ(late, 0) << "of " << started << " streams, each waiting 10 s at most";
-  EXPECT_EQ(RunSummary(server.url(), "race")["run"]["records"], started - late);
+  // A late stream's record goes at its close: nothing is lost either way.
+  EXPECT_EQ(RunSummary(server.url(), "race")["run"]["records"], started);
 }
 
 TEST(RecordStream, DeliversEverythingToALiveServer) {
