@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <latch>
 #include <limits>
 #include <map>
 #include <random>
@@ -247,18 +248,22 @@ TEST_P(StoreTest, RunSummaryAndAlerts) {
 TEST_P(StoreTest, ConcurrentWritersAndReadersSeeWholeBatchesOnly) {
   auto opened = Open({.durability = Durability::kNormal});
   Store& store = *opened;
-  constexpr int kWriters = 2, kBatches = 40, kBatchSize = 25;
+  constexpr int kWriters = 2, kReaders = 2, kBatches = 40, kBatchSize = 25;
   std::atomic<int> writers_done{0};
   std::atomic<int> torn{0}, reads{0};
+  // The writers start once every reader has read once: on a busy machine they could otherwise
+  // finish their 80 small batches before a reader is scheduled, and nothing would overlap.
+  std::latch readers_reading(kReaders);
   std::vector<std::thread> threads;
   for (int w = 0; w < kWriters; ++w) {
     threads.emplace_back([&, w] {
+      readers_reading.wait();
       const std::string run = "writer-" + std::to_string(w);
       for (int b = 0; b < kBatches; ++b) store.Ingest(Steps(run, b * kBatchSize, kBatchSize));
       ++writers_done;
     });
   }
-  for (int r = 0; r < 2; ++r) {
+  for (int r = 0; r < kReaders; ++r) {
     threads.emplace_back([&] {
       // Bounded: at most 100,000 reads, and never past the writers' end.
       for (int i = 0; i < 100'000 && writers_done < kWriters; ++i) {
@@ -274,6 +279,7 @@ TEST_P(StoreTest, ConcurrentWritersAndReadersSeeWholeBatchesOnly) {
         }
         store.alerts().List({});
         ++reads;
+        if (i == 0) readers_reading.count_down();
       }
     });
   }
